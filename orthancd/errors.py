@@ -1,0 +1,213 @@
+"""Orthanc's error codes, their HTTP statuses, and the exception carrying them.
+
+Domain code raises OrthancError (or a domain exception the REST layer maps to
+one); the REST layer renders it as Orthanc's JSON error body.
+"""
+import enum
+
+
+class ErrorCode(enum.IntEnum):
+    InternalError = -1
+    Success = 0
+    Plugin = 1
+    NotImplemented = 2
+    ParameterOutOfRange = 3
+    NotEnoughMemory = 4
+    BadParameterType = 5
+    BadSequenceOfCalls = 6
+    InexistentItem = 7
+    BadRequest = 8
+    NetworkProtocol = 9
+    SystemCommand = 10
+    Database = 11
+    UriSyntax = 12
+    InexistentFile = 13
+    CannotWriteFile = 14
+    BadFileFormat = 15
+    Timeout = 16
+    UnknownResource = 17
+    IncompatibleDatabaseVersion = 18
+    FullStorage = 19
+    CorruptedFile = 20
+    InexistentTag = 21
+    ReadOnly = 22
+    IncompatibleImageFormat = 23
+    IncompatibleImageSize = 24
+    SharedLibrary = 25
+    UnknownPluginService = 26
+    UnknownDicomTag = 27
+    BadJson = 28
+    Unauthorized = 29
+    BadFont = 30
+    DatabasePlugin = 31
+    StorageAreaPlugin = 32
+    EmptyRequest = 33
+    NotAcceptable = 34
+    NullPointer = 35
+    DatabaseUnavailable = 36
+    CanceledJob = 37
+    BadGeometry = 38
+    SslInitialization = 39
+    DiscontinuedAbi = 40
+    BadRange = 41
+    DatabaseCannotSerialize = 42
+    Revision = 43
+    CreateDicomNotString = 2000
+    CreateDicomOverrideTag = 2001
+    CreateDicomUseContent = 2002
+    CreateDicomNoPayload = 2003
+    CreateDicomUseDataUriScheme = 2004
+    CreateDicomBadParent = 2005
+    CreateDicomParentIsInstance = 2006
+    CreateDicomParentEncoding = 2007
+    UnknownModality = 2008
+    BadJobOrdering = 2009
+    JsonToLuaTable = 2010
+    CannotCreateLua = 2011
+    CannotExecuteLua = 2012
+    LuaAlreadyExecuted = 2013
+    LuaBadOutput = 2014
+    NotLuaPredicate = 2015
+    LuaReturnsNoString = 2016
+    StorageAreaAlreadyRegistered = 2017
+    DatabaseBackendAlreadyRegistered = 2018
+    DatabaseNotInitialized = 2019
+    SslDisabled = 2020
+    CannotOrderSlices = 2021
+    NoWorklistHandler = 2022
+    AlreadyExistingTag = 2023
+    NoStorageCommitmentHandler = 2024
+    NoCGetHandler = 2025
+    UnsupportedMediaType = 3000
+
+
+DESCRIPTIONS = {
+    ErrorCode.InternalError: "Internal error",
+    ErrorCode.Success: "Success",
+    ErrorCode.Plugin: "Error encountered within the plugin engine",
+    ErrorCode.NotImplemented: "Not implemented yet",
+    ErrorCode.ParameterOutOfRange: "Parameter out of range",
+    ErrorCode.NotEnoughMemory: "The server hosting Orthanc is running out of memory",
+    ErrorCode.BadParameterType: "Bad type for a parameter",
+    ErrorCode.BadSequenceOfCalls: "Bad sequence of calls",
+    ErrorCode.InexistentItem: "Accessing an inexistent item",
+    ErrorCode.BadRequest: "Bad request",
+    ErrorCode.NetworkProtocol: "Error in the network protocol",
+    ErrorCode.SystemCommand: "Error while calling a system command",
+    ErrorCode.Database: "Error with the database engine",
+    ErrorCode.UriSyntax: "Badly formatted URI",
+    ErrorCode.InexistentFile: "Inexistent file",
+    ErrorCode.CannotWriteFile: "Cannot write to file",
+    ErrorCode.BadFileFormat: "Bad file format",
+    ErrorCode.Timeout: "Timeout",
+    ErrorCode.UnknownResource: "Unknown resource",
+    ErrorCode.IncompatibleDatabaseVersion: "Incompatible version of the database",
+    ErrorCode.FullStorage: "The file storage is full",
+    ErrorCode.CorruptedFile: "Corrupted file (e.g. inconsistent MD5 hash)",
+    ErrorCode.InexistentTag: "Inexistent tag",
+    ErrorCode.ReadOnly: "Cannot modify a read-only data structure",
+    ErrorCode.IncompatibleImageFormat: "Incompatible format of the images",
+    ErrorCode.IncompatibleImageSize: "Incompatible size of the images",
+    ErrorCode.SharedLibrary: "Error while using a shared library (plugin)",
+    ErrorCode.UnknownPluginService: "Plugin invoking an unknown service",
+    ErrorCode.UnknownDicomTag: "Unknown DICOM tag",
+    ErrorCode.BadJson: "Cannot parse a JSON document",
+    ErrorCode.Unauthorized: "Bad credentials were provided to an HTTP request",
+    ErrorCode.BadFont: "Badly formatted font file",
+    ErrorCode.DatabasePlugin: "The plugin implementing a custom database back-end does not fulfill the proper interface",
+    ErrorCode.StorageAreaPlugin: "Error in the plugin implementing a custom storage area",
+    ErrorCode.EmptyRequest: "The request is empty",
+    ErrorCode.NotAcceptable: "Cannot send a response which is acceptable according to the Accept HTTP header",
+    ErrorCode.NullPointer: "Cannot handle a NULL pointer",
+    ErrorCode.DatabaseUnavailable: "The database is currently not available (probably a transient situation)",
+    ErrorCode.CanceledJob: "This job was canceled",
+    ErrorCode.BadGeometry: "Geometry error encountered in Stone",
+    ErrorCode.SslInitialization: "Cannot initialize SSL encryption, check out your certificates",
+    ErrorCode.DiscontinuedAbi: "Calling a function that has been removed from the Orthanc Framework",
+    ErrorCode.BadRange: "Incorrect range request",
+    ErrorCode.DatabaseCannotSerialize: "Database could not serialize access due to concurrent update, the transaction should be retried",
+    ErrorCode.Revision: "A bad revision number was provided, which might indicate conflict between multiple writers",
+    ErrorCode.CreateDicomNotString: "Only string values are supported when creating DICOM instances",
+    ErrorCode.CreateDicomOverrideTag: "Trying to override a value inherited from a parent module",
+    ErrorCode.CreateDicomUseContent: "Use \"Content\" to inject an image into a new DICOM instance",
+    ErrorCode.CreateDicomNoPayload: "No payload is present for one instance in the series",
+    ErrorCode.CreateDicomUseDataUriScheme: "The payload of the DICOM instance must be specified according to Data URI scheme",
+    ErrorCode.CreateDicomBadParent: "Trying to attach a new DICOM instance to an inexistent resource",
+    ErrorCode.CreateDicomParentIsInstance: "Trying to attach a new DICOM instance to an instance (must be a series, study or patient)",
+    ErrorCode.CreateDicomParentEncoding: "Unable to get the encoding of the parent resource",
+    ErrorCode.UnknownModality: "Unknown modality",
+    ErrorCode.BadJobOrdering: "Bad ordering of filters in a job",
+    ErrorCode.JsonToLuaTable: "Cannot convert the given JSON object to a Lua table",
+    ErrorCode.CannotCreateLua: "Cannot create the Lua context",
+    ErrorCode.CannotExecuteLua: "Cannot execute a Lua command",
+    ErrorCode.LuaAlreadyExecuted: "Arguments cannot be pushed after the Lua function is executed",
+    ErrorCode.LuaBadOutput: "The Lua function does not give the expected number of outputs",
+    ErrorCode.NotLuaPredicate: "The Lua function is not a predicate (only true/false outputs allowed)",
+    ErrorCode.LuaReturnsNoString: "The Lua function does not return a string",
+    ErrorCode.StorageAreaAlreadyRegistered: "Another plugin has already registered a custom storage area",
+    ErrorCode.DatabaseBackendAlreadyRegistered: "Another plugin has already registered a custom database back-end",
+    ErrorCode.DatabaseNotInitialized: "Plugin trying to call the database during its initialization",
+    ErrorCode.SslDisabled: "Orthanc has been built without SSL support",
+    ErrorCode.CannotOrderSlices: "Unable to order the slices of the series",
+    ErrorCode.NoWorklistHandler: "No request handler factory for DICOM C-Find Modality SCP",
+    ErrorCode.AlreadyExistingTag: "Cannot override the value of a tag that already exists",
+    ErrorCode.NoStorageCommitmentHandler: "No request handler factory for DICOM N-ACTION SCP (storage commitment)",
+    ErrorCode.NoCGetHandler: "No request handler factory for DICOM C-GET SCP",
+    ErrorCode.UnsupportedMediaType: "Unsupported media type",
+}
+
+# The HTTP status Orthanc answers with for each code; anything else is a 500.
+HTTP_STATUS = {
+    ErrorCode.Success: 200,
+    ErrorCode.NotImplemented: 501,
+    ErrorCode.ParameterOutOfRange: 400,
+    ErrorCode.BadParameterType: 400,
+    ErrorCode.BadSequenceOfCalls: 400,
+    ErrorCode.InexistentItem: 404,
+    ErrorCode.BadRequest: 400,
+    ErrorCode.UriSyntax: 400,
+    ErrorCode.InexistentFile: 404,
+    ErrorCode.BadFileFormat: 400,
+    ErrorCode.UnknownResource: 404,
+    ErrorCode.FullStorage: 507,
+    ErrorCode.InexistentTag: 404,
+    ErrorCode.UnknownDicomTag: 404,
+    ErrorCode.BadJson: 400,
+    ErrorCode.Unauthorized: 401,
+    ErrorCode.DatabaseUnavailable: 503,
+    ErrorCode.NotAcceptable: 406,
+    ErrorCode.BadRange: 416,
+    ErrorCode.DatabaseCannotSerialize: 503,
+    ErrorCode.Revision: 409,
+    ErrorCode.CreateDicomNotString: 400,
+    ErrorCode.CreateDicomOverrideTag: 400,
+    ErrorCode.CreateDicomUseContent: 400,
+    ErrorCode.CreateDicomNoPayload: 400,
+    ErrorCode.CreateDicomUseDataUriScheme: 400,
+    ErrorCode.CreateDicomBadParent: 400,
+    ErrorCode.CreateDicomParentIsInstance: 400,
+    ErrorCode.UnknownModality: 404,
+    ErrorCode.UnsupportedMediaType: 415,
+}
+
+HTTP_REASONS = {
+    200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+    409: "Conflict", 415: "Unsupported Media Type", 416: "Requested Range Not Satisfiable",
+    500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
+    504: "Gateway Timeout", 507: "Insufficient Storage",
+}
+
+
+class OrthancError(Exception):
+    """An error with an Orthanc error code and optional human details."""
+
+    def __init__(self, code, details=None, http_status=None):
+        super().__init__(details or DESCRIPTIONS.get(code, str(code)))
+        self.code = ErrorCode(code)
+        self.details = details
+        self.http_status = http_status or HTTP_STATUS.get(self.code, 500)
+
+    @property
+    def description(self):
+        return DESCRIPTIONS.get(self.code, self.code.name)

@@ -1,0 +1,208 @@
+"""The ResourceIndex interface and the records it hands out.
+
+The index holds the Patient/Study/Series/Instance hierarchy, the main DICOM
+tags, metadata, attachments and the change/export logs.  Reads are cheap and
+synchronous (they run on the reactor thread); every write returns a Deferred
+because it runs on a writer thread and fires only once committed to disk.
+"""
+import abc
+import dataclasses
+import enum
+
+from orthancd.ids import ResourceLevel
+
+
+class MetadataType(enum.IntEnum):
+    """Orthanc's numbering of the core metadata (the names show in /metadata)."""
+    IndexInSeries = 1
+    ReceptionDate = 2
+    RemoteAET = 3
+    ExpectedNumberOfInstances = 4
+    ModifiedFrom = 5
+    AnonymizedFrom = 6
+    LastUpdate = 7
+    Origin = 8
+    TransferSyntax = 9
+    SopClassUid = 10
+    RemoteIP = 11
+    CalledAET = 12
+    HttpUsername = 13
+    PixelDataOffset = 14
+    MainDicomTagsSignature = 15
+    MainDicomSequences = 16
+    PixelDataVR = 17
+
+
+USER_METADATA_START = 1024
+
+
+class ContentType(enum.IntEnum):
+    Dicom = 1
+    DicomAsJson = 2
+    DicomUntilPixelData = 3
+
+
+USER_CONTENT_START = 1024
+
+CONTENT_TYPE_NAMES = {
+    ContentType.Dicom: "dicom",
+    ContentType.DicomAsJson: "dicom-as-json",
+    ContentType.DicomUntilPixelData: "dicom-until-pixel-data",
+}
+
+
+class ChangeType(enum.Enum):
+    CompletedSeries = 1
+    Deleted = 2
+    NewChildInstance = 3
+    NewInstance = 4
+    NewPatient = 5
+    NewSeries = 6
+    NewStudy = 7
+    AnonymizedStudy = 8
+    AnonymizedSeries = 9
+    ModifiedStudy = 10
+    ModifiedSeries = 11
+    AnonymizedPatient = 12
+    ModifiedPatient = 13
+    StablePatient = 14
+    StableStudy = 15
+    StableSeries = 16
+    UpdatedAttachment = 17
+    UpdatedMetadata = 18
+
+
+class UnknownResource(KeyError):
+    """No resource with this identifier (at this level)."""
+
+
+class StorageFull(Exception):
+    """MaximumStorageSize / MaximumPatientCount reached and nothing can be recycled."""
+
+
+@dataclasses.dataclass
+class Resource:
+    level: ResourceLevel
+    public_id: str
+    parent: str | None
+    main_tags: dict
+    patient_tags: dict | None  # study level only: the patient's tags as seen by that study
+    seq: int
+    protected: bool = False
+
+
+@dataclasses.dataclass
+class Change:
+    seq: int
+    change_type: str
+    level: ResourceLevel
+    public_id: str
+    date: str
+
+    def to_json(self):
+        return {
+            "ChangeType": self.change_type,
+            "Date": self.date,
+            "ID": self.public_id,
+            "Path": "/%s/%s" % (self.level.plural, self.public_id),
+            "ResourceType": self.level.title,
+            "Seq": self.seq,
+        }
+
+
+@dataclasses.dataclass
+class StoreOutcome:
+    status: str                      # "Success" or "AlreadyStored"
+    ids: tuple                       # patient, study, series, instance public IDs
+    new_levels: tuple = ()           # levels created by this store, instance first
+    obsolete_files: list = dataclasses.field(default_factory=list)
+    recycled: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class DeleteOutcome:
+    remaining_ancestor: Resource | None
+    deleted: list                    # (level, public_id) of every removed resource
+    obsolete_files: list
+
+
+class ResourceIndex(abc.ABC):
+    """What the REST layer, ingest and the DICOM services need from an index."""
+
+    # -- reads (synchronous, cheap) --
+    @abc.abstractmethod
+    def get_resource(self, public_id, level=None):
+        """Return the Resource, or raise UnknownResource."""
+
+    @abc.abstractmethod
+    def list_resources(self, level, since=0, limit=0):
+        """Public IDs at ``level`` in insertion order, paginated like Orthanc."""
+
+    @abc.abstractmethod
+    def get_children(self, public_id, level):
+        """Public IDs of the children, in insertion order."""
+
+    @abc.abstractmethod
+    def get_metadata(self, public_id, level):
+        """{MetadataType int: str}."""
+
+    @abc.abstractmethod
+    def get_attachments(self, public_id, level):
+        """{content type int: StoredFile}."""
+
+    @abc.abstractmethod
+    def get_changes(self, since=0, limit=100):
+        """(list of Change, done, last seq)."""
+
+    @abc.abstractmethod
+    def get_last_change(self):
+        """The newest Change or None."""
+
+    @abc.abstractmethod
+    def get_exports(self, since=0, limit=100):
+        """(list of export dicts, done, last seq)."""
+
+    @abc.abstractmethod
+    def get_statistics(self):
+        """Global counts and sizes."""
+
+    @abc.abstractmethod
+    def count_children(self, public_id, level):
+        """Number of direct children."""
+
+    # -- writes (each returns a Deferred fired after commit) --
+    @abc.abstractmethod
+    def store_instance(self, summary, stored, metadata, overwrite, limits):
+        """Index one instance whose file is already durable; fires StoreOutcome."""
+
+    @abc.abstractmethod
+    def delete_resource(self, public_id, level):
+        """Cascade delete; fires DeleteOutcome."""
+
+    @abc.abstractmethod
+    def set_metadata(self, public_id, level, metadata_type, value):
+        """Set one metadata value."""
+
+    @abc.abstractmethod
+    def delete_metadata(self, public_id, level, metadata_type):
+        """Remove one metadata value."""
+
+    @abc.abstractmethod
+    def log_changes(self, changes):
+        """Append (change_type, level, public_id) triples to the changes log."""
+
+    @abc.abstractmethod
+    def clear_changes(self):
+        """DELETE /changes."""
+
+    @abc.abstractmethod
+    def log_export(self, entry):
+        """Append one export to the exports log."""
+
+    @abc.abstractmethod
+    def clear_exports(self):
+        """DELETE /exports."""
+
+    @abc.abstractmethod
+    def set_protected(self, patient_id, protected):
+        """Protect a patient against recycling (or lift the protection)."""

@@ -1,0 +1,153 @@
+"""The single path every incoming instance takes, from REST or C-STORE.
+
+parse (pydicom, off the reactor) -> write the content-addressed file and fsync
+-> one index operation through the group-commit writer -> notify listeners.
+The Deferred returned by ``store`` fires only after the index commit, so a
+success answer always means "on disk and indexed".
+"""
+import collections
+import io
+import threading
+import zipfile
+
+from twisted.internet import defer, threads
+from orthancd.logs import logger
+
+from orthancd.dicom.reading import DicomFormatError, read_dataset
+from orthancd.dicom.summary import summarize
+from orthancd.errors import ErrorCode, OrthancError
+from orthancd.index.base import MetadataType, StorageFull
+from orthancd.index.lmdb_index import now_iso
+
+
+class Origin(dict):
+    """Where an instance came from: Origin ("RestApi", "DicomProtocol", "Lua",
+    "Plugins"), RemoteIP, RemoteAET, CalledAET, HttpUsername."""
+
+    @classmethod
+    def rest(cls, remote_ip, username=""):
+        return cls(Origin="RestApi", RemoteIP=remote_ip, RemoteAET="", HttpUsername=username)
+
+    @classmethod
+    def dicom(cls, remote_ip, remote_aet, called_aet):
+        return cls(Origin="DicomProtocol", RemoteIP=remote_ip, RemoteAET=remote_aet,
+                   CalledAET=called_aet)
+
+    @classmethod
+    def lua(cls):
+        return cls(Origin="Lua", RemoteIP="", RemoteAET="")
+
+
+_ORIGIN_METADATA = (
+    ("RemoteAET", MetadataType.RemoteAET),
+    ("Origin", MetadataType.Origin),
+    ("RemoteIP", MetadataType.RemoteIP),
+    ("CalledAET", MetadataType.CalledAET),
+    ("HttpUsername", MetadataType.HttpUsername),
+)
+
+
+class Ingestor:
+    log = logger(__name__)
+
+    def __init__(self, index, storage, configuration):
+        self.index = index
+        self.storage = storage
+        self.overwrite = bool(configuration.get("OverwriteInstances", False))
+        self.limits = (int(configuration.get("MaximumStorageSize", 0)) * 1024 * 1024,
+                       int(configuration.get("MaximumPatientCount", 0)))
+        self.default_encoding = configuration.get("DefaultEncoding", "Latin1")
+        # Files written but not yet indexed: never delete them as obsolete,
+        # another upload of the same bytes may be about to reference them.
+        self._in_flight = collections.Counter()
+        self._lock = threading.Lock()
+        self.listeners = []  # callables (outcome, summary, origin), on the reactor thread
+
+    def _prepare(self, data):
+        dataset = read_dataset(data, stop_before_pixels=True)
+        summary = summarize(dataset, self.default_encoding)
+        stored = self.storage.store(data)
+        with self._lock:
+            self._in_flight[stored.uuid] += 1
+        return summary, stored
+
+    def _release(self, uuid):
+        with self._lock:
+            self._in_flight[uuid] -= 1
+            if self._in_flight[uuid] <= 0:
+                del self._in_flight[uuid]
+
+    def _remove_files(self, files):
+        for info in files:
+            with self._lock:
+                busy = info.uuid in self._in_flight
+            if not busy:
+                self.storage.remove(info.uuid)
+
+    @defer.inlineCallbacks
+    def store(self, data, origin):
+        """Store one DICOM file (bytes).  Fires with the index StoreOutcome;
+        fails with OrthancError(BadFileFormat) or OrthancError(FullStorage)."""
+        try:
+            summary, stored = yield threads.deferToThread(self._prepare, data)
+        except DicomFormatError as e:
+            raise OrthancError(ErrorCode.BadFileFormat, e.details)
+        metadata = {
+            MetadataType.ReceptionDate: now_iso(),
+            MetadataType.TransferSyntax: summary.transfer_syntax,
+            MetadataType.SopClassUid: summary.sop_class_uid,
+        }
+        for key, metadata_type in _ORIGIN_METADATA:
+            if key in origin:
+                metadata[metadata_type] = origin[key]
+        try:
+            outcome = yield self.index.store_instance(summary, stored, metadata,
+                                                      self.overwrite, self.limits)
+        except StorageFull as e:
+            self._release(stored.uuid)
+            yield threads.deferToThread(self._remove_files, [stored])
+            raise OrthancError(ErrorCode.FullStorage, str(e))
+        except BaseException:
+            self._release(stored.uuid)
+            raise
+        self._release(stored.uuid)
+        obsolete = outcome.obsolete_files
+        if obsolete:
+            threads.deferToThread(self._remove_files, obsolete).addErrback(
+                lambda f: self.log.failure("Cannot remove obsolete files", f))
+        for listener in self.listeners:
+            try:
+                listener(outcome, summary, origin)
+            except Exception:
+                self.log.failure("Listener failed after storing {id}", id=outcome.ids[3])
+        return outcome
+
+    def store_file(self, path, origin):
+        """Store a Part-10 file already on disk (the C-STORE SCP's temporary file)."""
+        d = threads.deferToThread(_read_file, path)
+        d.addCallback(self.store, origin)
+        return d
+
+    def remove_files(self, files):
+        """Remove files the index no longer references (after a delete)."""
+        return threads.deferToThread(self._remove_files, files)
+
+
+def _read_file(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def is_zip(data):
+    return data[:4] == b"PK\x03\x04"
+
+
+def zip_members(data):
+    """The non-directory members of a zip archive, as (name, bytes), lazily."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as e:
+        raise OrthancError(ErrorCode.BadFileFormat, "Cannot read the ZIP archive: %s" % e)
+    for info in archive.infolist():
+        if not info.is_dir():
+            yield info.filename, archive.read(info)

@@ -1,0 +1,138 @@
+"""The REST API: one Klein app, routes installed by one module per resource family.
+
+Handlers stay thin: parse the request, call the domain (index, storage,
+ingest, ...), render Orthanc-shaped JSON.  Every error becomes Orthanc's JSON
+error body here, in one place.
+"""
+import base64
+import hmac
+
+from klein import Klein
+from orthancd.logs import logger
+from twisted.web import http, resource, server
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from orthancd.errors import ErrorCode, OrthancError
+from orthancd.index.base import UnknownResource
+from orthancd.rest.http import error_body
+
+log = logger(__name__)
+
+
+def _route_modules():
+    # Imported here so that each module can import this one for RestContext.
+    from orthancd.rest import (attachments, changes, instances, metadata, resources,
+                               scripts, system, tools)
+    return (system, instances, resources, metadata, attachments, changes, tools, scripts)
+
+
+def build_app(ctx):
+    """A Klein app serving the whole REST API over the server context ``ctx``."""
+    app = Klein()
+    for module in _route_modules():
+        module.install(app, ctx)
+
+    @app.handle_errors(OrthancError)
+    def orthanc_error(request, failure):
+        return _render_error(request, failure.value)
+
+    @app.handle_errors(UnknownResource)
+    def unknown_resource(request, failure):
+        return _render_error(request, OrthancError(ErrorCode.UnknownResource))
+
+    @app.handle_errors(NotFound)
+    def not_found(request, failure):
+        return _render_error(request, OrthancError(ErrorCode.UnknownResource))
+
+    @app.handle_errors(MethodNotAllowed)
+    def method_not_allowed(request, failure):
+        # Orthanc answers 405 with an Allow header and an empty body.
+        allowed = sorted(m for m in failure.value.valid_methods or () if m != "HEAD")
+        request.setResponseCode(405)
+        request.setHeader(b"Allow", ",".join(allowed).encode())
+        return b""
+
+    @app.handle_errors(Exception)
+    def internal_error(request, failure):
+        log.failure("Error while answering {method} {uri}", failure,
+                    method=request.method, uri=request.uri)
+        return _render_error(request, OrthancError(ErrorCode.InternalError, str(failure.value)))
+
+    return app
+
+
+def _render_error(request, error):
+    request.setResponseCode(error.http_status)
+    request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+    if ctx_describes_errors(request):
+        return error_body(request, error)
+    return b""
+
+
+def ctx_describes_errors(request):
+    return getattr(request.site, "describe_errors", True)
+
+
+class GuardedRoot(resource.Resource):
+    """Remote-access and HTTP Basic checks in front of the Klein resource."""
+    isLeaf = True
+
+    def __init__(self, inner, configuration):
+        super().__init__()
+        self._inner = inner
+        self._remote_allowed = bool(configuration.get("RemoteAccessAllowed", False))
+        self._auth = configuration.authentication_enabled
+        self._users = {}
+        for user, password in (configuration.get("RegisteredUsers") or {}).items():
+            token = base64.b64encode(("%s:%s" % (user, password)).encode("utf-8"))
+            self._users[b"Basic " + token] = user
+
+    def _is_local(self, request):
+        host = getattr(request.getClientAddress(), "host", "127.0.0.1")
+        return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+
+    def username(self, request):
+        header = request.getHeader(b"authorization")
+        if header is None:
+            return None
+        for token, user in self._users.items():
+            if hmac.compare_digest(header.encode() if isinstance(header, str) else header, token):
+                return user
+        return None
+
+    def render(self, request):
+        if not self._remote_allowed and not self._is_local(request):
+            log.warn("Unauthorized remote access from {host}", host=request.getClientAddress())
+            request.setResponseCode(403)
+            return b""
+        if self._auth:
+            user = self.username(request)
+            if user is None:
+                request.setResponseCode(401)
+                request.setHeader(b"WWW-Authenticate", b'Basic realm="Orthanc Secure Area"')
+                return b""
+            request.http_username = user
+        return self._inner.render(request)
+
+
+class NoDelayChannel(http.HTTPChannel):
+    """Nagle's algorithm costs 40 ms per request/response round trip."""
+
+    def connectionMade(self):
+        super().connectionMade()
+        try:
+            self.transport.setTcpNoDelay(True)
+        except (AttributeError, OSError):
+            pass
+
+
+def build_site(ctx):
+    app = build_app(ctx)
+    root = GuardedRoot(app.resource(), ctx.configuration)
+    site = server.Site(root, parsePOSTFormSubmission=False)
+    site.protocol = NoDelayChannel
+    site.displayTracebacks = False
+    site.describe_errors = bool(ctx.configuration.get("HttpDescribeErrors", True))
+    site.noisy = False
+    ctx.app = app
+    return site

@@ -1,0 +1,122 @@
+"""/{level}/{id}/attachments: the files attached to a resource."""
+import hashlib
+
+from orthancd.errors import ErrorCode, OrthancError
+from orthancd.ids import ResourceLevel
+from orthancd.index.base import CONTENT_TYPE_NAMES, USER_CONTENT_START, ContentType
+from orthancd.rest.http import bool_argument, read_body, render_bytes, render_json, render_text
+
+_OPERATIONS = ["compress", "compressed-data", "compressed-md5", "compressed-size", "data",
+               "info", "is-compressed", "md5", "size", "uncompress", "verify-md5", "uuid"]
+
+
+class ContentTypeNames:
+    def __init__(self, configuration):
+        self.by_name = {name: int(number) for number, name in CONTENT_TYPE_NAMES.items()}
+        for name, value in (configuration.get("UserContentType") or {}).items():
+            number = value[0] if isinstance(value, list) else value
+            self.by_name[name] = int(number)
+        self.by_number = {v: k for k, v in self.by_name.items()}
+
+    def name(self, number):
+        return self.by_number.get(number, str(number))
+
+    def number(self, name):
+        if name in self.by_name:
+            return self.by_name[name]
+        try:
+            return int(name)
+        except ValueError:
+            raise OrthancError(ErrorCode.UnknownResource)
+
+
+def install(app, server):
+    names = ContentTypeNames(server.configuration)
+    index = server.index
+
+    def attachment(public_id, level, name):
+        info = index.get_attachments(public_id, level).get(names.number(name))
+        if info is None:
+            raise OrthancError(ErrorCode.UnknownResource)
+        return info
+
+    def make_routes(level):
+        base = "/%s/<public_id>/attachments" % level.plural
+
+        def route(suffix, methods, name):
+            return app.route(base + suffix, methods=methods,
+                             endpoint="attachments_%s_%s" % (name, level.plural))
+
+        @route("", ["GET"], "list")
+        def list_attachments(request, public_id):
+            attachments = index.get_attachments(public_id, level)
+            if bool_argument(request, "full"):
+                return render_json(request, {names.name(k): k for k in attachments})
+            return render_json(request, [names.name(k) for k in attachments])
+
+        @route("/<name>", ["GET"], "operations")
+        def operations(request, public_id, name):
+            attachment(public_id, level, name)
+            return render_json(request, _OPERATIONS)
+
+        @route("/<name>/info", ["GET"], "info")
+        def info(request, public_id, name):
+            stored = attachment(public_id, level, name)
+            return render_json(request, {
+                "CompressedMD5": stored.md5,
+                "CompressedSize": stored.size,
+                "ContentType": names.number(name),
+                "UncompressedMD5": stored.uncompressed_md5,
+                "UncompressedSize": stored.uncompressed_size,
+                "Uuid": stored.uuid,
+            })
+
+        @route("/<name>/data", ["GET"], "data")
+        @route("/<name>/compressed-data", ["GET"], "compressed_data")
+        async def data(request, public_id, name):
+            content = await server.read_attachment(attachment(public_id, level, name))
+            return render_bytes(request, content)
+
+        def text_property(suffix, getter):
+            @route("/<name>/" + suffix, ["GET"], suffix.replace("-", "_"))
+            def prop(request, public_id, name):
+                return render_text(request, str(getter(attachment(public_id, level, name))))
+
+        text_property("size", lambda s: s.uncompressed_size)
+        text_property("md5", lambda s: s.uncompressed_md5)
+        text_property("compressed-size", lambda s: s.size)
+        text_property("compressed-md5", lambda s: s.md5)
+        text_property("is-compressed", lambda s: 1 if s.compressed else 0)
+        text_property("uuid", lambda s: s.uuid)
+
+        @route("/<name>/verify-md5", ["POST"], "verify_md5")
+        async def verify_md5(request, public_id, name):
+            stored = attachment(public_id, level, name)
+            content = await server.read_attachment(stored)
+            if hashlib.md5(content).hexdigest() != stored.md5:
+                raise OrthancError(ErrorCode.CorruptedFile)
+            request.setHeader(b"Content-Type", b"application/json")
+            return b"{}"
+
+        @route("/<name>", ["PUT"], "put")
+        async def put(request, public_id, name):
+            number = names.number(name)
+            if number < USER_CONTENT_START:
+                raise OrthancError(ErrorCode.ParameterOutOfRange,
+                                   "Cannot modify a core attachment")
+            index.get_resource(public_id, level)
+            await server.store_attachment(public_id, level, number, read_body(request))
+            return render_json(request, {})
+
+        @route("/<name>", ["DELETE"], "delete")
+        async def delete(request, public_id, name):
+            number = names.number(name)
+            if number == ContentType.Dicom:
+                raise OrthancError(ErrorCode.ParameterOutOfRange,
+                                   "Cannot delete the DICOM file of an instance")
+            attachment(public_id, level, name)
+            await server.delete_attachment(public_id, level, number)
+            return render_json(request, {})
+
+    for level in ResourceLevel:
+        make_routes(level)

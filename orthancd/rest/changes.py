@@ -1,0 +1,50 @@
+"""/changes and /exports: the two logs clients poll."""
+from orthancd.rest.http import has_argument, int_argument, render_json
+
+_DEFAULT_LIMIT = 100
+_MAX_LIMIT = 10000
+
+
+def install(app, server):
+    index = server.index
+
+    def page_arguments(request):
+        since = int_argument(request, "since", 0)
+        limit = int_argument(request, "limit", _DEFAULT_LIMIT)
+        return since, min(limit, _MAX_LIMIT) if limit else _DEFAULT_LIMIT
+
+    @app.route("/changes", methods=["GET"])
+    def get_changes(request):
+        if has_argument(request, "last"):
+            change = index.get_last_change()
+            changes = [change] if change else []
+            return render_json(request, {
+                "Changes": [c.to_json() for c in changes],
+                "Done": True,
+                "Last": change.seq if change else 0,
+            })
+        since, limit = page_arguments(request)
+        changes, done, last = index.get_changes(since, limit)
+        return render_json(request, {"Changes": [c.to_json() for c in changes],
+                                     "Done": done, "Last": last})
+
+    @app.route("/changes", methods=["DELETE"])
+    async def clear_changes(request):
+        await index.clear_changes()
+        return render_json(request, {})
+
+    @app.route("/exports", methods=["GET"])
+    def get_exports(request):
+        if has_argument(request, "last"):
+            export = index.get_last_export()
+            exports = [export] if export else []
+            return render_json(request, {"Exports": exports, "Done": True,
+                                         "Last": export["Seq"] if export else 0})
+        since, limit = page_arguments(request)
+        exports, done, last = index.get_exports(since, limit)
+        return render_json(request, {"Exports": exports, "Done": done, "Last": last})
+
+    @app.route("/exports", methods=["DELETE"])
+    async def clear_exports(request):
+        await index.clear_exports()
+        return render_json(request, {})

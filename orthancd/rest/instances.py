@@ -1,0 +1,94 @@
+"""POST /instances (DICOM or zip upload) and the content of one instance:
+/file, /tags, /simplified-tags, /header, /content/..."""
+from orthancd.dicom.json_tags import content_at, dataset_to_json, header_to_json
+from orthancd.errors import ErrorCode, OrthancError
+from orthancd.ids import ResourceLevel
+from orthancd.ingest import Origin, is_zip, zip_members
+from orthancd.rest.http import read_body, render_bytes, render_json
+from orthancd.rest.resources import tags_format
+
+INSTANCE = ResourceLevel.INSTANCE
+
+
+def store_answer(outcome):
+    patient, study, series, instance = outcome.ids
+    return {
+        "ID": instance,
+        "ParentPatient": patient,
+        "ParentSeries": series,
+        "ParentStudy": study,
+        "Path": "/instances/%s" % instance,
+        "Status": outcome.status,
+    }
+
+
+def request_origin(request):
+    host = getattr(request.getClientAddress(), "host", "")
+    return Origin.rest(host, getattr(request, "http_username", "") or "")
+
+
+def install(app, server):
+
+    @app.route("/instances", methods=["POST"])
+    async def upload(request):
+        body = read_body(request)
+        if not body:
+            raise OrthancError(ErrorCode.BadFileFormat, "Empty request body")
+        origin = request_origin(request)
+        if is_zip(body):
+            answers = []
+            for _name, data in zip_members(body):
+                try:
+                    outcome = await server.ingest.store(data, origin)
+                except OrthancError as e:
+                    if e.code is not ErrorCode.BadFileFormat:
+                        raise
+                    continue  # like Orthanc, non-DICOM members of a zip are skipped
+                answers.append(store_answer(outcome))
+            return render_json(request, answers)
+        outcome = await server.ingest.store(body, origin)
+        return render_json(request, store_answer(outcome))
+
+    @app.route("/instances/<public_id>/file", methods=["GET"])
+    async def download(request, public_id):
+        data = await server.read_instance_file(public_id)
+        return render_bytes(request, data, b"application/dicom", public_id + ".dcm")
+
+    @app.route("/instances/<public_id>/tags", methods=["GET"])
+    async def tags(request, public_id):
+        dataset = await server.read_dataset(public_id)
+        return render_json(request, dataset_to_json(dataset, tags_format(request),
+                                                    server.default_encoding))
+
+    @app.route("/instances/<public_id>/simplified-tags", methods=["GET"])
+    async def simplified_tags(request, public_id):
+        dataset = await server.read_dataset(public_id)
+        return render_json(request, dataset_to_json(dataset, "simplify", server.default_encoding))
+
+    @app.route("/instances/<public_id>/header", methods=["GET"])
+    async def header(request, public_id):
+        dataset = await server.read_dataset(public_id, stop_before_pixels=True)
+        return render_json(request, header_to_json(dataset, tags_format(request)))
+
+    @app.route("/instances/<public_id>/content", methods=["GET"])
+    @app.route("/instances/<public_id>/content/", methods=["GET"])
+    @app.route("/instances/<public_id>/content/<path:path>", methods=["GET"])
+    async def content(request, public_id, path=""):
+        dataset = await server.read_dataset(public_id)
+        parts = [p for p in path.split("/") if p]
+        try:
+            value = content_at(dataset, parts)
+        except KeyError:
+            raise OrthancError(ErrorCode.UnknownResource)
+        if isinstance(value, list):
+            return render_json(request, value)
+        return render_bytes(request, value)
+
+    @app.route("/instances/<public_id>/frames", methods=["GET"])
+    def frames(request, public_id):
+        resource = server.index.get_resource(public_id, INSTANCE)
+        try:
+            count = int(resource.main_tags.get("NumberOfFrames") or 1)
+        except ValueError:
+            count = 1
+        return render_json(request, list(range(max(count, 1))))

@@ -1,0 +1,157 @@
+"""/patients, /studies, /series, /instances: listing, browsing the hierarchy,
+statistics, deletion, protection, shared tags and modules."""
+from orthancd.dicom.json_tags import module_to_json, shared_tags_to_json
+from orthancd.errors import ErrorCode, OrthancError
+from orthancd.ids import ResourceLevel
+from orthancd.rest.http import (bool_argument, paging_arguments, render_json,
+                                render_text, text_body)
+from orthancd.rest.resource_json import resource_to_json
+
+LEVELS = list(ResourceLevel)
+
+
+def tags_format(request):
+    """Orthanc's ``?simplify`` / ``?short`` switches for tag renderings."""
+    if bool_argument(request, "simplify"):
+        return "simplify"
+    if bool_argument(request, "short"):
+        return "short"
+    return "full"
+
+
+def size_mb(size):
+    return size // (1024 * 1024)
+
+
+def statistics_json(level, counts, disk, uncompressed, dicom_disk, dicom_uncompressed):
+    out = {
+        "DiskSize": str(disk),
+        "DiskSizeMB": size_mb(disk),
+        "UncompressedSize": str(uncompressed),
+        "UncompressedSizeMB": size_mb(uncompressed),
+        "DicomDiskSize": str(dicom_disk),
+        "DicomDiskSizeMB": size_mb(dicom_disk),
+        "DicomUncompressedSize": str(dicom_uncompressed),
+        "DicomUncompressedSizeMB": size_mb(dicom_uncompressed),
+    }
+    for below in LEVELS[int(level) + 1:]:
+        out["Count" + {"Study": "Studies", "Series": "Series", "Instance": "Instances"}[below.title]] = counts[below]
+    return out
+
+
+def remaining_ancestor_json(outcome):
+    ancestor = outcome.remaining_ancestor
+    if ancestor is None:
+        return {"RemainingAncestor": None}
+    return {"RemainingAncestor": {
+        "ID": ancestor.public_id,
+        "Path": "/%s/%s" % (ancestor.level.plural, ancestor.public_id),
+        "Type": ancestor.level.title,
+    }}
+
+
+def descendants(server, public_id, level, target):
+    """Public IDs at ``target`` level below a resource, in order."""
+    ids = [public_id]
+    for lv in LEVELS[int(level):int(target)]:
+        ids = [c for i in ids for c in server.index.get_children(i, lv)]
+    return ids
+
+
+def ancestor(server, public_id, level, target):
+    for _ in range(int(level) - int(target)):
+        public_id = server.index.get_resource(public_id, level).parent
+        level = level.parent
+    return public_id
+
+
+def install(app, server):
+    index = server.index
+
+    def make_level_routes(level):
+        plural = level.plural
+
+        @app.route("/%s" % plural, methods=["GET"], endpoint="list_" + plural)
+        def list_resources(request):
+            since, limit = paging_arguments(request)
+            ids = index.list_resources(level, since, limit)
+            if bool_argument(request, "expand"):
+                return render_json(request, [resource_to_json(server, level, i) for i in ids])
+            return render_json(request, ids)
+
+        @app.route("/%s/<public_id>" % plural, methods=["GET"], endpoint="get_" + plural)
+        def get_resource(request, public_id):
+            return render_json(request, resource_to_json(server, level, public_id))
+
+        @app.route("/%s/<public_id>" % plural, methods=["DELETE"], endpoint="delete_" + plural)
+        async def delete_resource(request, public_id):
+            index.get_resource(public_id, level)
+            outcome = await server.delete_resource(public_id, level)
+            return render_json(request, remaining_ancestor_json(outcome))
+
+        @app.route("/%s/<public_id>/statistics" % plural, methods=["GET"],
+                   endpoint="statistics_" + plural)
+        def resource_statistics(request, public_id):
+            stats = index.resource_statistics(public_id, level)
+            return render_json(request, statistics_json(level, *stats))
+
+        @app.route("/%s/<public_id>/module" % plural, methods=["GET"], endpoint="module_" + plural)
+        async def module(request, public_id):
+            instance = descendants(server, public_id, level, ResourceLevel.INSTANCE)[0]
+            dataset = await server.read_dataset(instance)
+            return render_json(request, module_to_json(dataset, level, tags_format(request)))
+
+        for child in LEVELS[int(level) + 1:]:
+            make_child_route(level, child)
+        for parent in LEVELS[:int(level)]:
+            make_parent_route(level, parent)
+        if level is not ResourceLevel.INSTANCE:
+            @app.route("/%s/<public_id>/shared-tags" % plural, methods=["GET"],
+                       endpoint="shared_tags_" + plural)
+            async def shared_tags(request, public_id):
+                datasets = []
+                for instance in descendants(server, public_id, level, ResourceLevel.INSTANCE):
+                    datasets.append(await server.read_dataset(instance))
+                return render_json(request, shared_tags_to_json(datasets, tags_format(request)))
+
+    def make_child_route(level, child):
+        @app.route("/%s/<public_id>/%s" % (level.plural, child.plural), methods=["GET"],
+                   endpoint="%s_%s" % (level.plural, child.plural))
+        def children(request, public_id):
+            index.get_resource(public_id, level)
+            ids = descendants(server, public_id, level, child)
+            if bool_argument(request, "expand", True):
+                return render_json(request, [resource_to_json(server, child, i) for i in ids])
+            return render_json(request, ids)
+
+    def make_parent_route(level, parent):
+        name = parent.title.lower()
+        @app.route("/%s/<public_id>/%s" % (level.plural, name), methods=["GET"],
+                   endpoint="%s_%s" % (level.plural, name))
+        def parent_resource(request, public_id):
+            parent_id = ancestor(server, public_id, level, parent)
+            return render_json(request, resource_to_json(server, parent, parent_id))
+
+    for level in LEVELS:
+        make_level_routes(level)
+
+    @app.route("/studies/<public_id>/module-patient", methods=["GET"])
+    async def study_patient_module(request, public_id):
+        instance = descendants(server, public_id, ResourceLevel.STUDY, ResourceLevel.INSTANCE)[0]
+        dataset = await server.read_dataset(instance)
+        return render_json(request, module_to_json(dataset, ResourceLevel.PATIENT,
+                                                   tags_format(request)))
+
+    @app.route("/patients/<public_id>/protected", methods=["GET"])
+    def get_protected(request, public_id):
+        resource = index.get_resource(public_id, ResourceLevel.PATIENT)
+        return render_text(request, "1" if resource.protected else "0")
+
+    @app.route("/patients/<public_id>/protected", methods=["PUT"])
+    async def set_protected(request, public_id):
+        value = text_body(request).strip()
+        if value not in ("0", "1"):
+            raise OrthancError(ErrorCode.BadRequest, "Expected 0 or 1")
+        index.get_resource(public_id, ResourceLevel.PATIENT)
+        await index.set_protected(public_id, value == "1")
+        return render_text(request, "")

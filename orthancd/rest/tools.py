@@ -1,0 +1,142 @@
+"""/tools/*: clock, UID generation, lookup, runtime settings, bulk delete."""
+import time
+import uuid
+
+from pydicom.uid import generate_uid
+
+from orthancd import logs
+from orthancd.dicom.summary import normalize_for_find
+from orthancd.errors import ErrorCode, OrthancError
+from orthancd.ids import ResourceLevel
+from orthancd.rest.http import get_argument, json_body, render_json, render_text, text_body
+from orthancd.rest.resources import remaining_ancestor_json
+
+# Orthanc's UID root (DCMTK's), followed by a digit telling the level.
+_UID_ROOT = "1.2.276.0.7230010.3.1."
+_UID_LEVEL_DIGIT = {ResourceLevel.STUDY: "2", ResourceLevel.SERIES: "3",
+                    ResourceLevel.INSTANCE: "4"}
+
+# The encodings Orthanc knows, by their configuration names.
+ENCODINGS = ("Ascii", "Utf8", "Latin1", "Latin2", "Latin3", "Latin4", "Latin5", "Cyrillic",
+             "Windows1251", "Arabic", "Greek", "Hebrew", "Thai", "Japanese", "Chinese",
+             "JapaneseKanji", "Korean", "SimplifiedChinese")
+
+_LOOKUP_TAGS = (
+    (ResourceLevel.PATIENT, 0x00100020, "PatientID"),
+    (ResourceLevel.STUDY, 0x0020000D, "StudyInstanceUID"),
+    (ResourceLevel.STUDY, 0x00080050, "AccessionNumber"),
+    (ResourceLevel.SERIES, 0x0020000E, "SeriesInstanceUID"),
+    (ResourceLevel.INSTANCE, 0x00080018, "SOPInstanceUID"),
+)
+
+
+def lookup(index, value):
+    """Resources whose PatientID, StudyInstanceUID, AccessionNumber,
+    SeriesInstanceUID or SOPInstanceUID equals ``value``."""
+    value = value.strip()
+    found = []
+    for level, tag, keyword in _LOOKUP_TAGS:
+        for public_id in index.lookup_identifier(level, tag, normalize_for_find(value)):
+            resource = index.get_resource(public_id, level)
+            if resource.main_tags.get(keyword, "").strip() != value:
+                continue  # the index only narrows: it holds normalized values
+            entry = {"ID": public_id, "Path": "/%s/%s" % (level.plural, public_id),
+                     "Type": level.title}
+            if entry not in found:
+                found.append(entry)
+    return found
+
+
+def install(app, server):
+
+    @app.route("/tools/now", methods=["GET"])
+    def now(request):
+        return render_text(request, time.strftime("%Y%m%dT%H%M%S", time.gmtime()))
+
+    @app.route("/tools/now-local", methods=["GET"])
+    def now_local(request):
+        return render_text(request, time.strftime("%Y%m%dT%H%M%S", time.localtime()))
+
+    @app.route("/tools/generate-uid", methods=["GET"])
+    def generate(request):
+        level_name = get_argument(request, "level")
+        if level_name is None:
+            raise OrthancError(ErrorCode.UnknownResource)
+        try:
+            level = ResourceLevel.parse(level_name)
+        except ValueError:
+            raise OrthancError(ErrorCode.ParameterOutOfRange, "Unknown level: %s" % level_name)
+        if level is ResourceLevel.PATIENT:
+            return render_text(request, str(uuid.uuid4()))
+        return render_text(request, generate_uid(prefix=_UID_ROOT + _UID_LEVEL_DIGIT[level] + "."))
+
+    @app.route("/tools/lookup", methods=["POST"])
+    def tools_lookup(request):
+        return render_json(request, lookup(server.index, text_body(request)))
+
+    @app.route("/tools/default-encoding", methods=["GET"])
+    def get_default_encoding(request):
+        return render_text(request, server.default_encoding)
+
+    @app.route("/tools/default-encoding", methods=["PUT"])
+    def set_default_encoding(request):
+        value = text_body(request).strip()
+        if value not in ENCODINGS:
+            raise OrthancError(ErrorCode.ParameterOutOfRange)
+        server.set_default_encoding(value)
+        return render_text(request, "")
+
+    @app.route("/tools/accepted-transfer-syntaxes", methods=["GET"])
+    def get_transfer_syntaxes(request):
+        return render_json(request, sorted(server.accepted_transfer_syntaxes))
+
+    @app.route("/tools/accepted-transfer-syntaxes", methods=["PUT"])
+    def set_transfer_syntaxes(request):
+        body = text_body(request).strip()
+        if body.startswith("["):
+            syntaxes = json_body(request, list)
+        else:
+            syntaxes = [body]
+        if not all(isinstance(s, str) and s for s in syntaxes):
+            raise OrthancError(ErrorCode.BadRequest, "Expected a list of transfer syntax UIDs")
+        server.accepted_transfer_syntaxes = list(dict.fromkeys(syntaxes))
+        return render_json(request, sorted(server.accepted_transfer_syntaxes))
+
+    @app.route("/tools/unknown-sop-class-accepted", methods=["GET"])
+    def get_unknown_sop(request):
+        return render_text(request, "1" if server.unknown_sop_class_accepted else "0")
+
+    @app.route("/tools/unknown-sop-class-accepted", methods=["PUT"])
+    def set_unknown_sop(request):
+        value = text_body(request).strip().lower()
+        if value not in ("0", "1", "true", "false"):
+            raise OrthancError(ErrorCode.ParameterOutOfRange)
+        server.unknown_sop_class_accepted = value in ("1", "true")
+        return render_text(request, "")
+
+    @app.route("/tools/log-level", methods=["GET"])
+    def get_log_level(request):
+        return render_text(request, logs.get_level())
+
+    @app.route("/tools/log-level", methods=["PUT"])
+    def set_log_level(request):
+        value = text_body(request).strip()
+        if value not in logs.LEVELS:
+            raise OrthancError(ErrorCode.ParameterOutOfRange)
+        logs.set_level(value)
+        return render_text(request, "")
+
+    @app.route("/tools/bulk-delete", methods=["POST"])
+    async def bulk_delete(request):
+        body = json_body(request)
+        resources = body.get("Resources")
+        if not isinstance(resources, list) or not all(isinstance(r, str) for r in resources):
+            raise OrthancError(ErrorCode.BadRequest,
+                               'The body must contain a "Resources" array of identifiers')
+        for public_id in resources:
+            try:
+                resource = server.index.get_resource(public_id)
+            except KeyError:
+                continue  # already gone, e.g. with a parent deleted earlier in the list
+            await server.delete_resource(public_id, resource.level)
+        return render_json(request, {})

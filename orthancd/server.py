@@ -1,0 +1,159 @@
+"""The server's domain objects wired together: what REST, DICOM and Lua share.
+
+``OrthancServer`` owns the index, the storage area, the ingest path, the
+stability monitor and the runtime settings that the REST API can change
+(default encoding, accepted transfer syntaxes, log level...).  It knows
+nothing of HTTP.
+"""
+import os
+import time
+
+from twisted.internet import threads
+
+from orthancd.dicom.reading import read_dataset
+from orthancd.dicom.summary import MAIN_DICOM_TAGS, normalize_for_find
+from orthancd.errors import ErrorCode, OrthancError
+from orthancd.ids import ResourceLevel
+from orthancd.index.base import ContentType
+from orthancd.index.lmdb_index import LmdbResourceIndex
+from orthancd.ingest import Ingestor
+from orthancd.logs import logger
+from orthancd.stability import StabilityMonitor
+from orthancd.storage.filesystem import FilesystemStorageArea
+
+log = logger(__name__)
+
+# Transfer syntaxes the DICOM listener accepts by default, grouped by the
+# configuration flag that controls them (as in Orthanc).
+TRANSFER_SYNTAX_GROUPS = {
+    "DeflatedTransferSyntaxAccepted": ["1.2.840.10008.1.2.1.99"],
+    "JpegTransferSyntaxAccepted": [
+        "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.52",
+        "1.2.840.10008.1.2.4.53", "1.2.840.10008.1.2.4.54", "1.2.840.10008.1.2.4.55",
+        "1.2.840.10008.1.2.4.56", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.58",
+        "1.2.840.10008.1.2.4.59", "1.2.840.10008.1.2.4.60", "1.2.840.10008.1.2.4.61",
+        "1.2.840.10008.1.2.4.62", "1.2.840.10008.1.2.4.63", "1.2.840.10008.1.2.4.64",
+        "1.2.840.10008.1.2.4.65", "1.2.840.10008.1.2.4.66", "1.2.840.10008.1.2.4.70"],
+    "JpegLosslessTransferSyntaxAccepted": ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"],
+    "Jpeg2000TransferSyntaxAccepted": [
+        "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92",
+        "1.2.840.10008.1.2.4.93"],
+    "JpipTransferSyntaxAccepted": ["1.2.840.10008.1.2.4.94", "1.2.840.10008.1.2.4.95"],
+    "Mpeg2TransferSyntaxAccepted": ["1.2.840.10008.1.2.4.100", "1.2.840.10008.1.2.4.101"],
+    "Mpeg4TransferSyntaxAccepted": [
+        "1.2.840.10008.1.2.4.102", "1.2.840.10008.1.2.4.103", "1.2.840.10008.1.2.4.104",
+        "1.2.840.10008.1.2.4.105", "1.2.840.10008.1.2.4.106"],
+    "H265TransferSyntaxAccepted": ["1.2.840.10008.1.2.4.107", "1.2.840.10008.1.2.4.108"],
+    "RleTransferSyntaxAccepted": ["1.2.840.10008.1.2.5"],
+}
+UNCOMPRESSED_TRANSFER_SYNTAXES = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"]
+
+
+def _identifier_tags():
+    """Every main DICOM tag is indexed at its level, for /tools/find and C-FIND."""
+    from pydicom.datadict import keyword_for_tag, tag_for_keyword
+    out = {}
+    for level, tags in MAIN_DICOM_TAGS.items():
+        pairs = []
+        for tag in tags:
+            if isinstance(tag, str):
+                number, keyword = tag_for_keyword(tag), tag
+            else:
+                number, keyword = int(tag), keyword_for_tag(tag)
+            if number is not None and keyword:
+                pairs.append((int(number), keyword))
+        out[level] = pairs
+    return out
+
+
+class OrthancServer:
+
+    def __init__(self, configuration, reactor):
+        self.configuration = configuration
+        self.reactor = reactor
+        self.started = time.time()
+        storage_dir = configuration.storage_directory
+        index_dir = configuration.index_directory
+        self.storage = FilesystemStorageArea(
+            storage_dir, fsync=bool(configuration.get("SyncStorageArea", True)))
+        self.index = LmdbResourceIndex(os.path.join(index_dir, "index.lmdb"), reactor,
+                                       identifier_tags=_identifier_tags())
+        self.index.set_normalizer(normalize_for_find)
+        self.ingest = Ingestor(self.index, self.storage, configuration)
+        self.stability = StabilityMonitor(self.index, configuration.get("StableAge", 60), reactor)
+        self.ingest.listeners.append(self.stability.instance_stored)
+        # Runtime settings the REST API may change (not persisted, as in Orthanc).
+        self.default_encoding = configuration.get("DefaultEncoding", "Latin1")
+        self.unknown_sop_class_accepted = bool(configuration.get("UnknownSopClassAccepted", False))
+        self.accepted_transfer_syntaxes = self._initial_transfer_syntaxes()
+        self.lua = None  # set by the service maker when Lua is wired in
+
+    def _initial_transfer_syntaxes(self):
+        accepted = list(UNCOMPRESSED_TRANSFER_SYNTAXES)
+        for option, syntaxes in TRANSFER_SYNTAX_GROUPS.items():
+            if self.configuration.get(option, True):
+                accepted.extend(syntaxes)
+        return accepted
+
+    def set_default_encoding(self, encoding):
+        self.default_encoding = encoding
+        self.ingest.default_encoding = encoding
+
+    # -- deletes: the index removes entries, then the files go --
+
+    async def delete_resource(self, public_id, level):
+        outcome = await self.index.delete_resource(public_id, level)
+        for deleted_level, deleted_id in outcome.deleted:
+            self.stability.forget(deleted_level, deleted_id)
+        await self.ingest.remove_files(outcome.obsolete_files)
+        return outcome
+
+    def read_attachment(self, info):
+        """Deferred bytes of a stored attachment (read off the reactor)."""
+        return threads.deferToThread(self.storage.read, info.uuid)
+
+    async def store_attachment(self, public_id, level, content_type, data):
+        salt = ("%s/%d" % (public_id, content_type)).encode()
+        stored = await threads.deferToThread(self.storage.store, data, salt)
+        previous = await self.index.set_attachment(public_id, level, content_type, stored)
+        if previous is not None and previous.uuid != stored.uuid:
+            await self.ingest.remove_files([previous])
+        return stored
+
+    async def delete_attachment(self, public_id, level, content_type):
+        previous = await self.index.delete_attachment(public_id, level, content_type)
+        await self.ingest.remove_files([previous])
+
+    def dicom_attachment(self, instance_id):
+        info = self.index.get_attachments(instance_id, ResourceLevel.INSTANCE).get(ContentType.Dicom)
+        if info is None:
+            raise OrthancError(ErrorCode.InexistentFile, "No DICOM file for instance %s" % instance_id)
+        return info
+
+    def read_instance_file(self, instance_id):
+        """Deferred bytes of an instance's DICOM file."""
+        return self.read_attachment(self.dicom_attachment(instance_id))
+
+    def read_dataset(self, instance_id, stop_before_pixels=False):
+        """Deferred pydicom dataset of an instance, read and parsed off the reactor."""
+        info = self.dicom_attachment(instance_id)
+
+        def load():
+            return read_dataset(self.storage.read(info.uuid), stop_before_pixels=stop_before_pixels)
+        return threads.deferToThread(load)
+
+    def check_consistency(self):
+        """Start-up sweep: remove files the index does not reference (left by a
+        crash between the file write and the index commit)."""
+        referenced = self.index.referenced_uuids()
+        removed = 0
+        for name in list(self.storage.list_uuids()):
+            if name not in referenced:
+                self.storage.remove(name)
+                removed += 1
+        if removed:
+            log.info("Removed {n} orphan file(s) from the storage area", n=removed)
+        return removed
+
+    def close(self):
+        self.index.close()

@@ -1,0 +1,67 @@
+"""The StorageArea interface: where attachment bytes live.
+
+The index only records a FileUuid per attachment; a StorageArea turns that
+UUID into bytes.  The filesystem implementation is the default; an object
+store can stand behind the same interface later.
+"""
+import abc
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredFile:
+    """What the index records about one stored attachment."""
+    uuid: str
+    size: int            # bytes on disk
+    md5: str             # hex MD5 of the bytes on disk
+    uncompressed_size: int
+    uncompressed_md5: str
+    compressed: bool = False
+
+    def to_record(self):
+        return {"uuid": self.uuid, "size": self.size, "md5": self.md5,
+                "usize": self.uncompressed_size, "umd5": self.uncompressed_md5,
+                "compressed": self.compressed}
+
+    @classmethod
+    def from_record(cls, record):
+        return cls(record["uuid"], record["size"], record["md5"],
+                   record["usize"], record["umd5"], record.get("compressed", False))
+
+
+class StorageError(Exception):
+    """The storage area could not write or read a file."""
+
+
+class StorageArea(abc.ABC):
+    """Durable, content-addressed attachment storage.
+
+    Every method blocks (disk I/O): callers run them off the reactor thread.
+    """
+
+    @abc.abstractmethod
+    def store(self, data, salt=b""):
+        """Write ``data`` (bytes) durably; return a StoredFile.  When this
+        returns, the file and its directory entry are on stable storage.
+        ``salt`` keeps equal bytes in different slots apart (attachments that
+        are not DICOM files, whose content does not determine their owner)."""
+
+    @abc.abstractmethod
+    def read(self, uuid):
+        """Return the stored bytes; raise FileNotFoundError if absent."""
+
+    @abc.abstractmethod
+    def open(self, uuid):
+        """Return a binary file object for streaming the stored bytes."""
+
+    @abc.abstractmethod
+    def remove(self, uuid):
+        """Remove the file; a missing file is not an error."""
+
+    @abc.abstractmethod
+    def exists(self, uuid):
+        """True when the file is present."""
+
+    @abc.abstractmethod
+    def list_uuids(self):
+        """Iterate over every stored UUID (used by the start-up consistency check)."""

@@ -1,0 +1,110 @@
+"""Content-addressed attachment files under StorageDirectory.
+
+A file's UUID is derived from the SHA-256 of its bytes, so the same content
+always lands at the same path and a retried write is harmless.  The layout is
+Orthanc's (``ab/cd/abcd....``), so existing tooling that walks the folder still
+understands it.  Files are written to a temporary name, fsynced, renamed into
+place and their directory fsynced: when ``store`` returns, the bytes survive
+a crash.
+"""
+import hashlib
+import os
+import tempfile
+
+from orthancd.storage.area import StorageArea, StoredFile
+
+
+def content_uuid(data, salt=b""):
+    """A UUID-shaped name for ``data``: the first 128 bits of its SHA-256."""
+    digest = hashlib.sha256(salt)
+    digest.update(data)
+    h = digest.hexdigest()
+    return "%s-%s-%s-%s-%s" % (h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+
+
+def _fsync_directory(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FilesystemStorageArea(StorageArea):
+
+    def __init__(self, root, fsync=True):
+        self.root = os.path.abspath(root)
+        self._fsync = fsync
+        self._tmp = os.path.join(self.root, "tmp")
+        os.makedirs(self._tmp, exist_ok=True)
+        # Leftovers from a crash mid-write are never referenced by the index.
+        for name in os.listdir(self._tmp):
+            try:
+                os.unlink(os.path.join(self._tmp, name))
+            except OSError:
+                pass
+        self._known_dirs = set()
+
+    def path(self, uuid):
+        return os.path.join(self.root, uuid[0:2], uuid[2:4], uuid)
+
+    def temporary_directory(self):
+        """A folder on the same file system, for data streamed in before it is stored."""
+        return self._tmp
+
+    def store(self, data, salt=b""):
+        uuid = content_uuid(data, salt)
+        md5 = hashlib.md5(data).hexdigest()
+        info = StoredFile(uuid, len(data), md5, len(data), md5)
+        target = self.path(uuid)
+        folder = os.path.dirname(target)
+        if folder not in self._known_dirs:
+            if not os.path.isdir(folder):
+                os.makedirs(folder, exist_ok=True)
+                if self._fsync:
+                    _fsync_directory(os.path.dirname(folder))
+                    _fsync_directory(os.path.dirname(os.path.dirname(folder)))
+            self._known_dirs.add(folder)
+        if os.path.exists(target) and os.path.getsize(target) == len(data):
+            return info  # same content already durable
+        fd, tmp = tempfile.mkstemp(dir=self._tmp)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                if self._fsync:
+                    os.fsync(f.fileno())
+            os.rename(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        if self._fsync:
+            _fsync_directory(folder)
+        return info
+
+    def read(self, uuid):
+        with open(self.path(uuid), "rb") as f:
+            return f.read()
+
+    def open(self, uuid):
+        return open(self.path(uuid), "rb")
+
+    def remove(self, uuid):
+        try:
+            os.unlink(self.path(uuid))
+        except FileNotFoundError:
+            pass
+
+    def exists(self, uuid):
+        return os.path.exists(self.path(uuid))
+
+    def list_uuids(self):
+        for a in os.listdir(self.root):
+            if len(a) != 2:
+                continue
+            for b in os.listdir(os.path.join(self.root, a)):
+                for name in os.listdir(os.path.join(self.root, a, b)):
+                    yield name

@@ -1,0 +1,87 @@
+"""``twistd orthancd``: command-line options and the service tree.
+
+makeService builds one MultiService: the HTTP endpoint serving the REST API,
+the DICOM endpoint, the stability monitor, and the index (closed last).
+"""
+from twisted.application import service, strports
+from twisted.internet import reactor as default_reactor
+from orthancd.logs import logger
+from twisted.python import usage
+
+from orthancd.config import ConfigurationError, load_configuration
+
+log = logger(__name__)
+
+
+class Options(usage.Options):
+    synopsis = "[--config FILE_OR_DIRECTORY]"
+    longdesc = ("An Orthanc-compatible DICOM server.  Without --config it runs on an "
+                "embedded default configuration, storing data in ./OrthancStorage.")
+    optParameters = [
+        ["config", "c", None, "Orthanc configuration file, or a directory of *.json files"],
+        ["http-endpoint", None, None, "Override the HTTP endpoint (e.g. tcp:8042:interface=0.0.0.0)"],
+        ["dicom-endpoint", None, None, "Override the DICOM endpoint (e.g. tcp:4242)"],
+    ]
+
+    def postOptions(self):
+        try:
+            self["configuration"] = load_configuration(self["config"])
+        except ConfigurationError as e:
+            raise usage.UsageError(str(e))
+
+
+class IndexService(service.Service):
+    """Owns the OrthancServer: consistency sweep on start, index closed on stop."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def startService(self):
+        super().startService()
+        self.server.check_consistency()
+
+    def stopService(self):
+        super().stopService()
+        self.server.close()
+
+
+def _endpoint(override, port, interface):
+    if override:
+        return override
+    return "tcp:%d:interface=%s" % (port, interface)
+
+
+def makeService(options, reactor=default_reactor):
+    from orthancd.lua_service import build_lua
+    from orthancd.rest.app import build_site
+    from orthancd.server import OrthancServer
+
+    configuration = options["configuration"]
+    server = OrthancServer(configuration, reactor)
+    top = service.MultiService()
+    IndexService(server).setServiceParent(top)
+    server.stability.setServiceParent(top)
+
+    site = build_site(server)
+    server.lua = build_lua(server, reactor)
+    # Remote access is refused per request (403, as Orthanc does), so listen everywhere.
+    http_endpoint = _endpoint(options["http-endpoint"], configuration.get("HttpPort", 8042),
+                              "::" if _has_ipv6() else "0.0.0.0")
+    strports.service(http_endpoint, site).setServiceParent(top)
+
+    top.orthanc_server = server
+    log.info("orthancd configured from {source}", source=configuration.source)
+    return top
+
+
+def _has_ipv6():
+    import socket
+    if not socket.has_ipv6:
+        return False
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.bind(("::", 0))
+        s.close()
+        return True
+    except OSError:
+        return False

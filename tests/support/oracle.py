@@ -1,0 +1,73 @@
+"""The real Orthanc (Debian package), started on free ports for parity tests."""
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+
+from tests.support.daemon import RestClient, free_port
+
+ORTHANC_BINARY = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+
+
+def available():
+    return os.path.exists(ORTHANC_BINARY)
+
+
+class RealOrthanc:
+    def __init__(self, workdir, **options):
+        self.workdir = str(workdir)
+        self.http_port = free_port()
+        self.dicom_port = free_port()
+        self.options = {
+            "Name": "oracle",
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": "ORACLE",
+            "StorageDirectory": os.path.join(self.workdir, "db"),
+            "IndexDirectory": os.path.join(self.workdir, "db"),
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "StableAge": 1,
+            "Plugins": [],
+        }
+        self.options.update(options)
+        self.process = None
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.http_port
+
+    def client(self):
+        return RestClient(self.url)
+
+    def start(self, timeout=30):
+        path = os.path.join(self.workdir, "oracle.json")
+        with open(path, "w") as f:
+            json.dump(self.options, f)
+        self._log = open(os.path.join(self.workdir, "oracle.log"), "ab")
+        self.process = subprocess.Popen([ORTHANC_BINARY, path], cwd=self.workdir,
+                                        stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("Orthanc exited with %s" % self.process.returncode)
+            try:
+                with urllib.request.urlopen(self.url + "/system", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("Orthanc did not start")
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        if getattr(self, "_log", None):
+            self._log.close()
+            self._log = None
