@@ -1,0 +1,165 @@
+"""The LMDB ResourceIndex on its own: hierarchy, counters, cascade, group commits."""
+import dataclasses
+import threading
+import time
+
+import pytest
+
+from orthancd.ids import ResourceLevel, resource_ids
+from orthancd.index.base import MetadataType, StorageFull, UnknownResource
+from orthancd.index.lmdb_index import LmdbResourceIndex
+from orthancd.storage.area import StoredFile
+
+
+class ImmediateReactor:
+    """Deferreds fire on the writer thread; tests wait for them."""
+
+    def callFromThread(self, f, *args):
+        f(*args)
+
+
+@dataclasses.dataclass
+class Summary:
+    patient_id: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    expected_instances: int | None = None
+
+    @property
+    def ids(self):
+        return resource_ids(self.patient_id, self.study_uid, self.series_uid, self.sop_uid)
+
+    @property
+    def main_tags(self):
+        return {
+            ResourceLevel.PATIENT: {"PatientID": self.patient_id, "PatientName": "DOE^JOHN"},
+            ResourceLevel.STUDY: {"StudyInstanceUID": self.study_uid},
+            ResourceLevel.SERIES: {"SeriesInstanceUID": self.series_uid},
+            ResourceLevel.INSTANCE: {"SOPInstanceUID": self.sop_uid},
+        }
+
+
+def wait(d, timeout=10):
+    results = []
+    d.addBoth(results.append)
+    deadline = time.time() + timeout
+    while not results and time.time() < deadline:
+        time.sleep(0.001)
+    assert results, "Deferred never fired"
+    result = results[0]
+    if hasattr(result, "raiseException"):
+        result.raiseException()
+    return result
+
+
+def stored(uuid, size=100):
+    return StoredFile(uuid, size, "md5", size, "md5")
+
+
+@pytest.fixture
+def index(tmp_path):
+    idx = LmdbResourceIndex(str(tmp_path / "index"), ImmediateReactor(),
+                            identifier_tags={ResourceLevel.PATIENT: [(0x00100020, "PatientID")]})
+    yield idx
+    idx.close()
+
+
+def store(index, summary, uuid, limits=None, overwrite=False):
+    return wait(index.store_instance(summary, stored(uuid), {MetadataType.Origin: "Test"},
+                                     overwrite, limits))
+
+
+def test_store_creates_hierarchy_and_logs_changes(index):
+    s = Summary("P1", "1.1", "1.1.1", "1.1.1.1", expected_instances=2)
+    outcome = store(index, s, "a")
+    assert outcome.status == "Success"
+    assert outcome.new_levels == (ResourceLevel.INSTANCE, ResourceLevel.SERIES,
+                                  ResourceLevel.STUDY, ResourceLevel.PATIENT)
+    patient, study, series, instance = s.ids
+    assert index.list_resources(ResourceLevel.PATIENT) == [patient]
+    assert index.get_children(study, ResourceLevel.STUDY) == [series]
+    assert index.get_resource(study).patient_tags["PatientName"] == "DOE^JOHN"
+    metadata = index.get_metadata(instance, ResourceLevel.INSTANCE)
+    assert metadata[MetadataType.IndexInSeries] == "1"
+    assert metadata[MetadataType.Origin] == "Test"
+    assert index.get_metadata(series, ResourceLevel.SERIES)[MetadataType.ExpectedNumberOfInstances] == "2"
+    changes, done, last = index.get_changes()
+    assert [c.change_type for c in changes] == ["NewInstance", "NewSeries", "NewStudy", "NewPatient"]
+    assert done and last == 4
+    assert store(index, s, "a").status == "AlreadyStored"
+    assert index.lookup_identifier(ResourceLevel.PATIENT, 0x00100020, "P1") == [patient]
+
+
+def test_children_keep_insertion_order_and_counters(index):
+    sops = ["1.9", "1.2", "1.5", "1.1"]
+    for n, sop in enumerate(sops):
+        store(index, Summary("P", "S", "SE", sop), "f%d" % n)
+    series = Summary("P", "S", "SE", "x").ids[2]
+    children = index.get_children(series, ResourceLevel.SERIES)
+    assert children == [Summary("P", "S", "SE", sop).ids[3] for sop in sops]
+    stats = index.get_statistics()
+    assert stats["instances"] == 4 and stats["series"] == 1 and stats["disk"] == 400
+    assert index.list_resources(ResourceLevel.INSTANCE, since=1, limit=2) == children[1:3]
+
+
+def test_cascade_delete(index):
+    a = Summary("P", "S", "SE", "1")
+    b = Summary("P", "S", "SE2", "2")
+    store(index, a, "fa")
+    store(index, b, "fb")
+    outcome = wait(index.delete_resource(a.ids[3], ResourceLevel.INSTANCE))
+    assert [f.uuid for f in outcome.obsolete_files] == ["fa"]
+    assert outcome.remaining_ancestor.public_id == a.ids[1]  # the study keeps SE2
+    assert outcome.deleted == [(ResourceLevel.INSTANCE, a.ids[3]), (ResourceLevel.SERIES, a.ids[2])]
+    outcome = wait(index.delete_resource(b.ids[2], ResourceLevel.SERIES))
+    assert outcome.remaining_ancestor is None
+    assert index.list_resources(ResourceLevel.PATIENT) == []
+    assert index.get_statistics() == {k: 0 for k in ("patients", "studies", "series", "instances",
+                                                     "disk", "uncompressed")}
+    assert index.lookup_identifier(ResourceLevel.PATIENT, 0x00100020, "P") == []
+    with pytest.raises(UnknownResource):
+        index.get_resource(b.ids[0])
+    with pytest.raises(UnknownResource):
+        wait(index.delete_resource(b.ids[0], ResourceLevel.PATIENT))
+
+
+def test_recycling_and_full_storage(index):
+    store(index, Summary("P1", "S1", "SE1", "1"), "f1", limits=(0, 2))
+    store(index, Summary("P2", "S2", "SE2", "2"), "f2", limits=(0, 2))
+    outcome = store(index, Summary("P3", "S3", "SE3", "3"), "f3", limits=(0, 2))
+    assert outcome.recycled == [Summary("P1", "", "", "").ids[0]]
+    assert [f.uuid for f in outcome.obsolete_files] == ["f1"]
+    wait(index.set_protected(Summary("P2", "", "", "").ids[0], True))
+    wait(index.set_protected(Summary("P3", "", "", "").ids[0], True))
+    with pytest.raises(StorageFull):
+        store(index, Summary("P4", "S4", "SE4", "4"), "f4", limits=(0, 2))
+    assert index.get_statistics()["patients"] == 2
+
+
+def test_group_commit_with_concurrent_writers(index):
+    errors = []
+
+    def worker(w):
+        try:
+            for i in range(50):
+                store(index, Summary("P%d" % w, "S", "SE", "%d.%d" % (w, i)), "f%d.%d" % (w, i))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert index.get_statistics()["instances"] == 400
+    assert len(index.get_changes(limit=10000)[0]) == 400 + 8 * 3
+
+
+def test_failing_operation_does_not_sink_the_batch(index):
+    bad = index.writer.submit(lambda txn: 1 / 0)
+    good = index.store_instance(Summary("P", "S", "SE", "1"), stored("f"), {}, False, None)
+    with pytest.raises(ZeroDivisionError):
+        wait(bad)
+    assert wait(good).status == "Success"
