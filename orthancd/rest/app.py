@@ -6,6 +6,8 @@ error body here, in one place.
 """
 import base64
 import hmac
+import io
+import tempfile
 
 from klein import Klein
 from orthancd.logs import logger
@@ -126,10 +128,23 @@ class NoDelayChannel(http.HTTPChannel):
             pass
 
 
+class OrthancSite(server.Site):
+    """Keeps request bodies of up to 64 MB in memory: Twisted would spool
+    anything over 100 kB to a temporary file on the reactor thread, and an
+    uploaded DICOM file is read back whole anyway."""
+
+    IN_MEMORY_BODY_LIMIT = 64 * 1024 * 1024
+
+    def getContentFile(self, length):
+        if length is not None and length <= self.IN_MEMORY_BODY_LIMIT:
+            return io.BytesIO()
+        return tempfile.TemporaryFile()
+
+
 def build_site(ctx):
     app = build_app(ctx)
     root = GuardedRoot(app.resource(), ctx.configuration)
-    site = server.Site(root, parsePOSTFormSubmission=False)
+    site = OrthancSite(root, parsePOSTFormSubmission=False)
     site.protocol = NoDelayChannel
     site.displayTracebacks = False
     site.describe_errors = bool(ctx.configuration.get("HttpDescribeErrors", True))
