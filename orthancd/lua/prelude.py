@@ -124,8 +124,19 @@ local ALL_ONES = 0xFFFFFFFF
 local THIS_CHUNK = getinfo(1, "S").source
 
 -- Errors point at the script line that called the library, as errors
--- raised by C functions do; frames of this chunk are skipped.
-local function fail(message)
+-- raised by C functions do; frames of this chunk are skipped.  Argument
+-- errors name the function as the call site did ("band" for bit32.band(x)),
+-- or by its qualified name when called from C, e.g. through pcall.
+local bit32 = {}
+
+local function qualified_name(name)
+  if bit32[name] then
+    return "bit32." .. name
+  end
+  return "math." .. name
+end
+
+local function fail(message, function_name)
   local level = 2
   while true do
     local frame = getinfo(level, "Sl")
@@ -133,6 +144,10 @@ local function fail(message)
       error(message, 0)
     end
     if frame.source ~= THIS_CHUNK then
+      if function_name then
+        local called_as = getinfo(level - 1, "n").name or qualified_name(function_name)
+        message = format(message, called_as)
+      end
       if frame.currentline > 0 then
         message = frame.short_src .. ":" .. frame.currentline .. ": " .. message
       end
@@ -148,7 +163,7 @@ local function type_name(value, present)
 end
 
 local function argument_error(position, name, message)
-  fail(format("bad argument #%d to '%s' (%s)", position, name, message))
+  fail(format("bad argument #%d to '%%s' (%s)", position, message), name)
 end
 
 local function check_number(name, position, present, value)
@@ -189,6 +204,8 @@ local function number_argument(name, position, ...)
   return check_number(name, position, select("#", ...) >= position, (select(position, ...)))
 end
 
+-- Called in parentheses, not as a tail call, so that the frame of the
+-- bit32 function stays on the stack for argument error messages.
 local function fold(name, initial, combine, ...)
   local result = initial
   for position = 1, select("#", ...) do
@@ -223,11 +240,9 @@ local function mask(width)
   return ~((ALL_ONES << (width - 1)) << 1) & ALL_ONES
 end
 
-local bit32 = {}
-
-function bit32.band(...) return fold("band", ALL_ONES, function(a, b) return a & b end, ...) end
-function bit32.bor(...) return fold("bor", 0, function(a, b) return a | b end, ...) end
-function bit32.bxor(...) return fold("bxor", 0, function(a, b) return a ~ b end, ...) end
+function bit32.band(...) return (fold("band", ALL_ONES, function(a, b) return a & b end, ...)) end
+function bit32.bor(...) return (fold("bor", 0, function(a, b) return a | b end, ...)) end
+function bit32.bxor(...) return (fold("bxor", 0, function(a, b) return a ~ b end, ...)) end
 function bit32.btest(...) return fold("btest", ALL_ONES, function(a, b) return a & b end, ...) ~= 0 end
 function bit32.bnot(...) return (~unsigned_argument("bnot", 1, ...)) & ALL_ONES end
 
