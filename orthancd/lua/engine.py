@@ -47,7 +47,7 @@ class LuaEngine:
         self._runtime.execute(LUA_5_2_COMPATIBILITY.encode(), c_math_table, name="=orthancd compatibility")
         self._bindings = OrthancBindings(self._runtime, rest_caller, configuration, self._capture)
         (self._run_script, self._call_global, self._bindings.lua_tonumber,
-         self._clear_abort_hook, _aborted) = self._runtime.execute(
+         self._clear_abort_hook) = self._runtime.execute(
             ORTHANC_FUNCTIONS.encode(), *self._bindings.python_functions(), name="=orthancd functions")
 
     def execute(self, script: str | bytes) -> str:

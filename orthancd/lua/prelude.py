@@ -109,7 +109,7 @@ end
 
 -- debug.sethook itself, not a Lua wrapper: called with no argument it
 -- clears the abort hook without running a Lua instruction that would fire it.
-return run_script, call_global, tonumber, sethook, ABORTED
+return run_script, call_global, tonumber, sethook
 """
 
 # Lua 5.3 as built by Debian (and thus Orthanc) has LUA_COMPAT_5_2: the
