@@ -52,35 +52,71 @@ class ErrorCode(enum.IntEnum):
     BadRange = 41
     DatabaseCannotSerialize = 42
     Revision = 43
-    CreateDicomNotString = 2000
-    CreateDicomOverrideTag = 2001
-    CreateDicomUseContent = 2002
-    CreateDicomNoPayload = 2003
-    CreateDicomUseDataUriScheme = 2004
-    CreateDicomBadParent = 2005
-    CreateDicomParentIsInstance = 2006
-    CreateDicomParentEncoding = 2007
-    UnknownModality = 2008
-    BadJobOrdering = 2009
-    JsonToLuaTable = 2010
-    CannotCreateLua = 2011
-    CannotExecuteLua = 2012
-    LuaAlreadyExecuted = 2013
-    LuaBadOutput = 2014
-    NotLuaPredicate = 2015
-    LuaReturnsNoString = 2016
-    StorageAreaAlreadyRegistered = 2017
-    DatabaseBackendAlreadyRegistered = 2018
-    DatabaseNotInitialized = 2019
-    SslDisabled = 2020
-    CannotOrderSlices = 2021
-    NoWorklistHandler = 2022
-    AlreadyExistingTag = 2023
-    NoStorageCommitmentHandler = 2024
-    NoCGetHandler = 2025
+    SQLiteNotOpened = 1000
+    SQLiteAlreadyOpened = 1001
+    SQLiteCannotOpen = 1002
+    SQLiteStatementAlreadyUsed = 1003
+    SQLiteExecute = 1004
+    SQLiteRollbackWithoutTransaction = 1005
+    SQLiteCommitWithoutTransaction = 1006
+    SQLiteRegisterFunction = 1007
+    SQLiteFlush = 1008
+    SQLiteCannotRun = 1009
+    SQLiteCannotStep = 1010
+    SQLiteBindOutOfRange = 1011
+    SQLitePrepareStatement = 1012
+    SQLiteTransactionAlreadyStarted = 1013
+    SQLiteTransactionCommit = 1014
+    SQLiteTransactionBegin = 1015
+    DirectoryOverFile = 2000
+    FileStorageCannotWrite = 2001
+    DirectoryExpected = 2002
+    HttpPortInUse = 2003
+    DicomPortInUse = 2004
+    BadHttpStatusInRest = 2005
+    RegularFileExpected = 2006
+    PathToExecutable = 2007
+    MakeDirectory = 2008
+    BadApplicationEntityTitle = 2009
+    NoCFindHandler = 2010
+    NoCMoveHandler = 2011
+    NoCStoreHandler = 2012
+    NoApplicationEntityFilter = 2013
+    NoSopClassOrInstance = 2014
+    NoPresentationContext = 2015
+    DicomFindUnavailable = 2016
+    DicomMoveUnavailable = 2017
+    CannotStoreInstance = 2018
+    CreateDicomNotString = 2019
+    CreateDicomOverrideTag = 2020
+    CreateDicomUseContent = 2021
+    CreateDicomNoPayload = 2022
+    CreateDicomUseDataUriScheme = 2023
+    CreateDicomBadParent = 2024
+    CreateDicomParentIsInstance = 2025
+    CreateDicomParentEncoding = 2026
+    UnknownModality = 2027
+    BadJobOrdering = 2028
+    JsonToLuaTable = 2029
+    CannotCreateLua = 2030
+    CannotExecuteLua = 2031
+    LuaAlreadyExecuted = 2032
+    LuaBadOutput = 2033
+    NotLuaPredicate = 2034
+    LuaReturnsNoString = 2035
+    StorageAreaAlreadyRegistered = 2036
+    DatabaseBackendAlreadyRegistered = 2037
+    DatabaseNotInitialized = 2038
+    SslDisabled = 2039
+    CannotOrderSlices = 2040
+    NoWorklistHandler = 2041
+    AlreadyExistingTag = 2042
+    NoStorageCommitmentHandler = 2043
+    NoCGetHandler = 2044
     UnsupportedMediaType = 3000
 
 
+# Orthanc's own wording: clients match on these strings.
 DESCRIPTIONS = {
     ErrorCode.InternalError: "Internal error",
     ErrorCode.Success: "Success",
@@ -127,9 +163,44 @@ DESCRIPTIONS = {
     ErrorCode.BadRange: "Incorrect range request",
     ErrorCode.DatabaseCannotSerialize: "Database could not serialize access due to concurrent update, the transaction should be retried",
     ErrorCode.Revision: "A bad revision number was provided, which might indicate conflict between multiple writers",
+    ErrorCode.SQLiteNotOpened: "SQLite: The database is not opened",
+    ErrorCode.SQLiteAlreadyOpened: "SQLite: Connection is already open",
+    ErrorCode.SQLiteCannotOpen: "SQLite: Unable to open the database",
+    ErrorCode.SQLiteStatementAlreadyUsed: "SQLite: This cached statement is already being referred to",
+    ErrorCode.SQLiteExecute: "SQLite: Cannot execute a command",
+    ErrorCode.SQLiteRollbackWithoutTransaction: "SQLite: Rolling back a nonexistent transaction (have you called Begin()?)",
+    ErrorCode.SQLiteCommitWithoutTransaction: "SQLite: Committing a nonexistent transaction",
+    ErrorCode.SQLiteRegisterFunction: "SQLite: Unable to register a function",
+    ErrorCode.SQLiteFlush: "SQLite: Unable to flush the database",
+    ErrorCode.SQLiteCannotRun: "SQLite: Cannot run a cached statement",
+    ErrorCode.SQLiteCannotStep: "SQLite: Cannot step over a cached statement",
+    ErrorCode.SQLiteBindOutOfRange: "SQLite: Bing a value while out of range (serious error)",
+    ErrorCode.SQLitePrepareStatement: "SQLite: Cannot prepare a cached statement",
+    ErrorCode.SQLiteTransactionAlreadyStarted: "SQLite: Beginning the same transaction twice",
+    ErrorCode.SQLiteTransactionCommit: "SQLite: Failure when committing the transaction",
+    ErrorCode.SQLiteTransactionBegin: "SQLite: Cannot start a transaction",
+    ErrorCode.DirectoryOverFile: "The directory to be created is already occupied by a regular file",
+    ErrorCode.FileStorageCannotWrite: "Unable to create a subdirectory or a file in the file storage",
+    ErrorCode.DirectoryExpected: "The specified path does not point to a directory",
+    ErrorCode.HttpPortInUse: "The TCP port of the HTTP server is privileged or already in use",
+    ErrorCode.DicomPortInUse: "The TCP port of the DICOM server is privileged or already in use",
+    ErrorCode.BadHttpStatusInRest: "This HTTP status is not allowed in a REST API",
+    ErrorCode.RegularFileExpected: "The specified path does not point to a regular file",
+    ErrorCode.PathToExecutable: "Unable to get the path to the executable",
+    ErrorCode.MakeDirectory: "Cannot create a directory",
+    ErrorCode.BadApplicationEntityTitle: "An application entity title (AET) cannot be empty or be longer than 16 characters",
+    ErrorCode.NoCFindHandler: "No request handler factory for DICOM C-FIND SCP",
+    ErrorCode.NoCMoveHandler: "No request handler factory for DICOM C-MOVE SCP",
+    ErrorCode.NoCStoreHandler: "No request handler factory for DICOM C-STORE SCP",
+    ErrorCode.NoApplicationEntityFilter: "No application entity filter",
+    ErrorCode.NoSopClassOrInstance: "DicomUserConnection: Unable to find the SOP class and instance",
+    ErrorCode.NoPresentationContext: "DicomUserConnection: No acceptable presentation context for modality",
+    ErrorCode.DicomFindUnavailable: "DicomUserConnection: The C-FIND command is not supported by the remote SCP",
+    ErrorCode.DicomMoveUnavailable: "DicomUserConnection: The C-MOVE command is not supported by the remote SCP",
+    ErrorCode.CannotStoreInstance: "Cannot store an instance",
     ErrorCode.CreateDicomNotString: "Only string values are supported when creating DICOM instances",
     ErrorCode.CreateDicomOverrideTag: "Trying to override a value inherited from a parent module",
-    ErrorCode.CreateDicomUseContent: "Use \"Content\" to inject an image into a new DICOM instance",
+    ErrorCode.CreateDicomUseContent: 'Use "Content" to inject an image into a new DICOM instance',
     ErrorCode.CreateDicomNoPayload: "No payload is present for one instance in the series",
     ErrorCode.CreateDicomUseDataUriScheme: "The payload of the DICOM instance must be specified according to Data URI scheme",
     ErrorCode.CreateDicomBadParent: "Trying to attach a new DICOM instance to an inexistent resource",

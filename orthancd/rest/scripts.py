@@ -21,4 +21,4 @@ def install(app, server):
             output = await server.lua.execute(text_body(request))
         except server.lua.Error as e:
             raise OrthancError(ErrorCode.CannotExecuteLua, str(e))
-        return render_text(request, output, b"application/octet-stream")
+        return render_text(request, output)
