@@ -1,0 +1,236 @@
+"""C-STORE SCP: stream each incoming instance to a temporary Part-10 file,
+hand it to ``services.store_file`` and answer once it is durably stored.
+
+The data set bytes are written exactly as received (never re-encoded) after
+a file meta group built from the command set and the presentation context.
+Ownership of the temporary file passes to ``store_file`` for the duration of
+the call (it may move it into the storage area); whatever is left at that
+path afterwards is deleted.
+"""
+
+import logging
+import os
+import tempfile
+import zlib
+from io import BytesIO
+
+from pydicom._uid_dict import UID_dictionary
+from pydicom.filereader import read_dataset
+from pynetdicom.sop_class import _STORAGE_CLASSES
+from twisted.internet import defer
+
+from orthancd.net import access, dimse, part10
+from orthancd.net.transfer_syntaxes import DEFLATED, is_implicit_vr, is_little_endian
+
+log = logging.getLogger(__name__)
+
+
+def _storage_sop_classes():
+    """pynetdicom's storage classes plus the retired/trial and non-patient
+    ones DCMTK's dcmAllStorageSOPClassUIDs (hence Orthanc) also accepts."""
+    classes = {str(uid) for uid in _STORAGE_CLASSES.values()}
+    for uid, (name, kind, *_rest) in UID_dictionary.items():
+        if (kind == "SOP Class" and "Storage" in name
+                and "Commitment" not in name and "Directory" not in name):
+            classes.add(uid)
+    return frozenset(classes)
+
+
+STORAGE_SOP_CLASSES = _storage_sop_classes()
+
+# The first bytes of each data set are kept to check its SOP Class/Instance
+# UIDs against the command set, as Orthanc does; they sit near the start.
+HEAD_LIMIT = 64 * 1024
+_SOP_INSTANCE_UID_TAG = 0x00080018
+_WRITE_BUFFER = 256 * 1024
+
+
+class SopUidsUnreadable(Exception):
+    pass
+
+
+def _format_error_status(exc):
+    # orthancd.dicom.reading.DicomFormatError (and pydicom's
+    # InvalidDicomError) mean "not DICOM we can understand"; anything else
+    # is a failure on our side.
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"DicomFormatError", "InvalidDicomError"}:
+        return dimse.ERROR_CANNOT_UNDERSTAND
+    return dimse.REFUSED_OUT_OF_RESOURCES
+
+
+def read_sop_uids(head, transfer_syntax, complete):
+    """Return (SOPClassUID, SOPInstanceUID) found in the first data set bytes.
+
+    Raises SopUidsUnreadable when the data set is complete and they are
+    missing or unparsable; returns None when the head is too short to tell.
+    """
+    data = head
+    if transfer_syntax in DEFLATED:
+        try:
+            data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(head)
+        except zlib.error as exc:
+            raise SopUidsUnreadable(str(exc)) from exc
+    try:
+        dataset = read_dataset(
+            BytesIO(data), is_implicit_vr(transfer_syntax), is_little_endian(transfer_syntax),
+            stop_when=lambda tag, vr, length: tag > _SOP_INSTANCE_UID_TAG)
+        sop_class = dataset.get("SOPClassUID")
+        sop_instance = dataset.get("SOPInstanceUID")
+    except Exception as exc:
+        if complete:
+            raise SopUidsUnreadable(str(exc)) from exc
+        return None
+    if not sop_class or not sop_instance:
+        if complete or len(data) > 2 * HEAD_LIMIT:
+            raise SopUidsUnreadable("no SOP Class/Instance UID in the data set")
+        return None
+    return str(sop_class).strip("\0 "), str(sop_instance).strip("\0 ")
+
+
+class IncomingInstance:
+    """The data set sink of one C-STORE request."""
+
+    def __init__(self, service, request):
+        self._service = service
+        self._request = request
+        command = request.command
+        self.sop_class_uid = str(command.get("AffectedSOPClassUID", "")).strip("\0 ")
+        self.sop_instance_uid = str(command.get("AffectedSOPInstanceUID", "")).strip("\0 ")
+        self.transfer_syntax = request.context.transfer_syntax
+        self._head = bytearray()
+        self._head_complete = True
+        self._file = None
+        self.path = None
+        self._open_error = None
+        try:
+            fd, self.path = tempfile.mkstemp(prefix="cstore-", suffix=".dcm",
+                                             dir=service.temporary_directory)
+            self._file = open(fd, "wb", buffering=_WRITE_BUFFER)
+            self._file.write(part10.file_header(
+                self.sop_class_uid, self.sop_instance_uid, self.transfer_syntax))
+        except Exception as exc:
+            log.error("cannot create a temporary file for C-STORE: %s", exc)
+            self._open_error = exc
+            self._drop_file()
+
+    def write(self, fragment):
+        room = HEAD_LIMIT - len(self._head)
+        if room > 0:
+            self._head += fragment[:room]
+        if len(fragment) > room:
+            self._head_complete = False
+        if self._file is not None:
+            try:
+                self._file.write(fragment)
+            except Exception as exc:
+                log.error("cannot write the C-STORE temporary file: %s", exc)
+                self._open_error = exc
+                self._drop_file()
+
+    def finish(self):
+        if self._file is not None:
+            try:
+                self._file.close()
+            except Exception as exc:
+                self._open_error = exc
+                self._drop_file()
+        self._file = None
+        if self._open_error is not None:
+            self._request.respond(dimse.REFUSED_OUT_OF_RESOURCES,
+                                  AffectedSOPInstanceUID=self.sop_instance_uid or None)
+            return
+        status = self._check_sop_uids()
+        if status is not None:
+            self._drop_file()
+            self._respond(status)
+            return
+        self._service.store(self)
+
+    def discard(self):
+        """The association ended mid-transfer: store nothing."""
+        self._drop_file()
+
+    def _check_sop_uids(self):
+        try:
+            found = read_sop_uids(bytes(self._head), self.transfer_syntax,
+                                  complete=self._head_complete)
+        except SopUidsUnreadable as exc:
+            log.warning("C-STORE of %s: cannot understand the data set (%s)",
+                        self.sop_instance_uid, exc)
+            return dimse.ERROR_CANNOT_UNDERSTAND
+        if found is None:
+            return None
+        if found != (self.sop_class_uid, self.sop_instance_uid):
+            log.warning("C-STORE: data set %s does not match the command %s",
+                        found, (self.sop_class_uid, self.sop_instance_uid))
+            return dimse.ERROR_DATASET_DOES_NOT_MATCH_SOP_CLASS
+        return None
+
+    def _respond(self, status):
+        self._request.respond(status, AffectedSOPInstanceUID=self.sop_instance_uid or None)
+
+    def stored(self, result):
+        self.cleanup()
+        status = getattr(result, "cstore_status", None)
+        self._respond(dimse.SUCCESS if status is None else status)
+
+    def failed(self, failure):
+        self.cleanup()
+        status = _format_error_status(failure.value)
+        log.warning("C-STORE of %s failed (status 0x%04x): %s",
+                    self.sop_instance_uid, status, failure.getErrorMessage())
+        self._respond(status)
+
+    def cleanup(self):
+        self._drop_file()
+
+    def _drop_file(self):
+        if self._file is not None:
+            try:
+                self._file.close()
+            except Exception:
+                pass
+            self._file = None
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            self.path = None
+
+
+class StoreService:
+    request_type = access.STORE
+    command_fields = (dimse.C_STORE_RQ,)
+
+    def __init__(self, services):
+        self._services = services
+
+    @property
+    def temporary_directory(self):
+        return self._services.temporary_directory
+
+    def abstract_syntaxes(self, settings):
+        return STORAGE_SOP_CLASSES
+
+    def transfer_syntaxes(self, settings):
+        return settings.storage_transfer_syntaxes
+
+    def start(self, request):
+        if not request.has_dataset:
+            request.respond(dimse.ERROR_CANNOT_UNDERSTAND)
+            return None
+        return IncomingInstance(self, request)
+
+    def store(self, instance):
+        association = instance._request.association
+        origin = {
+            "RemoteAET": association.remote_aet,
+            "CalledAET": association.called_aet,
+            "RemoteIP": association.remote_ip,
+            "Origin": "DicomProtocol",
+        }
+        d = defer.maybeDeferred(self._services.store_file, instance.path, origin)
+        d.addCallbacks(instance.stored, instance.failed)
+        d.addErrback(lambda failure: log.error("C-STORE response failed: %s", failure))
