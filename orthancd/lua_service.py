@@ -8,7 +8,7 @@ from twisted.internet import threads
 from twisted.python.threadpool import ThreadPool
 
 from orthancd.logs import logger
-from orthancd.lua.engine import LuaEngine, LuaError
+from orthancd.lua import LuaEngine, LuaError, LuaInternalError
 from orthancd.rest.internal import BlockingRestCaller, InternalClient
 
 log = logger(__name__)
@@ -16,6 +16,7 @@ log = logger(__name__)
 
 class LuaService:
     Error = LuaError
+    InternalError = LuaInternalError
 
     def __init__(self, engine, reactor):
         self.engine = engine
@@ -25,8 +26,9 @@ class LuaService:
         reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
 
     def execute(self, script):
-        """Deferred printed output of ``script``."""
-        return threads.deferToThreadPool(self._reactor, self._pool, self.engine.execute, script)
+        """Deferred printed output (bytes) of ``script``."""
+        return threads.deferToThreadPool(self._reactor, self._pool, self.engine.execute_bytes,
+                                         script)
 
     def call_function(self, name, *args):
         return threads.deferToThreadPool(self._reactor, self._pool,

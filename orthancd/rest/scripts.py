@@ -2,7 +2,7 @@
 from orthancd.logs import logger
 
 from orthancd.errors import ErrorCode, OrthancError
-from orthancd.rest.http import render_text, text_body
+from orthancd.rest.http import read_body, render_text
 
 log = logger(__name__)
 
@@ -18,7 +18,11 @@ def install(app, server):
             request.setResponseCode(403)
             return b""
         try:
-            output = await server.lua.execute(text_body(request))
+            output = await server.lua.execute(read_body(request))
+        except server.lua.InternalError:
+            # What Orthanc answers when a script fails in a way it cannot catch.
+            raise OrthancError(ErrorCode.InternalError,
+                               "An unhandled exception was generated inside the HTTP server")
         except server.lua.Error as e:
             raise OrthancError(ErrorCode.CannotExecuteLua, str(e))
         return render_text(request, output)
