@@ -16,7 +16,7 @@ from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import ContentType
 from orthancd.index.lmdb_index import LmdbResourceIndex
-from orthancd.ingest import Ingestor
+from orthancd.ingest import Ingestor, Origin
 from orthancd.logs import logger
 from orthancd.stability import StabilityMonitor
 from orthancd.storage.filesystem import FilesystemStorageArea
@@ -98,6 +98,17 @@ class OrthancServer:
     def set_default_encoding(self, encoding):
         self.default_encoding = encoding
         self.ingest.default_encoding = encoding
+
+    # -- what the DICOM services need (orthancd.net) --
+
+    @property
+    def temporary_directory(self):
+        """Where the C-STORE SCP streams datasets before they are stored."""
+        return self.storage.temporary_directory()
+
+    def store_file(self, path, origin):
+        """Store a received Part-10 file through the same path as REST uploads."""
+        return self.ingest.store_file(path, Origin(origin))
 
     # -- deletes: the index removes entries, then the files go --
 

@@ -53,6 +53,7 @@ def _endpoint(override, port, interface):
 
 def makeService(options, reactor=default_reactor):
     from orthancd.lua_service import build_lua
+    from orthancd.net.server import DicomServerFactory
     from orthancd.rest.app import build_site
     from orthancd.server import OrthancServer
 
@@ -69,6 +70,11 @@ def makeService(options, reactor=default_reactor):
                               "::" if _has_ipv6() else "0.0.0.0")
     strports.service(http_endpoint, site).setServiceParent(top)
 
+    if configuration.get("DicomServerEnabled", True):
+        dicom_endpoint = _endpoint(options["dicom-endpoint"],
+                                   configuration.get("DicomPort", 4242), "0.0.0.0")
+        factory = DicomServerFactory(configuration, server, reactor)
+        strports.service(dicom_endpoint, factory).setServiceParent(top)
     top.orthanc_server = server
     log.info("orthancd configured from {source}", source=configuration.source)
     return top
