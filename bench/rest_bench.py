@@ -19,8 +19,9 @@ Phases are interleaved: a phase runs on server A, then on server B, before the n
 phase starts, so slow drift of the machine hits both servers; the order alternates
 from one phase to the next (A B, B A, A B...).
 
-The client is the same for both servers: one http.client keep-alive connection per
-worker thread, request bodies read into memory beforehand.  Its own CPU time is
+The client is the same for both servers: keep-alive connections (one per unit of
+concurrency) multiplexed by one epoll loop, request bodies read into memory
+beforehand (--client threads / http.client: one thread per connection instead).  Its own CPU time is
 measured for every phase and printed, with the request rate one core could sustain
 at that cost, so one can check that the client is not the bottleneck.  On a 2-core
 machine the client and the server share the CPU: the client share is printed too.
@@ -308,11 +309,14 @@ class ServerUnderTest:
         self.keep_folder = keep_folder
         self.process = None
         self.folder = None
-        self.died = None  # text explaining why the server is out, once it is
+        self.phase = "start"
+        self.died = None  # text explaining why the current process is out, once it is
+        self.deaths = []  # every such text over the run (a round restarts the server)
 
     # -- lifecycle
 
     def start(self, timeout=120):
+        self.phase = "start"
         self.folder = tempfile.mkdtemp(prefix="rest-bench-%s-" % self.kind)
         self.http_port, self.dicom_port = free_port(), free_port()
         self.storage = os.path.join(self.folder, "storage")
@@ -385,6 +389,7 @@ class ServerUnderTest:
         if self.died is None and not self.alive():
             code = self.process.returncode if self.process is not None else None
             self.died = "exited with code %s" % code
+            self.deaths.append("%s (during %s)" % (self.died, self.phase))
             log("!! %s died (%s); log tail:\n%s" % (self.label, self.died, self.log_tail()))
         return self.died is None
 
@@ -901,7 +906,8 @@ class Benchmark:
 
     def add_errors(self, server, result):
         figures = self.figures[server.kind]
-        figures["errors"] = figures.get("errors", 0) + result.errors
+        figures.setdefault("errors", 0)
+        figures["errors"] += result.errors
         if result.error_samples:
             figures.setdefault("error_samples", []).extend(result.error_samples[:3])
 
@@ -913,6 +919,7 @@ class Benchmark:
                     % (server.label, startup, server.pid, server.http_port, server.folder))
             except RuntimeError as e:
                 server.died = "failed to start"
+                server.deaths.append(server.died)
                 log("!! %s" % e)
 
     def stop_all(self):
@@ -928,6 +935,7 @@ class Benchmark:
             return "POST", "/instances", bodies[i], headers
 
         for server in self.interleaved():
+            server.phase = phase
             log("%s: %s of %d instances..." % (server.label, phase, len(bodies)))
             with RssSampler(server.pid) as rss:
                 result = run_requests(server, make_request, concurrency, count=len(bodies),
@@ -985,6 +993,7 @@ class Benchmark:
                     log("  %s: nothing to browse for %s" % (server.label, route))
                     continue
                 paths = [route.format(id=identifier) for identifier in pool]
+                server.phase = "browse " + route
 
                 def make_request(i, paths=paths):
                     return "GET", paths[i % len(paths)], None, {}
@@ -1011,6 +1020,7 @@ class Benchmark:
             def make_request(i, ids=ids):
                 return "DELETE", "/instances/" + ids[i], None, {}
 
+            server.phase = "delete_c4"
             log("%s: deleting %d instances..." % (server.label, len(ids)))
             result = run_requests(server, make_request, 4, count=len(ids), client=self.client)
             self.record(server, "delete_c4", result.as_dict())
@@ -1031,16 +1041,15 @@ class Benchmark:
             self.delete()
             self.stop_all()
             for server in self.servers:
-                if server.died == "failed to start":
-                    server.died = None  # give it its chance in round 2
+                server.died = None  # a new process: it gets its chance in round 2
             # Round 2: fresh servers again, so the c=4 ingest starts from the same state.
             self.start_all()
             self.ingest(4)
         finally:
             self.stop_all()
         for server in self.servers:
-            if server.died:
-                self.record(server, "died", server.died)
+            if server.deaths:
+                self.record(server, "died", server.deaths)
 
 
 # --------------------------------------------------------------------------- report
@@ -1098,7 +1107,8 @@ def build_rows(benchmark):
     rows.append(("server CPU per ingest c=4 (ms/inst)",
                  values(lambda f: 1000 * f["ingest_c4"]["server_cpu_s"] / f["ingest_c4"]["ok"]),
                  None, None))
-    rows.append(("request errors", values(lambda f: f.get("errors", 0)), None, None))
+    # "-" for a server on which nothing ran (it never started), not a misleading 0.
+    rows.append(("request errors", values(lambda f: f.get("errors")), None, None))
     return rows
 
 
@@ -1131,8 +1141,8 @@ def print_report(benchmark, corpus_summary):
         if index == 0:
             print("-+-".join("-" * w for w in widths))
     for server in benchmark.servers:
-        if server.died:
-            print("!! %s: %s" % (server.label, server.died))
+        for death in server.deaths:
+            print("!! %s: %s" % (server.label, death))
         samples = benchmark.figures[server.kind].get("error_samples")
         if samples:
             print("!! %s errors, e.g.: %s" % (server.label, "; ".join(samples[:3])))
@@ -1186,6 +1196,8 @@ def main():
     options = parse_arguments()
     # A SIGTERM to the benchmark must stop the servers too: turn it into Ctrl-C.
     signal.signal(signal.SIGTERM, interrupt_on_sigterm)
+    # Also when started in the background, where SIGINT is inherited as ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     folder = corpus_folder(options.corpus_dir, options.instances, options.studies)
     paths = generate_corpus(folder, options.instances, options.studies)
