@@ -53,6 +53,7 @@ def _endpoint(override, port, interface):
 
 def makeService(options, reactor=default_reactor):
     from orthancd.lua_service import build_lua
+    from orthancd.net.scp_services import scp_services
     from orthancd.net.server import DicomServerFactory
     from orthancd.rest.app import build_site
     from orthancd.server import OrthancServer
@@ -73,7 +74,8 @@ def makeService(options, reactor=default_reactor):
     if configuration.get("DicomServerEnabled", True):
         dicom_endpoint = _endpoint(options["dicom-endpoint"],
                                    configuration.get("DicomPort", 4242), "0.0.0.0")
-        factory = DicomServerFactory(configuration, server, reactor)
+        factory = DicomServerFactory(configuration, server, reactor,
+                                     scp_services=scp_services(server))
         strports.service(dicom_endpoint, factory).setServiceParent(top)
     top.orthanc_server = server
     log.info("orthancd configured from {source}", source=configuration.source)

@@ -1,0 +1,11 @@
+"""The DIMSE services orthancd's DICOM listener offers, in one list."""
+from orthancd.net.scp_echo import EchoService
+from orthancd.net.scp_store import StoreService
+
+
+def scp_services(server):
+    """Service objects for DicomServerFactory, each bound to the server."""
+    return [
+        EchoService(),
+        StoreService(server),
+    ]
