@@ -256,6 +256,14 @@ def cpu_seconds(pids):
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds():
+    """CPU seconds spent busy by the whole machine (all cores) since boot."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 class RssSampler:
     """Samples the summed VmRSS of a process tree every 50 ms in a thread."""
 
@@ -767,7 +775,13 @@ class PhaseResult:
         self.elapsed = 0.0
         self.client_cpu = 0.0
         self.server_cpu = 0.0
+        self.machine_cpu = 0.0  # busy CPU of the whole machine during the run
         self.aborted = None
+
+    @property
+    def other_cpu(self):
+        """CPU used by neither the client nor the server: noise from the rest of the machine."""
+        return max(0.0, self.machine_cpu - self.client_cpu - self.server_cpu)
 
     @property
     def rate(self):
@@ -776,7 +790,8 @@ class PhaseResult:
     def as_dict(self):
         return {"ok": self.ok, "errors": self.errors, "elapsed_s": round(self.elapsed, 3),
                 "rate_per_s": self.rate, "client_cpu_s": round(self.client_cpu, 3),
-                "server_cpu_s": round(self.server_cpu, 3), "aborted": self.aborted,
+                "server_cpu_s": round(self.server_cpu, 3),
+                "other_cpu_s": round(self.other_cpu, 3), "aborted": self.aborted,
                 "error_samples": self.error_samples[:5]}
 
 
@@ -845,6 +860,7 @@ def run_requests(server, make_request, concurrency, count=None, duration=None,
     server_pids = process_tree(server.pid)
     server_cpu_before = cpu_seconds(server_pids)
     client_cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    machine_before = machine_busy_seconds()
     started = time.monotonic()
     if duration is not None:
         deadline[0] = started + duration
@@ -864,6 +880,7 @@ def run_requests(server, make_request, concurrency, count=None, duration=None,
     result.client_cpu = ((client_cpu_after.ru_utime - client_cpu_before.ru_utime)
                          + (client_cpu_after.ru_stime - client_cpu_before.ru_stime))
     result.server_cpu = cpu_seconds(server_pids) - server_cpu_before
+    result.machine_cpu = machine_busy_seconds() - machine_before
     if not server.check_alive():
         result.aborted = "server died"
     return result
@@ -899,6 +916,7 @@ class Benchmark:
                 "client_max_rate_one_core": round(1 / per_request) if per_request else None,
                 "measured_rate": round(requests / result.elapsed, 1),
                 "client_cpu_share": round(result.client_cpu / result.elapsed, 3),
+                "other_cpu_share": round(result.other_cpu / result.elapsed, 3),
             })
 
     def record(self, server, name, value):
@@ -1147,12 +1165,13 @@ def print_report(benchmark, corpus_summary):
         if samples:
             print("!! %s errors, e.g.: %s" % (server.label, "; ".join(samples[:3])))
     print()
-    print("client check (same client for both; 'max' = requests/s one core could send at that CPU cost):")
+    print("client check (same client for both; 'max' = requests/s one core could send at that CPU cost;")
+    print("'other' = CPU used meanwhile by neither client nor server: other processes, kernel write-back):")
     for note in benchmark.client_notes:
-        print("  %-42s %-9s %7.1f us/req  max %7s/s  measured %8.1f/s  client CPU %3.0f%% of a core"
+        print("  %-40s %-8s %6.1f us/req  max %6s/s  measured %8.1f/s  client %3.0f%%  other %3.0f%% of a core"
               % (note["phase"], note["server"], note["client_cpu_us_per_request"],
                  note["client_max_rate_one_core"], note["measured_rate"],
-                 100 * note["client_cpu_share"]))
+                 100 * note["client_cpu_share"], 100 * note["other_cpu_share"]))
     return verdicts
 
 
