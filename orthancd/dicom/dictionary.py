@@ -1,0 +1,137 @@
+"""The DICOM data dictionary exactly as Orthanc 1.10.1 sees it.
+
+Orthanc names tags and chooses value representations through DCMTK, which
+loads dicom.dic and private.dic.  Their tag names differ from pydicom's
+keywords in places (retired tags are 'RETIRED_...', unknown ones are
+'Unknown Tag & Data', private creators are 'PrivateCreator') and their VRs
+decide how implicit-VR files are rendered, so the two DCMTK files are shipped
+here (comments stripped, gzip'd) and parsed once at import.
+
+DCMTK range syntax: '(6000-60FF,0010)' repeats over even groups,
+'(gggg-o-gggg,...)' over odd ones, '(gggg-u-gggg,...)' over both; the element
+part may be a range too.  Private entries read '(gggg,"creator",ee)' where ee
+is the low byte of the element (the high byte is the creator's block).
+"""
+import gzip
+import os
+
+UNKNOWN_NAME = "Unknown Tag & Data"
+
+_DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+class DictEntry:
+    __slots__ = ("vr", "name")
+
+    def __init__(self, vr, name):
+        self.vr = vr
+        self.name = name
+
+
+def _parse_range(text):
+    """'6000-60FF' -> (0x6000, 0x60ff, 'e'); '0010' -> (0x10, 0x10, 'u')."""
+    parts = text.split("-")
+    if len(parts) == 1:
+        value = int(parts[0], 16)
+        return value, value, "u"
+    if len(parts) == 2:
+        return int(parts[0], 16), int(parts[1], 16), "e"
+    return int(parts[0], 16), int(parts[2], 16), parts[1]
+
+
+def _in_range(value, spec):
+    low, high, parity = spec
+    if not low <= value <= high:
+        return False
+    if parity == "e" and low != high:
+        return value % 2 == low % 2
+    if parity == "o":
+        return value % 2 == 1
+    return True
+
+
+def _lines(name):
+    with gzip.open(os.path.join(_DATA, name), "rt", encoding="latin-1") as f:
+        for line in f:
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) >= 3 and fields[0].startswith("("):
+                yield fields
+
+
+def _load():
+    public, public_ranges = {}, []
+    for fields in _lines("dcmtk-dicom.dic.gz"):
+        group, element = fields[0][1:-1].split(",")
+        entry = DictEntry(fields[1], fields[2].replace(" ", ""))
+        g, e = _parse_range(group), _parse_range(element)
+        if g[0] == g[1] and e[0] == e[1]:
+            public[(g[0] << 16) | e[0]] = entry
+        else:
+            public_ranges.append((g, e, entry))
+    private, private_ranges = {}, []
+    for fields in _lines("dcmtk-private.dic.gz"):
+        inner = fields[0][1:-1]
+        group, rest = inner.split(",", 1)
+        creator, element = rest.rsplit(",", 1)
+        creator = creator.strip('"')
+        entry = DictEntry(fields[1], fields[2].replace(" ", ""))
+        g = _parse_range(group)
+        element = int(element, 16)
+        if g[0] == g[1]:
+            private.setdefault((g[0], creator, element), entry)
+        else:
+            private_ranges.append((g, creator, element, entry))
+    # Orthanc renames this main DICOM tag, retired in the standard.
+    public[0x00101000] = DictEntry(public[0x00101000].vr, "OtherPatientIDs")
+    return public, public_ranges, private, private_ranges
+
+
+_PUBLIC, _PUBLIC_RANGES, _PRIVATE, _PRIVATE_RANGES = _load()
+_RANGE_CACHE = {}
+# Built into DCMTK rather than read from dicom.dic.
+_GENERIC_GROUP_LENGTH = DictEntry("UL", "GenericGroupLength")
+
+
+def lookup(tag, creator=None):
+    """The DictEntry for an int tag, or None when DCMTK does not know it.
+
+    For private tags DCMTK needs the private creator of the element's block;
+    without it only the generic private entries (group length, creator
+    elements) match.
+    """
+    group, element = tag >> 16, tag & 0xFFFF
+    if group % 2 == 1 and creator is not None and element >= 0x1000:
+        low = element & 0xFF
+        entry = _PRIVATE.get((group, creator, low)) or _PRIVATE.get((group, creator, element))
+        if entry is not None:
+            return entry
+        for g, c, e, entry in _PRIVATE_RANGES:
+            if c == creator and e in (low, element) and _in_range(group, g):
+                return entry
+        return None
+    entry = _PUBLIC.get(tag)
+    if entry is not None:
+        return entry
+    if element == 0 and group % 2 == 0:
+        return _GENERIC_GROUP_LENGTH
+    if group % 2 == 1 and element >= 0x0100:
+        return None
+    key = tag
+    if key in _RANGE_CACHE:
+        return _RANGE_CACHE[key]
+    found = None
+    for g, e, entry in _PUBLIC_RANGES:
+        if _in_range(group, g) and _in_range(element, e):
+            found = entry
+            break
+    _RANGE_CACHE[key] = found
+    return found
+
+
+def tag_name(tag, creator=None):
+    entry = lookup(tag, creator)
+    return entry.name if entry is not None else UNKNOWN_NAME
+
+
+def is_private(tag):
+    return (tag >> 16) % 2 == 1

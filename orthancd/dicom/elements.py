@@ -1,0 +1,243 @@
+"""Walking a pydicom dataset element by element with Orthanc's eyes.
+
+Every element is seen as (tag, VR, name, private creator, value) where the VR
+is the one DCMTK would use (explicit VR from the file, otherwise DCMTK's
+dictionary) and the value is either a list of child datasets (sequence), a
+string, or None (Orthanc's 'Null': binary data, unsupported VRs, unreadable
+numbers).  Values are decoded from the raw bytes so that pydicom's own
+conversions (number parsing, VR guessing, charset handling) never leak in.
+"""
+import struct
+
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.valuerep import PersonName
+
+from orthancd.dicom import charsets, dictionary
+
+# VRs whose DCMTK class is a byte string (DcmByteString and its children).
+STRING_VRS = frozenset(
+    "AE AS CS DA DS DT IS LO LT PN SH ST TM UI UT UC UR".split())
+# Binary VRs: always shown as Null by Orthanc's JSON (ConvertBinaryToNull).
+BINARY_VRS = frozenset("OB OD OF OL OV OW UN ox".split())
+_NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
+PIXEL_DATA = 0x7FE00010
+
+
+class Element:
+    """One element as Orthanc renders it."""
+    __slots__ = ("tag", "vr", "name", "creator", "value")
+
+    def __init__(self, tag, vr, name, creator, value):
+        self.tag = tag
+        self.vr = vr
+        self.name = name
+        self.creator = creator
+        self.value = value
+
+    @property
+    def is_sequence(self):
+        return isinstance(self.value, list)
+
+
+def format_tag(tag):
+    return "%04x,%04x" % (tag >> 16, tag & 0xFFFF)
+
+
+def _format_float(value):
+    # boost::lexical_cast<std::string>(double): 17 significant digits, %g style.
+    return "%.17g" % value
+
+
+def decode_numbers(data, vr, little_endian=True):
+    fmt = _NUMBER_FORMATS[vr]
+    size = struct.calcsize(fmt)
+    count = len(data) // size
+    if count == 0:
+        return None
+    values = struct.unpack(("<" if little_endian else ">") + fmt * count, data[:count * size])
+    if vr in ("FL", "FD"):
+        # Orthanc widens floats to double before printing them.
+        return "\\".join(_format_float(v) for v in values)
+    return "\\".join(str(v) for v in values)
+
+
+def decode_tags(data, little_endian=True):
+    """Orthanc only shows the first value of an AT element."""
+    if len(data) < 4:
+        return None
+    group, element = struct.unpack(("<" if little_endian else ">") + "HH", data[:4])
+    return "%04x,%04x" % (group, element)
+
+
+def machine_string(data):
+    """DCMTK's getString(): stops at the first NUL, trailing padding removed."""
+    nul = data.find(b"\0")
+    if nul >= 0:
+        data = data[:nul]
+    return data.rstrip(b" ")
+
+
+def decode_leaf(data, vr, tag, creator, encoding, little_endian=True):
+    """Raw value bytes -> Orthanc's string, or None for Null."""
+    if vr in STRING_VRS:
+        return charsets.decode(machine_string(data), encoding)
+    if vr == "UN":
+        # Orthanc looks unknown-VR values up in the dictionary and shows them
+        # verbatim (padding kept, up to a NUL) when the dictionary says text
+        # and the bytes are ASCII; anything else stays binary.
+        entry = dictionary.lookup(tag, creator)
+        if entry is not None and entry.vr in STRING_VRS and data.isascii():
+            return data.split(b"\0")[0].decode("ascii")
+        return None
+    if vr in _NUMBER_FORMATS:
+        return decode_numbers(data, vr, little_endian)
+    if vr == "AT":
+        return decode_tags(data, little_endian)
+    return None
+
+
+def _value_bytes(value):
+    """Re-encode an already-converted pydicom value (fallback path)."""
+    if value is None:
+        return b""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (list, tuple, MultiValue)):
+        return b"\\".join(_value_bytes(v) for v in value)
+    if isinstance(value, PersonName):
+        return value.original_string if isinstance(value.original_string, bytes) \
+            else str(value).encode("utf-8")
+    return str(value).encode("utf-8")
+
+
+def _converted_leaf(element, vr, tag, creator, encoding):
+    value = element.value
+    if vr in STRING_VRS:
+        text = _value_bytes(value)
+        text = machine_string(text)
+        if isinstance(value, bytes) or text.isascii():
+            return charsets.decode(text, encoding)
+        return text.decode("utf-8", "ignore")
+    if vr in _NUMBER_FORMATS or vr == "AT":
+        values = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
+        values = [v for v in values if v is not None]
+        if not values:
+            return None
+        if vr == "AT":
+            return format_tag(int(values[0]))
+        if vr in ("FL", "FD"):
+            return "\\".join(_format_float(float(v)) for v in values)
+        return "\\".join(str(int(v)) for v in values)
+    if vr == "UN" and isinstance(value, bytes):
+        return decode_leaf(value, vr, tag, creator, encoding)
+    return None
+
+
+def private_creators(ds):
+    """{(group, block): creator} from the (gggg,0010-00ff) elements of one item."""
+    creators = {}
+    for tag in ds.keys():
+        group, element = tag >> 16, tag & 0xFFFF
+        if group % 2 == 1 and 0x10 <= element <= 0xFF:
+            raw = ds.get_item(tag)
+            value = raw.value
+            if isinstance(value, bytes):
+                text = machine_string(value).decode("latin-1")
+            elif value is None:
+                text = ""
+            else:
+                text = str(value).rstrip(" ")
+            creators[(group, element)] = text
+    return creators
+
+
+def dataset_encoding(ds, default_encoding="Latin1"):
+    if charsets.SPECIFIC_CHARACTER_SET not in ds:
+        return default_encoding
+    raw = ds.get_item(charsets.SPECIFIC_CHARACTER_SET)
+    value = raw.value
+    if value is None:
+        return default_encoding
+    if not isinstance(value, bytes):
+        value = _value_bytes(value)
+    return charsets.detect_encoding(value, default_encoding)
+
+
+# DCMTK settles the 'US or SS' dictionary VR of these from PixelRepresentation;
+# other 'xs' elements of implicit-VR files stay unresolved (Null in Orthanc).
+_PIXEL_VALUE_TAGS = frozenset((0x00280106, 0x00280107, 0x00280108, 0x00280109,
+                               0x00280110, 0x00280111, 0x00280120, 0x00280121))
+PIXEL_REPRESENTATION = 0x00280103
+
+
+def _pixel_representation(ds):
+    if PIXEL_REPRESENTATION not in ds:
+        return 0
+    raw = ds.get_item(PIXEL_REPRESENTATION)
+    value = raw.value
+    if isinstance(value, bytes):
+        if len(value) < 2:
+            return 0
+        return struct.unpack("<H" if raw.is_little_endian else ">H", value[:2])[0]
+    return int(value or 0)
+
+
+def _element_vr(raw, tag, creator, ds):
+    vr = raw.VR
+    if vr is None or (isinstance(raw, RawDataElement) and raw.is_implicit_VR):
+        entry = dictionary.lookup(tag, creator)
+        vr = entry.vr if entry is not None else "UN"
+        if vr == "xs" and tag in _PIXEL_VALUE_TAGS:
+            vr = "SS" if _pixel_representation(ds) == 1 else "US"
+    return vr
+
+
+def _to_sequence(raw, vr):
+    """Sequence items of an element, or None when it is a leaf."""
+    value = raw.value
+    if isinstance(value, Sequence):
+        return value
+    if vr == "SQ" and isinstance(value, bytes) and isinstance(raw, RawDataElement):
+        try:
+            return pydicom.values.convert_SQ(value, raw.is_implicit_VR, raw.is_little_endian)
+        except Exception:  # a broken nested sequence is shown as Null, not fatal
+            return None
+    return None
+
+
+def iter_elements(ds, encoding, stop_after_pixels=True, depth=0, include_binary=True):
+    """Orthanc's view of the elements of one dataset or item, sorted by tag.
+
+    Sequence values are lists of lists of Elements (one list per item).
+    """
+    creators = private_creators(ds)
+    for tag in sorted(ds.keys()):
+        tag = int(tag)
+        raw = ds.get_item(tag)
+        group, element_number = tag >> 16, tag & 0xFFFF
+        creator = None
+        if group % 2 == 1 and element_number >= 0x1000:
+            creator = creators.get((group, element_number >> 8))
+        vr = _element_vr(raw, tag, creator, ds)
+        if not include_binary and vr in BINARY_VRS:
+            continue
+        entry = dictionary.lookup(tag, creator)
+        name = entry.name if entry is not None else dictionary.UNKNOWN_NAME
+        items = _to_sequence(raw, vr)
+        if items is not None:
+            value = [list(iter_elements(item, encoding, stop_after_pixels, depth + 1,
+                                        include_binary))
+                     for item in items]
+        elif isinstance(raw, RawDataElement):
+            value = decode_leaf(raw.value or b"", vr, tag, creator, encoding,
+                                raw.is_little_endian)
+        else:
+            value = _converted_leaf(raw, vr, tag, creator, encoding)
+        yield Element(tag, vr, name, creator, value)
+        if tag == PIXEL_DATA and stop_after_pixels and depth == 0:
+            return
+    if depth == 0 and getattr(ds, "pixel_data_follows", False) and PIXEL_DATA not in ds:
+        yield Element(PIXEL_DATA, "OW", "PixelData", None, None)
