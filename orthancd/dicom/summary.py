@@ -1,0 +1,249 @@
+"""What the index needs to know about an instance, computed like Orthanc 1.10.1.
+
+summarize() reads only the few top-level elements it needs (the main DICOM
+tags and identifiers), decoding them from raw bytes, so it stays cheap enough
+to run on every upload.
+"""
+import dataclasses
+from typing import Dict, Optional, Tuple
+
+from orthancd.dicom import elements
+from orthancd.dicom.reading import DicomFormatError
+from orthancd.ids import ResourceLevel, resource_ids
+
+PATIENT_ID = 0x00100020
+STUDY_INSTANCE_UID = 0x0020000D
+SERIES_INSTANCE_UID = 0x0020000E
+SOP_INSTANCE_UID = 0x00080018
+SOP_CLASS_UID = 0x00080016
+INSTANCE_NUMBER = 0x00200013
+IMAGE_INDEX = 0x00541330
+NUMBER_OF_FRAMES = 0x00280008
+IMAGES_IN_ACQUISITION = 0x00201002
+NUMBER_OF_TEMPORAL_POSITIONS = 0x00200105
+NUMBER_OF_SLICES = 0x00540081
+NUMBER_OF_TIME_SLICES = 0x00540101
+CARDIAC_NUMBER_OF_IMAGES = 0x00181090
+
+# The main DICOM tags of Orthanc 1.10.1, per level (tag -> name as shown in
+# MainDicomTags).  ImageOrientationPatient is stored at both series and
+# instance levels, as Orthanc does.
+MAIN_DICOM_TAGS: Dict[ResourceLevel, Dict[int, str]] = {
+    ResourceLevel.PATIENT: {
+        0x00100010: "PatientName",
+        0x00100020: "PatientID",
+        0x00100030: "PatientBirthDate",
+        0x00100040: "PatientSex",
+        0x00101000: "OtherPatientIDs",
+    },
+    ResourceLevel.STUDY: {
+        0x00080020: "StudyDate",
+        0x00080030: "StudyTime",
+        0x00200010: "StudyID",
+        0x00081030: "StudyDescription",
+        0x00080050: "AccessionNumber",
+        0x0020000D: "StudyInstanceUID",
+        0x00321060: "RequestedProcedureDescription",
+        0x00080080: "InstitutionName",
+        0x00321032: "RequestingPhysician",
+        0x00080090: "ReferringPhysicianName",
+    },
+    ResourceLevel.SERIES: {
+        0x00080021: "SeriesDate",
+        0x00080031: "SeriesTime",
+        0x00080060: "Modality",
+        0x00080070: "Manufacturer",
+        0x00081010: "StationName",
+        0x0008103E: "SeriesDescription",
+        0x00180015: "BodyPartExamined",
+        0x00180024: "SequenceName",
+        0x00181030: "ProtocolName",
+        0x00200011: "SeriesNumber",
+        0x00181090: "CardiacNumberOfImages",
+        0x00201002: "ImagesInAcquisition",
+        0x00200105: "NumberOfTemporalPositions",
+        0x00540081: "NumberOfSlices",
+        0x00540101: "NumberOfTimeSlices",
+        0x0020000E: "SeriesInstanceUID",
+        0x00200037: "ImageOrientationPatient",
+        0x00541000: "SeriesType",
+        0x00081070: "OperatorsName",
+        0x00400254: "PerformedProcedureStepDescription",
+        0x00181400: "AcquisitionDeviceProcessingDescription",
+        0x00180010: "ContrastBolusAgent",
+    },
+    ResourceLevel.INSTANCE: {
+        0x00080012: "InstanceCreationDate",
+        0x00080013: "InstanceCreationTime",
+        0x00200012: "AcquisitionNumber",
+        0x00541330: "ImageIndex",
+        0x00200013: "InstanceNumber",
+        0x00280008: "NumberOfFrames",
+        0x00200100: "TemporalPositionIdentifier",
+        0x00080018: "SOPInstanceUID",
+        0x00200032: "ImagePositionPatient",
+        0x00200037: "ImageOrientationPatient",
+        0x00204000: "ImageComments",
+    },
+}
+
+# The identifier tags Orthanc normalizes for case-insensitive lookups.
+IDENTIFIER_TAGS = (PATIENT_ID, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID,
+                   SOP_INSTANCE_UID, 0x00080050)
+
+
+class MissingTagError(DicomFormatError):
+    """A required identifier is absent: Orthanc answers 'Inexistent tag'
+    (HTTP 404, OrthancStatus 21) rather than 'Bad file format'."""
+
+    orthanc_error = "InexistentTag"
+
+
+@dataclasses.dataclass
+class InstanceSummary:
+    patient_id: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    ids: Tuple[str, str, str, str]
+    main_tags: Dict[ResourceLevel, Dict[str, str]]
+    transfer_syntax: Optional[str]
+    sop_class_uid: Optional[str]
+    expected_instances: Optional[int]
+    # Orthanc's IndexInSeries metadata: InstanceNumber, else ImageIndex.
+    index_in_series: Optional[str]
+    number_of_frames: Optional[int]
+    encoding: str
+
+    @property
+    def index_in_series_number(self):
+        """The integer shown as IndexInSeries in GET /instances/{id}."""
+        return _parse_int(self.index_in_series.strip() if self.index_in_series else None)
+
+
+def _parse_int(text):
+    """boost::lexical_cast<int64_t>: the whole string must be an integer."""
+    if text is None:
+        return None
+    body = text[1:] if text[:1] in "+-" else text
+    if not body.isdigit() or not body.isascii():
+        return None
+    return int(text)
+
+
+def _read_value(ds, tag, encoding):
+    """The Orthanc string of a top-level leaf element, None if absent/Null."""
+    if tag not in ds:
+        return None
+    raw = ds.get_item(tag)
+    vr = elements._element_vr(raw, tag, None, ds)
+    if isinstance(raw, elements.RawDataElement):
+        return elements.decode_leaf(raw.value or b"", vr, tag, None, encoding,
+                                    raw.is_little_endian)
+    if isinstance(raw.value, elements.Sequence):
+        return None
+    return elements._converted_leaf(raw, vr, tag, None, encoding)
+
+
+def extract_main_tags(ds, encoding):
+    """{level: {name: value}} for the main tags present in the dataset.
+
+    Sequences and binary (Null) values are left out; strings too long for
+    Orthanc's summary (256 bytes) are left out as well.
+    """
+    result = {}
+    for level, tags in MAIN_DICOM_TAGS.items():
+        level_tags = {}
+        for tag, name in tags.items():
+            value = _read_value(ds, tag, encoding)
+            if value is not None and len(value.encode("utf-8")) <= 256:
+                level_tags[name] = value
+        result[level] = dict(sorted(level_tags.items()))
+    return result
+
+
+def compute_expected_instances(values):
+    """Orthanc's ExpectedNumberOfInstances from the series' main tags
+    ({name: string}); None when it cannot be computed or is not positive."""
+    def number(name):
+        return _parse_int(values.get(name))
+
+    images, temporal = number("ImagesInAcquisition"), number("NumberOfTemporalPositions")
+    if values.get("ImagesInAcquisition") is not None and \
+            values.get("NumberOfTemporalPositions") is not None:
+        target = images * temporal if images is not None and temporal is not None else None
+    elif values.get("NumberOfSlices") is not None and \
+            values.get("NumberOfTimeSlices") is not None:
+        slices, time_slices = number("NumberOfSlices"), number("NumberOfTimeSlices")
+        target = slices * time_slices if slices is not None and time_slices is not None else None
+    elif values.get("CardiacNumberOfImages") is not None:
+        target = number("CardiacNumberOfImages")
+    else:
+        target = None
+    return target if target is not None and target > 0 else None
+
+
+def _identifier(ds, tag, encoding, required):
+    value = _read_value(ds, tag, encoding)
+    if value is None and tag not in ds and required:
+        raise MissingTagError("Inexistent tag")
+    return value or ""
+
+
+def summarize(ds, default_encoding="Latin1"):
+    """Everything the index stores about one instance (see InstanceSummary)."""
+    encoding = elements.dataset_encoding(ds, default_encoding)
+    patient_id = _identifier(ds, PATIENT_ID, encoding, required=False)
+    study_uid = _identifier(ds, STUDY_INSTANCE_UID, encoding, required=True)
+    series_uid = _identifier(ds, SERIES_INSTANCE_UID, encoding, required=True)
+    sop_uid = _identifier(ds, SOP_INSTANCE_UID, encoding, required=True)
+    if not study_uid or not series_uid or not sop_uid:
+        raise DicomFormatError("missing StudyInstanceUID, SeriesInstanceUID or SOPInstanceUID")
+    main_tags = extract_main_tags(ds, encoding)
+    meta = getattr(ds, "file_meta", None)
+    transfer_syntax = None
+    if meta is not None and 0x00020010 in meta:
+        transfer_syntax = str(meta[0x00020010].value).rstrip("\0 ") or None
+    series_values = {name: _read_value(ds, tag, encoding)
+                     for tag, name in ((IMAGES_IN_ACQUISITION, "ImagesInAcquisition"),
+                                       (NUMBER_OF_TEMPORAL_POSITIONS, "NumberOfTemporalPositions"),
+                                       (NUMBER_OF_SLICES, "NumberOfSlices"),
+                                       (NUMBER_OF_TIME_SLICES, "NumberOfTimeSlices"),
+                                       (CARDIAC_NUMBER_OF_IMAGES, "CardiacNumberOfImages"))}
+    index = _read_value(ds, INSTANCE_NUMBER, encoding)
+    if index is None:
+        index = _read_value(ds, IMAGE_INDEX, encoding)
+    frames = _parse_int((_read_value(ds, NUMBER_OF_FRAMES, encoding) or "").strip() or None)
+    return InstanceSummary(
+        patient_id=patient_id,
+        study_uid=study_uid,
+        series_uid=series_uid,
+        sop_uid=sop_uid,
+        ids=resource_ids(patient_id, study_uid, series_uid, sop_uid),
+        main_tags=main_tags,
+        transfer_syntax=transfer_syntax,
+        sop_class_uid=_read_value(ds, SOP_CLASS_UID, encoding),
+        expected_instances=compute_expected_instances(series_values),
+        index_in_series=index,
+        number_of_frames=frames,
+        encoding=encoding,
+    )
+
+
+def normalize_for_find(value):
+    """Orthanc's NormalizeIdentifier, used for the case-insensitive matching
+    of identifier tags (PatientID, the UIDs, AccessionNumber) in the index.
+
+    Only printable ASCII survives (accented letters are dropped, as Orthanc's
+    ASCII conversion does), '%' and '_' become spaces so they cannot act as
+    SQL wildcards, then the text is upper-cased and trimmed.
+    """
+    if value is None:
+        return ""
+    kept = []
+    for c in value:
+        if c in "%_":
+            kept.append(" ")
+        elif " " <= c <= "~":
+            kept.append(c)
+    return "".join(kept).upper().strip()
