@@ -77,3 +77,56 @@ def header_to_json(ds, mode="full", default_encoding="Latin1"):
     # Orthanc leaves binary elements (FileMetaInformationVersion) out here.
     return elements_to_json(iter_elements(meta, default_encoding, include_binary=False),
                             mode, MAX_STRING_LENGTH)
+
+
+def _parse_content_tag(text):
+    parts = text.split("-")
+    if len(parts) != 2 or any(len(p) != 4 for p in parts):
+        raise ContentPathError(text)
+    try:
+        return (int(parts[0], 16) << 16) | int(parts[1], 16)
+    except ValueError:
+        raise ContentPathError(text)
+
+
+def _listing(item):
+    return ["%04x-%04x" % (tag >> 16, tag & 0xFFFF) for tag in sorted(item.keys())]
+
+
+def _raw_bytes(element):
+    """The value bytes as stored in the file (DCMTK's getUint8Array)."""
+    value = element.value
+    if isinstance(value, bytes):
+        return value
+    data = _elements._value_bytes(value)
+    if len(data) % 2:
+        data += b"\0" if element.VR == "UI" else b" "
+    return data
+
+
+def content_at(ds, path_parts):
+    """GET /instances/{id}/content/{path}: a list of child names
+    ("0008-1140" for elements, "0", "1"... for sequence items) or the raw
+    bytes of a leaf.  `ds` should be read with its pixel data.  Raises
+    ContentPathError (a KeyError) for paths that lead nowhere."""
+    node = ds
+    parts = [p for p in path_parts if p != ""]
+    i = 0
+    while i < len(parts):
+        tag = _parse_content_tag(parts[i])
+        if tag not in node:
+            raise ContentPathError("/".join(parts[:i + 1]))
+        element = node.get_item(tag)
+        items = _elements._to_sequence(element, element.VR or "")
+        if items is None:
+            if i != len(parts) - 1:
+                raise ContentPathError("/".join(parts))
+            return _raw_bytes(element)
+        if i == len(parts) - 1:
+            return [str(n) for n in range(len(items))]
+        index = parts[i + 1]
+        if not index.isdigit() or int(index) >= len(items):
+            raise ContentPathError("/".join(parts[:i + 2]))
+        node = items[int(index)]
+        i += 2
+    return _listing(node)
