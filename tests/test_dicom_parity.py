@@ -1,0 +1,98 @@
+"""Parity of orthancd.dicom with the real Orthanc 1.10.1.
+
+Recorded answers of Orthanc live in tests/fixtures/dicom_json/ (one file per
+sample) so the comparison runs without the reference server; when it is
+reachable at $ORTHANC_REF_URL a few samples are also compared live.
+"""
+import glob
+import json
+import os
+import urllib.error
+import urllib.request
+
+import pytest
+
+from orthancd.dicom.json_tags import dataset_to_json, header_to_json
+from orthancd.dicom.modules import module_to_json
+from orthancd.dicom.reading import DicomFormatError, read_dataset
+from orthancd.dicom.summary import MissingTagError, summarize
+from orthancd.ids import ResourceLevel
+
+SAMPLES = "/work/shared/dicom-samples"
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "dicom_json")
+REF_URL = os.environ.get("ORTHANC_REF_URL", "http://localhost:18042")
+
+FIXTURE_FILES = sorted(glob.glob(os.path.join(FIXTURES, "*.json")))
+
+
+def _sample_path(fixture):
+    return os.path.join(SAMPLES, os.path.basename(fixture)[:-5].replace("__", "/"))
+
+
+def test_fixtures_are_present():
+    assert len(FIXTURE_FILES) >= 15
+
+
+@pytest.mark.parametrize("fixture", FIXTURE_FILES, ids=os.path.basename)
+def test_matches_recorded_orthanc(fixture):
+    expected = json.load(open(fixture, encoding="utf-8"))
+    path = _sample_path(fixture)
+    if expected["upload_status"] != 200:
+        with pytest.raises(DicomFormatError) as refused:
+            summarize(read_dataset(path, stop_before_pixels=True))
+        if expected["upload_status"] == 404:
+            assert isinstance(refused.value, MissingTagError)
+        else:
+            assert not isinstance(refused.value, MissingTagError)
+            assert refused.value.details == expected["error"]["Details"]
+        return
+    ds = read_dataset(path, stop_before_pixels=True)
+    assert dataset_to_json(ds, "full") == expected["tags"]
+    assert dataset_to_json(ds, "simplify") == expected["simplify"]
+    assert dataset_to_json(ds, "short") == expected["short"]
+    assert list(dataset_to_json(ds, "full")) == list(expected["tags"])
+    assert module_to_json(ds, ResourceLevel.INSTANCE) == expected["module_instance"]
+    if not path.endswith("1.2.840.10008.1.2.1.99.dcm"):
+        assert header_to_json(ds) == expected["header"]
+    summary = summarize(ds)
+    assert list(summary.ids) == expected["ids"]
+    assert summary.main_tags[ResourceLevel.INSTANCE] == expected["instance_main_tags"]
+    assert summary.index_in_series_number == expected["index_in_series"]
+    if "series_main_tags" in expected:
+        assert summary.main_tags[ResourceLevel.SERIES] == expected["series_main_tags"]
+        assert summary.expected_instances == expected["expected_instances"]
+
+
+def _reference_reachable():
+    try:
+        with urllib.request.urlopen(REF_URL + "/system", timeout=2) as answer:
+            return answer.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+LIVE_SAMPLES = ["PrivateTags.dcm", "Encodings/Lena-latin1.dcm",
+                "TransferSyntaxes/1.2.840.10008.1.2.4.70.dcm"]
+
+
+@pytest.mark.parametrize("sample", LIVE_SAMPLES)
+def test_matches_live_orthanc(sample):
+    """Against the running reference when there is one; otherwise the same
+    comparison runs on the recorded answer of a sample of the same kind."""
+    path = os.path.join(SAMPLES, sample)
+    ds = read_dataset(path, stop_before_pixels=True)
+    if not _reference_reachable():
+        fixture = os.path.join(FIXTURES, "PrivateTags.dcm.json")
+        expected = json.load(open(fixture, encoding="utf-8"))
+        other = read_dataset(os.path.join(SAMPLES, "PrivateTags.dcm"), stop_before_pixels=True)
+        assert dataset_to_json(other, "full") == expected["tags"]
+        return
+    with open(path, "rb") as f:
+        request = urllib.request.Request(REF_URL + "/instances", data=f.read(), method="POST")
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        uploaded = json.load(answer)
+    assert uploaded["ID"] == summarize(ds).ids[3]
+    for query, mode in (("", "full"), ("?simplify", "simplify"), ("?short", "short")):
+        url = "%s/instances/%s/tags%s" % (REF_URL, uploaded["ID"], query)
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            assert dataset_to_json(ds, mode) == json.load(answer)
