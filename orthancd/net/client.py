@@ -115,9 +115,13 @@ def _normalize_contexts(contexts):
 class RequestorProtocol(UpperLayerProtocol):
     is_requestor = True
 
-    def __init__(self, clock, request, timeout, maximum_pdu_length):
+    def __init__(self, clock, request, timeout, maximum_pdu_length, store_handler=None):
         super().__init__(clock, artim_timeout=timeout, maximum_pdu_length=maximum_pdu_length)
         self.timeout = timeout
+        # Serves C-STORE-RQ sent by the peer on this association (C-GET):
+        # ``store_handler(protocol, context, command)`` returns the data set
+        # sink and answers with ``protocol.send_command``.
+        self.store_handler = store_handler
         self.request = request
         self.associated = defer.Deferred()
         self.released = defer.Deferred()
@@ -211,6 +215,9 @@ class RequestorProtocol(UpperLayerProtocol):
         return request
 
     def on_command(self, context, command):
+        if command.CommandField == dimse.C_STORE_RQ and self.store_handler is not None:
+            self._arm_timer()
+            return self.store_handler(self, context, command)
         message_id = command.get("MessageIDBeingRespondedTo")
         request = self._pending.get(message_id)
         if request is None:
@@ -396,13 +403,15 @@ class Association:
 
 
 def associate(reactor, host, port, calling_aet, called_aet, contexts, timeout=10,
-              maximum_pdu_length=16384):
+              maximum_pdu_length=16384, scp_roles=(), store_handler=None):
     """Open an association; fires with an ``Association`` or fails with
     ``AssociationRejected``, ``DimseTimeout``, ``AssociationAborted`` or a
-    connection error."""
+    connection error.  ``scp_roles``: SOP classes for which we propose the
+    SCP role, with ``store_handler`` serving the C-STORE-RQ that follow
+    (see ``RequestorProtocol``)."""
     request = requestor_primitive(calling_aet, called_aet, _normalize_contexts(contexts),
-                                  maximum_pdu_length)
-    protocol = RequestorProtocol(reactor, request, timeout, maximum_pdu_length)
+                                  maximum_pdu_length, scp_roles)
+    protocol = RequestorProtocol(reactor, request, timeout, maximum_pdu_length, store_handler)
     endpoint = endpoints.TCP4ClientEndpoint(reactor, host, port, timeout=timeout or 30)
     connecting = endpoints.connectProtocol(endpoint, protocol)
 

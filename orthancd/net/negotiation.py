@@ -19,6 +19,7 @@ from pynetdicom.pdu_primitives import (
     ImplementationClassUIDNotification,
     ImplementationVersionNameNotification,
     MaximumLengthNotification,
+    SCP_SCU_RoleSelectionNegotiation,
 )
 from pynetdicom.presentation import PresentationContext
 
@@ -169,8 +170,26 @@ class AcceptorNegotiation:
                 accepted[cid] = AcceptedContext(cid, abstract, transfer_syntax)
         response.result = ACCEPTANCE
         response.presentation_context_definition_results_list = result_list
-        response.user_information = _user_information(settings.maximum_pdu_length)
+        response.user_information = (_user_information(settings.maximum_pdu_length)
+                                     + role_selection_replies(request, accepted))
         return response, accepted
+
+
+def role_selection_replies(request, accepted):
+    """Accept the SCU/SCP roles the peer proposes for the SOP classes we
+    accepted: a C-GET SCU asks to be the storage SCP, so that we can send it
+    C-STORE sub-operations on the same association."""
+    abstract_syntaxes = {context.abstract_syntax for context in accepted.values()}
+    replies = []
+    for item in request.user_information or []:
+        if (isinstance(item, SCP_SCU_RoleSelectionNegotiation)
+                and str(item.sop_class_uid) in abstract_syntaxes):
+            reply = SCP_SCU_RoleSelectionNegotiation()
+            reply.sop_class_uid = item.sop_class_uid
+            reply.scu_role = bool(item.scu_role)
+            reply.scp_role = bool(item.scp_role)
+            replies.append(reply)
+    return replies
 
 
 def peer_maximum_pdu_length(primitive):
@@ -188,7 +207,7 @@ def peer_implementation_class_uid(primitive):
     return None
 
 
-def requestor_primitive(calling_aet, called_aet, contexts, max_pdu_length):
+def requestor_primitive(calling_aet, called_aet, contexts, max_pdu_length, scp_roles=()):
     """Build the A-ASSOCIATE request primitive for the requestor role.
 
     ``contexts`` is a list of ``(abstract_syntax, [transfer_syntaxes])``;
@@ -211,4 +230,11 @@ def requestor_primitive(calling_aet, called_aet, contexts, max_pdu_length):
         definition.append(context)
     primitive.presentation_context_definition_list = definition
     primitive.user_information = _user_information(max_pdu_length)
+    # SOP classes for which we ask to act as SCP (storage classes of a C-GET).
+    for uid in dict.fromkeys(scp_roles):
+        role = SCP_SCU_RoleSelectionNegotiation()
+        role.sop_class_uid = uid
+        role.scu_role = False
+        role.scp_role = True
+        primitive.user_information.append(role)
     return primitive

@@ -13,6 +13,7 @@ state change, so the machine always sees events in a valid order.
 import logging
 from collections import deque
 
+from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
@@ -67,6 +68,10 @@ class UpperLayerProtocol(Protocol):
         self._assembler = MessageAssembler(self._command_received)
         self._ended = False
         self._after_transition = []
+        # Requests we send as the acceptor (C-STORE sub-operations of a
+        # C-GET): message ID -> Deferred firing with the response command.
+        self._sub_requests = {}
+        self._next_sub_message_id = 1
         self.transitions = []  # (state, event, action, next state), for tests and logs
 
     # -- Twisted entry points -------------------------------------------------
@@ -291,6 +296,7 @@ class UpperLayerProtocol(Protocol):
             return
         self._ended = True
         self._assembler.discard()
+        self._fail_sub_requests(failure_reason)
         self.on_ended(failure_reason)
 
     # -- Sending DIMSE messages --------------------------------------------------
@@ -340,7 +346,44 @@ class UpperLayerProtocol(Protocol):
     # -- Hooks for roles --------------------------------------------------------
 
     def _command_received(self, context_id, command):
+        field = command.CommandField
+        if field & 0x8000 and self._sub_requests:
+            waiting = self._sub_requests.pop(command.get("MessageIDBeingRespondedTo"), None)
+            if waiting is not None:
+                waiting.callback(command)
+                # A response data set (none for C-STORE-RSP) is not needed.
+                return None
         return self.on_command(self.contexts[context_id], command)
+
+    def send_sub_request(self, context_id, fields, dataset_file=None):
+        """Send a request on this association whatever our role (the
+        acceptor sends C-STORE-RQ for C-GET).  ``dataset_file`` is
+        ``(fileobj, length)`` streamed from disk, or encoded bytes.
+        Returns a Deferred firing with the response command set."""
+        if not self.can_send:
+            return defer.fail(AssociationAborted("association is not established"))
+        message_id = self._next_sub_message_id
+        self._next_sub_message_id = (message_id % 0xFFFF) + 1
+        answered = Deferred()
+        self._sub_requests[message_id] = answered
+        fields = dict(fields, MessageID=message_id)
+        if isinstance(dataset_file, (bytes, bytearray, memoryview)):
+            self.send_command(context_id, fields, dataset_file)
+        elif dataset_file is not None:
+            fields["CommandDataSetType"] = dimse.HAS_DATASET
+            self.send_command(context_id, fields)
+            fileobj, length = dataset_file
+            producer = self.send_dataset_from_file(context_id, fileobj, length)
+            producer.done.addBoth(lambda result: (fileobj.close(), result)[1])
+            producer.done.addErrback(lambda failure: None)
+        else:
+            self.send_command(context_id, dict(fields, CommandDataSetType=dimse.NO_DATASET))
+        return answered
+
+    def _fail_sub_requests(self, reason):
+        waiting, self._sub_requests = self._sub_requests, {}
+        for answered in waiting.values():
+            answered.errback(reason)
 
     def on_associate_request(self, request):
         raise ProtocolViolation("this role does not accept associations")

@@ -1,0 +1,576 @@
+"""orthancd as a DICOM SCU: echo, store, find, move and get towards a modality.
+
+Each operation opens its own association and releases it when done (we do
+not keep associations open for ``DicomAssociationCloseDelay``: a DIMSE
+association costs a millisecond on a LAN, and an idle one held open only
+pins resources on the peer).  Failures become ``OrthancError`` with the
+codes and details Orthanc reports, so the REST layer can render them as is.
+
+Instances are streamed one by one from their storage files; a data set is
+decoded (off the reactor) only when the peer did not accept its transfer
+syntax and it must be transcoded.
+"""
+import logging
+import os
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.filereader import read_dataset
+from pynetdicom.dsutils import encode as encode_dataset
+from pynetdicom.dsutils import split_dataset
+from twisted.internet import defer, threads
+from twisted.internet.error import ConnectError, ConnectionRefusedError, DNSLookupError
+
+from orthancd.errors import ErrorCode, OrthancError
+from orthancd.ids import ResourceLevel
+from orthancd.index.base import MetadataType
+from orthancd.net import dimse
+from orthancd.net.client import (
+    AssociationRejected,
+    DimseTimeout,
+    NoPresentationContext,
+    associate,
+)
+from orthancd.net.transfer_syntaxes import (
+    DEFLATED_EXPLICIT_LITTLE,
+    EXPLICIT_LITTLE,
+    IMPLICIT_LITTLE,
+    UNCOMPRESSED,
+    is_implicit_vr,
+    is_little_endian,
+)
+from orthancd.net.upper_layer import AssociationAborted
+
+log = logging.getLogger(__name__)
+
+PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+PATIENT_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.1.2"
+STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
+PATIENT_ROOT_GET = "1.2.840.10008.5.1.4.1.2.1.3"
+STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
+QUERY_SYNTAXES = (EXPLICIT_LITTLE, IMPLICIT_LITTLE)
+
+# A-ASSOCIATE-RQ carries at most 128 presentation contexts.
+MAX_CONTEXTS = 128
+
+# Warnings of C-STORE (PS3.4 B.2.3): the instance was stored.
+STORE_WARNINGS = (0x0001, 0xB000, 0xB006, 0xB007)
+
+
+@dataclass
+class ScuSettings:
+    """Who we are and how long we wait, for one operation."""
+    local_aet: str
+    timeout: float
+    maximum_pdu_length: int = 16384
+
+    @classmethod
+    def for_modality(cls, configuration, modality, body=None):
+        """Orthanc's precedence: the modality's LocalAet, then the request's,
+        then DicomAet; the request's Timeout, then the modality's, then
+        DicomScuTimeout."""
+        body = body if isinstance(body, dict) else {}
+        local_aet = (modality.get("LocalAet") or body.get("LocalAet")
+                     or configuration.get("DicomAet", "ORTHANC"))
+        timeout = body.get("Timeout")
+        if timeout is None:
+            timeout = modality.get("Timeout") or configuration.get("DicomScuTimeout", 10)
+        return cls(str(local_aet), float(timeout),
+                   int(configuration.get("MaximumPduLength", 16384)))
+
+
+def _network_error(modality, message):
+    return OrthancError(ErrorCode.NetworkProtocol,
+                        'DicomAssociation - connecting to AET "%s": %s' % (modality["AET"], message))
+
+
+async def open_association(reactor, settings, modality, contexts, **kwargs):
+    """Associate with ``modality``, translating failures to Orthanc's errors."""
+    try:
+        return await associate(reactor, modality["Host"], int(modality["Port"]),
+                               settings.local_aet, modality["AET"], contexts,
+                               timeout=settings.timeout or None,
+                               maximum_pdu_length=settings.maximum_pdu_length, **kwargs)
+    except ConnectionRefusedError:
+        raise _network_error(modality, "TCP Initialization Error: Connection refused") from None
+    except (ConnectError, DNSLookupError) as exc:
+        raise _network_error(modality, "TCP Initialization Error: %s" % exc) from None
+    except AssociationRejected as exc:
+        raise _network_error(modality, "Association Rejected (reason %s)" % exc.reason) from None
+    except DimseTimeout:
+        raise _network_error(modality, "DUL network read timeout") from None
+    except AssociationAborted as exc:
+        raise _network_error(modality, "Association aborted: %s" % exc.reason) from None
+
+
+def _dimse_error(modality, exc):
+    if isinstance(exc, DimseTimeout):
+        return OrthancError(ErrorCode.NetworkProtocol,
+                            'DicomAssociation - %s to AET "%s": DIMSE No data available '
+                            '(timeout in non-blocking mode)' % ("DIMSE", modality["AET"]))
+    return OrthancError(ErrorCode.NetworkProtocol,
+                        'DicomAssociation - DIMSE with AET "%s": %s' % (modality["AET"], exc))
+
+
+async def _release(association):
+    try:
+        await association.release()
+    except Exception as exc:  # the peer may close instead of answering
+        log.debug("release failed: %s", exc)
+
+
+# -- C-ECHO ------------------------------------------------------------------
+
+
+async def echo(reactor, settings, modality):
+    from orthancd.net.scp_echo import VERIFICATION_SOP_CLASS
+    association = await open_association(reactor, settings, modality,
+                                         [(VERIFICATION_SOP_CLASS, list(QUERY_SYNTAXES))])
+    try:
+        status = await association.echo()
+    except (DimseTimeout, AssociationAborted, NoPresentationContext) as exc:
+        association.abort()
+        raise _dimse_error(modality, exc) from None
+    await _release(association)
+    if status != dimse.SUCCESS:
+        raise OrthancError(ErrorCode.NetworkProtocol,
+                           "C-ECHO to AET \"%s\" failed with status 0x%04x" % (modality["AET"], status))
+
+
+# -- outgoing instances ------------------------------------------------------
+
+
+@dataclass
+class OutgoingInstance:
+    """One stored instance about to be sent: what it is and where it lies."""
+    instance_id: str
+    sop_class: str
+    transfer_syntax: str
+    path: str = None          # the Part-10 file, when stored uncompressed
+    compressed_uuid: str = None
+    sop_instance: str = None
+
+    def contexts(self):
+        """The presentation contexts that can carry it: its own syntax, and
+        the uncompressed ones we can transcode it to."""
+        own = (self.sop_class, (self.transfer_syntax,))
+        uncompressed = (self.sop_class, (EXPLICIT_LITTLE, IMPLICIT_LITTLE))
+        if self.transfer_syntax in (EXPLICIT_LITTLE, IMPLICIT_LITTLE):
+            return [uncompressed] if self.transfer_syntax == EXPLICIT_LITTLE else [own, uncompressed]
+        return [own, uncompressed]
+
+
+def outgoing_instance(server, instance_id):
+    """Describe a stored instance from the index (cheap reads, reactor thread)."""
+    metadata = server.index.get_metadata(instance_id, ResourceLevel.INSTANCE)
+    info = server.dicom_attachment(instance_id)
+    outgoing = OutgoingInstance(
+        instance_id,
+        metadata.get(int(MetadataType.SopClassUid), ""),
+        metadata.get(int(MetadataType.TransferSyntax), EXPLICIT_LITTLE))
+    resource = server.index.get_resource(instance_id, ResourceLevel.INSTANCE)
+    outgoing.sop_instance = resource.main_tags.get("SOPInstanceUID", "")
+    if info.compressed:
+        outgoing.compressed_uuid = info.uuid
+    else:
+        outgoing.path = server.storage.path(info.uuid)
+    return outgoing
+
+
+def choose_context(association_contexts, instance):
+    """The accepted context to send ``instance`` on: its own syntax first,
+    else an uncompressed one (transcoding).  None when nothing fits."""
+    same_class = [c for c in association_contexts if c.abstract_syntax == instance.sop_class]
+    for context in same_class:
+        if context.transfer_syntax == instance.transfer_syntax:
+            return context
+    for context in same_class:
+        if context.transfer_syntax in UNCOMPRESSED:
+            return context
+    return None
+
+
+def load_payload(server, instance, transfer_syntax):
+    """Blocking (run in a thread): the data set bytes of ``instance`` in
+    ``transfer_syntax`` as ``(fileobj, length)`` for streaming, or bytes when
+    it had to be decoded (compressed storage or transcoding)."""
+    if instance.path is not None and transfer_syntax == instance.transfer_syntax:
+        meta, offset = split_dataset(Path(instance.path))
+        fileobj = open(instance.path, "rb")
+        length = os.fstat(fileobj.fileno()).st_size - offset
+        fileobj.seek(offset)
+        return fileobj, length
+    raw = (open(instance.path, "rb").read() if instance.path is not None
+           else server.storage.read(instance.compressed_uuid))
+    dataset = pydicom.dcmread(BytesIO(raw), force=True)
+    if transfer_syntax == instance.transfer_syntax:
+        data = encode_dataset(dataset, is_implicit_vr(transfer_syntax),
+                              is_little_endian(transfer_syntax),
+                              deflated=transfer_syntax == DEFLATED_EXPLICIT_LITTLE)
+    else:
+        if instance.transfer_syntax not in UNCOMPRESSED + (DEFLATED_EXPLICIT_LITTLE,):
+            try:
+                dataset.decompress()
+            except Exception as exc:
+                raise OrthancError(
+                    ErrorCode.NotImplemented,
+                    "Cannot transcode instance %s from %s to %s: %s"
+                    % (instance.instance_id, instance.transfer_syntax, transfer_syntax, exc)) from None
+        data = encode_dataset(dataset, is_implicit_vr(transfer_syntax),
+                              is_little_endian(transfer_syntax))
+    if data is None:
+        raise OrthancError(ErrorCode.BadFileFormat,
+                           "Cannot encode instance %s" % instance.instance_id)
+    return data
+
+
+# -- C-STORE -----------------------------------------------------------------
+
+
+@dataclass
+class StoreOutcome:
+    sent: list = field(default_factory=list)      # instance ids stored
+    failed: list = field(default_factory=list)    # (instance id, reason)
+
+
+def _batches(instances):
+    """Split the instances so that each association proposes <= 128 contexts."""
+    batch, contexts = [], []
+    for instance in instances:
+        needed = [c for c in instance.contexts() if c not in contexts]
+        if batch and len(contexts) + len(needed) > MAX_CONTEXTS:
+            yield batch, contexts
+            batch, contexts = [], []
+            needed = instance.contexts()
+        batch.append(instance)
+        contexts.extend(needed)
+    if batch:
+        yield batch, contexts
+
+
+async def store(server, settings, modality, instance_ids, move_originator=None,
+                on_stored=None):
+    """C-STORE ``instance_ids`` to ``modality``; returns a StoreOutcome.
+
+    ``move_originator``: ``(aet, message id)`` when serving a C-MOVE.
+    ``on_stored(instance_id, ok)`` is called after each instance (C-MOVE
+    pending responses).  Connection failures raise OrthancError.
+    """
+    outcome = StoreOutcome()
+    instances = []
+    for instance_id in instance_ids:
+        try:
+            instances.append(outgoing_instance(server, instance_id))
+        except Exception as exc:  # deleted meanwhile
+            outcome.failed.append((instance_id, str(exc)))
+            if on_stored is not None:
+                on_stored(instance_id, False)
+    for batch, contexts in _batches(instances):
+        association = await open_association(server.reactor, settings, modality, contexts)
+        try:
+            for instance in batch:
+                ok = await _store_one(server, association, instance, move_originator, outcome)
+                if on_stored is not None:
+                    on_stored(instance.instance_id, ok)
+                if not association.is_established:
+                    break
+        finally:
+            if association.is_established:
+                await _release(association)
+    return outcome
+
+
+async def _store_one(server, association, instance, move_originator, outcome):
+    context = choose_context(association.accepted_contexts, instance)
+    if context is None:
+        outcome.failed.append((instance.instance_id,
+                               "the peer accepted no context for %s" % instance.sop_class))
+        return False
+    try:
+        payload = await threads.deferToThread(load_payload, server, instance,
+                                              context.transfer_syntax)
+    except Exception as exc:
+        outcome.failed.append((instance.instance_id, str(exc)))
+        return False
+    fields = {
+        "AffectedSOPClassUID": instance.sop_class,
+        "CommandField": dimse.C_STORE_RQ,
+        "Priority": 0,
+        "AffectedSOPInstanceUID": instance.sop_instance,
+    }
+    if move_originator is not None:
+        fields["MoveOriginatorApplicationEntityTitle"] = move_originator[0]
+        fields["MoveOriginatorMessageID"] = move_originator[1]
+    try:
+        if isinstance(payload, tuple):
+            response = await association.send_request(context, fields, dataset_file=payload)
+        else:
+            response = await association.send_request(context, fields, dataset=payload)
+    except (DimseTimeout, AssociationAborted) as exc:
+        if isinstance(payload, tuple):
+            payload[0].close()
+        outcome.failed.append((instance.instance_id, str(exc)))
+        return False
+    if response.status == dimse.SUCCESS or response.status in STORE_WARNINGS:
+        outcome.sent.append(instance.instance_id)
+        return True
+    outcome.failed.append((instance.instance_id, "C-STORE status 0x%04x" % response.status))
+    return False
+
+
+# -- C-FIND ------------------------------------------------------------------
+
+
+def _context_for(association, abstract_syntax, modality):
+    context = association.find_context(abstract_syntax)
+    if context is None:
+        association.abort()
+        raise OrthancError(ErrorCode.NetworkProtocol,
+                           'DicomAssociation - The remote modality "%s" does not accept %s'
+                           % (modality["AET"], abstract_syntax))
+    return context
+
+
+def encode_identifier(dataset, context):
+    ts = context.transfer_syntax
+    return encode_dataset(dataset, is_implicit_vr(ts), is_little_endian(ts))
+
+
+def decode_identifier(data, context):
+    ts = context.transfer_syntax
+    return read_dataset(BytesIO(data), is_implicit_vr(ts), is_little_endian(ts))
+
+
+async def find(reactor, settings, modality, level, query):
+    """C-FIND ``query`` (a Dataset with QueryRetrieveLevel) at ``level``;
+    returns the answers as Datasets.  Patient level uses the Patient Root
+    model, the others the Study Root model, as Orthanc does."""
+    model = PATIENT_ROOT_FIND if level is ResourceLevel.PATIENT else STUDY_ROOT_FIND
+    association = await open_association(reactor, settings, modality,
+                                         [(model, list(QUERY_SYNTAXES))])
+    context = _context_for(association, model, modality)
+    answers = []
+
+    def pending(response):
+        if response.dataset is not None:
+            answers.append(decode_identifier(response.dataset, context))
+
+    try:
+        response = await association.send_request(context, {
+            "AffectedSOPClassUID": model,
+            "CommandField": dimse.C_FIND_RQ,
+            "Priority": 0,
+        }, dataset=encode_identifier(query, context), on_pending=pending)
+    except (DimseTimeout, AssociationAborted) as exc:
+        association.abort()
+        raise _dimse_error(modality, exc) from None
+    await _release(association)
+    if response.status != dimse.SUCCESS:
+        raise OrthancError(ErrorCode.NetworkProtocol,
+                           'C-FIND to AET "%s" failed with status 0x%04x'
+                           % (modality["AET"], response.status))
+    return answers
+
+
+# -- C-MOVE ------------------------------------------------------------------
+
+
+@dataclass
+class RetrieveCounts:
+    status: int = dimse.SUCCESS
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+
+
+def _counts(command, counts):
+    counts.status = command.get("Status", dimse.SUCCESS)
+    counts.completed = command.get("NumberOfCompletedSuboperations") or counts.completed
+    counts.failed = command.get("NumberOfFailedSuboperations") or counts.failed
+    counts.warning = command.get("NumberOfWarningSuboperations") or counts.warning
+
+
+async def move(reactor, settings, modality, level, identifier, target_aet):
+    """C-MOVE one identifier to ``target_aet``; returns RetrieveCounts."""
+    model = PATIENT_ROOT_MOVE if level is ResourceLevel.PATIENT else STUDY_ROOT_MOVE
+    association = await open_association(reactor, settings, modality,
+                                         [(model, list(QUERY_SYNTAXES))])
+    context = _context_for(association, model, modality)
+    counts = RetrieveCounts()
+    try:
+        response = await association.send_request(context, {
+            "AffectedSOPClassUID": model,
+            "CommandField": dimse.C_MOVE_RQ,
+            "Priority": 0,
+            "MoveDestination": target_aet,
+        }, dataset=encode_identifier(identifier, context),
+            on_pending=lambda response: _counts(response.command, counts))
+    except (DimseTimeout, AssociationAborted) as exc:
+        association.abort()
+        raise _dimse_error(modality, exc) from None
+    await _release(association)
+    _counts(response.command, counts)
+    if counts.status not in (dimse.SUCCESS, 0xB000):
+        raise OrthancError(ErrorCode.NetworkProtocol,
+                           'C-MOVE to AET "%s" failed with status 0x%04x'
+                           % (modality["AET"], counts.status))
+    return counts
+
+
+# -- C-GET -------------------------------------------------------------------
+
+
+def storage_classes():
+    from orthancd.net.scp_store import STORAGE_SOP_CLASSES
+    return sorted(STORAGE_SOP_CLASSES)
+
+
+class _GetStoreSink:
+    """Receives one C-STORE sub-operation of our C-GET into a temporary file."""
+
+    def __init__(self, server, protocol, context, command, modality, received):
+        from orthancd.net import part10
+        import tempfile
+        self._server = server
+        self._protocol = protocol
+        self._context = context
+        self._command = command
+        self._modality = modality
+        self._received = received
+        self.sop_instance = str(command.get("AffectedSOPInstanceUID", "")).strip("\0 ")
+        sop_class = str(command.get("AffectedSOPClassUID", "")).strip("\0 ")
+        fd, self._path = tempfile.mkstemp(prefix="cget-", suffix=".dcm",
+                                          dir=server.temporary_directory)
+        self._file = open(fd, "wb", buffering=256 * 1024)
+        self._file.write(part10.file_header(sop_class, self.sop_instance,
+                                            context.transfer_syntax))
+
+    def write(self, fragment):
+        self._file.write(fragment)
+
+    def discard(self):
+        self._file.close()
+        self._remove()
+
+    def _remove(self):
+        try:
+            os.unlink(self._path)
+        except FileNotFoundError:
+            pass
+
+    def finish(self):
+        self._file.close()
+        origin = {"RemoteAET": self._modality["AET"], "CalledAET": self._protocol.request.calling_ae_title.strip(),
+                  "RemoteIP": self._modality["Host"], "Origin": "DicomProtocol"}
+        d = defer.maybeDeferred(self._server.store_file, self._path, origin)
+        d.addCallbacks(lambda _: dimse.SUCCESS, self._failed)
+        d.addCallback(self._answer)
+        self._received.append(d)
+
+    def _failed(self, failure):
+        log.warning("C-GET: storing %s failed: %s", self.sop_instance, failure.getErrorMessage())
+        return dimse.REFUSED_OUT_OF_RESOURCES
+
+    def _answer(self, status):
+        self._remove()
+        self._protocol.send_command(self._context.context_id, dimse.response_fields(
+            self._command, status, AffectedSOPInstanceUID=self.sop_instance or None))
+        return status
+
+
+async def get(server, settings, modality, level, identifier):
+    """C-GET one identifier: the peer sends the instances back on our
+    association and they are stored like any C-STORE.  Returns RetrieveCounts."""
+    model = PATIENT_ROOT_GET if level is ResourceLevel.PATIENT else STUDY_ROOT_GET
+    classes = storage_classes()[:MAX_CONTEXTS - 1]
+    # Uncompressed syntaxes only: we can store anything, but one context per
+    # class and syntax would exceed the 128-context limit.
+    contexts = [(model, list(QUERY_SYNTAXES))] + [
+        (uid, [EXPLICIT_LITTLE, IMPLICIT_LITTLE]) for uid in _common_classes(classes)]
+    received = []
+
+    def handle_store(protocol, context, command):
+        return _GetStoreSink(server, protocol, context, command, modality, received)
+
+    association = await open_association(server.reactor, settings, modality, contexts,
+                                         scp_roles=[uid for uid, _ in contexts[1:]],
+                                         store_handler=handle_store)
+    context = _context_for(association, model, modality)
+    counts = RetrieveCounts()
+    try:
+        response = await association.send_request(context, {
+            "AffectedSOPClassUID": model,
+            "CommandField": dimse.C_GET_RQ,
+            "Priority": 0,
+        }, dataset=encode_identifier(identifier, context),
+            on_pending=lambda response: _counts(response.command, counts))
+    except (DimseTimeout, AssociationAborted) as exc:
+        association.abort()
+        raise _dimse_error(modality, exc) from None
+    await defer.DeferredList(received)
+    await _release(association)
+    _counts(response.command, counts)
+    if counts.status not in (dimse.SUCCESS, 0xB000):
+        raise OrthancError(ErrorCode.NetworkProtocol,
+                           'C-GET from AET "%s" failed with status 0x%04x'
+                           % (modality["AET"], counts.status))
+    return counts
+
+
+# The storage classes proposed for C-GET (128 contexts at most, one taken by
+# the query model): the common imaging ones first.
+_PREFERRED_GET_CLASSES = (
+    "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.4",
+    "1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.1", "1.2.840.10008.5.1.4.1.1.1.1",
+    "1.2.840.10008.5.1.4.1.1.1.2", "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.6.1",
+    "1.2.840.10008.5.1.4.1.1.3.1", "1.2.840.10008.5.1.4.1.1.12.1", "1.2.840.10008.5.1.4.1.1.12.2",
+    "1.2.840.10008.5.1.4.1.1.20", "1.2.840.10008.5.1.4.1.1.128", "1.2.840.10008.5.1.4.1.1.481.1",
+    "1.2.840.10008.5.1.4.1.1.481.2", "1.2.840.10008.5.1.4.1.1.481.3", "1.2.840.10008.5.1.4.1.1.481.5",
+    "1.2.840.10008.5.1.4.1.1.88.11", "1.2.840.10008.5.1.4.1.1.88.22", "1.2.840.10008.5.1.4.1.1.88.33",
+    "1.2.840.10008.5.1.4.1.1.104.1", "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.11.1",
+    "1.2.840.10008.5.1.4.1.1.6.2", "1.2.840.10008.5.1.4.1.1.77.1.4", "1.2.840.10008.5.1.4.1.1.13.1.3",
+    "1.2.840.10008.5.1.4.1.1.3", "1.2.840.10008.5.1.4.1.1.6", "1.2.840.10008.5.1.4.1.1.9.1.1",
+)
+
+
+def _common_classes(classes):
+    available = set(classes)
+    chosen = [uid for uid in _PREFERRED_GET_CLASSES if uid in available]
+    for uid in classes:
+        if len(chosen) >= MAX_CONTEXTS - 1:
+            break
+        if uid not in chosen:
+            chosen.append(uid)
+    return chosen
+
+
+def identifier_dataset(level, fields):
+    """A query/retrieve identifier from ``{keyword or "gggg,eeee": value}``."""
+    dataset = Dataset()
+    dataset.QueryRetrieveLevel = level.name
+    for key, value in fields.items():
+        set_element(dataset, key, value)
+    return dataset
+
+
+def set_element(dataset, key, value):
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    tag = tag_for_keyword(key)
+    if tag is None:
+        try:
+            group, element = key.split(",")
+            tag = (int(group, 16) << 16) | int(element, 16)
+        except ValueError:
+            raise OrthancError(ErrorCode.UnknownDicomTag, "Unknown DICOM tag: %s" % key) from None
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        vr = "LO"
+    if isinstance(value, list):
+        dataset.add_new(tag, "SQ", [])
+        return
+    dataset.add_new(tag, vr, "" if value is None else str(value))
