@@ -345,7 +345,8 @@ class ServerUnderTest:
             json.dump(configuration, f, indent=2)
         self.log_path = os.path.join(self.folder, "server.log")
         # exec: the shell becomes the server, so the pid we sample is the server's.
-        command = "exec " + self.command_template.format(config=shlex.quote(config_path))
+        command = "exec " + self.command_template.format(
+            config=shlex.quote(config_path), http_port=self.http_port, dicom_port=self.dicom_port)
         env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
         with open(self.log_path, "ab") as log_file:
             # Own session: a Ctrl-C in the terminal reaches us only, and we stop it cleanly.
@@ -1190,9 +1191,10 @@ def parse_arguments():
     parser.add_argument("--browse-seconds", type=float, default=5.0,
                         help="measured duration of each browse route on each server")
     parser.add_argument("--orthancd-cmd", default=ORTHANCD_COMMAND,
-                        help="command starting orthancd; {config} is the configuration file")
+                        help="command starting orthancd; {config} is the configuration file, "
+                             "{http_port} and {dicom_port} the ports it holds")
     parser.add_argument("--orthanc-cmd", default=ORTHANC_COMMAND,
-                        help="command starting Orthanc; {config} is the configuration file")
+                        help="command starting Orthanc (same placeholders)")
     parser.add_argument("--client", choices=sorted(CLIENTS), default="loop",
                         help="HTTP client of the measured loops (see CLIENTS)")
     parser.add_argument("--keep", action="store_true", help="keep the servers' temporary folders")
