@@ -91,7 +91,9 @@ class Ingestor:
         try:
             summary, stored = yield threads.deferToThread(self._prepare, data)
         except DicomFormatError as e:
-            raise OrthancError(ErrorCode.BadFileFormat, e.details)
+            # A file without its UIDs is an "inexistent tag" for Orthanc (404).
+            code = ErrorCode[getattr(e, "orthanc_error", "BadFileFormat")]
+            raise OrthancError(code, e.details)
         metadata = {
             MetadataType.ReceptionDate: now_iso(),
             MetadataType.TransferSyntax: summary.transfer_syntax,

@@ -53,6 +53,7 @@ def _endpoint(override, port, interface):
 
 def makeService(options, reactor=default_reactor):
     from orthancd.lua_service import build_lua
+    from orthancd.modalities import modality_registry
     from orthancd.net.scp_services import scp_services
     from orthancd.net.server import DicomServerFactory
     from orthancd.rest.app import build_site
@@ -68,28 +69,17 @@ def makeService(options, reactor=default_reactor):
     server.lua = build_lua(server, reactor)
     # Remote access is refused per request (403, as Orthanc does), so listen everywhere.
     http_endpoint = _endpoint(options["http-endpoint"], configuration.get("HttpPort", 8042),
-                              "::" if _has_ipv6() else "0.0.0.0")
+                              "0.0.0.0")
     strports.service(http_endpoint, site).setServiceParent(top)
 
     if configuration.get("DicomServerEnabled", True):
         dicom_endpoint = _endpoint(options["dicom-endpoint"],
                                    configuration.get("DicomPort", 4242), "0.0.0.0")
         factory = DicomServerFactory(configuration, server, reactor,
-                                     scp_services=scp_services(server))
+                                     scp_services=scp_services(server),
+                                     modalities=modality_registry(server))
         strports.service(dicom_endpoint, factory).setServiceParent(top)
     top.orthanc_server = server
     log.info("orthancd configured from {source}", source=configuration.source)
     return top
 
-
-def _has_ipv6():
-    import socket
-    if not socket.has_ipv6:
-        return False
-    try:
-        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        s.bind(("::", 0))
-        s.close()
-        return True
-    except OSError:
-        return False

@@ -79,6 +79,8 @@ def read_dataset(source, stop_before_pixels=False):
             struct.error, KeyError, TypeError, AttributeError, IndexError,
             NotImplementedError, UnicodeError):
         raise DicomFormatError(invalid_file_details(len(data)))
+    if not deflated:
+        _check_not_truncated(data, ds, has_preamble)
     if stop_before_pixels and deflated:
         ds.pixel_data_follows = PIXEL_DATA in ds
         if ds.pixel_data_follows:
@@ -112,3 +114,82 @@ def _tag_at(data, position, ds):
     little = getattr(ds, "is_little_endian", True) is not False
     group, element = struct.unpack("<HH" if little else ">HH", data[position:position + 4])
     return (group << 16) | element
+
+
+# -- truncation: DCMTK refuses a file whose last element is cut short; pydicom
+# quietly stops at the end of the buffer, so the element lengths are walked here.
+
+_LONG_LENGTH_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
+                    b"UR", b"UT", b"UV"}
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_UNDEFINED = 0xFFFFFFFF
+
+
+class _Truncated(Exception):
+    pass
+
+
+def _check_not_truncated(data, ds, has_preamble):
+    original = getattr(ds, "original_encoding", None) or (None, None)
+    implicit, little = original
+    if implicit is None:
+        implicit = getattr(ds, "is_implicit_VR", False)
+        little = getattr(ds, "is_little_endian", True)
+    try:
+        position = 132 if has_preamble else 0
+        if has_preamble:
+            # The file meta group is always explicit VR little endian.
+            position = _walk(data, position, True, True, stop_group=0x0002)
+        _walk(data, position, not implicit, little is not False)
+    except (_Truncated, struct.error):
+        raise DicomFormatError(invalid_file_details(len(data)))
+
+
+def _walk(data, position, explicit, little, end=None, stop_group=None, until=None):
+    """Skip elements from ``position``; return where the walk stopped.  Stops at
+    ``end``, at the first tag outside ``stop_group``, or after the delimiter ``until``."""
+    end = len(data) if end is None else end
+    order = "<" if little else ">"
+    while position < end:
+        if position + 8 > end:
+            raise _Truncated()
+        group, element = struct.unpack(order + "HH", data[position:position + 4])
+        tag = (group << 16) | element
+        if stop_group is not None and group != stop_group:
+            return position
+        if group == 0xFFFE:
+            length = struct.unpack(order + "I", data[position + 4:position + 8])[0]
+            position += 8
+            if tag == until:
+                return position
+            if tag == _ITEM:
+                position = (_walk(data, position, explicit, little, until=_ITEM_END)
+                            if length == _UNDEFINED else position + length)
+                continue
+            if length != _UNDEFINED:
+                position += length
+            continue
+        vr = data[position + 4:position + 6]
+        if explicit and vr.isalpha() and vr.isupper():
+            if vr in _LONG_LENGTH_VRS:
+                if position + 12 > end:
+                    raise _Truncated()
+                length = struct.unpack(order + "I", data[position + 8:position + 12])[0]
+                position += 12
+            else:
+                length = struct.unpack(order + "H", data[position + 6:position + 8])[0]
+                position += 8
+        else:
+            length = struct.unpack(order + "I", data[position + 4:position + 8])[0]
+            position += 8
+        if length == _UNDEFINED:
+            # A sequence (or encapsulated pixel data); UN content is implicit VR.
+            nested_explicit = explicit and vr != b"UN"
+            position = _walk(data, position, nested_explicit, little, until=_SEQUENCE_END)
+            continue
+        position += length
+        if position > end:
+            raise _Truncated()
+    if until is not None and end == len(data):
+        raise _Truncated()
+    return position

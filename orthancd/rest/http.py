@@ -1,5 +1,6 @@
 """Request parsing and response rendering shared by every REST module."""
 import json
+from urllib.parse import unquote_plus
 
 from orthancd.errors import HTTP_REASONS, ErrorCode, OrthancError
 from orthancd.rest import jsonfmt
@@ -43,15 +44,28 @@ def error_body(request, error):
     return jsonfmt.dumps_error(body).encode("ascii")
 
 
+def query_arguments(request):
+    """The query string as {name: value}.  Orthanc's flags come without a
+    value (``?expand``), which Twisted's parser drops, hence our own."""
+    cached = getattr(request, "_orthanc_arguments", None)
+    if cached is None:
+        cached = {}
+        _, _, query = request.uri.partition(b"?")
+        for part in query.split(b"&"):
+            if part:
+                key, _, value = part.partition(b"=")
+                cached.setdefault(unquote_plus(key.decode("utf-8", "replace")),
+                                  unquote_plus(value.decode("utf-8", "replace")))
+        request._orthanc_arguments = cached
+    return cached
+
+
 def get_argument(request, name, default=None):
-    values = request.args.get(name.encode())
-    if not values:
-        return default
-    return values[0].decode("utf-8", "replace")
+    return query_arguments(request).get(name, default)
 
 
 def has_argument(request, name):
-    return name.encode() in request.args
+    return name in query_arguments(request)
 
 
 def bool_argument(request, name, default=False):

@@ -1,6 +1,6 @@
 """/patients, /studies, /series, /instances: listing, browsing the hierarchy,
 statistics, deletion, protection, shared tags and modules."""
-from orthancd.dicom.json_tags import module_to_json, shared_tags_to_json
+from orthancd.dicom.modules import module_to_json, shared_tags_to_json
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.rest.http import (bool_argument, paging_arguments, render_json,
