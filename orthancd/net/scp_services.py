@@ -1,5 +1,7 @@
 """The DIMSE services orthancd's DICOM listener offers, in one list."""
 from orthancd.net.scp_echo import EchoService
+from orthancd.net.scp_get import GetService
+from orthancd.net.scp_move import MoveService
 from orthancd.net.scp_store import StoreService
 
 
@@ -8,4 +10,6 @@ def scp_services(server):
     return [
         EchoService(),
         StoreService(server),
+        MoveService(server),
+        GetService(server),
     ]

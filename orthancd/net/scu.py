@@ -253,12 +253,13 @@ def _batches(instances):
 
 
 async def store(server, settings, modality, instance_ids, move_originator=None,
-                on_stored=None):
+                on_stored=None, should_stop=None):
     """C-STORE ``instance_ids`` to ``modality``; returns a StoreOutcome.
 
     ``move_originator``: ``(aet, message id)`` when serving a C-MOVE.
     ``on_stored(instance_id, ok)`` is called after each instance (C-MOVE
-    pending responses).  Connection failures raise OrthancError.
+    pending responses); ``should_stop()`` is polled between instances (a
+    C-CANCEL).  Connection failures raise OrthancError.
     """
     outcome = StoreOutcome()
     instances = []
@@ -273,6 +274,8 @@ async def store(server, settings, modality, instance_ids, move_originator=None,
         association = await open_association(server.reactor, settings, modality, contexts)
         try:
             for instance in batch:
+                if should_stop is not None and should_stop():
+                    return outcome
                 ok = await _store_one(server, association, instance, move_originator, outcome)
                 if on_stored is not None:
                     on_stored(instance.instance_id, ok)
@@ -551,7 +554,7 @@ def _common_classes(classes):
 def identifier_dataset(level, fields):
     """A query/retrieve identifier from ``{keyword or "gggg,eeee": value}``."""
     dataset = Dataset()
-    dataset.QueryRetrieveLevel = level.name
+    dataset.QueryRetrieveLevel = "IMAGE" if level is ResourceLevel.INSTANCE else level.name
     for key, value in fields.items():
         set_element(dataset, key, value)
     return dataset

@@ -7,6 +7,7 @@ requests to the service modules one at a time, and applies the
 ``DicomScpTimeout`` idle timeout.
 """
 
+import dataclasses
 import logging
 import socket
 
@@ -174,11 +175,15 @@ class DicomServerFactory(ServerFactory):
 
     protocol = DicomServerProtocol
 
-    def __init__(self, config, services, reactor=None, scp_services=None):
+    def __init__(self, config, services, reactor=None, scp_services=None, modalities=None):
         if reactor is None:
             from twisted.internet import reactor
         self.clock = reactor
         self.settings = ServerSettings.from_config(config)
+        if modalities is not None:
+            # A live mapping (orthancd.modalities.ModalityRegistry): the AE
+            # filter then sees modalities added with PUT /modalities/{id}.
+            self.settings = dataclasses.replace(self.settings, modalities=modalities)
         self.services = services
         if scp_services is None:
             scp_services = [EchoService(), StoreService(services)]

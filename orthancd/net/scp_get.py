@@ -1,0 +1,104 @@
+"""C-GET SCP: send the designated instances back on the requestor's association.
+
+Each instance goes as a C-STORE sub-operation on the storage context the
+requestor proposed (with the SCP role) for its SOP class, in its stored
+transfer syntax when accepted, else transcoded to an uncompressed one
+(as far as pydicom can).  Pending C-GET-RSP carry the counts after each
+sub-operation, as for C-MOVE.
+"""
+import logging
+
+from twisted.internet import defer, threads
+
+from orthancd.net import access, dimse, scu
+from orthancd.net.scp_echo import QUERY_TRANSFER_SYNTAXES
+from orthancd.net.scp_move import (
+    IDENTIFIER_DOES_NOT_MATCH,
+    UNABLE_TO_PROCESS,
+    IdentifierSink,
+    Progress,
+    decode_identifier,
+    resolve_instances,
+)
+from orthancd.net.upper_layer import AssociationAborted
+
+log = logging.getLogger(__name__)
+
+
+class GetService:
+    request_type = access.GET
+    command_fields = (dimse.C_GET_RQ,)
+
+    def __init__(self, server):
+        self._server = server
+
+    def abstract_syntaxes(self, settings):
+        return (scu.PATIENT_ROOT_GET, scu.STUDY_ROOT_GET)
+
+    def transfer_syntaxes(self, settings):
+        return QUERY_TRANSFER_SYNTAXES
+
+    def start(self, request):
+        if not request.has_dataset:
+            request.respond(UNABLE_TO_PROCESS)
+            return None
+        return IdentifierSink(lambda data: self._received(request, data))
+
+    def _received(self, request, data):
+        d = defer.ensureDeferred(self._serve(request, data))
+        d.addErrback(self._crashed, request)
+
+    def _crashed(self, failure, request):
+        log.error("C-GET failed: %s", failure.getTraceback())
+        if not request.finished:
+            request.respond(UNABLE_TO_PROCESS)
+
+    async def _serve(self, request, data):
+        server = self._server
+        try:
+            identifier = decode_identifier(data, request.context.transfer_syntax)
+            instances = resolve_instances(server.index, identifier)
+        except Exception as exc:
+            log.warning("C-GET from %s: bad identifier (%s)", request.association.remote_aet, exc)
+            request.respond(IDENTIFIER_DOES_NOT_MATCH)
+            return
+        progress = Progress(request, len(instances))
+        for instance_id in instances:
+            if request.cancelled:
+                break
+            ok = await self._send(request, instance_id)
+            progress.stored(instance_id, ok)
+            if not request.association.can_send:
+                return  # the association is gone: nobody to answer
+        progress.finish()
+
+    async def _send(self, request, instance_id):
+        protocol = request.association
+        try:
+            instance = scu.outgoing_instance(self._server, instance_id)
+        except Exception as exc:
+            log.warning("C-GET: instance %s vanished (%s)", instance_id, exc)
+            return False
+        context = scu.choose_context(protocol.contexts.values(), instance)
+        if context is None:
+            log.warning("C-GET from %s: no storage context accepted for %s",
+                        protocol.remote_aet, instance.sop_class)
+            return False
+        try:
+            payload = await threads.deferToThread(scu.load_payload, self._server, instance,
+                                                  context.transfer_syntax)
+        except Exception as exc:
+            log.warning("C-GET: cannot send %s: %s", instance_id, exc)
+            return False
+        fields = {
+            "AffectedSOPClassUID": instance.sop_class,
+            "CommandField": dimse.C_STORE_RQ,
+            "Priority": 0,
+            "AffectedSOPInstanceUID": instance.sop_instance,
+        }
+        try:
+            response = await protocol.send_sub_request(context.context_id, fields, payload)
+        except AssociationAborted:
+            return False
+        status = response.get("Status", dimse.PROCESSING_FAILURE)
+        return status == dimse.SUCCESS or status in scu.STORE_WARNINGS

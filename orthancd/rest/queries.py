@@ -1,0 +1,230 @@
+"""/queries: the answers of C-FIND queries sent to modalities, and retrieving them.
+
+Queries live in memory (as in Orthanc), the oldest being dropped beyond
+``QueryRetrieveSize``.  Retrieving an answer sends a C-MOVE whose
+identifier carries the UIDs of the answer's level.
+"""
+import uuid
+from collections import OrderedDict
+
+from orthancd.dicom.json_tags import dataset_to_json
+from orthancd.dicom.summary import MAIN_DICOM_TAGS
+from orthancd.errors import ErrorCode, OrthancError
+from orthancd.ids import ResourceLevel
+from orthancd.modalities import modality_registry
+from orthancd.net import scu
+from orthancd.rest.http import bool_argument, read_body, render_json, render_text
+
+# Tags Orthanc adds (empty, for universal matching) to a query at each level.
+LEVEL_KEYS = {
+    ResourceLevel.PATIENT: ("PatientID",),
+    ResourceLevel.STUDY: ("AccessionNumber", "PatientID", "StudyInstanceUID"),
+    ResourceLevel.SERIES: ("AccessionNumber", "PatientID", "StudyInstanceUID",
+                           "SeriesInstanceUID"),
+    ResourceLevel.INSTANCE: ("AccessionNumber", "PatientID", "StudyInstanceUID",
+                             "SeriesInstanceUID", "SOPInstanceUID"),
+}
+_LEVEL_KEY_TAGS = {
+    "AccessionNumber": "0008,0050", "PatientID": "0010,0020", "StudyInstanceUID": "0020,000d",
+    "SeriesInstanceUID": "0020,000e", "SOPInstanceUID": "0008,0018",
+}
+
+SPECIFIC_CHARACTER_SETS = {
+    "Utf8": "ISO_IR 192", "Latin1": "ISO_IR 100", "Latin2": "ISO_IR 101",
+    "Latin3": "ISO_IR 109", "Latin4": "ISO_IR 110", "Latin5": "ISO_IR 148",
+    "Cyrillic": "ISO_IR 144", "Arabic": "ISO_IR 127", "Greek": "ISO_IR 126",
+    "Hebrew": "ISO_IR 138", "Thai": "ISO_IR 166", "Japanese": "ISO_IR 13",
+    "Chinese": "GB18030", "Korean": "ISO 2022 IR 149",
+}
+
+QUERY_ROUTES = ["answers", "level", "modality", "query", "retrieve"]
+ANSWER_ROUTES = ["content", "retrieve", "query-series", "query-instances"]
+
+
+class QueryRecord:
+    def __init__(self, modality, level, fields, answers, options):
+        self.modality = modality
+        self.level = level
+        self.fields = fields
+        self.answers = answers
+        self.timeout = options.get("Timeout")
+        self.local_aet = options.get("LocalAet")
+
+
+QUERY_STORE = OrderedDict()
+
+
+def create_query(modality, level, fields, answers, options, limit=100):
+    query_id = str(uuid.uuid4())
+    QUERY_STORE[query_id] = QueryRecord(modality, level, fields, answers, options)
+    while len(QUERY_STORE) > max(limit, 1):
+        QUERY_STORE.popitem(last=False)
+    return query_id
+
+
+def _deeper_tags(level):
+    tags = set()
+    for deeper in ResourceLevel:
+        if int(deeper) > int(level):
+            tags.update(int(tag) for tag in MAIN_DICOM_TAGS.get(deeper, {}))
+    return tags
+
+
+def query_to_dataset(server, level, fields, normalize=True):
+    """The C-FIND identifier of a REST query, normalized like Orthanc's:
+    the level's keys added for universal matching, and (``normalize``) the
+    main tags of deeper levels left out."""
+    dataset = scu.identifier_dataset(level, {})
+    charset = SPECIFIC_CHARACTER_SETS.get(server.default_encoding)
+    if charset:
+        dataset.SpecificCharacterSet = charset
+    for key in LEVEL_KEYS[level]:
+        scu.set_element(dataset, key, "")
+    excluded = _deeper_tags(level) if normalize else set()
+    for key, value in fields.items():
+        if not isinstance(value, (str, list)):
+            raise OrthancError(ErrorCode.BadFileFormat,
+                               "Value of tag %s must be a string" % key)
+        probe = scu.identifier_dataset(level, {})
+        scu.set_element(probe, key, value)
+        tag = [int(t) for t in probe.keys() if int(t) != 0x00080052][0]
+        if tag in excluded:
+            continue
+        scu.set_element(dataset, key, value)
+    return dataset
+
+
+def answer_json(server, answer, mode="full", drop_level=False):
+    value = dataset_to_json(answer, mode, server.default_encoding)
+    if drop_level:
+        for key in ("QueryRetrieveLevel", "0008,0052", "RetrieveAETitle", "0008,0054",
+                    "SpecificCharacterSet", "0008,0005"):
+            value.pop(key, None)
+    return value
+
+
+def answer_mode(request):
+    if bool_argument(request, "simplify"):
+        return "simplify"
+    if bool_argument(request, "short"):
+        return "short"
+    return "full"
+
+
+def install(app, server):
+    registry = modality_registry(server)
+
+    def query_of(query_id):
+        record = QUERY_STORE.get(query_id)
+        if record is None:
+            raise OrthancError(ErrorCode.UnknownResource)
+        return record
+
+    def answer_of(record, index):
+        try:
+            position = int(index)
+        except ValueError:
+            raise OrthancError(ErrorCode.ParameterOutOfRange) from None
+        if not 0 <= position < len(record.answers):
+            raise OrthancError(ErrorCode.ParameterOutOfRange)
+        return record.answers[position]
+
+    @app.route("/queries", methods=["GET"])
+    def list_queries(request):
+        return render_json(request, list(QUERY_STORE))
+
+    @app.route("/queries/<query_id>", methods=["GET"])
+    def query_routes(request, query_id):
+        query_of(query_id)
+        return render_json(request, QUERY_ROUTES)
+
+    @app.route("/queries/<query_id>", methods=["DELETE"])
+    def delete_query(request, query_id):
+        query_of(query_id)
+        del QUERY_STORE[query_id]
+        return render_json(request, {})
+
+    @app.route("/queries/<query_id>/level", methods=["GET"])
+    def query_level(request, query_id):
+        return render_text(request, query_of(query_id).level.title)
+
+    @app.route("/queries/<query_id>/modality", methods=["GET"])
+    def query_modality(request, query_id):
+        return render_text(request, query_of(query_id).modality)
+
+    @app.route("/queries/<query_id>/query", methods=["GET"])
+    def query_fields(request, query_id):
+        record = query_of(query_id)
+        dataset = scu.identifier_dataset(record.level, {})
+        for key, value in record.fields.items():
+            scu.set_element(dataset, key, value)
+        del dataset.QueryRetrieveLevel
+        return render_json(request, answer_json(server, dataset, answer_mode(request)))
+
+    @app.route("/queries/<query_id>/answers", methods=["GET"])
+    def answers(request, query_id):
+        record = query_of(query_id)
+        if bool_argument(request, "expand"):
+            mode = answer_mode(request)
+            return render_json(request, [answer_json(server, a, mode) for a in record.answers])
+        return render_json(request, [str(i) for i in range(len(record.answers))])
+
+    @app.route("/queries/<query_id>/answers/<index>", methods=["GET"])
+    def answer_routes(request, query_id, index):
+        answer_of(query_of(query_id), index)
+        return render_json(request, ANSWER_ROUTES)
+
+    @app.route("/queries/<query_id>/answers/<index>/content", methods=["GET"])
+    def answer_content(request, query_id, index):
+        answer = answer_of(query_of(query_id), index)
+        return render_json(request, answer_json(server, answer, answer_mode(request)))
+
+    async def retrieve(request, record, answers):
+        raw = read_body(request).strip()
+        options = {}
+        target = None
+        if raw.startswith(b"{"):
+            import json
+            try:
+                options = json.loads(raw)
+            except ValueError:
+                raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON value") from None
+            target = options.get("TargetAet")
+        elif raw:
+            target = raw.decode("utf-8", "replace")
+        if options.get("Synchronous") is False or options.get("Asynchronous") is True:
+            raise OrthancError(ErrorCode.BadRequest,
+                               "Asynchronous jobs are not supported yet by orthancd: "
+                               "use \"Synchronous\": true")
+        target = target or server.configuration.get("DicomAet", "ORTHANC")
+        modality = registry.get_modality(record.modality)
+        body = {"Timeout": options.get("Timeout", record.timeout), "LocalAet": record.local_aet}
+        body = {k: v for k, v in body.items() if v is not None}
+        settings = scu.ScuSettings.for_modality(server.configuration, modality, body)
+        reported = []
+        for answer in answers:
+            fields = {}
+            keys = [k for k in LEVEL_KEYS[record.level]]
+            for key in keys:
+                if key in answer:
+                    fields[key] = str(answer.get(key))
+            shown = {"0008,0052": str(answer.get("QueryRetrieveLevel", ""))}
+            for key, value in fields.items():
+                shown[_LEVEL_KEY_TAGS[key]] = value
+            reported.append(dict(sorted(shown.items())))
+            uids = {k: v for k, v in fields.items() if k != "AccessionNumber"
+                    and (k != "PatientID" or record.level is ResourceLevel.PATIENT)}
+            identifier = scu.identifier_dataset(record.level, uids)
+            await scu.move(server.reactor, settings, modality, record.level, identifier, target)
+        return render_json(request, {"Description": "REST API", "LocalAet": settings.local_aet,
+                                     "Query": reported, "RemoteAet": modality["AET"]})
+
+    @app.route("/queries/<query_id>/answers/<index>/retrieve", methods=["POST"])
+    def retrieve_answer(request, query_id, index):
+        record = query_of(query_id)
+        return retrieve(request, record, [answer_of(record, index)])
+
+    @app.route("/queries/<query_id>/retrieve", methods=["POST"])
+    def retrieve_all(request, query_id):
+        record = query_of(query_id)
+        return retrieve(request, record, list(record.answers))
