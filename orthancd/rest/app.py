@@ -25,7 +25,9 @@ def _route_modules():
     # Imported here so that each module can import this one for RestContext.
     from orthancd.rest import (attachments, changes, instances, metadata, resources,
                                scripts, system, tools)
-    return (system, instances, resources, metadata, attachments, changes, tools, scripts)
+    from orthancd.rest import modalities, queries
+    return (system, instances, resources, metadata, attachments, changes, tools, scripts,
+            modalities, queries)
 
 
 def build_app(ctx):
