@@ -3,6 +3,7 @@ import hashlib
 import os
 import threading
 import time
+from io import BytesIO
 
 import pydicom
 from pydicom.uid import generate_uid
@@ -14,14 +15,14 @@ def synthetic_instances(count):
     """Distinct DICOM files derived from a real sample (new UIDs each)."""
     template = pydicom.dcmread(sample("DummyCT.dcm"))
     study = generate_uid()
+    series = [generate_uid() for _ in range(count // 20 + 1)]
     for i in range(count):
         ds = template.copy()
         ds.StudyInstanceUID = study
-        ds.SeriesInstanceUID = study + ".%d" % (i // 20)
+        ds.SeriesInstanceUID = series[i // 20]
         ds.SOPInstanceUID = generate_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.InstanceNumber = i + 1
-        from io import BytesIO
         buffer = BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
         yield buffer.getvalue()

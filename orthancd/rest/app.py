@@ -10,13 +10,14 @@ import io
 import tempfile
 
 from klein import Klein
+from orthancd import logs
 from orthancd.logs import logger
 from twisted.web import http, resource, server
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.index.base import UnknownResource
-from orthancd.rest.http import error_body
+from orthancd.rest.http import error_body, sized
 
 log = logger(__name__)
 
@@ -54,7 +55,7 @@ def build_app(ctx):
         allowed = sorted(m for m in failure.value.valid_methods or () if m != "HEAD")
         request.setResponseCode(405)
         request.setHeader(b"Allow", ",".join(allowed).encode())
-        return b""
+        return sized(request, b"")
 
     @app.handle_errors(Exception)
     def internal_error(request, failure):
@@ -69,8 +70,8 @@ def _render_error(request, error):
     request.setResponseCode(error.http_status)
     request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
     if ctx_describes_errors(request):
-        return error_body(request, error)
-    return b""
+        return sized(request, error_body(request, error))
+    return sized(request, b"")
 
 
 def ctx_describes_errors(request):
@@ -108,13 +109,13 @@ class GuardedRoot(resource.Resource):
         if not self._remote_allowed and not self._is_local(request):
             log.warn("Unauthorized remote access from {host}", host=request.getClientAddress())
             request.setResponseCode(403)
-            return b""
+            return sized(request, b"")
         if self._auth:
             user = self.username(request)
             if user is None:
                 request.setResponseCode(401)
                 request.setHeader(b"WWW-Authenticate", b'Basic realm="Orthanc Secure Area"')
-                return b""
+                return sized(request, b"")
             request.http_username = user
         return self._inner.render(request)
 
@@ -136,6 +137,11 @@ class OrthancSite(server.Site):
     uploaded DICOM file is read back whole anyway."""
 
     IN_MEMORY_BODY_LIMIT = 64 * 1024 * 1024
+
+    def log(self, request):
+        # Like Orthanc, no access log line per request unless verbose.
+        if logs.get_level() != "default":
+            super().log(request)
 
     def getContentFile(self, length):
         if length is not None and length <= self.IN_MEMORY_BODY_LIMIT:

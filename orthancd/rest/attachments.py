@@ -4,7 +4,8 @@ import hashlib
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import CONTENT_TYPE_NAMES, USER_CONTENT_START, ContentType
-from orthancd.rest.http import bool_argument, read_body, render_bytes, render_json, render_text
+from orthancd.rest.http import (bool_argument, read_body, render_bytes, render_json,
+                                render_text, sized)
 
 _OPERATIONS = ["compress", "compressed-data", "compressed-md5", "compressed-size", "data",
                "info", "is-compressed", "md5", "size", "uncompress", "verify-md5", "uuid"]
@@ -96,7 +97,7 @@ def install(app, server):
             if hashlib.md5(content).hexdigest() != stored.md5:
                 raise OrthancError(ErrorCode.CorruptedFile)
             request.setHeader(b"Content-Type", b"application/json")
-            return b"{}"
+            return sized(request, b"{}")
 
         @route("/<name>", ["PUT"], "put")
         async def put(request, public_id, name):

@@ -8,24 +8,30 @@ from orthancd.rest import jsonfmt
 JSON_TYPE = b"application/json; charset=utf-8"
 
 
+def sized(request, body):
+    """Announce the length, so the answer goes out in one write without
+    chunked encoding (as Orthanc answers)."""
+    request.setHeader(b"Content-Length", b"%d" % len(body))
+    return body
+
+
 def render_json(request, value, status=200):
     """Write ``value`` as Orthanc-styled JSON; returns the body for Klein."""
-    body = jsonfmt.dumps(value).encode("ascii")
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", JSON_TYPE)
-    return body
+    return sized(request, jsonfmt.dumps(value).encode("ascii"))
 
 
 def render_bytes(request, data, content_type=b"application/octet-stream", filename=None):
     request.setHeader(b"Content-Type", content_type)
     if filename:
         request.setHeader(b"Content-Disposition", ('filename="%s"' % filename).encode())
-    return data
+    return sized(request, data)
 
 
 def render_text(request, text, content_type=b"text/plain"):
     request.setHeader(b"Content-Type", content_type)
-    return text.encode("utf-8") if isinstance(text, str) else text
+    return sized(request, text.encode("utf-8") if isinstance(text, str) else text)
 
 
 def error_body(request, error):

@@ -76,7 +76,7 @@ class InternalClient:
         request.content = io.BytesIO(body or b"")
         request.internal = True
         request.requestReceived(method.encode() if isinstance(method, str) else method,
-                                uri, b"HTTP/1.1")
+                                uri, b"HTTP/1.0")
         return done
 
 

@@ -71,6 +71,12 @@ def _resource_instances(index, public_id):
     raise OrthancError(ErrorCode.UnknownResource)
 
 
+def _looks_like_identifier(text):
+    parts = text.split("-")
+    return len(parts) == 5 and all(len(p) == 8 and all(c in "0123456789abcdef" for c in p)
+                                   for p in parts)
+
+
 def store_request(body):
     """(resources, options) from the body of /modalities/{id}/store."""
     if isinstance(body, str):
@@ -154,8 +160,8 @@ def install(app, server):
             body = json.loads(raw)
         except ValueError:
             # A bare identifier, as text/plain.
-            body = raw.decode("utf-8", "replace") if raw and b"{" not in raw else None
-            if body is None:
+            body = raw.decode("utf-8", "replace")
+            if not _looks_like_identifier(body):
                 raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON value") from None
         resources, options = store_request(body)
         require_synchronous(options)

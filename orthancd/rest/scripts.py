@@ -2,7 +2,7 @@
 from orthancd.logs import logger
 
 from orthancd.errors import ErrorCode, OrthancError
-from orthancd.rest.http import read_body, render_text
+from orthancd.rest.http import read_body, render_text, sized
 
 log = logger(__name__)
 
@@ -16,7 +16,7 @@ def install(app, server):
             log.error("The URI /tools/execute-script is disallowed for security reasons, "
                       "set ExecuteLuaEnabled to true")
             request.setResponseCode(403)
-            return b""
+            return sized(request, b"")
         try:
             output = await server.lua.execute(read_body(request))
         except server.lua.InternalError:

@@ -133,9 +133,10 @@ class Daemon:
             if self.process.poll() is not None:
                 raise RuntimeError("orthancd exited with %s:\n%s" % (self.process.returncode, self.log()))
             try:
-                with urllib.request.urlopen(self.url + "/system", timeout=1) as resp:
-                    if resp.status == 200:
-                        return self
+                with urllib.request.urlopen(self.url + "/system", timeout=1):
+                    return self
+            except urllib.error.HTTPError:
+                return self  # answering, e.g. 401 when authentication is on
             except (OSError, urllib.error.URLError):
                 time.sleep(0.1)
         self.stop()
