@@ -27,8 +27,9 @@ def _route_modules():
     from orthancd.rest import (attachments, changes, instances, metadata, resources,
                                scripts, system, tools)
     from orthancd.rest import modalities, queries
+    from orthancd.rest import find
     return (system, instances, resources, metadata, attachments, changes, tools, scripts,
-            modalities, queries)
+            modalities, queries, find)
 
 
 def build_app(ctx):
