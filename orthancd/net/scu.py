@@ -214,7 +214,8 @@ def load_payload(server, instance, transfer_syntax):
     else:
         if instance.transfer_syntax not in UNCOMPRESSED + (DEFLATED_EXPLICIT_LITTLE,):
             try:
-                dataset.decompress()
+                # Lossless decompression keeps the instance's identity.
+                dataset.decompress(generate_instance_uid=False)
             except Exception as exc:
                 raise OrthancError(
                     ErrorCode.NotImplemented,
@@ -374,7 +375,7 @@ async def find(reactor, settings, modality, level, query):
     await _release(association)
     if response.status != dimse.SUCCESS:
         raise OrthancError(ErrorCode.NetworkProtocol,
-                           'C-FIND to AET "%s" failed with status 0x%04x'
+                           'C-FIND SCU to AET "%s" has failed with DIMSE status 0x%04X'
                            % (modality["AET"], response.status))
     return answers
 
@@ -419,7 +420,7 @@ async def move(reactor, settings, modality, level, identifier, target_aet):
     _counts(response.command, counts)
     if counts.status not in (dimse.SUCCESS, 0xB000):
         raise OrthancError(ErrorCode.NetworkProtocol,
-                           'C-MOVE to AET "%s" failed with status 0x%04x'
+                           'C-MOVE SCU to AET "%s" has failed with DIMSE status 0x%04X'
                            % (modality["AET"], counts.status))
     return counts
 
@@ -489,11 +490,7 @@ async def get(server, settings, modality, level, identifier):
     """C-GET one identifier: the peer sends the instances back on our
     association and they are stored like any C-STORE.  Returns RetrieveCounts."""
     model = PATIENT_ROOT_GET if level is ResourceLevel.PATIENT else STUDY_ROOT_GET
-    classes = storage_classes()[:MAX_CONTEXTS - 1]
-    # Uncompressed syntaxes only: we can store anything, but one context per
-    # class and syntax would exceed the 128-context limit.
-    contexts = [(model, list(QUERY_SYNTAXES))] + [
-        (uid, [EXPLICIT_LITTLE, IMPLICIT_LITTLE]) for uid in _common_classes(classes)]
+    contexts = [(model, list(QUERY_SYNTAXES))] + get_storage_contexts()
     received = []
 
     def handle_store(protocol, context, command):
@@ -519,7 +516,7 @@ async def get(server, settings, modality, level, identifier):
     _counts(response.command, counts)
     if counts.status not in (dimse.SUCCESS, 0xB000):
         raise OrthancError(ErrorCode.NetworkProtocol,
-                           'C-GET from AET "%s" failed with status 0x%04x'
+                           'C-GET SCU to AET "%s" has failed with DIMSE status 0x%04X'
                            % (modality["AET"], counts.status))
     return counts
 
@@ -540,15 +537,29 @@ _PREFERRED_GET_CLASSES = (
 )
 
 
-def _common_classes(classes):
-    available = set(classes)
-    chosen = [uid for uid in _PREFERRED_GET_CLASSES if uid in available]
-    for uid in classes:
-        if len(chosen) >= MAX_CONTEXTS - 1:
-            break
-        if uid not in chosen:
-            chosen.append(uid)
-    return chosen
+# A C-GET SCP sends an instance on a context of exactly its stored syntax
+# (or transcodes it, which Orthanc cannot do for most compressed ones), and
+# the acceptor picks a single syntax per context: so the common imaging
+# classes get one context per usual compressed syntax.
+_COMPRESSED_FOR_GET = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51",
+                       "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
+                       "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",
+                       "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
+                       "1.2.840.10008.1.2.5")
+_COMPRESSED_CLASSES_FOR_GET = 10
+
+
+def get_storage_contexts():
+    """The storage contexts (with the SCP role) proposed by our C-GET SCU:
+    at most 127, the query model taking the last one."""
+    available = set(storage_classes())
+    classes = [uid for uid in _PREFERRED_GET_CLASSES if uid in available]
+    contexts = []
+    for position, uid in enumerate(classes):
+        contexts.append((uid, [EXPLICIT_LITTLE, IMPLICIT_LITTLE]))
+        if position < _COMPRESSED_CLASSES_FOR_GET:
+            contexts.extend((uid, [ts]) for ts in _COMPRESSED_FOR_GET)
+    return contexts[:MAX_CONTEXTS - 1]
 
 
 def identifier_dataset(level, fields):
