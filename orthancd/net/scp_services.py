@@ -1,5 +1,6 @@
 """The DIMSE services orthancd's DICOM listener offers, in one list."""
 from orthancd.net.scp_echo import EchoService
+from orthancd.net.scp_find import FindService
 from orthancd.net.scp_get import GetService
 from orthancd.net.scp_move import MoveService
 from orthancd.net.scp_store import StoreService
@@ -12,4 +13,5 @@ def scp_services(server):
         StoreService(server),
         MoveService(server),
         GetService(server),
+        FindService(server),
     ]
