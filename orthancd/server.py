@@ -77,7 +77,8 @@ class OrthancServer:
         self.storage = FilesystemStorageArea(
             storage_dir, fsync=bool(configuration.get("SyncStorageArea", True)))
         self.index = LmdbResourceIndex(os.path.join(index_dir, "index.lmdb"), reactor,
-                                       identifier_tags=_identifier_tags())
+                                       identifier_tags=_identifier_tags(),
+                                       make_durable=self.storage.make_durable)
         self.index.set_normalizer(normalize_for_find)
         self.ingest = Ingestor(self.index, self.storage, configuration)
         self.stability = StabilityMonitor(self.index, configuration.get("StableAge", 60), reactor)

@@ -69,7 +69,8 @@ def identifier_key(level, tag, normalized_value):
 
 class LmdbResourceIndex(ResourceIndex):
 
-    def __init__(self, directory, reactor, identifier_tags=None, map_size=1 << 40):
+    def __init__(self, directory, reactor, identifier_tags=None, map_size=1 << 40,
+                 make_durable=None):
         """``identifier_tags``: {ResourceLevel: [(tag int, keyword)]} whose
         normalized values go into the identifiers database for find."""
         os.makedirs(directory, exist_ok=True)
@@ -87,7 +88,9 @@ class LmdbResourceIndex(ResourceIndex):
             elif version != SCHEMA_VERSION:
                 raise RuntimeError("Incompatible index schema %r in %s" % (version, directory))
         self.listeners = []
-        self.writer = IndexWriter(self.env, reactor, on_commit=self._committed)
+        # The index commits only once the files it references are durable.
+        self.writer = IndexWriter(self.env, reactor, on_commit=self._committed,
+                                  make_durable=make_durable)
 
     def set_normalizer(self, normalize):
         """The function turning a tag value into its searchable form."""
@@ -310,7 +313,7 @@ class LmdbResourceIndex(ResourceIndex):
 
     def store_instance(self, summary, stored, metadata, overwrite, limits):
         return self.writer.submit(self._store_instance, summary, stored, metadata,
-                                  overwrite, limits, now_iso())
+                                  overwrite, limits, now_iso(), files=[stored])
 
     def delete_resource(self, public_id, level):
         return self.writer.submit(self._delete_resource_op, public_id, level)
@@ -338,7 +341,8 @@ class LmdbResourceIndex(ResourceIndex):
 
     def set_attachment(self, public_id, level, content_type, stored):
         """Record (or replace) an attachment; fires with the obsolete StoredFile or None."""
-        return self.writer.submit(self._set_attachment_op, public_id, level, content_type, stored)
+        return self.writer.submit(self._set_attachment_op, public_id, level, content_type, stored,
+                                  files=[stored])
 
     def delete_attachment(self, public_id, level, content_type):
         return self.writer.submit(self._delete_attachment_op, public_id, level, content_type)

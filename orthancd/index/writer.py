@@ -20,8 +20,9 @@ _STOP = object()
 class IndexWriter:
     log = logger(__name__)
 
-    def __init__(self, env, reactor, max_batch=256, on_commit=None):
+    def __init__(self, env, reactor, max_batch=256, on_commit=None, make_durable=None):
         self._env = env
+        self._make_durable = make_durable
         self._reactor = reactor
         self._max_batch = max_batch
         self._queue = queue.SimpleQueue()
@@ -29,11 +30,13 @@ class IndexWriter:
         self._thread = threading.Thread(target=self._run, name="lmdb-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, operation, *args):
+    def submit(self, operation, *args, files=()):
         """Run ``operation(txn, *args)`` in a write transaction; a Deferred
-        fires with its result once the transaction is durable."""
+        fires with its result once the transaction is durable.  ``files``
+        (StoredFiles the operation references) are made durable before the
+        commit, together with those of the whole batch."""
         d = defer.Deferred()
-        self._queue.put((operation, args, d))
+        self._queue.put((operation, args, files, d))
         return d
 
     def run_sync(self, operation, *args):
@@ -63,8 +66,11 @@ class IndexWriter:
     def _commit(self, batch):
         results = []
         try:
+            files = [f for _, _, batch_files, _ in batch for f in batch_files]
+            if files and self._make_durable is not None:
+                self._make_durable(files)
             with self._env.begin(write=True) as txn:
-                for operation, args, d in batch:
+                for operation, args, _, d in batch:
                     child = self._env.begin(write=True, parent=txn)
                     try:
                         result = operation(child, *args)
@@ -77,7 +83,7 @@ class IndexWriter:
         except BaseException:
             failure = Failure()
             self.log.failure("Index commit failed", failure)
-            results = [(d, failure) for _, _, d in batch]
+            results = [(d, failure) for _, _, _, d in batch]
         self._reactor.callFromThread(self._deliver, results)
 
     def _deliver(self, results):

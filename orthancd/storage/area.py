@@ -41,10 +41,16 @@ class StorageArea(abc.ABC):
 
     @abc.abstractmethod
     def store(self, data, salt=b""):
-        """Write ``data`` (bytes) durably; return a StoredFile.  When this
-        returns, the file and its directory entry are on stable storage.
-        ``salt`` keeps equal bytes in different slots apart (attachments that
-        are not DICOM files, whose content does not determine their owner)."""
+        """Write ``data`` (bytes); return a StoredFile.  The file is complete
+        and in place, but durable only after ``make_durable`` (the index calls
+        it once per group commit, before committing).  ``salt`` keeps equal
+        bytes in different slots apart (attachments that are not DICOM files,
+        whose content does not determine their owner)."""
+
+    @abc.abstractmethod
+    def make_durable(self, files):
+        """Block until the given StoredFiles and their directory entries are on
+        stable storage."""
 
     @abc.abstractmethod
     def read(self, uuid):
