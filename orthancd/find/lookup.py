@@ -207,9 +207,18 @@ def _all_match(constraints, values):
     return all(c.matches(values.get(c.tag)) for c in constraints)
 
 
-async def find_resources(server, level, constraints, since=0, limit=0):
+def database_limit(configuration, level):
+    """LimitFindInstances / LimitFindResults: Orthanc's database lookup
+    returns at most that many rows plus one, before any further matching."""
+    name = "LimitFindInstances" if level is ResourceLevel.INSTANCE else "LimitFindResults"
+    return int(configuration.get(name, 0) or 0)
+
+
+async def find_resources(server, level, constraints, since=0, limit=0, db_limit=0):
     """Matches of ``constraints`` at ``level``: a FindOutcome whose matches
-    are in Orthanc's order, ``since`` of them skipped, at most ``limit``."""
+    are in Orthanc's order, ``since`` of them skipped, at most ``limit``.
+    ``db_limit`` caps the resources matching the main tags (see
+    database_limit)."""
     index = server.index
     resources = _Resources(index)
     modalities = None
@@ -248,7 +257,8 @@ async def find_resources(server, level, constraints, since=0, limit=0):
                 candidates.sort()
         walk = ((i, None) for i in candidates)
 
-    matches, skipped = [], 0
+    matches, skipped, rows = [], 0, 0
+    complete = True
     for public_id, resource in walk:
         try:
             main_tags = resources.merged_main_tags(public_id, level, resource)
@@ -256,6 +266,12 @@ async def find_resources(server, level, constraints, since=0, limit=0):
             continue
         if not _all_match(on_index, main_tags):
             continue
+        rows += 1
+        if db_limit and rows > db_limit + 1:
+            complete = False
+            break
+        if db_limit and rows > db_limit:
+            complete = False
         file_tags = None
         if file_mode:
             instance_id = representative_instance(index, public_id, level)
@@ -273,7 +289,7 @@ async def find_resources(server, level, constraints, since=0, limit=0):
         if limit and len(matches) >= limit:
             return FindOutcome(matches, False)
         matches.append(Match(public_id, main_tags, file_tags))
-    return FindOutcome(matches, True)
+    return FindOutcome(matches, complete)
 
 
 def _seq(resources, public_id, level):

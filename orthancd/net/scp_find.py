@@ -9,7 +9,8 @@ tags of the level and above, or from one instance's file when the query
 names a tag that is not a main tag or asks for a sequence; computed
 attributes (NumberOfStudyRelatedSeries, ModalitiesInStudy...) come from the
 index.  Answers go out as pending responses as they are found; a C-CANCEL
-stops them.  FindMaximumResults / FindMaximumInstances cut the answer short,
+stops them.  LimitFindResults / LimitFindInstances (Orthanc's names for
+the FindMaximum* limits) cut the answer short,
 which Orthanc reports with the final status 0xFE00.
 """
 import logging
@@ -21,12 +22,12 @@ from pydicom.filereader import read_dataset
 from pynetdicom.dsutils import encode
 from twisted.internet import defer
 
-from orthancd.dicom.charsets import _TERMS
+from orthancd.dicom.charsets import _TERMS, ENCODING_CODECS
 from orthancd.dicom.elements import dataset_encoding, iter_elements
 from orthancd.errors import OrthancError
 from orthancd.find import computed, parse_dicom_query
 from orthancd.find import tags as T
-from orthancd.find.lookup import find_resources, read_instance_tags, representative_instance
+from orthancd.find.lookup import database_limit, find_resources, read_instance_tags, representative_instance
 from orthancd.ids import ResourceLevel
 from orthancd.net import access, dimse
 from orthancd.net.scp_echo import QUERY_TRANSFER_SYNTAXES
@@ -90,8 +91,17 @@ def _vr_of(tag):
     return vr.split(" or ")[0] if " or " in vr else vr
 
 
-def _set(ds, tag, value):
+def _representable(value, encoding):
+    """Orthanc drops the characters the answer's character set cannot hold
+    (pydicom would write '?')."""
+    codec = ENCODING_CODECS.get(encoding) or "ascii"
+    return value.encode(codec, "ignore").decode(codec)
+
+
+def _set(ds, tag, value, encoding):
     vr = _vr_of(tag)
+    if isinstance(value, str):
+        value = _representable(value, encoding)
     if vr == "SQ":
         vr = "UN"
     if vr in _NUMERIC_VRS:
@@ -143,12 +153,10 @@ class FindService:
             log.warning("C-FIND from %s refused: %s", request.association.remote_aet, exc)
             request.respond(UNABLE_TO_PROCESS)
             return
-        if query.level is ResourceLevel.INSTANCE:
-            limit = int(self._configuration("FindMaximumInstances", 0) or 0)
-        else:
-            limit = int(self._configuration("FindMaximumResults", 0) or 0)
+        limit = database_limit(self.server.configuration, query.level)
         try:
-            outcome = await find_resources(self.server, query.level, constraints, limit=limit)
+            outcome = await find_resources(self.server, query.level, constraints,
+                                           limit=limit, db_limit=limit)
         except Exception as exc:
             log.warning("C-FIND failed: %s", exc)
             request.respond(UNABLE_TO_PROCESS)
@@ -193,7 +201,7 @@ class FindService:
         ds = Dataset()
         ds.SpecificCharacterSet = _term_of(encoding)
         for tag in sorted(values):
-            _set(ds, tag, values[tag])
+            _set(ds, tag, values[tag], encoding)
         if file_dataset is not None:
             for tag in query.sequences:
                 if tag in file_dataset and file_dataset[tag].VR == "SQ":

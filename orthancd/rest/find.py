@@ -3,7 +3,8 @@
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.find import computed, parse_rest_query
 from orthancd.find import tags as T
-from orthancd.find.lookup import find_resources, read_instance_tags, representative_instance
+from orthancd.find.lookup import (database_limit, find_resources, read_instance_tags,
+                                  representative_instance)
 from orthancd.ids import ResourceLevel
 from orthancd.rest.http import json_body, render_json
 from orthancd.rest.resource_json import resource_to_json
@@ -140,7 +141,8 @@ def install(app, server):
     async def tools_find(request):
         find = FindRequest(json_body(request))
         outcome = await find_resources(server, find.level, find.constraints,
-                                       since=find.since, limit=find.limit)
+                                       since=find.since, limit=find.limit,
+                                       db_limit=database_limit(server.configuration, find.level))
         if not find.expand:
             return render_json(request, outcome.ids)
         answer = []
