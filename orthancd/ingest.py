@@ -69,7 +69,7 @@ class Ingestor:
         stored = self.storage.store(data)
         with self._lock:
             self._in_flight[stored.uuid] += 1
-        return summary, stored
+        return summary, stored, dataset.pixel_data_offset
 
     def _release(self, uuid):
         with self._lock:
@@ -89,7 +89,7 @@ class Ingestor:
         """Store one DICOM file (bytes).  Fires with the index StoreOutcome;
         fails with OrthancError(BadFileFormat) or OrthancError(FullStorage)."""
         try:
-            summary, stored = yield threads.deferToThread(self._prepare, data)
+            summary, stored, pixel_data_offset = yield threads.deferToThread(self._prepare, data)
         except DicomFormatError as e:
             # A file without its UIDs is an "inexistent tag" for Orthanc (404).
             code = ErrorCode[getattr(e, "orthanc_error", "BadFileFormat")]
@@ -99,6 +99,11 @@ class Ingestor:
             MetadataType.TransferSyntax: summary.transfer_syntax,
             MetadataType.SopClassUid: summary.sop_class_uid,
         }
+        # As Orthanc: the instance's rank comes from InstanceNumber / ImageIndex.
+        if summary.index_in_series is not None:
+            metadata[MetadataType.IndexInSeries] = summary.index_in_series.strip()
+        if pixel_data_offset is not None:
+            metadata[MetadataType.PixelDataOffset] = str(pixel_data_offset)
         for key, metadata_type in _ORIGIN_METADATA:
             if key in origin:
                 metadata[metadata_type] = origin[key]

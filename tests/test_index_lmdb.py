@@ -81,7 +81,6 @@ def test_store_creates_hierarchy_and_logs_changes(index):
     assert index.get_children(study, ResourceLevel.STUDY) == [series]
     assert index.get_resource(study).patient_tags["PatientName"] == "DOE^JOHN"
     metadata = index.get_metadata(instance, ResourceLevel.INSTANCE)
-    assert metadata[MetadataType.IndexInSeries] == "1"
     assert metadata[MetadataType.Origin] == "Test"
     assert index.get_metadata(series, ResourceLevel.SERIES)[MetadataType.ExpectedNumberOfInstances] == "2"
     changes, done, last = index.get_changes()

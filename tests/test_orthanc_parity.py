@@ -25,7 +25,7 @@ SAMPLES = [
     "MultiframeWindowing.dcm",
     "SignedCT.dcm",
     "Issue22-NoPixelData.dcm",
-    "2026-05-06-Deeply-Nested-Sequence.dcm",
+    "2021-02-19-MalaterreCP246.dcm",
     "DicomSeg.dcm",
     "WithEmptyPatientComments.dcm",
 ]

@@ -90,6 +90,9 @@ def read_dataset(source, stop_before_pixels=False):
         ds.pixel_data_follows = _tag_at(data, position, ds) == PIXEL_DATA
     else:
         ds.pixel_data_follows = False
+    # Where the PixelData element starts in the file (Orthanc's PixelDataOffset).
+    ds.pixel_data_offset = position if getattr(ds, "pixel_data_follows", False) and \
+        stop_before_pixels and not deflated else None
     return ds
 
 

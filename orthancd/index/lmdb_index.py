@@ -449,10 +449,6 @@ class LmdbResourceIndex(ResourceIndex):
                 db=self.db["attachments"])
         self._add_counter(txn, "disk", stored.size)
         self._add_counter(txn, "uncompressed", stored.uncompressed_size)
-        # IndexInSeries: the rank of the instance in its series at reception.
-        cursor = txn.cursor(db=self.db["children"])
-        index_in_series = cursor.count() if cursor.set_key(keys[2]) else 1
-        self._put_metadata(txn, instance_key, MetadataType.IndexInSeries, index_in_series)
         for metadata_type, value in metadata.items():
             self._put_metadata(txn, instance_key, metadata_type, value)
         if ResourceLevel.SERIES in new_levels and summary.expected_instances is not None:

@@ -102,8 +102,9 @@ def paging_arguments(request):
     has_since, has_limit = has_argument(request, "since"), has_argument(request, "limit")
     if has_since != has_limit:
         missing = "limit" if has_since else "since"
-        raise OrthancError(ErrorCode.BadRequest, 'Missing "%s" argument for GET request against: %s'
-                           % (missing, request.path.decode("utf-8", "replace")))
+        # Orthanc names the URI as its flattened form, with a final slash.
+        raise OrthancError(ErrorCode.BadRequest, 'Missing "%s" argument for GET request against: %s/'
+                           % (missing, request.path.decode("utf-8", "replace").rstrip("/")))
     return int_argument(request, "since", 0), int_argument(request, "limit", 0)
 
 

@@ -51,11 +51,20 @@ def remaining_ancestor_json(outcome):
 
 
 def descendants(server, public_id, level, target):
-    """Public IDs at ``target`` level below a resource, in order."""
-    ids = [public_id]
-    for lv in LEVELS[int(level):int(target)]:
-        ids = [c for i in ids for c in server.index.get_children(i, lv)]
-    return ids
+    """Public IDs at ``target`` level below a resource, in Orthanc's order: a
+    depth-first walk with a stack (so intermediate levels come out reversed),
+    the children at the target level appended in their own order."""
+    if level is target:
+        return [public_id]
+    found, stack = [], [(public_id, level)]
+    while stack:
+        resource_id, lv = stack.pop()
+        children = server.index.get_children(resource_id, lv)
+        if lv.child is target:
+            found.extend(children)
+        else:
+            stack.extend((child, lv.child) for child in children)
+    return found
 
 
 def ancestor(server, public_id, level, target):
