@@ -150,13 +150,16 @@ def main():
             server.start()
         done = 0
         for size in (100, options.studies):
+            done_before = done
             for name, server in servers.items():
                 t0 = time.time()
                 ingest(server.url, done, size)
                 print("%-9s ingested %d studies in %.1f s" % (name, size - done, time.time() - t0),
                       flush=True)
             done = size
-            time.sleep(3)  # let the stable-resource timers (StableAge 1 s) fire first
+            # Let the stable-resource timers (StableAge 1 s) and their change-log
+            # writes for thousands of new resources finish before measuring.
+            time.sleep(3 + (size - done_before) // 1000)
             for name, server in servers.items():
                 results.setdefault(name, {})[size] = measure(
                     name, server.url, server.dicom_port, aets[name], options.repeat,
