@@ -242,7 +242,6 @@ HTTP_STATUS = {
     ErrorCode.UnknownResource: 404,
     ErrorCode.FullStorage: 507,
     ErrorCode.InexistentTag: 404,
-    ErrorCode.UnknownDicomTag: 404,
     ErrorCode.BadJson: 400,
     ErrorCode.Unauthorized: 401,
     ErrorCode.DatabaseUnavailable: 503,

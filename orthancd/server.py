@@ -117,7 +117,11 @@ class OrthancServer:
         outcome = await self.index.delete_resource(public_id, level)
         for deleted_level, deleted_id in outcome.deleted:
             self.stability.forget(deleted_level, deleted_id)
-        await self.ingest.remove_files(outcome.obsolete_files)
+        # Once the index no longer references the files, the deletion is
+        # durable: the files go in the background (a crash leaves orphans,
+        # which the start-up sweep removes).
+        self.ingest.remove_files(outcome.obsolete_files).addErrback(
+            lambda failure: log.failure("Cannot remove deleted files", failure))
         return outcome
 
     def read_attachment(self, info):
@@ -148,10 +152,16 @@ class OrthancServer:
 
     def read_dataset(self, instance_id, stop_before_pixels=False):
         """Deferred pydicom dataset of an instance, read and parsed off the reactor."""
+        return self.render_dataset(instance_id, lambda dataset: dataset, stop_before_pixels)
+
+    def render_dataset(self, instance_id, render, stop_before_pixels=False):
+        """Deferred ``render(dataset)`` of an instance: reading, parsing and
+        rendering all happen in one worker thread."""
         info = self.dicom_attachment(instance_id)
 
         def load():
-            return read_dataset(self.storage.read(info.uuid), stop_before_pixels=stop_before_pixels)
+            data = self.storage.read(info.uuid)
+            return render(read_dataset(data, stop_before_pixels=stop_before_pixels))
         return threads.deferToThread(load)
 
     def check_consistency(self):

@@ -4,7 +4,9 @@ from orthancd.dicom.json_tags import content_at, dataset_to_json, header_to_json
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.ingest import Origin, is_zip, zip_members
-from orthancd.rest.http import read_body, render_bytes, render_json
+from orthancd.rest import jsonfmt
+from orthancd.rest.http import JSON_TYPE, read_body, render_bytes, render_json, sized
+from orthancd.rest.render_cache import RenderCache
 from orthancd.rest.resources import tags_format
 
 INSTANCE = ResourceLevel.INSTANCE
@@ -54,21 +56,39 @@ def install(app, server):
         data = await server.read_instance_file(public_id)
         return render_bytes(request, data, b"application/dicom", public_id + ".dcm")
 
+    cache = RenderCache()
+
+    async def cached_json(request, public_id, kind, mode, render, stop_before_pixels=False):
+        """The JSON ``render(dataset)`` of an instance's file, parsed and
+        formatted off the reactor, cached by file content."""
+        key = (server.dicom_attachment(public_id).uuid, kind, mode, server.default_encoding)
+        body = cache.get(key)
+        if body is None:
+            body = await server.render_dataset(
+                public_id, lambda ds: jsonfmt.dumps(render(ds)).encode("ascii"),
+                stop_before_pixels)
+            cache.put(key, body)
+        request.setHeader(b"Content-Type", JSON_TYPE)
+        return sized(request, body)
+
     @app.route("/instances/<public_id>/tags", methods=["GET"])
-    async def tags(request, public_id):
-        dataset = await server.read_dataset(public_id)
-        return render_json(request, dataset_to_json(dataset, tags_format(request),
-                                                    server.default_encoding))
+    def tags(request, public_id):
+        mode = tags_format(request)
+        encoding = server.default_encoding
+        return cached_json(request, public_id, "tags", mode,
+                           lambda ds: dataset_to_json(ds, mode, encoding))
 
     @app.route("/instances/<public_id>/simplified-tags", methods=["GET"])
-    async def simplified_tags(request, public_id):
-        dataset = await server.read_dataset(public_id)
-        return render_json(request, dataset_to_json(dataset, "simplify", server.default_encoding))
+    def simplified_tags(request, public_id):
+        encoding = server.default_encoding
+        return cached_json(request, public_id, "tags", "simplify",
+                           lambda ds: dataset_to_json(ds, "simplify", encoding))
 
     @app.route("/instances/<public_id>/header", methods=["GET"])
-    async def header(request, public_id):
-        dataset = await server.read_dataset(public_id, stop_before_pixels=True)
-        return render_json(request, header_to_json(dataset, tags_format(request)))
+    def header(request, public_id):
+        mode = tags_format(request)
+        return cached_json(request, public_id, "header", mode,
+                           lambda ds: header_to_json(ds, mode), stop_before_pixels=True)
 
     @app.route("/instances/<public_id>/content", methods=["GET"])
     @app.route("/instances/<public_id>/content/", methods=["GET"])

@@ -3,7 +3,7 @@
 Clients only need valid JSON, but diffing orthancd's answers against Orthanc's
 is how compatibility is checked, so the layout matches too: keys sorted, three
 spaces of indentation (a tab for error bodies), ``"key" : value``, every
-non-empty array spread over lines, non-ASCII escaped as \\uXXXX.
+non-empty container on lines of its own, non-ASCII escaped as \\uXXXX.
 """
 import json
 
@@ -17,8 +17,6 @@ def _scalar(value):
         return "true"
     if value is False:
         return "false"
-    if isinstance(value, str):
-        return _encode_string(value)
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
@@ -28,38 +26,68 @@ def _scalar(value):
     raise TypeError("Cannot render %r as JSON" % (value,))
 
 
-def _write(value, out, indent, unit, inline=False):
-    """Append ``value``; a container opens on a new line unless ``inline``
-    (the top level, and containers that are themselves array items)."""
+def _write(value, out, indent, unit):
+    """Append a non-empty container opened at ``indent`` (the opener itself is
+    already placed by the caller)."""
+    inner = indent + unit
     if isinstance(value, dict):
-        if not value:
-            out.append("{}")
-            return
-        out.append("{" if inline or not out else "\n" + indent + "{")
-        inner = indent + unit
-        for n, key in enumerate(sorted(value)):
-            out.append(("\n" if n == 0 else ",\n") + inner + _encode_string(str(key)) + " : ")
-            _write(value[key], out, inner, unit)
-        out.append("\n" + indent + "}")
-    elif isinstance(value, (list, tuple)):
-        if not value:
-            out.append("[]")
-            return
-        out.append("[" if inline or not out else "\n" + indent + "[")
-        inner = indent + unit
-        for n, item in enumerate(value):
-            out.append(("\n" if n == 0 else ",\n") + inner)
-            _write(item, out, inner, unit, inline=True)
-        out.append("\n" + indent + "]")
+        out.append("{")
+        separator = "\n"
+        for key in sorted(value):
+            item = value[key]
+            out.append(separator)
+            out.append(inner)
+            out.append(_encode_string(key))
+            separator = ",\n"
+            if isinstance(item, str):
+                out.append(" : ")
+                out.append(_encode_string(item))
+            elif isinstance(item, (dict, list, tuple)):
+                if item:
+                    # JsonCpp opens a non-empty container on its own line.
+                    out.append(" : \n")
+                    out.append(inner)
+                    _write(item, out, inner, unit)
+                else:
+                    out.append(" : {}" if isinstance(item, dict) else " : []")
+            else:
+                out.append(" : ")
+                out.append(_scalar(item))
+        out.append("\n")
+        out.append(indent)
+        out.append("}")
     else:
-        out.append(_scalar(value))
+        out.append("[")
+        separator = "\n"
+        for item in value:
+            out.append(separator)
+            out.append(inner)
+            separator = ",\n"
+            if isinstance(item, str):
+                out.append(_encode_string(item))
+            elif isinstance(item, (dict, list, tuple)):
+                if item:
+                    _write(item, out, inner, unit)
+                else:
+                    out.append("{}" if isinstance(item, dict) else "[]")
+            else:
+                out.append(_scalar(item))
+        out.append("\n")
+        out.append(indent)
+        out.append("]")
 
 
 def dumps(value, indent="   "):
     """Orthanc's styled JSON (3-space indent, as in every successful answer)."""
-    out = []
-    _write(value, out, "", indent)
-    return "".join(out)
+    if isinstance(value, str):
+        return _encode_string(value)
+    if isinstance(value, (dict, list, tuple)):
+        if not value:
+            return "{}" if isinstance(value, dict) else "[]"
+        out = []
+        _write(value, out, "", indent)
+        return "".join(out)
+    return _scalar(value)
 
 
 def dumps_error(value):
