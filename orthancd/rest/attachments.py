@@ -6,33 +6,16 @@ from orthancd.ids import ResourceLevel
 from orthancd.index.base import CONTENT_TYPE_NAMES, USER_CONTENT_START, ContentType
 from orthancd.rest.http import (bool_argument, read_body, render_bytes, render_json,
                                 render_text, sized)
+from orthancd.rest.numbered_names import NumberedNames
 
 _OPERATIONS = ["compress", "compressed-data", "compressed-md5", "compressed-size", "data",
                "info", "is-compressed", "md5", "size", "uncompress", "verify-md5", "uuid"]
 
 
-class ContentTypeNames:
-    def __init__(self, configuration):
-        self.by_name = {name: int(number) for number, name in CONTENT_TYPE_NAMES.items()}
-        for name, value in (configuration.get("UserContentType") or {}).items():
-            number = value[0] if isinstance(value, list) else value
-            self.by_name[name] = int(number)
-        self.by_number = {v: k for k, v in self.by_name.items()}
-
-    def name(self, number):
-        return self.by_number.get(number, str(number))
-
-    def number(self, name):
-        if name in self.by_name:
-            return self.by_name[name]
-        try:
-            return int(name)
-        except ValueError:
-            raise OrthancError(ErrorCode.UnknownResource)
-
-
 def install(app, server):
-    names = ContentTypeNames(server.configuration)
+    names = NumberedNames({name: int(number) for number, name in CONTENT_TYPE_NAMES.items()},
+                          server.configuration.get("UserContentType"),
+                          (ErrorCode.UnknownResource, None))
     index = server.index
 
     def attachment(public_id, level, name):

@@ -3,32 +3,13 @@ from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import USER_METADATA_START, MetadataType
 from orthancd.rest.http import bool_argument, render_json, render_text, text_body
-
-
-class MetadataNames:
-    """Names <-> numbers, core ones plus the configuration's UserMetadata."""
-
-    def __init__(self, configuration):
-        self.by_name = {m.name: int(m) for m in MetadataType}
-        for name, number in (configuration.get("UserMetadata") or {}).items():
-            self.by_name[name] = int(number)
-        self.by_number = {v: k for k, v in self.by_name.items()}
-
-    def name(self, number):
-        return self.by_number.get(number, str(number))
-
-    def number(self, name):
-        if name in self.by_name:
-            return self.by_name[name]
-        try:
-            number = int(name)
-        except ValueError:
-            raise OrthancError(ErrorCode.ParameterOutOfRange, "Unknown metadata: %s" % name)
-        return number
+from orthancd.rest.numbered_names import NumberedNames
 
 
 def install(app, server):
-    names = MetadataNames(server.configuration)
+    names = NumberedNames({m.name: int(m) for m in MetadataType},
+                          server.configuration.get("UserMetadata"),
+                          (ErrorCode.ParameterOutOfRange, "Unknown metadata: %s"))
     index = server.index
 
     def make_routes(level):
