@@ -5,7 +5,7 @@ the DICOM endpoint, the stability monitor, and the index (closed last).
 """
 from twisted.application import service, strports
 from twisted.internet import reactor as default_reactor
-from orthancd.logs import logger
+from orthancd.logs import logger, route_standard_logging
 from twisted.python import usage
 
 from orthancd.config import ConfigurationError, load_configuration
@@ -60,6 +60,7 @@ def makeService(options, reactor=default_reactor):
     from orthancd.server import OrthancServer
 
     configuration = options["configuration"]
+    route_standard_logging()
     server = OrthancServer(configuration, reactor)
     top = service.MultiService()
     IndexService(server).setServiceParent(top)
