@@ -20,7 +20,6 @@ from orthancd.dicom.json_tags import dataset_to_json
 from orthancd.dicom.reading import read_dataset
 from orthancd.dicom.summary import normalize_for_find
 from orthancd.find import constraints as C
-from orthancd.find import index_scan
 from orthancd.find import tags as T
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import UnknownResource
@@ -133,9 +132,9 @@ def _narrow(index, level, constraints):
     for lv, kind, tag, arg in scans:
         cap = 0 if best is None else len(best[1])
         if kind == "prefix":
-            found = index_scan.scan_identifier_prefix(index, lv, tag, arg, cap)
+            found = index.scan_identifier_prefix(lv, tag, arg, cap)
         else:
-            found = index_scan.scan_identifier_range(index, lv, tag, arg[0], arg[1], cap)
+            found = index.scan_identifier_range(lv, tag, arg[0], arg[1], cap)
         if found is not None and (best is None or len(found) < len(best[1])):
             best = (lv, list(dict.fromkeys(found)))
     return best
@@ -247,7 +246,7 @@ async def find_resources(server, level, constraints, since=0, limit=0, db_limit=
         if level is ResourceLevel.INSTANCE:
             walk = ((i, None) for i in index.list_resources(level))
         else:
-            walk = index_scan.iter_level(index, level)
+            walk = index.iter_level(level)
     else:
         candidates = list(dict.fromkeys(candidates))
         if not ordered:

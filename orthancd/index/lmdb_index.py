@@ -291,19 +291,49 @@ class LmdbResourceIndex(ResourceIndex):
                 return []
             return [format_public_id(v[1:]) for v in cursor.iternext_dup()]
 
-    def scan_identifier_prefix(self, level, tag, normalized_prefix):
-        """(normalized value, public ID) pairs whose value starts with the prefix,
-        in value order: the narrowing step for wildcard and range queries."""
+    def scan_identifier_prefix(self, level, tag, normalized_prefix, cap=0):
+        """Public IDs whose normalized ``tag`` value starts with the prefix, in
+        value order: the narrowing step for wildcard queries.  Returns None
+        once more than ``cap`` IDs are found (an unselective scan)."""
         start = identifier_key(level, tag, normalized_prefix)
-        head = start[:5]
+        return self._scan_identifiers(start, lambda key: key.startswith(start), cap)
+
+    def scan_identifier_range(self, level, tag, lower, upper, cap=0):
+        """Public IDs whose normalized ``tag`` value lies in [lower, upper]
+        (either bound may be None), in value order; None past ``cap`` IDs."""
+        head = bytes((int(level),)) + struct.pack(">I", tag)
+        stop = None if upper is None else identifier_key(level, tag, upper)
+        return self._scan_identifiers(
+            identifier_key(level, tag, lower or ""),
+            lambda key: key[:5] == head and (stop is None or key <= stop), cap)
+
+    def _scan_identifiers(self, start, within, cap):
+        out = []
         with self._read() as txn:
             cursor = txn.cursor(db=self.db["identifiers"])
             if not cursor.set_range(start):
-                return
-            for k, v in cursor:
-                if k[:5] != head or not k.startswith(start):
+                return out
+            for key, value in cursor:
+                if not within(key):
                     break
-                yield k[5:].decode("utf-8", "replace"), format_public_id(v[1:])
+                out.append(format_public_id(value[1:]))
+                if cap and len(out) > cap:
+                    return None
+        return out
+
+    def iter_level(self, level):
+        """(public ID, Resource) of every resource of ``level``, by public ID
+        (the order Orthanc's SQLite lookups answer in)."""
+        prefix = bytes((int(level),))
+        with self._read() as txn:
+            cursor = txn.cursor(db=self.db["resources"])
+            if not cursor.set_range(prefix):
+                return
+            for key, raw in cursor:
+                if key[:1] != prefix:
+                    break
+                public_id = format_public_id(key[1:])
+                yield public_id, self._to_resource(level, public_id, _loads(raw))
 
     # ----------------------------------------------------------------- writes
 
