@@ -66,6 +66,11 @@ def uploaded(servers):
 def same(ours, theirs, path, keys=VOLATILE):
     a, b = ours.get(path), theirs.get(path)
     assert a.status == b.status, (path, a.body[:300], b.body[:300])
+    if b.status == 404 and not b.body:
+        # Orthanc 1.10.1 answers some 404s with an empty body; orthancd always
+        # gives the JSON error body newer Orthanc versions give.
+        assert a.json()["OrthancStatus"] in (7, 17), path
+        return a
     if b.headers.get("Content-Type", "").startswith("application/json"):
         assert strip(a.json(), keys) == strip(b.json(), keys), path
     else:
@@ -101,6 +106,27 @@ def test_tags_renderings(servers, uploaded):
         for suffix in ("/tags", "/tags?simplify", "/tags?short", "/simplified-tags", "/header",
                        "/content", "/frames"):
             same(ours, theirs, "/instances/" + answer["ID"] + suffix)
+
+
+def test_content_paths(servers, uploaded):
+    """Walk /content down through sequences, comparing every step."""
+    ours, theirs = servers
+    for name, answer, _ in uploaded:
+        base = "/instances/%s/content" % answer["ID"]
+        for leaf in ("/0008-0018", "/0010-0010", "/0002-0010", "/ffff-ffff", "/PatientName",
+                     "/0010,0010", "/00100010", "/bad"):
+            same(ours, theirs, base + leaf)
+        listing = same(ours, theirs, base).json()
+        sequences = [entry for entry in listing
+                     if ours.get("%s/%s" % (base, entry)).headers.get("Content-Type", "").startswith(
+                         "application/json")]
+        for entry in sequences[:2]:
+            path = "%s/%s" % (base, entry)
+            items = same(ours, theirs, path).json()
+            if items:
+                children = same(ours, theirs, "%s/%s" % (path, items[0])).json()
+                for child in children[:3]:
+                    same(ours, theirs, "%s/%s/%s" % (path, items[0], child))
 
 
 def test_metadata_and_attachments(servers, uploaded):

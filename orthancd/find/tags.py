@@ -45,11 +45,16 @@ def _names():
 
 
 def parse_tag(text):
-    """'PatientName', '0010,0010' or '0010-0010' -> 0x00100010.
+    """'PatientName', '0010,0010', '0010-0010' or '00100010' -> 0x00100010.
     Unknown names raise Orthanc's UnknownDicomTag (answered 500 by 1.10.1)."""
     if len(text) == 9 and text[4] in ",-":
         try:
             return (int(text[:4], 16) << 16) | int(text[5:], 16)
+        except ValueError:
+            pass
+    if len(text) == 8:
+        try:
+            return int(text, 16)
         except ValueError:
             pass
     tag = _names().get(text)

@@ -2,6 +2,7 @@
 /file, /tags, /simplified-tags, /header, /content/..."""
 from orthancd.dicom.json_tags import content_at, dataset_to_json, header_to_json
 from orthancd.errors import ErrorCode, OrthancError
+from orthancd.find.tags import parse_tag
 from orthancd.ids import ResourceLevel
 from orthancd.ingest import Origin, is_zip, zip_members
 from orthancd.rest import jsonfmt
@@ -94,8 +95,13 @@ def install(app, server):
     @app.route("/instances/<public_id>/content/", methods=["GET"])
     @app.route("/instances/<public_id>/content/<path:path>", methods=["GET"])
     async def content(request, public_id, path=""):
-        dataset = await server.read_dataset(public_id)
         parts = [p for p in path.split("/") if p]
+        # Tags sit at even positions (tag / item / tag ...), named as Orthanc
+        # accepts them: "0010-0010", "0010,0010", "00100010" or "PatientName".
+        for position in range(0, len(parts), 2):
+            tag = parse_tag(parts[position])
+            parts[position] = "%04x-%04x" % (tag >> 16, tag & 0xFFFF)
+        dataset = await server.read_dataset(public_id)
         try:
             value = content_at(dataset, parts)
         except KeyError:
