@@ -27,7 +27,9 @@ class Options(usage.Options):
         try:
             self["configuration"] = load_configuration(self["config"])
         except ConfigurationError as e:
-            raise usage.UsageError(str(e))
+            # A configuration mistake is not a usage mistake: say what is
+            # wrong (file, line, column) without the option summary.
+            raise SystemExit("orthancd: cannot start: %s" % e)
 
 
 class IndexService(service.Service):
