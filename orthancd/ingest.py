@@ -1,9 +1,11 @@
 """The single path every incoming instance takes, from REST or C-STORE.
 
-parse (pydicom, off the reactor) -> write the content-addressed file and fsync
--> one index operation through the group-commit writer -> notify listeners.
-The Deferred returned by ``store`` fires only after the index commit, so a
-success answer always means "on disk and indexed".
+parse (pydicom, off the reactor) -> write the content-addressed file (or, for
+a file received over DICOM, rename it into place) -> one index operation
+through the group-commit writer, which makes the files durable before it
+commits -> notify listeners.  The Deferred returned by ``store`` and
+``store_file`` fires only after the index commit, so a success answer always
+means "on disk and indexed".
 """
 import collections
 import io
@@ -18,6 +20,7 @@ from orthancd.dicom.summary import summarize
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.index.base import MetadataType, StorageFull
 from orthancd.index.lmdb_index import now_iso
+from orthancd.storage.streaming import ReceivedFile
 
 
 class Origin(dict):
@@ -67,9 +70,23 @@ class Ingestor:
         dataset = read_dataset(data, stop_before_pixels=True)
         summary = summarize(dataset, self.default_encoding)
         stored = self.storage.store(data)
-        with self._lock:
-            self._in_flight[stored.uuid] += 1
+        self._hold(stored.uuid)
         return summary, stored, dataset.pixel_data_offset
+
+    def _prepare_file(self, path):
+        # Only the header is parsed; the file becomes the stored attachment
+        # as it is, hashed already when it was received (ReceivedFile).
+        dataset = read_dataset(path, stop_before_pixels=True)
+        summary = summarize(dataset, self.default_encoding)
+        stored = self.storage.adopt(path, getattr(path, "digests", None))
+        if isinstance(path, ReceivedFile):
+            path.moved = True
+        self._hold(stored.uuid)
+        return summary, stored, dataset.pixel_data_offset
+
+    def _hold(self, uuid):
+        with self._lock:
+            self._in_flight[uuid] += 1
 
     def _release(self, uuid):
         with self._lock:
@@ -84,12 +101,21 @@ class Ingestor:
             if not busy:
                 self.storage.remove(info.uuid)
 
-    @defer.inlineCallbacks
     def store(self, data, origin):
         """Store one DICOM file (bytes).  Fires with the index StoreOutcome;
         fails with OrthancError(BadFileFormat) or OrthancError(FullStorage)."""
+        return self._store(self._prepare, data, origin)
+
+    def store_file(self, path, origin):
+        """Store a Part-10 file already on disk (the C-STORE SCP's temporary
+        file, in the storage area's temporary directory): it is moved into
+        the storage area, unless it is refused."""
+        return self._store(self._prepare_file, path, origin)
+
+    @defer.inlineCallbacks
+    def _store(self, prepare, source, origin):
         try:
-            summary, stored, pixel_data_offset = yield threads.deferToThread(self._prepare, data)
+            summary, stored, pixel_data_offset = yield threads.deferToThread(prepare, source)
         except DicomFormatError as e:
             # A file without its UIDs is an "inexistent tag" for Orthanc (404).
             code = ErrorCode[getattr(e, "orthanc_error", "BadFileFormat")]
@@ -129,20 +155,9 @@ class Ingestor:
                 self.log.failure("Listener failed after storing {id}", id=outcome.ids[3])
         return outcome
 
-    def store_file(self, path, origin):
-        """Store a Part-10 file already on disk (the C-STORE SCP's temporary file)."""
-        d = threads.deferToThread(_read_file, path)
-        d.addCallback(self.store, origin)
-        return d
-
     def remove_files(self, files):
         """Remove files the index no longer references (after a delete)."""
         return threads.deferToThread(self._remove_files, files)
-
-
-def _read_file(path):
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def is_zip(data):

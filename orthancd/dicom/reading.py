@@ -6,6 +6,8 @@ is refused with 'Bad file format' and the details string built below.
 """
 import io
 import logging
+import mmap
+import os
 import struct
 import warnings
 
@@ -53,14 +55,27 @@ def read_dataset(source, stop_before_pixels=False):
     PixelData element as Orthanc does.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-    else:
-        with open(source, "rb") as f:
-            data = f.read()
+        return _read(bytes(source), io.BytesIO, stop_before_pixels)
+    # A file is mapped, not read: only its header is parsed, and the
+    # truncation walk only looks at element headers.
+    with open(source, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return _read(b"", io.BytesIO, stop_before_pixels)
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _read(data, _rewound, stop_before_pixels)
+
+
+def _rewound(data):
+    """The mapping itself as the stream pydicom reads (no copy)."""
+    data.seek(0)
+    return data
+
+
+def _read(data, stream_of, stop_before_pixels):
     has_preamble = len(data) >= 132 and data[128:132] == b"DICM"
     if not has_preamble and not _looks_like_bare_dataset(data):
         raise DicomFormatError(invalid_file_details(len(data)))
-    stream = io.BytesIO(data)
+    stream = stream_of(data)
     # Stream positions are meaningless inside a deflated dataset: read it all.
     deflated = DEFLATED_TRANSFER_SYNTAX.encode() in data[:1024]
     try:

@@ -1,6 +1,10 @@
 """C-STORE SCP: stream each incoming instance to a temporary Part-10 file,
 hand it to ``services.store_file`` and answer once it is durably stored.
 
+The file is written and hashed in a worker thread as the PDUs arrive
+(``StreamingFileWriter``), and handed over as a ``ReceivedFile`` carrying its
+digests, so the storage area can rename it into place without reading it.
+
 The data set bytes are written exactly as received (never re-encoded) after
 a file meta group built from the command set and the presentation context.
 Ownership of the temporary file passes to ``store_file`` for the duration of
@@ -20,6 +24,7 @@ from pynetdicom.sop_class import _STORAGE_CLASSES
 from twisted.internet import defer
 
 from orthancd.net import access, dimse, part10
+from orthancd.storage.streaming import StreamingFileWriter
 from orthancd.net.transfer_syntaxes import DEFLATED, is_implicit_vr, is_little_endian
 
 log = logging.getLogger(__name__)
@@ -42,7 +47,6 @@ STORAGE_SOP_CLASSES = _storage_sop_classes()
 # UIDs against the command set, as Orthanc does; they sit near the start.
 HEAD_LIMIT = 64 * 1024
 _SOP_INSTANCE_UID_TAG = 0x00080018
-_WRITE_BUFFER = 256 * 1024
 
 
 class SopUidsUnreadable(Exception):
@@ -100,15 +104,17 @@ class IncomingInstance:
         self.transfer_syntax = request.context.transfer_syntax
         self._head = bytearray()
         self._head_complete = True
-        self._file = None
+        self._writer = None
         self.path = None
         self._open_error = None
         try:
+            header = part10.file_header(
+                self.sop_class_uid, self.sop_instance_uid, self.transfer_syntax)
             fd, self.path = tempfile.mkstemp(prefix="cstore-", suffix=".dcm",
                                              dir=service.temporary_directory)
-            self._file = open(fd, "wb", buffering=_WRITE_BUFFER)
-            self._file.write(part10.file_header(
-                self.sop_class_uid, self.sop_instance_uid, self.transfer_syntax))
+            os.close(fd)
+            self._writer = StreamingFileWriter(self.path, request.association.clock)
+            self._writer.write(header)
         except Exception as exc:
             log.error("cannot create a temporary file for C-STORE: %s", exc)
             self._open_error = exc
@@ -120,32 +126,29 @@ class IncomingInstance:
             self._head += fragment[:room]
         if len(fragment) > room:
             self._head_complete = False
-        if self._file is not None:
-            try:
-                self._file.write(fragment)
-            except Exception as exc:
-                log.error("cannot write the C-STORE temporary file: %s", exc)
-                self._open_error = exc
-                self._drop_file()
+        if self._writer is not None:
+            self._writer.write(fragment)
 
     def finish(self):
-        if self._file is not None:
-            try:
-                self._file.close()
-            except Exception as exc:
-                self._open_error = exc
-                self._drop_file()
-        self._file = None
         if self._open_error is not None:
-            self._request.respond(dimse.REFUSED_OUT_OF_RESOURCES,
-                                  AffectedSOPInstanceUID=self.sop_instance_uid or None)
+            self._respond(dimse.REFUSED_OUT_OF_RESOURCES)
             return
         status = self._check_sop_uids()
         if status is not None:
             self._drop_file()
             self._respond(status)
             return
+        writer, self._writer = self._writer, None
+        writer.close().addCallbacks(self._written, self._write_failed)
+
+    def _written(self, received):
+        self.path = received
         self._service.store(self)
+
+    def _write_failed(self, failure):
+        log.error("cannot write the C-STORE temporary file: %s", failure.getErrorMessage())
+        self._drop_file()
+        self._respond(dimse.REFUSED_OUT_OF_RESOURCES)
 
     def discard(self):
         """The association ended mid-transfer: store nothing."""
@@ -186,18 +189,15 @@ class IncomingInstance:
         self._drop_file()
 
     def _drop_file(self):
-        if self._file is not None:
-            try:
-                self._file.close()
-            except Exception:
-                pass
-            self._file = None
-        if self.path is not None:
+        if self._writer is not None:
+            self._writer.discard()
+            self._writer = None
+        elif self.path is not None and not getattr(self.path, "moved", False):
             try:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
-            self.path = None
+        self.path = None
 
 
 class StoreService:

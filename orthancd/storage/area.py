@@ -6,6 +6,7 @@ store can stand behind the same interface later.
 """
 import abc
 import dataclasses
+import os
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +47,18 @@ class StorageArea(abc.ABC):
         it once per group commit, before committing).  ``salt`` keeps equal
         bytes in different slots apart (attachments that are not DICOM files,
         whose content does not determine their owner)."""
+
+    def adopt(self, path, digests=None):
+        """Take the complete file at ``path`` (written in
+        ``temporary_directory()``) as a stored attachment; return a
+        StoredFile.  ``digests`` (a ContentDigests) are its hashes when they
+        were computed while it was written.  The file at ``path`` is gone
+        afterwards.  Durable only after ``make_durable``, as for ``store``."""
+        with open(path, "rb") as f:
+            data = f.read()
+        stored = self.store(data)
+        os.unlink(path)
+        return stored
 
     @abc.abstractmethod
     def make_durable(self, files):

@@ -7,21 +7,37 @@ understands it.  Files are written to a temporary name and renamed into place;
 ``make_durable`` then flushes a whole group of them at once (one ``syncfs`` of
 the storage file system instead of an fsync per file and per folder), which
 is what lets ingest throughput grow with concurrency.
+
+Files received from the network are written and hashed as they arrive in
+``temporary_directory()`` (same file system) and ``adopt`` merely renames them
+into place: the bytes are never read back nor copied.
 """
 import ctypes
+import errno
 import hashlib
+import mmap
 import os
+import shutil
 import tempfile
 
 from orthancd.storage.area import StorageArea, StoredFile
+from orthancd.storage.digests import digests_of, uuid_from_sha256
 
 
 def content_uuid(data, salt=b""):
     """A UUID-shaped name for ``data``: the first 128 bits of its SHA-256."""
     digest = hashlib.sha256(salt)
     digest.update(data)
-    h = digest.hexdigest()
-    return "%s-%s-%s-%s-%s" % (h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+    return uuid_from_sha256(digest.hexdigest())
+
+
+def digests_of_file(path):
+    """ContentDigests of a file, hashed from its mapping (no copy)."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return digests_of(b"")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return digests_of(data)
 
 
 def _load_syncfs():
@@ -67,16 +83,28 @@ class FilesystemStorageArea(StorageArea):
         """A folder on the same file system, for data streamed in before it is stored."""
         return self._tmp
 
-    def store(self, data, salt=b""):
-        uuid = content_uuid(data, salt)
-        md5 = hashlib.md5(data).hexdigest()
-        info = StoredFile(uuid, len(data), md5, len(data), md5)
+    def _target(self, uuid):
+        """The path of ``uuid``, its folders created."""
         target = self.path(uuid)
         folder = os.path.dirname(target)
         if folder not in self._known_dirs:
             os.makedirs(folder, exist_ok=True)
             self._known_dirs.add(folder)
-        if os.path.exists(target) and os.path.getsize(target) == len(data):
+        return target
+
+    @staticmethod
+    def _already_stored(target, size):
+        try:
+            return os.path.getsize(target) == size
+        except OSError:
+            return False
+
+    def store(self, data, salt=b""):
+        uuid = content_uuid(data, salt)
+        md5 = hashlib.md5(data).hexdigest()
+        info = StoredFile(uuid, len(data), md5, len(data), md5)
+        target = self._target(uuid)
+        if self._already_stored(target, len(data)):
             return info  # same content already there
         fd, tmp = tempfile.mkstemp(dir=self._tmp)
         try:
@@ -90,6 +118,37 @@ class FilesystemStorageArea(StorageArea):
                 pass
             raise
         return info
+
+    def adopt(self, path, digests=None):
+        if digests is None:
+            digests = digests_of_file(path)
+        info = StoredFile(digests.uuid, digests.size, digests.md5, digests.size, digests.md5)
+        target = self._target(digests.uuid)
+        if self._already_stored(target, digests.size):
+            os.unlink(path)  # same content already there
+            return info
+        try:
+            os.rename(path, target)
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise
+            self._copy_into_place(path, target)
+            os.unlink(path)
+        return info
+
+    def _copy_into_place(self, path, target):
+        """``path`` lies on another file system: copy, then rename."""
+        fd, tmp = tempfile.mkstemp(dir=self._tmp)
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            os.rename(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
 
     def make_durable(self, files):
         if not self._fsync or not files:

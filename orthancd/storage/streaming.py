@@ -1,0 +1,118 @@
+"""Write a received file and hash it in a worker thread, in arrival order.
+
+The reactor only queues the pieces (bytes-like objects it will not modify:
+slices of the received PDUs); one drain at a time runs in the thread pool,
+writes them and feeds the ContentHasher.  hashlib and file writes release the
+GIL, so receiving the next PDUs and hashing the previous ones overlap.
+Given a reactor without threads (a test's Clock), it works inline.
+"""
+import collections
+import os
+import threading
+
+from twisted.internet import defer
+
+from orthancd.storage.digests import ContentHasher
+
+_WRITE_BUFFER = 256 * 1024
+_CLOSE = object()
+
+
+class ReceivedFile(str):
+    """The path of a complete received file, with the ContentDigests computed
+    while it was written.  ``moved`` is set once the storage area took the
+    file (renamed it into place): the path is then no longer ours to delete."""
+
+    def __new__(cls, path, digests):
+        received = super().__new__(cls, path)
+        received.digests = digests
+        received.moved = False
+        return received
+
+
+class StreamingFileWriter:
+    """Create ``path`` and fill it from the reactor with ``write``; ``close``
+    returns a Deferred firing (on the reactor) with the ReceivedFile, or
+    failing with the first write error."""
+
+    def __init__(self, path, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self._reactor = reactor
+        self._threaded = hasattr(reactor, "callInThread")
+        self.path = path
+        self._file = open(path, "wb", buffering=_WRITE_BUFFER)
+        self._hasher = ContentHasher()
+        self._pending = collections.deque()
+        self._lock = threading.Lock()
+        self._draining = False
+        self._error = None
+        self._closed = None
+
+    def write(self, data):
+        self._enqueue(data)
+
+    def close(self):
+        self._closed = defer.Deferred()
+        self._enqueue(_CLOSE)
+        return self._closed
+
+    def discard(self):
+        """Stop writing and remove the file (the transfer was abandoned)."""
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        self._enqueue(_CLOSE)
+
+    def _enqueue(self, item):
+        if not self._threaded:
+            self._pending.append(item)
+            self._drain()
+            return
+        with self._lock:
+            self._pending.append(item)
+            if self._draining:
+                return
+            self._draining = True
+        self._reactor.callInThread(self._drain)
+
+    def _drain(self):
+        while True:
+            with self._lock:
+                if not self._pending:
+                    self._draining = False
+                    return
+                items = list(self._pending)
+                self._pending.clear()
+            for item in items:
+                if item is _CLOSE:
+                    self._finish()
+                elif self._error is None and self._file is not None:
+                    try:
+                        self._file.write(item)
+                        self._hasher.update(item)
+                    except Exception as e:
+                        self._error = e
+
+    def _finish(self):
+        if self._file is None:
+            return
+        try:
+            self._file.close()
+        except Exception as e:
+            if self._error is None:
+                self._error = e
+        self._file = None
+        if self._closed is None:
+            return
+        if self._error is not None:
+            self._deliver(self._closed.errback, self._error)
+        else:
+            self._deliver(self._closed.callback, ReceivedFile(self.path, self._hasher.digests()))
+
+    def _deliver(self, fire, result):
+        if self._threaded:
+            self._reactor.callFromThread(fire, result)
+        else:
+            fire(result)

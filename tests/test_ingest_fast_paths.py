@@ -1,0 +1,105 @@
+"""The hand-packed encodings and the receive-and-rename ingest path give the
+same results as the slower general ones they short-cut."""
+import hashlib
+import os
+
+import pytest
+from twisted.internet.task import Clock
+
+from orthancd.dicom.reading import DicomFormatError, read_dataset
+from orthancd.net import dimse, part10
+from orthancd.storage.digests import digests_of
+from orthancd.storage.filesystem import FilesystemStorageArea, content_uuid
+from orthancd.storage.streaming import ReceivedFile, StreamingFileWriter
+from tests.support.daemon import read_sample
+
+COMMANDS = [
+    {"AffectedSOPClassUID": "1.2.840.10008.5.1.4.1.1.2", "CommandField": dimse.C_STORE_RQ,
+     "Priority": 0, "AffectedSOPInstanceUID": "1.2.3.4.5.6.7.8.9.10.11.12", "MessageID": 5,
+     "CommandDataSetType": dimse.HAS_DATASET, "MoveOriginatorApplicationEntityTitle": "BENCH",
+     "MoveOriginatorMessageID": 3},
+    {"AffectedSOPClassUID": "1.2.840.10008.1.1", "CommandField": dimse.C_ECHO_RSP,
+     "MessageIDBeingRespondedTo": 1, "CommandDataSetType": dimse.NO_DATASET, "Status": 0},
+    {"AffectedSOPClassUID": "1.2", "CommandField": dimse.C_MOVE_RSP,
+     "MessageIDBeingRespondedTo": 65535, "CommandDataSetType": dimse.NO_DATASET,
+     "Status": dimse.PENDING, "NumberOfRemainingSuboperations": 3,
+     "NumberOfCompletedSuboperations": 0, "NumberOfFailedSuboperations": 1,
+     "NumberOfWarningSuboperations": 0, "ErrorComment": "odd", "MoveDestination": "DEST"},
+    {"CommandField": dimse.C_STORE_RSP, "MessageIDBeingRespondedTo": 1, "Status": 0xC000,
+     "AffectedSOPInstanceUID": None, "ErrorComment": "even"},
+]
+
+
+@pytest.mark.parametrize("fields", COMMANDS)
+def test_packed_command_sets_are_pydicoms(fields):
+    assert dimse._pack_command(fields) == dimse._encode_with_pydicom(fields)
+    decoded = dimse.decode_command(dimse.encode_command(fields))
+    assert decoded.CommandField == fields["CommandField"]
+
+
+def test_unusual_command_fields_go_through_pydicom():
+    fields = {"CommandField": dimse.C_CANCEL_RQ, "MessageIDBeingRespondedTo": 1,
+              "CommandDataSetType": dimse.NO_DATASET, "OffendingElement": [0x00100010]}
+    assert dimse._pack_command(fields) is None
+    assert dimse.encode_command(fields) == dimse._encode_with_pydicom(fields)
+
+
+@pytest.mark.parametrize("uids", [
+    ("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5", "1.2.840.10008.1.2.1"),
+    ("1.2", "1.23", "1.2.840.10008.1.2"),
+])
+def test_packed_file_header_is_pydicoms(uids):
+    assert part10.file_header(*uids) == part10._file_header_with_pydicom(*uids)
+
+
+def test_file_header_refuses_empty_uids_as_pydicom_does():
+    with pytest.raises(AttributeError):
+        part10.file_header("", "", "1.2.840.10008.1.2")
+
+
+def test_streamed_file_digests_and_adoption(tmp_path):
+    storage = FilesystemStorageArea(str(tmp_path / "storage"))
+    data = os.urandom(300000)
+    path = os.path.join(storage.temporary_directory(), "incoming")
+    writer = StreamingFileWriter(path, Clock())
+    for i in range(0, len(data), 16378):
+        writer.write(memoryview(data)[i:i + 16378])
+    results = []
+    writer.close().addCallback(results.append)
+    (received,) = results
+    assert isinstance(received, ReceivedFile) and received == path
+    assert received.digests == digests_of(data)
+    assert received.digests.uuid == content_uuid(data)
+    assert received.digests.md5 == hashlib.md5(data).hexdigest()
+    stored = storage.adopt(received, received.digests)
+    assert not os.path.exists(path) and storage.read(stored.uuid) == data
+    assert (stored.size, stored.md5) == (len(data), received.digests.md5)
+    # The same content again: the copy already in place is kept.
+    with open(path, "wb") as f:
+        f.write(data)
+    assert storage.adopt(path) == stored and not os.path.exists(path)
+
+
+def test_discarded_stream_leaves_nothing(tmp_path):
+    path = str(tmp_path / "incoming")
+    writer = StreamingFileWriter(path, Clock())
+    writer.write(b"partial")
+    writer.discard()
+    assert os.listdir(tmp_path) == []
+
+
+def test_reading_a_file_matches_reading_its_bytes(tmp_path):
+    data = read_sample("DummyCT.dcm")
+    path = tmp_path / "file.dcm"
+    path.write_bytes(data)
+    from_file = read_dataset(str(path), stop_before_pixels=True)
+    from_bytes = read_dataset(data, stop_before_pixels=True)
+    assert from_file == from_bytes
+    assert from_file.pixel_data_offset == from_bytes.pixel_data_offset
+    assert from_file.pixel_data_follows == from_bytes.pixel_data_follows
+    (tmp_path / "cut.dcm").write_bytes(data[:len(data) - 10])
+    with pytest.raises(DicomFormatError):
+        read_dataset(str(tmp_path / "cut.dcm"), stop_before_pixels=True)
+    (tmp_path / "empty.dcm").write_bytes(b"")
+    with pytest.raises(DicomFormatError):
+        read_dataset(str(tmp_path / "empty.dcm"), stop_before_pixels=True)
