@@ -111,6 +111,17 @@ def _read(data, stream_of, stop_before_pixels):
     return ds
 
 
+def dataset_offset(data):
+    """Where the data set starts in a Part-10 file's bytes (after the file
+    meta group); None when ``data`` has no Part-10 header or it is cut short."""
+    if len(data) < 132 or data[128:132] != b"DICM":
+        return None
+    try:
+        return _walk(data, 132, True, True, stop_group=0x0002)
+    except (_Truncated, struct.error):
+        return None
+
+
 # Orthanc 1.10.1 crashes on pathological nesting; refusing them is safer.
 MAX_SEQUENCE_DEPTH = 64
 

@@ -53,23 +53,37 @@ class PduFramer:
         self._max_pdu_length = max_pdu_length
 
     def feed(self, data):
+        # PDUs lying whole in an immutable chunk are handed out as views of
+        # it (no copy: a received data set is a few hundred of them); only
+        # a PDU split across chunks is assembled in the buffer.
         buffer = self._buffer
-        buffer += data
+        direct = not buffer and isinstance(data, bytes)
+        if not direct:
+            buffer += data
+        source = data if direct else buffer
         pdus = []
         offset = 0
-        available = len(buffer)
-        while available - offset >= 6:
-            pdu_type, length = _HEADER.unpack_from(buffer, offset)
-            if pdu_type not in KNOWN_PDU_TYPES:
-                raise PduError(f"unrecognized PDU type 0x{pdu_type:02x}")
-            if length > self._max_pdu_length:
-                raise PduError(f"PDU of {length} bytes exceeds the limit")
-            end = offset + 6 + length
-            if end > available:
-                break
-            pdus.append((pdu_type, bytes(buffer[offset + 6:end])))
-            offset = end
-        if offset:
+        available = len(source)
+        with memoryview(source) as view:
+            while available - offset >= 6:
+                pdu_type, length = _HEADER.unpack_from(source, offset)
+                if pdu_type not in KNOWN_PDU_TYPES:
+                    raise PduError(f"unrecognized PDU type 0x{pdu_type:02x}")
+                if length > self._max_pdu_length:
+                    raise PduError(f"PDU of {length} bytes exceeds the limit")
+                end = offset + 6 + length
+                if end > available:
+                    break
+                body = view[offset + 6:end]
+                if not direct:
+                    # A copy: the buffer is reused (and resized) below.
+                    with body:
+                        body = bytes(body)
+                pdus.append((pdu_type, body))
+                offset = end
+            if direct:
+                buffer += view[offset:]
+        if offset and not direct:
             del buffer[:offset]
         return pdus
 
@@ -103,6 +117,26 @@ def p_data_tf(context_id, control, fragment):
     item_length = len(fragment) + 2
     return (_HEADER.pack(P_DATA_TF, item_length + 4)
             + _PDV_HEADER.pack(item_length, context_id, control) + bytes(fragment))
+
+
+def p_data_tf_series(context_id, flag, data, fragment_size):
+    """``data`` cut into P-DATA-TF PDUs of one PDV each, ``flag`` (0x01 for a
+    command) on every one and the last-fragment bit on the last; returns all
+    the PDUs as one bytes object, to be written at once."""
+    view = memoryview(data)
+    total = len(view)
+    parts = []
+    offset = 0
+    while True:
+        piece = view[offset:offset + fragment_size]
+        offset += fragment_size
+        last = offset >= total
+        item_length = len(piece) + 2
+        parts.append(_HEADER.pack(P_DATA_TF, item_length + 4)
+                     + _PDV_HEADER.pack(item_length, context_id, flag | (0x02 if last else 0)))
+        parts.append(piece)
+        if last:
+            return b"".join(parts)
 
 
 def release_rq():

@@ -6,9 +6,10 @@ association costs a millisecond on a LAN, and an idle one held open only
 pins resources on the peer).  Failures become ``OrthancError`` with the
 codes and details Orthanc reports, so the REST layer can render them as is.
 
-Instances are streamed one by one from their storage files; a data set is
+Instances are sent one by one from their storage files; a data set is
 decoded (off the reactor) only when the peer did not accept its transfer
-syntax and it must be transcoded.
+syntax and it must be transcoded.  While one instance is on the wire and
+acknowledged, the next one is read in a worker thread.
 """
 import logging
 import os
@@ -24,6 +25,7 @@ from pynetdicom.dsutils import split_dataset
 from twisted.internet import defer, threads
 from twisted.internet.error import ConnectError, ConnectionRefusedError, DNSLookupError
 
+from orthancd.dicom.reading import dataset_offset
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import MetadataType
@@ -194,16 +196,27 @@ def choose_context(association_contexts, instance):
     return None
 
 
+# Files up to this size are read whole in the worker thread and sent in one
+# write; bigger ones are streamed from disk, a PDU at a time.
+READ_WHOLE_LIMIT = 32 * 1024 * 1024
+
+
 def load_payload(server, instance, transfer_syntax):
     """Blocking (run in a thread): the data set bytes of ``instance`` in
-    ``transfer_syntax`` as ``(fileobj, length)`` for streaming, or bytes when
-    it had to be decoded (compressed storage or transcoding)."""
+    ``transfer_syntax``, or ``(fileobj, length)`` to stream a big file as is."""
     if instance.path is not None and transfer_syntax == instance.transfer_syntax:
-        meta, offset = split_dataset(Path(instance.path))
+        with open(instance.path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size <= READ_WHOLE_LIMIT:
+                data = f.read()
+                offset = dataset_offset(data)
+                if offset is None:
+                    offset = split_dataset(Path(instance.path))[1]
+                return memoryview(data)[offset:]
+        offset = split_dataset(Path(instance.path))[1]
         fileobj = open(instance.path, "rb")
-        length = os.fstat(fileobj.fileno()).st_size - offset
         fileobj.seek(offset)
-        return fileobj, length
+        return fileobj, size - offset
     raw = (open(instance.path, "rb").read() if instance.path is not None
            else server.storage.read(instance.compressed_uuid))
     dataset = pydicom.dcmread(BytesIO(raw), force=True)
@@ -273,32 +286,53 @@ async def store(server, settings, modality, instance_ids, move_originator=None,
                 on_stored(instance_id, False)
     for batch, contexts in _batches(instances):
         association = await open_association(server.reactor, settings, modality, contexts)
+        upcoming = None
         try:
-            for instance in batch:
+            upcoming = _load(server, association, batch[0])
+            for position, instance in enumerate(batch):
                 if should_stop is not None and should_stop():
                     return outcome
-                ok = await _store_one(server, association, instance, move_originator, outcome)
+                loading, upcoming = upcoming, None
+                if position + 1 < len(batch):
+                    upcoming = _load(server, association, batch[position + 1])
+                ok = await _store_one(association, instance, loading, move_originator, outcome)
                 if on_stored is not None:
                     on_stored(instance.instance_id, ok)
                 if not association.is_established:
                     break
         finally:
+            if upcoming is not None:
+                upcoming.addCallback(_close_unsent).addErrback(lambda failure: None)
             if association.is_established:
                 await _release(association)
     return outcome
 
 
-async def _store_one(server, association, instance, move_originator, outcome):
+def _load(server, association, instance):
+    """Deferred ``(context, payload)`` for ``instance``, read in a thread;
+    ``(None, None)`` when the peer accepted no context for it."""
     context = choose_context(association.accepted_contexts, instance)
+    if context is None:
+        return defer.succeed((None, None))
+    d = threads.deferToThread(load_payload, server, instance, context.transfer_syntax)
+    return d.addCallback(lambda payload: (context, payload))
+
+
+def _close_unsent(loaded):
+    payload = loaded[1]
+    if isinstance(payload, tuple):
+        payload[0].close()
+
+
+async def _store_one(association, instance, loading, move_originator, outcome):
+    try:
+        context, payload = await loading
+    except Exception as exc:
+        outcome.failed.append((instance.instance_id, str(exc)))
+        return False
     if context is None:
         outcome.failed.append((instance.instance_id,
                                "the peer accepted no context for %s" % instance.sop_class))
-        return False
-    try:
-        payload = await threads.deferToThread(load_payload, server, instance,
-                                              context.transfer_syntax)
-    except Exception as exc:
-        outcome.failed.append((instance.instance_id, str(exc)))
         return False
     fields = {
         "AffectedSOPClassUID": instance.sop_class,

@@ -72,7 +72,9 @@ class UpperLayerProtocol(Protocol):
         # C-GET): message ID -> Deferred firing with the response command.
         self._sub_requests = {}
         self._next_sub_message_id = 1
-        self.transitions = []  # (state, event, action, next state), for tests and logs
+        # (state, event, action, next state), for tests and logs: the latest
+        # ones only, a long association would otherwise grow it without end.
+        self.transitions = deque(maxlen=256)
 
     # -- Twisted entry points -------------------------------------------------
 
@@ -322,19 +324,10 @@ class UpperLayerProtocol(Protocol):
         return True
 
     def _send_fragments(self, context_id, data, is_command):
-        size = self._fragment_size()
-        flag = 0x01 if is_command else 0x00
-        view = memoryview(data)
-        total = len(view)
-        offset = 0
-        while True:
-            piece = view[offset:offset + size]
-            offset += size
-            last = offset >= total
-            self.event(fsm.P_DATA_REQUEST,
-                       pdu.p_data_tf(context_id, flag | (0x02 if last else 0), piece))
-            if last:
-                return
+        # All the PDUs of the message in one write: one state machine event
+        # and one transport write instead of one per PDU.
+        self.event(fsm.P_DATA_REQUEST, pdu.p_data_tf_series(
+            context_id, 0x01 if is_command else 0x00, data, self._fragment_size()))
 
     def send_dataset_from_file(self, context_id, fileobj, length):
         """Stream ``length`` bytes of ``fileobj`` as a data set; returns the
