@@ -53,6 +53,28 @@ def _load_syncfs():
 _syncfs = _load_syncfs()
 
 
+def _load_sync_file_range():
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    return function
+
+
+_sync_file_range = _load_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd):
+    """Ask the kernel to start writing a just-written file out, without
+    waiting: by the time the group commit's syncfs runs, most of the data is
+    on its way and the syncfs (on the answer's critical path) is shorter.
+    Durability still comes from make_durable only."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+
+
 def _fsync_directory(path):
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -110,6 +132,9 @@ class FilesystemStorageArea(StorageArea):
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+                if self._fsync:
+                    f.flush()
+                    start_writeback(f.fileno())
             os.rename(tmp, target)
         except BaseException:
             try:

@@ -13,6 +13,7 @@ import threading
 from twisted.internet import defer
 
 from orthancd.storage.digests import ContentHasher
+from orthancd.storage.filesystem import start_writeback
 
 _WRITE_BUFFER = 256 * 1024
 _CLOSE = object()
@@ -99,6 +100,9 @@ class StreamingFileWriter:
         if self._file is None:
             return
         try:
+            if self._error is None and self._closed is not None:
+                self._file.flush()
+                start_writeback(self._file.fileno())
             self._file.close()
         except Exception as e:
             if self._error is None:
