@@ -103,3 +103,41 @@ def test_reading_a_file_matches_reading_its_bytes(tmp_path):
     (tmp_path / "empty.dcm").write_bytes(b"")
     with pytest.raises(DicomFormatError):
         read_dataset(str(tmp_path / "empty.dcm"), stop_before_pixels=True)
+
+
+@pytest.mark.parametrize("name", ["DummyCT.dcm", "ColorTestMalaterre.dcm"])
+def test_dataset_offset_is_pynetdicoms(tmp_path, name):
+    from pathlib import Path
+
+    from pynetdicom.dsutils import split_dataset
+
+    from orthancd.dicom.reading import dataset_offset
+    data = read_sample(name)
+    path = tmp_path / name
+    path.write_bytes(data)
+    assert dataset_offset(data) == split_dataset(Path(path))[1]
+    assert dataset_offset(data[:140]) is None
+    assert dataset_offset(b"no header") is None
+
+
+def test_p_data_series_is_the_pdus_one_by_one():
+    from orthancd.net import pdu
+    data = os.urandom(40000)
+    expected = []
+    for offset in range(0, len(data), 16378):
+        last = offset + 16378 >= len(data)
+        expected.append(pdu.p_data_tf(3, 0x02 if last else 0x00, data[offset:offset + 16378]))
+    assert pdu.p_data_tf_series(3, 0x00, data, 16378) == b"".join(expected)
+    assert pdu.p_data_tf_series(1, 0x01, b"", 16378) == pdu.p_data_tf(1, 0x03, b"")
+
+
+def test_framer_hands_out_whole_pdus_whatever_the_chunks():
+    from orthancd.net import pdu
+    pdus = [pdu.p_data_tf(1, 0, os.urandom(n)) for n in (10, 16000, 3, 7000)] + [pdu.release_rq()]
+    stream = b"".join(pdus)
+    for chunk in (1, 7, 100, 5000, len(stream)):
+        framer = pdu.PduFramer()
+        out = []
+        for i in range(0, len(stream), chunk):
+            out += [pdu.frame(t, bytes(body)) for t, body in framer.feed(stream[i:i + chunk])]
+        assert out == pdus and framer.pending_bytes == 0
