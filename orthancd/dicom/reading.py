@@ -62,7 +62,10 @@ def read_dataset(source, stop_before_pixels=False):
         if os.fstat(f.fileno()).st_size == 0:
             return _read(b"", io.BytesIO, stop_before_pixels)
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _read(data, _rewound, stop_before_pixels)
+            dataset = _read(data, _rewound, stop_before_pixels)
+    # Everything was read: drop pydicom's reference to the (closed) mapping.
+    dataset.buffer = None
+    return dataset
 
 
 def _rewound(data):
