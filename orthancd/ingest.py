@@ -7,9 +7,7 @@ commits -> notify listeners.  The Deferred returned by ``store`` and
 ``store_file`` fires only after the index commit, so a success answer always
 means "on disk and indexed".
 """
-import collections
 import io
-import threading
 import zipfile
 
 from twisted.internet import defer, threads
@@ -60,17 +58,12 @@ class Ingestor:
         self.limits = (int(configuration.get("MaximumStorageSize", 0)) * 1024 * 1024,
                        int(configuration.get("MaximumPatientCount", 0)))
         self.default_encoding = configuration.get("DefaultEncoding", "Latin1")
-        # Files written but not yet indexed: never delete them as obsolete,
-        # another upload of the same bytes may be about to reference them.
-        self._in_flight = collections.Counter()
-        self._lock = threading.Lock()
         self.listeners = []  # callables (outcome, summary, origin), on the reactor thread
 
     def _prepare(self, data):
         dataset = read_dataset(data, stop_before_pixels=True)
         summary = summarize(dataset, self.default_encoding)
-        stored = self.storage.store(data)
-        self._hold(stored.uuid)
+        stored = self.storage.store(data)  # held until released after the commit
         return summary, stored, dataset.pixel_data_offset
 
     def _prepare_file(self, path):
@@ -81,25 +74,11 @@ class Ingestor:
         stored = self.storage.adopt(path, getattr(path, "digests", None))
         if isinstance(path, ReceivedFile):
             path.moved = True
-        self._hold(stored.uuid)
         return summary, stored, dataset.pixel_data_offset
-
-    def _hold(self, uuid):
-        with self._lock:
-            self._in_flight[uuid] += 1
-
-    def _release(self, uuid):
-        with self._lock:
-            self._in_flight[uuid] -= 1
-            if self._in_flight[uuid] <= 0:
-                del self._in_flight[uuid]
 
     def _remove_files(self, files):
         for info in files:
-            with self._lock:
-                busy = info.uuid in self._in_flight
-            if not busy:
-                self.storage.remove(info.uuid)
+            self.storage.remove(info.uuid)
 
     def store(self, data, origin):
         """Store one DICOM file (bytes).  Fires with the index StoreOutcome;
@@ -137,13 +116,13 @@ class Ingestor:
             outcome = yield self.index.store_instance(summary, stored, metadata,
                                                       self.overwrite, self.limits)
         except StorageFull as e:
-            self._release(stored.uuid)
+            self.storage.release(stored.uuid)
             yield threads.deferToThread(self._remove_files, [stored])
             raise OrthancError(ErrorCode.FullStorage, str(e))
         except BaseException:
-            self._release(stored.uuid)
+            self.storage.release(stored.uuid)
             raise
-        self._release(stored.uuid)
+        self.storage.release(stored.uuid)
         obsolete = outcome.obsolete_files
         if obsolete:
             threads.deferToThread(self._remove_files, obsolete).addErrback(

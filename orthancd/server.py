@@ -131,7 +131,10 @@ class OrthancServer:
     async def store_attachment(self, public_id, level, content_type, data):
         salt = ("%s/%d" % (public_id, content_type)).encode()
         stored = await threads.deferToThread(self.storage.store, data, salt)
-        previous = await self.index.set_attachment(public_id, level, content_type, stored)
+        try:
+            previous = await self.index.set_attachment(public_id, level, content_type, stored)
+        finally:
+            self.storage.release(stored.uuid)
         if previous is not None and previous.uuid != stored.uuid:
             await self.ingest.remove_files([previous])
         return stored

@@ -141,3 +141,19 @@ def test_framer_hands_out_whole_pdus_whatever_the_chunks():
         for i in range(0, len(stream), chunk):
             out += [pdu.frame(t, bytes(body)) for t, body in framer.feed(stream[i:i + chunk])]
         assert out == pdus and framer.pending_bytes == 0
+
+
+def test_a_file_being_indexed_survives_removal_of_identical_bytes(tmp_path):
+    """Content addressing: deleting an instance must not remove the file an
+    upload of the same bytes is about to index."""
+    from orthancd.storage.filesystem import FilesystemStorageArea
+    storage = FilesystemStorageArea(str(tmp_path / "storage"))
+    first = storage.store(b"same bytes")
+    storage.release(first.uuid)
+    second = storage.store(b"same bytes")  # pinned until released
+    assert second.uuid == first.uuid
+    assert storage.remove(first.uuid) is False
+    assert storage.exists(first.uuid)
+    storage.release(second.uuid)
+    assert storage.remove(first.uuid) is True
+    assert not storage.exists(first.uuid)

@@ -61,6 +61,11 @@ class StorageArea(abc.ABC):
         return stored
 
     @abc.abstractmethod
+    def release(self, uuid):
+        """The index committed (or gave up on) a file that ``store`` or
+        ``adopt`` returned: until then ``remove`` leaves it alone."""
+
+    @abc.abstractmethod
     def make_durable(self, files):
         """Block until the given StoredFiles and their directory entries are on
         stable storage."""
@@ -75,7 +80,8 @@ class StorageArea(abc.ABC):
 
     @abc.abstractmethod
     def remove(self, uuid):
-        """Remove the file; a missing file is not an error."""
+        """Remove the file unless a store/adopt not yet released holds it;
+        a missing file is not an error.  Returns whether it was removed."""
 
     @abc.abstractmethod
     def exists(self, uuid):

@@ -17,8 +17,10 @@ import errno
 import hashlib
 import mmap
 import os
+import collections
 import shutil
 import tempfile
+import threading
 
 from orthancd.storage.area import StorageArea, StoredFile
 from orthancd.storage.digests import digests_of, uuid_from_sha256
@@ -97,6 +99,21 @@ class FilesystemStorageArea(StorageArea):
             except OSError:
                 pass
         self._known_dirs = set()
+        # Files handed out by store/adopt and not yet released: an index
+        # commit is about to reference them.  Content addressing means a
+        # deletion of identical bytes may race with that; pinned files win.
+        self._pins = collections.Counter()
+        self._pins_lock = threading.Lock()
+
+    def _pin(self, uuid):
+        with self._pins_lock:
+            self._pins[uuid] += 1
+
+    def release(self, uuid):
+        with self._pins_lock:
+            self._pins[uuid] -= 1
+            if self._pins[uuid] <= 0:
+                del self._pins[uuid]
 
     def path(self, uuid):
         return os.path.join(self.root, uuid[0:2], uuid[2:4], uuid)
@@ -126,21 +143,26 @@ class FilesystemStorageArea(StorageArea):
         md5 = hashlib.md5(data).hexdigest()
         info = StoredFile(uuid, len(data), md5, len(data), md5)
         target = self._target(uuid)
+        self._pin(uuid)  # before looking: a removal can no longer slip in
         if self._already_stored(target, len(data)):
             return info  # same content already there
-        fd, tmp = tempfile.mkstemp(dir=self._tmp)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                if self._fsync:
-                    f.flush()
-                    start_writeback(f.fileno())
-            os.rename(tmp, target)
-        except BaseException:
+            fd, tmp = tempfile.mkstemp(dir=self._tmp)
             try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    if self._fsync:
+                        f.flush()
+                        start_writeback(f.fileno())
+                os.rename(tmp, target)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+        except BaseException:
+            self.release(uuid)
             raise
         return info
 
@@ -149,16 +171,21 @@ class FilesystemStorageArea(StorageArea):
             digests = digests_of_file(path)
         info = StoredFile(digests.uuid, digests.size, digests.md5, digests.size, digests.md5)
         target = self._target(digests.uuid)
-        if self._already_stored(target, digests.size):
-            os.unlink(path)  # same content already there
-            return info
+        self._pin(digests.uuid)
         try:
-            os.rename(path, target)
-        except OSError as e:
-            if e.errno != errno.EXDEV:
-                raise
-            self._copy_into_place(path, target)
-            os.unlink(path)
+            if self._already_stored(target, digests.size):
+                os.unlink(path)  # same content already there
+                return info
+            try:
+                os.rename(path, target)
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise
+                self._copy_into_place(path, target)
+                os.unlink(path)
+        except BaseException:
+            self.release(digests.uuid)
+            raise
         return info
 
     def _copy_into_place(self, path, target):
@@ -204,10 +231,14 @@ class FilesystemStorageArea(StorageArea):
         return open(self.path(uuid), "rb")
 
     def remove(self, uuid):
-        try:
-            os.unlink(self.path(uuid))
-        except FileNotFoundError:
-            pass
+        with self._pins_lock:
+            if uuid in self._pins:
+                return False  # an upload of the same bytes is about to be indexed
+            try:
+                os.unlink(self.path(uuid))
+            except FileNotFoundError:
+                pass
+        return True
 
     def exists(self, uuid):
         return os.path.exists(self.path(uuid))
