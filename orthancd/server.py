@@ -5,6 +5,7 @@ stability monitor and the runtime settings that the REST API can change
 (default encoding, accepted transfer syntaxes, log level...).  It knows
 nothing of HTTP.
 """
+import fnmatch
 import os
 import time
 
@@ -18,36 +19,11 @@ from orthancd.index.base import ContentType
 from orthancd.index.lmdb_index import LmdbResourceIndex
 from orthancd.ingest import Ingestor, Origin
 from orthancd.logs import logger
+from orthancd.net.transfer_syntaxes import KNOWN, accepted_storage_syntaxes
 from orthancd.stability import StabilityMonitor
 from orthancd.storage.filesystem import FilesystemStorageArea
 
 log = logger(__name__)
-
-# Transfer syntaxes the DICOM listener accepts by default, grouped by the
-# configuration flag that controls them (as in Orthanc).
-TRANSFER_SYNTAX_GROUPS = {
-    "DeflatedTransferSyntaxAccepted": ["1.2.840.10008.1.2.1.99"],
-    "JpegTransferSyntaxAccepted": [
-        "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.52",
-        "1.2.840.10008.1.2.4.53", "1.2.840.10008.1.2.4.54", "1.2.840.10008.1.2.4.55",
-        "1.2.840.10008.1.2.4.56", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.58",
-        "1.2.840.10008.1.2.4.59", "1.2.840.10008.1.2.4.60", "1.2.840.10008.1.2.4.61",
-        "1.2.840.10008.1.2.4.62", "1.2.840.10008.1.2.4.63", "1.2.840.10008.1.2.4.64",
-        "1.2.840.10008.1.2.4.65", "1.2.840.10008.1.2.4.66", "1.2.840.10008.1.2.4.70"],
-    "JpegLosslessTransferSyntaxAccepted": ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"],
-    "Jpeg2000TransferSyntaxAccepted": [
-        "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92",
-        "1.2.840.10008.1.2.4.93"],
-    "JpipTransferSyntaxAccepted": ["1.2.840.10008.1.2.4.94", "1.2.840.10008.1.2.4.95"],
-    "Mpeg2TransferSyntaxAccepted": ["1.2.840.10008.1.2.4.100", "1.2.840.10008.1.2.4.101"],
-    "Mpeg4TransferSyntaxAccepted": [
-        "1.2.840.10008.1.2.4.102", "1.2.840.10008.1.2.4.103", "1.2.840.10008.1.2.4.104",
-        "1.2.840.10008.1.2.4.105", "1.2.840.10008.1.2.4.106"],
-    "H265TransferSyntaxAccepted": ["1.2.840.10008.1.2.4.107", "1.2.840.10008.1.2.4.108"],
-    "RleTransferSyntaxAccepted": ["1.2.840.10008.1.2.5"],
-}
-UNCOMPRESSED_TRANSFER_SYNTAXES = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"]
-
 
 def _identifier_tags():
     """Every main DICOM tag is indexed at its level, for /tools/find and C-FIND."""
@@ -86,15 +62,29 @@ class OrthancServer:
         # Runtime settings the REST API may change (not persisted, as in Orthanc).
         self.default_encoding = configuration.get("DefaultEncoding", "Latin1")
         self.unknown_sop_class_accepted = bool(configuration.get("UnknownSopClassAccepted", False))
-        self.accepted_transfer_syntaxes = self._initial_transfer_syntaxes()
+        self.accepted_transfer_syntaxes = [
+            uid for uid in KNOWN if uid in set(accepted_storage_syntaxes(configuration))]
+        # Called with (accepted transfer syntaxes, unknown SOP class accepted)
+        # when the REST API changes them: the DICOM listener applies them to
+        # the associations that follow.
+        self.dicom_settings_listeners = []
         self.lua = None  # set by the service maker when Lua is wired in
 
-    def _initial_transfer_syntaxes(self):
-        accepted = list(UNCOMPRESSED_TRANSFER_SYNTAXES)
-        for option, syntaxes in TRANSFER_SYNTAX_GROUPS.items():
-            if self.configuration.get(option, True):
-                accepted.extend(syntaxes)
-        return accepted
+    def set_accepted_transfer_syntaxes(self, patterns):
+        """Accept the known transfer syntaxes matching ``patterns`` (wildcards
+        allowed, as Orthanc's AcceptedTransferSyntaxes); returns them."""
+        self.accepted_transfer_syntaxes = [
+            uid for uid in KNOWN if any(fnmatch.fnmatchcase(uid, p) for p in patterns)]
+        self._dicom_settings_changed()
+        return self.accepted_transfer_syntaxes
+
+    def set_unknown_sop_class_accepted(self, accepted):
+        self.unknown_sop_class_accepted = bool(accepted)
+        self._dicom_settings_changed()
+
+    def _dicom_settings_changed(self):
+        for listener in self.dicom_settings_listeners:
+            listener(self.accepted_transfer_syntaxes, self.unknown_sop_class_accepted)
 
     def set_default_encoding(self, encoding):
         self.default_encoding = encoding

@@ -81,6 +81,7 @@ def makeService(options, reactor=default_reactor):
         factory = DicomServerFactory(configuration, server, reactor,
                                      scp_services=scp_services(server),
                                      modalities=modality_registry(server))
+        server.dicom_settings_listeners.append(factory.apply_runtime_settings)
         strports.service(dicom_endpoint, factory).setServiceParent(top)
     top.orthanc_server = server
     log.info("orthancd configured from {source}", source=configuration.source)

@@ -1,4 +1,5 @@
 """/tools/*: clock, UID generation, lookup, runtime settings, bulk delete."""
+import json
 import time
 import uuid
 
@@ -8,7 +9,8 @@ from orthancd import logs
 from orthancd.dicom.summary import normalize_for_find
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
-from orthancd.rest.http import get_argument, json_body, render_json, render_text, text_body
+from orthancd.rest.http import (get_argument, json_body, read_body, render_json, render_text,
+                                text_body)
 from orthancd.rest.resources import remaining_ancestor_json
 
 # Orthanc's UID root (DCMTK's), followed by a digit telling the level.
@@ -88,19 +90,20 @@ def install(app, server):
 
     @app.route("/tools/accepted-transfer-syntaxes", methods=["GET"])
     def get_transfer_syntaxes(request):
-        return render_json(request, sorted(server.accepted_transfer_syntaxes))
+        return render_json(request, server.accepted_transfer_syntaxes)
 
     @app.route("/tools/accepted-transfer-syntaxes", methods=["PUT"])
     def set_transfer_syntaxes(request):
-        body = text_body(request).strip()
-        if body.startswith("["):
-            syntaxes = json_body(request, list)
-        else:
-            syntaxes = [body]
-        if not all(isinstance(s, str) and s for s in syntaxes):
-            raise OrthancError(ErrorCode.BadRequest, "Expected a list of transfer syntax UIDs")
-        server.accepted_transfer_syntaxes = list(dict.fromkeys(syntaxes))
-        return render_json(request, sorted(server.accepted_transfer_syntaxes))
+        # A JSON string or a JSON list of UIDs, wildcards allowed (as Orthanc).
+        try:
+            patterns = json.loads(read_body(request))
+        except ValueError:
+            raise OrthancError(ErrorCode.BadFileFormat)
+        if isinstance(patterns, str):
+            patterns = [patterns]
+        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+            raise OrthancError(ErrorCode.BadFileFormat)
+        return render_json(request, server.set_accepted_transfer_syntaxes(patterns))
 
     @app.route("/tools/unknown-sop-class-accepted", methods=["GET"])
     def get_unknown_sop(request):
@@ -111,7 +114,7 @@ def install(app, server):
         value = text_body(request).strip().lower()
         if value not in ("0", "1", "true", "false"):
             raise OrthancError(ErrorCode.ParameterOutOfRange)
-        server.unknown_sop_class_accepted = value in ("1", "true")
+        server.set_unknown_sop_class_accepted(value in ("1", "true"))
         return render_text(request, "")
 
     @app.route("/tools/log-level", methods=["GET"])
