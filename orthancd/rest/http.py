@@ -1,4 +1,5 @@
 """Request parsing and response rendering shared by every REST module."""
+import io
 import json
 from urllib.parse import unquote_plus
 
@@ -109,8 +110,11 @@ def paging_arguments(request):
 
 
 def read_body(request):
-    request.content.seek(0)
-    return request.content.read()
+    content = request.content
+    if isinstance(content, io.BytesIO):
+        return content.getvalue()  # no copy of a large upload
+    content.seek(0)
+    return content.read()
 
 
 def json_body(request, expect=dict, required=True):
