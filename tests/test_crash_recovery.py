@@ -79,3 +79,46 @@ def test_kill_during_uploads_loses_nothing_acknowledged(tmp_path):
     stats = rest.get_json("/statistics")
     assert stats["CountInstances"] == len(stored)
     daemon.stop()
+
+
+def test_kill_during_c_store_loses_nothing_acknowledged(tmp_path):
+    """The same guarantee over DICOM: a C-STORE-RSP success means durable."""
+    from pydicom import dcmread
+    from pynetdicom import AE
+
+    daemon = Daemon(tmp_path).start()
+    datasets = [dcmread(BytesIO(data)) for data in synthetic_instances(200)]
+    acknowledged = []
+
+    def sender():
+        ae = AE(ae_title="CRASHTEST")
+        ae.add_requested_context(datasets[0].SOPClassUID, datasets[0].file_meta.TransferSyntaxUID)
+        association = ae.associate("127.0.0.1", daemon.dicom_port, ae_title="ORTHANCD")
+        if not association.is_established:
+            return
+        for ds in datasets:
+            try:
+                status = association.send_c_store(ds)
+            except Exception:
+                return
+            if not status or getattr(status, "Status", None) != 0:
+                return  # the association died with the daemon
+            acknowledged.append(ds.SOPInstanceUID)
+        association.release()
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    deadline = time.time() + 30
+    while time.time() < deadline and len(acknowledged) < 40:
+        time.sleep(0.01)
+    daemon.kill()
+    thread.join(60)
+    assert len(acknowledged) >= 40, daemon.log()
+
+    daemon.start()
+    rest = daemon.client()
+    for uid in acknowledged:
+        found = rest.post("/tools/lookup", uid).json()
+        assert len(found) == 1 and found[0]["Type"] == "Instance", uid
+        assert rest.get("/instances/%s/file" % found[0]["ID"]).status == 200
+    daemon.stop()
