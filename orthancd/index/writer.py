@@ -9,6 +9,7 @@ fsyncs per second.  Deferreds fire on the reactor thread after the commit.
 """
 import queue
 import threading
+import time
 
 from twisted.internet import defer
 from orthancd.logs import logger
@@ -65,10 +66,13 @@ class IndexWriter:
 
     def _commit(self, batch):
         results = []
+        started = time.perf_counter()
+        durable = started
         try:
             files = [f for _, _, batch_files, _ in batch for f in batch_files]
             if files and self._make_durable is not None:
                 self._make_durable(files)
+            durable = time.perf_counter()
             with self._env.begin(write=True) as txn:
                 for operation, args, _, d in batch:
                     child = self._env.begin(write=True, parent=txn)
@@ -84,6 +88,10 @@ class IndexWriter:
             failure = Failure()
             self.log.failure("Index commit failed", failure)
             results = [(d, failure) for _, _, _, d in batch]
+        self.log.debug("group commit: {count} operations, files made durable in {durable:.2f} ms, "
+                       "index committed in {commit:.2f} ms", count=len(batch),
+                       durable=(durable - started) * 1000,
+                       commit=(time.perf_counter() - durable) * 1000)
         self._reactor.callFromThread(self._deliver, results)
 
     def _deliver(self, results):
