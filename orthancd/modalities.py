@@ -5,7 +5,9 @@ removed through ``PUT/DELETE /modalities/{id}``.  As in Orthanc, those
 changes live in memory unless ``DicomModalitiesInDatabase`` is true; then
 the whole set is kept in a small JSON file next to the index, rewritten
 atomically (temporary file, fsync, rename, fsync of the directory) so a
-crash leaves either the old or the new set.
+crash leaves either the old or the new set.  The write runs in the
+reactor's thread pool (an fsync can take long), one at a time in the order
+of the changes; ``put``/``delete`` fire once it is durable.
 
 The registry is also a read-only ``Mapping`` name -> long-form modality
 dict, which is what ``orthancd.net.access`` reads: the DICOM listener's AE
@@ -16,6 +18,8 @@ import os
 import weakref
 from collections.abc import Mapping
 
+from twisted.internet import defer, threads
+
 from orthancd.config import ConfigurationError, parse_modality
 from orthancd.errors import ErrorCode, OrthancError
 
@@ -24,11 +28,19 @@ STORE_FILE = "modalities.json"
 
 class ModalityRegistry(Mapping):
 
-    def __init__(self, configured, strict_aet_comparison=False, persistent_path=None):
+    def __init__(self, configured, strict_aet_comparison=False, persistent_path=None,
+                 reactor=None):
         """``configured``: name -> parsed modality dict (``dicom_modalities()``).
-        ``persistent_path``: the JSON file holding the set, or None for memory only."""
+        ``persistent_path``: the JSON file holding the set, or None for memory only.
+        ``reactor``: whose thread pool writes the file (the global one by default)."""
         self._strict = bool(strict_aet_comparison)
         self._path = persistent_path
+        if reactor is None:
+            from twisted.internet import reactor
+        self._reactor = reactor
+        # Writes run one at a time, in the order of the changes, so the
+        # file ends with the last set even when requests overlap.
+        self._writing = defer.DeferredLock()
         self._modalities = dict(configured)
         if persistent_path is not None and os.path.exists(persistent_path):
             with open(persistent_path, encoding="utf-8") as stream:
@@ -37,12 +49,12 @@ class ModalityRegistry(Mapping):
             self._modalities = {name: parse_modality(name, value) for name, value in stored.items()}
 
     @classmethod
-    def for_configuration(cls, configuration):
+    def for_configuration(cls, configuration, reactor=None):
         persistent = None
         if configuration.get("DicomModalitiesInDatabase", False):
             persistent = os.path.join(configuration.index_directory, STORE_FILE)
         return cls(configuration.dicom_modalities(),
-                   configuration.get("StrictAetComparison", False), persistent)
+                   configuration.get("StrictAetComparison", False), persistent, reactor)
 
     # -- Mapping (read by the AE filter) --
 
@@ -83,38 +95,48 @@ class ModalityRegistry(Mapping):
     # -- changes --
 
     def put(self, name, description):
-        """Add or replace a modality from a REST body; raises Orthanc's 400."""
+        """Add or replace a modality from a REST body; raises Orthanc's 400.
+        The Deferred fires with the modality once the change is durable."""
         try:
             modality = parse_modality(name, description)
         except ConfigurationError as exc:
             raise OrthancError(ErrorCode.BadFileFormat, str(exc)) from None
         self._modalities[name] = modality
-        self._save()
-        return modality
+        return self._save().addCallback(lambda _: modality)
 
     def delete(self, name):
+        """Remove a modality; the Deferred fires once the change is durable."""
         if name not in self._modalities:
             raise OrthancError(ErrorCode.InexistentItem,
                                "No modality with symbolic name: %s" % name)
         del self._modalities[name]
-        self._save()
+        return self._save()
 
     def _save(self):
         if self._path is None:
-            return
-        directory = os.path.dirname(self._path) or "."
-        os.makedirs(directory, exist_ok=True)
-        temporary = self._path + ".tmp"
-        with open(temporary, "w", encoding="utf-8") as stream:
-            json.dump(self._modalities, stream, indent=2, sort_keys=True)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, self._path)
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            return defer.succeed(None)
+        # The set as of this change: later changes write their own snapshot.
+        snapshot = json.dumps(self._modalities, indent=2, sort_keys=True)
+        return self._writing.run(threads.deferToThreadPool, self._reactor,
+                                 self._reactor.getThreadPool(), write_durably,
+                                 self._path, snapshot)
+
+
+def write_durably(path, text):
+    """Blocking: replace ``path`` by ``text`` atomically and durably."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    temporary = path + ".tmp"
+    with open(temporary, "w", encoding="utf-8") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(temporary, path)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # One registry per server, shared by the REST API and the DICOM listener
@@ -125,6 +147,6 @@ _REGISTRIES = weakref.WeakKeyDictionary()
 def modality_registry(server):
     registry = _REGISTRIES.get(server)
     if registry is None:
-        registry = ModalityRegistry.for_configuration(server.configuration)
+        registry = ModalityRegistry.for_configuration(server.configuration, server.reactor)
         _REGISTRIES[server] = registry
     return registry

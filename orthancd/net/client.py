@@ -96,7 +96,7 @@ class _PendingRequest:
         self.command = None
 
 
-def _normalize_contexts(contexts):
+def normalize_contexts(contexts):
     normalized = []
     for context in contexts:
         if isinstance(context, str):
@@ -115,9 +115,11 @@ def _normalize_contexts(contexts):
 class RequestorProtocol(UpperLayerProtocol):
     is_requestor = True
 
-    def __init__(self, clock, request, timeout, maximum_pdu_length, store_handler=None):
+    def __init__(self, clock, request, timeout, maximum_pdu_length, store_handler=None,
+                 scp_roles=()):
         super().__init__(clock, artim_timeout=timeout, maximum_pdu_length=maximum_pdu_length)
         self.timeout = timeout
+        self.scp_roles = tuple(scp_roles)
         # Serves C-STORE-RQ sent by the peer on this association (C-GET):
         # ``store_handler(protocol, context, command)`` returns the data set
         # sink and answers with ``protocol.send_command``.
@@ -125,6 +127,8 @@ class RequestorProtocol(UpperLayerProtocol):
         self.request = request
         self.associated = defer.Deferred()
         self.released = defer.Deferred()
+        # Fires (never fails) once the association is over, however it ends.
+        self.ended = defer.Deferred()
         self.association = None
         self._pending = {}
         self._timer = None
@@ -196,6 +200,8 @@ class RequestorProtocol(UpperLayerProtocol):
     def on_ended(self, reason):
         self._disarm_timer()
         self._fail_all(reason)
+        if not self.ended.called:
+            self.ended.callback(reason)
 
     def _fail_all(self, error):
         pending, self._pending = self._pending, {}
@@ -267,6 +273,37 @@ class Association:
         self._next_message_id = 1
         self.remote_aet = str(protocol.request.called_ae_title).strip()
         self.peer_maximum_pdu_length = peer_maximum_pdu_length(response)
+        request = protocol.request
+        # What was proposed, to tell whether a later operation can reuse it.
+        self.proposed_contexts = frozenset(
+            (str(cx.abstract_syntax), tuple(str(ts) for ts in cx.transfer_syntax))
+            for cx in request.presentation_context_definition_list)
+        self.scp_roles = frozenset(protocol.scp_roles)
+
+    @property
+    def ended(self):
+        """A Deferred firing once the association is over (released,
+        aborted or dropped)."""
+        return self._protocol.ended
+
+    @property
+    def timeout(self):
+        return self._protocol.timeout
+
+    @timeout.setter
+    def timeout(self, seconds):
+        """How long to wait for each answer (a reused association takes
+        the timeout of the operation at hand)."""
+        self._protocol.timeout = seconds
+
+    @property
+    def store_handler(self):
+        return self._protocol.store_handler
+
+    @store_handler.setter
+    def store_handler(self, handler):
+        """Who serves the peer's C-STORE-RQ (C-GET sub-operations)."""
+        self._protocol.store_handler = handler
 
     @property
     def accepted_contexts(self):
@@ -409,9 +446,10 @@ def associate(reactor, host, port, calling_aet, called_aet, contexts, timeout=10
     connection error.  ``scp_roles``: SOP classes for which we propose the
     SCP role, with ``store_handler`` serving the C-STORE-RQ that follow
     (see ``RequestorProtocol``)."""
-    request = requestor_primitive(calling_aet, called_aet, _normalize_contexts(contexts),
+    request = requestor_primitive(calling_aet, called_aet, normalize_contexts(contexts),
                                   maximum_pdu_length, scp_roles)
-    protocol = RequestorProtocol(reactor, request, timeout, maximum_pdu_length, store_handler)
+    protocol = RequestorProtocol(reactor, request, timeout, maximum_pdu_length, store_handler,
+                                 scp_roles)
     endpoint = endpoints.TCP4ClientEndpoint(reactor, host, port, timeout=timeout or 30)
     connecting = endpoints.connectProtocol(endpoint, protocol)
 

@@ -14,13 +14,10 @@ the FindMaximum* limits) cut the answer short,
 which Orthanc reports with the final status 0xFE00.
 """
 import logging
-from io import BytesIO
 
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
-from pydicom.filereader import read_dataset
 from pynetdicom.dsutils import encode
-from twisted.internet import defer
 
 from orthancd.dicom.charsets import _TERMS, ENCODING_CODECS
 from orthancd.dicom.elements import dataset_encoding, iter_elements
@@ -30,14 +27,13 @@ from orthancd.find import tags as T
 from orthancd.find.lookup import database_limit, find_resources, read_instance_tags, representative_instance
 from orthancd.ids import ResourceLevel
 from orthancd.net import access, dimse
-from orthancd.net.scp_echo import QUERY_TRANSFER_SYNTAXES
+from orthancd.net.scp_query_retrieve import UNABLE_TO_PROCESS, IdentifierService, decode_identifier
 from orthancd.net.transfer_syntaxes import is_implicit_vr, is_little_endian
 
 log = logging.getLogger(__name__)
 
 PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
-UNABLE_TO_PROCESS = 0xC000
 
 _LEVELS = {"PATIENT": ResourceLevel.PATIENT, "STUDY": ResourceLevel.STUDY,
            "SERIES": ResourceLevel.SERIES, "IMAGE": ResourceLevel.INSTANCE,
@@ -118,9 +114,10 @@ def _set(ds, tag, value, encoding):
     ds.add_new(tag, vr, value)
 
 
-class FindService:
+class FindService(IdentifierService):
     request_type = access.FIND
     command_fields = (dimse.C_FIND_RQ,)
+    name = "C-FIND"
 
     def __init__(self, server):
         self.server = server
@@ -128,24 +125,15 @@ class FindService:
     def abstract_syntaxes(self, settings):
         return (PATIENT_ROOT_FIND, STUDY_ROOT_FIND)
 
-    def transfer_syntaxes(self, settings):
-        return QUERY_TRANSFER_SYNTAXES
-
-    def start(self, request):
-        if not request.has_dataset:
-            request.respond(UNABLE_TO_PROCESS)
-            return None
-        return _Identifier(self, request)
-
     # -- answering ---------------------------------------------------------
 
     def _configuration(self, name, default):
         return self.server.configuration.get(name, default)
 
-    async def answer(self, request, raw):
+    async def serve(self, request, raw):
         syntax = request.context.transfer_syntax
         try:
-            dataset = read_dataset(BytesIO(raw), is_implicit_vr(syntax), is_little_endian(syntax))
+            dataset = decode_identifier(raw, syntax)
             query = FindQuery(dataset, self.server.default_encoding)
             constraints = parse_dicom_query(
                 query.elements, bool(self._configuration("CaseSensitivePN", False)))
@@ -207,22 +195,3 @@ class FindService:
                 if tag in file_dataset and file_dataset[tag].VR == "SQ":
                     ds[tag] = file_dataset[tag]
         return ds
-
-
-class _Identifier:
-    """The data set sink of one C-FIND request (identifiers are small)."""
-
-    def __init__(self, service, request):
-        self._service = service
-        self._request = request
-        self._chunks = []
-
-    def write(self, fragment):
-        self._chunks.append(bytes(fragment))
-
-    def finish(self):
-        d = defer.ensureDeferred(self._service.answer(self._request, b"".join(self._chunks)))
-        d.addErrback(lambda failure: log.error("C-FIND answer failed: %s", failure))
-
-    def discard(self):
-        self._chunks = []

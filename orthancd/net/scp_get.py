@@ -8,26 +8,19 @@ sub-operation, as for C-MOVE.
 """
 import logging
 
-from twisted.internet import defer, threads
+from twisted.internet import threads
 
 from orthancd.net import access, dimse, scu
-from orthancd.net.scp_echo import QUERY_TRANSFER_SYNTAXES
-from orthancd.net.scp_move import (
-    IDENTIFIER_DOES_NOT_MATCH,
-    UNABLE_TO_PROCESS,
-    IdentifierSink,
-    Progress,
-    decode_identifier,
-    resolve_instances,
-)
+from orthancd.net.scp_query_retrieve import IdentifierService, Progress, requested_instances
 from orthancd.net.upper_layer import AssociationAborted
 
 log = logging.getLogger(__name__)
 
 
-class GetService:
+class GetService(IdentifierService):
     request_type = access.GET
     command_fields = (dimse.C_GET_RQ,)
+    name = "C-GET"
 
     def __init__(self, server):
         self._server = server
@@ -35,32 +28,9 @@ class GetService:
     def abstract_syntaxes(self, settings):
         return (scu.PATIENT_ROOT_GET, scu.STUDY_ROOT_GET)
 
-    def transfer_syntaxes(self, settings):
-        return QUERY_TRANSFER_SYNTAXES
-
-    def start(self, request):
-        if not request.has_dataset:
-            request.respond(UNABLE_TO_PROCESS)
-            return None
-        return IdentifierSink(lambda data: self._received(request, data))
-
-    def _received(self, request, data):
-        d = defer.ensureDeferred(self._serve(request, data))
-        d.addErrback(self._crashed, request)
-
-    def _crashed(self, failure, request):
-        log.error("C-GET failed: %s", failure.getTraceback())
-        if not request.finished:
-            request.respond(UNABLE_TO_PROCESS)
-
-    async def _serve(self, request, data):
-        server = self._server
-        try:
-            identifier = decode_identifier(data, request.context.transfer_syntax)
-            instances = resolve_instances(server.index, identifier)
-        except Exception as exc:
-            log.warning("C-GET from %s: bad identifier (%s)", request.association.remote_aet, exc)
-            request.respond(IDENTIFIER_DOES_NOT_MATCH)
+    async def serve(self, request, data):
+        instances = requested_instances(self.name, self._server.index, request, data)
+        if instances is None:
             return
         progress = Progress(request, len(instances))
         for instance_id in instances:

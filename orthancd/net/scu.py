@@ -1,10 +1,11 @@
 """orthancd as a DICOM SCU: echo, store, find, move and get towards a modality.
 
-Each operation opens its own association and releases it when done (we do
-not keep associations open for ``DicomAssociationCloseDelay``: a DIMSE
-association costs a millisecond on a LAN, and an idle one held open only
-pins resources on the peer).  Failures become ``OrthancError`` with the
-codes and details Orthanc reports, so the REST layer can render them as is.
+Operations get their association from ``association_pool``: as Orthanc,
+the association of an operation stays open ``DicomAssociationCloseDelay``
+seconds afterwards and serves the next operation to the same modality when
+it negotiated what that one needs (``settings.close_delay`` 0 releases it
+at once).  Failures become ``OrthancError`` with the codes and details
+Orthanc reports, so the REST layer can render them as is.
 
 Instances are sent one by one from their storage files; a data set is
 decoded (off the reactor) only when the peer did not accept its transfer
@@ -13,6 +14,7 @@ acknowledged, the next one is read in a worker thread.
 """
 import logging
 import os
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -30,11 +32,14 @@ from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import MetadataType
 from orthancd.net import dimse
+from orthancd.net.association_pool import PoolKey, association_pool, can_serve
 from orthancd.net.client import (
+    DEFAULT_TRANSFER_SYNTAXES,
     AssociationRejected,
     DimseTimeout,
     NoPresentationContext,
     associate,
+    normalize_contexts,
 )
 from orthancd.net.transfer_syntaxes import (
     DEFLATED_EXPLICIT_LITTLE,
@@ -54,7 +59,7 @@ PATIENT_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.1.2"
 STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 PATIENT_ROOT_GET = "1.2.840.10008.5.1.4.1.2.1.3"
 STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
-QUERY_SYNTAXES = (EXPLICIT_LITTLE, IMPLICIT_LITTLE)
+QUERY_SYNTAXES = DEFAULT_TRANSFER_SYNTAXES
 
 # A-ASSOCIATE-RQ carries at most 128 presentation contexts.
 MAX_CONTEXTS = 128
@@ -65,10 +70,12 @@ STORE_WARNINGS = (0x0001, 0xB000, 0xB006, 0xB007)
 
 @dataclass
 class ScuSettings:
-    """Who we are and how long we wait, for one operation."""
+    """Who we are, how long we wait, and how long the association stays
+    open afterwards for the next operation, for one operation."""
     local_aet: str
     timeout: float
     maximum_pdu_length: int = 16384
+    close_delay: float = 0.0
 
     @classmethod
     def for_modality(cls, configuration, modality, body=None):
@@ -82,7 +89,8 @@ class ScuSettings:
         if timeout is None:
             timeout = modality.get("Timeout") or configuration.get("DicomScuTimeout", 10)
         return cls(str(local_aet), float(timeout),
-                   int(configuration.get("MaximumPduLength", 16384)))
+                   int(configuration.get("MaximumPduLength", 16384)),
+                   float(configuration.get("DicomAssociationCloseDelay", 5)))
 
 
 def _network_error(modality, message):
@@ -109,6 +117,34 @@ async def open_association(reactor, settings, modality, contexts, **kwargs):
         raise _network_error(modality, "Association aborted: %s" % exc.reason) from None
 
 
+@asynccontextmanager
+async def modality_association(reactor, settings, modality, contexts, usable,
+                               scp_roles=(), store_handler=None):
+    """An association to ``modality`` for one operation proposing
+    ``contexts``: the one kept open by the previous operation when it
+    negotiated them and ``usable(association)`` holds, else a new one.
+
+    A normal exit hands it back to the pool (kept ``settings.close_delay``
+    seconds, or released); an exception aborts it, since the state of the
+    exchange it interrupted is unknown.
+    """
+    pool = association_pool(reactor)
+    key = PoolKey.for_modality(modality, settings.local_aet)
+    contexts = normalize_contexts(contexts)
+    association = await pool.acquire(
+        key, lambda a: can_serve(a, contexts, scp_roles) and usable(a),
+        lambda: open_association(reactor, settings, modality, contexts, scp_roles=scp_roles))
+    association.timeout = settings.timeout or None
+    association.store_handler = store_handler
+    try:
+        yield association
+    except BaseException:
+        association.abort()
+        raise
+    association.store_handler = None
+    await pool.give_back(key, association, settings.close_delay)
+
+
 def _dimse_error(modality, exc):
     if isinstance(exc, DimseTimeout):
         return OrthancError(ErrorCode.NetworkProtocol,
@@ -118,26 +154,19 @@ def _dimse_error(modality, exc):
                         'DicomAssociation - DIMSE with AET "%s": %s' % (modality["AET"], exc))
 
 
-async def _release(association):
-    try:
-        await association.release()
-    except Exception as exc:  # the peer may close instead of answering
-        log.debug("release failed: %s", exc)
-
-
 # -- C-ECHO ------------------------------------------------------------------
 
 
 async def echo(reactor, settings, modality):
     from orthancd.net.scp_echo import VERIFICATION_SOP_CLASS
-    association = await open_association(reactor, settings, modality,
-                                         [(VERIFICATION_SOP_CLASS, list(QUERY_SYNTAXES))])
-    try:
-        status = await association.echo()
-    except (DimseTimeout, AssociationAborted, NoPresentationContext) as exc:
-        association.abort()
-        raise _dimse_error(modality, exc) from None
-    await _release(association)
+    contexts = [(VERIFICATION_SOP_CLASS, QUERY_SYNTAXES)]
+    async with modality_association(
+            reactor, settings, modality, contexts,
+            lambda a: a.find_context(VERIFICATION_SOP_CLASS) is not None) as association:
+        try:
+            status = await association.echo()
+        except (DimseTimeout, AssociationAborted, NoPresentationContext) as exc:
+            raise _dimse_error(modality, exc) from None
     if status != dimse.SUCCESS:
         raise OrthancError(ErrorCode.NetworkProtocol,
                            "C-ECHO to AET \"%s\" failed with status 0x%04x" % (modality["AET"], status))
@@ -285,27 +314,40 @@ async def store(server, settings, modality, instance_ids, move_originator=None,
             if on_stored is not None:
                 on_stored(instance_id, False)
     for batch, contexts in _batches(instances):
-        association = await open_association(server.reactor, settings, modality, contexts)
-        upcoming = None
-        try:
-            upcoming = _load(server, association, batch[0])
-            for position, instance in enumerate(batch):
-                if should_stop is not None and should_stop():
-                    return outcome
-                loading, upcoming = upcoming, None
-                if position + 1 < len(batch):
-                    upcoming = _load(server, association, batch[position + 1])
-                ok = await _store_one(association, instance, loading, move_originator, outcome)
-                if on_stored is not None:
-                    on_stored(instance.instance_id, ok)
-                if not association.is_established:
-                    break
-        finally:
-            if upcoming is not None:
-                upcoming.addCallback(_close_unsent).addErrback(lambda failure: None)
-            if association.is_established:
-                await _release(association)
+        def carries_all(association, batch=batch):
+            return all(choose_context(association.accepted_contexts, instance) is not None
+                       for instance in batch)
+
+        async with modality_association(server.reactor, settings, modality, contexts,
+                                        carries_all) as association:
+            stopped = await _store_batch(server, association, batch, move_originator,
+                                         on_stored, should_stop, outcome)
+        if stopped:
+            break
     return outcome
+
+
+async def _store_batch(server, association, batch, move_originator, on_stored,
+                       should_stop, outcome):
+    """Send ``batch`` on ``association``; True when ``should_stop()`` said so."""
+    upcoming = None
+    try:
+        upcoming = _load(server, association, batch[0])
+        for position, instance in enumerate(batch):
+            if should_stop is not None and should_stop():
+                return True
+            loading, upcoming = upcoming, None
+            if position + 1 < len(batch):
+                upcoming = _load(server, association, batch[position + 1])
+            ok = await _store_one(association, instance, loading, move_originator, outcome)
+            if on_stored is not None:
+                on_stored(instance.instance_id, ok)
+            if not association.is_established:
+                break
+    finally:
+        if upcoming is not None:
+            upcoming.addCallback(_close_unsent).addErrback(lambda failure: None)
+    return False
 
 
 def _load(server, association, instance):
@@ -373,6 +415,12 @@ def _context_for(association, abstract_syntax, modality):
     return context
 
 
+def _query_association(reactor, settings, modality, model):
+    """The association of a C-FIND or C-MOVE with the query/retrieve ``model``."""
+    return modality_association(reactor, settings, modality, [(model, QUERY_SYNTAXES)],
+                                lambda a: a.find_context(model) is not None)
+
+
 def encode_identifier(dataset, context):
     ts = context.transfer_syntax
     return encode_dataset(dataset, is_implicit_vr(ts), is_little_endian(ts))
@@ -388,25 +436,22 @@ async def find(reactor, settings, modality, level, query):
     returns the answers as Datasets.  Patient level uses the Patient Root
     model, the others the Study Root model, as Orthanc does."""
     model = PATIENT_ROOT_FIND if level is ResourceLevel.PATIENT else STUDY_ROOT_FIND
-    association = await open_association(reactor, settings, modality,
-                                         [(model, list(QUERY_SYNTAXES))])
-    context = _context_for(association, model, modality)
     answers = []
+    async with _query_association(reactor, settings, modality, model) as association:
+        context = _context_for(association, model, modality)
 
-    def pending(response):
-        if response.dataset is not None:
-            answers.append(decode_identifier(response.dataset, context))
+        def pending(response):
+            if response.dataset is not None:
+                answers.append(decode_identifier(response.dataset, context))
 
-    try:
-        response = await association.send_request(context, {
-            "AffectedSOPClassUID": model,
-            "CommandField": dimse.C_FIND_RQ,
-            "Priority": 0,
-        }, dataset=encode_identifier(query, context), on_pending=pending)
-    except (DimseTimeout, AssociationAborted) as exc:
-        association.abort()
-        raise _dimse_error(modality, exc) from None
-    await _release(association)
+        try:
+            response = await association.send_request(context, {
+                "AffectedSOPClassUID": model,
+                "CommandField": dimse.C_FIND_RQ,
+                "Priority": 0,
+            }, dataset=encode_identifier(query, context), on_pending=pending)
+        except (DimseTimeout, AssociationAborted) as exc:
+            raise _dimse_error(modality, exc) from None
     if response.status != dimse.SUCCESS:
         raise OrthancError(ErrorCode.NetworkProtocol,
                            'C-FIND SCU to AET "%s" has failed with DIMSE status 0x%04X'
@@ -435,22 +480,19 @@ def _counts(command, counts):
 async def move(reactor, settings, modality, level, identifier, target_aet):
     """C-MOVE one identifier to ``target_aet``; returns RetrieveCounts."""
     model = PATIENT_ROOT_MOVE if level is ResourceLevel.PATIENT else STUDY_ROOT_MOVE
-    association = await open_association(reactor, settings, modality,
-                                         [(model, list(QUERY_SYNTAXES))])
-    context = _context_for(association, model, modality)
     counts = RetrieveCounts()
-    try:
-        response = await association.send_request(context, {
-            "AffectedSOPClassUID": model,
-            "CommandField": dimse.C_MOVE_RQ,
-            "Priority": 0,
-            "MoveDestination": target_aet,
-        }, dataset=encode_identifier(identifier, context),
-            on_pending=lambda response: _counts(response.command, counts))
-    except (DimseTimeout, AssociationAborted) as exc:
-        association.abort()
-        raise _dimse_error(modality, exc) from None
-    await _release(association)
+    async with _query_association(reactor, settings, modality, model) as association:
+        context = _context_for(association, model, modality)
+        try:
+            response = await association.send_request(context, {
+                "AffectedSOPClassUID": model,
+                "CommandField": dimse.C_MOVE_RQ,
+                "Priority": 0,
+                "MoveDestination": target_aet,
+            }, dataset=encode_identifier(identifier, context),
+                on_pending=lambda response: _counts(response.command, counts))
+        except (DimseTimeout, AssociationAborted) as exc:
+            raise _dimse_error(modality, exc) from None
     _counts(response.command, counts)
     if counts.status not in (dimse.SUCCESS, 0xB000):
         raise OrthancError(ErrorCode.NetworkProtocol,
@@ -530,23 +572,22 @@ async def get(server, settings, modality, level, identifier):
     def handle_store(protocol, context, command):
         return _GetStoreSink(server, protocol, context, command, modality, received)
 
-    association = await open_association(server.reactor, settings, modality, contexts,
-                                         scp_roles=[uid for uid, _ in contexts[1:]],
-                                         store_handler=handle_store)
-    context = _context_for(association, model, modality)
     counts = RetrieveCounts()
-    try:
-        response = await association.send_request(context, {
-            "AffectedSOPClassUID": model,
-            "CommandField": dimse.C_GET_RQ,
-            "Priority": 0,
-        }, dataset=encode_identifier(identifier, context),
-            on_pending=lambda response: _counts(response.command, counts))
-    except (DimseTimeout, AssociationAborted) as exc:
-        association.abort()
-        raise _dimse_error(modality, exc) from None
-    await defer.DeferredList(received)
-    await _release(association)
+    async with modality_association(server.reactor, settings, modality, contexts,
+                                    lambda a: a.find_context(model) is not None,
+                                    scp_roles=[uid for uid, _ in contexts[1:]],
+                                    store_handler=handle_store) as association:
+        context = _context_for(association, model, modality)
+        try:
+            response = await association.send_request(context, {
+                "AffectedSOPClassUID": model,
+                "CommandField": dimse.C_GET_RQ,
+                "Priority": 0,
+            }, dataset=encode_identifier(identifier, context),
+                on_pending=lambda response: _counts(response.command, counts))
+        except (DimseTimeout, AssociationAborted) as exc:
+            raise _dimse_error(modality, exc) from None
+        await defer.DeferredList(received)
     _counts(response.command, counts)
     if counts.status not in (dimse.SUCCESS, 0xB000):
         raise OrthancError(ErrorCode.NetworkProtocol,

@@ -121,7 +121,7 @@ def install(app, server):
         return render_json(request, registry.get_modality(name))
 
     @app.route("/modalities/<name>", methods=["PUT"])
-    def put_modality(request, name):
+    async def put_modality(request, name):
         try:
             description = json.loads(read_body(request))
         except ValueError:
@@ -132,17 +132,18 @@ def install(app, server):
                     raise OrthancError(ErrorCode.BadFileFormat,
                                        "String value expected in field: %s" % key)
         try:
-            registry.put(name, description)
+            saving = registry.put(name, description)
         except OrthancError as exc:
             raise OrthancError(ErrorCode.BadFileFormat) from exc
+        await saving  # answer once the change is durable
         return b""
 
     @app.route("/modalities/<name>", methods=["DELETE"])
-    def delete_modality(request, name):
+    async def delete_modality(request, name):
         if name not in registry:
             raise OrthancError(ErrorCode.InexistentItem,
                                "Unknown DICOM modality with symbolic name: %s" % name)
-        registry.delete(name)
+        await registry.delete(name)
         return b""
 
     @app.route("/modalities/<name>/echo", methods=["POST"])
