@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pydicom
 from pydicom.errors import InvalidDicomError
-from pynetdicom.dsutils import encode as encode_dataset
 from pynetdicom.dsutils import split_dataset
 from twisted.internet import defer, endpoints
 
@@ -30,13 +29,7 @@ from orthancd.net.negotiation import (
 )
 from orthancd.net.reassembly import ProtocolViolation
 from orthancd.net.scp_echo import VERIFICATION_SOP_CLASS
-from orthancd.net.transfer_syntaxes import (
-    EXPLICIT_LITTLE,
-    IMPLICIT_LITTLE,
-    UNCOMPRESSED,
-    is_implicit_vr,
-    is_little_endian,
-)
+from orthancd.net.transfer_syntaxes import EXPLICIT_LITTLE, IMPLICIT_LITTLE, UNCOMPRESSED, encode_in
 from orthancd.net.upper_layer import AssociationAborted, UpperLayerProtocol
 
 log = logging.getLogger(__name__)
@@ -417,8 +410,7 @@ class Association:
             if context is None:
                 raise NoPresentationContext(
                     f"no accepted context for {sop_class} in {original}")
-            payload = encode_dataset(dataset, is_implicit_vr(original), is_little_endian(original),
-                                     deflated=original == "1.2.840.10008.1.2.1.99")
+            payload = encode_in(dataset, original)
             return context, sop_class, sop_instance, payload
         candidates = [c for c in self.accepted_contexts
                       if c.abstract_syntax == sop_class and c.transfer_syntax in UNCOMPRESSED]
@@ -426,8 +418,7 @@ class Association:
             raise NoPresentationContext(f"no accepted uncompressed context for {sop_class}")
         candidates.sort(key=lambda c: c.transfer_syntax != original)
         context = candidates[0]
-        ts = context.transfer_syntax
-        payload = encode_dataset(dataset, is_implicit_vr(ts), is_little_endian(ts))
+        payload = encode_in(dataset, context.transfer_syntax)
         if payload is None:
             raise ValueError("the data set cannot be encoded")
         return context, sop_class, sop_instance, payload

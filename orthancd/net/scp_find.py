@@ -27,8 +27,8 @@ from orthancd.find import tags as T
 from orthancd.find.lookup import database_limit, find_resources, read_instance_tags, representative_instance
 from orthancd.ids import ResourceLevel
 from orthancd.net import access, dimse
-from orthancd.net.scp_query_retrieve import UNABLE_TO_PROCESS, IdentifierService, decode_identifier
-from orthancd.net.transfer_syntaxes import is_implicit_vr, is_little_endian
+from orthancd.net.scp_query_retrieve import UNABLE_TO_PROCESS, IdentifierService
+from orthancd.net.transfer_syntaxes import decode_in, is_implicit_vr, is_little_endian
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class FindService(IdentifierService):
     async def serve(self, request, raw):
         syntax = request.context.transfer_syntax
         try:
-            dataset = decode_identifier(raw, syntax)
+            dataset = decode_in(raw, syntax)
             query = FindQuery(dataset, self.server.default_encoding)
             constraints = parse_dicom_query(
                 query.elements, bool(self._configuration("CaseSensitivePN", False)))

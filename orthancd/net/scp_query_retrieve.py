@@ -6,9 +6,7 @@ equality at the requested level: a retrieve identifier is a list of UIDs)
 and report the progress of their sub-operations in pending responses.
 """
 import logging
-from io import BytesIO
 
-from pydicom.filereader import read_dataset
 from twisted.internet import defer
 
 from orthancd.dicom.summary import normalize_for_find
@@ -16,7 +14,7 @@ from orthancd.ids import ResourceLevel
 from orthancd.index.base import UnknownResource
 from orthancd.net import dimse
 from orthancd.net.scp_echo import QUERY_TRANSFER_SYNTAXES
-from orthancd.net.transfer_syntaxes import is_implicit_vr, is_little_endian
+from orthancd.net.transfer_syntaxes import decode_in
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +48,6 @@ class IdentifierSink:
 
     def discard(self):
         self._parts = []
-
-
-def decode_identifier(data, transfer_syntax):
-    return read_dataset(BytesIO(data), is_implicit_vr(transfer_syntax),
-                        is_little_endian(transfer_syntax))
 
 
 class IdentifierService:
@@ -123,7 +116,7 @@ def requested_instances(service_name, index, request, data):
     """The local instances a C-MOVE/C-GET request designates, or None after
     answering 0xA900 when its identifier cannot be read or resolved."""
     try:
-        identifier = decode_identifier(data, request.context.transfer_syntax)
+        identifier = decode_in(data, request.context.transfer_syntax)
         return resolve_instances(index, identifier)
     except Exception as exc:
         log.warning("%s from %s: bad identifier (%s)", service_name,

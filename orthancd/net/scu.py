@@ -21,8 +21,6 @@ from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.filereader import read_dataset
-from pynetdicom.dsutils import encode as encode_dataset
 from pynetdicom.dsutils import split_dataset
 from twisted.internet import defer, threads
 from twisted.internet.error import ConnectError, ConnectionRefusedError, DNSLookupError
@@ -46,8 +44,8 @@ from orthancd.net.transfer_syntaxes import (
     EXPLICIT_LITTLE,
     IMPLICIT_LITTLE,
     UNCOMPRESSED,
-    is_implicit_vr,
-    is_little_endian,
+    decode_in,
+    encode_in,
 )
 from orthancd.net.upper_layer import AssociationAborted
 
@@ -250,9 +248,7 @@ def load_payload(server, instance, transfer_syntax):
            else server.storage.read(instance.compressed_uuid))
     dataset = pydicom.dcmread(BytesIO(raw), force=True)
     if transfer_syntax == instance.transfer_syntax:
-        data = encode_dataset(dataset, is_implicit_vr(transfer_syntax),
-                              is_little_endian(transfer_syntax),
-                              deflated=transfer_syntax == DEFLATED_EXPLICIT_LITTLE)
+        data = encode_in(dataset, transfer_syntax)
     else:
         if instance.transfer_syntax not in UNCOMPRESSED + (DEFLATED_EXPLICIT_LITTLE,):
             try:
@@ -263,8 +259,7 @@ def load_payload(server, instance, transfer_syntax):
                     ErrorCode.NotImplemented,
                     "Cannot transcode instance %s from %s to %s: %s"
                     % (instance.instance_id, instance.transfer_syntax, transfer_syntax, exc)) from None
-        data = encode_dataset(dataset, is_implicit_vr(transfer_syntax),
-                              is_little_endian(transfer_syntax))
+        data = encode_in(dataset, transfer_syntax)
     if data is None:
         raise OrthancError(ErrorCode.BadFileFormat,
                            "Cannot encode instance %s" % instance.instance_id)
@@ -422,13 +417,11 @@ def _query_association(reactor, settings, modality, model):
 
 
 def encode_identifier(dataset, context):
-    ts = context.transfer_syntax
-    return encode_dataset(dataset, is_implicit_vr(ts), is_little_endian(ts))
+    return encode_in(dataset, context.transfer_syntax)
 
 
 def decode_identifier(data, context):
-    ts = context.transfer_syntax
-    return read_dataset(BytesIO(data), is_implicit_vr(ts), is_little_endian(ts))
+    return decode_in(data, context.transfer_syntax)
 
 
 async def find(reactor, settings, modality, level, query):

@@ -1,6 +1,10 @@
 """The transfer syntaxes Orthanc knows and the option groups that toggle them."""
 
 import fnmatch
+from io import BytesIO
+
+from pydicom.filereader import read_dataset
+from pynetdicom.dsutils import encode
 
 IMPLICIT_LITTLE = "1.2.840.10008.1.2"
 EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
@@ -78,3 +82,17 @@ def is_implicit_vr(uid):
 
 def is_little_endian(uid):
     return uid != EXPLICIT_BIG
+
+
+def encode_in(dataset, transfer_syntax):
+    """The bytes of ``dataset`` (no file meta) in ``transfer_syntax``; None
+    when pydicom cannot encode it."""
+    return encode(dataset, is_implicit_vr(transfer_syntax), is_little_endian(transfer_syntax),
+                  deflated=transfer_syntax == DEFLATED_EXPLICIT_LITTLE)
+
+
+def decode_in(data, transfer_syntax):
+    """A Dataset from bytes encoded in an uncompressed ``transfer_syntax``
+    (identifiers, query answers)."""
+    return read_dataset(BytesIO(data), is_implicit_vr(transfer_syntax),
+                        is_little_endian(transfer_syntax))
