@@ -1,6 +1,5 @@
 """Upload, browse and download through the real daemon over HTTP."""
 import io
-import os
 import zipfile
 
 import pytest

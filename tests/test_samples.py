@@ -2,7 +2,6 @@
 import glob
 import os
 
-import pytest
 
 from tests.support.daemon import SAMPLES
 

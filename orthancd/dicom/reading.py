@@ -12,7 +12,6 @@ import struct
 import warnings
 
 import pydicom
-from pydicom.errors import InvalidDicomError
 
 PIXEL_DATA = 0x7FE00010
 DEFLATED_TRANSFER_SYNTAX = "1.2.840.10008.1.2.1.99"
@@ -93,9 +92,10 @@ def _read(data, stream_of, stop_before_pixels):
             _check_structure(ds, 0)
     except DicomFormatError:
         raise
-    except (InvalidDicomError, RecursionError, ValueError, EOFError, OSError,
-            struct.error, KeyError, TypeError, AttributeError, IndexError,
-            NotImplementedError, UnicodeError):
+    except Exception:
+        # The parser's boundary with untrusted bytes: whatever pydicom raises
+        # on them (InvalidDicomError, struct.error, ValueError, RecursionError,
+        # unsupported-feature errors...) means "not a file we can store".
         raise DicomFormatError(invalid_file_details(len(data)))
     if not deflated:
         _check_not_truncated(data, ds, has_preamble)

@@ -4,7 +4,7 @@
 writer reproduces ``Toolbox::WriteFastJson`` (a JsonCpp StreamWriter without
 indentation): members sorted by bytes, doubles printed with "%.17g" plus ".0"
 when they look integral, infinities as 1e+9999, NaN as null, and every
-non-ASCII character escaped as \\uXXXX (invalid UTF-8 becomes \\ufffd).
+non-ASCII character escaped as a \\u sequence (invalid UTF-8 becomes \\ufffd).
 
 The reader mirrors ``Toolbox::ReadJson`` (a default JsonCpp CharReader):
 comments are allowed, any value may be the root, and text after the first

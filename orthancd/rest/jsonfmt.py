@@ -3,7 +3,7 @@
 Clients only need valid JSON, but diffing orthancd's answers against Orthanc's
 is how compatibility is checked, so the layout matches too: keys sorted, three
 spaces of indentation (a tab for error bodies), ``"key" : value``, every
-non-empty container on lines of its own, non-ASCII escaped as \\uXXXX.
+non-empty container on lines of its own, non-ASCII escaped as \\u sequences.
 """
 import json
 

@@ -10,7 +10,7 @@ DATABASE_VERSION = 6
 
 
 def _main_dicom_tags_signature():
-    from pydicom.datadict import keyword_for_tag, tag_for_keyword
+    from pydicom.datadict import tag_for_keyword
     out = {}
     for level, tags in MAIN_DICOM_TAGS.items():
         names = []

@@ -11,7 +11,6 @@ from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.rest.http import (get_argument, json_body, read_body, render_json, render_text,
                                 text_body)
-from orthancd.rest.resources import remaining_ancestor_json
 
 # Orthanc's UID root (DCMTK's), followed by a digit telling the level.
 _UID_ROOT = "1.2.276.0.7230010.3.1."

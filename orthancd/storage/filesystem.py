@@ -147,20 +147,7 @@ class FilesystemStorageArea(StorageArea):
         if self._already_stored(target, len(data)):
             return info  # same content already there
         try:
-            fd, tmp = tempfile.mkstemp(dir=self._tmp)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    if self._fsync:
-                        f.flush()
-                        start_writeback(f.fileno())
-                os.rename(tmp, target)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            self._write_into_place(target, lambda f: f.write(data))
         except BaseException:
             self.release(uuid)
             raise
@@ -190,10 +177,21 @@ class FilesystemStorageArea(StorageArea):
 
     def _copy_into_place(self, path, target):
         """``path`` lies on another file system: copy, then rename."""
+        def copy(destination):
+            with open(path, "rb") as source:
+                shutil.copyfileobj(source, destination, 1 << 20)
+        self._write_into_place(target, copy)
+
+    def _write_into_place(self, target, write):
+        """``write(file)`` into a temporary file, then rename it to ``target``:
+        a reader never sees a partial file under a content address."""
         fd, tmp = tempfile.mkstemp(dir=self._tmp)
-        os.close(fd)
         try:
-            shutil.copyfile(path, tmp)
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                if self._fsync:
+                    f.flush()
+                    start_writeback(f.fileno())
             os.rename(tmp, target)
         except BaseException:
             try:
