@@ -7,7 +7,6 @@ nothing of HTTP.
 """
 import fnmatch
 import os
-import time
 
 from twisted.internet import threads
 
@@ -25,21 +24,11 @@ from orthancd.storage.filesystem import FilesystemStorageArea
 
 log = logger(__name__)
 
+
 def _identifier_tags():
-    """Every main DICOM tag is indexed at its level, for /tools/find and C-FIND."""
-    from pydicom.datadict import keyword_for_tag, tag_for_keyword
-    out = {}
-    for level, tags in MAIN_DICOM_TAGS.items():
-        pairs = []
-        for tag in tags:
-            if isinstance(tag, str):
-                number, keyword = tag_for_keyword(tag), tag
-            else:
-                number, keyword = int(tag), keyword_for_tag(tag)
-            if number is not None and keyword:
-                pairs.append((int(number), keyword))
-        out[level] = pairs
-    return out
+    """Every main DICOM tag is indexed at its level, for /tools/find and C-FIND,
+    under the name the resources' main tags use."""
+    return {level: sorted(tags.items()) for level, tags in MAIN_DICOM_TAGS.items()}
 
 
 class OrthancServer:
@@ -47,7 +36,6 @@ class OrthancServer:
     def __init__(self, configuration, reactor):
         self.configuration = configuration
         self.reactor = reactor
-        self.started = time.time()
         storage_dir = configuration.storage_directory
         index_dir = configuration.index_directory
         self.storage = FilesystemStorageArea(
