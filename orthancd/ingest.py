@@ -11,32 +11,24 @@ import io
 import zipfile
 
 from twisted.internet import defer, threads
-from orthancd.logs import logger
 
 from orthancd.dicom.reading import DicomFormatError, read_dataset
 from orthancd.dicom.summary import summarize
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.index.base import MetadataType, StorageFull
 from orthancd.index.lmdb_index import now_iso
+from orthancd.logs import logger
 from orthancd.storage.streaming import ReceivedFile
 
 
 class Origin(dict):
-    """Where an instance came from: Origin ("RestApi", "DicomProtocol", "Lua",
-    "Plugins"), RemoteIP, RemoteAET, CalledAET, HttpUsername."""
+    """Where an instance came from: Origin ("RestApi", "DicomProtocol"),
+    RemoteIP, RemoteAET, CalledAET, HttpUsername.  The DICOM listener builds
+    its own dict with the same keys."""
 
     @classmethod
     def rest(cls, remote_ip, username=""):
         return cls(Origin="RestApi", RemoteIP=remote_ip, RemoteAET="", HttpUsername=username)
-
-    @classmethod
-    def dicom(cls, remote_ip, remote_aet, called_aet):
-        return cls(Origin="DicomProtocol", RemoteIP=remote_ip, RemoteAET=remote_aet,
-                   CalledAET=called_aet)
-
-    @classmethod
-    def lua(cls):
-        return cls(Origin="Lua", RemoteIP="", RemoteAET="")
 
 
 _ORIGIN_METADATA = (
