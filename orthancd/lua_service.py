@@ -43,7 +43,7 @@ def build_lua(server, reactor):
     configuration = server.configuration
     if not configuration.get("ExecuteLuaEnabled", False) and not configuration.get("LuaScripts"):
         return None
-    client = InternalClient(server.app.resource())
+    client = InternalClient(server.rest_resource)
     engine = LuaEngine(BlockingRestCaller(reactor, client), configuration)
     service = LuaService(engine, reactor)
 

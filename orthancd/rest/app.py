@@ -17,6 +17,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.index.base import UnknownResource
+from orthancd.rest.dispatch import RestResource
 from orthancd.rest.http import error_body, sized
 
 log = logger(__name__)
@@ -37,37 +38,25 @@ def build_app(ctx):
     app = Klein()
     for module in _route_modules():
         module.install(app, ctx)
-
-    @app.handle_errors(OrthancError)
-    def orthanc_error(request, failure):
-        return _render_error(request, failure.value)
-
-    @app.handle_errors(UnknownResource)
-    def unknown_resource(request, failure):
-        return _render_error(request, OrthancError(ErrorCode.UnknownResource))
-
-    @app.handle_errors(NotFound)
-    def not_found(request, failure):
-        return _render_error(request, OrthancError(ErrorCode.UnknownResource))
-
-    @app.handle_errors(MethodNotAllowed)
-    def method_not_allowed(request, failure):
-        # Orthanc answers 405 with an Allow header and an empty body.
-        allowed = sorted(m for m in failure.value.valid_methods or () if m != "HEAD")
-        request.setResponseCode(405)
-        request.setHeader(b"Allow", ",".join(allowed).encode())
-        return sized(request, b"")
-
-    @app.handle_errors(Exception)
-    def internal_error(request, failure):
-        log.failure("Error while answering {method} {uri}", failure,
-                    method=request.method, uri=request.uri)
-        return _render_error(request, OrthancError(ErrorCode.InternalError, str(failure.value)))
-
+    app.handle_errors(Exception)(render_failure)
     return app
 
 
-def _render_error(request, error):
+def render_failure(request, failure):
+    """Every error of the REST API, as Orthanc renders it."""
+    error = failure.value
+    if isinstance(error, MethodNotAllowed):
+        # Orthanc answers 405 with an Allow header and an empty body.
+        allowed = sorted(m for m in error.valid_methods or () if m != "HEAD")
+        request.setResponseCode(405)
+        request.setHeader(b"Allow", ",".join(allowed).encode())
+        return sized(request, b"")
+    if isinstance(error, (UnknownResource, NotFound)):
+        error = OrthancError(ErrorCode.UnknownResource)
+    elif not isinstance(error, OrthancError):
+        log.failure("Error while answering {method} {uri}", failure,
+                    method=request.method, uri=request.uri)
+        error = OrthancError(ErrorCode.InternalError, str(error))
     request.setResponseCode(error.http_status)
     request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
     if ctx_describes_errors(request):
@@ -155,7 +144,8 @@ class OrthancSite(server.Site):
 
 def build_site(ctx):
     app = build_app(ctx)
-    root = GuardedRoot(app.resource(), ctx.configuration)
+    ctx.rest_resource = RestResource(app, render_failure)
+    root = GuardedRoot(ctx.rest_resource, ctx.configuration)
     site = OrthancSite(root, parsePOSTFormSubmission=False)
     site.protocol = NoDelayChannel
     site.displayTracebacks = False
