@@ -162,3 +162,15 @@ def test_failing_operation_does_not_sink_the_batch(index):
     with pytest.raises(ZeroDivisionError):
         wait(bad)
     assert wait(good).status == "Success"
+
+
+def test_public_id_format_round_trip():
+    import os
+    from orthancd.ids import format_public_id, parse_public_id
+    digest = os.urandom(20)
+    text = format_public_id(digest)
+    assert text == "-".join(digest.hex()[i:i + 8] for i in range(0, 40, 8))
+    assert parse_public_id(text) == digest
+    for bad in ("x" * 44, text[:-1], text.replace("-", "+"), text[:40] + " " + text[41:]):
+        with pytest.raises(ValueError):
+            parse_public_id(bad)
