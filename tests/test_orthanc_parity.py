@@ -200,9 +200,12 @@ def test_errors(servers):
         assert a.body == b.body, path
 
 
-def test_method_not_allowed(servers):
+def test_method_not_allowed(servers, uploaded):
     ours, theirs = servers
-    for method, path in (("DELETE", "/system"), ("POST", "/patients"), ("PUT", "/statistics")):
+    patient = ours.get_json("/patients")[0]
+    for method, path in (("DELETE", "/system"), ("POST", "/patients"), ("PUT", "/statistics"),
+                         ("POST", "/patients/" + patient), ("POST", "/changes"),
+                         ("POST", "/tools/default-encoding")):
         a, b = ours.request(method, path), theirs.request(method, path)
         assert a.status == b.status == 405, path
         assert a.headers.get("Allow") == b.headers.get("Allow"), path

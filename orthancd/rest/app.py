@@ -42,12 +42,17 @@ def build_app(ctx):
     return app
 
 
+_METHOD_ORDER = ("GET", "POST", "DELETE", "PUT")
+
+
 def render_failure(request, failure):
     """Every error of the REST API, as Orthanc renders it."""
     error = failure.value
     if isinstance(error, MethodNotAllowed):
-        # Orthanc answers 405 with an Allow header and an empty body.
-        allowed = sorted(m for m in error.valid_methods or () if m != "HEAD")
+        # Orthanc answers 405 with an Allow header (in its method order) and
+        # an empty body.
+        allowed = sorted((m for m in error.valid_methods or () if m in _METHOD_ORDER),
+                         key=_METHOD_ORDER.index)
         request.setResponseCode(405)
         request.setHeader(b"Allow", ",".join(allowed).encode())
         return sized(request, b"")
