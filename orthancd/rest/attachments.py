@@ -15,13 +15,13 @@ _OPERATIONS = ["compress", "compressed-data", "compressed-md5", "compressed-size
 def install(app, server):
     names = NumberedNames({name: int(number) for number, name in CONTENT_TYPE_NAMES.items()},
                           server.configuration.get("UserContentType"),
-                          (ErrorCode.UnknownResource, None))
+                          (ErrorCode.InexistentItem, None))
     index = server.index
 
     def attachment(public_id, level, name):
         info = index.get_attachments(public_id, level).get(names.number(name))
         if info is None:
-            raise OrthancError(ErrorCode.UnknownResource)
+            raise OrthancError(ErrorCode.InexistentItem)
         return info
 
     def make_routes(level):

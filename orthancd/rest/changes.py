@@ -11,7 +11,7 @@ def install(app, server):
     def page_arguments(request):
         since = int_argument(request, "since", 0)
         limit = int_argument(request, "limit", _DEFAULT_LIMIT)
-        return since, min(limit, _MAX_LIMIT) if limit else _DEFAULT_LIMIT
+        return since, min(limit, _MAX_LIMIT)
 
     @app.route("/changes", methods=["GET"])
     def get_changes(request):
@@ -24,6 +24,11 @@ def install(app, server):
                 "Last": change.seq if change else 0,
             })
         since, limit = page_arguments(request)
+        if limit == 0:
+            # Orthanc's answer to limit=0: no change, and where the log ends.
+            newest = index.get_last_change()
+            last = newest.seq if newest else 0
+            return render_json(request, {"Changes": [], "Done": last <= since, "Last": last})
         changes, done, last = index.get_changes(since, limit)
         return render_json(request, {"Changes": [c.to_json() for c in changes],
                                      "Done": done, "Last": last})

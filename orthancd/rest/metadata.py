@@ -9,7 +9,7 @@ from orthancd.rest.numbered_names import NumberedNames
 def install(app, server):
     names = NumberedNames({m.name: int(m) for m in MetadataType},
                           server.configuration.get("UserMetadata"),
-                          (ErrorCode.ParameterOutOfRange, "Unknown metadata: %s"))
+                          (ErrorCode.InexistentItem, None))
     index = server.index
 
     def make_routes(level):
@@ -37,8 +37,9 @@ def install(app, server):
         async def put_metadata(request, public_id, name):
             number = names.number(name)
             if number < USER_METADATA_START:
+                # Orthanc forbids writing the metadata it maintains itself.
                 raise OrthancError(ErrorCode.ParameterOutOfRange,
-                                   "Only user-defined metadata can be modified")
+                                   "Only user-defined metadata can be modified", http_status=403)
             await index.set_metadata(public_id, level, number, text_body(request))
             return render_text(request, "")
 
@@ -48,12 +49,12 @@ def install(app, server):
             number = names.number(name)
             if number < USER_METADATA_START:
                 raise OrthancError(ErrorCode.ParameterOutOfRange,
-                                   "Only user-defined metadata can be removed")
+                                   "Only user-defined metadata can be removed", http_status=403)
             index.get_resource(public_id, level)
             try:
                 await index.delete_metadata(public_id, level, number)
             except KeyError:
-                raise OrthancError(ErrorCode.InexistentItem)
+                raise OrthancError(ErrorCode.UnknownResource)
             return render_text(request, "")
 
     for level in ResourceLevel:

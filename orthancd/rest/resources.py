@@ -3,7 +3,7 @@ statistics, deletion, protection, shared tags and modules."""
 from orthancd.dicom.modules import module_to_json, shared_tags_to_json
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
-from orthancd.rest.http import (bool_argument, paging_arguments, render_json,
+from orthancd.rest.http import (bool_argument, has_argument, paging_arguments, render_json,
                                 render_text, text_body)
 from orthancd.rest.resource_json import resource_to_json
 
@@ -83,7 +83,9 @@ def install(app, server):
         @app.route("/%s" % plural, methods=["GET"], endpoint="list_" + plural)
         def list_resources(request):
             since, limit = paging_arguments(request)
-            ids = index.list_resources(level, since, limit)
+            # An explicit limit of 0 lists nothing, as in Orthanc.
+            ids = [] if limit == 0 and has_argument(request, "limit") else \
+                index.list_resources(level, since, limit)
             if bool_argument(request, "expand"):
                 return render_json(request, [resource_to_json(server, level, i) for i in ids])
             return render_json(request, ids)
@@ -129,9 +131,8 @@ def install(app, server):
         def children(request, public_id):
             index.get_resource(public_id, level)
             ids = descendants(server, public_id, level, child)
-            if bool_argument(request, "expand", True):
-                return render_json(request, [resource_to_json(server, child, i) for i in ids])
-            return render_json(request, ids)
+            # Always expanded, whatever ?expand says (as Orthanc 1.10.1).
+            return render_json(request, [resource_to_json(server, child, i) for i in ids])
 
     def make_parent_route(level, parent):
         name = parent.title.lower()
@@ -158,9 +159,9 @@ def install(app, server):
 
     @app.route("/patients/<public_id>/protected", methods=["PUT"])
     async def set_protected(request, public_id):
-        value = text_body(request).strip()
-        if value not in ("0", "1"):
-            raise OrthancError(ErrorCode.BadRequest, "Expected 0 or 1")
+        value = text_body(request).strip().lower()
+        if value not in ("0", "1", "false", "true"):
+            raise OrthancError(ErrorCode.BadFileFormat, "Boolean value expected")
         index.get_resource(public_id, ResourceLevel.PATIENT)
-        await index.set_protected(public_id, value == "1")
+        await index.set_protected(public_id, value in ("1", "true"))
         return render_text(request, "")

@@ -66,7 +66,7 @@ def install(app, server):
         try:
             level = ResourceLevel.parse(level_name)
         except ValueError:
-            raise OrthancError(ErrorCode.ParameterOutOfRange, "Unknown level: %s" % level_name)
+            raise OrthancError(ErrorCode.UnknownResource, "Unknown level: %s" % level_name)
         if level is ResourceLevel.PATIENT:
             return render_text(request, str(uuid.uuid4()))
         return render_text(request, generate_uid(prefix=_UID_ROOT + _UID_LEVEL_DIGIT[level] + "."))
