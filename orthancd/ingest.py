@@ -139,8 +139,8 @@ def zip_members(data):
     """The non-directory members of a zip archive, as (name, bytes), lazily."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as e:
-        raise OrthancError(ErrorCode.BadFileFormat, "Cannot read the ZIP archive: %s" % e)
+    except zipfile.BadZipFile:
+        raise OrthancError(ErrorCode.BadFileFormat, "Cannot open ZIP archive from memory buffer")
     for info in archive.infolist():
         if not info.is_dir():
             yield info.filename, archive.read(info)

@@ -36,7 +36,7 @@ def install(app, server):
     async def upload(request):
         body = read_body(request)
         if not body:
-            raise OrthancError(ErrorCode.BadFileFormat, "Empty request body")
+            raise OrthancError(ErrorCode.BadFileFormat, "Received an empty DICOM file")
         origin = request_origin(request)
         if is_zip(body):
             answers = []
