@@ -127,10 +127,6 @@ class OrthancServer:
             raise OrthancError(ErrorCode.InexistentFile, "No DICOM file for instance %s" % instance_id)
         return info
 
-    def read_instance_file(self, instance_id):
-        """Deferred bytes of an instance's DICOM file."""
-        return self.read_attachment(self.dicom_attachment(instance_id))
-
     def read_dataset(self, instance_id, stop_before_pixels=False):
         """Deferred pydicom dataset of an instance, read and parsed off the reactor."""
         return self.render_dataset(instance_id, lambda dataset: dataset, stop_before_pixels)

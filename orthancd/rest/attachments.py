@@ -58,13 +58,20 @@ def install(app, server):
         @route("/<name>/data", ["GET"], "data")
         @route("/<name>/compressed-data", ["GET"], "compressed_data")
         async def data(request, public_id, name):
-            content = await server.read_attachment(attachment(public_id, level, name))
+            stored = attachment(public_id, level, name)
+            content = await server.read_attachment(stored)
+            # Orthanc's ETag: the attachment's revision (always 0 here) and MD5.
+            request.setHeader(b"ETag", ('"0-%s"' % stored.md5).encode())
+            if names.number(name) == ContentType.Dicom:
+                return render_bytes(request, content, b"application/dicom", stored.uuid + ".dcm")
             return render_bytes(request, content)
 
         def text_property(suffix, getter):
             @route("/<name>/" + suffix, ["GET"], suffix.replace("-", "_"))
             def prop(request, public_id, name):
-                return render_text(request, str(getter(attachment(public_id, level, name))))
+                stored = attachment(public_id, level, name)
+                request.setHeader(b"ETag", ('"0-%s"' % stored.md5).encode())
+                return render_text(request, str(getter(stored)))
 
         text_property("size", lambda s: s.uncompressed_size)
         text_property("md5", lambda s: s.uncompressed_md5)

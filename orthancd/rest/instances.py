@@ -54,8 +54,10 @@ def install(app, server):
 
     @app.route("/instances/<public_id>/file", methods=["GET"])
     async def download(request, public_id):
-        data = await server.read_instance_file(public_id)
-        return render_bytes(request, data, b"application/dicom", public_id + ".dcm")
+        stored = server.dicom_attachment(public_id)
+        data = await server.read_attachment(stored)
+        # Orthanc names the download after the attachment's UUID.
+        return render_bytes(request, data, b"application/dicom", stored.uuid + ".dcm")
 
     cache = RenderCache()
 
