@@ -12,8 +12,6 @@ import pytest
 from tests.support import oracle as oracle_support
 from tests.support.daemon import Daemon, free_port, read_sample, sample
 
-pytestmark = pytest.mark.skipif(not oracle_support.available() or not os.path.exists("/usr/bin/storescp"),
-                                reason="needs Orthanc and DCMTK")
 
 KNEE = sorted(glob.glob(sample("Knee", "T1", "*.dcm")))[:4]
 ENV = dict(os.environ, TCP_NODELAY="1")

@@ -9,8 +9,6 @@ from tests.support import oracle as oracle_support
 from tests.support.daemon import Daemon, read_sample, sample
 from tests.test_modalities import ENV, StoreScp
 
-pytestmark = pytest.mark.skipif(not oracle_support.available() or not os.path.exists("/usr/bin/movescu"),
-                                reason="needs Orthanc and DCMTK")
 
 KNEE = sorted(glob.glob(sample("Knee", "T1", "*.dcm")))[:5]
 

@@ -9,8 +9,6 @@ import pytest
 from tests.support import oracle
 from tests.support.daemon import Daemon, read_sample
 
-pytestmark = pytest.mark.skipif(not oracle.available(),
-                                reason="the real Orthanc (Debian package 'orthanc') is needed as the oracle; scripts/test installs it")
 
 SAMPLES = [
     "DummyCT.dcm",

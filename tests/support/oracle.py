@@ -43,6 +43,10 @@ class RealOrthanc:
         return RestClient(self.url)
 
     def start(self, timeout=30):
+        if not available():
+            # No skipping: scripts/test installs it, and parity is the point.
+            raise RuntimeError("The real Orthanc (%s, Debian package 'orthanc') is needed as "
+                               "the oracle: run scripts/test, which installs it" % ORTHANC_BINARY)
         path = os.path.join(self.workdir, "oracle.json")
         with open(path, "w") as f:
             json.dump(self.options, f)
