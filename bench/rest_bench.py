@@ -445,6 +445,24 @@ class ServerUnderTest:
 
 # --------------------------------------------------------------------------- load generator
 
+def parse_head(header_block):
+    """Status line and headers of a response -> (status, content length or
+    None, chunked, server will close)."""
+    lines = header_block.split(b"\r\n")
+    version, status = lines[0][:8], int(lines[0][9:12])
+    length, chunked, will_close = None, False, version == b"HTTP/1.0"
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif name == b"connection":
+            will_close = b"close" in value.lower()
+    return status, length, chunked, will_close
+
+
 class LeanHttpConnection:
     """A minimal HTTP/1.1 keep-alive client connection: the measured loops' client.
 
@@ -501,20 +519,7 @@ class LeanHttpConnection:
                 break
             self._fill()
         header_block, self.buffer = self.buffer[:end], self.buffer[end + 4:]
-        lines = header_block.split(b"\r\n")
-        version, status = lines[0][:8], int(lines[0][9:12])
-        length = None
-        chunked = False
-        will_close = version == b"HTTP/1.0"
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif name == b"connection":
-                will_close = b"close" in value.lower()
+        status, length, chunked, will_close = parse_head(header_block)
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             payload = b""
         elif chunked:
@@ -572,18 +577,7 @@ def parse_response(buffer, method):
     end = buffer.find(b"\r\n\r\n")
     if end < 0:
         return None
-    lines = bytes(buffer[:end]).split(b"\r\n")
-    version, status = lines[0][:8], int(lines[0][9:12])
-    length, chunked, will_close = None, False, version == b"HTTP/1.0"
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"content-length":
-            length = int(value)
-        elif name == b"transfer-encoding":
-            chunked = b"chunked" in value.lower()
-        elif name == b"connection":
-            will_close = b"close" in value.lower()
+    status, length, chunked, will_close = parse_head(bytes(buffer[:end]))
     start = end + 4
     if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
         return status, b"", will_close, start

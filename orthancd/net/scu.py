@@ -475,22 +475,29 @@ async def move(reactor, settings, modality, level, identifier, target_aet):
     model = PATIENT_ROOT_MOVE if level is ResourceLevel.PATIENT else STUDY_ROOT_MOVE
     counts = RetrieveCounts()
     async with _query_association(reactor, settings, modality, model) as association:
-        context = _context_for(association, model, modality)
-        try:
-            response = await association.send_request(context, {
-                "AffectedSOPClassUID": model,
-                "CommandField": dimse.C_MOVE_RQ,
-                "Priority": 0,
-                "MoveDestination": target_aet,
-            }, dataset=encode_identifier(identifier, context),
-                on_pending=lambda response: _counts(response.command, counts))
-        except (DimseTimeout, AssociationAborted) as exc:
-            raise _dimse_error(modality, exc) from None
+        await _retrieve(association, model, modality, identifier, counts,
+                        {"CommandField": dimse.C_MOVE_RQ, "MoveDestination": target_aet})
+    return _checked(counts, "C-MOVE", modality)
+
+
+async def _retrieve(association, model, modality, identifier, counts, fields):
+    """Send a C-MOVE-RQ or C-GET-RQ and follow its pending counts into ``counts``."""
+    context = _context_for(association, model, modality)
+    try:
+        response = await association.send_request(
+            context, dict(fields, AffectedSOPClassUID=model, Priority=0),
+            dataset=encode_identifier(identifier, context),
+            on_pending=lambda response: _counts(response.command, counts))
+    except (DimseTimeout, AssociationAborted) as exc:
+        raise _dimse_error(modality, exc) from None
     _counts(response.command, counts)
+
+
+def _checked(counts, operation, modality):
     if counts.status not in (dimse.SUCCESS, 0xB000):
         raise OrthancError(ErrorCode.NetworkProtocol,
-                           'C-MOVE SCU to AET "%s" has failed with DIMSE status 0x%04X'
-                           % (modality["AET"], counts.status))
+                           '%s SCU to AET "%s" has failed with DIMSE status 0x%04X'
+                           % (operation, modality["AET"], counts.status))
     return counts
 
 
@@ -570,23 +577,10 @@ async def get(server, settings, modality, level, identifier):
                                     lambda a: a.find_context(model) is not None,
                                     scp_roles=[uid for uid, _ in contexts[1:]],
                                     store_handler=handle_store) as association:
-        context = _context_for(association, model, modality)
-        try:
-            response = await association.send_request(context, {
-                "AffectedSOPClassUID": model,
-                "CommandField": dimse.C_GET_RQ,
-                "Priority": 0,
-            }, dataset=encode_identifier(identifier, context),
-                on_pending=lambda response: _counts(response.command, counts))
-        except (DimseTimeout, AssociationAborted) as exc:
-            raise _dimse_error(modality, exc) from None
+        await _retrieve(association, model, modality, identifier, counts,
+                        {"CommandField": dimse.C_GET_RQ})
         await defer.DeferredList(received)
-    _counts(response.command, counts)
-    if counts.status not in (dimse.SUCCESS, 0xB000):
-        raise OrthancError(ErrorCode.NetworkProtocol,
-                           'C-GET SCU to AET "%s" has failed with DIMSE status 0x%04X'
-                           % (modality["AET"], counts.status))
-    return counts
+    return _checked(counts, "C-GET", modality)
 
 
 # The storage classes proposed for C-GET (128 contexts at most, one taken by
