@@ -1,4 +1,10 @@
-"""The real Orthanc (Debian package), started on free ports for parity tests."""
+"""The real Orthanc 1.13.0 (the reference), started on free ports for parity tests.
+
+``scripts/test`` installs it with ../shared/tools/install-orthanc into
+/opt/orthanc-ref; ORTHANC_REFERENCE names another binary.  Debian 12's own
+package (1.10.1, /usr/sbin/Orthanc) stays available as ``LEGACY_BINARY`` for
+the few tests that need something 1.13.0 cannot give; each says why.
+"""
 import json
 import os
 import shutil
@@ -8,7 +14,8 @@ import urllib.request
 
 from tests.support.daemon import RestClient, free_port
 
-ORTHANC_BINARY = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+ORTHANC_BINARY = os.environ.get("ORTHANC_REFERENCE", "/opt/orthanc-ref/bin/Orthanc")
+LEGACY_BINARY = "/usr/sbin/Orthanc"
 
 
 def available():
