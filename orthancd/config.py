@@ -1,11 +1,11 @@
 """Reading Orthanc's configuration files.
 
-orthancd accepts the configuration of Orthanc 1.10.1 unchanged: JSON with
+orthancd accepts the configuration of Orthanc 1.13.0 unchanged: JSON with
 ``//`` and ``/* */`` comments and trailing commas (Orthanc's JSON reader is
 lenient about those), ``${VAR}`` / ``${VAR:-default}`` environment
 substitution in the raw text, and either one file or a folder whose
 ``*.json`` files are merged.  Behaviour was checked against the real
-Orthanc 1.10.1 binary:
+Orthanc binary:
 
 * a folder is scanned non-recursively; the extension test ignores case
   (``x.JSON`` is read); a top-level option defined in two files is refused;
@@ -37,7 +37,7 @@ log = Logger()
 EMBEDDED_SOURCE = "<embedded default>"
 DEFAULTS_FILE = Path(__file__).with_name("default_configuration.json")
 
-# Options that Orthanc 1.10.1 understands but whose entry is commented out
+# Options that Orthanc understands but whose entry is commented out
 # in its default configuration, so they have no default value: they are
 # absent from the Configuration unless the user sets them.
 OPTIONAL_OPTION_TYPES = {
@@ -61,12 +61,17 @@ OPTIONAL_OPTION_TYPES = {
     "ExternalDictionaries": list,
     "IngestTranscoding": str,
     "DatabaseServerIdentifier": str,
+    "ExtraMainDicomTags": dict,
 }
 
 # Orthanc accepts these options in more than one JSON shape.
 EXTRA_ACCEPTED_TYPES = {
     "AcceptedTransferSyntaxes": (str,),
+    # 1.13.0 takes "Never", "Always" or "IfChanged"; booleans still work.
+    "OverwriteInstances": (bool,),
 }
+
+OVERWRITE_MODES = ("Never", "Always", "IfChanged")
 
 MAXIMUM_AET_LENGTH = 16
 
@@ -285,7 +290,9 @@ def _read_text(filename):
 
 
 def read_defaults():
-    """Orthanc 1.10.1's default values, as extracted from its reference."""
+    """Orthanc's default values (1.13.0's, completed with 1.10.1's for the
+    options 1.13.0 still honours but no longer lists), as extracted from
+    their references."""
     with open(DEFAULTS_FILE, encoding="utf-8") as stream:
         return json.load(stream)
 
@@ -366,6 +373,11 @@ def _check_semantics(options, defined_in):
             f"{where('StorageCompression')}: \"StorageCompression\": true is "
             f"not supported by orthancd yet; set it to false (files already "
             f"stored compressed by Orthanc cannot be read either)")
+    overwrite = options.get("OverwriteInstances")
+    if isinstance(overwrite, str) and overwrite not in OVERWRITE_MODES:
+        raise ConfigurationError(
+            f"{where('OverwriteInstances')}: \"OverwriteInstances\" must be one of "
+            f"{', '.join(OVERWRITE_MODES)} (or a Boolean), not {json.dumps(overwrite)}")
     aet = options["DicomAet"]
     if not aet or len(aet) > MAXIMUM_AET_LENGTH:
         raise ConfigurationError(
@@ -631,6 +643,15 @@ class Configuration(Mapping):
                 for script in self._options["LuaScripts"]]
 
     @property
+    def overwrite_instances_mode(self):
+        """1.13.0's OverwriteInstances mode: "Never", "Always" or "IfChanged"
+        (true and false are the old spellings of "Always" and "Never")."""
+        value = self._options.get("OverwriteInstances", "Never")
+        if isinstance(value, bool):
+            return "Always" if value else "Never"
+        return value
+
+    @property
     def authentication_enabled(self):
         # Left unset, Orthanc protects exactly the servers reachable from
         # other hosts.
@@ -661,14 +682,18 @@ def extract_defaults(reference_text):
 
 
 def main(argv):
-    if len(argv) != 2:
+    if len(argv) < 2:
         sys.stderr.write(
-            "usage: python -m orthancd.config REFERENCE.json\n"
+            "usage: python -m orthancd.config REFERENCE.json [OLDER.json ...]\n"
             "  writes orthancd/default_configuration.json from Orthanc's "
-            "default configuration\n")
+            "default configuration; the older references give the options\n"
+            "  the newer one no longer lists (1.13.0 omits KeepAlive, ...)\n")
         return 2
-    with open(argv[1], encoding="utf-8") as stream:
-        defaults = extract_defaults(stream.read())
+    defaults = {}
+    for reference in argv[1:]:
+        with open(reference, encoding="utf-8") as stream:
+            for name, value in extract_defaults(stream.read()).items():
+                defaults.setdefault(name, value)
     with open(DEFAULTS_FILE, "w", encoding="utf-8") as stream:
         json.dump(defaults, stream, indent=2)
         stream.write("\n")

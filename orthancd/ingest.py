@@ -46,7 +46,7 @@ class Ingestor:
     def __init__(self, index, storage, configuration):
         self.index = index
         self.storage = storage
-        self.overwrite = bool(configuration.get("OverwriteInstances", False))
+        self.overwrite = configuration.overwrite_instances_mode != "Never"
         self.limits = (int(configuration.get("MaximumStorageSize", 0)) * 1024 * 1024,
                        int(configuration.get("MaximumPatientCount", 0)))
         self.default_encoding = configuration.get("DefaultEncoding", "Latin1")

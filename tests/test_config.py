@@ -13,8 +13,10 @@ from orthancd.config import (
     parse_peer, peer_public_view, read_defaults)
 
 REPO = Path(__file__).resolve().parent.parent
-REFERENCE_DEFAULTS = Path(
-    "/work/shared/reference/orthanc-1.10.1/default-configuration.json")
+REFERENCES = REPO.parent / "shared" / "reference"
+REFERENCE_DEFAULTS = REFERENCES / "orthanc-1.13.0" / "default-configuration.json"
+# 1.13.0 still honours options its default file no longer lists (KeepAlive...).
+OLDER_REFERENCE_DEFAULTS = REFERENCES / "orthanc-1.10.1" / "default-configuration.json"
 
 
 @pytest.fixture
@@ -69,8 +71,13 @@ def test_every_default_is_present_when_user_sets_little(tmp_path):
 def test_default_file_matches_orthanc_reference():
     extracted = config.extract_defaults(
         REFERENCE_DEFAULTS.read_text(encoding="utf-8"))
-    assert extracted == read_defaults()
-    assert len(extracted) == 97
+    older = config.extract_defaults(OLDER_REFERENCE_DEFAULTS.read_text(encoding="utf-8"))
+    defaults = read_defaults()
+    assert {name: defaults[name] for name in extracted} == extracted
+    assert {name: defaults[name] for name in older if name not in extracted} == \
+        {name: value for name, value in older.items() if name not in extracted}
+    assert set(defaults) == set(extracted) | set(older)
+    assert len(extracted) == 82 and len(defaults) == 103
 
 
 def test_configuration_is_read_only(tmp_path):
@@ -440,3 +447,18 @@ def test_systemd_unit_runs_twistd_with_system_config():
     assert "User=orthancd" in unit
     assert "Restart=on-failure" in unit
     assert "StateDirectory=orthancd" in unit
+
+
+@pytest.mark.parametrize("value, mode", [
+    ('"Never"', "Never"), ('"Always"', "Always"), ('"IfChanged"', "IfChanged"),
+    ("true", "Always"), ("false", "Never")])
+def test_overwrite_instances_modes_of_1_13(tmp_path, value, mode):
+    path = write(tmp_path / "o.json", '{ "OverwriteInstances" : %s }' % value)
+    assert load_configuration(path).overwrite_instances_mode == mode
+
+
+def test_unknown_overwrite_mode_is_refused(tmp_path):
+    path = write(tmp_path / "o.json", '{ "OverwriteInstances" : "Sometimes" }')
+    with pytest.raises(ConfigurationError) as error:
+        load_configuration(path)
+    assert "IfChanged" in str(error.value)
