@@ -1,3 +1,3 @@
 """orthancd: an Orthanc-compatible DICOM server on Twisted."""
 __version__ = "0.1.0"
-ORTHANC_API_VERSION = "1.12.6"
+ORTHANC_API_VERSION = "1.13.0"

@@ -281,3 +281,9 @@ class OrthancError(Exception):
     @property
     def description(self):
         return DESCRIPTIONS.get(self.code, self.code.name)
+
+
+class NoAnswer(Exception):
+    """The request names something that is not there and Orthanc's handler
+    answers nothing at all: a 404 with an empty body (e.g. GET of an
+    unknown resource, or of a label the resource does not carry)."""

@@ -8,13 +8,16 @@ commits -> notify listeners.  The Deferred returned by ``store`` and
 means "on disk and indexed".
 """
 import io
+import json
 import zipfile
 
 from twisted.internet import defer, threads
 
+from orthancd.dicom import main_tags
 from orthancd.dicom.reading import DicomFormatError, read_dataset
 from orthancd.dicom.summary import summarize
 from orthancd.errors import ErrorCode, OrthancError
+from orthancd.ids import ResourceLevel
 from orthancd.index.base import MetadataType, StorageFull
 from orthancd.index.lmdb_index import now_iso
 from orthancd.logs import logger
@@ -38,6 +41,47 @@ _ORIGIN_METADATA = (
     ("CalledAET", MetadataType.CalledAET),
     ("HttpUsername", MetadataType.HttpUsername),
 )
+
+
+def instance_metadata(summary, pixel_data_offset, origin):
+    """{level: {MetadataType: value}}: what Orthanc 1.13.0 records when it
+    stores an instance (the levels above the instance only when created)."""
+    instance = {
+        MetadataType.ReceptionDate: now_iso(),
+        MetadataType.TransferSyntax: summary.transfer_syntax,
+        MetadataType.SopClassUid: summary.sop_class_uid,
+        MetadataType.MainDicomTagsSignature: main_tags.signature(ResourceLevel.INSTANCE),
+    }
+    # As Orthanc: the instance's rank comes from InstanceNumber / ImageIndex.
+    if summary.index_in_series is not None:
+        instance[MetadataType.IndexInSeries] = summary.index_in_series.strip()
+    if pixel_data_offset is not None:
+        instance[MetadataType.PixelDataOffset] = str(pixel_data_offset)
+    for key, metadata_type in _ORIGIN_METADATA:
+        if key in origin:
+            instance[metadata_type] = origin[key]
+    series = {
+        MetadataType.RemoteAET: origin.get("RemoteAET", ""),
+        MetadataType.MainDicomTagsSignature: main_tags.signature(ResourceLevel.SERIES),
+    }
+    sequences = summary.main_sequences.get(ResourceLevel.SERIES)
+    if sequences:
+        series[MetadataType.MainDicomSequences] = main_sequences_metadata(sequences)
+    return {
+        ResourceLevel.PATIENT: {
+            MetadataType.MainDicomTagsSignature: main_tags.signature(ResourceLevel.PATIENT)},
+        ResourceLevel.STUDY: {
+            MetadataType.MainDicomTagsSignature: main_tags.signature(ResourceLevel.STUDY)},
+        ResourceLevel.SERIES: series,
+        ResourceLevel.INSTANCE: {k: v for k, v in instance.items() if v is not None},
+    }
+
+
+def main_sequences_metadata(sequences):
+    """The MainDicomSequences metadata: Orthanc's compact JSON of the
+    sequences kept among the main tags."""
+    return json.dumps({"Sequences": sequences, "Version": 1}, sort_keys=True,
+                      separators=(",", ":"))
 
 
 class Ingestor:
@@ -91,19 +135,7 @@ class Ingestor:
             # A file without its UIDs is an "inexistent tag" for Orthanc (404).
             code = ErrorCode[getattr(e, "orthanc_error", "BadFileFormat")]
             raise OrthancError(code, e.details)
-        metadata = {
-            MetadataType.ReceptionDate: now_iso(),
-            MetadataType.TransferSyntax: summary.transfer_syntax,
-            MetadataType.SopClassUid: summary.sop_class_uid,
-        }
-        # As Orthanc: the instance's rank comes from InstanceNumber / ImageIndex.
-        if summary.index_in_series is not None:
-            metadata[MetadataType.IndexInSeries] = summary.index_in_series.strip()
-        if pixel_data_offset is not None:
-            metadata[MetadataType.PixelDataOffset] = str(pixel_data_offset)
-        for key, metadata_type in _ORIGIN_METADATA:
-            if key in origin:
-                metadata[metadata_type] = origin[key]
+        metadata = instance_metadata(summary, pixel_data_offset, origin)
         try:
             outcome = yield self.index.store_instance(summary, stored, metadata,
                                                       self.overwrite, self.limits)

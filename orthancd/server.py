@@ -10,11 +10,14 @@ import os
 
 from twisted.internet import threads
 
+from orthancd.config import ConfigurationError
+from orthancd.dicom import main_tags
 from orthancd.dicom.reading import read_dataset
 from orthancd.dicom.summary import MAIN_DICOM_TAGS, normalize_for_find
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
-from orthancd.index.base import ContentType
+from orthancd.index.base import ContentType, MetadataType
+from orthancd.index.numbered_names import NumberedNames
 from orthancd.index.lmdb_index import LmdbResourceIndex
 from orthancd.ingest import Ingestor, Origin
 from orthancd.logs import logger
@@ -26,15 +29,37 @@ log = logger(__name__)
 
 
 def _identifier_tags():
-    """Every main DICOM tag is indexed at its level, for /tools/find and C-FIND,
-    under the name the resources' main tags use."""
-    return {level: sorted(tags.items()) for level, tags in MAIN_DICOM_TAGS.items()}
+    """Every main DICOM tag (but the sequences) is indexed at its level, for
+    /tools/find and C-FIND, under the name the resources' main tags use."""
+    return {level: sorted((tag, name) for tag, name in tags.items()
+                          if tag not in main_tags.SEQUENCE_TAGS)
+            for level, tags in MAIN_DICOM_TAGS.items()}
+
+
+_LABEL_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+MAXIMUM_LABEL_LENGTH = 64
+
+
+def check_label(label):
+    """Orthanc's rule for labels: 1 to 64 ASCII letters, digits, '_' or '-'."""
+    if not label or len(label) > MAXIMUM_LABEL_LENGTH or not set(label) <= _LABEL_CHARACTERS:
+        raise OrthancError(ErrorCode.ParameterOutOfRange,
+                           "A label must be a non-empty, alphanumeric string, possibly with '_' "
+                           "or '-' characters, with maximum %d characters, but got: %s"
+                           % (MAXIMUM_LABEL_LENGTH, label))
 
 
 class OrthancServer:
 
     def __init__(self, configuration, reactor):
         self.configuration = configuration
+        try:
+            main_tags.configure(configuration.get("ExtraMainDicomTags"))
+        except main_tags.MainTagsError as e:
+            raise ConfigurationError(str(e))
+        self.metadata_names = NumberedNames({m.name: int(m) for m in MetadataType},
+                                            configuration.get("UserMetadata"),
+                                            (ErrorCode.InexistentItem, None))
         self.reactor = reactor
         storage_dir = configuration.storage_directory
         index_dir = configuration.index_directory
@@ -101,6 +126,16 @@ class OrthancServer:
         self.ingest.remove_files(outcome.obsolete_files).addErrback(
             lambda failure: log.failure("Cannot remove deleted files", failure))
         return outcome
+
+    # -- labels --
+
+    def add_label(self, public_id, level, label):
+        check_label(label)
+        return self.index.add_label(public_id, level, label)
+
+    def remove_label(self, public_id, level, label):
+        check_label(label)
+        return self.index.remove_label(public_id, level, label)
 
     def read_attachment(self, info):
         """Deferred bytes of a stored attachment (read off the reactor)."""

@@ -66,8 +66,10 @@ def index(tmp_path):
 
 
 def store(index, summary, uuid, limits=None, overwrite=False):
-    return wait(index.store_instance(summary, stored(uuid), {MetadataType.Origin: "Test"},
-                                     overwrite, limits))
+    return wait(index.store_instance(
+        summary, stored(uuid), {ResourceLevel.INSTANCE: {MetadataType.Origin: "Test"},
+                                ResourceLevel.SERIES: {MetadataType.RemoteAET: "AET"}},
+        overwrite, limits))
 
 
 def test_store_creates_hierarchy_and_logs_changes(index):
@@ -82,21 +84,30 @@ def test_store_creates_hierarchy_and_logs_changes(index):
     assert index.get_resource(study).patient_tags["PatientName"] == "DOE^JOHN"
     metadata = index.get_metadata(instance, ResourceLevel.INSTANCE)
     assert metadata[MetadataType.Origin] == "Test"
-    assert index.get_metadata(series, ResourceLevel.SERIES)[MetadataType.ExpectedNumberOfInstances] == "2"
-    changes, done, last = index.get_changes()
+    series_metadata = index.get_metadata(series, ResourceLevel.SERIES)
+    assert series_metadata[MetadataType.ExpectedNumberOfInstances] == "2"
+    assert series_metadata[MetadataType.RemoteAET] == "AET"
+    changes, done = index.get_changes()
     assert [c.change_type for c in changes] == ["NewInstance", "NewSeries", "NewStudy", "NewPatient"]
-    assert done and last == 4
+    assert done and index.last_change_seq() == 4
+    assert [c.seq for c in index.read_changes(1, 3)] == [2, 3]
+    assert [c.seq for c in index.read_changes(0, None, 2, newest_first=True)] == [3, 4]
+    assert [c.seq for c in index.read_changes(types={"NewSeries", "NewPatient"})] == [2, 4]
     assert store(index, s, "a").status == "AlreadyStored"
     assert index.lookup_identifier(ResourceLevel.PATIENT, 0x00100020, "P1") == [patient]
 
 
-def test_children_keep_insertion_order_and_counters(index):
+def test_children_are_listed_by_id_and_counted(index):
+    # Orthanc 1.13.0 lists children, like every list, by public ID.
     sops = ["1.9", "1.2", "1.5", "1.1"]
     for n, sop in enumerate(sops):
         store(index, Summary("P", "S", "SE", sop), "f%d" % n)
     series = Summary("P", "S", "SE", "x").ids[2]
     children = index.get_children(series, ResourceLevel.SERIES)
-    assert children == [Summary("P", "S", "SE", sop).ids[3] for sop in sops]
+    assert children == sorted(Summary("P", "S", "SE", sop).ids[3] for sop in sops)
+    # Creation order is kept beside, for ties when ordering.
+    seqs = [index.get_resource(Summary("P", "S", "SE", sop).ids[3]).seq for sop in sops]
+    assert seqs == sorted(seqs)
     stats = index.get_statistics()
     assert stats["instances"] == 4 and stats["series"] == 1 and stats["disk"] == 400
     assert index.list_resources(ResourceLevel.INSTANCE, since=1, limit=2) == children[1:3]

@@ -174,8 +174,11 @@ def test_bad_dicom_is_refused_and_changes_nothing(rest, dummy_ct):
     assert rest.get_json("/statistics") == before
 
 
-def test_unknown_resource_is_404_json(rest):
+def test_unknown_resource_is_404(rest):
+    # As Orthanc 1.13.0: nothing at all for an unknown resource, JSON below it.
     answer = rest.get("/patients/00000000-00000000-00000000-00000000-00000000")
+    assert answer.status == 404 and answer.body == b""
+    answer = rest.get("/patients/00000000-00000000-00000000-00000000-00000000/studies")
     assert answer.status == 404
     assert answer.json()["OrthancStatus"] == 17
     assert rest.get("/no/such/route").status == 404
@@ -191,7 +194,10 @@ def test_wrong_method_is_405_with_allow(rest):
 
 def test_system(rest, daemon):
     system = rest.get_json("/system")
-    assert system["Version"] == "1.12.6"
+    assert system["Version"] == "1.13.0" and system["ApiVersion"] == 31
+    assert system["Capabilities"]["HasExtendedFind"] is True
+    assert system["Capabilities"]["HasExtendedChanges"] is True
+    assert system["HasLabels"] is True
     assert system["HttpPort"] == daemon.http_port
     assert system["DicomAet"] == "ORTHANCD"
     assert system["Name"] == "orthancd-test"

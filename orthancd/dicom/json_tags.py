@@ -63,6 +63,22 @@ def elements_to_json(items, mode="full", max_length=MAX_STRING_LENGTH):
     return dict(sorted(result.items()))
 
 
+def convert_full_node(node, mode):
+    """One element in Orthanc's full format -> its "simplify" or "short"
+    value (sequences recursively, their items keyed by name or tag)."""
+    if node.get("Type") != "Sequence":
+        return node.get("Value") if node.get("Type") == "String" else None
+    return [convert_full_items(item, mode) for item in node["Value"]]
+
+
+def convert_full_items(item, mode):
+    """{"gggg,eeee": full node} -> the same object in ``mode``."""
+    out = {}
+    for key, node in item.items():
+        out[node["Name"] if mode == "simplify" else key] = convert_full_node(node, mode)
+    return dict(sorted(out.items()))
+
+
 def dataset_to_json(ds, mode="full", default_encoding="Latin1", max_length=MAX_STRING_LENGTH):
     """GET /instances/{id}/tags (mode full), ?simplify, ?short."""
     encoding = dataset_encoding(ds, default_encoding)

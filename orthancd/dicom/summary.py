@@ -1,4 +1,4 @@
-"""What the index needs to know about an instance, computed like Orthanc 1.10.1.
+"""What the index needs to know about an instance, computed like Orthanc 1.13.0.
 
 summarize() reads only the few top-level elements it needs (the main DICOM
 tags and identifiers), decoding them from raw bytes, so it stays cheap enough
@@ -7,7 +7,10 @@ to run on every upload.
 import dataclasses
 from typing import Dict, Optional, Tuple
 
-from orthancd.dicom import elements
+from pydicom.dataset import Dataset
+
+from orthancd.dicom import elements, main_tags
+from orthancd.dicom.json_tags import dataset_to_json
 from orthancd.dicom.reading import DicomFormatError
 from orthancd.ids import ResourceLevel, resource_ids
 
@@ -25,67 +28,8 @@ NUMBER_OF_SLICES = 0x00540081
 NUMBER_OF_TIME_SLICES = 0x00540101
 CARDIAC_NUMBER_OF_IMAGES = 0x00181090
 
-# The main DICOM tags of Orthanc 1.10.1, per level (tag -> name as shown in
-# MainDicomTags).  ImageOrientationPatient is stored at both series and
-# instance levels, as Orthanc does.
-MAIN_DICOM_TAGS: Dict[ResourceLevel, Dict[int, str]] = {
-    ResourceLevel.PATIENT: {
-        0x00100010: "PatientName",
-        0x00100020: "PatientID",
-        0x00100030: "PatientBirthDate",
-        0x00100040: "PatientSex",
-        0x00101000: "OtherPatientIDs",
-    },
-    ResourceLevel.STUDY: {
-        0x00080020: "StudyDate",
-        0x00080030: "StudyTime",
-        0x00200010: "StudyID",
-        0x00081030: "StudyDescription",
-        0x00080050: "AccessionNumber",
-        0x0020000D: "StudyInstanceUID",
-        0x00321060: "RequestedProcedureDescription",
-        0x00080080: "InstitutionName",
-        0x00321032: "RequestingPhysician",
-        0x00080090: "ReferringPhysicianName",
-    },
-    ResourceLevel.SERIES: {
-        0x00080021: "SeriesDate",
-        0x00080031: "SeriesTime",
-        0x00080060: "Modality",
-        0x00080070: "Manufacturer",
-        0x00081010: "StationName",
-        0x0008103E: "SeriesDescription",
-        0x00180015: "BodyPartExamined",
-        0x00180024: "SequenceName",
-        0x00181030: "ProtocolName",
-        0x00200011: "SeriesNumber",
-        0x00181090: "CardiacNumberOfImages",
-        0x00201002: "ImagesInAcquisition",
-        0x00200105: "NumberOfTemporalPositions",
-        0x00540081: "NumberOfSlices",
-        0x00540101: "NumberOfTimeSlices",
-        0x0020000E: "SeriesInstanceUID",
-        0x00200037: "ImageOrientationPatient",
-        0x00541000: "SeriesType",
-        0x00081070: "OperatorsName",
-        0x00400254: "PerformedProcedureStepDescription",
-        0x00181400: "AcquisitionDeviceProcessingDescription",
-        0x00180010: "ContrastBolusAgent",
-    },
-    ResourceLevel.INSTANCE: {
-        0x00080012: "InstanceCreationDate",
-        0x00080013: "InstanceCreationTime",
-        0x00200012: "AcquisitionNumber",
-        0x00541330: "ImageIndex",
-        0x00200013: "InstanceNumber",
-        0x00280008: "NumberOfFrames",
-        0x00200100: "TemporalPositionIdentifier",
-        0x00080018: "SOPInstanceUID",
-        0x00200032: "ImagePositionPatient",
-        0x00200037: "ImageOrientationPatient",
-        0x00204000: "ImageComments",
-    },
-}
+# The main DICOM tags (Orthanc 1.13.0's, plus ExtraMainDicomTags), per level.
+MAIN_DICOM_TAGS = main_tags.MAIN_DICOM_TAGS
 
 # The identifier tags Orthanc normalizes for case-insensitive lookups.
 IDENTIFIER_TAGS = (PATIENT_ID, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID,
@@ -107,6 +51,9 @@ class InstanceSummary:
     sop_uid: str
     ids: Tuple[str, str, str, str]
     main_tags: Dict[ResourceLevel, Dict[str, str]]
+    # The main tags that are sequences, in Orthanc's full JSON format
+    # ({"0040,0275": {"Name": ..., "Type": "Sequence", "Value": [...]}}).
+    main_sequences: Dict[ResourceLevel, Dict[str, dict]]
     transfer_syntax: Optional[str]
     sop_class_uid: Optional[str]
     expected_instances: Optional[int]
@@ -145,21 +92,38 @@ def _read_value(ds, tag, encoding):
     return elements._converted_leaf(raw, vr, tag, None, encoding)
 
 
-def extract_main_tags(ds, encoding):
-    """{level: {name: value}} for the main tags present in the dataset.
+def _read_sequence(ds, tag, encoding):
+    """Orthanc's full JSON node of a top-level sequence, None if absent."""
+    if tag not in ds:
+        return None
+    alone = Dataset()
+    alone[tag] = ds.get_item(tag)
+    node = dataset_to_json(alone, "full", encoding).get("%04x,%04x" % (tag >> 16, tag & 0xFFFF))
+    return node if node is not None and node.get("Type") == "Sequence" else None
 
-    Sequences and binary (Null) values are left out; strings too long for
-    Orthanc's summary (256 bytes) are left out as well.
+
+def extract_main_tags(ds, encoding):
+    """({level: {name: value}}, {level: {"gggg,eeee": sequence node}}) for
+    the main tags present in the dataset.
+
+    Binary (Null) values are left out; strings too long for Orthanc's
+    summary (256 bytes) are left out as well.
     """
-    result = {}
+    strings, sequences = {}, {}
     for level, tags in MAIN_DICOM_TAGS.items():
-        level_tags = {}
+        level_tags, level_sequences = {}, {}
         for tag, name in tags.items():
+            if tag in main_tags.SEQUENCE_TAGS:
+                node = _read_sequence(ds, tag, encoding)
+                if node is not None:
+                    level_sequences["%04x,%04x" % (tag >> 16, tag & 0xFFFF)] = node
+                continue
             value = _read_value(ds, tag, encoding)
             if value is not None and len(value.encode("utf-8")) <= 256:
                 level_tags[name] = value
-        result[level] = dict(sorted(level_tags.items()))
-    return result
+        strings[level] = dict(sorted(level_tags.items()))
+        sequences[level] = level_sequences
+    return strings, sequences
 
 
 def compute_expected_instances(values):
@@ -199,7 +163,7 @@ def summarize(ds, default_encoding="Latin1"):
     sop_uid = _identifier(ds, SOP_INSTANCE_UID, encoding, required=True)
     if not study_uid or not series_uid or not sop_uid:
         raise DicomFormatError("missing StudyInstanceUID, SeriesInstanceUID or SOPInstanceUID")
-    main_tags = extract_main_tags(ds, encoding)
+    main_tags, main_sequences = extract_main_tags(ds, encoding)
     meta = getattr(ds, "file_meta", None)
     transfer_syntax = None
     if meta is not None and 0x00020010 in meta:
@@ -221,6 +185,7 @@ def summarize(ds, default_encoding="Latin1"):
         sop_uid=sop_uid,
         ids=resource_ids(patient_id, study_uid, series_uid, sop_uid),
         main_tags=main_tags,
+        main_sequences=main_sequences,
         transfer_syntax=transfer_syntax,
         sop_class_uid=_read_value(ds, SOP_CLASS_UID, encoding),
         expected_instances=compute_expected_instances(series_values),

@@ -1,15 +1,11 @@
-"""find_resources: the one lookup behind POST /tools/find and the C-FIND SCP.
+"""The index and file reads the finder is built on (orthancd.find.finder).
 
 The index only narrows.  The most selective indexed constraint (an exact
 value or list, a date/time range, a wildcard with a literal prefix) gives
-candidates at its tag's level; they are lifted to the query level, ordered
-like Orthanc 1.10.1 (by public ID, instances in insertion order), and every
+candidates at its tag's level; they are lifted to the query level, and every
 constraint is then checked exactly against the main DICOM tags of the query
-level and its ancestors, stopping early at the limit.
-
-When a constraint names a tag that is not a main DICOM tag, Orthanc matches
-the whole query against the file of one instance of each candidate; so do we,
-reading files off the reactor.  That path is slow by nature.
+level and its ancestors.  Tags that are not main tags are read from the file
+of one instance, off the reactor; that path is slow by nature.
 """
 import dataclasses
 from typing import Dict, List, Optional
@@ -18,7 +14,7 @@ from twisted.internet import threads
 
 from orthancd.dicom.json_tags import dataset_to_json
 from orthancd.dicom.reading import read_dataset
-from orthancd.dicom.summary import normalize_for_find
+from orthancd.dicom.summary import IDENTIFIER_TAGS, normalize_for_find  # noqa: F401
 from orthancd.find import constraints as C
 from orthancd.find import tags as T
 from orthancd.ids import ResourceLevel
@@ -47,7 +43,7 @@ class FindOutcome:
         return [m.public_id for m in self.matches]
 
 
-class _Resources:
+class ResourceCache:
     """Resource reads with a per-query cache (ancestors are shared)."""
 
     def __init__(self, index):
@@ -108,7 +104,7 @@ def _lookup_values(index, level, tag, values):
     return list(dict.fromkeys(out))
 
 
-def _narrow(index, level, constraints):
+def narrow(index, level, constraints):
     """(index level, candidate IDs) from the most selective indexed
     constraint, or None when nothing is indexed."""
     exact, scans = [], []
@@ -140,7 +136,7 @@ def _narrow(index, level, constraints):
     return best
 
 
-def _lift(index, ids, from_level, to_level):
+def lift(index, ids, from_level, to_level):
     """Descendants at ``to_level`` of resources at ``from_level``."""
     level = from_level
     while level < to_level:
@@ -154,7 +150,7 @@ def _lift(index, ids, from_level, to_level):
     return ids
 
 
-def _studies_with_modalities(index, constraint):
+def studies_with_modalities(index, constraint):
     """ModalitiesInStudy at study level: studies owning a series whose
     Modality is in the list, in the order Orthanc finds them (series by
     public ID, then their parent study)."""
@@ -202,97 +198,30 @@ def read_instance_tags(server, instance_id):
     return threads.deferToThread(load)
 
 
-def _all_match(constraints, values):
-    return all(c.matches(values.get(c.tag)) for c in constraints)
+async def file_tags_for(server, public_id, level):
+    """The file tags of the instance standing for a resource; None when it
+    has no instance or its file cannot be read (no match, as Orthanc)."""
+    instance_id = representative_instance(server.index, public_id, level)
+    if instance_id is None:
+        return None
+    try:
+        file_tags, _ = await read_instance_tags(server, instance_id)
+    except Exception:
+        return None
+    return file_tags
 
 
 def database_limit(configuration, level):
-    """LimitFindInstances / LimitFindResults: Orthanc's database lookup
-    returns at most that many rows plus one, before any further matching."""
+    """LimitFindInstances / LimitFindResults (0: none)."""
     name = "LimitFindInstances" if level is ResourceLevel.INSTANCE else "LimitFindResults"
     return int(configuration.get(name, 0) or 0)
 
 
 async def find_resources(server, level, constraints, since=0, limit=0, db_limit=0):
-    """Matches of ``constraints`` at ``level``: a FindOutcome whose matches
-    are in Orthanc's order, ``since`` of them skipped, at most ``limit``.
-    ``db_limit`` caps the resources matching the main tags (see
-    database_limit)."""
-    index = server.index
-    resources = _Resources(index)
-    modalities = None
-    if level is ResourceLevel.STUDY:
-        modalities = next((c for c in constraints if c.from_modalities_in_study), None)
-    rest = [c for c in constraints if c is not modalities]
-    file_mode = any(not T.is_main_tag(c.tag) for c in rest)
-    visible = T.main_tags_up_to(level)
-    # Checked against the index: main tags of the query level and above.
-    on_index = [c for c in rest if c.tag in visible]
-    if not file_mode and len(on_index) != len(rest):
-        # A main tag of a lower level is not among the tags a resource of
-        # this level is matched against: Orthanc never matches it.
-        return FindOutcome([], True)
-
-    if modalities is not None:
-        candidates, ordered = _studies_with_modalities(index, modalities), True
-    else:
-        narrowed = _narrow(index, level, on_index)
-        if narrowed is None:
-            candidates, ordered = None, True
-        else:
-            candidates, ordered = _lift(index, narrowed[1], narrowed[0], level), False
-
-    if candidates is None:
-        if level is ResourceLevel.INSTANCE:
-            walk = ((i, None) for i in index.list_resources(level))
-        else:
-            walk = index.iter_level(level)
-    else:
-        candidates = list(dict.fromkeys(candidates))
-        if not ordered:
-            if level is ResourceLevel.INSTANCE:
-                candidates.sort(key=lambda i: _seq(resources, i, level))
-            else:
-                candidates.sort()
-        walk = ((i, None) for i in candidates)
-
-    matches, skipped, rows = [], 0, 0
-    complete = True
-    for public_id, resource in walk:
-        try:
-            main_tags = resources.merged_main_tags(public_id, level, resource)
-        except UnknownResource:
-            continue
-        if not _all_match(on_index, main_tags):
-            continue
-        rows += 1
-        if db_limit and rows > db_limit + 1:
-            complete = False
-            break
-        if db_limit and rows > db_limit:
-            complete = False
-        file_tags = None
-        if file_mode:
-            instance_id = representative_instance(index, public_id, level)
-            if instance_id is None:
-                continue
-            try:
-                file_tags, _ = await read_instance_tags(server, instance_id)
-            except Exception:
-                continue  # the file is gone or unreadable: no match, like Orthanc
-            if not _all_match(rest, file_tags):
-                continue
-        if skipped < since:
-            skipped += 1
-            continue
-        if limit and len(matches) >= limit:
-            return FindOutcome(matches, False)
-        matches.append(Match(public_id, main_tags, file_tags))
-    return FindOutcome(matches, complete)
-
-
-def _seq(resources, public_id, level):
-    try:
-        return resources.get(public_id, level).seq
-    except UnknownResource:
-        return 0
+    """Matches of ``constraints`` at ``level`` (the C-FIND SCP's entry):
+    a FindOutcome in Orthanc's order, ``since`` of them skipped, at most
+    ``limit``; ``db_limit`` is LimitFindResults/LimitFindInstances."""
+    from orthancd.find import finder
+    query = finder.FindQuery(level, list(constraints), database_limit=db_limit,
+                             since=since if since else None, limit=limit or None)
+    return await finder.find(server, query)

@@ -5,7 +5,7 @@ dictionary name ("PatientName", case-sensitive) or "gggg,eeee" / "gggg-eeee"
 in hexadecimal.  The main DICOM tags of each level are what the index holds;
 anything else can only be matched by opening a file.
 """
-from orthancd.dicom import dictionary
+from orthancd.dicom import dictionary, main_tags
 from orthancd.dicom.summary import MAIN_DICOM_TAGS
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
@@ -59,8 +59,14 @@ def parse_tag(text):
             pass
     tag = _names().get(text)
     if tag is None:
-        raise OrthancError(ErrorCode.UnknownDicomTag, http_status=500)
+        raise OrthancError(ErrorCode.UnknownDicomTag, text, http_status=500)
     return tag
+
+
+def parse_tag_list(text):
+    """FromDcmtkBridge::ParseListOfTags: ';'-separated names or numbers,
+    as a sorted list without duplicates."""
+    return sorted({parse_tag(item) for item in text.split(";") if item})
 
 
 def format_tag(tag):
@@ -80,11 +86,26 @@ def value_representation(tag):
 MAIN_TAG_LEVELS = {}
 # tag -> the name the index stores it under, whatever the level.
 MAIN_TAG_NAMES = {}
-for _level, _tags in MAIN_DICOM_TAGS.items():
-    for _tag, _name in _tags.items():
-        MAIN_TAG_LEVELS.setdefault(_tag, []).append(ResourceLevel(_level))
-        MAIN_TAG_NAMES[_tag] = _name
-MAIN_TAG_NUMBERS = {name: tag for tag, name in MAIN_TAG_NAMES.items()}
+MAIN_TAG_NUMBERS = {}
+
+
+def _rebuild():
+    """Derive the maps above from the active main tags (sequences are kept
+    whole for display, never matched)."""
+    MAIN_TAG_LEVELS.clear()
+    MAIN_TAG_NAMES.clear()
+    for level, tags in MAIN_DICOM_TAGS.items():
+        for tag, name in tags.items():
+            if tag in main_tags.SEQUENCE_TAGS:
+                continue
+            MAIN_TAG_LEVELS.setdefault(tag, []).append(ResourceLevel(level))
+            MAIN_TAG_NAMES[tag] = name
+    MAIN_TAG_NUMBERS.clear()
+    MAIN_TAG_NUMBERS.update({name: tag for tag, name in MAIN_TAG_NAMES.items()})
+
+
+_rebuild()
+main_tags.on_change(_rebuild)
 
 
 def is_main_tag(tag):
@@ -94,8 +115,4 @@ def is_main_tag(tag):
 def main_tags_up_to(level):
     """The main tags visible from a resource of ``level``: its own and its
     ancestors' (what Orthanc 1.6+ matches a query of that level against)."""
-    out = set()
-    for lv in ResourceLevel:
-        if lv <= level:
-            out.update(MAIN_DICOM_TAGS[lv])
-    return out
+    return {tag for tag, levels in MAIN_TAG_LEVELS.items() if min(levels) <= level}

@@ -87,8 +87,11 @@ class Resource:
     parent: str | None
     main_tags: dict
     patient_tags: dict | None  # study level only: the patient's tags as seen by that study
-    seq: int
     protected: bool = False
+    # Main tags that are sequences: {"gggg,eeee": Orthanc's full JSON node}.
+    main_sequences: dict = dataclasses.field(default_factory=dict)
+    # Creation order: Orthanc's internal ID, which breaks ties when ordering.
+    seq: int = 0
 
 
 @dataclasses.dataclass
@@ -127,7 +130,10 @@ class DeleteOutcome:
 
 
 class ResourceIndex(abc.ABC):
-    """What the REST layer, ingest and the DICOM services need from an index."""
+    """What the REST layer, ingest and the DICOM services need from an index.
+
+    Lists are ordered by public ID, as Orthanc 1.13.0 orders them.
+    """
 
     # -- reads (synchronous, cheap) --
     @abc.abstractmethod
@@ -135,24 +141,89 @@ class ResourceIndex(abc.ABC):
         """Return the Resource, or raise UnknownResource."""
 
     @abc.abstractmethod
+    def exists(self, public_id, level):
+        """Is there such a resource?"""
+
+    @abc.abstractmethod
     def list_resources(self, level, since=0, limit=0):
-        """Public IDs at ``level`` in insertion order, paginated like Orthanc."""
+        """Public IDs at ``level`` by ID, ``since`` skipped, at most ``limit`` (0: all)."""
+
+    @abc.abstractmethod
+    def count_resources(self, level):
+        """How many resources of ``level``."""
+
+    @abc.abstractmethod
+    def iter_level(self, level):
+        """(public ID, Resource) of every resource of ``level``, by ID."""
 
     @abc.abstractmethod
     def get_children(self, public_id, level):
-        """Public IDs of the children, in insertion order."""
+        """Public IDs of the children, by ID."""
+
+    @abc.abstractmethod
+    def count_children(self, public_id, level):
+        """Number of direct children."""
+
+    @abc.abstractmethod
+    def get_descendants(self, public_id, level, target):
+        """Public IDs at ``target`` level at or below a resource, by ID."""
 
     @abc.abstractmethod
     def get_metadata(self, public_id, level):
         """{MetadataType int: str}."""
 
     @abc.abstractmethod
+    def get_metadata_value(self, public_id, level, metadata_type):
+        """One metadata value, or None."""
+
+    @abc.abstractmethod
     def get_attachments(self, public_id, level):
         """{content type int: StoredFile}."""
 
     @abc.abstractmethod
+    def get_labels(self, public_id, level):
+        """The labels of a resource, sorted."""
+
+    @abc.abstractmethod
+    def all_labels(self):
+        """Every label in use, sorted."""
+
+    @abc.abstractmethod
+    def resources_with_label(self, level, label):
+        """Public IDs of ``level`` carrying ``label``, by ID."""
+
+    @abc.abstractmethod
+    def iter_metadata_values(self, level, metadata_type, reverse=False):
+        """(value, public ID) of the resources having a metadata, by value."""
+
+    @abc.abstractmethod
+    def lookup_metadata(self, level, metadata_type, value):
+        """Public IDs whose metadata equals ``value``."""
+
+    @abc.abstractmethod
+    def lookup_identifier(self, level, tag, normalized_value):
+        """Public IDs whose normalized identifier tag equals the value."""
+
+    @abc.abstractmethod
+    def scan_identifier_prefix(self, level, tag, normalized_prefix, cap=0):
+        """Public IDs whose normalized tag starts with the prefix (None past ``cap``)."""
+
+    @abc.abstractmethod
+    def scan_identifier_range(self, level, tag, lower, upper, cap=0):
+        """Public IDs whose normalized tag lies in [lower, upper] (None past ``cap``)."""
+
+    @abc.abstractmethod
+    def read_changes(self, since=0, to=None, count=None, types=None, newest_first=False):
+        """Changes with since < seq <= to, of some types, at most ``count``
+        from the oldest or the newest end, returned oldest first."""
+
+    @abc.abstractmethod
     def get_changes(self, since=0, limit=100):
-        """(list of Change, done, last seq)."""
+        """(list of Change, done): the page after ``since``."""
+
+    @abc.abstractmethod
+    def last_change_seq(self):
+        """The newest sequence number ever logged, 0 if none."""
 
     @abc.abstractmethod
     def get_last_change(self):
@@ -163,17 +234,27 @@ class ResourceIndex(abc.ABC):
         """(list of export dicts, done, last seq)."""
 
     @abc.abstractmethod
+    def get_last_export(self):
+        """The newest export or None."""
+
+    @abc.abstractmethod
     def get_statistics(self):
         """Global counts and sizes."""
 
     @abc.abstractmethod
-    def count_children(self, public_id, level):
-        """Number of direct children."""
+    def resource_statistics(self, public_id, level):
+        """Counts and sizes below one resource."""
+
+    @abc.abstractmethod
+    def referenced_uuids(self):
+        """Every attachment UUID the index points at."""
 
     # -- writes (each returns a Deferred fired after commit) --
     @abc.abstractmethod
     def store_instance(self, summary, stored, metadata, overwrite, limits):
-        """Index one instance whose file is already durable; fires StoreOutcome."""
+        """Index one instance whose file is already durable; fires StoreOutcome.
+        ``metadata``: {level: {MetadataType: value}} (levels other than the
+        instance's are written only when the resource is created)."""
 
     @abc.abstractmethod
     def delete_resource(self, public_id, level):
@@ -186,6 +267,27 @@ class ResourceIndex(abc.ABC):
     @abc.abstractmethod
     def delete_metadata(self, public_id, level, metadata_type):
         """Remove one metadata value."""
+
+    @abc.abstractmethod
+    def add_label(self, public_id, level, label):
+        """Attach a label (no-op when already there)."""
+
+    @abc.abstractmethod
+    def remove_label(self, public_id, level, label):
+        """Detach a label (no-op when absent)."""
+
+    @abc.abstractmethod
+    def set_attachment(self, public_id, level, content_type, stored):
+        """Record (or replace) an attachment; fires the replaced StoredFile or None."""
+
+    @abc.abstractmethod
+    def delete_attachment(self, public_id, level, content_type):
+        """Remove an attachment; fires the removed StoredFile."""
+
+    @abc.abstractmethod
+    def update_main_tags(self, public_id, level, main_tags, main_sequences, patient_tags,
+                         signature):
+        """Replace the main tags of a resource (reconstruct)."""
 
     @abc.abstractmethod
     def log_changes(self, changes):

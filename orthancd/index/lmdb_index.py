@@ -1,20 +1,26 @@
 """ResourceIndex on LMDB.
 
 One environment, named sub-databases.  A resource key is a level byte plus the
-20-byte SHA-1 behind its public ID, so there is no internal-ID indirection and
-lookups by public ID are a single get.
+20-byte SHA-1 behind its public ID, so there is no internal-ID indirection,
+lookups by public ID are a single get, and keys sort as Orthanc 1.13.0 lists
+resources (by public ID: the hex groups of the ID print the SHA-1 in order).
 
-  resources   key -> JSON {p: parent public ID, t: main tags, pt: patient tags
-              (studies), s: insertion sequence, x: protected, r: recycling seq}
-  order       level byte + 8-byte seq -> key          (listing in insertion order)
-  children    parent key -> 8-byte seq + child key    (dupsort, insertion order)
-  metadata    key + 2-byte type -> UTF-8 value
-  attachments key + 2-byte content type -> JSON StoredFile record
-  identifiers level byte + 4-byte tag + normalized value -> key   (dupsort, for find)
-  recycling   8-byte seq -> patient key              (oldest activity first)
-  changes     8-byte seq -> JSON
-  exports     8-byte seq -> JSON
-  meta        name -> value (schema version, counters, statistics)
+  resources        key -> JSON {s: creation seq, p: parent public ID, t: main tags (strings),
+                   q: main sequences (full JSON), pt: patient tags (studies),
+                   x: protected, r: recycling seq}
+  children         parent key -> child key                   (dupsort: by ID)
+  metadata         key + 2-byte type -> UTF-8 value
+  metadata_values  level byte + 2-byte type + value -> key   (dupsort, ordering
+                   and MetadataQuery)
+  attachments      key + 2-byte content type -> JSON StoredFile record
+  identifiers      level byte + 4-byte tag + normalized value -> key
+                   (dupsort, for find)
+  labels           key -> label                              (dupsort)
+  labelled         label -> key                              (dupsort)
+  recycling        8-byte seq -> patient key                 (oldest first)
+  changes          8-byte seq -> JSON
+  exports          8-byte seq -> JSON
+  meta             name -> value (schema version, counters, statistics)
 """
 import json
 import os
@@ -30,17 +36,22 @@ from orthancd.index.base import (
 from orthancd.index.writer import IndexWriter
 from orthancd.storage.area import StoredFile
 
-SCHEMA_VERSION = b"1"
+SCHEMA_VERSION = b"2"
 _U64 = struct.Struct(">Q")
 _U16 = struct.Struct(">H")
-_MAX_IDENTIFIER_VALUE = 400  # LMDB keys are limited to 511 bytes; the index only narrows
+_MAX_INDEXED_VALUE = 400  # LMDB keys are limited to 511 bytes; the index only narrows
+_KEY_SIZE = 21
 
-_DATABASES = ("resources", "order", "children", "metadata", "attachments",
-              "identifiers", "recycling", "changes", "exports", "meta")
-_DUPSORT = ("children", "identifiers")
+_DATABASES = ("resources", "children", "metadata", "metadata_values", "attachments",
+              "identifiers", "labels", "labelled", "recycling", "changes", "exports", "meta")
+_DUPSORT = ("children", "metadata_values", "identifiers", "labels", "labelled")
 
 _STATS_KEYS = ("patients", "studies", "series", "instances", "disk", "uncompressed")
 _LEVEL_COUNTERS = ("patients", "studies", "series", "instances")
+
+
+class IncompatibleIndex(RuntimeError):
+    """The index folder holds an index of another schema."""
 
 
 def now_iso():
@@ -54,6 +65,10 @@ def resource_key(level, public_id):
         raise UnknownResource(public_id)
 
 
+def _public_id(key):
+    return format_public_id(key[1:])
+
+
 def _dumps(value):
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
@@ -63,8 +78,13 @@ def _loads(raw):
 
 
 def identifier_key(level, tag, normalized_value):
-    value = normalized_value.encode("utf-8")[:_MAX_IDENTIFIER_VALUE]
+    value = normalized_value.encode("utf-8")[:_MAX_INDEXED_VALUE]
     return bytes((int(level),)) + struct.pack(">I", tag) + value
+
+
+def metadata_value_key(level, metadata_type, value):
+    return (bytes((int(level),)) + _U16.pack(int(metadata_type))
+            + value.encode("utf-8")[:_MAX_INDEXED_VALUE])
 
 
 class LmdbResourceIndex(ResourceIndex):
@@ -86,7 +106,11 @@ class LmdbResourceIndex(ResourceIndex):
             if version is None:
                 txn.put(b"schema", SCHEMA_VERSION, db=self.db["meta"])
             elif version != SCHEMA_VERSION:
-                raise RuntimeError("Incompatible index schema %r in %s" % (version, directory))
+                raise IncompatibleIndex(
+                    "The index in %s has schema %s, this orthancd needs schema %s: "
+                    "start from an empty IndexDirectory/StorageDirectory"
+                    % (directory, version.decode("ascii", "replace"),
+                       SCHEMA_VERSION.decode("ascii")))
         self.listeners = []
         # The index commits only once the files it references are durable.
         self.writer = IndexWriter(self.env, reactor, on_commit=self._committed,
@@ -111,7 +135,8 @@ class LmdbResourceIndex(ResourceIndex):
 
     def _to_resource(self, level, public_id, record):
         return Resource(level, public_id, record.get("p"), record.get("t", {}),
-                        record.get("pt"), record["s"], bool(record.get("x")))
+                        record.get("pt"), bool(record.get("x")), record.get("q") or {},
+                        record.get("s", 0))
 
     def get_resource(self, public_id, level=None):
         levels = list(ResourceLevel) if level is None else [level]
@@ -123,40 +148,48 @@ class LmdbResourceIndex(ResourceIndex):
         raise UnknownResource(public_id)
 
     def exists(self, public_id, level):
+        try:
+            key = resource_key(level, public_id)
+        except UnknownResource:
+            return False  # not even an Orthanc identifier
         with self._read() as txn:
-            return txn.get(resource_key(level, public_id), db=self.db["resources"]) is not None
+            return txn.get(key, db=self.db["resources"]) is not None
 
     def list_resources(self, level, since=0, limit=0):
         prefix = bytes((int(level),))
         out = []
         with self._read() as txn:
-            cursor = txn.cursor(db=self.db["order"])
+            cursor = txn.cursor(db=self.db["resources"])
             if not cursor.set_range(prefix):
                 return out
             skipped = 0
-            for key, value in cursor:
+            for key in cursor.iternext(values=False):
                 if key[:1] != prefix:
                     break
                 if skipped < since:
                     skipped += 1
                     continue
-                out.append(format_public_id(value[1:]))
+                out.append(_public_id(key))
                 if limit and len(out) >= limit:
                     break
         return out
+
+    def count_resources(self, level):
+        with self._read() as txn:
+            return self._counter(txn, _LEVEL_COUNTERS[level])
 
     def _children_keys(self, txn, key):
         cursor = txn.cursor(db=self.db["children"])
         if not cursor.set_key(key):
             return []
-        return [bytes(v[8:]) for v in cursor.iternext_dup()]
+        return list(cursor.iternext_dup())
 
     def get_children(self, public_id, level):
         with self._read() as txn:
             key = resource_key(level, public_id)
             if txn.get(key, db=self.db["resources"]) is None:
                 raise UnknownResource(public_id)
-            return [format_public_id(k[1:]) for k in self._children_keys(txn, key)]
+            return [_public_id(k) for k in self._children_keys(txn, key)]
 
     def count_children(self, public_id, level):
         with self._read() as txn:
@@ -165,25 +198,30 @@ class LmdbResourceIndex(ResourceIndex):
                 return 0
             return cursor.count()
 
-    def get_descendant_instances(self, public_id, level):
-        """Public IDs of every instance below (or at) a resource, in order."""
+    def get_descendants(self, public_id, level, target):
+        """Public IDs of the resources of ``target`` level at or below a
+        resource, sorted by ID (the order of 1.13.0's child routes)."""
         with self._read() as txn:
             key = resource_key(level, public_id)
             if txn.get(key, db=self.db["resources"]) is None:
                 raise UnknownResource(public_id)
             keys = [key]
-            for _ in range(int(ResourceLevel.INSTANCE) - int(level)):
+            for _ in range(int(target) - int(level)):
                 keys = [c for k in keys for c in self._children_keys(txn, k)]
-            return [format_public_id(k[1:]) for k in keys]
+            return sorted(_public_id(k) for k in keys)
+
+    def get_descendant_instances(self, public_id, level):
+        """Public IDs of every instance below (or at) a resource, by ID."""
+        return self.get_descendants(public_id, level, ResourceLevel.INSTANCE)
 
     def _metadata(self, txn, key):
         cursor = txn.cursor(db=self.db["metadata"])
         out = {}
         if cursor.set_range(key):
             for k, v in cursor:
-                if k[:21] != key:
+                if k[:_KEY_SIZE] != key:
                     break
-                out[_U16.unpack(k[21:23])[0]] = v.decode("utf-8")
+                out[_U16.unpack(k[_KEY_SIZE:_KEY_SIZE + 2])[0]] = v.decode("utf-8")
         return out
 
     def get_metadata(self, public_id, level):
@@ -193,14 +231,21 @@ class LmdbResourceIndex(ResourceIndex):
                 raise UnknownResource(public_id)
             return self._metadata(txn, key)
 
+    def get_metadata_value(self, public_id, level, metadata_type):
+        """One metadata value, None when unset (no existence check)."""
+        with self._read() as txn:
+            raw = txn.get(resource_key(level, public_id) + _U16.pack(int(metadata_type)),
+                          db=self.db["metadata"])
+            return None if raw is None else raw.decode("utf-8")
+
     def _attachments(self, txn, key):
         cursor = txn.cursor(db=self.db["attachments"])
         out = {}
         if cursor.set_range(key):
             for k, v in cursor:
-                if k[:21] != key:
+                if k[:_KEY_SIZE] != key:
                     break
-                out[_U16.unpack(k[21:23])[0]] = StoredFile.from_record(_loads(v))
+                out[_U16.unpack(k[_KEY_SIZE:_KEY_SIZE + 2])[0]] = StoredFile.from_record(_loads(v))
         return out
 
     def get_attachments(self, public_id, level):
@@ -210,22 +255,136 @@ class LmdbResourceIndex(ResourceIndex):
                 raise UnknownResource(public_id)
             return self._attachments(txn, key)
 
+    # -- labels --
+
+    def get_labels(self, public_id, level):
+        """The labels of a resource, sorted."""
+        with self._read() as txn:
+            key = resource_key(level, public_id)
+            if txn.get(key, db=self.db["resources"]) is None:
+                raise UnknownResource(public_id)
+            return self._labels(txn, key)
+
+    def _labels(self, txn, key):
+        cursor = txn.cursor(db=self.db["labels"])
+        if not cursor.set_key(key):
+            return []
+        return [v.decode("utf-8") for v in cursor.iternext_dup()]
+
+    def all_labels(self):
+        """Every label attached to some resource, sorted."""
+        with self._read() as txn:
+            cursor = txn.cursor(db=self.db["labelled"])
+            return [k.decode("utf-8") for k in cursor.iternext_nodup(keys=True, values=False)]
+
+    def resources_with_label(self, level, label):
+        """Public IDs of the resources of ``level`` carrying ``label``, by ID."""
+        out = []
+        prefix = bytes((int(level),))
+        name = label.encode("utf-8")
+        with self._read() as txn:
+            cursor = txn.cursor(db=self.db["labelled"])
+            if not cursor.set_range_dup(name, prefix):
+                return out
+            for key in cursor.iternext_dup():
+                if key[:1] != prefix:
+                    break
+                out.append(_public_id(key))
+        return out
+
+    # -- metadata values, for ordering and MetadataQuery --
+
+    def iter_metadata_values(self, level, metadata_type, reverse=False):
+        """(value, public ID) of the resources of ``level`` having the
+        metadata, in value order (then by ID); values longer than the index
+        keeps are truncated: callers check them against get_metadata."""
+        head = bytes((int(level),)) + _U16.pack(int(metadata_type))
+        with self._read() as txn:
+            cursor = txn.cursor(db=self.db["metadata_values"])
+            if reverse:
+                # From the last entry of the prefix backwards: prev() walks
+                # the duplicates too, so this is forward order reversed.
+                following = (int.from_bytes(head, "big") + 1).to_bytes(3, "big")
+                found = cursor.set_range(following)
+                found = cursor.prev() if found else cursor.last()
+                step = cursor.prev
+            else:
+                found = cursor.set_range(head)
+                step = cursor.next
+            while found:
+                key = cursor.key()
+                if key[:3] != head:
+                    return
+                yield key[3:].decode("utf-8", "replace"), _public_id(cursor.value())
+                found = step()
+
+    def lookup_metadata(self, level, metadata_type, value):
+        """Public IDs whose metadata equals ``value`` (indexed form)."""
+        key = metadata_value_key(level, metadata_type, value)
+        with self._read() as txn:
+            cursor = txn.cursor(db=self.db["metadata_values"])
+            if not cursor.set_key(key):
+                return []
+            return [_public_id(v) for v in cursor.iternext_dup()]
+
+    # -- logs --
+
     def _log_page(self, dbname, since, limit):
         entries = []
         with self._read() as txn:
             cursor = txn.cursor(db=self.db[dbname])
-            found = cursor.set_range(_U64.pack(since + 1))
+            found = cursor.set_range(_U64.pack(max(since, 0) + 1))
             while found and len(entries) <= limit:
                 entries.append((_U64.unpack(cursor.key())[0], _loads(cursor.value())))
                 found = cursor.next()
         done = len(entries) <= limit
         return entries[:limit], done
 
+    def read_changes(self, since=0, to=None, count=None, types=None, newest_first=False):
+        """Changes with ``since`` < seq <= ``to`` (either bound may be
+        None), of the ``types`` given (all when None), at most ``count``
+        (None: no limit), taken from the oldest or the newest end; always
+        returned oldest first."""
+        picked = []
+        if count == 0 or (to is not None and to < 0):
+            return picked
+        with self._read() as txn:
+            cursor = txn.cursor(db=self.db["changes"])
+            low = max(since or 0, 0)
+            high = None if to is None else min(to, (1 << 64) - 2)
+            if newest_first:
+                if high is None:
+                    found = cursor.last()
+                else:
+                    found = cursor.set_range(_U64.pack(high + 1))
+                    found = cursor.prev() if found else cursor.last()
+                step = cursor.prev
+            else:
+                found = cursor.set_range(_U64.pack(low + 1))
+                step = cursor.next
+            while found and (count is None or len(picked) < count):
+                seq = _U64.unpack(cursor.key())[0]
+                if seq <= low or (high is not None and seq > high):
+                    break
+                value = _loads(cursor.value())
+                if types is None or value["c"] in types:
+                    picked.append(self._change(seq, value))
+                found = step()
+        if newest_first:
+            picked.reverse()
+        return picked
+
     def get_changes(self, since=0, limit=100):
-        entries, done = self._log_page("changes", since, limit)
-        changes = [self._change(seq, value) for seq, value in entries]
-        last = changes[-1].seq if changes else since
-        return changes, done, last
+        """(changes, done): the page after ``since``."""
+        changes = self.read_changes(since, None, limit + 1)
+        return changes[:limit], len(changes) <= limit
+
+    def last_change_seq(self):
+        """The sequence number of the newest change ever logged (kept after
+        the log is cleared, as SQLite's sequence), 0 if none."""
+        with self._read() as txn:
+            raw = txn.get(b"next:changes", db=self.db["meta"])
+            return 0 if raw is None else _U64.unpack(raw)[0] - 1
 
     def _change(self, seq, value):
         return Change(seq, value["c"], ResourceLevel(value["l"]), value["i"], value["d"])
@@ -289,7 +448,7 @@ class LmdbResourceIndex(ResourceIndex):
             cursor = txn.cursor(db=self.db["identifiers"])
             if not cursor.set_key(key):
                 return []
-            return [format_public_id(v[1:]) for v in cursor.iternext_dup()]
+            return [_public_id(v) for v in cursor.iternext_dup()]
 
     def scan_identifier_prefix(self, level, tag, normalized_prefix, cap=0):
         """Public IDs whose normalized ``tag`` value starts with the prefix, in
@@ -316,14 +475,14 @@ class LmdbResourceIndex(ResourceIndex):
             for key, value in cursor:
                 if not within(key):
                     break
-                out.append(format_public_id(value[1:]))
+                out.append(_public_id(value))
                 if cap and len(out) > cap:
                     return None
         return out
 
     def iter_level(self, level):
         """(public ID, Resource) of every resource of ``level``, by public ID
-        (the order Orthanc's SQLite lookups answer in)."""
+        (the order Orthanc 1.13.0 lists and finds them in)."""
         prefix = bytes((int(level),))
         with self._read() as txn:
             cursor = txn.cursor(db=self.db["resources"])
@@ -332,7 +491,7 @@ class LmdbResourceIndex(ResourceIndex):
             for key, raw in cursor:
                 if key[:1] != prefix:
                     break
-                public_id = format_public_id(key[1:])
+                public_id = _public_id(key)
                 yield public_id, self._to_resource(level, public_id, _loads(raw))
 
     # ----------------------------------------------------------------- writes
@@ -353,6 +512,12 @@ class LmdbResourceIndex(ResourceIndex):
 
     def delete_metadata(self, public_id, level, metadata_type):
         return self.writer.submit(self._delete_metadata_op, public_id, level, metadata_type)
+
+    def add_label(self, public_id, level, label):
+        return self.writer.submit(self._add_label_op, public_id, level, label)
+
+    def remove_label(self, public_id, level, label):
+        return self.writer.submit(self._remove_label_op, public_id, level, label)
 
     def log_changes(self, changes):
         return self.writer.submit(self._log_changes_op, changes, now_iso())
@@ -376,6 +541,13 @@ class LmdbResourceIndex(ResourceIndex):
 
     def delete_attachment(self, public_id, level, content_type):
         return self.writer.submit(self._delete_attachment_op, public_id, level, content_type)
+
+    def update_main_tags(self, public_id, level, main_tags, main_sequences, patient_tags,
+                         signature):
+        """Replace the main tags of one resource (reconstruct); the study
+        level also gets its copy of the patient tags."""
+        return self.writer.submit(self._update_main_tags_op, public_id, level, main_tags,
+                                  main_sequences, patient_tags, signature)
 
     # -- operations, run on the writer thread inside a child transaction --
 
@@ -403,13 +575,30 @@ class LmdbResourceIndex(ResourceIndex):
         return Change(seq, change_type, level, public_id, date)
 
     def _put_metadata(self, txn, key, metadata_type, value):
-        txn.put(key + _U16.pack(int(metadata_type)), str(value).encode("utf-8"),
-                db=self.db["metadata"])
+        value = str(value)
+        mkey = key + _U16.pack(int(metadata_type))
+        old = txn.get(mkey, db=self.db["metadata"])
+        if old is not None:
+            txn.delete(metadata_value_key(key[0], metadata_type, old.decode("utf-8")), key,
+                       db=self.db["metadata_values"])
+        txn.put(mkey, value.encode("utf-8"), db=self.db["metadata"])
+        txn.put(metadata_value_key(key[0], metadata_type, value), key,
+                db=self.db["metadata_values"], dupdata=True)
+
+    def _remove_metadata(self, txn, key, metadata_type):
+        mkey = key + _U16.pack(int(metadata_type))
+        old = txn.get(mkey, db=self.db["metadata"])
+        if old is None:
+            return False
+        txn.delete(metadata_value_key(key[0], metadata_type, old.decode("utf-8")), key,
+                   db=self.db["metadata_values"])
+        txn.delete(mkey, db=self.db["metadata"])
+        return True
 
     def _index_identifiers(self, txn, level, key, tags, add=True):
         for tag, keyword in self.identifier_tags.get(level, ()):
             value = tags.get(keyword)
-            if value is None:
+            if value is None or not isinstance(value, str):
                 continue
             ikey = identifier_key(level, tag, self._normalize(value))
             if add:
@@ -417,17 +606,18 @@ class LmdbResourceIndex(ResourceIndex):
             else:
                 txn.delete(ikey, key, db=self.db["identifiers"])
 
-    def _create_resource(self, txn, level, public_id, parent_key, tags, patient_tags):
+    def _create_resource(self, txn, level, public_id, parent_key, tags, sequences,
+                         patient_tags):
         key = resource_key(level, public_id)
-        seq = self._next(txn, "resources")
-        record = {"s": seq, "t": tags}
+        record = {"s": self._next(txn, "resources"), "t": tags}
+        if sequences:
+            record["q"] = sequences
         if parent_key is not None:
-            record["p"] = format_public_id(parent_key[1:])
-            txn.put(parent_key, _U64.pack(seq) + key, db=self.db["children"], dupdata=True)
+            record["p"] = _public_id(parent_key)
+            txn.put(parent_key, key, db=self.db["children"], dupdata=True)
         if patient_tags is not None:
             record["pt"] = patient_tags
         txn.put(key, _dumps(record), db=self.db["resources"])
-        txn.put(bytes((int(level),)) + _U64.pack(seq), key, db=self.db["order"])
         self._index_identifiers(txn, level, key, tags)
         self._add_counter(txn, _LEVEL_COUNTERS[level], 1)
         return key, record
@@ -458,17 +648,19 @@ class LmdbResourceIndex(ResourceIndex):
             # Overwrite replaces the instance (and its files) but keeps its ancestors.
             old = self._delete_subtree(txn, ResourceLevel.INSTANCE, keys[3])
             obsolete.extend(f for f in old if f.uuid != stored.uuid)
-            self._detach_child(txn, keys[2], keys[3], _loads(existing)["s"])
+            self._detach_child(txn, keys[2], keys[3])
         recycled = self._make_room(txn, keys[0], stored.size, limits, obsolete)
         new_levels = []
         tags = summary.main_tags
+        sequences = getattr(summary, "main_sequences", None) or {}
         parent = None
         records = []
         for lv, key, public_id in zip(levels, keys, ids):
             raw = txn.get(key, db=self.db["resources"])
             if raw is None:
                 patient_tags = tags[ResourceLevel.PATIENT] if lv is ResourceLevel.STUDY else None
-                key, record = self._create_resource(txn, lv, public_id, parent, tags[lv], patient_tags)
+                key, record = self._create_resource(txn, lv, public_id, parent, tags[lv],
+                                                    sequences.get(lv), patient_tags)
                 new_levels.append(lv)
             else:
                 record = _loads(raw)
@@ -479,8 +671,14 @@ class LmdbResourceIndex(ResourceIndex):
                 db=self.db["attachments"])
         self._add_counter(txn, "disk", stored.size)
         self._add_counter(txn, "uncompressed", stored.uncompressed_size)
-        for metadata_type, value in metadata.items():
+        for metadata_type, value in metadata.get(ResourceLevel.INSTANCE, {}).items():
             self._put_metadata(txn, instance_key, metadata_type, value)
+        # Metadata of the other levels is written once, when they are created
+        # (as Orthanc does), except LastUpdate, refreshed by every instance.
+        for lv in new_levels:
+            if lv is not ResourceLevel.INSTANCE:
+                for metadata_type, value in metadata.get(lv, {}).items():
+                    self._put_metadata(txn, keys[lv], metadata_type, value)
         if ResourceLevel.SERIES in new_levels and summary.expected_instances is not None:
             self._put_metadata(txn, keys[2], MetadataType.ExpectedNumberOfInstances,
                                summary.expected_instances)
@@ -491,8 +689,7 @@ class LmdbResourceIndex(ResourceIndex):
         for lv in reversed(levels):
             if lv in new_levels:
                 self._log_change(txn, "New" + lv.title, lv, ids[lv], now)
-        status = "Success"
-        return StoreOutcome(status, ids, tuple(reversed(new_levels)), obsolete, recycled)
+        return StoreOutcome("Success", ids, tuple(reversed(new_levels)), obsolete, recycled)
 
     def _make_room(self, txn, patient_key, incoming_size, limits, obsolete):
         """Recycle the least recently updated unprotected patients while the
@@ -510,7 +707,7 @@ class LmdbResourceIndex(ResourceIndex):
             if victim is None:
                 raise StorageFull("The storage is full and no patient can be recycled")
             obsolete.extend(self._delete_subtree(txn, ResourceLevel.PATIENT, victim))
-            recycled.append(format_public_id(victim[1:]))
+            recycled.append(_public_id(victim))
 
     def _oldest_recyclable(self, txn, keep_key):
         cursor = txn.cursor(db=self.db["recycling"])
@@ -519,8 +716,8 @@ class LmdbResourceIndex(ResourceIndex):
                 return bytes(patient_key)
         return None
 
-    def _detach_child(self, txn, parent_key, child_key, child_seq):
-        txn.delete(parent_key, _U64.pack(child_seq) + child_key, db=self.db["children"])
+    def _detach_child(self, txn, parent_key, child_key):
+        txn.delete(parent_key, child_key, db=self.db["children"])
 
     def _delete_subtree(self, txn, level, key):
         """Remove a resource and everything below it; return the obsolete files.
@@ -539,9 +736,11 @@ class LmdbResourceIndex(ResourceIndex):
             self._add_counter(txn, "uncompressed", -info.uncompressed_size)
             files.append(info)
         for metadata_type in self._metadata(txn, key):
-            txn.delete(key + _U16.pack(metadata_type), db=self.db["metadata"])
+            self._remove_metadata(txn, key, metadata_type)
+        for label in self._labels(txn, key):
+            txn.delete(label.encode("utf-8"), key, db=self.db["labelled"])
+        txn.delete(key, db=self.db["labels"])
         self._index_identifiers(txn, level, key, record.get("t", {}), add=False)
-        txn.delete(bytes((int(level),)) + _U64.pack(record["s"]), db=self.db["order"])
         if record.get("r") is not None:
             txn.delete(_U64.pack(record["r"]), db=self.db["recycling"])
         txn.delete(key, db=self.db["resources"])
@@ -558,20 +757,20 @@ class LmdbResourceIndex(ResourceIndex):
         files = self._delete_subtree(txn, level, key)
         deleted.append((level, public_id))
         # Walk up: an ancestor left without children goes too.
-        parent_id, child_key, child_seq = record.get("p"), key, record["s"]
+        parent_id, child_key = record.get("p"), key
         lv = level
         remaining = None
         while parent_id is not None:
             lv = lv.parent
             parent_key = resource_key(lv, parent_id)
-            self._detach_child(txn, parent_key, child_key, child_seq)
+            self._detach_child(txn, parent_key, child_key)
             parent_record = _loads(txn.get(parent_key, db=self.db["resources"]))
             if self._children_keys(txn, parent_key):
                 remaining = self._to_resource(lv, parent_id, parent_record)
                 break
             files.extend(self._delete_subtree(txn, lv, parent_key))
             deleted.append((lv, parent_id))
-            parent_id, child_key, child_seq = parent_record.get("p"), parent_key, parent_record["s"]
+            parent_id, child_key = parent_record.get("p"), parent_key
         return DeleteOutcome(remaining, deleted, files)
 
     def _require(self, txn, public_id, level):
@@ -588,9 +787,21 @@ class LmdbResourceIndex(ResourceIndex):
 
     def _delete_metadata_op(self, txn, public_id, level, metadata_type):
         key, _ = self._require(txn, public_id, level)
-        if not txn.delete(key + _U16.pack(int(metadata_type)), db=self.db["metadata"]):
+        if not self._remove_metadata(txn, key, metadata_type):
             raise KeyError(metadata_type)
         self._log_change(txn, ChangeType.UpdatedMetadata.name, level, public_id, now_iso())
+
+    def _add_label_op(self, txn, public_id, level, label):
+        key, _ = self._require(txn, public_id, level)
+        name = label.encode("utf-8")
+        txn.put(key, name, db=self.db["labels"], dupdata=True)
+        txn.put(name, key, db=self.db["labelled"], dupdata=True)
+
+    def _remove_label_op(self, txn, public_id, level, label):
+        key, _ = self._require(txn, public_id, level)
+        name = label.encode("utf-8")
+        txn.delete(key, name, db=self.db["labels"])
+        txn.delete(name, key, db=self.db["labelled"])
 
     def _set_attachment_op(self, txn, public_id, level, content_type, stored):
         key, _ = self._require(txn, public_id, level)
@@ -619,6 +830,21 @@ class LmdbResourceIndex(ResourceIndex):
         self._add_counter(txn, "uncompressed", -previous.uncompressed_size)
         self._log_change(txn, ChangeType.UpdatedAttachment.name, level, public_id, now_iso())
         return previous
+
+    def _update_main_tags_op(self, txn, public_id, level, main_tags, main_sequences,
+                             patient_tags, signature):
+        key, record = self._require(txn, public_id, level)
+        self._index_identifiers(txn, level, key, record.get("t", {}), add=False)
+        record["t"] = main_tags
+        if main_sequences:
+            record["q"] = main_sequences
+        else:
+            record.pop("q", None)
+        if level is ResourceLevel.STUDY and patient_tags is not None:
+            record["pt"] = patient_tags
+        txn.put(key, _dumps(record), db=self.db["resources"])
+        self._index_identifiers(txn, level, key, main_tags)
+        self._put_metadata(txn, key, MetadataType.MainDicomTagsSignature, signature)
 
     def _log_changes_op(self, txn, changes, now):
         return [self._log_change(txn, c, lv, i, now) for c, lv, i in changes]

@@ -15,7 +15,7 @@ from orthancd.logs import logger
 from twisted.web import http, resource, server
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from orthancd.errors import ErrorCode, OrthancError
+from orthancd.errors import ErrorCode, NoAnswer, OrthancError
 from orthancd.index.base import UnknownResource
 from orthancd.rest.dispatch import RestResource
 from orthancd.rest.http import error_body, sized
@@ -55,6 +55,9 @@ def render_failure(request, failure):
                          key=_METHOD_ORDER.index)
         request.setResponseCode(405)
         request.setHeader(b"Allow", ",".join(allowed).encode())
+        return sized(request, b"")
+    if isinstance(error, NoAnswer):
+        request.setResponseCode(404)
         return sized(request, b"")
     if isinstance(error, (UnknownResource, NotFound)):
         error = OrthancError(ErrorCode.UnknownResource)

@@ -6,7 +6,7 @@ from orthancd.ids import ResourceLevel
 from orthancd.index.base import CONTENT_TYPE_NAMES, USER_CONTENT_START, ContentType
 from orthancd.rest.http import (bool_argument, read_body, render_bytes, render_json,
                                 render_text, sized)
-from orthancd.rest.numbered_names import NumberedNames
+from orthancd.index.numbered_names import NumberedNames
 
 _OPERATIONS = ["compress", "compressed-data", "compressed-md5", "compressed-size", "data",
                "info", "is-compressed", "md5", "size", "uncompress", "verify-md5", "uuid"]

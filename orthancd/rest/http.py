@@ -85,6 +85,22 @@ def bool_argument(request, name, default=False):
     return True
 
 
+def strict_bool_argument(request, name, default=False):
+    """RestApiGetCall::GetBooleanArgument: no value means true, then "1",
+    "true", "0" or "false"; anything else is refused."""
+    if not has_argument(request, name):
+        return default
+    value = get_argument(request, name, "")
+    if value == "":
+        return True
+    if value in ("1", "true"):
+        return True
+    if value in ("0", "false"):
+        return False
+    raise OrthancError(ErrorCode.ParameterOutOfRange,
+                       'Expected a Boolean for GET argument "%s", found: %s' % (name, value))
+
+
 def int_argument(request, name, default=0):
     value = get_argument(request, name)
     if value is None:
@@ -96,6 +112,27 @@ def int_argument(request, name, default=0):
     if number < 0:
         raise OrthancError(ErrorCode.ParameterOutOfRange)
     return number
+
+
+def dicom_format(request, default="human"):
+    """``?simplify``, ``?short`` or ``?full`` (the first present wins)."""
+    for name, fmt in (("simplify", "human"), ("short", "short"), ("full", "full")):
+        if has_argument(request, name):
+            return fmt
+    return default
+
+
+def requested_tags_argument(request):
+    """``?requested-tags=`` (or the older ``?requestedTags=``): tags as ints."""
+    from orthancd.find.tags import parse_tag_list
+    text = get_argument(request, "requested-tags")
+    if text is None:
+        text = get_argument(request, "requestedTags", "")
+    try:
+        return parse_tag_list(text)
+    except OrthancError as e:
+        raise OrthancError(ErrorCode.BadRequest, "Invalid requested-tags argument: %s %s"
+                           % (e.description, e.details or ""))
 
 
 def paging_arguments(request):

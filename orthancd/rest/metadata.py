@@ -3,13 +3,10 @@ from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import USER_METADATA_START, MetadataType
 from orthancd.rest.http import bool_argument, render_json, render_text, text_body
-from orthancd.rest.numbered_names import NumberedNames
 
 
 def install(app, server):
-    names = NumberedNames({m.name: int(m) for m in MetadataType},
-                          server.configuration.get("UserMetadata"),
-                          (ErrorCode.InexistentItem, None))
+    names = server.metadata_names
     index = server.index
 
     def make_routes(level):

@@ -1,11 +1,19 @@
 """/patients, /studies, /series, /instances: listing, browsing the hierarchy,
-statistics, deletion, protection, shared tags and modules."""
+labels, statistics, deletion, protection, shared tags and modules.
+
+Listings, single resources and the child routes all go through the finder
+(orthancd.find.finder), as Orthanc 1.13.0 serves them through its
+ResourceFinder: same order (by public ID), same fields, same RequestedTags.
+"""
 from orthancd.dicom.modules import module_to_json, shared_tags_to_json
-from orthancd.errors import ErrorCode, OrthancError
+from orthancd.errors import ErrorCode, NoAnswer, OrthancError
+from orthancd.find import finder
 from orthancd.ids import ResourceLevel
-from orthancd.rest.http import (bool_argument, has_argument, paging_arguments, render_json,
-                                render_text, text_body)
-from orthancd.rest.resource_json import resource_to_json
+from orthancd.index.base import UnknownResource
+from orthancd.rest.http import (bool_argument, dicom_format, get_argument, has_argument,
+                                paging_arguments, render_json, render_text,
+                                requested_tags_argument, strict_bool_argument, text_body)
+from orthancd.rest.resource_json import EXPAND, expand, parse_response_content
 
 LEVELS = list(ResourceLevel)
 
@@ -51,20 +59,8 @@ def remaining_ancestor_json(outcome):
 
 
 def descendants(server, public_id, level, target):
-    """Public IDs at ``target`` level below a resource, in Orthanc's order: a
-    depth-first walk with a stack (so intermediate levels come out reversed),
-    the children at the target level appended in their own order."""
-    if level is target:
-        return [public_id]
-    found, stack = [], [(public_id, level)]
-    while stack:
-        resource_id, lv = stack.pop()
-        children = server.index.get_children(resource_id, lv)
-        if lv.child is target:
-            found.extend(children)
-        else:
-            stack.extend((child, lv.child) for child in children)
-    return found
+    """Public IDs at ``target`` level at or below a resource, by ID."""
+    return server.index.get_descendants(public_id, level, target)
 
 
 def ancestor(server, public_id, level, target):
@@ -74,6 +70,41 @@ def ancestor(server, public_id, level, target):
     return public_id
 
 
+def response_content(request):
+    """``?response-content=`` or ``?expand``: the fields of each resource
+    listed (None: only their IDs)."""
+    if has_argument(request, "response-content"):
+        names = [n for n in get_argument(request, "response-content", "").split(";") if n]
+        try:
+            return parse_response_content(names)
+        except OrthancError as e:
+            raise OrthancError(e.code, 'Unrecognized value for "ResponseContent": %s'
+                               % e.details.rsplit(": ", 1)[-1])
+    if has_argument(request, "expand") and strict_bool_argument(request, "expand", True):
+        return EXPAND
+    return None
+
+
+def list_paging(request):
+    """``since`` and ``limit`` of a listing (uint64 for Orthanc: negative
+    values reach SQLite, which refuses them)."""
+    since, limit = None, None
+    if has_argument(request, "since") or has_argument(request, "limit"):
+        for name in ("since", "limit"):
+            value = get_argument(request, name, "")
+            if value.strip().startswith("-") and value.strip()[1:].isdigit():
+                raise OrthancError(ErrorCode.SQLiteCannotStep, http_status=500)
+        since, limit = paging_arguments(request)
+    return since, limit
+
+
+async def render_found(server, request, level, ids, content, requested, fmt):
+    if content is None:
+        return render_json(request, ids)
+    answer = [await expand(server, level, i, fmt, content, requested) for i in ids]
+    return render_json(request, answer)
+
+
 def install(app, server):
     index = server.index
 
@@ -81,18 +112,23 @@ def install(app, server):
         plural = level.plural
 
         @app.route("/%s" % plural, methods=["GET"], endpoint="list_" + plural)
-        def list_resources(request):
-            since, limit = paging_arguments(request)
-            # An explicit limit of 0 lists nothing, as in Orthanc.
-            ids = [] if limit == 0 and has_argument(request, "limit") else \
-                index.list_resources(level, since, limit)
-            if bool_argument(request, "expand"):
-                return render_json(request, [resource_to_json(server, level, i) for i in ids])
-            return render_json(request, ids)
+        async def list_resources(request):
+            requested = requested_tags_argument(request)
+            content = response_content(request)
+            since, limit = list_paging(request)
+            query = finder.FindQuery(level, since=since, limit=limit or None)
+            outcome = await finder.find(server, query)
+            return await render_found(server, request, level, outcome.ids, content, requested,
+                                      dicom_format(request))
 
         @app.route("/%s/<public_id>" % plural, methods=["GET"], endpoint="get_" + plural)
-        def get_resource(request, public_id):
-            return render_json(request, resource_to_json(server, level, public_id))
+        async def get_resource(request, public_id):
+            requested = requested_tags_argument(request)
+            if not index.exists(public_id, level):
+                raise NoAnswer()
+            answer = await expand(server, level, public_id, dicom_format(request), EXPAND,
+                                  requested)
+            return render_json(request, answer)
 
         @app.route("/%s/<public_id>" % plural, methods=["DELETE"], endpoint="delete_" + plural)
         async def delete_resource(request, public_id):
@@ -103,7 +139,11 @@ def install(app, server):
         @app.route("/%s/<public_id>/statistics" % plural, methods=["GET"],
                    endpoint="statistics_" + plural)
         def resource_statistics(request, public_id):
-            stats = index.resource_statistics(public_id, level)
+            try:
+                stats = index.resource_statistics(public_id, level)
+            except UnknownResource:
+                # Orthanc 1.13.0 counts nothing rather than failing.
+                stats = ({lv: 0 for lv in LEVELS}, 0, 0, 0, 0)
             return render_json(request, statistics_json(level, *stats))
 
         @app.route("/%s/<public_id>/module" % plural, methods=["GET"], endpoint="module_" + plural)
@@ -111,6 +151,29 @@ def install(app, server):
             instance = descendants(server, public_id, level, ResourceLevel.INSTANCE)[0]
             dataset = await server.read_dataset(instance)
             return render_json(request, module_to_json(dataset, level, tags_format(request)))
+
+        @app.route("/%s/<public_id>/labels" % plural, methods=["GET"], endpoint="labels_" + plural)
+        def list_labels(request, public_id):
+            return render_json(request, index.get_labels(public_id, level))
+
+        @app.route("/%s/<public_id>/labels/<label>" % plural, methods=["GET"],
+                   endpoint="label_get_" + plural)
+        def get_label(request, public_id, label):
+            if label not in index.get_labels(public_id, level):
+                raise NoAnswer()
+            return render_text(request, "")
+
+        @app.route("/%s/<public_id>/labels/<label>" % plural, methods=["PUT"],
+                   endpoint="label_put_" + plural)
+        async def add_label(request, public_id, label):
+            await server.add_label(public_id, level, label)
+            return render_text(request, "")
+
+        @app.route("/%s/<public_id>/labels/<label>" % plural, methods=["DELETE"],
+                   endpoint="label_delete_" + plural)
+        async def remove_label(request, public_id, label):
+            await server.remove_label(public_id, level, label)
+            return render_text(request, "")
 
         for child in LEVELS[int(level) + 1:]:
             make_child_route(level, child)
@@ -128,19 +191,29 @@ def install(app, server):
     def make_child_route(level, child):
         @app.route("/%s/<public_id>/%s" % (level.plural, child.plural), methods=["GET"],
                    endpoint="%s_%s" % (level.plural, child.plural))
-        def children(request, public_id):
-            index.get_resource(public_id, level)
-            ids = descendants(server, public_id, level, child)
-            # Always expanded, whatever ?expand says (as Orthanc 1.10.1).
-            return render_json(request, [resource_to_json(server, child, i) for i in ids])
+        async def children(request, public_id):
+            # The one "expand" whose default is true (as Orthanc 1.13.0).
+            expanded = strict_bool_argument(request, "expand", True)
+            requested = requested_tags_argument(request)
+            query = finder.FindQuery(child, scope=(level, public_id))
+            outcome = await finder.find(server, query)
+            if not outcome.ids:
+                # No children means no parent, in Orthanc's data model.
+                raise OrthancError(ErrorCode.UnknownResource)
+            return await render_found(server, request, child, outcome.ids,
+                                      EXPAND if expanded else None, requested,
+                                      dicom_format(request))
 
     def make_parent_route(level, parent):
         name = parent.title.lower()
+
         @app.route("/%s/<public_id>/%s" % (level.plural, name), methods=["GET"],
                    endpoint="%s_%s" % (level.plural, name))
-        def parent_resource(request, public_id):
+        async def parent_resource(request, public_id):
+            requested_tags_argument(request)  # checked, but unused by Orthanc 1.13.0
             parent_id = ancestor(server, public_id, level, parent)
-            return render_json(request, resource_to_json(server, parent, parent_id))
+            answer = await expand(server, parent, parent_id, dicom_format(request), EXPAND)
+            return render_json(request, answer)
 
     for level in LEVELS:
         make_level_routes(level)
@@ -154,7 +227,10 @@ def install(app, server):
 
     @app.route("/patients/<public_id>/protected", methods=["GET"])
     def get_protected(request, public_id):
-        resource = index.get_resource(public_id, ResourceLevel.PATIENT)
+        try:
+            resource = index.get_resource(public_id, ResourceLevel.PATIENT)
+        except UnknownResource:
+            raise OrthancError(ErrorCode.ParameterOutOfRange)
         return render_text(request, "1" if resource.protected else "0")
 
     @app.route("/patients/<public_id>/protected", methods=["PUT"])
@@ -165,3 +241,7 @@ def install(app, server):
         index.get_resource(public_id, ResourceLevel.PATIENT)
         await index.set_protected(public_id, value in ("1", "true"))
         return render_text(request, "")
+
+    @app.route("/tools/labels", methods=["GET"])
+    def all_labels(request):
+        return render_json(request, index.all_labels())

@@ -1,59 +1,151 @@
 """/system and /statistics."""
+import hashlib
+import os
+import sys
+
 from orthancd import ORTHANC_API_VERSION
-from orthancd.dicom.summary import MAIN_DICOM_TAGS
+from orthancd.dicom import main_tags
+from orthancd.ids import ResourceLevel
 from orthancd.rest.http import render_json
 from orthancd.rest.resources import size_mb
 
-# The REST API level of Orthanc 1.12.6, which orthancd implements.
-API_VERSION = 27
+# The REST API level of Orthanc 1.13.0, which orthancd implements.
+API_VERSION = 31
 DATABASE_VERSION = 6
 
+# Orthanc's well-known default users: a server that accepts them is not secure.
+_INSECURE_USERS = (("orthanc", "orthanc"), ("alice", "orthanctest"))
 
-def _main_dicom_tags_signature():
-    from pydicom.datadict import tag_for_keyword
-    out = {}
-    for level, tags in MAIN_DICOM_TAGS.items():
-        names = []
-        for tag in tags:
-            number = tag_for_keyword(tag) if isinstance(tag, str) else int(tag)
-            names.append("%04x,%04x" % (number >> 16, number & 0xFFFF))
-        out[level.title] = ";".join(names)
+
+def _mac_addresses():
+    out = set()
+    try:
+        interfaces = os.listdir("/sys/class/net")
+    except OSError:
+        return out
+    for name in interfaces:
+        try:
+            with open(os.path.join("/sys/class/net", name, "address")) as f:
+                address = f.read().strip()
+        except OSError:
+            continue
+        if address and address != "00:00:00:00:00:00":
+            out.add(address)
     return out
+
+
+def database_server_identifier(config):
+    """DatabaseServerIdentifier, or Orthanc's default: the SHA-1 of the
+    machine's MAC addresses, the AET and the ports."""
+    configured = config.get("DatabaseServerIdentifier")
+    if configured:
+        return configured
+    items = {"mac=" + mac for mac in _mac_addresses()}
+    items.add("aet=" + config.get("DicomAet", "ORTHANC"))
+    items.add("dicom-port=%d" % config.get("DicomPort", 4242))
+    items.add("http-port=%d" % config.get("HttpPort", 8042))
+    return hashlib.sha1("|".join(sorted(items)).encode("utf-8")).digest().hex("-", 4)
+
+
+def is_http_server_secure(config):
+    """Orthanc's IsHttpServerSecure: not when remote access is open with
+    authentication switched off, nor when a well-known password is in use."""
+    if config.get("RemoteAccessAllowed", False) and config.get("AuthenticationEnabled") is False:
+        return False
+    users = config.get("RegisteredUsers") or {}
+    return not any(users.get(user) == password for user, password in _INSECURE_USERS)
+
+
+def main_dicom_tags_signatures():
+    return {level.title: main_tags.signature(level) for level in ResourceLevel}
+
+
+def _third_party_versions():
+    """The libraries orthancd is built on (Orthanc lists its own)."""
+    import lmdb
+    import pydicom
+    import pynetdicom
+    import twisted
+    versions = {
+        "lmdb": ".".join(str(v) for v in lmdb.version()),
+        "py-lmdb": lmdb.__version__,
+        "pydicom": pydicom.__version__,
+        "pynetdicom": pynetdicom.__version__,
+        "python": "%d.%d.%d" % sys.version_info[:3],
+        "twisted": twisted.__version__,
+    }
+    try:
+        import lupa
+        versions["lupa"] = lupa.__version__
+    except ImportError:
+        pass
+    return versions
 
 
 def install(app, server):
     config = server.configuration
-    main_tags = _main_dicom_tags_signature()
+    identifier = database_server_identifier(config)
+    secure = is_http_server_secure(config)
+    third_party = _third_party_versions()
 
     @app.route("/system", methods=["GET"])
     def system(request):
+        overwrite_mode = config.overwrite_instances_mode
         return render_json(request, {
             "ApiVersion": API_VERSION,
             "Capabilities": {
-                "HasExtendedChanges": False,
-                "HasExtendedFind": False,
-                "HasLabels": False,
+                "HasExtendedChanges": True,
+                "HasExtendedFind": True,
+                # The key-value stores and queues of 1.13.0's plugin SDK are
+                # not implemented: orthancd says so.
+                "HasKeyValueStores": False,
+                "HasQueues": False,
+                "HasReserveQueueValue": False,
             },
             "CheckRevisions": bool(config.get("CheckRevisions", False)),
             "DatabaseBackendPlugin": None,
-            "DatabaseServerIdentifier": config.get("DatabaseServerIdentifier", "Orthanc"),
+            "DatabaseServerIdentifier": identifier,
             "DatabaseVersion": DATABASE_VERSION,
             "DicomAet": config.get("DicomAet", "ORTHANC"),
+            "DicomDefaultRetrieveMethod": config.get("DicomDefaultRetrieveMethod", "C-MOVE"),
             "DicomPort": config.get("DicomPort", 4242),
+            "HasLabels": True,
             "HttpPort": config.get("HttpPort", 8042),
             "IngestTranscoding": config.get("IngestTranscoding", ""),
-            "IsHttpServerSecure": bool(config.get("SslEnabled", False)),
-            "MainDicomTags": main_tags,
+            "IsHttpServerSecure": secure,
+            "MainDicomTags": main_dicom_tags_signatures(),
             "MaximumPatientCount": config.get("MaximumPatientCount", 0),
             "MaximumStorageMode": config.get("MaximumStorageMode", "Recycle"),
             "MaximumStorageSize": config.get("MaximumStorageSize", 0),
             "Name": config.get("Name", "MyOrthanc"),
-            "OverwriteInstances": bool(config.get("OverwriteInstances", False)),
+            "OverwriteInstances": overwrite_mode != "Never",
+            "OverwriteInstancesMode": overwrite_mode,
+            "PatientLevelEnabled": bool(config.get("PatientLevelEnabled", True)),
+            "Performance": {
+                "ConcurrentJobs": config.get("ConcurrentJobs", 2),
+                "DicomParserCacheSize": config.get("DicomParserCacheSize", 256),
+                "DicomParserMemoryCapacity": config.get("DicomParserMemoryCapacity", 256),
+                "DicomParserThreadsCount": config.get("DicomParserThreadsCount", 2),
+                "DicomThreadsCount": config.get("DicomThreadsCount", 4),
+                "HttpThreadsCount": config.get("HttpThreadsCount", 50),
+                "MaximumStorageCacheSize": config.get("MaximumStorageCacheSize", 128),
+                "SequentialDicomReaderThreadsCount":
+                    config.get("SequentialDicomReaderThreadsCount", 4),
+                "StorageLoaderThreadsCount": config.get("StorageLoaderThreadsCount", 4),
+                "StorageMemoryCapacity": config.get("StorageMemoryCapacity", 512),
+                "TranscoderCacheSize": config.get("TranscoderCacheSize", 256),
+                "TranscoderMemoryCapacity": config.get("TranscoderMemoryCapacity", 256),
+                "TranscoderThreadsCount": config.get("TranscoderThreadsCount", 4),
+            },
             "PluginsEnabled": False,
             "ReadOnly": bool(config.get("ReadOnly", False)),
             "StorageAreaPlugin": None,
             "StorageCompression": bool(config.get("StorageCompression", False)),
-            "UserMetadata": dict(config.get("UserMetadata") or {}),
+            "StoreMD5ForAttachments": bool(config.get("StoreMD5ForAttachments", True)),
+            "ThirdPartyPatches": [],
+            "ThirdPartyVersions": third_party,
+            "UserMetadata": {name: int(number) for name, number in
+                             (config.get("UserMetadata") or {}).items()},
             "Version": ORTHANC_API_VERSION,
         })
 
