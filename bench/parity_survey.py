@@ -14,6 +14,7 @@ route; this counts it, for the notes ("N of M comparisons match").
 Usage: python3 bench/parity_survey.py [--show] [--only REGEX] [--json out.json]
 """
 import argparse
+import difflib
 import json
 import os
 import re
@@ -205,11 +206,15 @@ def requests_for(ids):
     return out
 
 
-def upload_all(client):
-    answers = {}
+def upload_all(clients):
+    """The samples to every server, one after the other for each sample, so
+    that their LastUpdate stamps fall alike (orderings on them compare)."""
+    answers = [{} for _ in clients]
     for name in SAMPLES:
-        answer = client.post("/instances", read_sample(*name.split("/")))
-        answers[name] = answer.json() if answer.status == 200 else None
+        data = read_sample(*name.split("/"))
+        for client, out in zip(clients, answers):
+            answer = client.post("/instances", data)
+            out[name] = answer.json() if answer.status == 200 else None
     return answers
 
 
@@ -258,7 +263,7 @@ def main():
     ours.start()
     theirs.start()
     try:
-        a_ids, b_ids = upload_all(ours.client()), upload_all(theirs.client())
+        a_ids, b_ids = upload_all([ours.client(), theirs.client()])
         uploads_match = sum(1 for n in SAMPLES if a_ids[n] == b_ids[n])
         ids = {n: v for n, v in b_ids.items() if v is not None}
         families = {}
@@ -286,6 +291,14 @@ def main():
     if args.show:
         for family, method, path, why, a, b in mismatches:
             print("\n[%s] %s %s: %s" % (family, method, path, why))
+            if why.startswith("JSON"):
+                # A unified diff of the two answers, masked, one key a line.
+                ours = json.dumps(mask(a.json()), indent=1, sort_keys=True).splitlines()
+                theirs = json.dumps(mask(b.json()), indent=1, sort_keys=True).splitlines()
+                for line in list(difflib.unified_diff(theirs, ours, "orthanc", "orthancd",
+                                                      n=2, lineterm=""))[:60]:
+                    print("  " + line)
+                continue
             print("  orthancd: %d %s" % (a.status, a.body[:300]))
             print("  orthanc : %d %s" % (b.status, b.body[:300]))
     if args.json:

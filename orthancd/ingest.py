@@ -77,6 +77,27 @@ def instance_metadata(summary, pixel_data_offset, origin):
     }
 
 
+def reconstruction_metadata(summary, only_level=None):
+    """{level: {MetadataType: value or None (removed)}}: what a
+    reconstruction rewrites beside the main tags, as Orthanc 1.13.0 does."""
+    if only_level is not None:
+        return {only_level: {MetadataType.MainDicomTagsSignature: main_tags.signature(only_level)}}
+    out = {}
+    for level in ResourceLevel:
+        sequences = summary.main_sequences.get(level)
+        out[level] = {
+            MetadataType.MainDicomTagsSignature: main_tags.signature(level),
+            MetadataType.MainDicomSequences:
+                main_sequences_metadata(sequences) if sequences else None,
+        }
+    instance = out[ResourceLevel.INSTANCE]
+    if summary.transfer_syntax:
+        instance[MetadataType.TransferSyntax] = summary.transfer_syntax
+    if summary.sop_class_uid:
+        instance[MetadataType.SopClassUid] = summary.sop_class_uid
+    return out
+
+
 def main_sequences_metadata(sequences):
     """The MainDicomSequences metadata: Orthanc's compact JSON of the
     sequences kept among the main tags."""
@@ -157,6 +178,11 @@ class Ingestor:
             except Exception:
                 self.log.failure("Listener failed after storing {id}", id=outcome.ids[3])
         return outcome
+
+    def summarize_stored(self, info):
+        """The summary of a stored DICOM file (blocking: run off the reactor)."""
+        dataset = read_dataset(self.storage.read(info.uuid), stop_before_pixels=True)
+        return summarize(dataset, self.default_encoding)
 
     def remove_files(self, files):
         """Remove files the index no longer references (after a delete)."""

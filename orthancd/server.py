@@ -19,7 +19,7 @@ from orthancd.ids import ResourceLevel
 from orthancd.index.base import ContentType, MetadataType
 from orthancd.index.numbered_names import NumberedNames
 from orthancd.index.lmdb_index import LmdbResourceIndex
-from orthancd.ingest import Ingestor, Origin
+from orthancd.ingest import Ingestor, Origin, reconstruction_metadata
 from orthancd.logs import logger
 from orthancd.net.transfer_syntaxes import KNOWN, accepted_storage_syntaxes
 from orthancd.stability import StabilityMonitor
@@ -126,6 +126,26 @@ class OrthancServer:
         self.ingest.remove_files(outcome.obsolete_files).addErrback(
             lambda failure: log.failure("Cannot remove deleted files", failure))
         return outcome
+
+    # -- reconstruction: the index rebuilt from the files --
+
+    async def reconstruct(self, public_id, level, only_this_level=False):
+        """Index the main tags of a resource's instances (and their
+        ancestors) anew from their files; with ``only_this_level``, the
+        tags of the resource itself, from one of its instances."""
+        instances = self.index.get_descendants(public_id, level, ResourceLevel.INSTANCE)
+        if only_this_level:
+            instances = instances[:1]
+        for instance_id in instances:
+            info = self.dicom_attachment(instance_id)
+            summary = await threads.deferToThread(self.ingest.summarize_stored, info)
+            only = level if only_this_level else None
+            await self.index.reconstruct_instance(summary, reconstruction_metadata(summary, only),
+                                                  only)
+
+    async def reconstruct_all(self):
+        for study in self.index.list_resources(ResourceLevel.STUDY):
+            await self.reconstruct(study, ResourceLevel.STUDY)
 
     # -- labels --
 

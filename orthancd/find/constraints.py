@@ -143,8 +143,16 @@ def parse_rest_query(query, case_sensitive):
                                'Tag "%s" should be associated with a string' % name)
         tag = T.parse_tag(name)
         if value:
-            constraints.extend(constraints_for(tag, value, case_sensitive))
+            constraints.extend(rest_constraints_for(tag, value, case_sensitive))
     return constraints
+
+
+def rest_constraints_for(tag, query_value, case_sensitive):
+    """constraints_for, for a query of the REST API: a sequence cannot be
+    matched ("Bad type for a parameter", as Orthanc 1.13.0 answers)."""
+    if T.value_representation(tag) == "SQ":
+        raise OrthancError(ErrorCode.BadParameterType)
+    return constraints_for(tag, query_value, case_sensitive)
 
 
 def parse_dicom_query(elements, case_sensitive_pn):

@@ -30,6 +30,16 @@ from orthancd.index.base import UnknownResource
 
 ALL, ANY, NONE = "All", "Any", "None"
 
+# The tags Orthanc 1.13.0 also keeps normalized (upper-case ASCII, '_' and
+# '%' as spaces, see normalize_for_find) in its DicomIdentifiers table: it
+# orders by these normalized values, and cannot match them case-sensitively
+# in its database.
+NORMALIZED_TAGS = frozenset((
+    0x00100020, 0x00100010, 0x00100030,                          # PatientID, Name, BirthDate
+    0x0020000D, 0x00080050, 0x00081030, 0x00080020,              # StudyInstanceUID, Accession...
+    0x0020000E,                                                  # SeriesInstanceUID
+    0x00080018))                                                 # SOPInstanceUID
+
 
 @dataclasses.dataclass
 class Ordering:
@@ -82,7 +92,7 @@ def plan(query):
             on_tags.append(c)
             # Identifiers are indexed upper-cased: a case-sensitive match
             # on them needs the answer phase.
-            if c.case_sensitive and c.tag in L.IDENTIFIER_TAGS:
+            if c.case_sensitive and c.tag in NORMALIZED_TAGS:
                 fully = False
         elif min(levels) == query.level + 1:
             on_children.append(c)
@@ -237,8 +247,8 @@ class _Candidates:
         if tag_level is ResourceLevel.STUDY and name not in tags:
             tags = resource.patient_tags or {}
         value = tags.get(name)
-        if value is not None and ordering.key in L.IDENTIFIER_TAGS:
-            value = L.normalize_for_find(value)  # identifiers are kept normalized
+        if value is not None and ordering.key in NORMALIZED_TAGS:
+            value = L.normalize_for_find(value)
         return value
 
     # -- the phase --

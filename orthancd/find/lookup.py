@@ -167,11 +167,15 @@ def studies_with_modalities(index, constraint):
 
 
 def representative_instance(index, public_id, level):
-    """The instance whose file stands for a resource (its first one)."""
+    """The instance whose file stands for a resource: the oldest one, as
+    Orthanc's database hands it out (the first child created, level by
+    level)."""
     while level is not ResourceLevel.INSTANCE:
         children = index.get_children(public_id, level)
         if not children:
             return None
+        if len(children) > 1:
+            children.sort(key=lambda child: index.get_resource(child, level.child).seq)
         public_id, level = children[0], level.child
     return public_id
 

@@ -285,9 +285,8 @@ class ResourceIndex(abc.ABC):
         """Remove an attachment; fires the removed StoredFile."""
 
     @abc.abstractmethod
-    def update_main_tags(self, public_id, level, main_tags, main_sequences, patient_tags,
-                         signature):
-        """Replace the main tags of a resource (reconstruct)."""
+    def reconstruct_instance(self, summary, metadata, only_level=None):
+        """Index the main tags of an instance and its ancestors anew."""
 
     @abc.abstractmethod
     def log_changes(self, changes):

@@ -542,12 +542,12 @@ class LmdbResourceIndex(ResourceIndex):
     def delete_attachment(self, public_id, level, content_type):
         return self.writer.submit(self._delete_attachment_op, public_id, level, content_type)
 
-    def update_main_tags(self, public_id, level, main_tags, main_sequences, patient_tags,
-                         signature):
-        """Replace the main tags of one resource (reconstruct); the study
-        level also gets its copy of the patient tags."""
-        return self.writer.submit(self._update_main_tags_op, public_id, level, main_tags,
-                                  main_sequences, patient_tags, signature)
+    def reconstruct_instance(self, summary, metadata, only_level=None):
+        """Index the main tags of an instance anew from its file's
+        ``summary``, and those of its ancestors (or of ``only_level``
+        alone), with the ``metadata`` {level: {type: value}} that goes
+        with them (signatures, sequences, transfer syntax, SOP class)."""
+        return self.writer.submit(self._reconstruct_op, summary, metadata, only_level)
 
     # -- operations, run on the writer thread inside a child transaction --
 
@@ -831,20 +831,27 @@ class LmdbResourceIndex(ResourceIndex):
         self._log_change(txn, ChangeType.UpdatedAttachment.name, level, public_id, now_iso())
         return previous
 
-    def _update_main_tags_op(self, txn, public_id, level, main_tags, main_sequences,
-                             patient_tags, signature):
-        key, record = self._require(txn, public_id, level)
-        self._index_identifiers(txn, level, key, record.get("t", {}), add=False)
-        record["t"] = main_tags
-        if main_sequences:
-            record["q"] = main_sequences
-        else:
-            record.pop("q", None)
-        if level is ResourceLevel.STUDY and patient_tags is not None:
-            record["pt"] = patient_tags
-        txn.put(key, _dumps(record), db=self.db["resources"])
-        self._index_identifiers(txn, level, key, main_tags)
-        self._put_metadata(txn, key, MetadataType.MainDicomTagsSignature, signature)
+    def _reconstruct_op(self, txn, summary, metadata, only_level):
+        for level in ResourceLevel:
+            if only_level is not None and level is not only_level:
+                continue
+            key, record = self._require(txn, summary.ids[level], level)
+            self._index_identifiers(txn, level, key, record.get("t", {}), add=False)
+            record["t"] = summary.main_tags[level]
+            sequences = summary.main_sequences.get(level)
+            if sequences:
+                record["q"] = sequences
+            else:
+                record.pop("q", None)
+            if level is ResourceLevel.STUDY:
+                record["pt"] = summary.main_tags[ResourceLevel.PATIENT]
+            txn.put(key, _dumps(record), db=self.db["resources"])
+            self._index_identifiers(txn, level, key, record["t"])
+            for metadata_type, value in metadata.get(level, {}).items():
+                if value is None:
+                    self._remove_metadata(txn, key, metadata_type)
+                else:
+                    self._put_metadata(txn, key, metadata_type, value)
 
     def _log_changes_op(self, txn, changes, now):
         return [self._log_change(txn, c, lv, i, now) for c, lv, i in changes]

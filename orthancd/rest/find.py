@@ -1,15 +1,18 @@
-"""POST /tools/find: look for local resources, as Orthanc 1.10.1 answers it
-(plus RequestedTags of Orthanc 1.11, and a clear refusal of labels)."""
+"""POST /tools/find and /tools/count-resources, as Orthanc 1.13.0 answers
+them (extended find: labels, parents, metadata, ordering, ResponseContent).
+
+The body is checked in Orthanc's order, with its messages; the query then
+goes to the finder (orthancd.find.finder), and the answer is rendered as the
+resource listings are.
+"""
 from orthancd.errors import ErrorCode, OrthancError
-from orthancd.find import computed, parse_rest_query
+from orthancd.find import constraints as C
+from orthancd.find import finder
 from orthancd.find import tags as T
-from orthancd.find.lookup import (database_limit, find_resources, read_instance_tags,
-                                  representative_instance)
+from orthancd.find.lookup import database_limit
 from orthancd.ids import ResourceLevel
 from orthancd.rest.http import json_body, render_json
-from orthancd.rest.resource_json import resource_to_json
-
-_FIELD_MISSING = 'Field "%s" is missing, or should be a %s'
+from orthancd.rest.resource_json import EXPAND, expand, parse_response_content
 
 
 def _is_int(value):
@@ -17,139 +20,205 @@ def _is_int(value):
 
 
 def parse_level(text):
-    """StringToResourceType: Patient(s), Study/Studies, Series, Instance(s), Image."""
-    if text.strip().upper() == "IMAGE":
+    """StringToResourceType: Patient(s), Study/Studies, Series, Instance(s),
+    Image, in any case."""
+    key = text.strip().upper()
+    if key == "IMAGE":
         return ResourceLevel.INSTANCE
     try:
-        return ResourceLevel.parse(text)
+        return ResourceLevel.parse(key)
     except ValueError:
-        raise OrthancError(ErrorCode.ParameterOutOfRange)
+        raise OrthancError(ErrorCode.ParameterOutOfRange, "Invalid resource type '%s'" % text)
 
 
-def _non_negative(body, key):
-    if key not in body:
-        return 0
-    if not _is_int(body[key]):
-        raise OrthancError(ErrorCode.BadRequest, 'Field "%s" should be an integer' % key)
-    if body[key] < 0:
-        raise OrthancError(ErrorCode.ParameterOutOfRange,
-                           'Field "%s" should be a positive integer' % key)
-    return body[key]
+def _field_error(message, *names):
+    return OrthancError(ErrorCode.BadRequest, message % names)
 
 
-class FindRequest:
-    """A validated /tools/find body (checks in Orthanc's order, same messages)."""
-
-    def __init__(self, body):
-        if not isinstance(body.get("Level"), str):
-            raise OrthancError(ErrorCode.BadRequest, _FIELD_MISSING % ("Level", "string"))
-        if "Query" not in body:
-            raise OrthancError(ErrorCode.BadRequest, _FIELD_MISSING % ("Query", "JSON object"))
-        if "CaseSensitive" in body and not isinstance(body["CaseSensitive"], bool):
-            raise OrthancError(ErrorCode.BadRequest, 'Field "CaseSensitive" should be a Boolean')
-        self.limit = _non_negative(body, "Limit")
-        self.since = _non_negative(body, "Since")
-        self.level = parse_level(body["Level"])
-        query = body["Query"]
-        if not isinstance(query, dict):
-            # Orthanc 1.10.1 lets JsonCpp throw on a non-object Query.
-            raise OrthancError(ErrorCode.InternalError,
-                               "An unhandled exception was generated inside the HTTP server")
-        labels = body.get("Labels", [])
-        if labels != []:
-            raise OrthancError(ErrorCode.BadRequest,
-                               "Labels are not supported yet by orthancd: "
-                               '"Labels" must be absent or empty')
-        self.constraints = parse_rest_query(query, bool(body.get("CaseSensitive", False)))
-        self.expand = bool(body.get("Expand", False))
-        self.format = "human"
-        if body.get("Short") is True:
-            self.format = "short"
-        elif body.get("Full") is True:
-            self.format = "full"
-        requested = body.get("RequestedTags", [])
-        if not isinstance(requested, list) or not all(isinstance(t, str) for t in requested):
-            raise OrthancError(ErrorCode.BadRequest,
-                               'Field "RequestedTags" should be a list of strings')
-        self.requested_tags = [T.parse_tag(t) for t in requested]
+def check_body(body, counting):
+    """Orthanc's checks of a find body, in its order."""
+    if not isinstance(body, dict):
+        raise OrthancError(ErrorCode.BadRequest, "The body must contain a JSON object")
+    if not isinstance(body.get("Level"), str):
+        raise _field_error('Field "%s" is missing, or should be a string', "Level")
+    if "Query" not in body:
+        raise _field_error('Field "%s" is missing, or should be a JSON object', "Query")
+    checks = (
+        ("CaseSensitive", bool, 'Field "%s" must be a Boolean'),
+        ("Labels", list, 'Field "%s" must be an array of strings'),
+        ("LabelsConstraint", str, 'Field "%s" must be an array of strings'),
+        ("MetadataQuery", dict, 'Field "%s" must be an JSON object'),
+        ("ParentPatient", str, 'Field "%s" must be a string'),
+        ("ParentStudy", str, 'Field "%s" must be a string'),
+        ("ParentSeries", str, 'Field "%s" must be a string'),
+    )
+    for name, kind, message in checks:
+        if name in body and not isinstance(body[name], kind):
+            raise _field_error(message, name)
+    if counting:
+        return
+    for name, kind, message in (("Limit", int, 'Field "%s" must be an integer'),
+                                ("Since", int, 'Field "%s" must be an integer'),
+                                ("RequestedTags", list, 'Field "%s" must be an array'),
+                                ("ResponseContent", list, 'Field "%s" must be an array'),
+                                ("OrderBy", list, 'Field "%s" must be an array')):
+        if name in body and not (_is_int(body[name]) if kind is int else
+                                 isinstance(body[name], kind)):
+            raise _field_error(message, name)
 
 
-def format_tags(main_tags, fmt):
-    """MainDicomTags {name: value} in Orthanc's human, short or full format."""
-    if fmt == "human":
-        return dict(main_tags)
-    out = {}
-    for name, value in main_tags.items():
-        tag = T.MAIN_TAG_NUMBERS.get(name)
-        key = T.format_tag(tag) if tag is not None else name
-        out[key] = value if fmt == "short" else {"Name": name, "Type": "String", "Value": value}
-    return out
+def _members(value):
+    """JsonCpp's getMemberNames of a value that may not be an object."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        # JsonCpp asserts on the member names of a non-object.
+        raise OrthancError(ErrorCode.InternalError,
+                           "An unhandled exception was generated inside the HTTP server")
+    return value
 
 
-def _format_tag_map(values, fmt):
-    """{tag int: value} -> JSON object keyed as ``fmt`` wants."""
-    out = {}
-    for tag, value in values.items():
-        if fmt == "human":
-            out[T.tag_name(tag)] = value
-        elif fmt == "short":
-            out[T.format_tag(tag)] = value
+def _metadata_constraint(server, name, value, case_sensitive):
+    metadata_type = server.metadata_names.number(name)
+    if "\\" in value:
+        items = [item for item in value.split("\\") if item]
+        return C.Constraint(metadata_type, C.LIST, items, case_sensitive)
+    if "*" in value or "?" in value:
+        return C.Constraint(metadata_type, C.WILDCARD, [value], case_sensitive)
+    return C.Constraint(metadata_type, C.EQUAL, [value], case_sensitive)
+
+
+def _orderings(server, body):
+    out = []
+    for order in body.get("OrderBy", []):
+        if not isinstance(order, dict):
+            raise _field_error('Field "%s" must contain objects', "OrderBy")
+        if not isinstance(order.get("Key"), str):
+            raise _field_error('Field "%s" must be a string', "Key")
+        direction = order.get("Direction")
+        if not isinstance(direction, str) or direction.lower() not in ("asc", "desc"):
+            raise _field_error('Field "%s" must be "ASC" or "DESC"', "Direction")
+        kind = order.get("Type")
+        if not isinstance(kind, str):
+            raise _field_error('Field "%s" must be "DicomTag" or "Metadata"', "Type")
+        kind = kind.lower()
+        descending = direction.lower() == "desc"
+        if kind.startswith("dicomtag"):
+            cast = {"dicomtagasint": "int", "dicomtagasfloat": "float"}.get(kind, "string")
+            out.append(finder.Ordering("tag", T.parse_tag(order["Key"]), cast, descending))
+        elif kind.startswith("metadata"):
+            # As in Orthanc 1.13.0, only "MetadataAsInt" casts: "MetadataAsFloat"
+            # orders as strings.
+            cast = "int" if kind == "metadataasint" else "string"
+            out.append(finder.Ordering("metadata", server.metadata_names.number(order["Key"]),
+                                       cast, descending))
         else:
-            out[T.format_tag(tag)] = {"Name": T.tag_name(tag),
-                                      "Type": "String" if value is not None else "Null",
-                                      "Value": value}
+            raise _field_error('Field "%s" must be "DicomTag", "DicomTagAsInt", '
+                               '"DicomTagAsFloat" or "Metadata", "MetadataAsInt", '
+                               '"MetadataAsFloat"', "Type")
     return out
 
 
-async def requested_tags_of(server, level, match, requested):
-    """RequestedTags of one match: main tags of the resource and its
-    ancestors, computed tags, and the rest from one instance's file."""
-    values = {}
-    missing = []
-    wanted_computed = set(requested) & T.COMPUTED_TAGS
-    computed_values = computed.compute_tags(server.index, level, match.public_id, wanted_computed)
-    for tag in requested:
-        if tag in computed_values:
-            values[tag] = computed_values[tag]
-        elif tag in match.main_tags:
-            values[tag] = match.main_tags[tag]
-        elif match.file_tags is not None and tag in match.file_tags:
-            values[tag] = match.file_tags[tag]
-        elif tag not in T.COMPUTED_TAGS:
-            missing.append(tag)
-    if missing:
-        instance_id = representative_instance(server.index, match.public_id, level)
-        if instance_id is not None:
-            file_tags, _ = await read_instance_tags(server, instance_id)
-            for tag in missing:
-                if tag in file_tags:
-                    values[tag] = file_tags[tag]
-    return values
+def build_query(server, body, counting):
+    """A validated find body -> (FindQuery, response content, format, requested tags)."""
+    check_body(body, counting)
+    content = None
+    if not counting:
+        if "ResponseContent" in body:
+            content = parse_response_content(str(n) for n in body["ResponseContent"])
+        elif body.get("Expand") is True:
+            content = EXPAND
+    level = parse_level(body["Level"])
+    case_sensitive = bool(body.get("CaseSensitive", False))
+    if counting and case_sensitive:
+        raise OrthancError(ErrorCode.ParameterOutOfRange,
+                           'Setting "CaseSensitive" to "true" is not supported by '
+                           '/tools/count-resources')
+    query = finder.FindQuery(level)
+    # Orthanc asks for the tags of the query it cannot take from the index
+    # (computed tags, tags that are not main tags): they show in the answer.
+    lookup_tags = set()
+    for name, value in _members(body["Query"]).items():
+        if not isinstance(value, str):
+            raise OrthancError(ErrorCode.BadRequest,
+                               'Tag "%s" must be associated with a string' % name)
+        if value:
+            tag = T.parse_tag(name)
+            query.constraints.extend(C.rest_constraints_for(tag, value, case_sensitive))
+            if tag in T.COMPUTED_TAGS or not T.is_main_tag(tag):
+                lookup_tags.add(tag)
+    for name, value in _members(body.get("MetadataQuery")).items():
+        if not isinstance(value, str):
+            raise OrthancError(ErrorCode.BadRequest,
+                               'Tag "%s" must be associated with a string' % name)
+        if value:
+            query.metadata_constraints.append(
+                _metadata_constraint(server, name, value, case_sensitive))
+    for label in body.get("Labels", []):
+        if not isinstance(label, str):
+            raise _field_error('Field "%s" must contain strings', "Labels")
+        query.labels.append(label)
+    if "LabelsConstraint" in body:
+        if body["LabelsConstraint"] not in (finder.ALL, finder.ANY, finder.NONE):
+            raise _field_error('Field "%s" must be "All", "Any", or "None"', "LabelsConstraint")
+        query.labels_constraint = body["LabelsConstraint"]
+    for name, parent in (("ParentPatient", ResourceLevel.PATIENT),
+                         ("ParentStudy", ResourceLevel.STUDY),
+                         ("ParentSeries", ResourceLevel.SERIES)):
+        if name in body:
+            query.scope = (parent, body[name])
+            break
+    requested = sorted(lookup_tags)
+    fmt = "human"
+    if not counting:
+        for key, name in (("Simplify", "human"), ("Short", "short"), ("Full", "full")):
+            if body.get(key) is True:
+                fmt = name
+                break
+        query.database_limit = database_limit(server.configuration, level)
+        if body.get("Since", 0) != 0 and not finder.plan(query).fully_in_index:
+            raise OrthancError(ErrorCode.BadRequest,
+                               "Unable to use 'Since' in tools/find when querying tags that are "
+                               "not stored as MainDicomTags in the Database")
+        if "Limit" in body:
+            if body["Limit"] < 0:
+                raise _field_error('Field "%s" must be a positive integer', "Limit")
+            if body["Limit"] != 0:  # 0 means no limit, as in Orthanc 1.12.4
+                query.limit = body["Limit"]
+        if "Since" in body:
+            if body["Since"] < 0:
+                raise _field_error('Field "%s" must be a positive integer', "Since")
+            query.since = body["Since"]
+        if "RequestedTags" in body:
+            requested = sorted(lookup_tags | {T.parse_tag(str(t)) for t in body["RequestedTags"]})
+        query.orderings = _orderings(server, body)
+    return query, content, fmt, requested
 
 
-def _expanded(server, level, public_id, fmt):
-    out = resource_to_json(server, level, public_id)
-    for key in ("MainDicomTags", "PatientMainDicomTags"):
-        if key in out:
-            out[key] = format_tags(out[key], fmt)
-    return out
+def _out_of_range(error):
+    """Orthanc reports a negative Limit or Since as out of range."""
+    return OrthancError(ErrorCode.ParameterOutOfRange, error.details)
 
 
 def install(app, server):
 
     @app.route("/tools/find", methods=["POST"])
     async def tools_find(request):
-        find = FindRequest(json_body(request))
-        outcome = await find_resources(server, find.level, find.constraints,
-                                       since=find.since, limit=find.limit,
-                                       db_limit=database_limit(server.configuration, find.level))
-        if not find.expand:
+        body = json_body(request)
+        try:
+            query, content, fmt, requested = build_query(server, body, counting=False)
+        except OrthancError as e:
+            if e.details and e.details.endswith("must be a positive integer"):
+                raise _out_of_range(e)
+            raise
+        outcome = await finder.find(server, query)
+        if content is None:
             return render_json(request, outcome.ids)
-        answer = []
-        for match in outcome.matches:
-            item = _expanded(server, find.level, match.public_id, find.format)
-            if find.requested_tags:
-                values = await requested_tags_of(server, find.level, match, find.requested_tags)
-                item["RequestedTags"] = _format_tag_map(values, find.format)
-            answer.append(item)
+        answer = [await expand(server, query.level, public_id, fmt, content, requested)
+                  for public_id in outcome.ids]
         return render_json(request, answer)
+
+    @app.route("/tools/count-resources", methods=["POST"])
+    def count_resources(request):
+        query, _, _, _ = build_query(server, json_body(request), counting=True)
+        return render_json(request, {"Count": finder.count(server, query)})

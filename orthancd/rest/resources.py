@@ -10,9 +10,13 @@ from orthancd.errors import ErrorCode, NoAnswer, OrthancError
 from orthancd.find import finder
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import UnknownResource
+from orthancd.dicom.json_tags import dataset_to_json
+from orthancd.rest import fields
+from orthancd.rest.find import parse_level
 from orthancd.rest.http import (bool_argument, dicom_format, get_argument, has_argument,
-                                paging_arguments, render_json, render_text,
-                                requested_tags_argument, strict_bool_argument, text_body)
+                                json_body, paging_arguments,
+                                read_body, render_json, render_text, requested_tags_argument,
+                                strict_bool_argument, text_body)
 from orthancd.rest.resource_json import EXPAND, expand, parse_response_content
 
 LEVELS = list(ResourceLevel)
@@ -58,16 +62,58 @@ def remaining_ancestor_json(outcome):
     }}
 
 
+def resource_level(index, public_id):
+    """The level of a resource, None when there is none with that ID."""
+    for level in LEVELS:
+        if index.exists(public_id, level):
+            return level
+    return None
+
+
+def resources_at_level(index, public_id, level):
+    """The resources of ``level`` above or below a resource (bulk-content)."""
+    found = resource_level(index, public_id)
+    if found is None:
+        return []
+    if found <= level:
+        return index.get_descendants(public_id, found, level)
+    try:
+        return [ancestor_of(index, public_id, found, level)]
+    except UnknownResource:
+        return []  # deleted meanwhile
+
+
+def ancestor_of(index, public_id, level, target):
+    for _ in range(int(level) - int(target)):
+        public_id = index.get_resource(public_id, level).parent
+        level = level.parent
+    return public_id
+
+
 def descendants(server, public_id, level, target):
     """Public IDs at ``target`` level at or below a resource, by ID."""
     return server.index.get_descendants(public_id, level, target)
 
 
 def ancestor(server, public_id, level, target):
-    for _ in range(int(level) - int(target)):
-        public_id = server.index.get_resource(public_id, level).parent
-        level = level.parent
-    return public_id
+    return ancestor_of(server.index, public_id, level, target)
+
+
+def boolean_body_field(request, name):
+    """An optional Boolean field of an optional JSON body (reconstruct)."""
+    body = json_body(request, required=False) if read_body(request).strip() else {}
+    if not isinstance(body, dict) or name not in body:
+        return False
+    if not isinstance(body[name], bool):
+        raise OrthancError(ErrorCode.BadFileFormat, "The field %s must contain a Boolean" % name)
+    return body[name]
+
+
+def reconstruct_files_field(request):
+    """ReconstructFiles re-stores the files through IngestTranscoding and
+    StorageCompression; orthancd has neither, so the files stay as they are
+    (the field is still checked as Orthanc checks it)."""
+    return boolean_body_field(request, "ReconstructFiles")
 
 
 def response_content(request):
@@ -245,3 +291,64 @@ def install(app, server):
     @app.route("/tools/labels", methods=["GET"])
     def all_labels(request):
         return render_json(request, index.all_labels())
+
+    def make_reconstruct_route(level):
+        @app.route("/%s/<public_id>/reconstruct" % level.plural, methods=["POST"],
+                   endpoint="reconstruct_" + level.plural)
+        async def reconstruct(request, public_id):
+            reconstruct_files_field(request)
+            only = boolean_body_field(request, "LimitToThisLevelMainDicomTags")
+            await server.reconstruct(public_id, level, only)
+            return render_text(request, "")
+
+    for level in LEVELS:
+        make_reconstruct_route(level)
+
+    @app.route("/tools/reconstruct", methods=["POST"])
+    async def reconstruct_all(request):
+        reconstruct_files_field(request)
+        await server.reconstruct_all()
+        return render_text(request, "")
+
+    def make_instances_tags_route(level):
+        @app.route("/%s/<public_id>/instances-tags" % level.plural, methods=["GET"],
+                   endpoint="instances_tags_" + level.plural)
+        async def instances_tags(request, public_id):
+            fmt = dicom_format(request, "full")
+            mode = "simplify" if fmt == "human" else fmt
+            encoding = server.default_encoding
+            answer = {}
+            for instance_id in descendants(server, public_id, level, ResourceLevel.INSTANCE):
+                answer[instance_id] = await server.render_dataset(
+                    instance_id, lambda ds: dataset_to_json(ds, mode, encoding))
+            return render_json(request, answer)
+
+    for level in LEVELS[:3]:
+        make_instances_tags_route(level)
+
+    @app.route("/tools/bulk-content", methods=["POST"])
+    async def bulk_content(request):
+        body = json_body(request)
+        fmt = "human"
+        for key, name in (("Simplify", "human"), ("Short", "short"), ("Full", "full")):
+            if key in body and fields.read_boolean(body, key):
+                fmt = name
+                break
+        content = EXPAND | {"Metadata"} if fields.read_boolean(body, "Metadata", True) else EXPAND
+        if "Level" in body:
+            level = parse_level(fields.read_string(body, "Level"))
+            interest = set()
+            for public_id in set(fields.read_list_of_strings(body, "Resources")):
+                interest.update(resources_at_level(index, public_id, level))
+            ids = [(level, i) for i in sorted(interest)]
+        else:
+            ids = []
+            for public_id in fields.read_list_of_strings(body, "Resources"):
+                found = resource_level(index, public_id)
+                if found is not None:
+                    ids.append((found, public_id))
+        answer = []
+        for level, public_id in ids:
+            if index.exists(public_id, level):
+                answer.append(await expand(server, level, public_id, fmt, content))
+        return render_json(request, answer)

@@ -25,22 +25,27 @@ ENCODINGS = ("Ascii", "Utf8", "Latin1", "Latin2", "Latin3", "Latin4", "Latin5", 
 _LOOKUP_TAGS = (
     (ResourceLevel.PATIENT, 0x00100020, "PatientID"),
     (ResourceLevel.STUDY, 0x0020000D, "StudyInstanceUID"),
-    (ResourceLevel.STUDY, 0x00080050, "AccessionNumber"),
     (ResourceLevel.SERIES, 0x0020000E, "SeriesInstanceUID"),
     (ResourceLevel.INSTANCE, 0x00080018, "SOPInstanceUID"),
 )
 
 
 def lookup(index, value):
-    """Resources whose PatientID, StudyInstanceUID, AccessionNumber,
-    SeriesInstanceUID or SOPInstanceUID equals ``value``."""
-    value = value.strip()
+    """Resources whose PatientID, StudyInstanceUID, SeriesInstanceUID or
+    SOPInstanceUID equals ``value``, ignoring case (Orthanc 1.13.0 no longer
+    looks at the AccessionNumber).  Orthanc compares the normalized forms
+    when normalizing leaves the value as it is, the values themselves
+    otherwise."""
+    normalized = normalize_for_find(value)
     found = []
     for level, tag, keyword in _LOOKUP_TAGS:
-        for public_id in index.lookup_identifier(level, tag, normalize_for_find(value)):
-            resource = index.get_resource(public_id, level)
-            if resource.main_tags.get(keyword, "").strip() != value:
-                continue  # the index only narrows: it holds normalized values
+        for public_id in index.lookup_identifier(level, tag, normalized):
+            stored = index.get_resource(public_id, level).main_tags.get(keyword, "")
+            if normalized == value:
+                if normalize_for_find(stored) != normalized:
+                    continue  # the index keeps a prefix of long values
+            elif stored.lower() != value.lower():
+                continue
             entry = {"ID": public_id, "Path": "/%s/%s" % (level.plural, public_id),
                      "Type": level.title}
             if entry not in found:
