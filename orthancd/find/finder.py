@@ -385,6 +385,9 @@ def _page(ids, since, limit):
 
 
 def _check(query, plan_):
+    if query.scope is not None and query.scope[0] > query.level:
+        # A parent below the level looked for (ParentSeries for studies).
+        raise OrthancError(ErrorCode.BadSequenceOfCalls, http_status=500)
     if plan_.beyond:
         # Orthanc 1.13.0 builds SQL that SQLite refuses for a main tag two
         # levels below the query level.

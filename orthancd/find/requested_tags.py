@@ -16,6 +16,7 @@ Values are strings, None, or (for sequences) Orthanc's full JSON node.
 from twisted.internet import threads
 
 from orthancd.dicom import main_tags as M
+from orthancd.errors import ErrorCode, OrthancError
 from orthancd.dicom.json_tags import dataset_to_json
 from orthancd.dicom.reading import read_dataset
 from orthancd.find import tags as T
@@ -136,6 +137,13 @@ def _read_file_tags(server, instance_id, tags):
                 out[tag] = None
         return out
     return threads.deferToThread(load)
+
+
+def check_requested(level, requested):
+    """SOPClassesInStudy needs the instances below: Orthanc refuses it for
+    an instance."""
+    if level is ResourceLevel.INSTANCE and T.SOP_CLASSES_IN_STUDY in requested:
+        raise OrthancError(ErrorCode.ParameterOutOfRange)
 
 
 async def requested_tags(server, level, public_id, requested):

@@ -42,7 +42,9 @@ def change_arguments(request):
 
 def change_types(request):
     """``type=NewStudy;NewSeries``: the set of change type names, or None."""
-    text = get_argument(request, "type", "")
+    text = get_argument(request, "type", "all")
+    if text in ("all", "All"):
+        return None
     names = [name for name in text.split(";") if name]
     if not names:
         return None

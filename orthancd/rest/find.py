@@ -10,6 +10,7 @@ from orthancd.find import constraints as C
 from orthancd.find import finder
 from orthancd.find import tags as T
 from orthancd.find.lookup import database_limit
+from orthancd.find.requested_tags import check_requested
 from orthancd.ids import ResourceLevel
 from orthancd.rest.http import json_body, render_json
 from orthancd.rest.resource_json import EXPAND, expand, parse_response_content
@@ -192,6 +193,7 @@ def build_query(server, body, counting):
         if "RequestedTags" in body:
             requested = sorted(lookup_tags | {T.parse_tag(str(t)) for t in body["RequestedTags"]})
         query.orderings = _orderings(server, body)
+        check_requested(level, requested)
     return query, content, fmt, requested
 
 

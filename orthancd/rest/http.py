@@ -1,7 +1,7 @@
 """Request parsing and response rendering shared by every REST module."""
 import io
 import json
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 from orthancd.errors import HTTP_REASONS, ErrorCode, OrthancError
 from orthancd.rest import jsonfmt
@@ -44,7 +44,8 @@ def error_body(request, error):
         "Method": request.method.decode("ascii", "replace"),
         "OrthancError": error.description,
         "OrthancStatus": int(error.code),
-        "Uri": request.path.decode("utf-8", "replace"),
+        # Orthanc names the URI as it routed it, percent-decoded.
+        "Uri": unquote(request.path.decode("utf-8", "replace")),
     }
     if error.details:
         body["Details"] = error.details

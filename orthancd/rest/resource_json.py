@@ -40,7 +40,7 @@ def parse_response_content(names):
     for name in names:
         if name not in RESPONSE_CONTENT:
             raise OrthancError(ErrorCode.ParameterOutOfRange,
-                               "Unrecognized value for ResponseContent: %s" % name)
+                               'Unrecognized value for "ResponseContent": %s' % name)
         flags.add(name)
     return frozenset(flags)
 

@@ -8,6 +8,7 @@ ResourceFinder: same order (by public ID), same fields, same RequestedTags.
 from orthancd.dicom.modules import module_to_json, shared_tags_to_json
 from orthancd.errors import ErrorCode, NoAnswer, OrthancError
 from orthancd.find import finder
+from orthancd.find.requested_tags import check_requested
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import UnknownResource
 from orthancd.dicom.json_tags import dataset_to_json
@@ -121,11 +122,7 @@ def response_content(request):
     listed (None: only their IDs)."""
     if has_argument(request, "response-content"):
         names = [n for n in get_argument(request, "response-content", "").split(";") if n]
-        try:
-            return parse_response_content(names)
-        except OrthancError as e:
-            raise OrthancError(e.code, 'Unrecognized value for "ResponseContent": %s'
-                               % e.details.rsplit(": ", 1)[-1])
+        return parse_response_content(names)
     if has_argument(request, "expand") and strict_bool_argument(request, "expand", True):
         return EXPAND
     return None
@@ -160,6 +157,7 @@ def install(app, server):
         @app.route("/%s" % plural, methods=["GET"], endpoint="list_" + plural)
         async def list_resources(request):
             requested = requested_tags_argument(request)
+            check_requested(level, requested)
             content = response_content(request)
             since, limit = list_paging(request)
             query = finder.FindQuery(level, since=since, limit=limit or None)
@@ -170,6 +168,7 @@ def install(app, server):
         @app.route("/%s/<public_id>" % plural, methods=["GET"], endpoint="get_" + plural)
         async def get_resource(request, public_id):
             requested = requested_tags_argument(request)
+            check_requested(level, requested)
             if not index.exists(public_id, level):
                 raise NoAnswer()
             answer = await expand(server, level, public_id, dicom_format(request), EXPAND,
@@ -241,6 +240,7 @@ def install(app, server):
             # The one "expand" whose default is true (as Orthanc 1.13.0).
             expanded = strict_bool_argument(request, "expand", True)
             requested = requested_tags_argument(request)
+            check_requested(child, requested)
             query = finder.FindQuery(child, scope=(level, public_id))
             outcome = await finder.find(server, query)
             if not outcome.ids:

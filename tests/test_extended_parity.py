@@ -1,0 +1,318 @@
+"""Orthanc 1.13.0's newer REST surface, orthancd against the real 1.13.0:
+labels, extended find and count-resources, RequestedTags, the extended
+changes log, bulk-content, instances-tags, reconstruct and /system.
+
+Both servers get the same samples (one sample to both, then the next, so
+that LastUpdate stamps fall alike), then the same requests; the answers
+must agree: status, content type, JSON (field order included) or bytes.
+"""
+import json
+
+import pytest
+
+from tests.support import oracle
+from tests.support.daemon import Daemon, read_sample
+
+SAMPLES = [
+    "DummyCT.dcm",
+    "Knee/T1/IM-0001-0001.dcm",
+    "Knee/T1/IM-0001-0002.dcm",
+    "Knee/T2/IM-0001-0001.dcm",
+    "Brainix/Flair/IM-0001-0001.dcm",
+    "Brainix/Flair/IM-0001-0002.dcm",
+    "Brainix/Epi/IM-0001-0001.dcm",
+    "Encodings/Lena-cyrillic.dcm",
+    "PrivateTags.dcm",
+    "sample-pdf.dcm",
+    "PatientIdsCollision/Image1.dcm",
+    "PatientIdsCollision/Image2.dcm",
+    "PatientIdsCollision/Image3.dcm",
+    "Phenix/IM-0001-0001.dcm",
+    "Comunix/Ct/IM-0001-0001.dcm",
+]
+
+# Values two servers started apart cannot share.
+MASKED = {"LastUpdate", "ReceptionDate", "Date", "FileUuid", "Uuid", "IsStable", "HttpPort",
+          "DicomPort", "DicomAet", "Name", "DatabaseServerIdentifier", "ThirdPartyVersions",
+          "Performance"}
+
+
+def mask(value):
+    if isinstance(value, dict):
+        return {k: ("<masked>" if k in MASKED else mask(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask(v) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    ours = Daemon(tmp_path_factory.mktemp("orthancd"), StableAge=3600).start()
+    theirs = oracle.RealOrthanc(tmp_path_factory.mktemp("oracle"), StableAge=3600).start()
+    try:
+        clients = ours.client(), theirs.client()
+        for name in SAMPLES:
+            data = read_sample(*name.split("/"))
+            for client in clients:
+                assert client.post("/instances", data).status == 200, name
+        yield clients
+    finally:
+        ours.stop()
+        theirs.stop()
+
+
+@pytest.fixture(scope="module")
+def ids(servers):
+    """Resource IDs by kind, read from the oracle."""
+    _, theirs = servers
+    knee = theirs.post("/instances", read_sample("Knee", "T1", "IM-0001-0001.dcm")).json()
+    brainix = theirs.post("/instances", read_sample("Brainix", "Flair",
+                                                    "IM-0001-0001.dcm")).json()
+    return {"knee": knee, "brainix": brainix}
+
+
+def compare(servers, method, path, body=None, headers=None):
+    ours, theirs = servers
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+    a = ours.request(method, path, body, headers)
+    b = theirs.request(method, path, body, headers)
+    assert a.status == b.status, (method, path, a.body[:300], b.body[:300])
+    type_a = a.headers.get("Content-Type", "").split(";")[0]
+    type_b = b.headers.get("Content-Type", "").split(";")[0]
+    if b.body:
+        assert type_a == type_b, (method, path, type_a, type_b)
+    if type_b == "application/json" and b.body:
+        ja, jb = mask(a.json()), mask(b.json())
+        assert ja == jb, (method, path)
+        assert json.dumps(ja) == json.dumps(jb), (method, path, "field order")
+    else:
+        assert a.body == b.body, (method, path, a.body[:300], b.body[:300])
+    return b
+
+
+def test_system_reports_1_13_0(servers):
+    ours, _ = servers
+    system = ours.get_json("/system")
+    assert system["Version"] == "1.13.0" and system["ApiVersion"] == 31
+    theirs = servers[1].get_json("/system")
+    # Every field of 1.13.0 is there; orthancd reports what it implements.
+    assert sorted(system) == sorted(theirs)
+    for key in ("HasLabels", "MainDicomTags", "OverwriteInstancesMode", "PatientLevelEnabled",
+                "ReadOnly", "DicomDefaultRetrieveMethod", "CheckRevisions", "UserMetadata",
+                "StoreMD5ForAttachments", "MaximumStorageMode", "IsHttpServerSecure"):
+        assert system[key] == theirs[key], key
+    assert system["Capabilities"]["HasExtendedFind"] is True
+    assert system["Capabilities"]["HasExtendedChanges"] is True
+    # Not implemented, so not claimed.
+    assert system["Capabilities"]["HasKeyValueStores"] is False
+
+
+@pytest.mark.parametrize("suffix", [
+    "", "?expand", "?since=0&limit=0", "?since=1&limit=2", "?since=100&limit=2",
+    "?expand&requestedTags=PatientName;StudyDate;Modality;0008,0016",
+    "?expand&requested-tags=ModalitiesInStudy;NumberOfStudyRelatedInstances",
+    "?expand&short", "?expand&full", "?expand=false", "?expand=no",
+    "?response-content=Labels;Parent", "?response-content=MainDicomTags;Metadata;Children",
+    "?response-content=Bogus", "?limit=3", "?since=2", "?since=-1&limit=2",
+    "?requestedTags=NoSuchTag&expand"])
+@pytest.mark.parametrize("level", ["patients", "studies", "series", "instances"])
+def test_lists(servers, level, suffix):
+    compare(servers, "GET", "/" + level + suffix)
+
+
+def test_resources_children_and_requested_tags(servers, ids):
+    knee, brainix = ids["knee"], ids["brainix"]
+    for answer in (knee, brainix):
+        for level, key in (("patients", "ParentPatient"), ("studies", "ParentStudy"),
+                           ("series", "ParentSeries"), ("instances", "ID")):
+            base = "/%s/%s" % (level, answer[key])
+            compare(servers, "GET", base)
+            compare(servers, "GET", base + "?short")
+            compare(servers, "GET", base + "?full")
+            compare(servers, "GET", base + "?requestedTags=ModalitiesInStudy;SOPClassesInStudy;"
+                    "NumberOfStudyRelatedInstances;NumberOfStudyRelatedSeries;"
+                    "NumberOfPatientRelatedStudies;NumberOfSeriesRelatedInstances;"
+                    "PatientName;StudyDate;Rows;PatientComments;RequestAttributesSequence;"
+                    "0008,0005;NumberOfFrames;SOPClassUID;0002,0010")
+            compare(servers, "GET", base + "?requestedTags=ModalitiesInStudy;Rows&full")
+            compare(servers, "GET", base + "/metadata?expand")
+            compare(servers, "GET", base + "/statistics")
+        study, patient = answer["ParentStudy"], answer["ParentPatient"]
+        for path in ("/patients/%s/studies" % patient, "/patients/%s/instances" % patient,
+                     "/studies/%s/series?expand=false" % study,
+                     "/studies/%s/instances?requestedTags=SOPInstanceUID;InstanceNumber" % study,
+                     "/studies/%s/series?short" % study,
+                     "/instances/%s/study" % answer["ID"], "/series/%s/patient" % answer["ParentSeries"]):
+            compare(servers, "GET", path)
+    unknown = "00000000-00000000-00000000-00000000-00000000"
+    for path in ("/patients/" + unknown, "/studies/nonsense", "/patients/%s/studies" % unknown,
+                 "/series/%s/statistics" % unknown, "/patients/%s/protected" % unknown,
+                 "/instances/%s/patient" % unknown):
+        compare(servers, "GET", path)
+
+
+def test_labels(servers, ids):
+    study, series = ids["knee"]["ParentStudy"], ids["knee"]["ParentSeries"]
+    instance = ids["brainix"]["ID"]
+    compare(servers, "GET", "/tools/labels")
+    for label in ("Hello", "A_b-c", "1", "_", "x" * 64):
+        compare(servers, "PUT", "/studies/%s/labels/%s" % (study, label), b"")
+    compare(servers, "PUT", "/studies/%s/labels/Hello" % study, b"")  # twice
+    compare(servers, "PUT", "/series/%s/labels/Other" % series, b"")
+    compare(servers, "PUT", "/instances/%s/labels/Other" % instance, b"")
+    for bad in ("a.b", "a%20b", "%C3%A9", "x" * 65):
+        compare(servers, "PUT", "/studies/%s/labels/%s" % (study, bad), b"")
+    compare(servers, "PUT", "/studies/00000000-00000000-00000000-00000000-00000000/labels/X", b"")
+    for path in ("/studies/%s/labels" % study, "/studies/%s/labels/Hello" % study,
+                 "/studies/%s/labels/Missing" % study, "/studies/%s/labels/a.b" % study,
+                 "/studies/%s" % study, "/series/%s" % series, "/tools/labels"):
+        compare(servers, "GET", path)
+    compare(servers, "DELETE", "/studies/%s/labels/Missing" % study)
+    compare(servers, "DELETE", "/studies/%s/labels/1" % study)
+    compare(servers, "GET", "/studies/%s/labels" % study)
+    compare(servers, "GET", "/tools/labels")
+
+
+@pytest.mark.parametrize("body", [
+    {"Level": "Study", "Query": {}},
+    {"Level": "Study", "Query": {}, "Expand": True},
+    {"Level": "Series", "Query": {"Modality": "MR"}, "Expand": True, "Short": True},
+    {"Level": "Study", "Query": {"PatientName": "K*"}, "RequestedTags": ["ModalitiesInStudy"],
+     "Expand": True},
+    {"Level": "Study", "Query": {"ModalitiesInStudy": "MR"}, "Expand": True},
+    {"Level": "Study", "Query": {"Modality": "MR"}},
+    {"Level": "Patient", "Query": {"Modality": "MR"}},
+    {"Level": "Study", "Query": {"PatientComments": "*"}, "Expand": True},
+    {"Level": "Study", "Query": {"PatientComments": "*"}, "Since": 1},
+    {"Level": "Instance", "Query": {}, "Limit": 3, "Since": 2},
+    {"Level": "Instance", "Query": {}, "Limit": 0},
+    {"Level": "Study", "Query": {}, "Labels": ["Hello"]},
+    {"Level": "Study", "Query": {}, "Labels": ["Hello", "Nope"], "LabelsConstraint": "Any"},
+    {"Level": "Study", "Query": {}, "Labels": ["Hello"], "LabelsConstraint": "None"},
+    {"Level": "Study", "Query": {}, "Labels": [], "LabelsConstraint": "None"},
+    {"Level": "Study", "Query": {}, "LabelsConstraint": "Some"},
+    {"Level": "Study", "Query": {}, "OrderBy": [{"Type": "DicomTag", "Key": "StudyDate",
+                                                "Direction": "ASC"}]},
+    {"Level": "Study", "Query": {}, "OrderBy": [{"Type": "DicomTag", "Key": "PatientName",
+                                                "Direction": "DESC"}], "Limit": 3},
+    {"Level": "Study", "Query": {}, "OrderBy": [{"Type": "DicomTag", "Key": "StudyDescription",
+                                                "Direction": "ASC"}]},
+    {"Level": "Series", "Query": {}, "OrderBy": [{"Type": "DicomTagAsInt", "Key": "SeriesNumber",
+                                                 "Direction": "DESC"}]},
+    {"Level": "Study", "Query": {}, "OrderBy": [{"Type": "Metadata", "Key": "LastUpdate",
+                                                "Direction": "DESC"}], "Limit": 4, "Since": 1},
+    {"Level": "Study", "Query": {}, "OrderBy": [{"Type": "Metadata", "Key": "LastUpdate",
+                                                "Direction": "ASC"}]},
+    {"Level": "Study", "Query": {}, "OrderBy": [{"Type": "Bogus", "Key": "LastUpdate",
+                                                "Direction": "ASC"}]},
+    {"Level": "Study", "Query": {}, "OrderBy": [{"Type": "Metadata", "Key": "LastUpdate",
+                                                "Direction": "Up"}]},
+    {"Level": "Instance", "Query": {}, "MetadataQuery": {"TransferSyntax": "1.2.840.10008.1.2.1"}},
+    {"Level": "Instance", "Query": {}, "MetadataQuery": {"SopClassUid": "*.4"}},
+    {"Level": "Instance", "Query": {}, "MetadataQuery": {"Bogus": "x"}},
+    {"Level": "Study", "Query": {}, "ResponseContent": ["MainDicomTags", "Labels"]},
+    {"Level": "Series", "Query": {}, "ResponseContent": ["Parent", "Children", "Metadata",
+                                                        "Status", "Attachments"]},
+    {"Level": "Study", "Query": {}, "ResponseContent": ["Bogus"]},
+    {"Level": "Study", "Query": {"StudyDate": "20000101-"}, "Expand": True, "Full": True},
+    {"Level": "Patient", "Query": {"PatientID": "*"}, "Expand": True, "Short": True},
+    {"Level": "Patient", "Query": {}, "ParentPatient": "bogus"},
+    {"Level": "Study", "Query": {}, "Limit": "2"},
+    {"Level": "Study", "Query": {}, "Limit": -1},
+    {"Level": "Study", "Query": {}, "Since": -2},
+    {"Level": "Study", "Query": {}, "ParentStudy": 5},
+    {"Level": "Study", "Query": {"PatientName": "knee"}, "CaseSensitive": True},
+])
+def test_find_and_count(servers, ids, body):
+    compare(servers, "POST", "/tools/find", body)
+    counted = {k: v for k, v in body.items()
+               if k not in ("Expand", "Limit", "Since", "OrderBy", "RequestedTags",
+                            "ResponseContent", "Short", "Full")}
+    compare(servers, "POST", "/tools/count-resources", counted)
+
+
+def test_find_by_parent(servers, ids):
+    knee = ids["knee"]
+    for body in ({"Level": "Series", "Query": {}, "ParentStudy": knee["ParentStudy"]},
+                 {"Level": "Instance", "Query": {}, "ParentPatient": knee["ParentPatient"],
+                  "Expand": True},
+                 {"Level": "Instance", "Query": {}, "ParentSeries": knee["ParentSeries"]},
+                 {"Level": "Study", "Query": {}, "ParentSeries": knee["ParentSeries"]}):
+        compare(servers, "POST", "/tools/find", body)
+        compare(servers, "POST", "/tools/count-resources", body)
+
+
+@pytest.mark.parametrize("query", [
+    "", "?limit=5", "?since=3&limit=4", "?last", "?limit=0", "?since=10&limit=0",
+    "?type=NewSeries", "?type=NewStudy;NewSeries&limit=3", "?type=NewInstance;",
+    "?type=Bogus", "?type=all", "?to=5", "?to=5&limit=2", "?since=2&to=8&limit=100",
+    "?since=5&to=3", "?to=0", "?to=-1", "?limit=-1", "?limit=4294967294", "?since=abc&limit=2",
+    "?limit=2&type=StableStudy", "?since=1000"])
+def test_changes(servers, query):
+    compare(servers, "GET", "/changes" + query)
+
+
+def test_lookup(servers, ids):
+    for value in ("887", "887 ", "2.16.840.1.113669.632.20.121711.10000160881", "nothing",
+                  "A10003245599", "knee", "COMMON", "common"):
+        compare(servers, "POST", "/tools/lookup", value.encode())
+
+
+def test_bulk_content(servers, ids):
+    knee = ids["knee"]
+    for body in ({"Resources": [knee["ParentStudy"], knee["ID"], "nonsense"]},
+                 {"Resources": [knee["ParentStudy"]], "Level": "Series"},
+                 {"Resources": [knee["ParentPatient"]], "Level": "Instance", "Metadata": False},
+                 {"Resources": [knee["ID"]], "Level": "Patient", "Short": True},
+                 {"Resources": "x"}, {"Resources": [knee["ID"]], "Metadata": "yes"}, []):
+        compare(servers, "POST", "/tools/bulk-content", body)
+
+
+def test_instances_tags(servers, ids):
+    knee = ids["knee"]
+    for level, key in (("patients", "ParentPatient"), ("studies", "ParentStudy"),
+                       ("series", "ParentSeries")):
+        for suffix in ("", "?simplify", "?short"):
+            compare(servers, "GET", "/%s/%s/instances-tags%s" % (level, knee[key], suffix))
+
+
+def test_reconstruct(servers, ids):
+    brainix = ids["brainix"]
+    compare(servers, "POST", "/studies/%s/reconstruct" % brainix["ParentStudy"], b"")
+    compare(servers, "POST", "/series/%s/reconstruct" % brainix["ParentSeries"],
+            {"LimitToThisLevelMainDicomTags": True})
+    compare(servers, "POST", "/series/%s/reconstruct" % brainix["ParentSeries"],
+            {"ReconstructFiles": "no"})
+    compare(servers, "POST", "/tools/reconstruct", {"ReconstructFiles": False})
+    for level, key in (("patients", "ParentPatient"), ("studies", "ParentStudy"),
+                       ("series", "ParentSeries"), ("instances", "ID")):
+        compare(servers, "GET", "/%s/%s" % (level, brainix[key]))
+        compare(servers, "GET", "/%s/%s/metadata?expand" % (level, brainix[key]))
+    compare(servers, "GET", "/changes?last")
+
+
+def test_extra_main_dicom_tags(tmp_path):
+    """The ExtraMainDicomTags option, with the same configuration on both."""
+    extra = {"ExtraMainDicomTags": {"Instance": ["Rows", "Columns", "0028,0100"],
+                                    "Series": ["BodyPartExamined", "SliceThickness"],
+                                    "Study": ["PatientAge"], "Patient": []}}
+    for name in ("orthancd", "oracle"):
+        (tmp_path / name).mkdir()
+    ours = Daemon(tmp_path / "orthancd", **extra).start()
+    theirs = oracle.RealOrthanc(tmp_path / "oracle", **extra).start()
+    try:
+        pair = ours.client(), theirs.client()
+        answer = None
+        for client in pair:
+            answer = client.upload(read_sample("Knee", "T1", "IM-0001-0001.dcm"))
+        assert ours.client().get_json("/system")["MainDicomTags"] == \
+            theirs.client().get_json("/system")["MainDicomTags"]
+        for level, key in (("patients", "ParentPatient"), ("studies", "ParentStudy"),
+                           ("series", "ParentSeries"), ("instances", "ID")):
+            compare(pair, "GET", "/%s/%s" % (level, answer[key]))
+            compare(pair, "GET", "/%s/%s/metadata?expand" % (level, answer[key]))
+        compare(pair, "POST", "/tools/find", {"Level": "Instance", "Query": {"Rows": "512"}})
+    finally:
+        ours.stop()
+        theirs.stop()
