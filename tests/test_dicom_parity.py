@@ -58,7 +58,11 @@ def test_matches_recorded_orthanc(fixture):
     assert summary.main_tags[ResourceLevel.INSTANCE] == expected["instance_main_tags"]
     assert summary.index_in_series_number == expected["index_in_series"]
     if "series_main_tags" in expected:
-        assert summary.main_tags[ResourceLevel.SERIES] == expected["series_main_tags"]
+        # Recorded with 1.10.1, whose series had fewer main tags than 1.13.0's
+        # (tests/test_extended_parity.py compares those with 1.13.0, live).
+        series = summary.main_tags[ResourceLevel.SERIES]
+        assert {k: series.get(k) for k in expected["series_main_tags"]} == \
+            expected["series_main_tags"]
         assert summary.expected_instances == expected["expected_instances"]
 
 

@@ -7,7 +7,7 @@ from pydicom.uid import generate_uid
 
 from orthancd import logs
 from orthancd.dicom.summary import normalize_for_find
-from orthancd.errors import ErrorCode, OrthancError
+from orthancd.errors import ErrorCode, NoAnswer, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.rest.http import (get_argument, json_body, read_body, render_json, render_text,
                                 text_body)
@@ -65,13 +65,12 @@ def install(app, server):
 
     @app.route("/tools/generate-uid", methods=["GET"])
     def generate(request):
-        level_name = get_argument(request, "level")
-        if level_name is None:
-            raise OrthancError(ErrorCode.UnknownResource)
-        try:
-            level = ResourceLevel.parse(level_name)
-        except ValueError:
-            raise OrthancError(ErrorCode.UnknownResource, "Unknown level: %s" % level_name)
+        # Only these lower-case names: anything else is answered with nothing.
+        level = {"patient": ResourceLevel.PATIENT, "study": ResourceLevel.STUDY,
+                 "series": ResourceLevel.SERIES, "instance": ResourceLevel.INSTANCE}.get(
+                     get_argument(request, "level"))
+        if level is None:
+            raise NoAnswer()
         if level is ResourceLevel.PATIENT:
             return render_text(request, str(uuid.uuid4()))
         return render_text(request, generate_uid(prefix=_UID_ROOT + _UID_LEVEL_DIGIT[level] + "."))
