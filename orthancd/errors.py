@@ -284,6 +284,11 @@ class OrthancError(Exception):
 
 
 class NoAnswer(Exception):
-    """The request names something that is not there and Orthanc's handler
-    answers nothing at all: a 404 with an empty body (e.g. GET of an
-    unknown resource, or of a label the resource does not carry)."""
+    """Orthanc's handler answers a bare HTTP status, with an empty body: a
+    404 when the request names something that is not there (GET of an
+    unknown resource, of a label the resource does not carry), a 403 when
+    it refuses an operation it does not describe (writing core metadata)."""
+
+    def __init__(self, status=404):
+        super().__init__(status)
+        self.status = status

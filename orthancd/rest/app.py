@@ -57,7 +57,7 @@ def render_failure(request, failure):
         request.setHeader(b"Allow", ",".join(allowed).encode())
         return sized(request, b"")
     if isinstance(error, NoAnswer):
-        request.setResponseCode(404)
+        request.setResponseCode(error.status)
         return sized(request, b"")
     if isinstance(error, (UnknownResource, NotFound)):
         error = OrthancError(ErrorCode.UnknownResource)

@@ -1,7 +1,7 @@
 """/{level}/{id}/attachments: the files attached to a resource."""
 import hashlib
 
-from orthancd.errors import ErrorCode, OrthancError
+from orthancd.errors import ErrorCode, NoAnswer, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import CONTENT_TYPE_NAMES, USER_CONTENT_START, ContentType
 from orthancd.rest.http import (bool_argument, read_body, render_bytes, render_json,
@@ -93,8 +93,7 @@ def install(app, server):
         async def put(request, public_id, name):
             number = names.number(name)
             if number < USER_CONTENT_START:
-                raise OrthancError(ErrorCode.ParameterOutOfRange,
-                                   "Cannot modify a core attachment")
+                raise NoAnswer(403)  # core attachments are Orthanc's own
             index.get_resource(public_id, level)
             await server.store_attachment(public_id, level, number, read_body(request))
             return render_json(request, {})
@@ -102,9 +101,9 @@ def install(app, server):
         @route("/<name>", ["DELETE"], "delete")
         async def delete(request, public_id, name):
             number = names.number(name)
-            if number == ContentType.Dicom:
-                raise OrthancError(ErrorCode.ParameterOutOfRange,
-                                   "Cannot delete the DICOM file of an instance")
+            if number < USER_CONTENT_START and number != ContentType.DicomAsJson:
+                # Only the DICOM-as-JSON summary, rebuilt when needed, may go.
+                raise NoAnswer(403)
             attachment(public_id, level, name)
             await server.delete_attachment(public_id, level, number)
             return render_json(request, {})

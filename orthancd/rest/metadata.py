@@ -1,5 +1,5 @@
 """/{level}/{id}/metadata: core metadata (read-only) and user metadata."""
-from orthancd.errors import ErrorCode, OrthancError
+from orthancd.errors import ErrorCode, NoAnswer, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import USER_METADATA_START, MetadataType
 from orthancd.rest.http import bool_argument, render_json, render_text, text_body
@@ -35,8 +35,7 @@ def install(app, server):
             number = names.number(name)
             if number < USER_METADATA_START:
                 # Orthanc forbids writing the metadata it maintains itself.
-                raise OrthancError(ErrorCode.ParameterOutOfRange,
-                                   "Only user-defined metadata can be modified", http_status=403)
+                raise NoAnswer(403)
             await index.set_metadata(public_id, level, number, text_body(request))
             return render_text(request, "")
 
@@ -45,8 +44,7 @@ def install(app, server):
         async def delete_metadata(request, public_id, name):
             number = names.number(name)
             if number < USER_METADATA_START:
-                raise OrthancError(ErrorCode.ParameterOutOfRange,
-                                   "Only user-defined metadata can be removed", http_status=403)
+                raise NoAnswer(403)
             index.get_resource(public_id, level)
             try:
                 await index.delete_metadata(public_id, level, number)
