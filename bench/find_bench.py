@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Find latency: orthancd against the real Orthanc 1.10.1, in one run.
+"""Find latency: orthancd against the real Orthanc 1.13.0, in one run.
 
 Both servers start empty (orthancd via tests/support/daemon.py, Orthanc via
 tests/support/oracle.py), get the same synthetic corpus of tiny studies (one
@@ -10,6 +10,13 @@ again after growing the corpus to --studies (default 10,000):
   wild+range  POST /tools/find  Level Study, PatientName "NAME^000*" (100 hits
               at every size) and StudyDate "20100101-20141231"
   uid         POST /tools/find  Level Study, exact StudyInstanceUID
+  oe2-page    POST /tools/find  Orthanc Explorer 2's study list: OrderBy
+              LastUpdate DESC, Limit 50, Since 0, Expand, RequestedTags
+              ModalitiesInStudy, NumberOfStudyRelatedInstances,
+              NumberOfStudyRelatedSeries, SOPClassesInStudy
+  oe2-page-n  the same, a later page (Since 500)
+  oe2-filter  the same, filtered on PatientName "NAME^0*" (Since 0)
+  count       POST /tools/count-resources  Level Study, PatientName "NAME^0*"
   findscu     /usr/bin/findscu -S, STUDY level, the same wildcard + range,
               process start included
 
@@ -42,6 +49,15 @@ UID_ROOT = "1.2.826.0.1.3680043.8.498.7"
 ENV = dict(os.environ, TCP_NODELAY="1")
 WILD_RANGE = {"Level": "Study", "Query": {"PatientName": "NAME^000*",
                                           "StudyDate": "20100101-20141231"}}
+OE2_REQUESTED_TAGS = ["ModalitiesInStudy", "NumberOfStudyRelatedInstances",
+                      "NumberOfStudyRelatedSeries", "SOPClassesInStudy"]
+
+
+def oe2_page(since, query=None):
+    """The body Orthanc Explorer 2 sends for a page of its study list."""
+    return {"Level": "Study", "Query": query or {}, "Expand": True, "Limit": 50,
+            "Since": since, "RequestedTags": OE2_REQUESTED_TAGS,
+            "OrderBy": [{"Type": "Metadata", "Key": "LastUpdate", "Direction": "DESC"}]}
 
 
 def study_uid(i):
@@ -118,13 +134,21 @@ def measure(name, url, dicom_port, aet, repeat, findscu_repeat, studies):
         "wild+range": median_ms(lambda: client.post("/tools/find", wild), repeat),
         "uid": median_ms(lambda: client.post("/tools/find", uid), repeat),
     }
+    pages = {"oe2-page": oe2_page(0), "oe2-page-n": oe2_page(min(500, studies // 2)),
+             "oe2-filter": oe2_page(0, {"PatientName": "NAME^0*"})}
+    for key, body in pages.items():
+        encoded = json.dumps(body).encode()
+        assert json.loads(client.post("/tools/find", encoded)), key
+        figures[key] = median_ms(lambda: client.post("/tools/find", encoded), repeat)
+    count = json.dumps({"Level": "Study", "Query": {"PatientName": "NAME^0*"}}).encode()
+    figures["count"] = median_ms(lambda: client.post("/tools/count-resources", count), repeat)
     args = ["/usr/bin/findscu", "-S", "-aec", aet, "127.0.0.1", str(dicom_port),
             "-k", "QueryRetrieveLevel=STUDY", "-k", "PatientName=NAME^000*",
             "-k", "StudyDate=20100101-20141231", "-k", "StudyInstanceUID"]
     figures["findscu"] = median_ms(
         lambda: subprocess.run(args, env=ENV, check=True, capture_output=True), findscu_repeat)
-    print("%-9s %6d studies  hits %3d  wild+range %7.2f ms  uid %7.2f ms  findscu %7.2f ms"
-          % (name, studies, hits, figures["wild+range"], figures["uid"], figures["findscu"]),
+    print("%-9s %6d studies  hits %3d  " % (name, studies, hits)
+          + "  ".join("%s %7.2f ms" % (key, value) for key, value in figures.items()),
           flush=True)
     return figures
 

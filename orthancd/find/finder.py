@@ -290,11 +290,17 @@ class _Candidates:
         metadata index in value order and stop once the page is full,
         instead of sorting the whole level.  None when not applicable."""
         query = self.query
-        if len(query.orderings) != 1 or ids is not None or not limit:
+        if len(query.orderings) != 1 or not limit:
             return None
         ordering = query.orderings[0]
         if ordering.kind != "metadata" or ordering.cast != "string":
             return None
+        total = self.index.count_resources(query.level)
+        members = None
+        if ids is not None:
+            if len(ids) * 8 < total:
+                return None  # few candidates: sorting them is cheaper
+            members = set(ids)
         out, skipped, seen = [], 0, 0
         wanted = since + limit
         group_value, group = None, []
@@ -315,6 +321,8 @@ class _Candidates:
         for value, public_id in self.index.iter_metadata_values(
                 query.level, ordering.key, reverse=ordering.descending):
             seen += 1
+            if members is not None and public_id not in members:
+                continue
             if value != group_value:
                 flush()
                 if len(out) >= limit:
@@ -322,11 +330,11 @@ class _Candidates:
                 group_value = value
             group.append(public_id)
         flush()
-        if len(out) < limit and seen < self.index.count_resources(query.level):
+        if len(out) < limit and seen < total:
             # Resources without the metadata come last (NULLS LAST).
             with_value = {i for _, i in self.index.iter_metadata_values(query.level,
                                                                            ordering.key)}
-            for public_id, _ in self.index.iter_level(query.level):
+            for public_id in self.walk(ids):
                 if public_id in with_value or not self.matches(public_id):
                     continue
                 if skipped < since:

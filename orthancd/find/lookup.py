@@ -78,9 +78,15 @@ class ResourceCache:
 
 
 def _indexed_level(tag, level):
-    """The level, at or above the query level, whose index holds ``tag``."""
+    """The level, at or above the query level, whose index holds ``tag``
+    (patient tags are indexed with the studies too)."""
     levels = [lv for lv in T.MAIN_TAG_LEVELS.get(tag, ()) if lv <= level]
-    return max(levels) if levels else None
+    if not levels:
+        return None
+    found = max(levels)
+    if found is ResourceLevel.PATIENT and level > ResourceLevel.PATIENT:
+        return ResourceLevel.STUDY
+    return found
 
 
 def _range_bounds(constraints, tag):

@@ -14,7 +14,7 @@ resources (by public ID: the hex groups of the ID print the SHA-1 in order).
                    and MetadataQuery)
   attachments      key + 2-byte content type -> JSON StoredFile record
   identifiers      level byte + 4-byte tag + normalized value -> key
-                   (dupsort, for find)
+                   (dupsort, for find; studies also under their patient tags)
   labels           key -> label                              (dupsort)
   labelled         label -> key                              (dupsort)
   recycling        8-byte seq -> patient key                 (oldest first)
@@ -595,16 +595,24 @@ class LmdbResourceIndex(ResourceIndex):
         txn.delete(mkey, db=self.db["metadata"])
         return True
 
-    def _index_identifiers(self, txn, level, key, tags, add=True):
-        for tag, keyword in self.identifier_tags.get(level, ()):
-            value = tags.get(keyword)
-            if value is None or not isinstance(value, str):
-                continue
-            ikey = identifier_key(level, tag, self._normalize(value))
-            if add:
-                txn.put(ikey, key, db=self.db["identifiers"], dupdata=True)
-            else:
-                txn.delete(ikey, key, db=self.db["identifiers"])
+    def _index_identifiers(self, txn, level, key, record, add=True):
+        """The identifiers entries of a resource record: its main tags, and
+        for a study the patient tags it holds a copy of (indexed at the
+        study level, so that a study query on PatientName needs no lift)."""
+        sources = [(self.identifier_tags.get(level, ()), record.get("t", {}))]
+        if level is ResourceLevel.STUDY:
+            sources.append((self.identifier_tags.get(ResourceLevel.PATIENT, ()),
+                            record.get("pt") or {}))
+        for tags_of_level, tags in sources:
+            for tag, keyword in tags_of_level:
+                value = tags.get(keyword)
+                if value is None or not isinstance(value, str):
+                    continue
+                ikey = identifier_key(level, tag, self._normalize(value))
+                if add:
+                    txn.put(ikey, key, db=self.db["identifiers"], dupdata=True)
+                else:
+                    txn.delete(ikey, key, db=self.db["identifiers"])
 
     def _create_resource(self, txn, level, public_id, parent_key, tags, sequences,
                          patient_tags):
@@ -618,7 +626,7 @@ class LmdbResourceIndex(ResourceIndex):
         if patient_tags is not None:
             record["pt"] = patient_tags
         txn.put(key, _dumps(record), db=self.db["resources"])
-        self._index_identifiers(txn, level, key, tags)
+        self._index_identifiers(txn, level, key, record)
         self._add_counter(txn, _LEVEL_COUNTERS[level], 1)
         return key, record
 
@@ -740,7 +748,7 @@ class LmdbResourceIndex(ResourceIndex):
         for label in self._labels(txn, key):
             txn.delete(label.encode("utf-8"), key, db=self.db["labelled"])
         txn.delete(key, db=self.db["labels"])
-        self._index_identifiers(txn, level, key, record.get("t", {}), add=False)
+        self._index_identifiers(txn, level, key, record, add=False)
         if record.get("r") is not None:
             txn.delete(_U64.pack(record["r"]), db=self.db["recycling"])
         txn.delete(key, db=self.db["resources"])
@@ -836,7 +844,7 @@ class LmdbResourceIndex(ResourceIndex):
             if only_level is not None and level is not only_level:
                 continue
             key, record = self._require(txn, summary.ids[level], level)
-            self._index_identifiers(txn, level, key, record.get("t", {}), add=False)
+            self._index_identifiers(txn, level, key, record, add=False)
             record["t"] = summary.main_tags[level]
             sequences = summary.main_sequences.get(level)
             if sequences:
@@ -846,7 +854,7 @@ class LmdbResourceIndex(ResourceIndex):
             if level is ResourceLevel.STUDY:
                 record["pt"] = summary.main_tags[ResourceLevel.PATIENT]
             txn.put(key, _dumps(record), db=self.db["resources"])
-            self._index_identifiers(txn, level, key, record["t"])
+            self._index_identifiers(txn, level, key, record)
             for metadata_type, value in metadata.get(level, {}).items():
                 if value is None:
                     self._remove_metadata(txn, key, metadata_type)
