@@ -237,7 +237,6 @@ def nodes(tmp_path_factory):
         shared, oracle={"AET": "ORTHANCD", "Host": "127.0.0.1", "Port": ours.dicom_port})
     for node in (ours, theirs):
         node.options["StorageCommitmentReportsSize"] = REPORTS_SIZE
-        node.options["DicomAssociationCloseDelay"] = 0
     ours.start()
     theirs.start()
     try:
@@ -505,6 +504,15 @@ def test_store_then_commit_and_remove(nodes, flair, tmp_path):
         (200, "application/json", b"{}")
     assert rest.get("/instances/" + extra["ID"]).status == 404
     assert rest.get("/instances/" + flair[0]["ID"]).status == 200
+    # The other way round: what Orthanc stores into orthancd is committed.
+    other = theirs.client()
+    sent = other.upload(read_sample("Beaufix", "IM-0001-0002.dcm"))
+    answer = other.post("/modalities/oracle/store",
+                        {"Resources": [sent["ID"]], "StorageCommitment": True})
+    assert answer.status == 200, answer.body
+    report = wait_report(other, answer.json()["StorageCommitmentTransactionUID"]).json()
+    assert (report["RemoteAET"], report["Status"]) == ("ORTHANCD", "Success")
+    assert rest.get("/instances/" + sent["ID"]).status == 200
 
 
 def test_rest_errors_like_orthanc(nodes, flair):
@@ -535,6 +543,8 @@ def test_rest_errors_like_orthanc(nodes, flair):
         ("POST", "/modalities/nowhere/storage-commitment", b"not json"),
         ("POST", "/modalities/nowhere/storage-commitment", {"DicomInstances": []}),
         ("GET", "/modalities/peer/storage-commitment", None),
+        ("POST", "/modalities/peer/store", {"Resources": [flair[0]["ID"]],
+                                            "StorageCommitment": "yes"}),
         ("GET", "/storage-commitment/2.25.404", None),
         ("POST", "/storage-commitment/2.25.404/remove", b""),
         ("GET", "/storage-commitment/2.25.404/remove", None),
@@ -620,6 +630,7 @@ def test_data_sets_round_trip(transfer_syntax):
         wire.encode_report("2.25.5", successes, [], transfer_syntax), transfer_syntax)
 
 
+@pytest.mark.filterwarnings("ignore:End of file reached before delimiter")
 def test_big_endian_and_garbage_data_sets():
     dataset = action_information("1.2.3", [(CT, "4.5")])
     from orthancd.net.transfer_syntaxes import encode_in
@@ -655,3 +666,19 @@ def test_report_json():
     assert failed.to_json()["Status"] == "Failure"
     assert failed.to_json()["Failures"][0]["Description"] == "Unknown failure reason"
     assert describe_failure(0x0112).startswith("One or more of the elements")
+
+
+def test_permissions_of_storage_commitment():
+    from orthancd.net import access
+    from orthancd.net.settings import ServerSettings
+    raw = {"DicomModalities": {
+        "both": {"AET": "BOTH", "Host": "h", "Port": 1, "AllowStorageCommitment": False,
+                 "AllowNAction": True},
+        "report": {"AET": "REPORT", "Host": "h", "Port": 1, "AllowEventReport": False},
+        "short": ["SHORT", "h", 1]}}
+    policy = access.AccessPolicy(ServerSettings.from_config(raw))
+    allowed = {aet: {kind for kind in (access.N_ACTION, access.N_EVENT_REPORT)
+                     if policy.is_allowed_request(aet, "h", kind)}
+               for aet in ("BOTH", "REPORT", "SHORT", "STRANGER")}
+    assert allowed == {"BOTH": set(), "REPORT": {access.N_ACTION},
+                       "SHORT": {access.N_ACTION, access.N_EVENT_REPORT}, "STRANGER": set()}

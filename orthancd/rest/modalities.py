@@ -170,6 +170,9 @@ def install(app, server):
         instances = []
         for public_id in resources:
             instances.extend(_resource_instances(server.index, public_id))
+        storage_commitment_requested = options.get("StorageCommitment", False)
+        if not isinstance(storage_commitment_requested, bool):
+            raise OrthancError(ErrorCode.BadParameterType)
         originator = None
         if "MoveOriginatorAet" in options or "MoveOriginatorID" in options:
             originator = (str(options.get("MoveOriginatorAet", "")),
@@ -192,7 +195,7 @@ def install(app, server):
             "ParentResources": resources,
             "RemoteAet": modality["AET"],
         }
-        if options.get("StorageCommitment"):
+        if storage_commitment_requested:
             answer["StorageCommitmentTransactionUID"] = await storage_commitment.after_store(
                 server, scu_settings, modality, instances, outcome.sent)
         return render_json(request, answer)
