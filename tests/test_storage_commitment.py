@@ -18,9 +18,9 @@ from pynetdicom.sop_class import (
 )
 
 from orthancd.net import storage_commitment as wire
-from orthancd.net.transfer_syntaxes import EXPLICIT_BIG, IMPLICIT_LITTLE, decode_in
-from orthancd.storage_commitment import Report, ReportRegistry, describe_failure
+from orthancd.net.transfer_syntaxes import EXPLICIT_BIG, IMPLICIT_LITTLE, decode_in, encode_in
 from orthancd.errors import OrthancError
+from orthancd.storage_commitment import Report, ReportRegistry, describe_failure
 from tests.support import oracle as oracle_support
 from tests.support.daemon import Daemon, free_port, read_sample, sample
 
@@ -169,7 +169,7 @@ class Peer:
     def ask(self, port, called, dataset, action_type=1, calling=None,
             instance=SOP_INSTANCE):
         """Send N-ACTION; returns (status or None, response command or None,
-        whether the association ended without a response)."""
+        how the association ended: see ``_finish``)."""
         association = self.associate(port, called, calling)
         if not association.is_established:
             return None, None, "not established"
@@ -204,16 +204,13 @@ def _response(association):
 
 
 def _finish(association):
-    deadline = time.time() + 5
-    while association.is_established and time.time() < deadline:
-        if not association.received:
-            # No answer came: the server ended or will end the association.
-            time.sleep(0.05)
-            if association.is_aborted or not association.is_alive():
-                break
-            continue
+    """Release after an answer ("released"); otherwise the server ended the
+    association, or left it unanswered past the DIMSE timeout ("ended")."""
+    if association.received and association.is_established:
         association.release()
         return "released"
+    if association.is_established:
+        association.abort()
     return "ended"
 
 
@@ -226,7 +223,8 @@ def nodes(tmp_path_factory):
     ours = Daemon(root / "orthancd")
     theirs = oracle_support.RealOrthanc(root / "oracle")
     shared = {
-        "peer": {"AET": "PEER", "Host": "127.0.0.1", "Port": peer.port},
+        # LocalAet is not used for storage commitment (DicomAet or the called AET is).
+        "peer": {"AET": "PEER", "Host": "127.0.0.1", "Port": peer.port, "LocalAet": "UNUSED"},
         "nocommit": {"AET": "NOCOMMIT", "Host": "127.0.0.1", "Port": peer.port,
                      "AllowStorageCommitment": False},
         "down": ["DOWN", "127.0.0.1", free_port()],
@@ -633,7 +631,6 @@ def test_data_sets_round_trip(transfer_syntax):
 @pytest.mark.filterwarnings("ignore:End of file reached before delimiter")
 def test_big_endian_and_garbage_data_sets():
     dataset = action_information("1.2.3", [(CT, "4.5")])
-    from orthancd.net.transfer_syntaxes import encode_in
     data = encode_in(dataset, EXPLICIT_BIG)
     assert wire.decode_request(data, EXPLICIT_BIG) == ("1.2.3", [wire.Reference(CT, "4.5")])
     for garbage in (b"\x08\x00\x95\x11\xff\xff\xff\xff", b"", b"\x01"):
