@@ -233,7 +233,6 @@ HTTP_STATUS = {
     ErrorCode.NotImplemented: 501,
     ErrorCode.ParameterOutOfRange: 400,
     ErrorCode.BadParameterType: 400,
-    ErrorCode.BadSequenceOfCalls: 400,
     ErrorCode.InexistentItem: 404,
     ErrorCode.BadRequest: 400,
     ErrorCode.UriSyntax: 400,

@@ -13,8 +13,16 @@ FIND = "Find"
 FIND_WORKLIST = "FindWorklist"
 GET = "Get"
 MOVE = "Move"
+# Storage commitment: the request (N-ACTION) and its report (N-EVENT-REPORT).
+N_ACTION = "NAction"
+N_EVENT_REPORT = "NEventReport"
 
-REQUEST_TYPES = (ECHO, STORE, FIND, FIND_WORKLIST, GET, MOVE)
+REQUEST_TYPES = (ECHO, STORE, FIND, FIND_WORKLIST, GET, MOVE, N_ACTION, N_EVENT_REPORT)
+
+# The modality option allowing each request type (all true by default);
+# "AllowStorageCommitment", when present, sets the last two at once.
+PERMISSION_OPTIONS = {kind: "Allow" + kind for kind in REQUEST_TYPES}
+PERMISSION_OPTIONS[N_EVENT_REPORT] = "AllowEventReport"
 
 
 @dataclass(frozen=True)
@@ -31,8 +39,11 @@ class RemoteModality:
             if len(value) < 3:
                 raise ValueError(f"modality {name!r} needs [AET, host, port]")
             return cls(name, str(value[0]), str(value[1]), int(value[2]))
+        value = dict(value)
+        if "AllowStorageCommitment" in value:
+            value["AllowNAction"] = value["AllowEventReport"] = value["AllowStorageCommitment"]
         allowed = {kind for kind in REQUEST_TYPES
-                   if value.get("Allow" + kind, True)}
+                   if value.get(PERMISSION_OPTIONS[kind], True)}
         return cls(name, str(value["AET"]), str(value.get("Host", "")),
                    int(value.get("Port", 104)), frozenset(allowed))
 
@@ -49,10 +60,11 @@ class AccessPolicy:
         self._settings = settings
 
     def _always_allowed(self, request_type):
+        # No DicomAlwaysAllow* option opens storage commitment to unknown AETs.
         s = self._settings
         return {ECHO: s.always_allow_echo, STORE: s.always_allow_store,
                 FIND: s.always_allow_find, FIND_WORKLIST: s.always_allow_find_worklist,
-                GET: s.always_allow_get, MOVE: s.always_allow_move}[request_type]
+                GET: s.always_allow_get, MOVE: s.always_allow_move}.get(request_type, False)
 
     def _matching_modalities(self, remote_aet, remote_ip):
         matches = []

@@ -4,6 +4,10 @@ from orthancd.net.scp_find import FindService
 from orthancd.net.scp_get import GetService
 from orthancd.net.scp_move import MoveService
 from orthancd.net.scp_store import StoreService
+from orthancd.net.scp_storage_commitment import (
+    StorageCommitmentReportService,
+    StorageCommitmentRequestService,
+)
 
 
 def scp_services(server):
@@ -14,4 +18,6 @@ def scp_services(server):
         MoveService(server),
         GetService(server),
         FindService(server),
+        StorageCommitmentRequestService(server),
+        StorageCommitmentReportService(server),
     ]

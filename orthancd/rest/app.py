@@ -29,8 +29,9 @@ def _route_modules():
                                scripts, system, tools)
     from orthancd.rest import modalities, queries
     from orthancd.rest import find
+    from orthancd.rest import storage_commitment
     return (system, instances, resources, metadata, attachments, changes, tools, scripts,
-            modalities, queries, find)
+            modalities, queries, find, storage_commitment)
 
 
 def build_app(ctx):

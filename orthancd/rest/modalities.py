@@ -7,6 +7,7 @@ need the job engine, which orthancd does not have yet.
 import json
 import time
 
+from orthancd import storage_commitment
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import UnknownResource
@@ -166,12 +167,12 @@ def install(app, server):
                 raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON value") from None
         resources, options = store_request(body)
         require_synchronous(options)
-        if options.get("StorageCommitment"):
-            raise OrthancError(ErrorCode.NotImplemented,
-                               "Storage commitment is not supported by orthancd")
         instances = []
         for public_id in resources:
             instances.extend(_resource_instances(server.index, public_id))
+        storage_commitment_requested = options.get("StorageCommitment", False)
+        if not isinstance(storage_commitment_requested, bool):
+            raise OrthancError(ErrorCode.BadParameterType)
         originator = None
         if "MoveOriginatorAet" in options or "MoveOriginatorID" in options:
             originator = (str(options.get("MoveOriginatorAet", "")),
@@ -186,14 +187,18 @@ def install(app, server):
             raise OrthancError(ErrorCode.NetworkProtocol,
                                'C-STORE SCU to AET "%s" has failed for instance %s: %s'
                                % (modality["AET"], instance_id, reason))
-        return render_json(request, {
+        answer = {
             "Description": "REST API",
             "FailedInstancesCount": len(outcome.failed),
             "InstancesCount": len(instances),
             "LocalAet": scu_settings.local_aet,
             "ParentResources": resources,
             "RemoteAet": modality["AET"],
-        })
+        }
+        if storage_commitment_requested:
+            answer["StorageCommitmentTransactionUID"] = await storage_commitment.after_store(
+                server, scu_settings, modality, instances, outcome.sent)
+        return render_json(request, answer)
 
     @app.route("/modalities/<name>/query", methods=["POST"])
     async def query(request, name):
