@@ -19,6 +19,7 @@ from orthancd.ids import ResourceLevel
 from orthancd.index.base import ContentType, MetadataType
 from orthancd.index.numbered_names import NumberedNames
 from orthancd.index.lmdb_index import LmdbResourceIndex
+from orthancd.find.lookup import instances_in_creation_order
 from orthancd.ingest import Ingestor, Origin, reconstruction_metadata
 from orthancd.logs import logger
 from orthancd.net.transfer_syntaxes import KNOWN, accepted_storage_syntaxes
@@ -133,7 +134,8 @@ class OrthancServer:
         """Index the main tags of a resource's instances (and their
         ancestors) anew from their files; with ``only_this_level``, the
         tags of the resource itself, from one of its instances."""
-        instances = self.index.get_descendants(public_id, level, ResourceLevel.INSTANCE)
+        # In Orthanc's order: the last instance gives its ancestors their tags.
+        instances = instances_in_creation_order(self.index, public_id, level)
         if only_this_level:
             instances = instances[:1]
         for instance_id in instances:

@@ -21,6 +21,7 @@ from twisted.internet import defer
 
 from orthancd.dicom.summary import normalize_for_find
 from orthancd.errors import ErrorCode, OrthancError
+from orthancd.find.lookup import instances_in_creation_order
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import MetadataType, UnknownResource
 from orthancd.modalities import modality_registry
@@ -167,7 +168,7 @@ def resource_instances(index, public_id):
     """The instances below a resource of any level (404 when unknown)."""
     try:
         resource = index.get_resource(public_id)
-        return index.get_descendant_instances(public_id, resource.level)
+        return instances_in_creation_order(index, public_id, resource.level)
     except UnknownResource:
         raise OrthancError(ErrorCode.UnknownResource) from None
 

@@ -172,6 +172,19 @@ def studies_with_modalities(index, constraint):
     return list(dict.fromkeys(studies))
 
 
+def instances_in_creation_order(index, public_id, level):
+    """The instances at or below a resource as Orthanc's GetChildInstances
+    lists them: depth first, children in the order they were created."""
+    if level is ResourceLevel.INSTANCE:
+        return [public_id]
+    children = index.get_children(public_id, level)
+    children.sort(key=lambda child: index.get_resource(child, level.child).seq)
+    out = []
+    for child in children:
+        out.extend(instances_in_creation_order(index, child, level.child))
+    return out
+
+
 def representative_instance(index, public_id, level):
     """The instance whose file stands for a resource: the oldest one, as
     Orthanc's database hands it out (the first child created, level by
