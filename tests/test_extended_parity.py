@@ -316,3 +316,16 @@ def test_extra_main_dicom_tags(tmp_path):
     finally:
         ours.stop()
         theirs.stop()
+
+
+def test_patient_id_collision(servers):
+    """Three patients sharing PatientID "COMMON": one Orthanc patient whose
+    tags are the first instance's, each study keeping its own copy."""
+    _, theirs = servers
+    patient = theirs.post("/tools/lookup", b"COMMON").json()[0]["ID"]
+    compare(servers, "GET", "/patients/" + patient)
+    compare(servers, "GET", "/patients/%s/studies" % patient)
+    compare(servers, "POST", "/tools/find", {"Level": "Study", "Query": {"PatientName": "WORLD"},
+                                             "Expand": True})
+    compare(servers, "POST", "/tools/find", {"Level": "Patient", "Query": {"PatientName": "WORLD"}})
+    compare(servers, "GET", "/patients/%s?requestedTags=StudyInstanceUID;PatientName" % patient)
