@@ -1,8 +1,9 @@
 """The REST API: one Klein app, routes installed by one module per resource family.
 
 Handlers stay thin: parse the request, call the domain (index, storage,
-ingest, ...), render Orthanc-shaped JSON.  Every error becomes Orthanc's JSON
-error body here, in one place.
+ingest, ...), render Orthanc-shaped JSON.  Every error becomes Orthanc's
+error answer here, in one place; every answer carries the headers of
+Orthanc's HTTP server.
 """
 import base64
 import hmac
@@ -18,7 +19,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.index.base import UnknownResource
 from orthancd.rest.dispatch import RestResource
-from orthancd.rest.http import error_body, sized
+from orthancd.rest.http import EmptyAnswer, error_body, sized
 
 log = logger(__name__)
 
@@ -29,8 +30,9 @@ def _route_modules():
                                scripts, system, tools)
     from orthancd.rest import modalities, queries
     from orthancd.rest import find
+    from orthancd.rest import folders, jobs, peers, plugins
     return (system, instances, resources, metadata, attachments, changes, tools, scripts,
-            modalities, queries, find)
+            modalities, queries, find, folders, plugins, peers, jobs)
 
 
 def build_app(ctx):
@@ -42,30 +44,38 @@ def build_app(ctx):
     return app
 
 
-_METHOD_ORDER = ("GET", "POST", "DELETE", "PUT")
+_METHOD_ORDER = ("GET", "POST", "PUT", "DELETE")
 
 
 def render_failure(request, failure):
-    """Every error of the REST API, as Orthanc renders it."""
+    """Every error of the REST API, as Orthanc renders it: a status alone
+    when Orthanc's handler sends no body, otherwise its JSON error document,
+    sent as text/plain (unless HttpDescribeErrors is off)."""
     error = failure.value
+    if isinstance(error, EmptyAnswer):
+        return _empty(request, error.status)
     if isinstance(error, MethodNotAllowed):
-        # Orthanc answers 405 with an Allow header (in its method order) and
-        # an empty body.
+        # Orthanc lists the allowed methods in its own order.
         allowed = sorted((m for m in error.valid_methods or () if m in _METHOD_ORDER),
                          key=_METHOD_ORDER.index)
-        request.setResponseCode(405)
         request.setHeader(b"Allow", ",".join(allowed).encode())
-        return sized(request, b"")
+        return _empty(request, 405)
     if isinstance(error, (UnknownResource, NotFound)):
         error = OrthancError(ErrorCode.UnknownResource)
     elif not isinstance(error, OrthancError):
         log.failure("Error while answering {method} {uri}", failure,
                     method=request.method, uri=request.uri)
         error = OrthancError(ErrorCode.InternalError, str(error))
+    if not ctx_describes_errors(request):
+        return _empty(request, error.http_status)
     request.setResponseCode(error.http_status)
-    request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
-    if ctx_describes_errors(request):
-        return sized(request, error_body(request, error))
+    request.setHeader(b"Content-Type", b"text/plain")
+    return sized(request, error_body(request, error))
+
+
+def _empty(request, status):
+    request.setResponseCode(status)
+    request.responseHeaders.removeHeader(b"content-type")
     return sized(request, b"")
 
 
@@ -115,11 +125,45 @@ class GuardedRoot(resource.Resource):
         return self._inner.render(request)
 
 
-class NoDelayChannel(http.HTTPChannel):
-    """Nagle's algorithm costs 40 ms per request/response round trip."""
+class OrthancRequest(server.Request):
+    """Answers carry the headers of Orthanc's HTTP server, not Twisted's:
+    no Server or Date, Orthanc's Connection/Keep-Alive announcement and
+    X-Content-Type-Options, in Orthanc's order."""
+
+    def requestReceived(self, command, path, version):
+        if getattr(self.channel, "persistent", False):
+            self.setHeader(b"Connection", b"keep-alive")
+            self.setHeader(b"Keep-Alive", b"timeout=%d" % self.channel.keep_alive_timeout)
+        else:
+            self.setHeader(b"Connection", b"close")
+        super().requestReceived(command, path, version)
+
+    def write(self, data):
+        if not self.startedWriting:
+            headers = self.responseHeaders
+            headers.removeHeader(b"server")
+            headers.removeHeader(b"date")
+            length = headers.getRawHeaders(b"content-length")
+            headers.removeHeader(b"content-length")
+            headers.setRawHeaders(b"X-Content-Type-Options", [b"nosniff"])
+            if length:
+                headers.setRawHeaders(b"Content-Length", length)
+        super().write(data)
+
+
+class OrthancChannel(http.HTTPChannel):
+    """HTTP connections as Orthanc keeps them: persistent unless "KeepAlive"
+    is off, closed after "KeepAliveTimeout" seconds without a request
+    (``timeOut``, the site's timeout, bounds the wait within a request)."""
+
+    keep_alive = True
+    keep_alive_timeout = 1
+    _waiting_for_request = False
+    _request_timeout = None
 
     def connectionMade(self):
         super().connectionMade()
+        # Nagle's algorithm costs 40 ms per request/response round trip.
         try:
             self.transport.setTcpNoDelay(True)
         except (AttributeError, OSError):
@@ -128,6 +172,23 @@ class NoDelayChannel(http.HTTPChannel):
         # default is 64 kB per read, each one a trip through the HTTP parser).
         self.transport.bufferSize = 1 << 20
 
+    def checkPersistence(self, request, version):
+        if not self.keep_alive:
+            return False
+        return super().checkPersistence(request, version)
+
+    def requestDone(self, request):
+        super().requestDone(request)
+        if self.persistent and not self._handlingRequest and self.keep_alive_timeout:
+            self._request_timeout = self.setTimeout(self.keep_alive_timeout)
+            self._waiting_for_request = True
+
+    def dataReceived(self, data):
+        if self._waiting_for_request:
+            self._waiting_for_request = False
+            self.setTimeout(self._request_timeout)
+        super().dataReceived(data)
+
 
 class OrthancSite(server.Site):
     """Keeps request bodies of up to 64 MB in memory: Twisted would spool
@@ -135,10 +196,27 @@ class OrthancSite(server.Site):
     uploaded DICOM file is read back whole anyway."""
 
     IN_MEMORY_BODY_LIMIT = 64 * 1024 * 1024
+    requestFactory = OrthancRequest
+    protocol = OrthancChannel
+
+    def __init__(self, resource, configuration):
+        # Within a request, the connection may stay silent for
+        # "HttpRequestTimeout" seconds.
+        super().__init__(resource, parsePOSTFormSubmission=False,
+                         timeout=configuration.get("HttpRequestTimeout", 30) or None)
+        self.keep_alive = bool(configuration.get("KeepAlive", True))
+        self.keep_alive_timeout = int(configuration.get("KeepAliveTimeout", 1))
+        self.describe_errors = bool(configuration.get("HttpDescribeErrors", True))
+
+    def buildProtocol(self, addr):
+        channel = super().buildProtocol(addr)
+        channel.keep_alive = self.keep_alive
+        channel.keep_alive_timeout = self.keep_alive_timeout
+        return channel
 
     def log(self, request):
-        # Like Orthanc, no access log line per request unless verbose.
-        if logs.get_level() != "default":
+        # Like Orthanc, no access log line per request unless HTTP is verbose.
+        if logs.get_level("http") != "default":
             super().log(request)
 
     def getContentFile(self, length):
@@ -151,10 +229,8 @@ def build_site(ctx):
     app = build_app(ctx)
     ctx.rest_resource = RestResource(app, render_failure)
     root = GuardedRoot(ctx.rest_resource, ctx.configuration)
-    site = OrthancSite(root, parsePOSTFormSubmission=False)
-    site.protocol = NoDelayChannel
+    site = OrthancSite(root, ctx.configuration)
     site.displayTracebacks = False
-    site.describe_errors = bool(ctx.configuration.get("HttpDescribeErrors", True))
     site.noisy = False
     ctx.app = app
     return site

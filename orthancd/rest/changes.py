@@ -1,17 +1,26 @@
 """/changes and /exports: the two logs clients poll."""
-from orthancd.rest.http import has_argument, int_argument, render_json
+from orthancd.rest.http import get_argument, has_argument, render_json
 
 _DEFAULT_LIMIT = 100
 _MAX_LIMIT = 10000
 
 
+def page_arguments(request):
+    """``since`` and ``limit`` as Orthanc reads them for the logs: either
+    unreadable means the first page, and a negative limit wraps around as an
+    unsigned number (so it reads as "as many as allowed")."""
+    try:
+        since = int(get_argument(request, "since", "0"))
+        limit = int(get_argument(request, "limit", str(_DEFAULT_LIMIT)))
+    except ValueError:
+        return 0, _DEFAULT_LIMIT
+    if limit < 0:
+        limit %= 1 << 32
+    return max(since, 0), min(limit, _MAX_LIMIT)
+
+
 def install(app, server):
     index = server.index
-
-    def page_arguments(request):
-        since = int_argument(request, "since", 0)
-        limit = int_argument(request, "limit", _DEFAULT_LIMIT)
-        return since, min(limit, _MAX_LIMIT)
 
     @app.route("/changes", methods=["GET"])
     def get_changes(request):

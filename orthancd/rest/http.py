@@ -9,6 +9,31 @@ from orthancd.rest import jsonfmt
 JSON_TYPE = b"application/json; charset=utf-8"
 
 
+class EmptyAnswer(Exception):
+    """An answer made of a status alone.  Orthanc sends one when a handler
+    signals an HTTP error without a body (403 for a core attachment...), or
+    leaves the request unanswered (see ``no_answer``)."""
+
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
+
+
+def no_answer(request):
+    """What Orthanc sends when a handler does not answer, typically for an
+    unknown resource: 404 with no body (400 for POST)."""
+    return EmptyAnswer(400 if request.method == b"POST" else 404)
+
+
+def request_uri(request):
+    """The request path as Orthanc reports it ("Uri" of error bodies):
+    decoded and normalised by the dispatch (orthancd.rest.uri)."""
+    uri = getattr(request, "orthanc_uri", None)
+    if uri is None:
+        uri = request.path.decode("utf-8", "replace")
+    return uri
+
+
 def sized(request, body):
     """Announce the length, so the answer goes out in one write without
     chunked encoding (as Orthanc answers)."""
@@ -44,7 +69,7 @@ def error_body(request, error):
         "Method": request.method.decode("ascii", "replace"),
         "OrthancError": error.description,
         "OrthancStatus": int(error.code),
-        "Uri": request.path.decode("utf-8", "replace"),
+        "Uri": request_uri(request),
     }
     if error.details:
         body["Details"] = error.details
@@ -76,13 +101,18 @@ def has_argument(request, name):
 
 
 def bool_argument(request, name, default=False):
-    """Orthanc treats ``?expand`` (no value) as true; we also read false/0."""
+    """A Boolean argument as Orthanc reads it (``?expand`` alone is true);
+    switches that only need to be present (``?simplify``, ``?full``) are
+    read with ``has_argument``."""
     if not has_argument(request, name):
         return default
-    value = get_argument(request, name, "").strip().lower()
-    if value in ("false", "0", "no"):
+    value = get_argument(request, name)
+    if value in ("", "true", "1"):
+        return True
+    if value in ("false", "0"):
         return False
-    return True
+    raise OrthancError(ErrorCode.ParameterOutOfRange,
+                       'Expected a Boolean for GET argument "%s", found: %s' % (name, value))
 
 
 def int_argument(request, name, default=0):
@@ -105,7 +135,7 @@ def paging_arguments(request):
         missing = "limit" if has_since else "since"
         # Orthanc names the URI as its flattened form, with a final slash.
         raise OrthancError(ErrorCode.BadRequest, 'Missing "%s" argument for GET request against: %s/'
-                           % (missing, request.path.decode("utf-8", "replace").rstrip("/")))
+                           % (missing, request_uri(request).rstrip("/")))
     return int_argument(request, "since", 0), int_argument(request, "limit", 0)
 
 

@@ -1,9 +1,18 @@
 """/{level}/{id}/metadata: core metadata (read-only) and user metadata."""
+import hashlib
+
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import USER_METADATA_START, MetadataType
-from orthancd.rest.http import bool_argument, render_json, render_text, text_body
+from orthancd.rest.http import (EmptyAnswer, bool_argument, no_answer, render_json, render_text,
+                                text_body)
 from orthancd.rest.numbered_names import NumberedNames
+
+
+def _set_etag(request, value):
+    # Orthanc's ETag: the revision of the metadata (always 0: orthancd keeps
+    # none) and the MD5 of its value.
+    request.setHeader(b"ETag", ('"0-%s"' % hashlib.md5(value.encode("utf-8")).hexdigest()).encode())
 
 
 def install(app, server):
@@ -26,10 +35,11 @@ def install(app, server):
         @app.route("/%s/<public_id>/metadata/<name>" % plural, methods=["GET"],
                    endpoint="metadata_get_" + plural)
         def get_metadata(request, public_id, name):
-            metadata = index.get_metadata(public_id, level)
             number = names.number(name)
+            metadata = index.get_metadata(public_id, level)
             if number not in metadata:
-                raise OrthancError(ErrorCode.InexistentItem)
+                raise no_answer(request)
+            _set_etag(request, metadata[number])
             return render_text(request, metadata[number])
 
         @app.route("/%s/<public_id>/metadata/<name>" % plural, methods=["PUT"],
@@ -38,9 +48,10 @@ def install(app, server):
             number = names.number(name)
             if number < USER_METADATA_START:
                 # Orthanc forbids writing the metadata it maintains itself.
-                raise OrthancError(ErrorCode.ParameterOutOfRange,
-                                   "Only user-defined metadata can be modified", http_status=403)
-            await index.set_metadata(public_id, level, number, text_body(request))
+                raise EmptyAnswer(403)
+            value = text_body(request)
+            await index.set_metadata(public_id, level, number, value)
+            _set_etag(request, value)
             return render_text(request, "")
 
         @app.route("/%s/<public_id>/metadata/<name>" % plural, methods=["DELETE"],
@@ -48,8 +59,7 @@ def install(app, server):
         async def delete_metadata(request, public_id, name):
             number = names.number(name)
             if number < USER_METADATA_START:
-                raise OrthancError(ErrorCode.ParameterOutOfRange,
-                                   "Only user-defined metadata can be removed", http_status=403)
+                raise EmptyAnswer(403)
             index.get_resource(public_id, level)
             try:
                 await index.delete_metadata(public_id, level, number)

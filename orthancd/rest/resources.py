@@ -3,18 +3,20 @@ statistics, deletion, protection, shared tags and modules."""
 from orthancd.dicom.modules import module_to_json, shared_tags_to_json
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
-from orthancd.rest.http import (bool_argument, has_argument, paging_arguments, render_json,
-                                render_text, text_body)
+from orthancd.index.base import UnknownResource
+from orthancd.rest.http import (bool_argument, has_argument, no_answer, paging_arguments,
+                                render_json, render_text, text_body)
 from orthancd.rest.resource_json import resource_to_json
 
 LEVELS = list(ResourceLevel)
 
 
 def tags_format(request):
-    """Orthanc's ``?simplify`` / ``?short`` switches for tag renderings."""
-    if bool_argument(request, "simplify"):
+    """Orthanc's ``?simplify`` / ``?short`` switches for tag renderings (their
+    presence counts, not their value)."""
+    if has_argument(request, "simplify"):
         return "simplify"
-    if bool_argument(request, "short"):
+    if has_argument(request, "short"):
         return "short"
     return "full"
 
@@ -92,18 +94,28 @@ def install(app, server):
 
         @app.route("/%s/<public_id>" % plural, methods=["GET"], endpoint="get_" + plural)
         def get_resource(request, public_id):
-            return render_json(request, resource_to_json(server, level, public_id))
+            try:
+                return render_json(request, resource_to_json(server, level, public_id))
+            except UnknownResource:
+                raise no_answer(request)  # Orthanc answers nothing, hence an empty 404
 
         @app.route("/%s/<public_id>" % plural, methods=["DELETE"], endpoint="delete_" + plural)
         async def delete_resource(request, public_id):
-            index.get_resource(public_id, level)
+            try:
+                index.get_resource(public_id, level)
+            except UnknownResource:
+                raise no_answer(request)
             outcome = await server.delete_resource(public_id, level)
             return render_json(request, remaining_ancestor_json(outcome))
 
         @app.route("/%s/<public_id>/statistics" % plural, methods=["GET"],
                    endpoint="statistics_" + plural)
         def resource_statistics(request, public_id):
-            stats = index.resource_statistics(public_id, level)
+            try:
+                stats = index.resource_statistics(public_id, level)
+            except UnknownResource:
+                # Orthanc 1.13.0 counts nothing for an unknown resource.
+                stats = ({below: 0 for below in LEVELS}, 0, 0, 0, 0)
             return render_json(request, statistics_json(level, *stats))
 
         @app.route("/%s/<public_id>/module" % plural, methods=["GET"], endpoint="module_" + plural)
@@ -131,7 +143,9 @@ def install(app, server):
         def children(request, public_id):
             index.get_resource(public_id, level)
             ids = descendants(server, public_id, level, child)
-            # Always expanded, whatever ?expand says (as Orthanc 1.10.1).
+            # Expanded unless the client says ?expand=false.
+            if not bool_argument(request, "expand", True):
+                return render_json(request, ids)
             return render_json(request, [resource_to_json(server, child, i) for i in ids])
 
     def make_parent_route(level, parent):
@@ -154,7 +168,10 @@ def install(app, server):
 
     @app.route("/patients/<public_id>/protected", methods=["GET"])
     def get_protected(request, public_id):
-        resource = index.get_resource(public_id, ResourceLevel.PATIENT)
+        try:
+            resource = index.get_resource(public_id, ResourceLevel.PATIENT)
+        except UnknownResource:
+            raise OrthancError(ErrorCode.ParameterOutOfRange)  # as Orthanc 1.13.0
         return render_text(request, "1" if resource.protected else "0")
 
     @app.route("/patients/<public_id>/protected", methods=["PUT"])

@@ -1,4 +1,5 @@
-"""/tools/*: clock, UID generation, lookup, runtime settings, bulk delete."""
+"""/tools/*: clock, UID generation, lookup, runtime settings (encoding, DICOM
+negotiation, log levels), DICOM conformance, bulk delete."""
 import json
 import time
 import uuid
@@ -9,11 +10,13 @@ from orthancd import logs
 from orthancd.dicom.summary import normalize_for_find
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
-from orthancd.rest.http import (get_argument, json_body, read_body, render_json, render_text,
-                                text_body)
+from orthancd.net.conformance import accepted_sop_classes, conformance_statement
+from orthancd.rest.http import (get_argument, json_body, no_answer, read_body, render_json,
+                                render_text, text_body)
 
 # Orthanc's UID root (DCMTK's), followed by a digit telling the level.
 _UID_ROOT = "1.2.276.0.7230010.3.1."
+_UID_LEVELS = {level.title.lower(): level for level in ResourceLevel}
 _UID_LEVEL_DIGIT = {ResourceLevel.STUDY: "2", ResourceLevel.SERIES: "3",
                     ResourceLevel.INSTANCE: "4"}
 
@@ -60,13 +63,9 @@ def install(app, server):
 
     @app.route("/tools/generate-uid", methods=["GET"])
     def generate(request):
-        level_name = get_argument(request, "level")
-        if level_name is None:
-            raise OrthancError(ErrorCode.UnknownResource)
-        try:
-            level = ResourceLevel.parse(level_name)
-        except ValueError:
-            raise OrthancError(ErrorCode.UnknownResource, "Unknown level: %s" % level_name)
+        level = _UID_LEVELS.get(get_argument(request, "level"))
+        if level is None:
+            raise no_answer(request)  # Orthanc leaves a missing or bad level unanswered
         if level is ResourceLevel.PATIENT:
             return render_text(request, str(uuid.uuid4()))
         return render_text(request, generate_uid(prefix=_UID_ROOT + _UID_LEVEL_DIGIT[level] + "."))
@@ -116,17 +115,33 @@ def install(app, server):
         server.set_unknown_sop_class_accepted(value in ("1", "true"))
         return render_text(request, "")
 
-    @app.route("/tools/log-level", methods=["GET"])
-    def get_log_level(request):
-        return render_text(request, logs.get_level())
+    def log_level_routes(suffix, category):
+        path = "/tools/log-level" + suffix
 
-    @app.route("/tools/log-level", methods=["PUT"])
-    def set_log_level(request):
-        value = text_body(request).strip()
-        if value not in logs.LEVELS:
-            raise OrthancError(ErrorCode.ParameterOutOfRange)
-        logs.set_level(value)
-        return render_text(request, "")
+        @app.route(path, methods=["GET"], endpoint="get_log_level" + suffix)
+        def get_log_level(request):
+            return render_text(request, logs.get_level(category))
+
+        @app.route(path, methods=["PUT"], endpoint="set_log_level" + suffix)
+        def set_log_level(request):
+            value = text_body(request)
+            if value not in logs.LEVELS:
+                raise OrthancError(ErrorCode.ParameterOutOfRange,
+                                   'Verbosity can be "default", "verbose" or "trace": ' + value)
+            logs.set_level(value, category)
+            return render_text(request, "")
+
+    log_level_routes("", None)
+    for category in logs.CATEGORIES:
+        log_level_routes("-" + category, category)
+
+    @app.route("/tools/dicom-conformance", methods=["GET"])
+    def dicom_conformance(request):
+        return render_text(request, conformance_statement(server))
+
+    @app.route("/tools/accepted-sop-classes", methods=["GET"])
+    def get_accepted_sop_classes(request):
+        return render_json(request, accepted_sop_classes())
 
     @app.route("/tools/bulk-delete", methods=["POST"])
     async def bulk_delete(request):
