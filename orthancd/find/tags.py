@@ -46,7 +46,8 @@ def _names():
 
 def parse_tag(text):
     """'PatientName', '0010,0010', '0010-0010' or '00100010' -> 0x00100010.
-    Unknown names raise Orthanc's UnknownDicomTag (answered 500 by 1.10.1)."""
+    Unknown names raise Orthanc's UnknownDicomTag (answered 500, the name as
+    details, by 1.13.0)."""
     if len(text) == 9 and text[4] in ",-":
         try:
             return (int(text[:4], 16) << 16) | int(text[5:], 16)
@@ -59,7 +60,7 @@ def parse_tag(text):
             pass
     tag = _names().get(text)
     if tag is None:
-        raise OrthancError(ErrorCode.UnknownDicomTag, http_status=500)
+        raise OrthancError(ErrorCode.UnknownDicomTag, text, http_status=500)
     return tag
 
 

@@ -130,7 +130,12 @@ class OrthancRequest(server.Request):
     no Server or Date, Orthanc's Connection/Keep-Alive announcement and
     X-Content-Type-Options, in Orthanc's order."""
 
+    _head = False
+
     def requestReceived(self, command, path, version):
+        # A faked method (orthancd.rest.dispatch) may replace HEAD: the
+        # answer to a HEAD request still carries no body.
+        self._head = command == b"HEAD"
         if getattr(self.channel, "persistent", False):
             self.setHeader(b"Connection", b"keep-alive")
             self.setHeader(b"Keep-Alive", b"timeout=%d" % self.channel.keep_alive_timeout)
@@ -148,7 +153,7 @@ class OrthancRequest(server.Request):
             headers.setRawHeaders(b"X-Content-Type-Options", [b"nosniff"])
             if length:
                 headers.setRawHeaders(b"Content-Length", length)
-        super().write(data)
+        super().write(b"" if self._head else data)
 
 
 class OrthancChannel(http.HTTPChannel):
@@ -158,8 +163,10 @@ class OrthancChannel(http.HTTPChannel):
 
     keep_alive = True
     keep_alive_timeout = 1
-    _waiting_for_request = False
-    _request_timeout = None
+    # While the keep-alive timer runs: the timeout to restore once the next
+    # request starts arriving.
+    _request_timeout = _NOT_WAITING = object()
+    _data_received = False
 
     def connectionMade(self):
         super().connectionMade()
@@ -178,15 +185,20 @@ class OrthancChannel(http.HTTPChannel):
         return super().checkPersistence(request, version)
 
     def requestDone(self, request):
+        self._data_received = False
+        # Data of the next request received meanwhile is fed back to
+        # dataReceived from here, or stays in the line buffer (LineReceiver's
+        # _buffer) when this runs within the parsing of that data.
         super().requestDone(request)
-        if self.persistent and not self._handlingRequest and self.keep_alive_timeout:
+        if (self.persistent and self.keep_alive_timeout and not self._handlingRequest
+                and not self._data_received and not self._buffer):
             self._request_timeout = self.setTimeout(self.keep_alive_timeout)
-            self._waiting_for_request = True
 
     def dataReceived(self, data):
-        if self._waiting_for_request:
-            self._waiting_for_request = False
+        self._data_received = True
+        if self._request_timeout is not self._NOT_WAITING:
             self.setTimeout(self._request_timeout)
+            self._request_timeout = self._NOT_WAITING
         super().dataReceived(data)
 
 
