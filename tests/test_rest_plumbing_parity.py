@@ -14,6 +14,7 @@ import time
 import pytest
 
 from orthancd.net.scp_store import STORAGE_SOP_CLASSES
+from orthancd.net.transfer_syntaxes import KNOWN
 from orthancd.rest import xmlfmt
 from tests.support.daemon import Daemon, read_sample
 from tests.support.oracle import RealOrthanc
@@ -326,6 +327,27 @@ def test_unreadable_paging_of_the_logs_reads_as_the_first_page(servers):
         assert oracle.status == daemon.status == 200, path
         assert [c["Seq"] for c in daemon.json()["Changes"]] == \
             [c["Seq"] for c in oracle.json()["Changes"]], path
+
+
+def test_runtime_settings(servers):
+    steps = []
+    for value in (b"utf8", b"UTF8", b" Utf8", b"Latin1 ", b"bogus", b"latin1"):
+        steps += [("PUT", "/tools/default-encoding", value), ("GET", "/tools/default-encoding")]
+    for value in (b"maybe", b"True", b" true ", b"1", b"0"):
+        steps += [("PUT", "/tools/unknown-sop-class-accepted", value),
+                  ("GET", "/tools/unknown-sop-class-accepted")]
+    for value in (b"5", b"{}", b"[1]", b"1.2.840.10008.1.2.1", b'"1.2.840.10008.1.2.4.5*"',
+                  b'["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"]', b"not json", b"", b'"*"'):
+        steps += [("PUT", "/tools/accepted-transfer-syntaxes", value)]
+    for method, path, *body in steps:
+        oracle, daemon = (fetch(server, method, path, *body) for server in servers)
+        if path.endswith("accepted-transfer-syntaxes") and oracle[0] == 200:
+            # orthancd does not know the syntaxes added by Orthanc 1.11+
+            # (JPEG XL, HTJ2K...): compare the ones it knows.
+            assert [uid for uid in json.loads(oracle[2]) if uid in KNOWN] == json.loads(daemon[2])
+            assert daemon[0] == oracle[0]
+        else:
+            assert daemon == oracle, (method, path, body)
 
 
 def test_folders_list_their_children(servers):

@@ -1,5 +1,5 @@
 """/changes and /exports: the two logs clients poll."""
-from orthancd.rest.http import get_argument, has_argument, render_json
+from orthancd.rest.http import get_argument, has_argument, render_json, render_text
 
 _DEFAULT_LIMIT = 100
 _MAX_LIMIT = 10000
@@ -45,7 +45,7 @@ def install(app, server):
     @app.route("/changes", methods=["DELETE"])
     async def clear_changes(request):
         await index.clear_changes()
-        return render_json(request, {})
+        return render_text(request, "")
 
     @app.route("/exports", methods=["GET"])
     def get_exports(request):
@@ -61,4 +61,4 @@ def install(app, server):
     @app.route("/exports", methods=["DELETE"])
     async def clear_exports(request):
         await index.clear_exports()
-        return render_json(request, {})
+        return render_text(request, "")

@@ -11,7 +11,7 @@ from orthancd.dicom.summary import normalize_for_find
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.net.conformance import accepted_sop_classes, conformance_statement
-from orthancd.rest.http import (get_argument, json_body, no_answer, read_body, render_json,
+from orthancd.rest.http import (get_argument, json_body, no_answer, render_json,
                                 render_text, text_body)
 
 # Orthanc's UID root (DCMTK's), followed by a digit telling the level.
@@ -24,6 +24,8 @@ _UID_LEVEL_DIGIT = {ResourceLevel.STUDY: "2", ResourceLevel.SERIES: "3",
 ENCODINGS = ("Ascii", "Utf8", "Latin1", "Latin2", "Latin3", "Latin4", "Latin5", "Cyrillic",
              "Windows1251", "Arabic", "Greek", "Hebrew", "Thai", "Japanese", "Chinese",
              "JapaneseKanji", "Korean", "SimplifiedChinese")
+
+_ENCODINGS_BY_UPPER_NAME = {name.upper(): name for name in ENCODINGS}
 
 _LOOKUP_TAGS = (
     (ResourceLevel.PATIENT, 0x00100020, "PatientID"),
@@ -80,11 +82,12 @@ def install(app, server):
 
     @app.route("/tools/default-encoding", methods=["PUT"])
     def set_default_encoding(request):
-        value = text_body(request).strip()
-        if value not in ENCODINGS:
+        # Any case, but no surrounding space (as Orthanc).
+        value = _ENCODINGS_BY_UPPER_NAME.get(text_body(request).upper())
+        if value is None:
             raise OrthancError(ErrorCode.ParameterOutOfRange)
         server.set_default_encoding(value)
-        return render_text(request, "")
+        return render_text(request, value)
 
     @app.route("/tools/accepted-transfer-syntaxes", methods=["GET"])
     def get_transfer_syntaxes(request):
@@ -92,11 +95,13 @@ def install(app, server):
 
     @app.route("/tools/accepted-transfer-syntaxes", methods=["PUT"])
     def set_transfer_syntaxes(request):
-        # A JSON string or a JSON list of UIDs, wildcards allowed (as Orthanc).
+        # A JSON string or a JSON list of UIDs, wildcards allowed.  Like
+        # Orthanc's lenient JSON reader, the first JSON value counts and a
+        # body that has none means no pattern at all.
         try:
-            patterns = json.loads(read_body(request))
+            patterns, _ = json.JSONDecoder().raw_decode(text_body(request).lstrip())
         except ValueError:
-            raise OrthancError(ErrorCode.BadFileFormat)
+            patterns = []
         if isinstance(patterns, str):
             patterns = [patterns]
         if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
@@ -109,9 +114,9 @@ def install(app, server):
 
     @app.route("/tools/unknown-sop-class-accepted", methods=["PUT"])
     def set_unknown_sop(request):
-        value = text_body(request).strip().lower()
+        value = text_body(request).strip()
         if value not in ("0", "1", "true", "false"):
-            raise OrthancError(ErrorCode.ParameterOutOfRange)
+            raise OrthancError(ErrorCode.BadFileFormat, "Boolean value expected")
         server.set_unknown_sop_class_accepted(value in ("1", "true"))
         return render_text(request, "")
 
@@ -156,4 +161,4 @@ def install(app, server):
             except KeyError:
                 continue  # already gone, e.g. with a parent deleted earlier in the list
             await server.delete_resource(public_id, resource.level)
-        return render_json(request, {})
+        return render_text(request, "")
