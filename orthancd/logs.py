@@ -53,6 +53,12 @@ def set_level(name, category=None):
         _apply(each)
 
 
+def is_verbose(category):
+    """Whether a category logs more than by default (cheap enough to guard
+    a log call on a hot path)."""
+    return _current[category] != "default"
+
+
 def get_level(category=None):
     """The verbosity of one category; without one, the most verbose of all
     categories (as Orthanc's /tools/log-level reports it)."""

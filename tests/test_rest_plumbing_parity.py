@@ -204,6 +204,13 @@ def test_methods_and_faking_match(servers, method, path, headers):
     assert_same(servers, method, path, headers=headers)
 
 
+def test_a_method_field_in_a_form_fakes_nothing(servers):
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    for method, path in (("POST", "/patients"), ("POST", "/instances/%s" % UNKNOWN),
+                         ("GET", "/instances/%s" % UNKNOWN)):
+        assert_same(servers, method, path, b"_method=DELETE", form)
+
+
 # -- paths -------------------------------------------------------------------
 
 PATHS = ["/patients/", "//patients", "/patients//", "/tools/now/../default-encoding",

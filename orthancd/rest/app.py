@@ -13,6 +13,7 @@ import tempfile
 from klein import Klein
 from orthancd import logs
 from orthancd.logs import logger
+from twisted.python.failure import Failure
 from twisted.web import http, resource, server
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -132,28 +133,38 @@ class OrthancRequest(server.Request):
 
     _head = False
 
-    def requestReceived(self, command, path, version):
+    def process(self):
+        # server.Request.process without what Orthanc does not send (Server
+        # and Date) nor what nothing here reads (postpath: the root resource,
+        # GuardedRoot, is a leaf).
+        self.site = self.channel.site
         # A faked method (orthancd.rest.dispatch) may replace HEAD: the
         # answer to a HEAD request still carries no body.
-        self._head = command == b"HEAD"
-        if getattr(self.channel, "persistent", False):
+        self._head = self.method == b"HEAD"
+        if self.channel.persistent:
             self.setHeader(b"Connection", b"keep-alive")
-            self.setHeader(b"Keep-Alive", b"timeout=%d" % self.channel.keep_alive_timeout)
+            self.setHeader(b"Keep-Alive", self.channel.keep_alive_header)
         else:
             self.setHeader(b"Connection", b"close")
-        super().requestReceived(command, path, version)
+        self.prepath, self.postpath = [], []
+        try:
+            self.render(self.site.getResourceFor(self))
+        except BaseException:
+            self.processingFailed(Failure())
 
     def write(self, data):
         if not self.startedWriting:
             headers = self.responseHeaders
-            headers.removeHeader(b"server")
-            headers.removeHeader(b"date")
             length = headers.getRawHeaders(b"content-length")
-            headers.removeHeader(b"content-length")
-            headers.setRawHeaders(b"X-Content-Type-Options", [b"nosniff"])
+            if length:
+                headers.removeHeader(b"content-length")
+            headers.setRawHeaders(b"X-Content-Type-Options", _NOSNIFF)
             if length:
                 headers.setRawHeaders(b"Content-Length", length)
         super().write(b"" if self._head else data)
+
+
+_NOSNIFF = [b"nosniff"]
 
 
 class OrthancChannel(http.HTTPChannel):
@@ -163,6 +174,7 @@ class OrthancChannel(http.HTTPChannel):
 
     keep_alive = True
     keep_alive_timeout = 1
+    keep_alive_header = b"timeout=1"
     # While the keep-alive timer runs: the timeout to restore once the next
     # request starts arriving.
     _request_timeout = _NOT_WAITING = object()
@@ -224,6 +236,7 @@ class OrthancSite(server.Site):
         channel = super().buildProtocol(addr)
         channel.keep_alive = self.keep_alive
         channel.keep_alive_timeout = self.keep_alive_timeout
+        channel.keep_alive_header = b"timeout=%d" % self.keep_alive_timeout
         return channel
 
     def log(self, request):

@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from twisted.web import resource, server
 from werkzeug.routing import RequestRedirect
 
+from orthancd import logs
 from orthancd.logs import logger
 from orthancd.rest import xmlfmt
 from orthancd.rest.http import EmptyAnswer, get_argument, sized
@@ -72,8 +73,9 @@ class RestResource(resource.Resource):
         request.orthanc_xml = xmlfmt.wants_xml(request.getHeader(b"accept"))
         try:
             request.method = effective_method(request)
-            log.debug("{method} {uri}", method=request.method.decode("ascii"),
-                      uri=request.orthanc_uri)
+            if logs.is_verbose("http"):
+                log.debug("{method} {uri}", method=request.method.decode("ascii"),
+                          uri=request.orthanc_uri)
             result = self._execute(request, route_path(request.orthanc_uri))
         except Exception:
             return self._render_failure(request, Failure())

@@ -50,12 +50,20 @@ def remove_dot_segments(path):
     return re.sub(rb"/{2,}", b"/", output)
 
 
+# What makes a path need decoding or normalising (most need neither).
+_SPECIAL = re.compile(rb"[%+\\]|//|/\.|\./|\.$")
+
+
 def normalized_path(raw_path):
     """The path of a request (bytes, without the query string) as Orthanc
     reports it, as text."""
-    return remove_dot_segments(url_decode(raw_path)).decode("utf-8", "replace")
+    if _SPECIAL.search(raw_path):
+        raw_path = remove_dot_segments(url_decode(raw_path))
+    return raw_path.decode("utf-8", "replace")
 
 
 def route_path(uri):
     """The path the routes are matched against: no empty component."""
-    return "/" + "/".join(part for part in uri.split("/") if part)
+    if uri.endswith("/") or "//" in uri:
+        return "/" + "/".join(part for part in uri.split("/") if part)
+    return uri
