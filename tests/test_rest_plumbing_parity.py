@@ -128,6 +128,10 @@ ERRORS = [
     ("PUT", "/instances/%s/metadata/IndexInSeries" % INSTANCE, b"2"),
     ("DELETE", "/instances/%s/metadata/ReceptionDate" % INSTANCE),
     ("DELETE", "/instances/%s/metadata/1031" % INSTANCE),
+    ("PUT", "/instances/%s/metadata/70000" % INSTANCE, b"x"),
+    ("DELETE", "/instances/%s/metadata/70000" % INSTANCE),
+    ("GET", "/instances/%s/metadata/70000" % INSTANCE),
+    ("DELETE", "/instances/%s/attachments/70000" % INSTANCE),
     ("GET", "/patients/%s/protected" % UNKNOWN),
 ]
 for _level, _ in LEVELS:

@@ -15,7 +15,7 @@ normalised (orthancd.rest.uri), and a JSON answer becomes XML when the
 client asks for it.
 """
 import json
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
@@ -97,7 +97,7 @@ class RestResource(resource.Resource):
             endpoint, arguments = adapter.match()
         except RequestRedirect as redirect:
             # A rule declared with a final slash: the same resource to Orthanc.
-            endpoint, arguments = adapter.match(urlsplit(redirect.new_url).path)
+            endpoint, arguments = adapter.match(unquote(urlsplit(redirect.new_url).path))
         return self._app.execute_endpoint(endpoint, request, **arguments)
 
     def _negotiate_later(self, body, request):

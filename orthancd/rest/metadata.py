@@ -9,6 +9,9 @@ from orthancd.rest.http import (EmptyAnswer, bool_argument, no_answer, render_js
 from orthancd.rest.numbered_names import NumberedNames
 
 
+_LAST_USER_METADATA = 65535
+
+
 def _set_etag(request, value):
     # Orthanc's ETag: the revision of the metadata (always 0: orthancd keeps
     # none) and the MD5 of its value.
@@ -46,7 +49,7 @@ def install(app, server):
                    endpoint="metadata_put_" + plural)
         async def put_metadata(request, public_id, name):
             number = names.number(name)
-            if number < USER_METADATA_START:
+            if not USER_METADATA_START <= number <= _LAST_USER_METADATA:
                 # Orthanc forbids writing the metadata it maintains itself.
                 raise EmptyAnswer(403)
             value = text_body(request)
@@ -58,7 +61,7 @@ def install(app, server):
                    endpoint="metadata_delete_" + plural)
         async def delete_metadata(request, public_id, name):
             number = names.number(name)
-            if number < USER_METADATA_START:
+            if not USER_METADATA_START <= number <= _LAST_USER_METADATA:
                 raise EmptyAnswer(403)
             index.get_resource(public_id, level)
             try:
