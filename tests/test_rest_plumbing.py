@@ -194,16 +194,12 @@ class DispatchTests(SynchronousTestCase):
                          'Expected a Boolean for GET argument "expand", found: yes')
 
 
-class _Configuration(dict):
-    pass
-
-
 class ConnectionTests(SynchronousTestCase):
     """The HTTP channel of OrthancSite, on a StringTransport."""
 
     def serve(self, raw, **options):
         app = make_app()
-        site = OrthancSite(RestResource(app, render_failure), _Configuration(options))
+        site = OrthancSite(RestResource(app, render_failure), options)
         channel = site.buildProtocol(None)
         self.clock = Clock()
         channel.callLater = self.clock.callLater

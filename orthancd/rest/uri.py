@@ -34,8 +34,8 @@ def remove_dot_segments(path):
         elif source == b"/.":
             source = b"/"
         elif source.startswith(b"/../") or source == b"/..":
-            source = b"/" + source[4:] if source.startswith(b"/../") else b"/"
-            output = output[:max(output.rfind(b"/"), 0)]
+            source = source[3:] or b"/"
+            output = output[:max(output.rfind(b"/"), 0)]  # the last segment goes
         elif source in (b".", b".."):
             source = b""
         else:
