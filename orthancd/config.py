@@ -497,13 +497,15 @@ def parse_peer(name, description, context=None):
     Keys: Url (always ending with "/"), Username, Password (None when no
     user is configured), HttpHeaders (dict), CertificateFile,
     CertificateKeyFile, CertificateKeyPassword (None when absent), Pkcs11,
-    Timeout.  Use ``peer_public_view`` for what the REST API shows.
+    Timeout, UserProperties (the other keys of the object form, as strings).
+    Use ``peer_public_view`` for what the REST API shows.
     """
     context = context or f"OrthancPeers \"{name}\""
     peer = {
         "Url": None, "Username": None, "Password": None, "HttpHeaders": {},
         "CertificateFile": None, "CertificateKeyFile": None,
         "CertificateKeyPassword": None, "Pkcs11": False, "Timeout": 0,
+        "UserProperties": {},
     }
     if isinstance(description, list):
         if len(description) not in (1, 3) or not all(
@@ -532,6 +534,9 @@ def parse_peer(name, description, context=None):
             peer[key] = _field(description, key, str, context, None)
         peer["Pkcs11"] = _field(description, "Pkcs11", bool, context, False)
         peer["Timeout"] = _field(description, "Timeout", int, context, 0)
+        for key, value in description.items():
+            if key not in _PEER_KEYS:
+                peer["UserProperties"][key] = _peer_user_property(key, value, context)
     else:
         raise ConfigurationError(
             f"{context}: expected a list [\"url\", ...] or an object "
@@ -541,6 +546,21 @@ def parse_peer(name, description, context=None):
     if not peer["Url"].endswith("/"):
         peer["Url"] += "/"
     return peer
+
+
+_PEER_KEYS = ("Url", "Username", "Password", "HttpHeaders", "CertificateFile",
+              "CertificateKeyFile", "CertificateKeyPassword", "Pkcs11", "Timeout")
+
+
+def _peer_user_property(key, value, context):
+    # Orthanc keeps any other key of a peer as a string property.
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (str, int)):
+        return str(value)
+    raise ConfigurationError(
+        f"{context}: user-defined properties associated with a Web service "
+        f"must be strings: {key}")
 
 
 def peer_public_view(peer):
@@ -558,6 +578,7 @@ def peer_public_view(peer):
     view["Pkcs11"] = peer["Pkcs11"]
     view["Timeout"] = peer["Timeout"]
     view["Url"] = peer["Url"]
+    view.update(peer.get("UserProperties", {}))
     return dict(sorted(view.items()))
 
 

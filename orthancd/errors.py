@@ -281,13 +281,3 @@ class OrthancError(Exception):
     def description(self):
         return DESCRIPTIONS.get(self.code, self.code.name)
 
-
-class NoAnswer(Exception):
-    """Orthanc's handler answers a bare HTTP status, with an empty body: a
-    404 when the request names something that is not there (GET of an
-    unknown resource, of a label the resource does not carry), a 403 when
-    it refuses an operation it does not describe (writing core metadata)."""
-
-    def __init__(self, status=404):
-        super().__init__(status)
-        self.status = status

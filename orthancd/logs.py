@@ -2,7 +2,7 @@
 
 Every orthancd module logs through ``logger()``, whose events pass a level
 filter before reaching twistd's observers, so "default" hides debug events
-and "verbose"/"trace" show them.
+and "verbose"/"trace" show them, category by category as in Orthanc.
 """
 import logging
 
@@ -11,24 +11,64 @@ from twisted.logger import (FilteringLogObserver, Logger, LogLevel, LogLevelFilt
 
 LEVELS = ("default", "verbose", "trace")
 
+# Orthanc's log categories (/tools/log-level-{category}) and the namespaces
+# each covers in orthancd; "generic" is everything else.  LMDB plays the role
+# of Orthanc's SQLite index; orthancd has no plugins, so that category covers
+# nothing.
+CATEGORIES = {
+    "generic": (),
+    "plugins": (),
+    "http": ("orthancd.rest",),
+    "sqlite": ("orthancd.index",),
+    "dicom": ("orthancd.net", "pynetdicom"),
+    "jobs": ("orthancd.jobs",),
+    "lua": ("orthancd.lua", "orthancd.lua_service"),
+}
+
 _filter = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
 _observer = FilteringLogObserver(globalLogPublisher, [_filter])
-_current = ["default"]
+_current = dict.fromkeys(CATEGORIES, "default")
 
 
 def logger(namespace=None):
     return Logger(namespace=namespace, observer=_observer)
 
 
-def set_level(name):
+def _apply(category):
+    # Twisted has no level below debug: "trace" shows what "verbose" shows.
+    level = LogLevel.info if _current[category] == "default" else LogLevel.debug
+    if category == "generic":
+        _filter.setLogLevelForNamespace(None, level)
+    for namespace in CATEGORIES[category]:
+        _filter.setLogLevelForNamespace(namespace, level)
+
+
+def set_level(name, category=None):
+    """Set the verbosity of one category, or of all of them (Orthanc's
+    /tools/log-level)."""
     if name not in LEVELS:
         raise ValueError(name)
-    _current[0] = name
-    _filter.setLogLevelForNamespace(None, LogLevel.info if name == "default" else LogLevel.debug)
+    for each in ([category] if category else CATEGORIES):
+        _current[each] = name
+        _apply(each)
 
 
-def get_level():
-    return _current[0]
+def is_verbose(category):
+    """Whether a category logs more than by default (cheap enough to guard
+    a log call on a hot path)."""
+    return _current[category] != "default"
+
+
+def get_level(category=None):
+    """The verbosity of one category; without one, the most verbose of all
+    categories (as Orthanc's /tools/log-level reports it)."""
+    if category:
+        return _current[category]
+    return max(_current.values(), key=LEVELS.index)
+
+
+for _category in CATEGORIES:
+    _apply(_category)
 
 
 class _ToTwistedLogs(logging.Handler):

@@ -65,7 +65,9 @@ def same(ours, theirs, path, keys=VOLATILE):
     a, b = ours.get(path), theirs.get(path)
     assert a.status == b.status, (path, a.body[:300], b.body[:300])
     if not b.body:
-        assert not a.body, (path, a.body[:300])
+        # Orthanc answers nothing when a handler does not answer (an unknown
+        # resource...): neither does orthancd (test_rest_plumbing_parity).
+        assert a.body == b"", path
         return a
     if b.headers.get("Content-Type", "").startswith("application/json"):
         assert strip(a.json(), keys) == strip(b.json(), keys), path

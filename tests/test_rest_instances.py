@@ -175,14 +175,14 @@ def test_bad_dicom_is_refused_and_changes_nothing(rest, dummy_ct):
 
 
 def test_unknown_resource_is_404(rest):
-    # As Orthanc 1.13.0: nothing at all for an unknown resource, JSON below it.
+    # As Orthanc 1.13.0: the resource itself answers an empty 404, the routes
+    # below it and unknown routes the JSON error (see test_rest_plumbing_parity).
     answer = rest.get("/patients/00000000-00000000-00000000-00000000-00000000")
-    assert answer.status == 404 and answer.body == b""
-    answer = rest.get("/patients/00000000-00000000-00000000-00000000-00000000/studies")
+    assert (answer.status, answer.body) == (404, b"")
+    assert rest.get("/no/such/route").json()["OrthancStatus"] == 17
+    answer = rest.get("/instances/not-an-id/tags")
     assert answer.status == 404
     assert answer.json()["OrthancStatus"] == 17
-    assert rest.get("/no/such/route").status == 404
-    assert rest.get("/instances/not-an-id/tags").status == 404
 
 
 def test_wrong_method_is_405_with_allow(rest):

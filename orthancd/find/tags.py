@@ -46,7 +46,8 @@ def _names():
 
 def parse_tag(text):
     """'PatientName', '0010,0010', '0010-0010' or '00100010' -> 0x00100010.
-    Unknown names raise Orthanc's UnknownDicomTag (answered 500 by 1.10.1)."""
+    Unknown names raise Orthanc's UnknownDicomTag (answered 500, the name as
+    details, by 1.13.0)."""
     if len(text) == 9 and text[4] in ",-":
         try:
             return (int(text[:4], 16) << 16) | int(text[5:], 16)

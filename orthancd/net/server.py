@@ -72,9 +72,9 @@ class DicomServerProtocol(UpperLayerProtocol):
         if response.result == ACCEPTANCE:
             self.contexts = accepted
             self.peer_maximum_pdu_length = peer_maximum_pdu_length(request)
-            log.info("association from %s (%s) to %s: %d of %d contexts accepted",
-                     self.remote_aet, self.remote_ip, self.called_aet, len(accepted),
-                     len(request.presentation_context_definition_list))
+            log.debug("association from %s (%s) to %s: %d of %d contexts accepted",
+                      self.remote_aet, self.remote_ip, self.called_aet, len(accepted),
+                      len(request.presentation_context_definition_list))
             self.event(fsm.ASSOCIATE_ACCEPT, response)
         else:
             log.warning("association from %s (%s) to %s rejected (reason %d)",

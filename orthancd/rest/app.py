@@ -1,8 +1,9 @@
 """The REST API: one Klein app, routes installed by one module per resource family.
 
 Handlers stay thin: parse the request, call the domain (index, storage,
-ingest, ...), render Orthanc-shaped JSON.  Every error becomes Orthanc's JSON
-error body here, in one place.
+ingest, ...), render Orthanc-shaped JSON.  Every error becomes Orthanc's
+error answer here, in one place; every answer carries the headers of
+Orthanc's HTTP server.
 """
 import base64
 import hmac
@@ -12,13 +13,14 @@ import tempfile
 from klein import Klein
 from orthancd import logs
 from orthancd.logs import logger
+from twisted.python.failure import Failure
 from twisted.web import http, resource, server
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from orthancd.errors import ErrorCode, NoAnswer, OrthancError
+from orthancd.errors import ErrorCode, OrthancError
 from orthancd.index.base import UnknownResource
 from orthancd.rest.dispatch import RestResource
-from orthancd.rest.http import error_body, sized
+from orthancd.rest.http import EmptyAnswer, error_body, sized
 
 log = logger(__name__)
 
@@ -29,9 +31,10 @@ def _route_modules():
                                scripts, system, tools)
     from orthancd.rest import modalities, queries
     from orthancd.rest import find
+    from orthancd.rest import folders, jobs, peers, plugins
     from orthancd.rest import storage_commitment
     return (system, instances, resources, metadata, attachments, changes, tools, scripts,
-            modalities, queries, find, storage_commitment)
+            modalities, queries, find, storage_commitment, folders, plugins, peers, jobs)
 
 
 def build_app(ctx):
@@ -43,34 +46,38 @@ def build_app(ctx):
     return app
 
 
-_METHOD_ORDER = ("GET", "POST", "DELETE", "PUT")
+_METHOD_ORDER = ("GET", "POST", "PUT", "DELETE")
 
 
 def render_failure(request, failure):
-    """Every error of the REST API, as Orthanc renders it."""
+    """Every error of the REST API, as Orthanc renders it: a status alone
+    when Orthanc's handler sends no body, otherwise its JSON error document,
+    sent as text/plain (unless HttpDescribeErrors is off)."""
     error = failure.value
+    if isinstance(error, EmptyAnswer):
+        return _empty(request, error.status)
     if isinstance(error, MethodNotAllowed):
-        # Orthanc answers 405 with an Allow header (in its method order) and
-        # an empty body.
+        # Orthanc lists the allowed methods in its own order.
         allowed = sorted((m for m in error.valid_methods or () if m in _METHOD_ORDER),
                          key=_METHOD_ORDER.index)
-        request.setResponseCode(405)
         request.setHeader(b"Allow", ",".join(allowed).encode())
-        return sized(request, b"")
-    if isinstance(error, NoAnswer):
-        request.setResponseCode(error.status)
-        return sized(request, b"")
+        return _empty(request, 405)
     if isinstance(error, (UnknownResource, NotFound)):
         error = OrthancError(ErrorCode.UnknownResource)
     elif not isinstance(error, OrthancError):
         log.failure("Error while answering {method} {uri}", failure,
                     method=request.method, uri=request.uri)
         error = OrthancError(ErrorCode.InternalError, str(error))
+    if not ctx_describes_errors(request):
+        return _empty(request, error.http_status)
     request.setResponseCode(error.http_status)
-    # Orthanc 1.13.0 labels its JSON error bodies as plain text.
     request.setHeader(b"Content-Type", b"text/plain")
-    if ctx_describes_errors(request):
-        return sized(request, error_body(request, error))
+    return sized(request, error_body(request, error))
+
+
+def _empty(request, status):
+    request.setResponseCode(status)
+    request.responseHeaders.removeHeader(b"content-type")
     return sized(request, b"")
 
 
@@ -120,11 +127,63 @@ class GuardedRoot(resource.Resource):
         return self._inner.render(request)
 
 
-class NoDelayChannel(http.HTTPChannel):
-    """Nagle's algorithm costs 40 ms per request/response round trip."""
+class OrthancRequest(server.Request):
+    """Answers carry the headers of Orthanc's HTTP server, not Twisted's:
+    no Server or Date, Orthanc's Connection/Keep-Alive announcement and
+    X-Content-Type-Options, in Orthanc's order."""
+
+    _head = False
+
+    def process(self):
+        # server.Request.process without what Orthanc does not send (Server
+        # and Date) nor what nothing here reads (postpath: the root resource,
+        # GuardedRoot, is a leaf).
+        self.site = self.channel.site
+        # A faked method (orthancd.rest.dispatch) may replace HEAD: the
+        # answer to a HEAD request still carries no body.
+        self._head = self.method == b"HEAD"
+        if self.channel.persistent:
+            self.setHeader(b"Connection", b"keep-alive")
+            self.setHeader(b"Keep-Alive", self.channel.keep_alive_header)
+        else:
+            self.setHeader(b"Connection", b"close")
+        self.prepath, self.postpath = [], []
+        try:
+            self.render(self.site.getResourceFor(self))
+        except BaseException:
+            self.processingFailed(Failure())
+
+    def write(self, data):
+        if not self.startedWriting:
+            headers = self.responseHeaders
+            length = headers.getRawHeaders(b"content-length")
+            if length:
+                headers.removeHeader(b"content-length")
+            headers.setRawHeaders(b"X-Content-Type-Options", _NOSNIFF)
+            if length:
+                headers.setRawHeaders(b"Content-Length", length)
+        super().write(b"" if self._head else data)
+
+
+_NOSNIFF = [b"nosniff"]
+
+
+class OrthancChannel(http.HTTPChannel):
+    """HTTP connections as Orthanc keeps them: persistent unless "KeepAlive"
+    is off, closed after "KeepAliveTimeout" seconds without a request
+    (``timeOut``, the site's timeout, bounds the wait within a request)."""
+
+    keep_alive = True
+    keep_alive_timeout = 1
+    keep_alive_header = b"timeout=1"
+    # While the keep-alive timer runs: the timeout to restore once the next
+    # request starts arriving.
+    _request_timeout = _NOT_WAITING = object()
+    _data_received = False
 
     def connectionMade(self):
         super().connectionMade()
+        # Nagle's algorithm costs 40 ms per request/response round trip.
         try:
             self.transport.setTcpNoDelay(True)
         except (AttributeError, OSError):
@@ -133,6 +192,28 @@ class NoDelayChannel(http.HTTPChannel):
         # default is 64 kB per read, each one a trip through the HTTP parser).
         self.transport.bufferSize = 1 << 20
 
+    def checkPersistence(self, request, version):
+        if not self.keep_alive:
+            return False
+        return super().checkPersistence(request, version)
+
+    def requestDone(self, request):
+        self._data_received = False
+        # Data of the next request received meanwhile is fed back to
+        # dataReceived from here, or stays in the line buffer (LineReceiver's
+        # _buffer) when this runs within the parsing of that data.
+        super().requestDone(request)
+        if (self.persistent and self.keep_alive_timeout and not self._handlingRequest
+                and not self._data_received and not self._buffer):
+            self._request_timeout = self.setTimeout(self.keep_alive_timeout)
+
+    def dataReceived(self, data):
+        self._data_received = True
+        if self._request_timeout is not self._NOT_WAITING:
+            self.setTimeout(self._request_timeout)
+            self._request_timeout = self._NOT_WAITING
+        super().dataReceived(data)
+
 
 class OrthancSite(server.Site):
     """Keeps request bodies of up to 64 MB in memory: Twisted would spool
@@ -140,10 +221,28 @@ class OrthancSite(server.Site):
     uploaded DICOM file is read back whole anyway."""
 
     IN_MEMORY_BODY_LIMIT = 64 * 1024 * 1024
+    requestFactory = OrthancRequest
+    protocol = OrthancChannel
+
+    def __init__(self, resource, configuration):
+        # Within a request, the connection may stay silent for
+        # "HttpRequestTimeout" seconds.
+        super().__init__(resource, parsePOSTFormSubmission=False,
+                         timeout=configuration.get("HttpRequestTimeout", 30) or None)
+        self.keep_alive = bool(configuration.get("KeepAlive", True))
+        self.keep_alive_timeout = int(configuration.get("KeepAliveTimeout", 1))
+        self.describe_errors = bool(configuration.get("HttpDescribeErrors", True))
+
+    def buildProtocol(self, addr):
+        channel = super().buildProtocol(addr)
+        channel.keep_alive = self.keep_alive
+        channel.keep_alive_timeout = self.keep_alive_timeout
+        channel.keep_alive_header = b"timeout=%d" % self.keep_alive_timeout
+        return channel
 
     def log(self, request):
-        # Like Orthanc, no access log line per request unless verbose.
-        if logs.get_level() != "default":
+        # Like Orthanc, no access log line per request unless HTTP is verbose.
+        if logs.get_level("http") != "default":
             super().log(request)
 
     def getContentFile(self, length):
@@ -156,10 +255,8 @@ def build_site(ctx):
     app = build_app(ctx)
     ctx.rest_resource = RestResource(app, render_failure)
     root = GuardedRoot(ctx.rest_resource, ctx.configuration)
-    site = OrthancSite(root, parsePOSTFormSubmission=False)
-    site.protocol = NoDelayChannel
+    site = OrthancSite(root, ctx.configuration)
     site.displayTracebacks = False
-    site.describe_errors = bool(ctx.configuration.get("HttpDescribeErrors", True))
     site.noisy = False
     ctx.app = app
     return site

@@ -6,7 +6,7 @@ answer's ``First`` and ``Last``.
 """
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.index.base import ChangeType
-from orthancd.rest.http import get_argument, has_argument, int_argument, render_json
+from orthancd.rest.http import get_argument, has_argument, render_json, render_text
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10000
@@ -90,12 +90,7 @@ def install(app, server):
     @app.route("/changes", methods=["DELETE"])
     async def clear_changes(request):
         await index.clear_changes()
-        return render_json(request, {})
-
-    def page_arguments(request):
-        since = int_argument(request, "since", 0)
-        limit = int_argument(request, "limit", DEFAULT_LIMIT)
-        return since, min(limit, MAX_LIMIT)
+        return render_text(request, "")
 
     @app.route("/exports", methods=["GET"])
     def get_exports(request):
@@ -104,11 +99,11 @@ def install(app, server):
             exports = [export] if export else []
             return render_json(request, {"Exports": exports, "Done": True,
                                          "Last": export["Seq"] if export else 0})
-        since, limit = page_arguments(request)
-        exports, done, last = index.get_exports(since, limit)
+        since, _, limit = change_arguments(request)
+        exports, done, last = index.get_exports(max(since, 0), min(limit, MAX_LIMIT))
         return render_json(request, {"Exports": exports, "Done": done, "Last": last})
 
     @app.route("/exports", methods=["DELETE"])
     async def clear_exports(request):
         await index.clear_exports()
-        return render_json(request, {})
+        return render_text(request, "")

@@ -1,12 +1,37 @@
 """Request parsing and response rendering shared by every REST module."""
 import io
 import json
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import unquote_plus
 
 from orthancd.errors import HTTP_REASONS, ErrorCode, OrthancError
 from orthancd.rest import jsonfmt
 
 JSON_TYPE = b"application/json; charset=utf-8"
+
+
+class EmptyAnswer(Exception):
+    """An answer made of a status alone.  Orthanc sends one when a handler
+    signals an HTTP error without a body (403 for a core attachment...), or
+    leaves the request unanswered (see ``no_answer``)."""
+
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
+
+
+def no_answer(request):
+    """What Orthanc sends when a handler does not answer, typically for an
+    unknown resource: 404 with no body (400 for POST)."""
+    return EmptyAnswer(400 if request.method == b"POST" else 404)
+
+
+def request_uri(request):
+    """The request path as Orthanc reports it ("Uri" of error bodies):
+    decoded and normalised by the dispatch (orthancd.rest.uri)."""
+    uri = getattr(request, "orthanc_uri", None)
+    if uri is None:
+        uri = request.path.decode("utf-8", "replace")
+    return uri
 
 
 def sized(request, body):
@@ -44,8 +69,7 @@ def error_body(request, error):
         "Method": request.method.decode("ascii", "replace"),
         "OrthancError": error.description,
         "OrthancStatus": int(error.code),
-        # Orthanc names the URI as it routed it, percent-decoded.
-        "Uri": unquote(request.path.decode("utf-8", "replace")),
+        "Uri": request_uri(request),
     }
     if error.details:
         body["Details"] = error.details
@@ -77,26 +101,15 @@ def has_argument(request, name):
 
 
 def bool_argument(request, name, default=False):
-    """Orthanc treats ``?expand`` (no value) as true; we also read false/0."""
+    """A Boolean argument as Orthanc reads it (``?expand`` alone is true);
+    switches that only need to be present (``?simplify``, ``?full``) are
+    read with ``has_argument``."""
     if not has_argument(request, name):
         return default
-    value = get_argument(request, name, "").strip().lower()
-    if value in ("false", "0", "no"):
-        return False
-    return True
-
-
-def strict_bool_argument(request, name, default=False):
-    """RestApiGetCall::GetBooleanArgument: no value means true, then "1",
-    "true", "0" or "false"; anything else is refused."""
-    if not has_argument(request, name):
-        return default
-    value = get_argument(request, name, "")
-    if value == "":
+    value = get_argument(request, name)
+    if value in ("", "true", "1"):
         return True
-    if value in ("1", "true"):
-        return True
-    if value in ("0", "false"):
+    if value in ("false", "0"):
         return False
     raise OrthancError(ErrorCode.ParameterOutOfRange,
                        'Expected a Boolean for GET argument "%s", found: %s' % (name, value))
@@ -143,7 +156,7 @@ def paging_arguments(request):
         missing = "limit" if has_since else "since"
         # Orthanc names the URI as its flattened form, with a final slash.
         raise OrthancError(ErrorCode.BadRequest, 'Missing "%s" argument for GET request against: %s/'
-                           % (missing, request.path.decode("utf-8", "replace").rstrip("/")))
+                           % (missing, request_uri(request).rstrip("/")))
     return int_argument(request, "since", 0), int_argument(request, "limit", 0)
 
 

@@ -6,7 +6,7 @@ from orthancd.find.tags import parse_tag
 from orthancd.ids import ResourceLevel
 from orthancd.ingest import Origin, is_zip, zip_members
 from orthancd.rest import jsonfmt
-from orthancd.rest.http import JSON_TYPE, read_body, render_bytes, render_json, sized
+from orthancd.rest.http import JSON_TYPE, no_answer, read_body, render_bytes, render_json, sized
 from orthancd.rest.render_cache import RenderCache
 from orthancd.rest.resources import tags_format
 
@@ -107,7 +107,7 @@ def install(app, server):
         try:
             value = content_at(dataset, parts)
         except KeyError:
-            raise OrthancError(ErrorCode.UnknownResource)
+            raise no_answer(request)
         if isinstance(value, list):
             return render_json(request, value)
         return render_bytes(request, value)

@@ -13,7 +13,7 @@ from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.modalities import modality_registry
 from orthancd.net import scu
-from orthancd.rest.http import bool_argument, read_body, render_json, render_text
+from orthancd.rest.http import bool_argument, has_argument, read_body, render_json, render_text
 
 # Tags Orthanc adds (empty, for universal matching) to a query at each level.
 LEVEL_KEYS = {
@@ -104,9 +104,9 @@ def answer_json(server, answer, mode="full", drop_level=False):
 
 
 def answer_mode(request):
-    if bool_argument(request, "simplify"):
+    if has_argument(request, "simplify"):
         return "simplify"
-    if bool_argument(request, "short"):
+    if has_argument(request, "short"):
         return "short"
     return "full"
 

@@ -6,7 +6,7 @@ Listings, single resources and the child routes all go through the finder
 ResourceFinder: same order (by public ID), same fields, same RequestedTags.
 """
 from orthancd.dicom.modules import module_to_json, shared_tags_to_json
-from orthancd.errors import ErrorCode, NoAnswer, OrthancError
+from orthancd.errors import ErrorCode, OrthancError
 from orthancd.find import finder
 from orthancd.find.requested_tags import check_requested
 from orthancd.ids import ResourceLevel
@@ -15,19 +15,19 @@ from orthancd.dicom.json_tags import dataset_to_json
 from orthancd.rest import fields
 from orthancd.rest.find import parse_level
 from orthancd.rest.http import (bool_argument, dicom_format, get_argument, has_argument,
-                                json_body, paging_arguments,
-                                read_body, render_json, render_text, requested_tags_argument,
-                                strict_bool_argument, text_body)
+                                json_body, no_answer, paging_arguments, read_body,
+                                render_json, render_text, requested_tags_argument, text_body)
 from orthancd.rest.resource_json import EXPAND, expand, parse_response_content
 
 LEVELS = list(ResourceLevel)
 
 
 def tags_format(request):
-    """Orthanc's ``?simplify`` / ``?short`` switches for tag renderings."""
-    if bool_argument(request, "simplify"):
+    """Orthanc's ``?simplify`` / ``?short`` switches for tag renderings (their
+    presence counts, not their value)."""
+    if has_argument(request, "simplify"):
         return "simplify"
-    if bool_argument(request, "short"):
+    if has_argument(request, "short"):
         return "short"
     return "full"
 
@@ -123,7 +123,7 @@ def response_content(request):
     if has_argument(request, "response-content"):
         names = [n for n in get_argument(request, "response-content", "").split(";") if n]
         return parse_response_content(names)
-    if has_argument(request, "expand") and strict_bool_argument(request, "expand", True):
+    if has_argument(request, "expand") and bool_argument(request, "expand", True):
         return EXPAND
     return None
 
@@ -170,14 +170,15 @@ def install(app, server):
             requested = requested_tags_argument(request)
             check_requested(level, requested)
             if not index.exists(public_id, level):
-                raise NoAnswer()
+                raise no_answer(request)  # Orthanc answers nothing, hence an empty 404
             answer = await expand(server, level, public_id, dicom_format(request), EXPAND,
                                   requested)
             return render_json(request, answer)
 
         @app.route("/%s/<public_id>" % plural, methods=["DELETE"], endpoint="delete_" + plural)
         async def delete_resource(request, public_id):
-            index.get_resource(public_id, level)
+            if not index.exists(public_id, level):
+                raise no_answer(request)
             outcome = await server.delete_resource(public_id, level)
             return render_json(request, remaining_ancestor_json(outcome))
 
@@ -205,7 +206,7 @@ def install(app, server):
                    endpoint="label_get_" + plural)
         def get_label(request, public_id, label):
             if label not in index.get_labels(public_id, level):
-                raise NoAnswer()
+                raise no_answer(request)
             return render_text(request, "")
 
         @app.route("/%s/<public_id>/labels/<label>" % plural, methods=["PUT"],
@@ -238,7 +239,7 @@ def install(app, server):
                    endpoint="%s_%s" % (level.plural, child.plural))
         async def children(request, public_id):
             # The one "expand" whose default is true (as Orthanc 1.13.0).
-            expanded = strict_bool_argument(request, "expand", True)
+            expanded = bool_argument(request, "expand", True)
             requested = requested_tags_argument(request)
             check_requested(child, requested)
             query = finder.FindQuery(child, scope=(level, public_id))

@@ -1,4 +1,5 @@
-"""/tools/*: clock, UID generation, lookup, runtime settings, bulk delete."""
+"""/tools/*: clock, UID generation, lookup, runtime settings (encoding, DICOM
+negotiation, log levels), DICOM conformance, bulk delete."""
 import json
 import time
 import uuid
@@ -7,13 +8,15 @@ from pydicom.uid import generate_uid
 
 from orthancd import logs
 from orthancd.dicom.summary import normalize_for_find
-from orthancd.errors import ErrorCode, NoAnswer, OrthancError
+from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
-from orthancd.rest.http import (get_argument, json_body, read_body, render_json, render_text,
-                                text_body)
+from orthancd.net.conformance import accepted_sop_classes, conformance_statement
+from orthancd.rest.http import (get_argument, json_body, no_answer, render_json,
+                                render_text, text_body)
 
 # Orthanc's UID root (DCMTK's), followed by a digit telling the level.
 _UID_ROOT = "1.2.276.0.7230010.3.1."
+_UID_LEVELS = {level.title.lower(): level for level in ResourceLevel}
 _UID_LEVEL_DIGIT = {ResourceLevel.STUDY: "2", ResourceLevel.SERIES: "3",
                     ResourceLevel.INSTANCE: "4"}
 
@@ -21,6 +24,8 @@ _UID_LEVEL_DIGIT = {ResourceLevel.STUDY: "2", ResourceLevel.SERIES: "3",
 ENCODINGS = ("Ascii", "Utf8", "Latin1", "Latin2", "Latin3", "Latin4", "Latin5", "Cyrillic",
              "Windows1251", "Arabic", "Greek", "Hebrew", "Thai", "Japanese", "Chinese",
              "JapaneseKanji", "Korean", "SimplifiedChinese")
+
+_ENCODINGS_BY_UPPER_NAME = {name.upper(): name for name in ENCODINGS}
 
 _LOOKUP_TAGS = (
     (ResourceLevel.PATIENT, 0x00100020, "PatientID"),
@@ -65,12 +70,9 @@ def install(app, server):
 
     @app.route("/tools/generate-uid", methods=["GET"])
     def generate(request):
-        # Only these lower-case names: anything else is answered with nothing.
-        level = {"patient": ResourceLevel.PATIENT, "study": ResourceLevel.STUDY,
-                 "series": ResourceLevel.SERIES, "instance": ResourceLevel.INSTANCE}.get(
-                     get_argument(request, "level"))
+        level = _UID_LEVELS.get(get_argument(request, "level"))
         if level is None:
-            raise NoAnswer()
+            raise no_answer(request)  # Orthanc leaves a missing or bad level unanswered
         if level is ResourceLevel.PATIENT:
             return render_text(request, str(uuid.uuid4()))
         return render_text(request, generate_uid(prefix=_UID_ROOT + _UID_LEVEL_DIGIT[level] + "."))
@@ -85,11 +87,12 @@ def install(app, server):
 
     @app.route("/tools/default-encoding", methods=["PUT"])
     def set_default_encoding(request):
-        value = text_body(request).strip()
-        if value not in ENCODINGS:
+        # Any case, but no surrounding space (as Orthanc).
+        value = _ENCODINGS_BY_UPPER_NAME.get(text_body(request).upper())
+        if value is None:
             raise OrthancError(ErrorCode.ParameterOutOfRange)
         server.set_default_encoding(value)
-        return render_text(request, "")
+        return render_text(request, value)
 
     @app.route("/tools/accepted-transfer-syntaxes", methods=["GET"])
     def get_transfer_syntaxes(request):
@@ -97,11 +100,13 @@ def install(app, server):
 
     @app.route("/tools/accepted-transfer-syntaxes", methods=["PUT"])
     def set_transfer_syntaxes(request):
-        # A JSON string or a JSON list of UIDs, wildcards allowed (as Orthanc).
+        # A JSON string or a JSON list of UIDs, wildcards allowed.  Like
+        # Orthanc's lenient JSON reader, the first JSON value counts and a
+        # body that has none means no pattern at all.
         try:
-            patterns = json.loads(read_body(request))
+            patterns, _ = json.JSONDecoder().raw_decode(text_body(request).lstrip())
         except ValueError:
-            raise OrthancError(ErrorCode.BadFileFormat)
+            patterns = []
         if isinstance(patterns, str):
             patterns = [patterns]
         if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
@@ -114,23 +119,39 @@ def install(app, server):
 
     @app.route("/tools/unknown-sop-class-accepted", methods=["PUT"])
     def set_unknown_sop(request):
-        value = text_body(request).strip().lower()
+        value = text_body(request).strip()
         if value not in ("0", "1", "true", "false"):
-            raise OrthancError(ErrorCode.ParameterOutOfRange)
+            raise OrthancError(ErrorCode.BadFileFormat, "Boolean value expected")
         server.set_unknown_sop_class_accepted(value in ("1", "true"))
         return render_text(request, "")
 
-    @app.route("/tools/log-level", methods=["GET"])
-    def get_log_level(request):
-        return render_text(request, logs.get_level())
+    def log_level_routes(suffix, category):
+        path = "/tools/log-level" + suffix
 
-    @app.route("/tools/log-level", methods=["PUT"])
-    def set_log_level(request):
-        value = text_body(request).strip()
-        if value not in logs.LEVELS:
-            raise OrthancError(ErrorCode.ParameterOutOfRange)
-        logs.set_level(value)
-        return render_text(request, "")
+        @app.route(path, methods=["GET"], endpoint="get_log_level" + suffix)
+        def get_log_level(request):
+            return render_text(request, logs.get_level(category))
+
+        @app.route(path, methods=["PUT"], endpoint="set_log_level" + suffix)
+        def set_log_level(request):
+            value = text_body(request)
+            if value not in logs.LEVELS:
+                raise OrthancError(ErrorCode.ParameterOutOfRange,
+                                   'Verbosity can be "default", "verbose" or "trace": ' + value)
+            logs.set_level(value, category)
+            return render_text(request, "")
+
+    log_level_routes("", None)
+    for category in logs.CATEGORIES:
+        log_level_routes("-" + category, category)
+
+    @app.route("/tools/dicom-conformance", methods=["GET"])
+    def dicom_conformance(request):
+        return render_text(request, conformance_statement(server))
+
+    @app.route("/tools/accepted-sop-classes", methods=["GET"])
+    def get_accepted_sop_classes(request):
+        return render_json(request, accepted_sop_classes())
 
     @app.route("/tools/bulk-delete", methods=["POST"])
     async def bulk_delete(request):
@@ -145,4 +166,4 @@ def install(app, server):
             except KeyError:
                 continue  # already gone, e.g. with a parent deleted earlier in the list
             await server.delete_resource(public_id, resource.level)
-        return render_json(request, {})
+        return render_text(request, "")
