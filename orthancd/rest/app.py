@@ -19,6 +19,7 @@ from orthancd.errors import ErrorCode, NoAnswer, OrthancError
 from orthancd.index.base import UnknownResource
 from orthancd.rest.dispatch import RestResource
 from orthancd.rest.http import error_body, sized
+from orthancd.uploads.uploader import maximum_request_body_size
 
 log = logger(__name__)
 
@@ -133,6 +134,70 @@ class NoDelayChannel(http.HTTPChannel):
         # default is 64 kB per read, each one a trip through the HTTP parser).
         self.transport.bufferSize = 1 << 20
 
+    def allHeadersReceived(self):
+        request = self.requests[-1]
+        if self._command in (b"POST", b"PUT"):
+            request.body_limit = getattr(self.site, "maximum_body_size", 0)
+            if request.body_limit and self.length is not None and self.length > request.body_limit:
+                request.requestHeaders.removeHeader(b"Expect")  # no "100 Continue" then
+                request.refuse_body()
+        super().allHeadersReceived()
+
+
+class _Discarded:
+    """Where the body of a refused request goes."""
+
+    def write(self, data):
+        pass
+
+    def seek(self, *args):
+        return 0
+
+    def read(self, *args):
+        return b""
+
+    def close(self):
+        pass
+
+
+class OrthancRequest(server.Request):
+    """Refuses a POST or PUT body larger than MaximumRequestBodySizeMB as
+    Orthanc 1.13.0 does (413, empty body, connection closed): at once when
+    its Content-Length says so, or as soon as a chunked body grows past it.
+    Nothing of it is kept, and the request is never processed."""
+
+    body_limit = 0
+    _body_refused = False
+    _body_received = 0
+
+    def refuse_body(self):
+        if self._body_refused:
+            return
+        self._body_refused = True
+        self.content = _Discarded()
+        self.channel.transport.write(b"HTTP/1.1 413 Request Entity Too Large\r\n"
+                                     b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+        self.channel.loseConnection()
+
+    def gotLength(self, length):
+        if self._body_refused:
+            self.content = _Discarded()
+        else:
+            super().gotLength(length)
+
+    def handleContentChunk(self, data):
+        if self._body_refused:
+            return
+        self._body_received += len(data)
+        if self.body_limit and self._body_received > self.body_limit:
+            self.refuse_body()
+            return
+        super().handleContentChunk(data)
+
+    def process(self):
+        if not self._body_refused:
+            super().process()
+
 
 class OrthancSite(server.Site):
     """Keeps request bodies of up to 64 MB in memory: Twisted would spool
@@ -158,6 +223,11 @@ def build_site(ctx):
     root = GuardedRoot(ctx.rest_resource, ctx.configuration)
     site = OrthancSite(root, parsePOSTFormSubmission=False)
     site.protocol = NoDelayChannel
+    site.requestFactory = OrthancRequest
+    site.maximum_body_size = maximum_request_body_size(ctx.configuration)
+    # A client that stops sending (a body shorter than its Content-Length)
+    # is dropped after HttpRequestTimeout seconds, as Orthanc does.
+    site.timeOut = int(ctx.configuration.get("HttpRequestTimeout", 30)) or None
     site.displayTracebacks = False
     site.describe_errors = bool(ctx.configuration.get("HttpDescribeErrors", True))
     site.noisy = False
