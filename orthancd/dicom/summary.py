@@ -164,7 +164,7 @@ def compute_expected_instances(values):
 def _identifier(ds, tag, encoding, required):
     value = _read_value(ds, tag, encoding)
     if value is None and tag not in ds and required:
-        raise MissingTagError("Inexistent tag")
+        raise MissingTagError(None)  # Orthanc 1.13.0 gives no details
     return value or ""
 
 

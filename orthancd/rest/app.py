@@ -134,6 +134,13 @@ class NoDelayChannel(http.HTTPChannel):
         # default is 64 kB per read, each one a trip through the HTTP parser).
         self.transport.bufferSize = 1 << 20
 
+    def timeoutConnection(self):
+        # A body that stopped coming (shorter than its Content-Length):
+        # Orthanc answers 400 with an empty body before closing.
+        if self._transferDecoder is not None and self.requests:
+            self.requests[-1].refuse_body(b"400 Bad Request")
+        super().timeoutConnection()
+
     def allHeadersReceived(self):
         request = self.requests[-1]
         if self._command in (b"POST", b"PUT"):
@@ -170,13 +177,14 @@ class OrthancRequest(server.Request):
     _body_refused = False
     _body_received = 0
 
-    def refuse_body(self):
+    def refuse_body(self, status=b"413 Request Entity Too Large"):
+        """Answer ``status`` with an empty body at once, and close."""
         if self._body_refused:
             return
         self._body_refused = True
         self.content = _Discarded()
-        self.channel.transport.write(b"HTTP/1.1 413 Request Entity Too Large\r\n"
-                                     b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+        self.channel.transport.write(b"HTTP/1.1 %s\r\nContent-Length: 0\r\n"
+                                     b"Connection: close\r\n\r\n" % status)
         self.channel.loseConnection()
 
     def gotLength(self, length):

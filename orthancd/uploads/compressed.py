@@ -16,6 +16,7 @@ import zlib
 from orthancd.errors import ErrorCode, OrthancError
 
 _CHUNK = 1 << 20
+_GZIP_ROUND = 10 * _CHUNK
 _GZIP = 16 + zlib.MAX_WBITS  # a gzip wrapper only, as Orthanc's GzipCompressor
 _STORED, _DEFLATED, _BZIP2 = 0, 8, 12
 _UNSUPPORTED_MEMBER = "Invalid file or unsupported compression method (e.g. Deflate64)"
@@ -38,34 +39,39 @@ def gunzip(source, spool, limit):
     """Inflate the first gzip member of the seekable ``source`` into
     ``spool``; ``limit`` is the largest output allowed in bytes (0: none).
 
-    As Orthanc: a stream shorter than its own header and trailer, or cut
-    before its end, is "Truncated gzip input"; output that disagrees with the
-    announced ISIZE (or a bad CRC) is a bare bad file format; trailing bytes
-    after the first member are ignored.  Output past ``limit`` is inflated
-    but not kept, to tell a lying ISIZE from a genuine oversize file."""
-    total = source.seek(0, 2)
-    if total < 18:
+    As Orthanc 1.13.0, which inflates in rounds of 10 MB: a stream shorter
+    than its own header and trailer, or cut before its end, is "Truncated
+    gzip input"; a bad CRC, or an output that disagrees with the announced
+    ISIZE, is a bare bad file format when the stream ends within the round;
+    a round that ends past ``limit`` stops everything ("Uncompressed size
+    exceeds limit").  Trailing bytes after the first member are ignored.
+    Output past ``limit`` is inflated but not kept."""
+    if source.seek(0, 2) < 18:
         raise bad_file_format("Truncated gzip input")
-    source.seek(total - 4)
-    announced = struct.unpack("<I", source.read(4))[0]
     source.seek(0)
     inflater = zlib.decompressobj(_GZIP)
     produced = 0
+    pending = b""
     while not inflater.eof:
-        pending = source.read(_CHUNK)
-        if not pending:
-            raise bad_file_format("Truncated gzip input")
-        while pending and not inflater.eof:
+        if limit and produced > limit:
+            raise size_exceeded(limit)
+        in_round = 0
+        while in_round < _GZIP_ROUND and not inflater.eof:
+            if not pending:
+                pending = source.read(_CHUNK)
+                if not pending:
+                    raise bad_file_format("Truncated gzip input")
             try:
-                data = inflater.decompress(pending, _CHUNK)
+                data = inflater.decompress(pending, min(_CHUNK, _GZIP_ROUND - in_round))
             except zlib.error:
                 raise bad_file_format()
             pending = inflater.unconsumed_tail
-            produced += len(data)
-            if produced > announced:
-                raise bad_file_format()
-            if not limit or produced <= limit:
+            if not limit or produced + len(data) <= limit:
                 spool.write(data)
+            elif produced < limit:
+                spool.write(data[:limit - produced])
+            in_round += len(data)
+            produced += len(data)
     if limit and produced > limit:
         raise size_exceeded(limit)
     return spool
