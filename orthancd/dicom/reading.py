@@ -259,8 +259,9 @@ def _check_not_truncated(data, ds, has_preamble):
         little = getattr(ds, "is_little_endian", True)
     try:
         position = 132 if has_preamble else 0
-        if has_preamble:
-            # The file meta group is always explicit VR little endian.
+        if has_preamble or bytes(data[:2]) == b"\x02\x00":
+            # The file meta group (also found without the preamble) is
+            # always explicit VR little endian.
             position = _walk(data, position, True, True, stop_group=0x0002)
         _walk(data, position, not implicit, little is not False)
     except (_Truncated, _TooManyElements, struct.error):
