@@ -425,7 +425,7 @@ def test_request_body_size_limit(pair):
         ("any PUT", b"PUT /instances/x/metadata/1024 HTTP/1.1\r\nHost: x\r\n"
          b"Content-Length: %d\r\n\r\n" % (limit + 1), [bytes(limit + 1)]),
         ("chunked", b"POST /instances HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
-         [b"%x\r\n%s\r\n" % (MB, bytes(MB))] * 3 + [b"0\r\n\r\n"]),
+         [b"%x\r\n%s\r\n" % (MB, bytes(MB))] * (limit // MB + 1) + [b"0\r\n\r\n"]),
     ]:
         ours, theirs = send_raw(pair.ours, head, pieces), send_raw(pair.theirs, head, pieces)
         assert_same(ours, theirs, context)
