@@ -332,7 +332,8 @@ def test_forms_as_browsers_send_them(pair):
     ours, _ = pair.both("POST", "/instances", body, headers)
     assert ours.status == 200 and ours.body == b"" and ours.content_type is None
     body, headers = form([("first.dcm", first), ("second.dcm", second),
-                          ("archive.zip", zipped([("third", dicom("1.2.276.0.7230010.3.1.4.302"))]))])
+                          ("archive.zip",
+                           zipped([("third", dicom("1.2.276.0.7230010.3.1.4.302"))]))])
     pair.both("POST", "/instances", body, headers)
     pair.assert_same_instances()
 
@@ -348,7 +349,8 @@ def test_forms_that_fail_part_way(pair):
     b = dicom("1.2.276.0.7230010.3.1.4.311")
     c = dicom("1.2.276.0.7230010.3.1.4.312")
     cases = [
-        ("stored, then a part that is not DICOM", part(a) + part(b"hello") + part(b) + b"--BND--\r\n", bnd),
+        ("stored, then a part that is not DICOM",
+         part(a) + part(b"hello") + part(b) + b"--BND--\r\n", bnd),
         ("an empty part", part(b"") + b"--BND--\r\n", bnd),
         ("no part", b"--BND--\r\n", bnd),
         ("no boundary in the body", b"garbage", bnd),
@@ -357,7 +359,8 @@ def test_forms_that_fail_part_way(pair):
         ("garbage after a sized part",
          part(c, b"Content-Length: %d\r\n" % len(c)) + b"XX--BND--\r\n", bnd),
         ("part length too small", part(c, b"Content-Length: 5\r\n") + b"--BND--\r\n", bnd),
-        ("part length past the end", part(c, b"Content-Length: 99999999\r\n") + b"--BND--\r\n", bnd),
+        ("part length past the end",
+         part(c, b"Content-Length: 99999999\r\n") + b"--BND--\r\n", bnd),
         ("part length not a number", part(c, b"Content-Length: abc\r\n") + b"--BND--\r\n", bnd),
         ("part of one byte", b"--BND\r\nX: y\r\n\r\n\n--BND--\r\n", bnd),
         ("part without headers", b"--BND\r\n\r\n" + c + b"\r\n--BND--\r\n", bnd),
@@ -608,11 +611,10 @@ def test_overwrite_instances(tmp_path_factory, mode):
             servers.prepare("PUT", path, body)
         last = {id(s): servers.get_json(s, "/changes?last")["Last"]
                 for s in (servers.ours, servers.theirs)}
+        sibling = dicom("1.2.276.0.7230010.3.1.4.900", PatientID="ozp00SjY2xG",
+                        StudyInstanceUID="1.2.840.113619.2.176.2025.1499492.7391.1171285944.390")
         for step, body in (("same bytes", original), ("changed", changed),
-                           ("changed again", changed), ("sibling", dicom(
-                               "1.2.276.0.7230010.3.1.4.900",
-                               StudyInstanceUID="1.2.840.113619.2.176.2025.1499492.7391.1171285944.390",
-                               PatientID="ozp00SjY2xG")),
+                           ("changed again", changed), ("sibling", sibling),
                            ("back to the original", original)):
             servers.both("POST", "/instances", body, context=(mode, step))
             states = []

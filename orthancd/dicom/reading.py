@@ -4,7 +4,6 @@ Orthanc (through DCMTK) reads Part-10 files and also bare datasets without
 the 128-byte preamble, guessing the transfer syntax.  Whatever cannot be read
 is refused with 'Bad file format' and the details string built below.
 """
-import io
 import logging
 import mmap
 import os
