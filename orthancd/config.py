@@ -62,6 +62,10 @@ OPTIONAL_OPTION_TYPES = {
     "IngestTranscoding": str,
     "DatabaseServerIdentifier": str,
     "ExtraMainDicomTags": dict,
+    # New in Orthanc 1.12.11, left out of its default file (defaults 8192
+    # and 4096, see orthancd.uploads.uploader).
+    "MaximumRequestBodySizeMB": int,
+    "MaximumFileSizeInArchiveMB": int,
 }
 
 # Orthanc accepts these options in more than one JSON shape.
@@ -378,6 +382,10 @@ def _check_semantics(options, defined_in):
         raise ConfigurationError(
             f"{where('OverwriteInstances')}: \"OverwriteInstances\" must be one of "
             f"{', '.join(OVERWRITE_MODES)} (or a Boolean), not {json.dumps(overwrite)}")
+    if overwrite == "IfChanged" and not options.get("StoreMD5ForAttachments", True):
+        raise ConfigurationError(
+            f"{where('OverwriteInstances')}: Can not set \"OverwriteInstances\" to "
+            f"\"IfChanged\" when \"StoreMD5ForAttachments\" is set to false.")
     aet = options["DicomAet"]
     if not aet or len(aet) > MAXIMUM_AET_LENGTH:
         raise ConfigurationError(

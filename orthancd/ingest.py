@@ -7,9 +7,7 @@ commits -> notify listeners.  The Deferred returned by ``store`` and
 ``store_file`` fires only after the index commit, so a success answer always
 means "on disk and indexed".
 """
-import io
 import json
-import zipfile
 
 from twisted.internet import defer, threads
 
@@ -43,20 +41,26 @@ _ORIGIN_METADATA = (
 )
 
 
-def instance_metadata(summary, pixel_data_offset, origin):
+def instance_metadata(summary, dataset, origin):
     """{level: {MetadataType: value}}: what Orthanc 1.13.0 records when it
-    stores an instance (the levels above the instance only when created)."""
+    stores an instance (the levels above the instance only when created).
+    ``dataset`` is the parsed header (read_dataset)."""
     instance = {
         MetadataType.ReceptionDate: now_iso(),
-        MetadataType.TransferSyntax: summary.transfer_syntax,
-        MetadataType.SopClassUid: summary.sop_class_uid,
         MetadataType.MainDicomTagsSignature: main_tags.signature(ResourceLevel.INSTANCE),
     }
+    # Orthanc leaves out what the file does not tell.
+    if summary.transfer_syntax:
+        instance[MetadataType.TransferSyntax] = summary.transfer_syntax
+    if summary.sop_class_uid:
+        instance[MetadataType.SopClassUid] = summary.sop_class_uid
     # As Orthanc: the instance's rank comes from InstanceNumber / ImageIndex.
     if summary.index_in_series is not None:
         instance[MetadataType.IndexInSeries] = summary.index_in_series.strip()
-    if pixel_data_offset is not None:
-        instance[MetadataType.PixelDataOffset] = str(pixel_data_offset)
+    if getattr(dataset, "pixel_data_offset", None) is not None:
+        instance[MetadataType.PixelDataOffset] = str(dataset.pixel_data_offset)
+    if getattr(dataset, "pixel_data_vr", None):
+        instance[MetadataType.PixelDataVR] = dataset.pixel_data_vr
     for key, metadata_type in _ORIGIN_METADATA:
         if key in origin:
             instance[metadata_type] = origin[key]
@@ -111,7 +115,7 @@ class Ingestor:
     def __init__(self, index, storage, configuration):
         self.index = index
         self.storage = storage
-        self.overwrite = configuration.overwrite_instances_mode != "Never"
+        self.overwrite = configuration.overwrite_instances_mode  # "Never", "Always", "IfChanged"
         self.limits = (int(configuration.get("MaximumStorageSize", 0)) * 1024 * 1024,
                        int(configuration.get("MaximumPatientCount", 0)))
         self.default_encoding = configuration.get("DefaultEncoding", "Latin1")
@@ -121,7 +125,7 @@ class Ingestor:
         dataset = read_dataset(data, stop_before_pixels=True)
         summary = summarize(dataset, self.default_encoding)
         stored = self.storage.store(data)  # held until released after the commit
-        return summary, stored, dataset.pixel_data_offset
+        return summary, stored, dataset
 
     def _prepare_file(self, path):
         # Only the header is parsed; the file becomes the stored attachment
@@ -131,7 +135,7 @@ class Ingestor:
         stored = self.storage.adopt(path, getattr(path, "digests", None))
         if isinstance(path, ReceivedFile):
             path.moved = True
-        return summary, stored, dataset.pixel_data_offset
+        return summary, stored, dataset
 
     def _remove_files(self, files):
         for info in files:
@@ -151,12 +155,12 @@ class Ingestor:
     @defer.inlineCallbacks
     def _store(self, prepare, source, origin):
         try:
-            summary, stored, pixel_data_offset = yield threads.deferToThread(prepare, source)
+            summary, stored, dataset = yield threads.deferToThread(prepare, source)
         except DicomFormatError as e:
             # A file without its UIDs is an "inexistent tag" for Orthanc (404).
             code = ErrorCode[getattr(e, "orthanc_error", "BadFileFormat")]
             raise OrthancError(code, e.details)
-        metadata = instance_metadata(summary, pixel_data_offset, origin)
+        metadata = instance_metadata(summary, dataset, origin)
         try:
             outcome = yield self.index.store_instance(summary, stored, metadata,
                                                       self.overwrite, self.limits)
@@ -187,18 +191,3 @@ class Ingestor:
     def remove_files(self, files):
         """Remove files the index no longer references (after a delete)."""
         return threads.deferToThread(self._remove_files, files)
-
-
-def is_zip(data):
-    return data[:4] == b"PK\x03\x04"
-
-
-def zip_members(data):
-    """The non-directory members of a zip archive, as (name, bytes), lazily."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise OrthancError(ErrorCode.BadFileFormat, "Cannot open ZIP archive from memory buffer")
-    for info in archive.infolist():
-        if not info.is_dir():
-            yield info.filename, archive.read(info)

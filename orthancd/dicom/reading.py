@@ -4,10 +4,10 @@ Orthanc (through DCMTK) reads Part-10 files and also bare datasets without
 the 128-byte preamble, guessing the transfer syntax.  Whatever cannot be read
 is refused with 'Bad file format' and the details string built below.
 """
-import io
 import logging
 import mmap
 import os
+import re
 import struct
 import warnings
 
@@ -54,23 +54,83 @@ def read_dataset(source, stop_before_pixels=False):
     PixelData element as Orthanc does.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _read(bytes(source), io.BytesIO, stop_before_pixels)
+        return _read(bytes(source), _GuardedStream, stop_before_pixels)
     # A file is mapped, not read: only its header is parsed, and the
     # truncation walk only looks at element headers.
     with open(source, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
-            return _read(b"", io.BytesIO, stop_before_pixels)
+            return _read(b"", _GuardedStream, stop_before_pixels)
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            dataset = _read(data, _rewound, stop_before_pixels)
+            dataset = _read(data, _GuardedStream, stop_before_pixels)
     # Everything was read: drop pydicom's reference to the (closed) mapping.
     dataset.buffer = None
     return dataset
 
 
-def _rewound(data):
-    """The mapping itself as the stream pydicom reads (no copy)."""
-    data.seek(0)
-    return data
+# Hostile files (an inflated zip or gzip member, mostly) can hold hundreds of
+# megabytes of tiny elements.  A run of zero bytes reads as empty (0000,0000)
+# elements, which DCMTK ignores as duplicates: both walks below jump over such
+# runs at C speed.  Any other flood of elements is cut short by a budget far
+# above what real headers hold (enhanced multi-frame headers have some 10^5):
+# pydicom needs a few seconds for it.
+MAX_ELEMENT_READS = 2000000
+_EIGHT_ZEROS = bytes(8)
+_NON_ZERO = re.compile(rb"[^\x00]")
+
+
+class _TooManyElements(Exception):
+    pass
+
+
+_ZERO_CHUNK = bytes(1 << 20)
+
+
+def _zero_run_end(data, position, end):
+    """Where the run of whole 8-byte zero blocks starting at ``position`` ends."""
+    stop = position
+    while stop < end:
+        # Whole chunks compare at memcmp speed; the last one is searched.
+        size = min(len(_ZERO_CHUNK), end - stop)
+        if data[stop:stop + size] != _ZERO_CHUNK[:size]:
+            found = _NON_ZERO.search(data, stop, stop + size)
+            stop = found.start()
+            break
+        stop += size
+    return position + (stop - position) // 8 * 8
+
+
+class _GuardedStream:
+    """The stream pydicom parses, over bytes or a mapping: it skips runs of
+    empty elements after the first and stops a flood of reads."""
+
+    def __init__(self, data):
+        self._data = data
+        self._position = 0
+        self._reads = 0
+
+    def read(self, size=-1):
+        self._reads += 1
+        if self._reads > MAX_ELEMENT_READS:
+            raise _TooManyElements()
+        start = self._position
+        stop = len(self._data) if size is None or size < 0 else min(start + size, len(self._data))
+        chunk = self._data[start:stop]
+        self._position = stop
+        if size == 8 and chunk == _EIGHT_ZEROS:
+            # Whether a header or a value was read, an element boundary follows.
+            self._position = _zero_run_end(self._data, stop, len(self._data))
+        return chunk
+
+    def seek(self, offset, whence=0):
+        if whence == 1:
+            offset += self._position
+        elif whence == 2:
+            offset += len(self._data)
+        self._position = max(offset, 0)
+        return self._position
+
+    def tell(self):
+        return self._position
 
 
 def _read(data, stream_of, stop_before_pixels):
@@ -108,10 +168,39 @@ def _read(data, stream_of, stop_before_pixels):
         ds.pixel_data_follows = _tag_at(data, position, ds) == PIXEL_DATA
     else:
         ds.pixel_data_follows = False
-    # Where the PixelData element starts in the file (Orthanc's PixelDataOffset).
+    # Where the PixelData element starts in the file (Orthanc's PixelDataOffset);
+    # like Orthanc, only for Part-10 files (with their preamble).
     ds.pixel_data_offset = position if getattr(ds, "pixel_data_follows", False) and \
-        stop_before_pixels and not deflated else None
+        stop_before_pixels and not deflated and has_preamble else None
+    ds.pixel_data_vr = None
+    if ds.pixel_data_offset is not None:
+        ds.pixel_data_vr = _unexpected_pixel_data_vr(data, position, ds)
     return ds
+
+
+def _unexpected_pixel_data_vr(data, position, ds):
+    """The VR of native pixel data written explicitly in the file when it is
+    not the one implied by BitsAllocated (OB up to 8 bits, OW above): Orthanc
+    records it as the PixelDataVR metadata."""
+    implicit, little = getattr(ds, "original_encoding", None) or (None, None)
+    if implicit is None:
+        implicit = getattr(ds, "is_implicit_VR", False)
+        little = getattr(ds, "is_little_endian", True)
+    vr = bytes(data[position + 4:position + 6])
+    if implicit or not (vr.isalpha() and vr.isupper()) or position + 12 > len(data):
+        return None
+    if vr in _LONG_LENGTH_VRS:
+        length = struct.unpack("<I" if little is not False else ">I",
+                               data[position + 8:position + 12])[0]
+        if length == _UNDEFINED:
+            return None  # encapsulated (compressed) pixel data
+    bits = ds.get(0x00280100)
+    try:
+        bits = int(bits.value) if bits is not None and bits.value not in (None, "") else 0
+    except (TypeError, ValueError):
+        bits = 0
+    expected = b"OB" if bits <= 8 else b"OW"
+    return None if vr == expected else vr.decode("ascii")
 
 
 def dataset_offset(data):
@@ -121,7 +210,7 @@ def dataset_offset(data):
         return None
     try:
         return _walk(data, 132, True, True, stop_group=0x0002)
-    except (_Truncated, struct.error):
+    except (_Truncated, _TooManyElements, struct.error):
         return None
 
 
@@ -169,33 +258,43 @@ def _check_not_truncated(data, ds, has_preamble):
         little = getattr(ds, "is_little_endian", True)
     try:
         position = 132 if has_preamble else 0
-        if has_preamble:
-            # The file meta group is always explicit VR little endian.
+        if has_preamble or bytes(data[:2]) == b"\x02\x00":
+            # The file meta group (also found without the preamble) is
+            # always explicit VR little endian.
             position = _walk(data, position, True, True, stop_group=0x0002)
         _walk(data, position, not implicit, little is not False)
-    except (_Truncated, struct.error):
+    except (_Truncated, _TooManyElements, struct.error):
         raise DicomFormatError(invalid_file_details(len(data)))
 
 
-def _walk(data, position, explicit, little, end=None, stop_group=None, until=None):
+def _walk(data, position, explicit, little, end=None, stop_group=None, until=None,
+          budget=None):
     """Skip elements from ``position``; return where the walk stopped.  Stops at
     ``end``, at the first tag outside ``stop_group``, or after the delimiter ``until``."""
     end = len(data) if end is None else end
     order = "<" if little else ">"
+    budget = [MAX_ELEMENT_READS] if budget is None else budget
     while position < end:
         if position + 8 > end:
             raise _Truncated()
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _TooManyElements()
         group, element = struct.unpack(order + "HH", data[position:position + 4])
         tag = (group << 16) | element
         if stop_group is not None and group != stop_group:
             return position
+        if tag == 0 and data[position:position + 8] == _EIGHT_ZEROS:
+            position = max(_zero_run_end(data, position, end), position + 8)
+            continue
         if group == 0xFFFE:
             length = struct.unpack(order + "I", data[position + 4:position + 8])[0]
             position += 8
             if tag == until:
                 return position
             if tag == _ITEM:
-                position = (_walk(data, position, explicit, little, until=_ITEM_END)
+                position = (_walk(data, position, explicit, little, until=_ITEM_END,
+                                  budget=budget)
                             if length == _UNDEFINED else position + length)
                 continue
             if length != _UNDEFINED:
@@ -217,7 +316,8 @@ def _walk(data, position, explicit, little, end=None, stop_group=None, until=Non
         if length == _UNDEFINED:
             # A sequence (or encapsulated pixel data); UN content is implicit VR.
             nested_explicit = explicit and vr != b"UN"
-            position = _walk(data, position, nested_explicit, little, until=_SEQUENCE_END)
+            position = _walk(data, position, nested_explicit, little, until=_SEQUENCE_END,
+                             budget=budget)
             continue
         position += length
         if position > end:

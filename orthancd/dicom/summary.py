@@ -43,6 +43,20 @@ class MissingTagError(DicomFormatError):
     orthanc_error = "InexistentTag"
 
 
+def _guessed_transfer_syntax(ds):
+    """The encoding the parser settled on for a data set without file meta
+    information: Orthanc records it as the TransferSyntax metadata."""
+    implicit, little = getattr(ds, "original_encoding", None) or (None, None)
+    if implicit is None:
+        implicit = getattr(ds, "is_implicit_VR", None)
+        little = getattr(ds, "is_little_endian", None)
+    if implicit is None:
+        return None
+    if implicit:
+        return "1.2.840.10008.1.2"
+    return "1.2.840.10008.1.2.1" if little is not False else "1.2.840.10008.1.2.2"
+
+
 @dataclasses.dataclass
 class InstanceSummary:
     patient_id: str
@@ -150,7 +164,7 @@ def compute_expected_instances(values):
 def _identifier(ds, tag, encoding, required):
     value = _read_value(ds, tag, encoding)
     if value is None and tag not in ds and required:
-        raise MissingTagError("Inexistent tag")
+        raise MissingTagError(None)  # Orthanc 1.13.0 gives no details
     return value or ""
 
 
@@ -168,6 +182,8 @@ def summarize(ds, default_encoding="Latin1"):
     transfer_syntax = None
     if meta is not None and 0x00020010 in meta:
         transfer_syntax = str(meta[0x00020010].value).rstrip("\0 ") or None
+    if transfer_syntax is None:
+        transfer_syntax = _guessed_transfer_syntax(ds)
     series_values = {name: _read_value(ds, tag, encoding)
                      for tag, name in ((IMAGES_IN_ACQUISITION, "ImagesInAcquisition"),
                                        (NUMBER_OF_TEMPORAL_POSITIONS, "NumberOfTemporalPositions"),

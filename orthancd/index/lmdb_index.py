@@ -647,16 +647,22 @@ class LmdbResourceIndex(ResourceIndex):
         obsolete = []
         existing = txn.get(keys[3], db=self.db["resources"])
         if existing is not None:
-            if not overwrite:
+            raw = txn.get(keys[3] + _U16.pack(ContentType.Dicom), db=self.db["attachments"])
+            current = None if raw is None else _loads(raw)
+            # OverwriteInstances: "Never", "Always", "IfChanged" (the MD5 differs);
+            # older configurations give a Boolean.
+            mode = {True: "Always", False: "Never"}.get(overwrite, overwrite)
+            unchanged = current is not None and current["md5"] == stored.md5
+            if mode not in ("Always", "IfChanged") or (mode == "IfChanged" and unchanged):
                 # The bytes just written are useless unless identical to the stored ones.
-                raw = txn.get(keys[3] + _U16.pack(ContentType.Dicom), db=self.db["attachments"])
-                current = None if raw is None else _loads(raw)["uuid"]
+                current_uuid = None if current is None else current["uuid"]
                 return StoreOutcome("AlreadyStored", ids,
-                                    obsolete_files=[] if current == stored.uuid else [stored])
-            # Overwrite replaces the instance (and its files) but keeps its ancestors.
-            old = self._delete_subtree(txn, ResourceLevel.INSTANCE, keys[3])
+                                    obsolete_files=[] if current_uuid == stored.uuid else [stored])
+            # As Orthanc, overwriting deletes the instance, with the ancestors it
+            # leaves empty (their metadata, attachments and labels go too), then
+            # stores the new one: they come back as new resources.
+            old = self._delete_resource_op(txn, ids[3], ResourceLevel.INSTANCE).obsolete_files
             obsolete.extend(f for f in old if f.uuid != stored.uuid)
-            self._detach_child(txn, keys[2], keys[3])
         recycled = self._make_room(txn, keys[0], stored.size, limits, obsolete)
         new_levels = []
         tags = summary.main_tags

@@ -21,6 +21,7 @@ from orthancd.errors import ErrorCode, OrthancError
 from orthancd.index.base import UnknownResource
 from orthancd.rest.dispatch import RestResource
 from orthancd.rest.http import EmptyAnswer, error_body, sized
+from orthancd.uploads.uploader import maximum_request_body_size
 
 log = logger(__name__)
 
@@ -127,14 +128,65 @@ class GuardedRoot(resource.Resource):
         return self._inner.render(request)
 
 
+class _Discarded:
+    """Where the body of a refused request goes."""
+
+    def write(self, data):
+        pass
+
+    def seek(self, *args):
+        return 0
+
+    def read(self, *args):
+        return b""
+
+    def close(self):
+        pass
+
+
 class OrthancRequest(server.Request):
     """Answers carry the headers of Orthanc's HTTP server, not Twisted's:
     no Server or Date, Orthanc's Connection/Keep-Alive announcement and
-    X-Content-Type-Options, in Orthanc's order."""
+    X-Content-Type-Options, in Orthanc's order.
+
+    A POST or PUT body larger than MaximumRequestBodySizeMB is refused as
+    Orthanc 1.13.0 refuses it (413, empty body, connection closed): at once
+    when its Content-Length says so, or as soon as a chunked body grows past
+    it.  Nothing of it is kept, and the request is never processed."""
 
     _head = False
+    body_limit = 0
+    _body_refused = False
+    _body_received = 0
+
+    def refuse_body(self, status=b"413 Request Entity Too Large"):
+        """Answer ``status`` with an empty body at once, and close."""
+        if self._body_refused:
+            return
+        self._body_refused = True
+        self.content = _Discarded()
+        self.channel.transport.write(b"HTTP/1.1 %s\r\nContent-Length: 0\r\n"
+                                     b"Connection: close\r\n\r\n" % status)
+        self.channel.loseConnection()
+
+    def gotLength(self, length):
+        if self._body_refused:
+            self.content = _Discarded()
+        else:
+            super().gotLength(length)
+
+    def handleContentChunk(self, data):
+        if self._body_refused:
+            return
+        self._body_received += len(data)
+        if self.body_limit and self._body_received > self.body_limit:
+            self.refuse_body()
+            return
+        super().handleContentChunk(data)
 
     def process(self):
+        if self._body_refused:
+            return
         # server.Request.process without what Orthanc does not send (Server
         # and Date) nor what nothing here reads (postpath: the root resource,
         # GuardedRoot, is a leaf).
@@ -214,6 +266,22 @@ class OrthancChannel(http.HTTPChannel):
             self._request_timeout = self._NOT_WAITING
         super().dataReceived(data)
 
+    def timeoutConnection(self):
+        # A body that stopped coming (shorter than its Content-Length):
+        # Orthanc answers 400 with an empty body before closing.
+        if self._transferDecoder is not None and self.requests:
+            self.requests[-1].refuse_body(b"400 Bad Request")
+        super().timeoutConnection()
+
+    def allHeadersReceived(self):
+        request = self.requests[-1]
+        if self._command in (b"POST", b"PUT"):
+            request.body_limit = getattr(self.site, "maximum_body_size", 0)
+            if request.body_limit and self.length is not None and self.length > request.body_limit:
+                request.requestHeaders.removeHeader(b"Expect")  # no "100 Continue" then
+                request.refuse_body()
+        super().allHeadersReceived()
+
 
 class OrthancSite(server.Site):
     """Keeps request bodies of up to 64 MB in memory: Twisted would spool
@@ -232,6 +300,7 @@ class OrthancSite(server.Site):
         self.keep_alive = bool(configuration.get("KeepAlive", True))
         self.keep_alive_timeout = int(configuration.get("KeepAliveTimeout", 1))
         self.describe_errors = bool(configuration.get("HttpDescribeErrors", True))
+        self.maximum_body_size = maximum_request_body_size(configuration)
 
     def buildProtocol(self, addr):
         channel = super().buildProtocol(addr)

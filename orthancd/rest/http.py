@@ -160,6 +160,21 @@ def paging_arguments(request):
     return int_argument(request, "since", 0), int_argument(request, "limit", 0)
 
 
+def request_header(request, name):
+    """A request header as text (None when absent)."""
+    value = request.getHeader(name)
+    return None if value is None else value.decode("latin-1")
+
+
+def body_source(request):
+    """The body as bytes when Twisted kept it in memory, else its
+    temporary file (large or chunked bodies), to be read off the reactor."""
+    content = request.content
+    if isinstance(content, io.BytesIO):
+        return content.getvalue()
+    return content
+
+
 def read_body(request):
     content = request.content
     if isinstance(content, io.BytesIO):

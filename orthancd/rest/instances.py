@@ -1,14 +1,17 @@
-"""POST /instances (DICOM or zip upload) and the content of one instance:
+"""POST /instances (a DICOM file, a zip, a gzip body or an HTML form; see
+orthancd.uploads) and the content of one instance:
 /file, /tags, /simplified-tags, /header, /content/..."""
 from orthancd.dicom.json_tags import content_at, dataset_to_json, header_to_json
-from orthancd.errors import ErrorCode, OrthancError
 from orthancd.find.tags import parse_tag
 from orthancd.ids import ResourceLevel
-from orthancd.ingest import Origin, is_zip, zip_members
+from orthancd.ingest import Origin
 from orthancd.rest import jsonfmt
-from orthancd.rest.http import JSON_TYPE, no_answer, read_body, render_bytes, render_json, sized
+from orthancd.rest.http import (JSON_TYPE, body_source, no_answer, render_bytes, render_json,
+                                request_header, sized)
 from orthancd.rest.render_cache import RenderCache
 from orthancd.rest.resources import tags_format
+from orthancd.uploads.multipart import form_data_boundary
+from orthancd.uploads.uploader import Uploader
 
 INSTANCE = ResourceLevel.INSTANCE
 
@@ -32,25 +35,22 @@ def request_origin(request):
 
 def install(app, server):
 
+    uploader = Uploader(server.ingest, server.temporary_directory, server.configuration)
+
     @app.route("/instances", methods=["POST"])
     async def upload(request):
-        body = read_body(request)
-        if not body:
-            raise OrthancError(ErrorCode.BadFileFormat, "Received an empty DICOM file")
         origin = request_origin(request)
-        if is_zip(body):
-            answers = []
-            for _name, data in zip_members(body):
-                try:
-                    outcome = await server.ingest.store(data, origin)
-                except OrthancError as e:
-                    if e.code is not ErrorCode.BadFileFormat:
-                        raise
-                    continue  # like Orthanc, non-DICOM members of a zip are skipped
-                answers.append(store_answer(outcome))
-            return render_json(request, answers)
-        outcome = await server.ingest.store(body, origin)
-        return render_json(request, store_answer(outcome))
+        body = body_source(request)
+        boundary = form_data_boundary(request_header(request, b"content-type"))
+        if boundary is not None:
+            # An HTML form: Orthanc answers it with an empty 200.
+            await uploader.store_form(body, boundary, origin)
+            return sized(request, b"")
+        stored = await uploader.store_body(body, request_header(request, b"content-encoding"),
+                                           origin)
+        if isinstance(stored, list):
+            return render_json(request, [store_answer(outcome) for outcome in stored])
+        return render_json(request, store_answer(stored))
 
     @app.route("/instances/<public_id>/file", methods=["GET"])
     async def download(request, public_id):

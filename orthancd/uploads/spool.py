@@ -1,0 +1,93 @@
+"""Bytes gathered piece by piece: in memory while small, then in a file.
+
+The file lives in the storage area's temporary directory and is hashed as it
+is written, so the ingest path can adopt it (rename it into place) as it does
+for files received over DICOM, without reading it back.
+"""
+import io
+import os
+import tempfile
+
+from orthancd.storage.digests import ContentHasher
+from orthancd.storage.streaming import ReceivedFile
+
+# Beyond this, the bytes go to a file: inflated archive members can reach
+# gigabytes, and so can the parts of a form.
+MEMORY_LIMIT = 16 * 1024 * 1024
+
+
+class Spool:
+    """Write with ``write``; ``payload()`` gives the bytes, or a ReceivedFile
+    once they outgrew ``memory_limit``.  Blocking: use it off the reactor."""
+
+    def __init__(self, directory, memory_limit=MEMORY_LIMIT):
+        self._directory = directory
+        self._memory_limit = memory_limit
+        self._memory = io.BytesIO()
+        self._file = None
+        self._path = None
+        self._hasher = None
+        self.size = 0
+
+    def write(self, data):
+        if not data:
+            return
+        self.size += len(data)
+        if self._file is None and self.size > self._memory_limit:
+            self._spill()
+        if self._file is None:
+            self._memory.write(data)
+        else:
+            self._file.write(data)
+            self._hasher.update(data)
+
+    def _spill(self):
+        fd, self._path = tempfile.mkstemp(dir=self._directory, suffix=".upload")
+        self._file = os.fdopen(fd, "wb")
+        self._hasher = ContentHasher()
+        buffered = self._memory.getbuffer()
+        self._file.write(buffered)
+        self._hasher.update(buffered)
+        del buffered
+        self._memory = None
+
+    def payload(self):
+        """The bytes, or the closed spool file as a ReceivedFile (then owned
+        by the caller, who removes it unless the storage area adopted it)."""
+        if self._file is None:
+            return self._memory.getvalue()
+        self._file.close()
+        received = ReceivedFile(self._path, self._hasher.digests())
+        self._file = None
+        self._path = None
+        return received
+
+    def discard(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._path is not None:
+            discard_payload(ReceivedFile(self._path, None))
+            self._path = None
+        self._memory = None
+
+
+def discard_payload(payload):
+    """Remove a spooled payload the storage area did not take."""
+    if isinstance(payload, ReceivedFile) and not payload.moved:
+        try:
+            os.unlink(payload)
+        except FileNotFoundError:
+            pass
+
+
+def copy_range(source, start, length, spool, chunk_size=1 << 20):
+    """Copy ``length`` bytes of the seekable ``source`` from ``start`` into ``spool``."""
+    source.seek(start)
+    while length > 0:
+        data = source.read(min(chunk_size, length))
+        if not data:
+            break
+        spool.write(data)
+        length -= len(data)
+    return spool
