@@ -14,7 +14,6 @@ reading files off the reactor.  That path is slow by nature.
 import dataclasses
 from typing import Dict, List, Optional
 
-from twisted.internet import threads
 
 from orthancd.dicom.json_tags import dataset_to_json
 from orthancd.dicom.reading import read_dataset
@@ -199,7 +198,7 @@ def read_instance_tags(server, instance_id):
     def load():
         ds = read_dataset(server.storage.read(info.uuid), stop_before_pixels=True)
         return file_tags_of(ds, encoding), ds
-    return threads.deferToThread(load)
+    return server.file_io.run(load)
 
 
 def _all_match(constraints, values):
