@@ -152,12 +152,16 @@ class ForkingDaemon:
         except FileNotFoundError:
             return ""
 
-    def start(self):
+    def launch(self):
+        """Run twistd; it returns once the daemon has started (or failed to)."""
         env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        launcher = subprocess.run(
+        return subprocess.run(
             TWISTD + ["--pidfile", self.pidfile, "--logfile", self.logfile,
                       "orthancd", "--config", self.config],
             cwd=self.workdir, env=env, capture_output=True, text=True, timeout=60)
+
+    def start(self):
+        launcher = self.launch()
         assert launcher.returncode == 0, launcher.stdout + launcher.stderr + self.log()
         wait_until(lambda: os.path.exists(self.pidfile), what="the pid file")
         with open(self.pidfile) as f:
@@ -198,3 +202,18 @@ def test_daemon_mode_answers_stops_by_pidfile_and_restarts(tmp_path):
         daemon.stop()
     finally:
         daemon.kill()
+
+
+def test_daemon_that_cannot_open_its_index_says_so_to_its_launcher(tmp_path):
+    """The index opens after the fork: twistd still reports the failure to
+    the terminal that launched it, and exits non-zero."""
+    daemon = ForkingDaemon(tmp_path)
+    os.makedirs(os.path.join(daemon.workdir, "storage"))
+    with open(os.path.join(daemon.workdir, "storage", "index.lmdb"), "w") as f:
+        f.write("a file where the index folder should be")
+    launcher = daemon.launch()
+    assert launcher.returncode != 0
+    # twistd passes the launcher the first 100 characters; the log has all.
+    assert "FileExistsError" in launcher.stderr, launcher.stderr
+    wait_until(lambda: "index.lmdb" in daemon.log(), what="the traceback in the log")
+    assert not os.path.exists(daemon.pidfile)
