@@ -9,14 +9,14 @@ means "on disk and indexed".
 """
 import json
 
-from twisted.internet import defer, threads
+from twisted.internet import defer
 
 from orthancd.dicom import main_tags
 from orthancd.dicom.reading import DicomFormatError, read_dataset
 from orthancd.dicom.summary import summarize
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
-from orthancd.index.base import MetadataType, StorageFull
+from orthancd.index.base import ContentType, MetadataType, StorageFull
 from orthancd.index.lmdb_index import now_iso
 from orthancd.logs import logger
 from orthancd.storage.streaming import ReceivedFile
@@ -109,12 +109,32 @@ def main_sequences_metadata(sequences):
                       separators=(",", ":"))
 
 
+def attachment_slot(level, public_id, content_type):
+    """The slot an attachment file is stored for, as the storage area's
+    ``owner`` of a pending file: the start-up check asks the index whether
+    that slot references the file."""
+    return "%d/%s/%d" % (int(level), public_id, int(content_type))
+
+
+def parse_attachment_slot(owner):
+    """(ResourceLevel, public ID, content type) of an ``attachment_slot``,
+    or None."""
+    try:
+        level, public_id, content_type = owner.split("/")
+        return ResourceLevel(int(level)), public_id, int(content_type)
+    except (AttributeError, ValueError):
+        return None
+
+
 class Ingestor:
     log = logger(__name__)
 
-    def __init__(self, index, storage, configuration):
+    def __init__(self, index, storage, configuration, file_io):
+        """``file_io``: the pool (orthancd.pools) where files are parsed,
+        written and removed."""
         self.index = index
         self.storage = storage
+        self._file_io = file_io
         self.overwrite = configuration.overwrite_instances_mode  # "Never", "Always", "IfChanged"
         self.limits = (int(configuration.get("MaximumStorageSize", 0)) * 1024 * 1024,
                        int(configuration.get("MaximumPatientCount", 0)))
@@ -124,7 +144,8 @@ class Ingestor:
     def _prepare(self, data):
         dataset = read_dataset(data, stop_before_pixels=True)
         summary = summarize(dataset, self.default_encoding)
-        stored = self.storage.store(data)  # held until released after the commit
+        # Held until released after the commit.
+        stored = self.storage.store(data, owner=self._slot_of(summary))
         return summary, stored, dataset
 
     def _prepare_file(self, path):
@@ -132,14 +153,19 @@ class Ingestor:
         # as it is, hashed already when it was received (ReceivedFile).
         dataset = read_dataset(path, stop_before_pixels=True)
         summary = summarize(dataset, self.default_encoding)
-        stored = self.storage.adopt(path, getattr(path, "digests", None))
+        stored = self.storage.adopt(path, getattr(path, "digests", None),
+                                    owner=self._slot_of(summary))
         if isinstance(path, ReceivedFile):
             path.moved = True
         return summary, stored, dataset
 
+    @staticmethod
+    def _slot_of(summary):
+        return attachment_slot(ResourceLevel.INSTANCE, summary.ids[3], ContentType.Dicom)
+
     def _remove_files(self, files):
-        for info in files:
-            self.storage.remove(info.uuid)
+        """UUIDs of the files removed (not those an upload holds meanwhile)."""
+        return [info.uuid for info in files if self.storage.remove(info.uuid)]
 
     def store(self, data, origin):
         """Store one DICOM file (bytes).  Fires with the index StoreOutcome;
@@ -155,7 +181,7 @@ class Ingestor:
     @defer.inlineCallbacks
     def _store(self, prepare, source, origin):
         try:
-            summary, stored, dataset = yield threads.deferToThread(prepare, source)
+            summary, stored, dataset = yield self._file_io.run(prepare, source)
         except DicomFormatError as e:
             # A file without its UIDs is an "inexistent tag" for Orthanc (404).
             code = ErrorCode[getattr(e, "orthanc_error", "BadFileFormat")]
@@ -166,7 +192,7 @@ class Ingestor:
                                                       self.overwrite, self.limits)
         except StorageFull as e:
             self.storage.release(stored.uuid)
-            yield threads.deferToThread(self._remove_files, [stored])
+            yield self._file_io.run(self._remove_files, [stored])
             raise OrthancError(ErrorCode.FullStorage, str(e))
         except BaseException:
             self.storage.release(stored.uuid)
@@ -174,7 +200,7 @@ class Ingestor:
         self.storage.release(stored.uuid)
         obsolete = outcome.obsolete_files
         if obsolete:
-            threads.deferToThread(self._remove_files, obsolete).addErrback(
+            self.remove_files(obsolete).addErrback(
                 lambda f: self.log.failure("Cannot remove obsolete files", f))
         for listener in self.listeners:
             try:
@@ -189,5 +215,9 @@ class Ingestor:
         return summarize(dataset, self.default_encoding)
 
     def remove_files(self, files):
-        """Remove files the index no longer references (after a delete)."""
-        return threads.deferToThread(self._remove_files, files)
+        """Remove files the index released (no longer references), then let
+        the index forget them."""
+        d = self._file_io.run(self._remove_files, files)
+        d.addCallback(lambda removed: self.index.forget_released(removed) if removed else None)
+        return d
+

@@ -8,19 +8,18 @@ nothing of HTTP.
 import fnmatch
 import os
 
-from twisted.internet import threads
-
 from orthancd.config import ConfigurationError
 from orthancd.dicom import main_tags
 from orthancd.dicom.reading import read_dataset
 from orthancd.dicom.summary import MAIN_DICOM_TAGS, normalize_for_find
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
-from orthancd.index.base import ContentType, MetadataType
-from orthancd.index.numbered_names import NumberedNames
-from orthancd.index.lmdb_index import LmdbResourceIndex
 from orthancd.find.lookup import instances_in_creation_order
-from orthancd.ingest import Ingestor, Origin, reconstruction_metadata
+from orthancd.index.base import ContentType, MetadataType, UnknownResource
+from orthancd.index.lmdb_index import LmdbResourceIndex
+from orthancd.index.numbered_names import NumberedNames
+from orthancd.ingest import (Ingestor, Origin, attachment_slot, parse_attachment_slot,
+                             reconstruction_metadata)
 from orthancd.logs import logger
 from orthancd.net.transfer_syntaxes import KNOWN, accepted_storage_syntaxes
 from orthancd.stability import StabilityMonitor
@@ -51,8 +50,11 @@ def check_label(label):
 
 
 class OrthancServer:
+    """Built by makeService, before twistd forks: nothing here opens a file
+    or starts a thread; ``open`` does at start-up.  ``file_io`` is the pool
+    (orthancd.pools) that reads, writes and parses files."""
 
-    def __init__(self, configuration, reactor):
+    def __init__(self, configuration, reactor, file_io):
         self.configuration = configuration
         try:
             main_tags.configure(configuration.get("ExtraMainDicomTags"))
@@ -62,15 +64,17 @@ class OrthancServer:
                                             configuration.get("UserMetadata"),
                                             (ErrorCode.InexistentItem, None))
         self.reactor = reactor
+        self.file_io = file_io
         storage_dir = configuration.storage_directory
         index_dir = configuration.index_directory
         self.storage = FilesystemStorageArea(
             storage_dir, fsync=bool(configuration.get("SyncStorageArea", True)))
         self.index = LmdbResourceIndex(os.path.join(index_dir, "index.lmdb"), reactor,
                                        identifier_tags=_identifier_tags(),
-                                       make_durable=self.storage.make_durable)
+                                       make_durable=self.storage.make_durable,
+                                       settle_files=self.storage.settle)
         self.index.set_normalizer(normalize_for_find)
-        self.ingest = Ingestor(self.index, self.storage, configuration)
+        self.ingest = Ingestor(self.index, self.storage, configuration, file_io)
         self.stability = StabilityMonitor(self.index, configuration.get("StableAge", 60), reactor)
         self.ingest.listeners.append(self.stability.instance_stored)
         # Runtime settings the REST API may change (not persisted, as in Orthanc).
@@ -140,7 +144,7 @@ class OrthancServer:
             instances = instances[:1]
         for instance_id in instances:
             info = self.dicom_attachment(instance_id)
-            summary = await threads.deferToThread(self.ingest.summarize_stored, info)
+            summary = await self.file_io.run(self.ingest.summarize_stored, info)
             only = level if only_this_level else None
             await self.index.reconstruct_instance(summary, reconstruction_metadata(summary, only),
                                                   only)
@@ -161,11 +165,12 @@ class OrthancServer:
 
     def read_attachment(self, info):
         """Deferred bytes of a stored attachment (read off the reactor)."""
-        return threads.deferToThread(self.storage.read, info.uuid)
+        return self.file_io.run(self.storage.read, info.uuid)
 
     async def store_attachment(self, public_id, level, content_type, data):
         salt = ("%s/%d" % (public_id, content_type)).encode()
-        stored = await threads.deferToThread(self.storage.store, data, salt)
+        stored = await self.file_io.run(self.storage.store, data, salt,
+                                        owner=attachment_slot(level, public_id, content_type))
         try:
             previous = await self.index.set_attachment(public_id, level, content_type, stored)
         finally:
@@ -196,20 +201,69 @@ class OrthancServer:
         def load():
             data = self.storage.read(info.uuid)
             return render(read_dataset(data, stop_before_pixels=stop_before_pixels))
-        return threads.deferToThread(load)
+        return self.file_io.run(load)
+
+    # -- start-up and shutdown (orthancd.tap.IndexService) --
+
+    def open(self):
+        """Open the storage area and the index, then remove what a crash may
+        have left unreferenced.  Blocking: runs once, before any request."""
+        self.storage.prepare()
+        self.index.open()
+        self.check_consistency()
 
     def check_consistency(self):
-        """Start-up sweep: remove files the index does not reference (left by a
-        crash between the file write and the index commit)."""
-        referenced = self.index.referenced_uuids()
-        removed = 0
-        for name in list(self.storage.list_uuids()):
-            if name not in referenced:
-                self.storage.remove(name)
-                removed += 1
+        """Remove the files the index does not reference, left by a crash
+        between a file write and its index commit, or between a commit that
+        released files and their removal.  Only those files are looked at:
+        the storage area lists the pending ones, the index the released ones.
+        Start-up time does not grow with the number of stored files (but
+        for one full sweep of a storage written by an older orthancd)."""
+        pending = self.storage.pending()
+        if pending is None:
+            removed = self._full_sweep()
+            self.storage.full_sweep_done()
+        else:
+            removed = self._check_pending(pending)
+        released = self.index.released_files()
+        removed += sum(1 for uuid in released if self.storage.remove(uuid))
+        if released:
+            self.index.forget_released_now(released)
         if removed:
             log.info("Removed {n} orphan file(s) from the storage area", n=removed)
         return removed
 
+    def _full_sweep(self):
+        log.info("Checking every file of the storage area once")
+        referenced = self.index.referenced_uuids()
+        return sum(1 for name in list(self.storage.list_uuids())
+                   if name not in referenced and self.storage.remove(name))
+
+    def _check_pending(self, pending):
+        referenced = None  # every referenced UUID, only for a pending file of unknown owner
+        removed = 0
+        for uuid, owner in pending:
+            slot = parse_attachment_slot(owner)
+            if slot is not None:
+                kept = self._slot_holds(slot, uuid)
+            else:
+                if referenced is None:
+                    referenced = self.index.referenced_uuids()
+                kept = uuid in referenced
+            if not kept and self.storage.remove(uuid):
+                removed += 1
+        self.storage.forget_pending([uuid for uuid, _ in pending])
+        return removed
+
+    def _slot_holds(self, slot, uuid):
+        level, public_id, content_type = slot
+        try:
+            info = self.index.get_attachments(public_id, level).get(content_type)
+        except UnknownResource:
+            return False
+        return info is not None and info.uuid == uuid
+
     def close(self):
+        """Once the index writer has stopped."""
         self.index.close()
+        self.storage.close()

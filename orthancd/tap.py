@@ -1,9 +1,21 @@
 """``twistd orthancd``: command-line options and the service tree.
 
-makeService builds one MultiService: the HTTP endpoint serving the REST API,
-the DICOM endpoint, the stability monitor, and the index (closed last).
+makeService only builds objects: when twistd daemonizes, it forks after
+makeService, and threads or an open LMDB environment do not survive a fork.
+Everything that opens files or starts threads does it in its startService.
+The tree, in start order (it stops in the reverse order, each service once
+the one started after it has stopped):
+
+  index          opens the storage area and the index, checks what a crash
+                 left pending; closes them last
+  index-writer   the LMDB writer thread (group commits)
+  file-io        the pool that reads, writes and parses files
+  lua-pool, lua  the Lua engine's thread, then the LuaScripts (when Lua is on)
+  stability      the stable-resources timer
+  HTTP, DICOM    the listening ports
 """
 from twisted.application import service, strports
+from twisted.internet import defer
 from twisted.internet import reactor as default_reactor
 from orthancd.logs import logger, route_standard_logging
 from twisted.python import usage
@@ -11,6 +23,9 @@ from twisted.python import usage
 from orthancd.config import ConfigurationError, load_configuration
 
 log = logger(__name__)
+
+# File reads, writes and DICOM parsing release the GIL for most of their time.
+FILE_IO_THREADS = 10
 
 
 class Options(usage.Options):
@@ -32,15 +47,33 @@ class Options(usage.Options):
             raise SystemExit("orthancd: cannot start: %s" % e)
 
 
+class StackedServices(service.MultiService):
+    """A MultiService whose children stop one at a time, in the reverse order
+    of their start, each once the previous one has finished stopping: a
+    service outlives the services started after it, which may use it (the
+    index outlives the writer, which outlives the pools feeding it)."""
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        service.Service.stopService(self)
+        for child in reversed(list(self)):
+            try:
+                yield defer.maybeDeferred(child.stopService)
+            except Exception:
+                log.failure("Stopping {service} failed", service=child.name or child)
+
+
 class IndexService(service.Service):
-    """Owns the OrthancServer: consistency sweep on start, index closed on stop."""
+    """Opens the OrthancServer's storage and index (and removes what a crash
+    left unreferenced) on start; closes them on stop."""
+    name = "index"
 
     def __init__(self, server):
         self.server = server
 
     def startService(self):
         super().startService()
-        self.server.check_consistency()
+        self.server.open()
 
     def stopService(self):
         super().stopService()
@@ -58,18 +91,26 @@ def makeService(options, reactor=default_reactor):
     from orthancd.modalities import modality_registry
     from orthancd.net.scp_services import scp_services
     from orthancd.net.server import DicomServerFactory
+    from orthancd.pools import ThreadPoolService
     from orthancd.rest.app import build_site
     from orthancd.server import OrthancServer
 
     configuration = options["configuration"]
     route_standard_logging()
-    server = OrthancServer(configuration, reactor)
-    top = service.MultiService()
+    top = StackedServices()
+    file_io = ThreadPoolService("file-io", reactor, maxthreads=FILE_IO_THREADS)
+    server = OrthancServer(configuration, reactor, file_io)
     IndexService(server).setServiceParent(top)
-    server.stability.setServiceParent(top)
+    server.index.writer.setServiceParent(top)
+    file_io.setServiceParent(top)
 
     site = build_site(server)
-    server.lua = build_lua(server, reactor)
+    lua_pool = ThreadPoolService("lua-pool", reactor, maxthreads=1, minthreads=1)
+    server.lua = build_lua(server, reactor, lua_pool)
+    if server.lua is not None:
+        lua_pool.setServiceParent(top)
+        server.lua.setServiceParent(top)
+    server.stability.setServiceParent(top)
     # Remote access is refused per request (403, as Orthanc does), so listen everywhere.
     http_endpoint = _endpoint(options["http-endpoint"], configuration.get("HttpPort", 8042),
                               "0.0.0.0")

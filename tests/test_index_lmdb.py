@@ -61,7 +61,10 @@ def stored(uuid, size=100):
 def index(tmp_path):
     idx = LmdbResourceIndex(str(tmp_path / "index"), ImmediateReactor(),
                             identifier_tags={ResourceLevel.PATIENT: [(0x00100020, "PatientID")]})
+    idx.open()
+    idx.writer.startService()
     yield idx
+    wait(idx.writer.stopService())
     idx.close()
 
 

@@ -59,6 +59,7 @@ def test_file_header_refuses_empty_uids_as_pydicom_does():
 
 def test_streamed_file_digests_and_adoption(tmp_path):
     storage = FilesystemStorageArea(str(tmp_path / "storage"))
+    storage.prepare()
     data = os.urandom(300000)
     path = os.path.join(storage.temporary_directory(), "incoming")
     writer = StreamingFileWriter(path, Clock())
@@ -148,6 +149,7 @@ def test_a_file_being_indexed_survives_removal_of_identical_bytes(tmp_path):
     upload of the same bytes is about to index."""
     from orthancd.storage.filesystem import FilesystemStorageArea
     storage = FilesystemStorageArea(str(tmp_path / "storage"))
+    storage.prepare()
     first = storage.store(b"same bytes")
     storage.release(first.uuid)
     second = storage.store(b"same bytes")  # pinned until released

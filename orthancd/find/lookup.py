@@ -10,7 +10,6 @@ of one instance, off the reactor; that path is slow by nature.
 import dataclasses
 from typing import Dict, List, Optional
 
-from twisted.internet import threads
 
 from orthancd.dicom.json_tags import dataset_to_json
 from orthancd.dicom.reading import read_dataset
@@ -218,7 +217,7 @@ def read_instance_tags(server, instance_id):
     def load():
         ds = read_dataset(server.storage.read(info.uuid), stop_before_pixels=True)
         return file_tags_of(ds, encoding), ds
-    return threads.deferToThread(load)
+    return server.file_io.run(load)
 
 
 async def file_tags_for(server, public_id, level):

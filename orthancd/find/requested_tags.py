@@ -13,7 +13,6 @@ Tags of the file meta header are never given.
 
 Values are strings, None, or (for sequences) Orthanc's full JSON node.
 """
-from twisted.internet import threads
 
 from orthancd.dicom import main_tags as M
 from orthancd.errors import ErrorCode, OrthancError
@@ -136,7 +135,7 @@ def _read_file_tags(server, instance_id, tags):
             else:
                 out[tag] = None
         return out
-    return threads.deferToThread(load)
+    return server.file_io.run(load)
 
 
 def check_requested(level, requested):

@@ -21,6 +21,10 @@ resources (by public ID: the hex groups of the ID print the SHA-1 in order).
   changes          8-byte seq -> JSON
   exports          8-byte seq -> JSON
   meta             name -> value (schema version, counters, statistics)
+  released         file UUID -> empty: files no longer referenced, not yet
+                   removed (written in the transaction that drops the last
+                   reference, so a crash before the removal leaves them listed
+                   for the start-up check)
 """
 import json
 import os
@@ -43,7 +47,8 @@ _MAX_INDEXED_VALUE = 400  # LMDB keys are limited to 511 bytes; the index only n
 _KEY_SIZE = 21
 
 _DATABASES = ("resources", "children", "metadata", "metadata_values", "attachments",
-              "identifiers", "labels", "labelled", "recycling", "changes", "exports", "meta")
+              "identifiers", "labels", "labelled", "recycling", "changes", "exports", "meta",
+              "released")
 _DUPSORT = ("children", "metadata_values", "identifiers", "labels", "labelled")
 
 _STATS_KEYS = ("patients", "studies", "series", "instances", "disk", "uncompressed")
@@ -77,6 +82,30 @@ def _loads(raw):
     return json.loads(bytes(raw))
 
 
+def _obsolete_files(outcome):
+    return outcome.obsolete_files
+
+
+def _deleted_file(previous):
+    return [previous]
+
+
+def _tracking_files(operation, referenced, released_by, db):
+    """``operation`` that also keeps the released table right, in its own
+    transaction: a file it references is no longer released, a file it
+    stops referencing (``released_by(result)``) is."""
+    def tracked(txn, *args):
+        result = operation(txn, *args)
+        released = released_by(result)
+        kept = {info.uuid for info in referenced} - {info.uuid for info in released}
+        for uuid in kept:
+            txn.delete(uuid.encode(), db=db["released"])
+        for info in released:
+            txn.put(info.uuid.encode(), b"", db=db["released"])
+        return result
+    return tracked
+
+
 def identifier_key(level, tag, normalized_value):
     value = normalized_value.encode("utf-8")[:_MAX_INDEXED_VALUE]
     return bytes((int(level),)) + struct.pack(">I", tag) + value
@@ -90,17 +119,29 @@ def metadata_value_key(level, metadata_type, value):
 class LmdbResourceIndex(ResourceIndex):
 
     def __init__(self, directory, reactor, identifier_tags=None, map_size=1 << 40,
-                 make_durable=None):
+                 make_durable=None, settle_files=None):
         """``identifier_tags``: {ResourceLevel: [(tag int, keyword)]} whose
-        normalized values go into the identifiers database for find."""
-        os.makedirs(directory, exist_ok=True)
-        self.env = lmdb.open(directory, map_size=map_size, max_dbs=len(_DATABASES) + 2,
-                             max_readers=512, subdir=True, sync=True, metasync=True)
+        normalized values go into the identifiers database for find.
+        Nothing is opened here: ``open`` does it, at start-up."""
+        self.directory = directory
+        self._map_size = map_size
+        self.env = None
         self.db = {}
-        for name in _DATABASES:
-            self.db[name] = self.env.open_db(name.encode(), dupsort=name in _DUPSORT)
         self.identifier_tags = identifier_tags or {}
         self._normalize = lambda value: value
+        self.listeners = []
+        # The index commits only once the files it references are durable;
+        # the writer is a service of its own, started after ``open``.
+        self.writer = IndexWriter(self._begin_write, reactor, on_commit=self._committed,
+                                  make_durable=make_durable, settle=settle_files)
+
+    def open(self):
+        os.makedirs(self.directory, exist_ok=True)
+        self.env = lmdb.open(self.directory, map_size=self._map_size,
+                             max_dbs=len(_DATABASES) + 2, max_readers=512, subdir=True,
+                             sync=True, metasync=True)
+        for name in _DATABASES:
+            self.db[name] = self.env.open_db(name.encode(), dupsort=name in _DUPSORT)
         with self.env.begin(write=True) as txn:
             version = txn.get(b"schema", db=self.db["meta"])
             if version is None:
@@ -109,20 +150,21 @@ class LmdbResourceIndex(ResourceIndex):
                 raise IncompatibleIndex(
                     "The index in %s has schema %s, this orthancd needs schema %s: "
                     "start from an empty IndexDirectory/StorageDirectory"
-                    % (directory, version.decode("ascii", "replace"),
+                    % (self.directory, version.decode("ascii", "replace"),
                        SCHEMA_VERSION.decode("ascii")))
-        self.listeners = []
-        # The index commits only once the files it references are durable.
-        self.writer = IndexWriter(self.env, reactor, on_commit=self._committed,
-                                  make_durable=make_durable)
+
+    def _begin_write(self, parent=None):
+        return self.env.begin(write=True, parent=parent)
 
     def set_normalizer(self, normalize):
         """The function turning a tag value into its searchable form."""
         self._normalize = normalize
 
     def close(self):
-        self.writer.stop()
-        self.env.close()
+        """Once the writer has stopped."""
+        if self.env is not None:
+            self.env.close()
+            self.env = None
 
     # ------------------------------------------------------------------ reads
 
@@ -501,11 +543,14 @@ class LmdbResourceIndex(ResourceIndex):
             listener(results)
 
     def store_instance(self, summary, stored, metadata, overwrite, limits):
-        return self.writer.submit(self._store_instance, summary, stored, metadata,
-                                  overwrite, limits, now_iso(), files=[stored])
+        return self.writer.submit(
+            _tracking_files(self._store_instance, [stored], _obsolete_files, self.db),
+            summary, stored, metadata, overwrite, limits, now_iso(), files=[stored])
 
     def delete_resource(self, public_id, level):
-        return self.writer.submit(self._delete_resource_op, public_id, level)
+        return self.writer.submit(
+            _tracking_files(self._delete_resource_op, [], _obsolete_files, self.db),
+            public_id, level)
 
     def set_metadata(self, public_id, level, metadata_type, value):
         return self.writer.submit(self._set_metadata_op, public_id, level, metadata_type, value)
@@ -536,11 +581,20 @@ class LmdbResourceIndex(ResourceIndex):
 
     def set_attachment(self, public_id, level, content_type, stored):
         """Record (or replace) an attachment; fires with the obsolete StoredFile or None."""
-        return self.writer.submit(self._set_attachment_op, public_id, level, content_type, stored,
-                                  files=[stored])
+        def released(previous):
+            return [previous] if previous is not None and previous.uuid != stored.uuid else []
+        return self.writer.submit(
+            _tracking_files(self._set_attachment_op, [stored], released, self.db),
+            public_id, level, content_type, stored, files=[stored])
 
     def delete_attachment(self, public_id, level, content_type):
-        return self.writer.submit(self._delete_attachment_op, public_id, level, content_type)
+        return self.writer.submit(
+            _tracking_files(self._delete_attachment_op, [], _deleted_file, self.db),
+            public_id, level, content_type)
+
+    def forget_released(self, uuids):
+        """The released files ``uuids`` are gone from the storage area."""
+        return self.writer.submit(self._forget_released_op, list(uuids))
 
     def reconstruct_instance(self, summary, metadata, only_level=None):
         """Index the main tags of an instance anew from its file's
@@ -881,7 +935,22 @@ class LmdbResourceIndex(ResourceIndex):
         record["x"] = bool(protected)
         self._touch_patient_recycling(txn, key, record)
 
+    def _forget_released_op(self, txn, uuids):
+        for uuid in uuids:
+            txn.delete(uuid.encode(), db=self.db["released"])
+
     # ------------------------------------------------------- consistency check
+
+    def released_files(self):
+        """UUIDs of the files that the index stopped referencing and whose
+        removal was not confirmed (start-up check)."""
+        with self._read() as txn:
+            return [bytes(k).decode() for k in
+                    txn.cursor(db=self.db["released"]).iternext(values=False)]
+
+    def forget_released_now(self, uuids):
+        """``forget_released`` at start-up, before the writer thread runs."""
+        self.writer.run_sync(self._forget_released_op, list(uuids))
 
     def referenced_uuids(self):
         """Every attachment UUID the index points at (start-up orphan sweep)."""

@@ -6,11 +6,16 @@ queued since its last commit (up to ``max_batch``), runs each in a child
 transaction - so one failing operation does not sink the batch - and commits
 them together.  Throughput grows with concurrency instead of being capped by
 fsyncs per second.  Deferreds fire on the reactor thread after the commit.
+
+The writer is a service: its thread starts in ``startService`` (after twistd
+has forked, when it daemonizes) and ``stopService`` commits what was queued
+before it, then lets the thread end.
 """
 import queue
 import threading
 import time
 
+from twisted.application import service
 from twisted.internet import defer
 from orthancd.logs import logger
 from twisted.python.failure import Failure
@@ -18,51 +23,79 @@ from twisted.python.failure import Failure
 _STOP = object()
 
 
-class IndexWriter:
-    log = logger(__name__)
+class IndexStopped(Exception):
+    """An index write was submitted after the writer stopped."""
 
-    def __init__(self, env, reactor, max_batch=256, on_commit=None, make_durable=None):
-        self._env = env
+
+class IndexWriter(service.Service):
+    """``begin_write(parent=None)`` opens an LMDB write transaction (a child
+    one when ``parent`` is given).  ``make_durable(files)`` runs before each
+    commit, ``settle(files)`` after it with the files of the operations that
+    committed (their storage no longer needs to remember them as pending)."""
+    log = logger(__name__)
+    name = "index-writer"
+
+    def __init__(self, begin_write, reactor, max_batch=256, on_commit=None, make_durable=None,
+                 settle=None):
+        self._begin_write = begin_write
         self._make_durable = make_durable
+        self._settle = settle
         self._reactor = reactor
         self._max_batch = max_batch
         self._queue = queue.SimpleQueue()
         self._on_commit = on_commit
+        self._thread = None
+        self._accepting = True
+
+    def startService(self):
+        super().startService()
         self._thread = threading.Thread(target=self._run, name="lmdb-writer", daemon=True)
         self._thread.start()
+
+    def stopService(self):
+        """Fires once every operation submitted before is committed and the
+        thread is gone."""
+        super().stopService()
+        self._accepting = False
+        stopped = defer.Deferred()
+        if self._thread is None:
+            stopped.callback(None)
+        else:
+            self._queue.put((_STOP, stopped))
+        return stopped
 
     def submit(self, operation, *args, files=()):
         """Run ``operation(txn, *args)`` in a write transaction; a Deferred
         fires with its result once the transaction is durable.  ``files``
         (StoredFiles the operation references) are made durable before the
         commit, together with those of the whole batch."""
+        if not self._accepting:
+            return defer.fail(IndexStopped("The index is closed"))
         d = defer.Deferred()
         self._queue.put((operation, args, files, d))
         return d
 
     def run_sync(self, operation, *args):
-        """Blocking variant for start-up code that runs before the reactor."""
-        with self._env.begin(write=True) as txn:
+        """Blocking variant for start-up code, before the thread starts."""
+        with self._begin_write() as txn:
             return operation(txn, *args)
 
-    def stop(self):
-        self._queue.put(_STOP)
-        self._thread.join()
-
     def _run(self):
-        stopping = False
-        while not stopping:
+        stopped = None
+        while stopped is None:
             batch = [self._queue.get()]
             while len(batch) < self._max_batch:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            if _STOP in batch:
-                stopping = True
-                batch = [item for item in batch if item is not _STOP]
+            stops = [item for item in batch if item[0] is _STOP]
+            if stops:
+                stopped = stops[0][1]
+                batch = [item for item in batch if item[0] is not _STOP]
             if batch:
                 self._commit(batch)
+        self._reactor.callFromThread(stopped.callback, None)
 
     def _commit(self, batch):
         results = []
@@ -73,9 +106,9 @@ class IndexWriter:
             if files and self._make_durable is not None:
                 self._make_durable(files)
             durable = time.perf_counter()
-            with self._env.begin(write=True) as txn:
+            with self._begin_write() as txn:
                 for operation, args, _, d in batch:
-                    child = self._env.begin(write=True, parent=txn)
+                    child = self._begin_write(parent=txn)
                     try:
                         result = operation(child, *args)
                     except BaseException:
@@ -93,6 +126,15 @@ class IndexWriter:
                        durable=(durable - started) * 1000,
                        commit=(time.perf_counter() - durable) * 1000)
         self._reactor.callFromThread(self._deliver, results)
+        if self._settle is not None:
+            committed = [f for (_, _, files, _), (_, result) in zip(batch, results)
+                         if not isinstance(result, Failure) for f in files]
+            if committed:
+                try:
+                    self._settle(committed)
+                except Exception:
+                    # Harmless: the start-up check settles what is left.
+                    self.log.failure("Cannot settle committed files")
 
     def _deliver(self, results):
         if self._on_commit is not None:

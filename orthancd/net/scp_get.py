@@ -8,7 +8,6 @@ sub-operation, as for C-MOVE.
 """
 import logging
 
-from twisted.internet import threads
 
 from orthancd.net import access, dimse, scu
 from orthancd.net.scp_query_retrieve import IdentifierService, Progress, requested_instances
@@ -55,8 +54,8 @@ class GetService(IdentifierService):
                         protocol.remote_aet, instance.sop_class)
             return False
         try:
-            payload = await threads.deferToThread(scu.load_payload, self._server, instance,
-                                                  context.transfer_syntax)
+            payload = await self._server.file_io.run(scu.load_payload, self._server, instance,
+                                                     context.transfer_syntax)
         except Exception as exc:
             log.warning("C-GET: cannot send %s: %s", instance_id, exc)
             return False

@@ -113,7 +113,8 @@ class IncomingInstance:
             fd, self.path = tempfile.mkstemp(prefix="cstore-", suffix=".dcm",
                                              dir=service.temporary_directory)
             os.close(fd)
-            self._writer = StreamingFileWriter(self.path, request.association.clock)
+            self._writer = StreamingFileWriter(self.path, request.association.clock,
+                                               service.file_io)
             self._writer.write(header)
         except Exception as exc:
             log.error("cannot create a temporary file for C-STORE: %s", exc)
@@ -210,6 +211,11 @@ class StoreService:
     @property
     def temporary_directory(self):
         return self._services.temporary_directory
+
+    @property
+    def file_io(self):
+        """The pool that writes received files, when the services have one."""
+        return getattr(self._services, "file_io", None)
 
     def abstract_syntaxes(self, settings):
         return STORAGE_SOP_CLASSES

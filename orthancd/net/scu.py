@@ -22,7 +22,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import split_dataset
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.internet.error import ConnectError, ConnectionRefusedError, DNSLookupError
 
 from orthancd.dicom.reading import dataset_offset
@@ -351,7 +351,7 @@ def _load(server, association, instance):
     context = choose_context(association.accepted_contexts, instance)
     if context is None:
         return defer.succeed((None, None))
-    d = threads.deferToThread(load_payload, server, instance, context.transfer_syntax)
+    d = server.file_io.run(load_payload, server, instance, context.transfer_syntax)
     return d.addCallback(lambda payload: (context, payload))
 
 

@@ -35,7 +35,8 @@ def request_origin(request):
 
 def install(app, server):
 
-    uploader = Uploader(server.ingest, server.temporary_directory, server.configuration)
+    uploader = Uploader(server.ingest, server.temporary_directory, server.configuration,
+                        server.file_io)
 
     @app.route("/instances", methods=["POST"])
     async def upload(request):

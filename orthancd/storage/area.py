@@ -38,17 +38,32 @@ class StorageArea(abc.ABC):
     """Durable, content-addressed attachment storage.
 
     Every method blocks (disk I/O): callers run them off the reactor thread.
+
+    A file written by ``store`` or ``adopt`` is *pending* until ``settle``
+    says that the index committed a reference to it: the area remembers
+    pending files durably, with the ``owner`` the caller names (the
+    attachment slot that will reference it), so that after a crash the
+    start-up check only looks at them (``pending``) instead of listing the
+    whole storage.
     """
 
+    def prepare(self):
+        """Get the area ready for use (at start-up, after twistd has forked)."""
+
+    def close(self):
+        """The server stops."""
+
     @abc.abstractmethod
-    def store(self, data, salt=b""):
+    def store(self, data, salt=b"", owner=None):
         """Write ``data`` (bytes); return a StoredFile.  The file is complete
         and in place, but durable only after ``make_durable`` (the index calls
         it once per group commit, before committing).  ``salt`` keeps equal
         bytes in different slots apart (attachments that are not DICOM files,
-        whose content does not determine their owner)."""
+        whose content does not determine their owner).  ``owner`` (a short
+        string) names what is about to reference the file; it comes back from
+        ``pending`` after a crash."""
 
-    def adopt(self, path, digests=None):
+    def adopt(self, path, digests=None, owner=None):
         """Take the complete file at ``path`` (written in
         ``temporary_directory()``) as a stored attachment; return a
         StoredFile.  ``digests`` (a ContentDigests) are its hashes when they
@@ -56,9 +71,31 @@ class StorageArea(abc.ABC):
         afterwards.  Durable only after ``make_durable``, as for ``store``."""
         with open(path, "rb") as f:
             data = f.read()
-        stored = self.store(data)
+        stored = self.store(data, owner=owner)
         os.unlink(path)
         return stored
+
+    @abc.abstractmethod
+    def settle(self, files):
+        """The index committed references to these StoredFiles: they are no
+        longer pending."""
+
+    @abc.abstractmethod
+    def pending(self):
+        """(uuid, owner or None) of every file written and never settled nor
+        removed: after a crash, the files the start-up check must look at.
+        None when the area cannot tell (it has no record of pending files,
+        e.g. one written by an older orthancd): then only a full sweep
+        (``list_uuids``) finds orphans."""
+
+    @abc.abstractmethod
+    def forget_pending(self, uuids):
+        """The start-up check dealt with these pending files."""
+
+    @abc.abstractmethod
+    def full_sweep_done(self):
+        """A full sweep removed every orphan: from now on ``pending`` is
+        complete."""
 
     @abc.abstractmethod
     def release(self, uuid):
@@ -80,8 +117,9 @@ class StorageArea(abc.ABC):
 
     @abc.abstractmethod
     def remove(self, uuid):
-        """Remove the file unless a store/adopt not yet released holds it;
-        a missing file is not an error.  Returns whether it was removed."""
+        """Remove the file (and its pending record) unless a store/adopt not
+        yet released holds it; a missing file is not an error.  Returns
+        whether it was removed."""
 
     @abc.abstractmethod
     def exists(self, uuid):
@@ -89,4 +127,4 @@ class StorageArea(abc.ABC):
 
     @abc.abstractmethod
     def list_uuids(self):
-        """Iterate over every stored UUID (used by the start-up consistency check)."""
+        """Iterate over every stored UUID (the full sweep, when ``pending`` cannot tell)."""

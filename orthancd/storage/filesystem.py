@@ -11,6 +11,15 @@ is what lets ingest throughput grow with concurrency.
 Files received from the network are written and hashed as they arrive in
 ``temporary_directory()`` (same file system) and ``adopt`` merely renames them
 into place: the bytes are never read back nor copied.
+
+Pending files (written, their index commit not yet done) are remembered as
+entries of the ``pending`` folder, one per file, created before the file
+appears and removed once the index references it (``settle``) or the file is
+removed.  An entry is a symbolic link named after the file whose target is
+the owner string: one system call to create, no data block, and, being a
+directory entry on the same file system as the files, it reaches the disk no
+later than the file it announces.  After a crash the start-up check reads
+that small folder instead of listing the whole storage.
 """
 import ctypes
 import errno
@@ -85,12 +94,26 @@ def _fsync_directory(path):
         os.close(fd)
 
 
+_UNKNOWN_OWNER = "?"
+_COMPLETE = ".complete"  # in the pending folder: it lists every pending file
+
+
 class FilesystemStorageArea(StorageArea):
 
     def __init__(self, root, fsync=True):
         self.root = os.path.abspath(root)
         self._fsync = fsync
         self._tmp = os.path.join(self.root, "tmp")
+        self._pending = os.path.join(self.root, "pending")
+        self._pending_known = True
+        self._known_dirs = set()
+        # Files handed out by store/adopt and not yet released: an index
+        # commit is about to reference them.  Content addressing means a
+        # deletion of identical bytes may race with that; pinned files win.
+        self._pins = collections.Counter()
+        self._pins_lock = threading.Lock()
+
+    def prepare(self):
         os.makedirs(self._tmp, exist_ok=True)
         # Leftovers from a crash mid-write are never referenced by the index.
         for name in os.listdir(self._tmp):
@@ -98,12 +121,51 @@ class FilesystemStorageArea(StorageArea):
                 os.unlink(os.path.join(self._tmp, name))
             except OSError:
                 pass
-        self._known_dirs = set()
-        # Files handed out by store/adopt and not yet released: an index
-        # commit is about to reference them.  Content addressing means a
-        # deletion of identical bytes may race with that; pinned files win.
-        self._pins = collections.Counter()
-        self._pins_lock = threading.Lock()
+        # Without its mark (a new storage, or one written by an older
+        # orthancd), the pending folder may miss files: one full sweep first.
+        os.makedirs(self._pending, exist_ok=True)
+        self._pending_known = os.path.exists(os.path.join(self._pending, _COMPLETE))
+
+    def _mark_pending(self, uuid, owner):
+        try:
+            os.symlink(owner or _UNKNOWN_OWNER, os.path.join(self._pending, uuid))
+        except FileExistsError:
+            pass  # the same bytes are being stored for the same owner
+
+    def _unmark_pending(self, uuid):
+        try:
+            os.unlink(os.path.join(self._pending, uuid))
+        except FileNotFoundError:
+            pass
+
+    def settle(self, files):
+        for info in files:
+            self._unmark_pending(info.uuid)
+
+    def pending(self):
+        if not self._pending_known:
+            return None
+        entries = []
+        for name in os.listdir(self._pending):
+            if name == _COMPLETE:
+                continue
+            try:
+                owner = os.readlink(os.path.join(self._pending, name))
+            except OSError:
+                owner = _UNKNOWN_OWNER
+            entries.append((name, None if owner == _UNKNOWN_OWNER else owner))
+        return entries
+
+    def forget_pending(self, uuids):
+        for uuid in uuids:
+            self._unmark_pending(uuid)
+
+    def full_sweep_done(self):
+        with open(os.path.join(self._pending, _COMPLETE), "wb"):
+            pass
+        if self._fsync:
+            _fsync_directory(self._pending)
+        self._pending_known = True
 
     def _pin(self, uuid):
         with self._pins_lock:
@@ -138,7 +200,7 @@ class FilesystemStorageArea(StorageArea):
         except OSError:
             return False
 
-    def store(self, data, salt=b""):
+    def store(self, data, salt=b"", owner=None):
         uuid = content_uuid(data, salt)
         md5 = hashlib.md5(data).hexdigest()
         info = StoredFile(uuid, len(data), md5, len(data), md5)
@@ -147,13 +209,14 @@ class FilesystemStorageArea(StorageArea):
         if self._already_stored(target, len(data)):
             return info  # same content already there
         try:
+            self._mark_pending(uuid, owner)
             self._write_into_place(target, lambda f: f.write(data))
         except BaseException:
             self.release(uuid)
             raise
         return info
 
-    def adopt(self, path, digests=None):
+    def adopt(self, path, digests=None, owner=None):
         if digests is None:
             digests = digests_of_file(path)
         info = StoredFile(digests.uuid, digests.size, digests.md5, digests.size, digests.md5)
@@ -163,6 +226,7 @@ class FilesystemStorageArea(StorageArea):
             if self._already_stored(target, digests.size):
                 os.unlink(path)  # same content already there
                 return info
+            self._mark_pending(digests.uuid, owner)
             try:
                 os.rename(path, target)
             except OSError as e:
@@ -217,7 +281,7 @@ class FilesystemStorageArea(StorageArea):
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
             folders.update((os.path.dirname(path), os.path.dirname(os.path.dirname(path))))
-        folders.add(self.root)
+        folders.update((self.root, self._pending))
         for folder in folders:
             _fsync_directory(folder)
 
@@ -236,6 +300,7 @@ class FilesystemStorageArea(StorageArea):
                 os.unlink(self.path(uuid))
             except FileNotFoundError:
                 pass
+            self._unmark_pending(uuid)
         return True
 
     def exists(self, uuid):

@@ -34,13 +34,16 @@ class ReceivedFile(str):
 class StreamingFileWriter:
     """Create ``path`` and fill it from the reactor with ``write``; ``close``
     returns a Deferred firing (on the reactor) with the ReceivedFile, or
-    failing with the first write error."""
+    failing with the first write error.  The writes run in ``pool`` (the
+    server's file I/O pool, anything with ``callInThread``), by default in
+    the reactor's."""
 
-    def __init__(self, path, reactor=None):
+    def __init__(self, path, reactor=None, pool=None):
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
-        self._threaded = hasattr(reactor, "callInThread")
+        self._pool = pool if pool is not None else reactor
+        self._threaded = hasattr(self._pool, "callInThread")
         self.path = path
         self._file = open(path, "wb", buffering=_WRITE_BUFFER)
         self._hasher = ContentHasher()
@@ -76,7 +79,7 @@ class StreamingFileWriter:
             if self._draining:
                 return
             self._draining = True
-        self._reactor.callInThread(self._drain)
+        self._pool.callInThread(self._drain)
 
     def _drain(self):
         while True:

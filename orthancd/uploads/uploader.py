@@ -10,13 +10,12 @@ carries nothing.
 Bodies arrive as bytes (Twisted kept them in memory) or as a seekable
 temporary file; whatever is inflated or copied out of them goes through a
 Spool, so memory stays bounded whatever the archive claims.  Blocking steps
-run in threads.
+run in the file I/O pool.
 """
 import io
 import mmap
 import tempfile
 
-from twisted.internet import threads
 
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.logs import logger
@@ -66,8 +65,10 @@ class Uploader:
     """Stores uploads through ``ingest`` (an Ingestor); spool files go to
     ``temporary_directory`` (the storage area's, so they can be adopted)."""
 
-    def __init__(self, ingest, temporary_directory, configuration):
+    def __init__(self, ingest, temporary_directory, configuration, file_io):
+        """``file_io``: the pool (orthancd.pools) where bodies are decoded."""
         self.ingest = ingest
+        self._run = file_io.run
         self.temporary_directory = temporary_directory
         self.archive_limit = int(configuration.get(
             "MaximumFileSizeInArchiveMB", DEFAULT_MAXIMUM_FILE_SIZE_IN_ARCHIVE)) * MEGABYTE
@@ -78,14 +79,14 @@ class Uploader:
     async def store_body(self, body, content_encoding, origin):
         """Store what the body holds: the StoreOutcome of its instance, or
         the list of those of a zip archive's instances."""
-        if await threads.deferToThread(_size, body) == 0:
+        if await self._run(_size, body) == 0:
             raise OrthancError(ErrorCode.BadFileFormat, "Received an empty DICOM file")
-        if is_zip(await threads.deferToThread(_head, body)):
+        if is_zip(await self._run(_head, body)):
             return await self._store_archive(body, origin)
         if (content_encoding or "").strip().lower() == "gzip":
-            payload = await threads.deferToThread(self._gunzip, body)
+            payload = await self._run(self._gunzip, body)
         else:
-            payload = await threads.deferToThread(self._payload, body)
+            payload = await self._run(self._payload, body)
         return await self._store(payload, origin)
 
     def _gunzip(self, body):
@@ -117,15 +118,15 @@ class Uploader:
             return await self.ingest.store_file(payload, origin)
         finally:
             if not isinstance(payload, bytes):
-                await threads.deferToThread(discard_payload, payload)
+                await self._run(discard_payload, payload)
 
     async def _store_archive(self, body, origin):
-        members = await threads.deferToThread(
+        members = await self._run(
             ZipMembers, _as_file(body), self.archive_limit, self._new_spool)
         outcomes = []
         try:
             while True:
-                member = await threads.deferToThread(members.next)
+                member = await self._run(members.next)
                 if member is None:
                     return outcomes
                 name, payload = member
@@ -142,15 +143,15 @@ class Uploader:
     async def store_form(self, body, boundary, origin):
         """Store each complete part of a multipart/form-data body in turn, as
         a body of its own (its Content-Encoding applies)."""
-        buffer = await threads.deferToThread(_buffer_of, body)
+        buffer = await self._run(_buffer_of, body)
         try:
             parts = form_parts(buffer, boundary)
             while True:
-                part = await threads.deferToThread(next, parts, None)
+                part = await self._run(next, parts, None)
                 if part is None:
                     return
                 headers, start, length = part
-                content = await threads.deferToThread(_part_content, buffer, start, length,
+                content = await self._run(_part_content, buffer, start, length,
                                                       self.temporary_directory)
                 try:
                     await self.store_body(content, headers.get("content-encoding"), origin)

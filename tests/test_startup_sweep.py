@@ -1,0 +1,271 @@
+"""The start-up check: what a crash left unreferenced is removed, and only
+the files that may be unreferenced are looked at, never the whole storage.
+
+Crashes are simulated in-process by stopping at each dangerous point (after
+the file write, after the commit, after a release); the last test kills a
+real daemon during deletes."""
+import json
+import os
+import threading
+import time
+
+import pytest
+from twisted.internet import defer
+
+from orthancd.config import load_configuration
+from orthancd.ids import ResourceLevel
+from orthancd.index.base import ContentType
+from orthancd.ingest import Origin, attachment_slot
+from orthancd.server import OrthancServer
+from tests.support.daemon import Daemon, read_sample
+
+SAMPLES = ("DummyCT.dcm", "ColorTestMalaterre.dcm", "SignedCT.dcm")
+
+
+class ThreadReactor:
+    """Deferreds of the writer fire on its thread; the test waits for them."""
+
+    def callFromThread(self, f, *args, **kwargs):
+        f(*args, **kwargs)
+
+
+class InlinePool:
+    """The file I/O pool, run inline: the test stays deterministic."""
+
+    def run(self, function, *args, **kwargs):
+        return defer.maybeDeferred(function, *args, **kwargs)
+
+
+def wait(d, timeout=10):
+    results = []
+    d.addBoth(results.append)
+    deadline = time.time() + timeout
+    while not results and time.time() < deadline:
+        time.sleep(0.001)
+    assert results, "Deferred never fired"
+    if hasattr(results[0], "raiseException"):
+        results[0].raiseException()
+    return results[0]
+
+
+class Workplace:
+    """An OrthancServer on a folder, started and stopped - or 'crashed' (left
+    as it is, without the shutdown's closing steps) - as a test wants."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        path = os.path.join(folder, "orthanc.json")
+        with open(path, "w") as f:
+            json.dump({"StorageDirectory": os.path.join(folder, "storage")}, f)
+        self.configuration = load_configuration(path)
+        self.server = None
+
+    def start(self):
+        self.server = OrthancServer(self.configuration, ThreadReactor(), InlinePool())
+        self.server.open()
+        self.server.index.writer.startService()
+        return self.server
+
+    def stop(self):
+        wait(self.server.index.writer.stopService())
+        self.server.close()
+
+    crash = stop  # the process dies: whatever the writer did not do is lost the same way
+
+    @property
+    def storage(self):
+        return self.server.storage
+
+    def files(self):
+        root = self.storage.root
+        return {f for a in os.listdir(root) if len(a) == 2
+                for b in os.listdir(os.path.join(root, a))
+                for f in os.listdir(os.path.join(root, a, b))}
+
+    def pending(self):
+        return sorted(os.listdir(os.path.join(self.storage.root, "pending")))
+
+    def upload(self, name):
+        return wait(self.server.ingest.store(read_sample(name), Origin.rest("127.0.0.1")))
+
+
+@pytest.fixture
+def place(tmp_path):
+    workplace = Workplace(str(tmp_path))
+    workplace.start()
+    yield workplace
+    workplace.stop()
+
+
+def restart(place):
+    place.crash()
+    place.start()
+
+
+def dicom_uuid(place, instance_id):
+    return place.server.dicom_attachment(instance_id).uuid
+
+
+def test_a_file_written_but_never_indexed_is_removed(place):
+    kept = place.upload(SAMPLES[0]).ids[3]
+    # The crash: the file is written, its index commit never happens.
+    data = read_sample(SAMPLES[1])
+    orphan = place.storage.store(data, owner=attachment_slot(
+        ResourceLevel.INSTANCE, "0" * 8 + "-00000000-00000000-00000000-00000000",
+        ContentType.Dicom))
+    assert orphan.uuid in place.files() and orphan.uuid in place.pending()
+    restart(place)
+    assert place.files() == {dicom_uuid(place, kept)}
+    assert place.pending() == [".complete"]
+
+
+def test_a_file_indexed_before_the_crash_is_kept(place):
+    instance = place.upload(SAMPLES[0]).ids[3]
+    uuid = dicom_uuid(place, instance)
+    # The crash between the commit and settling its pending entry.
+    os.symlink(attachment_slot(ResourceLevel.INSTANCE, instance, ContentType.Dicom),
+               os.path.join(place.storage.root, "pending", uuid))
+    # and a pending entry from an older writer that named no owner
+    other = place.upload(SAMPLES[1]).ids[3]
+    os.symlink("?", os.path.join(place.storage.root, "pending", dicom_uuid(place, other)))
+    restart(place)
+    assert place.files() == {uuid, dicom_uuid(place, other)}
+    assert place.pending() == [".complete"]
+    assert place.server.storage.read(uuid) == read_sample(SAMPLES[0])
+
+
+def test_a_file_of_unknown_owner_is_removed_when_nothing_references_it(place):
+    orphan = place.storage.store(b"an attachment the index never heard of")
+    restart(place)
+    assert orphan.uuid not in place.files()
+    assert place.pending() == [".complete"]
+
+
+def test_files_released_before_the_crash_are_removed(place):
+    """Deleted instances whose files the crash left behind, an overwritten
+    attachment, a deleted attachment."""
+    ids = [place.upload(name).ids for name in SAMPLES]
+    uuids = [dicom_uuid(place, i[3]) for i in ids]
+    server = place.server
+    # Only the index operations: the removals that follow them "never run".
+    wait(server.index.delete_resource(ids[0][3], ResourceLevel.INSTANCE))
+    patient = ids[1][0]
+    first = server.storage.store(b"first", b"salt-1", owner=attachment_slot(
+        ResourceLevel.PATIENT, patient, 1025))
+    wait(server.index.set_attachment(patient, ResourceLevel.PATIENT, 1025, first))
+    second = server.storage.store(b"second", b"salt-2", owner=attachment_slot(
+        ResourceLevel.PATIENT, patient, 1025))
+    wait(server.index.set_attachment(patient, ResourceLevel.PATIENT, 1025, second))
+    third = server.storage.store(b"third", b"salt-3", owner=attachment_slot(
+        ResourceLevel.PATIENT, patient, 1026))
+    wait(server.index.set_attachment(patient, ResourceLevel.PATIENT, 1026, third))
+    wait(server.index.delete_attachment(patient, ResourceLevel.PATIENT, 1026))
+    assert sorted(server.index.released_files()) == sorted([uuids[0], first.uuid, third.uuid])
+    assert place.pending() == [".complete"]  # every commit settled its files
+    restart(place)
+    assert place.files() == {uuids[1], uuids[2], second.uuid}
+    assert place.server.index.released_files() == []
+
+
+def test_a_released_file_stored_again_is_kept(place):
+    instance = place.upload(SAMPLES[0]).ids[3]
+    uuid = dicom_uuid(place, instance)
+    wait(place.server.index.delete_resource(instance, ResourceLevel.INSTANCE))
+    assert place.server.index.released_files() == [uuid]
+    # The same bytes come back before the removal ran: referenced again.
+    assert place.upload(SAMPLES[0]).ids[3] == instance
+    assert place.server.index.released_files() == []
+    restart(place)
+    assert place.files() == {uuid}
+
+
+def test_removal_after_a_delete_lets_the_index_forget(place):
+    instance = place.upload(SAMPLES[0]).ids[3]
+    uuid = dicom_uuid(place, instance)
+    outcome = wait(defer.ensureDeferred(
+        place.server.delete_resource(instance, ResourceLevel.INSTANCE)))
+    assert outcome.obsolete_files[0].uuid == uuid
+    deadline = time.time() + 10
+    while place.server.index.released_files() and time.time() < deadline:
+        time.sleep(0.01)
+    assert place.server.index.released_files() == []
+    assert uuid not in place.files()
+
+
+def test_start_up_does_not_list_the_storage(place):
+    for name in SAMPLES:
+        place.upload(name)
+    place.crash()
+
+    def listing_refused():
+        raise AssertionError("the start-up check listed the storage")
+    place.server = OrthancServer(place.configuration, ThreadReactor(), InlinePool())
+    place.server.storage.list_uuids = listing_refused
+    place.server.index.referenced_uuids = listing_refused
+    place.server.open()
+    place.server.index.writer.startService()
+    assert len(place.files()) == len(SAMPLES)
+
+
+def test_a_storage_without_pending_record_is_swept_once(place):
+    """A storage written by an older orthancd: one full sweep, then the
+    pending folder is trusted."""
+    kept = place.upload(SAMPLES[0]).ids[3]
+    place.crash()
+    old_orphan = "ab/cd/abcd0000-0000-0000-0000-000000000000"
+    os.makedirs(os.path.join(place.folder, "storage", "ab", "cd"))
+    with open(os.path.join(place.folder, "storage", old_orphan), "wb") as f:
+        f.write(b"left by a crash of an older orthancd")
+    os.unlink(os.path.join(place.folder, "storage", "pending", ".complete"))
+    place.start()
+    assert place.files() == {dicom_uuid(place, kept)}
+    assert place.pending() == [".complete"]
+
+
+def test_kill_during_deletes_leaves_no_orphan(tmp_path):
+    """A real daemon killed while it deletes: the released files it had no
+    time to remove go at the next start."""
+    from tests.test_crash_recovery import synthetic_instances
+
+    daemon = Daemon(tmp_path).start()
+    rest = daemon.client()
+    ids = [rest.upload(data)["ID"] for data in synthetic_instances(120)]
+    deleted = []
+    stop = threading.Event()
+
+    def deleter(chunk):
+        for instance_id in chunk:
+            if stop.is_set():
+                return
+            try:
+                answer = rest.delete("/instances/" + instance_id)
+            except OSError:
+                return
+            if answer.status == 200:
+                deleted.append(instance_id)
+
+    workers = [threading.Thread(target=deleter, args=(ids[i::4],)) for i in range(4)]
+    for worker in workers:
+        worker.start()
+    deadline = time.time() + 30
+    while time.time() < deadline and len(deleted) < 30:
+        time.sleep(0.005)
+    daemon.kill()
+    stop.set()
+    for worker in workers:
+        worker.join()
+    assert len(deleted) >= 30, daemon.log()
+
+    daemon.start()
+    rest = daemon.client()
+    remaining = set(rest.get_json("/instances"))
+    assert remaining.isdisjoint(deleted)
+    root = daemon.options["StorageDirectory"]
+    on_disk = [f for a in os.listdir(root) if len(a) == 2
+               for b in os.listdir(os.path.join(root, a))
+               for f in os.listdir(os.path.join(root, a, b))]
+    assert len(on_disk) == len(remaining) == rest.get_json("/statistics")["CountInstances"]
+    for instance_id in remaining:
+        assert rest.get("/instances/%s/file" % instance_id).status == 200
+    assert os.listdir(os.path.join(root, "pending")) == [".complete"]
+    daemon.stop()
