@@ -302,7 +302,6 @@ class _Candidates:
                 return None  # few candidates: sorting them is cheaper
             members = set(ids)
         out, skipped, seen = [], 0, 0
-        wanted = since + limit
         group_value, group = None, []
 
         def flush():

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 
 from orthancd.dicom.json_tags import dataset_to_json
 from orthancd.dicom.reading import read_dataset
-from orthancd.dicom.summary import IDENTIFIER_TAGS, normalize_for_find  # noqa: F401
+from orthancd.dicom.summary import normalize_for_find
 from orthancd.find import constraints as C
 from orthancd.find import tags as T
 from orthancd.ids import ResourceLevel
