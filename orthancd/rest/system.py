@@ -137,7 +137,8 @@ def install(app, server):
                 "TranscoderMemoryCapacity": config.get("TranscoderMemoryCapacity", 256),
                 "TranscoderThreadsCount": config.get("TranscoderThreadsCount", 4),
             },
-            "PluginsEnabled": False,
+            # /plugins answers (orthancd's built-in features, listed as plugins).
+            "PluginsEnabled": True,
             "ReadOnly": bool(config.get("ReadOnly", False)),
             "StorageAreaPlugin": None,
             "StorageCompression": bool(config.get("StorageCompression", False)),
