@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Does the REST API keep answering while a big study is being received?
 
-For each server (orthancd and the real Orthanc 1.10.1, same run), while the
+For each server (orthancd and the real Orthanc 1.13.0, same run), while the
 bench corpus (default 1,200 CT instances of ~513 KB: ~600 MB) is pushed
   * over DICOM by one /usr/bin/storescu association, then
   * over REST by 4 concurrent uploaders (POST /instances),

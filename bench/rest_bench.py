@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""REST benchmark: orthancd against the real Orthanc 1.10.1, interleaved in one run.
+"""REST benchmark: orthancd against the real Orthanc 1.13.0, interleaved in one run.
 
 What it measures, for every server under test (each started from a command, in a
 fresh temporary storage folder, on free ports):
@@ -60,13 +60,14 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CORPUS_DIR = "/tmp/orthancd-bench-corpus"
 CORPUS_FORMAT_VERSION = 1  # bump when the generated files change
 
-ORTHANC_BINARY = "/usr/sbin/Orthanc"
+# The reference Orthanc 1.13.0 (scripts/test installs it; ORTHANC_REFERENCE overrides).
+ORTHANC_BINARY = os.environ.get("ORTHANC_REFERENCE", "/opt/orthanc-ref/bin/Orthanc")
 ORTHANCD_COMMAND = (shlex.quote(sys.executable)
                     + ' -c "from twisted.scripts.twistd import run; run()"'
                     + " -n --pidfile= orthancd --config {config}")
 ORTHANC_COMMAND = ORTHANC_BINARY + " {config}"
 
-SERVER_LABELS = {"orthancd": "orthancd", "orthanc": "Orthanc 1.10.1"}
+SERVER_LABELS = {"orthancd": "orthancd", "orthanc": "Orthanc 1.13.0"}
 
 BROWSE_ROUTES = ["/patients", "/studies/{id}", "/series/{id}",
                  "/instances/{id}/simplified-tags"]
