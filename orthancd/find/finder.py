@@ -154,8 +154,15 @@ class _Candidates:
 
     def walk(self, ids):
         if ids is None:
-            return (public_id for public_id, _ in self.index.iter_level(self.query.level))
+            return self.index.iter_ids(self.query.level)
         return iter(ids)
+
+    def filters(self):
+        """Does anything but the level restrict the candidates?"""
+        query = self.query
+        return bool(query.scope is not None or self.plan.on_tags or self.plan.on_children
+                    or query.labels or query.labels_constraint == NONE
+                    or query.metadata_constraints)
 
     # -- filters --
 
@@ -266,6 +273,8 @@ class _Candidates:
                 limit = query.database_limit
         elif query.database_limit:
             limit = query.database_limit
+        if not query.orderings and not self.filters():
+            return self.index.list_resources(query.level, since, limit)
         if query.orderings:
             fast = self._ordered_by_metadata_index(ids, since, limit)
             if fast is not None:
@@ -415,6 +424,18 @@ def count(server, query):
                             or query.labels_constraint == NONE or query.metadata_constraints):
         return server.index.count_resources(query.level)
     return sum(1 for public_id in candidates.walk(ids) if candidates.matches(public_id))
+
+
+def select(server, query):
+    """The IDs of the matches of a query that the index answers alone (no
+    constraint needs a file), ordered and paged: synchronous."""
+    plan_ = plan(query)
+    if not plan_.fully_in_index:
+        raise ValueError("This query needs files: use find()")
+    _check(query, plan_)
+    if any(not c.from_modalities_in_study for c in plan_.on_children):
+        return []  # see find()
+    return _Candidates(server, query, plan_).select()
 
 
 async def find(server, query):

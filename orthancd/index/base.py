@@ -149,6 +149,10 @@ class ResourceIndex(abc.ABC):
         """Public IDs at ``level`` by ID, ``since`` skipped, at most ``limit`` (0: all)."""
 
     @abc.abstractmethod
+    def iter_ids(self, level):
+        """The public IDs of ``level``, by ID, lazily."""
+
+    @abc.abstractmethod
     def count_resources(self, level):
         """How many resources of ``level``."""
 

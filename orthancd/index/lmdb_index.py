@@ -216,6 +216,18 @@ class LmdbResourceIndex(ResourceIndex):
                     break
         return out
 
+    def iter_ids(self, level):
+        """The public IDs of ``level``, by ID, lazily."""
+        prefix = bytes((int(level),))
+        with self._read() as txn:
+            cursor = txn.cursor(db=self.db["resources"])
+            if not cursor.set_range(prefix):
+                return
+            for key in cursor.iternext(values=False):
+                if key[:1] != prefix:
+                    return
+                yield _public_id(key)
+
     def count_resources(self, level):
         with self._read() as txn:
             return self._counter(txn, _LEVEL_COUNTERS[level])

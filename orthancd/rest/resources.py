@@ -17,7 +17,8 @@ from orthancd.rest.find import parse_level
 from orthancd.rest.http import (bool_argument, dicom_format, get_argument, has_argument,
                                 json_body, no_answer, paging_arguments, read_body,
                                 render_json, render_text, requested_tags_argument, text_body)
-from orthancd.rest.resource_json import EXPAND, expand, parse_response_content
+from orthancd.rest.resource_json import (EXPAND, expand, parse_response_content,
+                                        resource_to_json)
 
 LEVELS = list(ResourceLevel)
 
@@ -141,11 +142,11 @@ def list_paging(request):
     return since, limit
 
 
-async def render_found(server, request, level, ids, content, requested, fmt):
+async def render_found(server, request, level, ids, content, requested, fmt, single=False):
     if content is None:
         return render_json(request, ids)
     answer = [await expand(server, level, i, fmt, content, requested) for i in ids]
-    return render_json(request, answer)
+    return render_json(request, answer[0] if single else answer)
 
 
 def install(app, server):
@@ -155,25 +156,29 @@ def install(app, server):
         plural = level.plural
 
         @app.route("/%s" % plural, methods=["GET"], endpoint="list_" + plural)
-        async def list_resources(request):
+        def list_resources(request):
             requested = requested_tags_argument(request)
             check_requested(level, requested)
             content = response_content(request)
             since, limit = list_paging(request)
-            query = finder.FindQuery(level, since=since, limit=limit or None)
-            outcome = await finder.find(server, query)
-            return await render_found(server, request, level, outcome.ids, content, requested,
-                                      dicom_format(request))
+            ids = finder.select(server, finder.FindQuery(level, since=since, limit=limit or None))
+            if content is None:
+                return render_json(request, ids)  # at once, without a Deferred
+            return render_found(server, request, level, ids, content, requested,
+                                dicom_format(request))
 
         @app.route("/%s/<public_id>" % plural, methods=["GET"], endpoint="get_" + plural)
-        async def get_resource(request, public_id):
+        def get_resource(request, public_id):
             requested = requested_tags_argument(request)
             check_requested(level, requested)
             if not index.exists(public_id, level):
                 raise no_answer(request)  # Orthanc answers nothing, hence an empty 404
-            answer = await expand(server, level, public_id, dicom_format(request), EXPAND,
-                                  requested)
-            return render_json(request, answer)
+            fmt = dicom_format(request)
+            if not requested:  # at once, without a Deferred
+                return render_json(request, resource_to_json(server, level, public_id, fmt, EXPAND,
+                                                             server.metadata_names))
+            return render_found(server, request, level, [public_id], EXPAND, requested, fmt,
+                                single=True)
 
         @app.route("/%s/<public_id>" % plural, methods=["DELETE"], endpoint="delete_" + plural)
         async def delete_resource(request, public_id):
