@@ -52,24 +52,26 @@ CONTENT_TYPE_NAMES = {
 
 
 class ChangeType(enum.Enum):
+    """Orthanc's change types, with its numbers; those from Deleted on are
+    events that are never written to the changes log."""
     CompletedSeries = 1
-    Deleted = 2
-    NewChildInstance = 3
-    NewInstance = 4
-    NewPatient = 5
-    NewSeries = 6
-    NewStudy = 7
-    AnonymizedStudy = 8
-    AnonymizedSeries = 9
-    ModifiedStudy = 10
-    ModifiedSeries = 11
-    AnonymizedPatient = 12
-    ModifiedPatient = 13
-    StablePatient = 14
-    StableStudy = 15
-    StableSeries = 16
-    UpdatedAttachment = 17
-    UpdatedMetadata = 18
+    NewInstance = 2
+    NewPatient = 3
+    NewSeries = 4
+    NewStudy = 5
+    AnonymizedStudy = 6
+    AnonymizedSeries = 7
+    ModifiedStudy = 8
+    ModifiedSeries = 9
+    AnonymizedPatient = 10
+    ModifiedPatient = 11
+    StablePatient = 12
+    StableStudy = 13
+    StableSeries = 14
+    UpdatedAttachment = 15
+    UpdatedMetadata = 16
+    Deleted = 4096
+    NewChildInstance = 4097
 
 
 class UnknownResource(KeyError):
