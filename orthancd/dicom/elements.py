@@ -83,7 +83,8 @@ def machine_string(data):
 def decode_leaf(data, vr, tag, creator, encoding, little_endian=True):
     """Raw value bytes -> Orthanc's string, or None for Null."""
     if vr in STRING_VRS:
-        return charsets.decode(machine_string(data), encoding)
+        return charsets.decode(machine_string(data), encoding,
+                               vr not in charsets.SINGLE_VALUE_VRS)
     if vr == "UN":
         # Orthanc looks unknown-VR values up in the dictionary and shows them
         # verbatim (padding kept, up to a NUL) when the dictionary says text
@@ -119,7 +120,7 @@ def _converted_leaf(element, vr, tag, creator, encoding):
         text = _value_bytes(value)
         text = machine_string(text)
         if isinstance(value, bytes) or text.isascii():
-            return charsets.decode(text, encoding)
+            return charsets.decode(text, encoding, vr not in charsets.SINGLE_VALUE_VRS)
         return text.decode("utf-8", "ignore")
     if vr in _NUMBER_FORMATS or vr == "AT":
         values = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
@@ -155,15 +156,16 @@ def private_creators(ds):
 
 
 def dataset_encoding(ds, default_encoding="Latin1"):
+    """The charsets.Charset that decodes the strings of ``ds``."""
     if charsets.SPECIFIC_CHARACTER_SET not in ds:
-        return default_encoding
+        return charsets.Charset(default_encoding, False)
     raw = ds.get_item(charsets.SPECIFIC_CHARACTER_SET)
     value = raw.value
     if value is None:
-        return default_encoding
+        return charsets.Charset(default_encoding, False)
     if not isinstance(value, bytes):
         value = _value_bytes(value)
-    return charsets.detect_encoding(value, default_encoding)
+    return charsets.detect_charset(value, default_encoding)
 
 
 # DCMTK settles the 'US or SS' dictionary VR of these from PixelRepresentation;
