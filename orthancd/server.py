@@ -10,6 +10,7 @@ import os
 
 from twisted.internet import threads
 
+from orthancd.dicom import dictionary
 from orthancd.dicom.reading import read_dataset
 from orthancd.dicom.summary import MAIN_DICOM_TAGS, normalize_for_find
 from orthancd.errors import ErrorCode, OrthancError
@@ -36,6 +37,8 @@ class OrthancServer:
     def __init__(self, configuration, reactor):
         self.configuration = configuration
         self.reactor = reactor
+        # Orthanc extends DCMTK's global dictionary; so does orthancd, once.
+        dictionary.register_configured(configuration.get("Dictionary", {}))
         storage_dir = configuration.storage_directory
         index_dir = configuration.index_directory
         self.storage = FilesystemStorageArea(

@@ -12,6 +12,9 @@ import struct
 import warnings
 
 import pydicom
+from pydicom.dataelem import RawDataElement
+
+from orthancd.dicom.elements import is_misaligned
 
 PIXEL_DATA = 0x7FE00010
 DEFLATED_TRANSFER_SYNTAX = "1.2.840.10008.1.2.1.99"
@@ -85,6 +88,8 @@ def _read(data, stream_of, stop_before_pixels):
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(stream, force=True,
                                  stop_before_pixels=stop_before_pixels and not deflated)
+            if has_preamble and not deflated:
+                ds = _split_meta_as_dcmtk(data, stream, ds, stop_before_pixels)
             if len(ds) == 0 and not getattr(ds, "file_meta", None):
                 raise DicomFormatError(invalid_file_details(len(data)))
             # Force the element walk now: pydicom parses lazily and a broken
@@ -114,6 +119,63 @@ def _read(data, stream_of, stop_before_pixels):
     return ds
 
 
+def _dcmtk_meta_end(data):
+    """Where DCMTK ends the file meta group: after as many bytes as its
+    group length (0002,0000) announces, whatever the groups of the elements
+    found there; without a group length, at the first element outside group
+    0002.  None when the header cannot be walked."""
+    try:
+        position = 132
+        group, element = struct.unpack("<HH", data[position:position + 4])
+        if (group, element) != (0x0002, 0x0000) or data[position + 4:position + 6] != b"UL" \
+                or struct.unpack("<H", data[position + 6:position + 8])[0] != 4:
+            return _walk(data, position, True, True, stop_group=0x0002)
+        header_length = struct.unpack("<I", data[position + 8:position + 12])[0]
+        start = position = position + 12
+        while position - start < header_length and position < len(data):
+            position = _walk(data, position, True, True, end=_element_end(data, position))
+        return position
+    except (_Truncated, struct.error):
+        return None
+
+
+def _element_end(data, position):
+    """End of the explicit VR little endian element starting at ``position``
+    (defined lengths only: the file meta group has no sequences)."""
+    vr = data[position + 4:position + 6]
+    if vr in _LONG_LENGTH_VRS:
+        return position + 12 + struct.unpack("<I", data[position + 8:position + 12])[0]
+    return position + 8 + struct.unpack("<H", data[position + 6:position + 8])[0]
+
+
+def _split_meta_as_dcmtk(data, stream, ds, stop_before_pixels):
+    """pydicom reads the file meta group as long as the tags are in group
+    0002; DCMTK trusts the group length.  When they disagree (a data set
+    element inside the announced length, or group 0002 elements after it),
+    read the two parts again where DCMTK puts the boundary."""
+    dcmtk_end = _dcmtk_meta_end(data)
+    if dcmtk_end is None or dcmtk_end == dataset_offset(data):
+        return ds
+    meta = pydicom.filereader.read_dataset(io.BytesIO(bytes(data[132:dcmtk_end])), False, True)
+    transfer_syntax = pydicom.uid.UID(str(meta.get("TransferSyntaxUID", "")).rstrip("\0 ") or
+                                      pydicom.uid.ImplicitVRLittleEndian)
+    implicit = transfer_syntax.is_implicit_VR if transfer_syntax.is_transfer_syntax else False
+    little = transfer_syntax.is_little_endian if transfer_syntax.is_transfer_syntax else True
+    stream.seek(dcmtk_end)
+    stop_when = pydicom.filereader._at_pixel_data if stop_before_pixels else None
+    dataset = pydicom.filereader.read_dataset(stream, implicit, little, stop_when=stop_when)
+    group_2 = pydicom.dataset.FileMetaDataset(
+        {tag: meta.get_item(tag) for tag in meta.keys() if tag >> 16 == 0x0002})
+    result = pydicom.dataset.FileDataset(stream, dataset, bytes(data[:128]), group_2,
+                                         implicit, little)
+    for tag in meta.keys():
+        if tag >> 16 != 0x0002:
+            # Kept in the meta group as DCMTK does (pydicom would refuse them there).
+            result.file_meta._dict[tag] = meta.get_item(tag)
+    result.set_original_encoding(implicit, little, dataset._character_set)
+    return result
+
+
 def dataset_offset(data):
     """Where the data set starts in a Part-10 file's bytes (after the file
     meta group); None when ``data`` has no Part-10 header or it is cut short."""
@@ -125,7 +187,8 @@ def dataset_offset(data):
         return None
 
 
-# Orthanc 1.10.1 crashes on pathological nesting; refusing them is safer.
+MISALIGNED_VRS = frozenset(("AT", "OL", "OF", "OD", "OV"))
+# Orthanc crashes on pathological nesting; refusing them is safer.
 MAX_SEQUENCE_DEPTH = 64
 
 
@@ -134,6 +197,10 @@ def _check_structure(ds, depth):
         raise DicomFormatError("Too many nested sequences")
     for key in list(ds.keys()):
         element = ds.get_item(key)
+        if isinstance(element, RawDataElement) and element.VR in MISALIGNED_VRS \
+                and is_misaligned(element.length, element.VR):
+            # DCMTK stops reading there: Orthanc says 'Bad file format', no details.
+            raise DicomFormatError(None)
         value = getattr(element, "value", None)
         if isinstance(value, pydicom.sequence.Sequence):
             for item in value:
