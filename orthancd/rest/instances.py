@@ -1,14 +1,14 @@
 """POST /instances (DICOM or zip upload) and the content of one instance:
 /file, /tags, /simplified-tags, /header, /content/..."""
-from orthancd.dicom.json_tags import content_at, dataset_to_json, header_to_json
+from orthancd.dicom.json_tags import (ContentPathError, PixelBlockError, content_at,
+                                      dataset_to_json, header_to_json)
 from orthancd.errors import ErrorCode, OrthancError
-from orthancd.find.tags import parse_tag
 from orthancd.ids import ResourceLevel
 from orthancd.ingest import Origin, is_zip, zip_members
 from orthancd.rest import jsonfmt
 from orthancd.rest.http import JSON_TYPE, read_body, render_bytes, render_json, sized
 from orthancd.rest.render_cache import RenderCache
-from orthancd.rest.resources import tags_format
+from orthancd.rest.resources import ignored_length_tags, parse_tag_or_fail, tags_format
 
 INSTANCE = ResourceLevel.INSTANCE
 
@@ -63,7 +63,8 @@ def install(app, server):
 
     async def cached_json(request, public_id, kind, mode, render, stop_before_pixels=False):
         """The JSON ``render(dataset)`` of an instance's file, parsed and
-        formatted off the reactor, cached by file content."""
+        formatted off the reactor, cached by file content (``kind`` names
+        everything else the rendering depends on)."""
         key = (server.dicom_attachment(public_id).uuid, kind, mode, server.default_encoding)
         body = cache.get(key)
         if body is None:
@@ -76,16 +77,18 @@ def install(app, server):
 
     @app.route("/instances/<public_id>/tags", methods=["GET"])
     def tags(request, public_id):
-        mode = tags_format(request)
+        mode, ignored = tags_format(request), ignored_length_tags(request)
         encoding = server.default_encoding
-        return cached_json(request, public_id, "tags", mode,
-                           lambda ds: dataset_to_json(ds, mode, encoding))
+        return cached_json(request, public_id, ("tags", ignored), mode,
+                           lambda ds: dataset_to_json(ds, mode, encoding, ignore_length=ignored))
 
     @app.route("/instances/<public_id>/simplified-tags", methods=["GET"])
     def simplified_tags(request, public_id):
+        ignored = ignored_length_tags(request)
         encoding = server.default_encoding
-        return cached_json(request, public_id, "tags", "simplify",
-                           lambda ds: dataset_to_json(ds, "simplify", encoding))
+        return cached_json(request, public_id, ("tags", ignored), "simplify",
+                           lambda ds: dataset_to_json(ds, "simplify", encoding,
+                                                      ignore_length=ignored))
 
     @app.route("/instances/<public_id>/header", methods=["GET"])
     def header(request, public_id):
@@ -98,16 +101,18 @@ def install(app, server):
     @app.route("/instances/<public_id>/content/<path:path>", methods=["GET"])
     async def content(request, public_id, path=""):
         parts = [p for p in path.split("/") if p]
-        # Tags sit at even positions (tag / item / tag ...), named as Orthanc
-        # accepts them: "0010-0010", "0010,0010", "00100010" or "PatientName".
-        for position in range(0, len(parts), 2):
-            tag = parse_tag(parts[position])
-            parts[position] = "%04x-%04x" % (tag >> 16, tag & 0xFFFF)
         dataset = await server.read_dataset(public_id)
         try:
-            value = content_at(dataset, parts)
-        except KeyError:
-            raise OrthancError(ErrorCode.UnknownResource)
+            # Tags sit at even positions (tag / item / tag ...), named as
+            # Orthanc accepts them: "0010-0010", "0010,0010", "00100010" or
+            # "PatientName"; each is parsed when the walk reaches it.
+            value = content_at(dataset, parts, parse_tag_or_fail)
+        except ContentPathError:
+            # Orthanc answers a path leading nowhere with an empty 404.
+            request.setResponseCode(404)
+            return sized(request, b"")
+        except PixelBlockError as e:
+            raise OrthancError(ErrorCode.BadFileFormat, str(e))
         if isinstance(value, list):
             return render_json(request, value)
         return render_bytes(request, value)

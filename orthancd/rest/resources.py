@@ -2,9 +2,10 @@
 statistics, deletion, protection, shared tags and modules."""
 from orthancd.dicom.modules import module_to_json, shared_tags_to_json
 from orthancd.errors import ErrorCode, OrthancError
+from orthancd.find.tags import parse_tag
 from orthancd.ids import ResourceLevel
-from orthancd.rest.http import (bool_argument, has_argument, paging_arguments, render_json,
-                                render_text, text_body)
+from orthancd.rest.http import (bool_argument, get_argument, has_argument, paging_arguments,
+                                render_json, render_text, text_body)
 from orthancd.rest.resource_json import resource_to_json
 
 LEVELS = list(ResourceLevel)
@@ -17,6 +18,25 @@ def tags_format(request):
     if bool_argument(request, "short"):
         return "short"
     return "full"
+
+
+def ignored_length_tags(request):
+    """Orthanc's ``?ignore-length=`` on tag renderings: comma-separated tags
+    (``00181020``, ``0018-1020`` or a name) whose long values are shown in
+    full instead of as TooLong/null."""
+    if not has_argument(request, "ignore-length"):
+        return frozenset()
+    return frozenset(parse_tag_or_fail(token)
+                     for token in get_argument(request, "ignore-length", "").split(","))
+
+
+def parse_tag_or_fail(text):
+    """A tag as Orthanc parses it in a URI, or its 'Unknown DICOM tag' error
+    naming the text."""
+    try:
+        return parse_tag(text)
+    except OrthancError:
+        raise OrthancError(ErrorCode.UnknownDicomTag, text, http_status=500)
 
 
 def size_mb(size):
@@ -109,8 +129,10 @@ def install(app, server):
         @app.route("/%s/<public_id>/module" % plural, methods=["GET"], endpoint="module_" + plural)
         async def module(request, public_id):
             instance = descendants(server, public_id, level, ResourceLevel.INSTANCE)[0]
+            mode, ignored = tags_format(request), ignored_length_tags(request)
             dataset = await server.read_dataset(instance)
-            return render_json(request, module_to_json(dataset, level, tags_format(request)))
+            return render_json(request, module_to_json(dataset, level, mode,
+                                                       server.default_encoding, ignored))
 
         for child in LEVELS[int(level) + 1:]:
             make_child_route(level, child)
@@ -148,9 +170,10 @@ def install(app, server):
     @app.route("/studies/<public_id>/module-patient", methods=["GET"])
     async def study_patient_module(request, public_id):
         instance = descendants(server, public_id, ResourceLevel.STUDY, ResourceLevel.INSTANCE)[0]
+        mode, ignored = tags_format(request), ignored_length_tags(request)
         dataset = await server.read_dataset(instance)
-        return render_json(request, module_to_json(dataset, ResourceLevel.PATIENT,
-                                                   tags_format(request)))
+        return render_json(request, module_to_json(dataset, ResourceLevel.PATIENT, mode,
+                                                   server.default_encoding, ignored))
 
     @app.route("/patients/<public_id>/protected", methods=["GET"])
     def get_protected(request, public_id):
