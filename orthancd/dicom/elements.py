@@ -172,7 +172,7 @@ def private_creators(ds):
     for tag in ds.keys():
         group, element = tag >> 16, tag & 0xFFFF
         if group % 2 == 1 and 0x10 <= element <= 0xFF:
-            raw = ds.get_item(tag)
+            raw = ds.get_item(tag, keep_deferred=True)
             value = raw.value
             if isinstance(value, bytes):
                 text = machine_string(value).decode("latin-1")
@@ -184,11 +184,19 @@ def private_creators(ds):
     return creators
 
 
+def creator_of(tag, creators):
+    """The private creator of an element (``creators`` from private_creators())."""
+    group, number = tag >> 16, tag & 0xFFFF
+    if group % 2 == 1 and number >= 0x1000:
+        return creators.get((group, number >> 8))
+    return None
+
+
 def dataset_encoding(ds, default_encoding="Latin1"):
     """The charsets.Charset that decodes the strings of ``ds``."""
     if charsets.SPECIFIC_CHARACTER_SET not in ds:
         return charsets.Charset(default_encoding, False)
-    raw = ds.get_item(charsets.SPECIFIC_CHARACTER_SET)
+    raw = ds.get_item(charsets.SPECIFIC_CHARACTER_SET, keep_deferred=True)
     value = raw.value
     if value is None:
         return charsets.Charset(default_encoding, False)
@@ -207,7 +215,7 @@ PIXEL_REPRESENTATION = 0x00280103
 def _pixel_representation(ds):
     if PIXEL_REPRESENTATION not in ds:
         return 0
-    raw = ds.get_item(PIXEL_REPRESENTATION)
+    raw = ds.get_item(PIXEL_REPRESENTATION, keep_deferred=True)
     value = raw.value
     if isinstance(value, bytes):
         if len(value) < 2:
@@ -230,6 +238,8 @@ def _to_sequence(raw, vr):
     value = raw.value
     if isinstance(value, Sequence):
         return value
+    if vr == "SQ" and not value:
+        return []  # an empty sequence (its raw value is None)
     if vr == "SQ" and isinstance(value, bytes) and isinstance(raw, RawDataElement):
         try:
             return pydicom.values.convert_SQ(value, raw.is_implicit_VR, raw.is_little_endian)
@@ -241,18 +251,16 @@ def _to_sequence(raw, vr):
 def iter_elements(ds, encoding, stop_after_pixels=True, depth=0, include_binary=True):
     """Orthanc's view of the elements of one dataset or item, sorted by tag.
 
+    Elements are taken raw (``keep_deferred``): pydicom would otherwise
+    convert an empty one, guessing its VR from the dictionary.
+
     Sequence values are lists of lists of Elements (one list per item).
     """
     creators = private_creators(ds)
     for tag in sorted(ds.keys()):
         tag = int(tag)
-        raw = ds.get_item(tag)
-        group, element_number = tag >> 16, tag & 0xFFFF
-        creator = None
-        # DCMTK resolves private creators only where it needs the dictionary
-        # for the VR, i.e. for implicit VR elements.
-        if group % 2 == 1 and element_number >= 0x1000 and getattr(raw, "is_implicit_VR", False):
-            creator = creators.get((group, element_number >> 8))
+        raw = ds.get_item(tag, keep_deferred=True)
+        creator = creator_of(tag, creators)
         vr = _element_vr(raw, tag, creator, ds)
         if not include_binary and vr in BINARY_VRS:
             continue

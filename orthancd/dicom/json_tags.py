@@ -173,7 +173,7 @@ def content_at(ds, path_parts, parse_tag=None):
     if parts and len(parts) <= 2 and parse_tag(parts[0]) == _elements.PIXEL_DATA:
         if _elements.PIXEL_DATA not in ds:
             raise ContentPathError(parts[0])
-        blocks = pixel_data_blocks(ds.get_item(_elements.PIXEL_DATA))
+        blocks = pixel_data_blocks(ds.get_item(_elements.PIXEL_DATA, keep_deferred=True))
         if len(parts) == 1:
             return [str(n) for n in range(len(blocks))]
         index = _block_index(parts[1])
@@ -185,10 +185,8 @@ def content_at(ds, path_parts, parse_tag=None):
         tag = parse_tag(parts[i])
         if tag not in node:
             raise ContentPathError("/".join(parts[:i + 1]))
-        element = node.get_item(tag)
-        creator = None
-        if (tag >> 16) % 2 == 1 and tag & 0xFFFF >= 0x1000 and getattr(element, "is_implicit_VR", False):
-            creator = _elements.private_creators(node).get((tag >> 16, (tag & 0xFFFF) >> 8))
+        element = node.get_item(tag, keep_deferred=True)
+        creator = _elements.creator_of(tag, _elements.private_creators(node))
         vr = _elements._element_vr(element, tag, creator, node)
         items = _elements._to_sequence(element, vr)
         if items is None:

@@ -164,14 +164,14 @@ def _split_meta_as_dcmtk(data, stream, ds, stop_before_pixels):
     stream.seek(dcmtk_end)
     stop_when = pydicom.filereader._at_pixel_data if stop_before_pixels else None
     dataset = pydicom.filereader.read_dataset(stream, implicit, little, stop_when=stop_when)
-    group_2 = pydicom.dataset.FileMetaDataset(
-        {tag: meta.get_item(tag) for tag in meta.keys() if tag >> 16 == 0x0002})
+    group_2 = pydicom.dataset.FileMetaDataset({tag: meta.get_item(tag, keep_deferred=True)
+                                               for tag in meta.keys() if tag >> 16 == 0x0002})
     result = pydicom.dataset.FileDataset(stream, dataset, bytes(data[:128]), group_2,
                                          implicit, little)
     for tag in meta.keys():
         if tag >> 16 != 0x0002:
             # Kept in the meta group as DCMTK does (pydicom would refuse them there).
-            result.file_meta._dict[tag] = meta.get_item(tag)
+            result.file_meta._dict[tag] = meta.get_item(tag, keep_deferred=True)
     result.set_original_encoding(implicit, little, dataset._character_set)
     return result
 
@@ -196,7 +196,7 @@ def _check_structure(ds, depth):
     if depth > MAX_SEQUENCE_DEPTH:
         raise DicomFormatError("Too many nested sequences")
     for key in list(ds.keys()):
-        element = ds.get_item(key)
+        element = ds.get_item(key, keep_deferred=True)
         if isinstance(element, RawDataElement) and element.VR in MISALIGNED_VRS \
                 and is_misaligned(element.length, element.VR):
             # DCMTK stops reading there: Orthanc says 'Bad file format', no details.

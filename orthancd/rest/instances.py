@@ -1,5 +1,6 @@
 """POST /instances (DICOM or zip upload) and the content of one instance:
 /file, /tags, /simplified-tags, /header, /content/..."""
+from orthancd.dicom.dicomweb import dataset_to_dicomweb, format_float
 from orthancd.dicom.json_tags import (ContentPathError, PixelBlockError, content_at,
                                       dataset_to_json, header_to_json)
 from orthancd.errors import ErrorCode, OrthancError
@@ -54,6 +55,14 @@ def install(app, server):
 
     @app.route("/instances/<public_id>/file", methods=["GET"])
     async def download(request, public_id):
+        # Orthanc only honours these exact Accept values; anything else
+        # (application/json included) downloads the DICOM file.
+        if request.getHeader(b"Accept") == b"application/dicom+json":
+            encoding = server.default_encoding
+            body = await server.render_dataset(public_id, lambda ds: jsonfmt.dumps(
+                dataset_to_dicomweb(ds, encoding), "\t", format_float).encode("ascii") + b"\n")
+            request.setHeader(b"Content-Type", b"application/dicom+json")
+            return sized(request, body)
         stored = server.dicom_attachment(public_id)
         data = await server.read_attachment(stored)
         # Orthanc names the download after the attachment's UUID.
