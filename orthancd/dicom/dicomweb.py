@@ -36,12 +36,6 @@ _INTEGER = re.compile(r"[+-]?\d+\Z")
 _PERSON_NAME_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 
 
-def _number(value):
-    """JSON number of a float: NaN becomes null; infinities are written by
-    the JSON writer as +/-1e+9999."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def _string_values(vr, text):
@@ -89,7 +83,7 @@ def _numbers(data, vr, little_endian):
     count = padded // size if padded % size == 0 else (1 if padded >= size else 0)
     data = bytes(data[:count * size]).ljust(count * size, b"\0")
     values = struct.unpack(("<" if little_endian else ">") + fmt * count, data)
-    return [_number(v) for v in values]
+    return list(values)
 
 
 # DCMTK's classes for the dictionary's ambiguous VRs of implicit VR files.
@@ -110,7 +104,7 @@ def _converted_numbers(value, vr):
     if vr == "AT":
         return ["%08X" % int(v) for v in values if v is not None]
     if vr in _FLOAT_VRS:
-        return [_number(float(v)) for v in values if v is not None]
+        return [float(v) for v in values if v is not None]
     return [int(v) for v in values if v is not None]
 
 
@@ -194,7 +188,118 @@ def dataset_to_dicomweb(ds, default_encoding="Latin1"):
 
 
 def format_float(value):
-    """JsonCpp's rendering of a double in Orthanc's DICOMweb answers."""
+    """JsonCpp's rendering of a double in Orthanc's DICOMweb answers (NaN is
+    null, infinities +/-1e+9999)."""
+    if math.isnan(value):
+        return "null"
     if math.isinf(value):
         return "1e+9999" if value > 0 else "-1e+9999"
     return "%.17g" % value
+
+
+# -- application/dicom+xml: Orthanc writes the same model as PS3.19 XML
+# (pugixml, two-space indent), with its own quirks kept: numbers are
+# printed as 32-bit floats, each sequence item is followed by an empty
+# <Value>, private tags have no keyword.
+
+_XML_HEADER = ('<?xml version="1.0" encoding="utf-8"?>\n'
+               '<NativeDicomModel xmlns="http://dicom.nema.org/PS3.19/models/NativeDICOM" '
+               'xsi:schemaLocation="http://dicom.nema.org/PS3.19/models/NativeDICOM" '
+               'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"')
+_NAME_PARTS = ("FamilyName", "GivenName", "MiddleName", "NamePrefix", "NameSuffix")
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _xml_text(text):
+    out = []
+    for c in text:
+        if c == "&":
+            out.append("&amp;")
+        elif c == "<":
+            out.append("&lt;")
+        elif c == ">":
+            out.append("&gt;")
+        elif c < " " and c not in "\t\n\r":
+            out.append("&#%02d;" % ord(c))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def _xml_number(value):
+    if isinstance(value, float):
+        # pugixml receives the value as a float
+        if math.isnan(value):
+            return "nan"
+        if abs(value) > _FLOAT32_MAX:
+            return "inf" if value > 0 else "-inf"
+        return "%.9g" % struct.unpack("<f", struct.pack("<f", value))[0]
+    return str(value)
+
+
+def _xml_leaf(name, text, indent, attributes=""):
+    if text:
+        return "%s<%s%s>%s</%s>\n" % (indent, name, attributes, text, name)
+    return "%s<%s%s />\n" % (indent, name, attributes)
+
+
+def _xml_attribute(key, node, out, indent):
+    tag = int(key, 16)
+    entry = dictionary.lookup(tag)
+    keyword = ' keyword="%s"' % entry.name if entry is not None else ""
+    head = '%s<DicomAttribute tag="%s" vr="%s"%s' % (indent, key, node["vr"], keyword)
+    inner = indent + "  "
+    body = []
+    if "Value" in node:
+        for number, value in enumerate(node["Value"], 1):
+            if node["vr"] == "SQ":
+                if isinstance(value, dict):
+                    if value:
+                        body.append('%s<Item number="%d">\n' % (inner, number))
+                        _xml_dataset(value, body, inner + "  ")
+                        body.append("%s</Item>\n" % inner)
+                    else:
+                        body.append('%s<Item number="%d" />\n' % (inner, number))
+                body.append('%s<Value number="%d" />\n' % (inner, number))
+            elif node["vr"] == "PN":
+                if not value:
+                    continue
+                body.append('%s<PersonName number="%d">\n' % (inner, number))
+                for group in _PERSON_NAME_GROUPS:
+                    if group in value:
+                        body.append("%s  <%s>\n" % (inner, group))
+                        for part, text in zip(_NAME_PARTS, value[group].split("^")):
+                            body.append(_xml_leaf(part, _xml_text(text), inner + "    "))
+                        body.append("%s  </%s>\n" % (inner, group))
+                body.append("%s</PersonName>\n" % inner)
+            else:
+                if value is None:
+                    text = ""
+                elif isinstance(value, str):
+                    text = _xml_text(value)
+                else:
+                    text = _xml_number(value)
+                body.append(_xml_leaf("Value", text, inner, ' number="%d"' % number))
+    elif "InlineBinary" in node:
+        body.append(_xml_leaf("InlineBinary", node["InlineBinary"], inner))
+    if body:
+        out.append(head + ">\n")
+        out.extend(body)
+        out.append("%s</DicomAttribute>\n" % indent)
+    else:
+        out.append(head + " />\n")
+
+
+def _xml_dataset(model, out, indent):
+    for key in sorted(model):
+        _xml_attribute(key, model[key], out, indent)
+
+
+def dicomweb_to_xml(model):
+    """The application/dicom+xml document of a dataset_to_dicomweb() model."""
+    if not model:
+        return _XML_HEADER + " />\n"
+    out = [_XML_HEADER, ">\n"]
+    _xml_dataset(model, out, "  ")
+    out.append("</NativeDicomModel>\n")
+    return "".join(out)

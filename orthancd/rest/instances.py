@@ -1,6 +1,6 @@
 """POST /instances (DICOM or zip upload) and the content of one instance:
 /file, /tags, /simplified-tags, /header, /content/..."""
-from orthancd.dicom.dicomweb import dataset_to_dicomweb, format_float
+from orthancd.dicom.dicomweb import dataset_to_dicomweb, dicomweb_to_xml, format_float
 from orthancd.dicom.json_tags import (ContentPathError, PixelBlockError, content_at,
                                       dataset_to_json, header_to_json)
 from orthancd.errors import ErrorCode, OrthancError
@@ -57,11 +57,18 @@ def install(app, server):
     async def download(request, public_id):
         # Orthanc only honours these exact Accept values; anything else
         # (application/json included) downloads the DICOM file.
-        if request.getHeader(b"Accept") == b"application/dicom+json":
+        accept = request.getHeader(b"Accept")
+        if accept in (b"application/dicom+json", b"application/dicom+xml"):
             encoding = server.default_encoding
-            body = await server.render_dataset(public_id, lambda ds: jsonfmt.dumps(
-                dataset_to_dicomweb(ds, encoding), "\t", format_float).encode("ascii") + b"\n")
-            request.setHeader(b"Content-Type", b"application/dicom+json")
+            if accept == b"application/dicom+json":
+                def render(ds):
+                    return jsonfmt.dumps(dataset_to_dicomweb(ds, encoding), "\t",
+                                         format_float).encode("ascii") + b"\n"
+            else:
+                def render(ds):
+                    return dicomweb_to_xml(dataset_to_dicomweb(ds, encoding)).encode("utf-8")
+            body = await server.render_dataset(public_id, render)
+            request.setHeader(b"Content-Type", accept)
             return sized(request, body)
         stored = server.dicom_attachment(public_id)
         data = await server.read_attachment(stored)
