@@ -112,7 +112,7 @@ def _element_json(raw, tag, vr, charset, little_endian, padded=False):
     if tag == _elements.PIXEL_DATA:
         if raw.length == 0xFFFFFFFF:
             return None  # encapsulated: not rendered by Orthanc
-        data = _raw(raw)
+        data = _elements.little_endian_bytes(_raw(raw), vr, little_endian)
         return {"vr": vr, "InlineBinary": base64.b64encode(
             data + (b"\0" if len(data) % 2 else b"")).decode("ascii")}
     if vr in _BINARY_VRS:

@@ -60,6 +60,23 @@ _FORMATTERS = {"FL": _format_float, "FD": _format_float, "OD": _format_float,
                "OF": lambda value: "%.9g" % value}
 
 
+_WORD_SIZES = {"US": 2, "SS": 2, "OW": 2, "AT": 2, "UL": 4, "SL": 4, "FL": 4, "OL": 4, "OF": 4,
+               "FD": 8, "OD": 8, "SV": 8, "UV": 8, "OV": 8}
+
+
+def little_endian_bytes(data, vr, little_endian):
+    """A binary or numeric value in little endian order, as DCMTK holds it in
+    memory (and Orthanc sends it) whatever the file's byte order."""
+    size = _WORD_SIZES.get(vr)
+    if little_endian or size is None:
+        return data
+    usable = len(data) - len(data) % size
+    swapped = bytearray(data)
+    for start in range(0, usable, size):
+        swapped[start:start + size] = data[start:start + size][::-1]
+    return bytes(swapped)
+
+
 def value_count(length, vr):
     """How many values DCMTK sees in ``length`` bytes of a numeric VR: odd
     lengths are padded to even, and a length that is no multiple of the value

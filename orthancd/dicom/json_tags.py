@@ -124,9 +124,11 @@ def _leaf_bytes(element, vr):
         data = data.rstrip(b" \0")
         if len(data) % 2:
             data += b"\0" if vr == "UI" else b" "
-    elif len(data) % 2:
+        return data
+    if len(data) % 2:
         data += b"\0"
-    return data
+    return _elements.little_endian_bytes(
+        data, vr, getattr(element, "is_little_endian", True) is not False)
 
 
 _ITEM_TAG = (0xFFFE, 0xE000)
@@ -139,7 +141,8 @@ def pixel_data_blocks(element):
     of native pixel data."""
     value = element.value if isinstance(element.value, bytes) else _raw_bytes(element)
     if element.length != 0xFFFFFFFF:
-        return [value]
+        return [_elements.little_endian_bytes(
+            value, element.VR or "OW", getattr(element, "is_little_endian", True) is not False)]
     order = "<" if getattr(element, "is_little_endian", True) else ">"
     blocks, position = [], 0
     while position + 8 <= len(value):
