@@ -209,7 +209,8 @@ def _decode_thai(data):
 
 # ISO-2022-JP: the designations ICU honours; any other ESC is dropped alone.
 _JIS_DESIGNATIONS = (b"\x1b(B", b"\x1b(J", b"\x1b$@", b"\x1b$B", b"\x1b$A",
-                     b"\x1b$(C", b"\x1b$(D", b"\x1b$)C", b"\x1b(I", b"\x1b.A", b"\x1b.F")
+                     b"\x1b$(C", b"\x1b$(D", b"\x1b$)C", b"\x1b(I", b"\x1b.A", b"\x1b.F",
+                     b"\x1bO")
 
 
 def _decode_iso2022_jp(data):
@@ -218,9 +219,10 @@ def _decode_iso2022_jp(data):
     start = 0
     while i < n:
         byte = data[i]
-        if byte in (0x0E, 0x0F):
+        if byte in (0x0E, 0x0F) or data.startswith(b"\x1bO", i):
+            # SO, SI and the single shift SS3 are consumed without output.
             chunks.append(data[start:i])
-            i += 1
+            i += 2 if byte == 0x1B else 1
             start = i
         elif byte == 0x1B:
             designation = next((d for d in _JIS_DESIGNATIONS if data.startswith(d, i)), None)

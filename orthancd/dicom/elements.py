@@ -205,7 +205,7 @@ def creator_of(tag, creators):
     """The private creator of an element (``creators`` from private_creators())."""
     group, number = tag >> 16, tag & 0xFFFF
     if group % 2 == 1 and number >= 0x1000:
-        return creators.get((group, number >> 8))
+        return creators.get((group, number >> 8)) or None  # an empty creator is none
     return None
 
 

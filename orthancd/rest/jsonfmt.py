@@ -7,7 +7,12 @@ non-empty container on lines of its own, non-ASCII escaped as \\u sequences.
 """
 import json
 
-_encode_string = json.encoder.encode_basestring_ascii
+def _encode_string(text):
+    # JsonCpp escapes what Python's ASCII encoder does, except DEL (0x7F).
+    if "\x7f" not in text:
+        return json.encoder.encode_basestring_ascii(text)
+    parts = (json.encoder.encode_basestring_ascii(part)[1:-1] for part in text.split("\x7f"))
+    return '"' + "\x7f".join(parts) + '"'
 
 
 def _scalar(value, float_repr=None):
