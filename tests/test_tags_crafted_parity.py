@@ -326,3 +326,42 @@ def test_header_of_crafted_files(servers):
         a, b = both_json(servers, "/instances/%s%s" % (instance, route))
         assert json.loads(a.body) == json.loads(b.body)
         assert a.body == b.body
+
+
+MAIN_TAG_VALUES = [
+    (0x00100010, "PN", b"Doe\xe9^J\xf6\\X=\xa4\xe4"), (0x00081030, "LO", bytes(range(0xA0, 0xDC))),
+    (0x0008103E, "LO", bytes(range(0xDC, 0x100)) + b"\x82\xa0\\~"),
+    (0x00080080, "LO", b"Inst\xc0\xc1\x1b(B"), (0x00200010, "SH", b"\xe9\xe9"),
+    (0x00204000, "LT", b"c\\o\xe9m~"), (0x00321060, "LO", b"\xb0\xa1\xb0\xa2"),
+    (0x00080090, "PN", b"\xc9\xa1^\xfe\xa1"), (0x00101000, "LO", b"a\\\xe9")]
+
+
+@pytest.mark.parametrize("encoding", ["Latin1", "Ascii", "Utf8", "Latin4", "Windows1251", "Thai",
+                                      "Japanese", "Chinese", "Korean", "JapaneseKanji",
+                                      "SimplifiedChinese", "Greek"])
+def test_main_dicom_tags_decode_as_orthanc(servers, encoding):
+    """The main tags stored at reception, under the default encoding of the
+    moment and several SpecificCharacterSet values (only the names both
+    versions store are compared: another change aligns the lists)."""
+    ours, theirs = servers
+    wrong = []
+    try:
+        for server in (ours, theirs):
+            assert server.put("/tools/default-encoding", encoding).status == 200
+        for charset in (None, b"ISO_IR 13", b"\\ISO 2022 IR 149", b"ISO_IR 192", b"GB18030"):
+            data = dicom_file(MAIN_TAG_VALUES, charset)
+            a, b = ours.post("/instances", data), theirs.post("/instances", data)
+            assert a.json() == b.json()
+            for level, key in (("instances", "ID"), ("series", "ParentSeries"),
+                               ("studies", "ParentStudy"), ("patients", "ParentPatient")):
+                mine = ours.get_json("/%s/%s" % (level, b.json()[key]))
+                reference = theirs.get_json("/%s/%s" % (level, b.json()[key]))
+                for field in ("MainDicomTags", "PatientMainDicomTags"):
+                    for name in set(mine.get(field, {})) & set(reference.get(field, {})):
+                        if mine[field][name] != reference[field][name]:
+                            wrong.append((charset, level, name, mine[field][name],
+                                          reference[field][name]))
+    finally:
+        for server in (ours, theirs):
+            server.put("/tools/default-encoding", "Latin1")
+    assert not wrong, wrong[:10]
