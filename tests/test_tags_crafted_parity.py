@@ -20,14 +20,16 @@ DICTIONARY = {
     "7053,1009": ["DS", "RegisteredWithoutCreator", 1, 1],
     "00e1,c2": ["UI", "PET-CT Multi Modality Name", 1, 1, "ELSCINT1"],
     "0011,03": ["LO", "CraftedValue", 1, 1, "CRAFTED CREATOR"],
+    "0013,1003": ["LO", "OddGroupWithoutCreator", 1, 1],
 }
+OPTIONS = {"Dictionary": DICTIONARY, "DefaultPrivateCreator": "CRAFTED CREATOR"}
 
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    ours = Daemon(tmp_path_factory.mktemp("orthancd"), Dictionary=DICTIONARY).start()
+    ours = Daemon(tmp_path_factory.mktemp("orthancd"), **OPTIONS).start()
     try:
-        theirs = RealOrthanc(tmp_path_factory.mktemp("oracle"), Dictionary=DICTIONARY).start()
+        theirs = RealOrthanc(tmp_path_factory.mktemp("oracle"), **OPTIONS).start()
     except Exception:
         ours.stop()
         raise
@@ -285,6 +287,21 @@ def test_private_creators_and_dictionary_names(servers):
             assert a.body == b.body, (implicit, accept)
     tags = ours.get_json("/instances/%s/tags" % instance)
     assert tags["0011,1003"]["Name"] == "CraftedValue"
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_default_private_creator_names_nothing(servers, implicit):
+    """DefaultPrivateCreator serves lookups by name and new files: elements
+    without creator stay unknown in the renderings."""
+    elements = [(0x00111003, "LO", b"no creator "), (0x00131003, "LO", b"odd public "),
+                (0x00150010, "LO", b"CRAFTED CREATOR "), (0x00151003, "LO", b"other group ")]
+    instance = upload_both(servers, dicom_file(elements, implicit=implicit))
+    for route in ("/tags", "/simplified-tags"):
+        a, b = both_json(servers, "/instances/%s%s" % (instance, route))
+        assert a.body == b.body, route
+    for accept in ("application/dicom+json", "application/dicom+xml"):
+        a, b = both_json(servers, "/instances/%s/file" % instance, headers={"Accept": accept})
+        assert a.body == b.body, accept
 
 
 def test_dictionary_option_on_a_sample(servers):
