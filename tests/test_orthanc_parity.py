@@ -65,9 +65,10 @@ def same(ours, theirs, path, keys=VOLATILE):
     a, b = ours.get(path), theirs.get(path)
     assert a.status == b.status, (path, a.body[:300], b.body[:300])
     if b.status == 404 and not b.body:
-        # Orthanc 1.10.1 answers some 404s with an empty body; orthancd always
-        # gives the JSON error body newer Orthanc versions give.
-        assert a.json()["OrthancStatus"] in (7, 17), path
+        # Orthanc answers some 404s with an empty body (paths below /content
+        # that lead nowhere, in orthancd too); elsewhere orthancd may still
+        # send the JSON error body.
+        assert not a.body or a.json()["OrthancStatus"] in (7, 17), path
         return a
     if b.headers.get("Content-Type", "").startswith("application/json"):
         assert strip(a.json(), keys) == strip(b.json(), keys), path
@@ -115,8 +116,9 @@ def test_content_paths(servers, uploaded):
                      "/0010,0010", "/00100010", "/bad"):
             same(ours, theirs, base + leaf)
         listing = same(ours, theirs, base).json()
-        sequences = [entry for entry in listing
-                     if ours.get("%s/%s" % (base, entry)).headers.get("Content-Type", "").startswith(
+        # Pixel data lists its blocks, not items (tests/test_tags_parity.py).
+        sequences = [entry for entry in listing if entry != "7fe0-0010"
+                     and ours.get("%s/%s" % (base, entry)).headers.get("Content-Type", "").startswith(
                          "application/json")]
         for entry in sequences[:2]:
             path = "%s/%s" % (base, entry)
