@@ -171,6 +171,23 @@ def test_other_accept_values_download_the_file(servers, instances, accept):
     assert media_type(a) == "application/dicom"
 
 
+def test_instances_tags_and_shared_tags(servers, uploads):
+    """Per series: the tags of each instance, and those they share."""
+    ours, theirs = servers
+    parents = {answer.json()["ParentSeries"]: answer.json() for _, answer in uploads.values()
+               if answer.status == 200}
+    requests = []
+    for series, answer in parents.items():
+        requests += ["/series/%s/instances-tags?short" % series, "/series/%s/shared-tags" % series]
+    first = next(iter(parents.values()))
+    requests += ["/studies/%s/instances-tags" % first["ParentStudy"],
+                 "/patients/%s/instances-tags?simplify" % first["ParentPatient"],
+                 "/studies/%s/instances-tags?ignore-length=SoftwareVersions" % first["ParentStudy"],
+                 "/studies/%s/instances-tags?ignore-length=bogus" % first["ParentStudy"],
+                 "/studies/%s/shared-tags?short" % first["ParentStudy"]]
+    assert not differences(ours, theirs, requests)
+
+
 def test_main_dicom_tags_agree(servers, instances):
     """The main tags both versions store (the lists differ while another
     change brings orthancd's to 1.13.0's: only common names are compared)."""

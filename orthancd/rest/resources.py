@@ -1,5 +1,6 @@
 """/patients, /studies, /series, /instances: listing, browsing the hierarchy,
 statistics, deletion, protection, shared tags and modules."""
+from orthancd.dicom.json_tags import dataset_to_json
 from orthancd.dicom.modules import module_to_json, shared_tags_to_json
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.find.tags import parse_tag
@@ -145,7 +146,21 @@ def install(app, server):
                 datasets = []
                 for instance in descendants(server, public_id, level, ResourceLevel.INSTANCE):
                     datasets.append(await server.read_dataset(instance))
-                return render_json(request, shared_tags_to_json(datasets, tags_format(request)))
+                return render_json(request, shared_tags_to_json(datasets, tags_format(request),
+                                                                 server.default_encoding))
+
+            @app.route("/%s/<public_id>/instances-tags" % plural, methods=["GET"],
+                       endpoint="instances_tags_" + plural)
+            async def instances_tags(request, public_id):
+                """The /tags of every instance below, by instance ID."""
+                mode, ignored = tags_format(request), ignored_length_tags(request)
+                encoding = server.default_encoding
+                tags = {}
+                for instance in descendants(server, public_id, level, ResourceLevel.INSTANCE):
+                    tags[instance] = await server.render_dataset(
+                        instance, lambda ds: dataset_to_json(ds, mode, encoding,
+                                                             ignore_length=ignored), True)
+                return render_json(request, tags)
 
     def make_child_route(level, child):
         @app.route("/%s/<public_id>/%s" % (level.plural, child.plural), methods=["GET"],
