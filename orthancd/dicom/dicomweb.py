@@ -6,10 +6,10 @@ Orthanc's choices, where the standard leaves room:
   - keys are upper-case "GGGGEEEE"; group lengths (gggg,0000) are left out;
   - an empty value has no "Value" member, an empty item of a list is null
     (an empty object for PN);
-  - DS stays text (trimmed), IS becomes a 32-bit integer, values that do not
-    parse are dropped;
-  - OW, OF, OD, OL, OV are lists of numbers like US, FL, FD, UL, UV (UV and
-    OV wrap to signed 64-bit);
+  - DS stays text (trimmed, without a final decimal point), IS becomes a
+    32-bit integer, values that do not parse are dropped;
+  - OW, OF, OD, OL, OV are lists of numbers like US, FL, FD, UL, UV (UV
+    wraps to signed 64-bit, OV does not); NaN is written null;
   - OB, UN and native pixel data are InlineBinary (base64); encapsulated
     pixel data is left out;
   - PN values are objects with Alphabetic, Ideographic and Phonetic groups.
@@ -34,8 +34,6 @@ _DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z|[+-]?(nan|inf|in
                       re.IGNORECASE)
 _INTEGER = re.compile(r"[+-]?\d+\Z")
 _PERSON_NAME_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
-
-
 
 
 def _string_values(vr, text):
@@ -78,9 +76,7 @@ def _numbers(data, vr, little_endian):
         return ["%04X%04X" % pair for pair in zip(words[::2], words[1::2])]
     fmt = _INTEGER_VRS.get(vr) or _FLOAT_VRS[vr]
     size = struct.calcsize("<" + fmt)
-    length = len(data)
-    padded = length + (length & 1)
-    count = padded // size if padded % size == 0 else (1 if padded >= size else 0)
+    count = _elements.values_in(len(data), size)
     data = bytes(data[:count * size]).ljust(count * size, b"\0")
     values = struct.unpack(("<" if little_endian else ">") + fmt * count, data)
     return list(values)
@@ -99,8 +95,10 @@ def _raw(raw):
 
 def _converted_numbers(value, vr):
     """Values pydicom has already converted (elements it was asked about)."""
-    values = list(value) if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") \
-        and not isinstance(value, (str, bytes)) else [value]
+    if hasattr(value, "__iter__") and not isinstance(value, (str, bytes)):
+        values = list(value)
+    else:
+        values = [value]
     if vr == "AT":
         return ["%08X" % int(v) for v in values if v is not None]
     if vr in _FLOAT_VRS:

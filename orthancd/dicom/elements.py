@@ -78,10 +78,14 @@ def little_endian_bytes(data, vr, little_endian):
 
 
 def value_count(length, vr):
-    """How many values DCMTK sees in ``length`` bytes of a numeric VR: odd
+    """How many values DCMTK sees in ``length`` bytes of a numeric VR."""
+    return values_in(length, struct.calcsize("<" + _NUMBER_FORMATS[vr]))
+
+
+def values_in(length, size):
+    """How many ``size``-byte values DCMTK sees in ``length`` bytes: odd
     lengths are padded to even, and a length that is no multiple of the value
     size holds a single value."""
-    size = struct.calcsize("<" + _NUMBER_FORMATS[vr])
     padded = length + (length & 1)
     if padded % size == 0:
         return padded // size
