@@ -183,6 +183,24 @@ def test_numbers_of_every_length(servers, vr):
             assert a.body == b.body, (vr, length, route, a.body[-300:], b.body[-300:])
 
 
+@pytest.mark.parametrize("implicit", [False, True])
+def test_misaligned_values_in_sequences_are_refused(servers, implicit):
+    ours, theirs = servers
+    misaligned = [
+        [(0x00110010, "LO", b"PROBE "),
+         (0x00111001, "SQ", item(element(0x00111000, "OL", b"\1\2\3\4\5\6", implicit)))],
+        [(0x00081140, "SQ", item(element(0x00280009, "AT", b"\1\2\3\4\5\6", implicit)))],
+        [(0x00280009, "AT", b"\1\2\3\4\5\6")],
+        [(0x00280009, "AT", b"\1\2\3\4\5\6\7\0")],
+        [(0x00081140, "SQ", item(element(0x00081150, "UI", b"1.2\0", implicit)) + item())]]
+    for elements in misaligned:
+        data = dicom_file(elements, implicit=implicit)
+        a, b = ours.post("/instances", data), theirs.post("/instances", data)
+        assert a.status == b.status, elements
+        if b.status != 200:
+            assert json.loads(a.body) == json.loads(b.body)
+
+
 SPECIAL_NUMBERS = [
     ("FL", struct.pack("<5f", 10.1, -3e-20, float("nan"), float("inf"), 0.1)),
     ("FD", struct.pack("<5d", 1.1, 1e300, -0.0, float("-inf"), 1e16)),

@@ -14,6 +14,7 @@ import warnings
 import pydicom
 from pydicom.dataelem import RawDataElement
 
+from orthancd.dicom import dictionary
 from orthancd.dicom.elements import is_misaligned
 
 PIXEL_DATA = 0x7FE00010
@@ -135,7 +136,7 @@ def _dcmtk_meta_end(data):
         while position - start < header_length and position < len(data):
             position = _walk(data, position, True, True, end=_element_end(data, position))
         return position
-    except (_Truncated, struct.error):
+    except (_Truncated, _Misaligned, struct.error):
         return None
 
 
@@ -183,7 +184,7 @@ def dataset_offset(data):
         return None
     try:
         return _walk(data, 132, True, True, stop_group=0x0002)
-    except (_Truncated, struct.error):
+    except (_Truncated, _Misaligned, struct.error):
         return None
 
 
@@ -197,10 +198,11 @@ def _check_structure(ds, depth):
         raise DicomFormatError("Too many nested sequences")
     for key in list(ds.keys()):
         element = ds.get_item(key, keep_deferred=True)
-        if isinstance(element, RawDataElement) and element.VR in MISALIGNED_VRS \
-                and is_misaligned(element.length, element.VR):
-            # DCMTK stops reading there: Orthanc says 'Bad file format', no details.
-            raise DicomFormatError(None)
+        if isinstance(element, RawDataElement) and element.length != _UNDEFINED:
+            vr = element.VR or dictionary.lookup_vr(int(key))
+            if vr in MISALIGNED_VRS and is_misaligned(element.length, vr):
+                # DCMTK stops reading there: Orthanc says 'Bad file format', no details.
+                raise DicomFormatError(None)
         value = getattr(element, "value", None)
         if isinstance(value, pydicom.sequence.Sequence):
             for item in value:
@@ -228,6 +230,11 @@ class _Truncated(Exception):
     pass
 
 
+class _Misaligned(Exception):
+    """An AT or O[DFLV] element (in an explicit VR item) whose length DCMTK
+    cannot split into values."""
+
+
 def _check_not_truncated(data, ds, has_preamble):
     original = getattr(ds, "original_encoding", None) or (None, None)
     implicit, little = original
@@ -242,11 +249,16 @@ def _check_not_truncated(data, ds, has_preamble):
         _walk(data, position, not implicit, little is not False)
     except (_Truncated, struct.error):
         raise DicomFormatError(invalid_file_details(len(data)))
+    except _Misaligned:
+        raise DicomFormatError(None)
 
 
-def _walk(data, position, explicit, little, end=None, stop_group=None, until=None):
+def _walk(data, position, explicit, little, end=None, stop_group=None, until=None,
+          in_sequence=False):
     """Skip elements from ``position``; return where the walk stopped.  Stops at
-    ``end``, at the first tag outside ``stop_group``, or after the delimiter ``until``."""
+    ``end``, at the first tag outside ``stop_group``, or after the delimiter
+    ``until``.  Items are walked into when ``in_sequence`` (not the fragments
+    of encapsulated pixel data)."""
     end = len(data) if end is None else end
     order = "<" if little else ">"
     while position < end:
@@ -262,14 +274,22 @@ def _walk(data, position, explicit, little, end=None, stop_group=None, until=Non
             if tag == until:
                 return position
             if tag == _ITEM:
-                position = (_walk(data, position, explicit, little, until=_ITEM_END)
-                            if length == _UNDEFINED else position + length)
+                if length == _UNDEFINED:
+                    position = _walk(data, position, explicit, little, until=_ITEM_END)
+                elif in_sequence:
+                    if position + length > end:
+                        raise _Truncated()
+                    _walk(data, position, explicit, little, end=position + length)
+                    position += length
+                else:
+                    position += length
                 continue
             if length != _UNDEFINED:
                 position += length
             continue
         vr = data[position + 4:position + 6]
         if explicit and vr.isalpha() and vr.isupper():
+            vr_name = vr.decode("ascii")
             if vr in _LONG_LENGTH_VRS:
                 if position + 12 > end:
                     raise _Truncated()
@@ -279,13 +299,21 @@ def _walk(data, position, explicit, little, end=None, stop_group=None, until=Non
                 length = struct.unpack(order + "H", data[position + 6:position + 8])[0]
                 position += 8
         else:
+            vr_name = dictionary.lookup_vr(tag) if group != 0x0002 else None
             length = struct.unpack(order + "I", data[position + 4:position + 8])[0]
             position += 8
         if length == _UNDEFINED:
             # A sequence (or encapsulated pixel data); UN content is implicit VR.
             nested_explicit = explicit and vr != b"UN"
-            position = _walk(data, position, nested_explicit, little, until=_SEQUENCE_END)
+            position = _walk(data, position, nested_explicit, little, until=_SEQUENCE_END,
+                             in_sequence=vr_name in ("SQ", "UN", None))
             continue
+        if vr_name in MISALIGNED_VRS and is_misaligned(length, vr_name):
+            raise _Misaligned()
+        if vr_name == "SQ":
+            if position + length > end:
+                raise _Truncated()
+            _walk(data, position, explicit, little, end=position + length, in_sequence=True)
         position += length
         if position > end:
             raise _Truncated()

@@ -13,10 +13,11 @@ LEVELS = list(ResourceLevel)
 
 
 def tags_format(request):
-    """Orthanc's ``?simplify`` / ``?short`` switches for tag renderings."""
-    if bool_argument(request, "simplify"):
+    """Orthanc's ``?simplify`` / ``?short`` switches for tag renderings: only
+    their presence counts (``?simplify=false`` still simplifies)."""
+    if has_argument(request, "simplify"):
         return "simplify"
-    if bool_argument(request, "short"):
+    if has_argument(request, "short"):
         return "short"
     return "full"
 
