@@ -400,3 +400,15 @@ def test_main_dicom_tags_decode_as_orthanc(servers, encoding):
         for server in (ours, theirs):
             server.put("/tools/default-encoding", "Latin1")
     assert not wrong, wrong[:10]
+
+
+def test_pathological_nesting_is_refused(servers):
+    """Thousands of nested sequences of defined length: refused like a
+    broken file (the real Orthanc would crash on it, so only orthancd gets it)."""
+    ours, _ = servers
+    inner = element(0x00081150, "UI", b"1.2\0")
+    for _ in range(5000):
+        inner = element(0x00081140, "SQ", item(inner))
+    answer = ours.post("/instances", dicom_file([(0x00081140, "SQ", item(inner))]))
+    assert answer.status == 400 and answer.json()["OrthancError"] == "Bad file format"
+    assert ours.get("/system").status == 200

@@ -247,7 +247,8 @@ def _check_not_truncated(data, ds, has_preamble):
             # The file meta group is always explicit VR little endian.
             position = _walk(data, position, True, True, stop_group=0x0002)
         _walk(data, position, not implicit, little is not False)
-    except (_Truncated, struct.error):
+    except (_Truncated, struct.error, RecursionError):
+        # Too deep a nesting is refused like a broken file (Orthanc crashes).
         raise DicomFormatError(invalid_file_details(len(data)))
     except _Misaligned:
         raise DicomFormatError(None)
