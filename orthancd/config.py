@@ -32,6 +32,8 @@ from pathlib import Path
 
 from twisted.logger import Logger
 
+from orthancd.dicom import dictionary
+
 log = Logger()
 
 EMBEDDED_SOURCE = "<embedded default>"
@@ -391,6 +393,10 @@ def _check_semantics(options, defined_in):
         raise ConfigurationError(
             f"{where('DicomAet')}: \"DicomAet\" must have between 1 and "
             f"{MAXIMUM_AET_LENGTH} characters, not {json.dumps(aet)}")
+    try:
+        dictionary.parse_configured(options.get("Dictionary"))
+    except dictionary.DictionaryError as e:
+        raise ConfigurationError(f"{where('Dictionary')}: {e}")
     for user, password in options["RegisteredUsers"].items():
         if not isinstance(password, str):
             raise ConfigurationError(

@@ -9,7 +9,7 @@ import fnmatch
 import os
 
 from orthancd.config import ConfigurationError
-from orthancd.dicom import main_tags
+from orthancd.dicom import dictionary, main_tags
 from orthancd.dicom.reading import read_dataset
 from orthancd.dicom.summary import MAIN_DICOM_TAGS, normalize_for_find
 from orthancd.errors import ErrorCode, OrthancError
@@ -56,6 +56,9 @@ class OrthancServer:
 
     def __init__(self, configuration, reactor, file_io):
         self.configuration = configuration
+        # Orthanc extends DCMTK's global dictionary; so does orthancd, once
+        # (before the main tags, which may name the tags it declares).
+        dictionary.register_configured(configuration.get("Dictionary", {}))
         try:
             main_tags.configure(configuration.get("ExtraMainDicomTags"))
         except main_tags.MainTagsError as e:

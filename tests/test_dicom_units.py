@@ -111,7 +111,8 @@ def test_charsets():
     assert charsets.detect_encoding(b"\\ISO 2022 IR 149") == "Korean"
     assert charsets.detect_encoding(b"49") == "Ascii"
     assert charsets.decode(b"caf\xe9", "Latin1") == "caf\u00e9"
-    assert charsets.decode(b"a\r\nb\xe9", "Ascii") == "ab"
+    # Orthanc 1.13.0 keeps line feeds when it falls back to ASCII.
+    assert charsets.decode(b"a\r\nb\xe9", "Ascii") == "a\nb"
 
 
 def test_private_tags_carry_their_creator():

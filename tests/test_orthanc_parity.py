@@ -115,8 +115,9 @@ def test_content_paths(servers, uploaded):
                      "/0010,0010", "/00100010", "/bad"):
             same(ours, theirs, base + leaf)
         listing = same(ours, theirs, base).json()
-        sequences = [entry for entry in listing
-                     if ours.get("%s/%s" % (base, entry)).headers.get("Content-Type", "").startswith(
+        # Pixel data lists its blocks, not items (tests/test_tags_parity.py).
+        sequences = [entry for entry in listing if entry != "7fe0-0010"
+                     and ours.get("%s/%s" % (base, entry)).headers.get("Content-Type", "").startswith(
                          "application/json")]
         for entry in sequences[:2]:
             path = "%s/%s" % (base, entry)

@@ -1,7 +1,9 @@
-"""The DICOM data dictionary exactly as Orthanc 1.10.1 sees it.
+"""The DICOM data dictionary exactly as Orthanc 1.13.0 sees it.
 
 Orthanc names tags and chooses value representations through DCMTK, which
-loads dicom.dic and private.dic.  Their tag names differ from pydicom's
+loads dicom.dic and private.dic (those of DCMTK 3.6.9, which the reference
+Orthanc 1.13.0 build loads), plus the entries of the "Dictionary"
+configuration option (register_configured).  Their tag names differ from pydicom's
 keywords in places (retired tags are 'RETIRED_...', unknown ones are
 'Unknown Tag & Data', private creators are 'PrivateCreator') and their VRs
 decide how implicit-VR files are rendered, so the two DCMTK files are shipped
@@ -126,6 +128,85 @@ def lookup(tag, creator=None):
             break
     _RANGE_CACHE[key] = found
     return found
+
+
+def lookup_vr(tag, creator=None):
+    """The VR DCMTK reads an implicit VR element with: the private entry of
+    its creator, else an entry registered for the tag without creator."""
+    entry = lookup(tag, creator)
+    if entry is None and creator is not None:
+        entry = _PUBLIC.get(tag)
+    return entry.vr if entry is not None else None
+
+
+# Value representations DCMTK accepts in a dictionary entry.
+_KNOWN_VRS = frozenset(
+    "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI "
+    "UL UN UR US UT UV".split())
+
+
+class DictionaryError(ValueError):
+    """An entry of the "Dictionary" option that Orthanc refuses at startup."""
+
+
+def parse_tag_key(text):
+    """'7053,1003', '7053,03', '7053,3' or '70531003' -> int tag."""
+    parts = text.split(",")
+    try:
+        if len(parts) == 2 and all(1 <= len(p) <= 4 for p in parts):
+            return (int(parts[0], 16) << 16) | int(parts[1], 16)
+        if len(parts) == 1 and len(text) == 8:
+            return int(text, 16)
+    except ValueError:
+        pass
+    raise DictionaryError("Unknown DICOM tag: \"%s\"" % text)
+
+
+def parse_configured(option):
+    """The entries of the "Dictionary" option as (tag, DictEntry, creator),
+    validated as Orthanc 1.13.0 does (it refuses to start otherwise)."""
+    entries = []
+    for key, content in (option or {}).items():
+        if not isinstance(content, list) or not 2 <= len(content) <= 5 \
+                or not isinstance(content[0], str) or not isinstance(content[1], str) \
+                or any(not isinstance(v, int) or isinstance(v, bool) for v in content[2:4]) \
+                or (len(content) == 5 and not isinstance(content[4], str)):
+            raise DictionaryError(
+                "The definition of the '%s' dictionary entry is invalid." % key)
+        tag = parse_tag_key(key)
+        vr, name = content[0], content[1]
+        if vr not in _KNOWN_VRS:
+            raise DictionaryError("Unsupported value representation encountered: %s" % vr)
+        # Orthanc 1.13.0 reads the minimum multiplicity even when it is
+        # missing, and refuses a null one: two-item entries never load.
+        low = content[2] if len(content) >= 3 else 0
+        high = content[3] if len(content) >= 4 else 1
+        if low <= 0 or (high != 0 and high < low):
+            raise DictionaryError("Parameter out of range")
+        creator = content[4] if len(content) == 5 else ""
+        group = tag >> 16
+        if creator and (group % 2 == 0 or group in (0x0001, 0x0003, 0x0005, 0x0007, 0xFFFF)):
+            raise DictionaryError(
+                "Trying to register private tag (%04x,%04x), but it must have an odd "
+                "group >= 0x0009" % (group, tag & 0xFFFF))
+        if not creator and (tag in _PUBLIC or any(k[0] == tag for k in entries if not k[2])):
+            raise DictionaryError(
+                "Cannot register twice the tag (%04x,%04x), whose symbolic name is \"%s\""
+                % (group, tag & 0xFFFF, name))
+        entries.append((tag, DictEntry(vr, name), creator))
+    return entries
+
+
+def register_configured(option):
+    """Add the entries of the "Dictionary" option to the dictionary (once,
+    at startup, as Orthanc does with DCMTK's global dictionary)."""
+    for tag, entry, creator in parse_configured(option):
+        if creator:
+            # DCMTK matches private entries on the low byte of the element.
+            _PRIVATE[(tag >> 16, creator, tag & 0xFFFF)] = entry
+        else:
+            _PUBLIC[tag] = entry
+    _RANGE_CACHE.clear()
 
 
 def tag_name(tag, creator=None):

@@ -21,8 +21,13 @@ from orthancd.dicom import charsets, dictionary
 STRING_VRS = frozenset(
     "AE AS CS DA DS DT IS LO LT PN SH ST TM UI UT UC UR".split())
 # Binary VRs: always shown as Null by Orthanc's JSON (ConvertBinaryToNull).
-BINARY_VRS = frozenset("OB OD OF OL OV OW UN ox".split())
-_NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
+BINARY_VRS = frozenset("OB OW UN ox".split())
+# Numbers: struct format.  The O* VRs are lists of numbers DCMTK prints
+# itself (floats with 9 significant digits, doubles with 17), where Orthanc
+# prints FL and FD as doubles with 17.
+_NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d",
+                   "SV": "q", "UV": "Q", "OL": "I", "OF": "f", "OD": "d", "OV": "Q", "AT": "HH"}
+_OTHER_NUMBER_VRS = frozenset(("OL", "OF", "OD", "OV", "AT"))
 PIXEL_DATA = 0x7FE00010
 
 
@@ -51,25 +56,68 @@ def _format_float(value):
     return "%.17g" % value
 
 
+_FORMATTERS = {"FL": _format_float, "FD": _format_float, "OD": _format_float,
+               "OF": lambda value: "%.9g" % value}
+
+
+_WORD_SIZES = {"US": 2, "SS": 2, "OW": 2, "AT": 2, "UL": 4, "SL": 4, "FL": 4, "OL": 4, "OF": 4,
+               "FD": 8, "OD": 8, "SV": 8, "UV": 8, "OV": 8}
+
+
+def little_endian_bytes(data, vr, little_endian):
+    """A binary or numeric value in little endian order, as DCMTK holds it in
+    memory (and Orthanc sends it) whatever the file's byte order."""
+    size = _WORD_SIZES.get(vr)
+    if little_endian or size is None:
+        return data
+    usable = len(data) - len(data) % size
+    swapped = bytearray(data)
+    for start in range(0, usable, size):
+        swapped[start:start + size] = data[start:start + size][::-1]
+    return bytes(swapped)
+
+
+def value_count(length, vr):
+    """How many values DCMTK sees in ``length`` bytes of a numeric VR."""
+    return values_in(length, struct.calcsize("<" + _NUMBER_FORMATS[vr]))
+
+
+def values_in(length, size):
+    """How many ``size``-byte values DCMTK sees in ``length`` bytes: odd
+    lengths are padded to even, and a length that is no multiple of the value
+    size holds a single value."""
+    padded = length + (length & 1)
+    if padded % size == 0:
+        return padded // size
+    return 1 if padded >= size else 0
+
+
+def is_misaligned(length, vr):
+    """DCMTK refuses a file with an AT or O[DFLV] element whose (even)
+    length is no multiple of its value size."""
+    if vr not in _OTHER_NUMBER_VRS:
+        return False
+    size = struct.calcsize("<" + _NUMBER_FORMATS[vr])
+    return (length + (length & 1)) % size != 0
+
+
 def decode_numbers(data, vr, little_endian=True):
+    """Orthanc's string for a numeric element ('1\\2\\3'), or None (Null)."""
     fmt = _NUMBER_FORMATS[vr]
-    size = struct.calcsize(fmt)
-    count = len(data) // size
+    size = struct.calcsize("<" + fmt)
+    count = value_count(len(data), vr)
     if count == 0:
-        return None
-    values = struct.unpack(("<" if little_endian else ">") + fmt * count, data[:count * size])
-    if vr in ("FL", "FD"):
-        # Orthanc widens floats to double before printing them.
-        return "\\".join(_format_float(v) for v in values)
-    return "\\".join(str(v) for v in values)
+        return "" if vr in _OTHER_NUMBER_VRS and not data else None
+    data = bytes(data[:count * size]).ljust(count * size, b"\0")
+    values = struct.unpack(("<" if little_endian else ">") + fmt * count, data)
+    if vr == "AT":
+        return "\\".join("%04x,%04x" % pair for pair in zip(values[::2], values[1::2]))
+    formatter = _FORMATTERS.get(vr, str)
+    return "\\".join(formatter(v) for v in values)
 
 
 def decode_tags(data, little_endian=True):
-    """Orthanc only shows the first value of an AT element."""
-    if len(data) < 4:
-        return None
-    group, element = struct.unpack(("<" if little_endian else ">") + "HH", data[:4])
-    return "%04x,%04x" % (group, element)
+    return decode_numbers(data, "AT", little_endian)
 
 
 def machine_string(data):
@@ -83,7 +131,8 @@ def machine_string(data):
 def decode_leaf(data, vr, tag, creator, encoding, little_endian=True):
     """Raw value bytes -> Orthanc's string, or None for Null."""
     if vr in STRING_VRS:
-        return charsets.decode(machine_string(data), encoding)
+        return charsets.decode(machine_string(data), encoding,
+                               vr not in charsets.SINGLE_VALUE_VRS)
     if vr == "UN":
         # Orthanc looks unknown-VR values up in the dictionary and shows them
         # verbatim (padding kept, up to a NUL) when the dictionary says text
@@ -94,8 +143,6 @@ def decode_leaf(data, vr, tag, creator, encoding, little_endian=True):
         return None
     if vr in _NUMBER_FORMATS:
         return decode_numbers(data, vr, little_endian)
-    if vr == "AT":
-        return decode_tags(data, little_endian)
     return None
 
 
@@ -119,17 +166,21 @@ def _converted_leaf(element, vr, tag, creator, encoding):
         text = _value_bytes(value)
         text = machine_string(text)
         if isinstance(value, bytes) or text.isascii():
-            return charsets.decode(text, encoding)
+            return charsets.decode(text, encoding, vr not in charsets.SINGLE_VALUE_VRS)
         return text.decode("utf-8", "ignore")
-    if vr in _NUMBER_FORMATS or vr == "AT":
+    if isinstance(value, bytes) and vr in _NUMBER_FORMATS:
+        return decode_numbers(value, vr)
+    if vr in _NUMBER_FORMATS:
         values = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
         values = [v for v in values if v is not None]
         if not values:
-            return None
+            return "" if vr in _OTHER_NUMBER_VRS else None
         if vr == "AT":
-            return format_tag(int(values[0]))
-        if vr in ("FL", "FD"):
+            return "\\".join(format_tag(int(v)) for v in values)
+        if vr in ("FL", "FD", "OD"):
             return "\\".join(_format_float(float(v)) for v in values)
+        if vr == "OF":
+            return "\\".join(_FORMATTERS["OF"](float(v)) for v in values)
         return "\\".join(str(int(v)) for v in values)
     if vr == "UN" and isinstance(value, bytes):
         return decode_leaf(value, vr, tag, creator, encoding)
@@ -142,7 +193,7 @@ def private_creators(ds):
     for tag in ds.keys():
         group, element = tag >> 16, tag & 0xFFFF
         if group % 2 == 1 and 0x10 <= element <= 0xFF:
-            raw = ds.get_item(tag)
+            raw = ds.get_item(tag, keep_deferred=True)
             value = raw.value
             if isinstance(value, bytes):
                 text = machine_string(value).decode("latin-1")
@@ -154,16 +205,25 @@ def private_creators(ds):
     return creators
 
 
+def creator_of(tag, creators):
+    """The private creator of an element (``creators`` from private_creators())."""
+    group, number = tag >> 16, tag & 0xFFFF
+    if group % 2 == 1 and number >= 0x1000:
+        return creators.get((group, number >> 8)) or None  # an empty creator is none
+    return None
+
+
 def dataset_encoding(ds, default_encoding="Latin1"):
+    """The charsets.Charset that decodes the strings of ``ds``."""
     if charsets.SPECIFIC_CHARACTER_SET not in ds:
-        return default_encoding
-    raw = ds.get_item(charsets.SPECIFIC_CHARACTER_SET)
+        return charsets.Charset(default_encoding, False)
+    raw = ds.get_item(charsets.SPECIFIC_CHARACTER_SET, keep_deferred=True)
     value = raw.value
     if value is None:
-        return default_encoding
+        return charsets.Charset(default_encoding, False)
     if not isinstance(value, bytes):
         value = _value_bytes(value)
-    return charsets.detect_encoding(value, default_encoding)
+    return charsets.detect_charset(value, default_encoding)
 
 
 # DCMTK settles the 'US or SS' dictionary VR of these from PixelRepresentation;
@@ -176,7 +236,7 @@ PIXEL_REPRESENTATION = 0x00280103
 def _pixel_representation(ds):
     if PIXEL_REPRESENTATION not in ds:
         return 0
-    raw = ds.get_item(PIXEL_REPRESENTATION)
+    raw = ds.get_item(PIXEL_REPRESENTATION, keep_deferred=True)
     value = raw.value
     if isinstance(value, bytes):
         if len(value) < 2:
@@ -188,8 +248,7 @@ def _pixel_representation(ds):
 def _element_vr(raw, tag, creator, ds):
     vr = raw.VR
     if vr is None or (isinstance(raw, RawDataElement) and raw.is_implicit_VR):
-        entry = dictionary.lookup(tag, creator)
-        vr = entry.vr if entry is not None else "UN"
+        vr = dictionary.lookup_vr(tag, creator) or "UN"
         if vr == "xs" and tag in _PIXEL_VALUE_TAGS:
             vr = "SS" if _pixel_representation(ds) == 1 else "US"
     return vr
@@ -200,6 +259,8 @@ def _to_sequence(raw, vr):
     value = raw.value
     if isinstance(value, Sequence):
         return value
+    if vr == "SQ" and not value:
+        return []  # an empty sequence (its raw value is None)
     if vr == "SQ" and isinstance(value, bytes) and isinstance(raw, RawDataElement):
         try:
             return pydicom.values.convert_SQ(value, raw.is_implicit_VR, raw.is_little_endian)
@@ -211,16 +272,16 @@ def _to_sequence(raw, vr):
 def iter_elements(ds, encoding, stop_after_pixels=True, depth=0, include_binary=True):
     """Orthanc's view of the elements of one dataset or item, sorted by tag.
 
+    Elements are taken raw (``keep_deferred``): pydicom would otherwise
+    convert an empty one, guessing its VR from the dictionary.
+
     Sequence values are lists of lists of Elements (one list per item).
     """
     creators = private_creators(ds)
     for tag in sorted(ds.keys()):
         tag = int(tag)
-        raw = ds.get_item(tag)
-        group, element_number = tag >> 16, tag & 0xFFFF
-        creator = None
-        if group % 2 == 1 and element_number >= 0x1000:
-            creator = creators.get((group, element_number >> 8))
+        raw = ds.get_item(tag, keep_deferred=True)
+        creator = creator_of(tag, creators)
         vr = _element_vr(raw, tag, creator, ds)
         if not include_binary and vr in BINARY_VRS:
             continue

@@ -9,6 +9,8 @@ Three formats, as in GET /instances/{id}/tags:
   short    {"0010,0010": "..."}
 Keys come out sorted, as Orthanc's JSON objects are.
 """
+import struct
+
 from orthancd.dicom import elements as _elements
 from orthancd.dicom.elements import format_tag, iter_elements, dataset_encoding
 
@@ -19,6 +21,11 @@ MAX_STRING_LENGTH = 256
 
 class ContentPathError(KeyError):
     """Unknown path below /instances/{id}/content."""
+
+
+class PixelBlockError(ValueError):
+    """A pixel data block index that is not a number (Orthanc: 'Bad file
+    format', 'Invalid Block URI: not a number')."""
 
 
 def _check_mode(mode):
@@ -37,20 +44,23 @@ def _leaf_json(value, mode, max_length):
     return None, (None if too_long else value)
 
 
-def elements_to_json(items, mode="full", max_length=MAX_STRING_LENGTH):
-    """A sequence of Element objects -> Orthanc JSON object (sorted keys)."""
+def elements_to_json(items, mode="full", max_length=MAX_STRING_LENGTH, ignore_length=frozenset()):
+    """A sequence of Element objects -> Orthanc JSON object (sorted keys).
+    Values of the tags in ``ignore_length`` are never TooLong."""
     _check_mode(mode)
     result = {}
     for element in items:
         key = element.name if mode == "simplify" else format_tag(element.tag)
         if element.is_sequence:
-            children = [elements_to_json(item, mode, max_length) for item in element.value]
+            children = [elements_to_json(item, mode, max_length, ignore_length)
+                        for item in element.value]
             if mode == "full":
                 result[key] = {"Name": element.name, "Type": "Sequence", "Value": children}
             else:
                 result[key] = children
             continue
-        kind, value = _leaf_json(element.value, mode, max_length)
+        kind, value = _leaf_json(element.value, mode,
+                                 0 if element.tag in ignore_length else max_length)
         if mode == "full":
             node = {"Name": element.name}
             if element.creator is not None:
@@ -79,10 +89,11 @@ def convert_full_items(item, mode):
     return dict(sorted(out.items()))
 
 
-def dataset_to_json(ds, mode="full", default_encoding="Latin1", max_length=MAX_STRING_LENGTH):
+def dataset_to_json(ds, mode="full", default_encoding="Latin1", max_length=MAX_STRING_LENGTH,
+                    ignore_length=frozenset()):
     """GET /instances/{id}/tags (mode full), ?simplify, ?short."""
     encoding = dataset_encoding(ds, default_encoding)
-    return elements_to_json(iter_elements(ds, encoding), mode, max_length)
+    return elements_to_json(iter_elements(ds, encoding), mode, max_length, ignore_length)
 
 
 def header_to_json(ds, mode="full", default_encoding="Latin1"):
@@ -110,7 +121,7 @@ def _listing(item):
 
 
 def _raw_bytes(element):
-    """The value bytes as stored in the file (DCMTK's getUint8Array)."""
+    """The value bytes as stored in the file."""
     value = element.value
     if isinstance(value, bytes):
         return value
@@ -120,24 +131,87 @@ def _raw_bytes(element):
     return data
 
 
-def content_at(ds, path_parts):
+def _leaf_bytes(element, vr):
+    """A leaf's value as Orthanc streams it from DCMTK: strings lose their
+    trailing spaces and NULs then are padded to an even length again (NUL
+    for UI, space otherwise); other values are padded with a NUL byte."""
+    data = _raw_bytes(element)
+    if vr in _elements.STRING_VRS:
+        data = data.rstrip(b" \0")
+        if len(data) % 2:
+            data += b"\0" if vr == "UI" else b" "
+        return data
+    if len(data) % 2:
+        data += b"\0"
+    return _elements.little_endian_bytes(
+        data, vr, getattr(element, "is_little_endian", True) is not False)
+
+
+_ITEM_TAG = (0xFFFE, 0xE000)
+_SEQUENCE_DELIMITER = (0xFFFE, 0xE0DD)
+
+
+def pixel_data_blocks(element):
+    """The blocks Orthanc shows below /content/7fe0-0010: the basic offset
+    table then each fragment of encapsulated pixel data, or the whole value
+    of native pixel data."""
+    value = element.value if isinstance(element.value, bytes) else _raw_bytes(element)
+    if element.length != 0xFFFFFFFF:
+        return [_elements.little_endian_bytes(
+            value, element.VR or "OW", getattr(element, "is_little_endian", True) is not False)]
+    order = "<" if getattr(element, "is_little_endian", True) else ">"
+    blocks, position = [], 0
+    while position + 8 <= len(value):
+        group, number, length = struct.unpack(order + "HHI", value[position:position + 8])
+        if (group, number) != _ITEM_TAG:
+            break
+        blocks.append(value[position + 8:position + 8 + length])
+        position += 8 + length
+    return blocks
+
+
+def _block_index(text):
+    """boost::lexical_cast<unsigned int> as Orthanc parses the block number."""
+    text = text.strip()
+    digits = text[1:] if text.startswith("+") else text
+    if not digits.isdigit() or not digits.isascii() or int(digits) > 0xFFFFFFFF:
+        raise PixelBlockError("Invalid Block URI: not a number")
+    return int(digits)
+
+
+def content_at(ds, path_parts, parse_tag=None):
     """GET /instances/{id}/content/{path}: a list of child names
-    ("0008-1140" for elements, "0", "1"... for sequence items) or the raw
-    bytes of a leaf.  `ds` should be read with its pixel data.  Raises
-    ContentPathError (a KeyError) for paths that lead nowhere."""
+    ("0008-1140" for elements, "0", "1"... for sequence items and pixel data
+    blocks) or the raw bytes of a leaf.  `ds` should be read with its pixel
+    data.  Raises ContentPathError (a KeyError) for paths that lead nowhere,
+    PixelBlockError for a pixel data block that is no number.  Tags are read
+    with ``parse_tag`` (default: "gggg-eeee") as the walk reaches them."""
+    parse_tag = parse_tag or _parse_content_tag
     node = ds
     parts = [p for p in path_parts if p != ""]
+    if parts and len(parts) <= 2 and parse_tag(parts[0]) == _elements.PIXEL_DATA:
+        if _elements.PIXEL_DATA not in ds:
+            raise ContentPathError(parts[0])
+        blocks = pixel_data_blocks(ds.get_item(_elements.PIXEL_DATA, keep_deferred=True))
+        if len(parts) == 1:
+            return [str(n) for n in range(len(blocks))]
+        index = _block_index(parts[1])
+        if index >= len(blocks):
+            raise ContentPathError("/".join(parts))
+        return blocks[index]
     i = 0
     while i < len(parts):
-        tag = _parse_content_tag(parts[i])
+        tag = parse_tag(parts[i])
         if tag not in node:
             raise ContentPathError("/".join(parts[:i + 1]))
-        element = node.get_item(tag)
-        items = _elements._to_sequence(element, element.VR or "")
+        element = node.get_item(tag, keep_deferred=True)
+        creator = _elements.creator_of(tag, _elements.private_creators(node))
+        vr = _elements._element_vr(element, tag, creator, node)
+        items = _elements._to_sequence(element, vr)
         if items is None:
             if i != len(parts) - 1:
                 raise ContentPathError("/".join(parts))
-            return _raw_bytes(element)
+            return _leaf_bytes(element, vr)
         if i == len(parts) - 1:
             return [str(n) for n in range(len(items))]
         index = parts[i + 1]

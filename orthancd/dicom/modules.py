@@ -34,7 +34,7 @@ def _key(tag):
     return "%04x,%04x" % (tag >> 16, tag & 0xFFFF)
 
 
-def module_to_json(ds, module, mode="full", default_encoding="Latin1"):
+def module_to_json(ds, module, mode="full", default_encoding="Latin1", ignore_length=frozenset()):
     """Tags of `ds` that belong to the module of `module` (a ResourceLevel,
     or a level name such as 'patient'), e.g. /studies/{id}/module-patient is
     module_to_json(ds, ResourceLevel.PATIENT)."""
@@ -42,7 +42,7 @@ def module_to_json(ds, module, mode="full", default_encoding="Latin1"):
         module = ResourceLevel.parse(module)
     if mode not in MODES:
         raise ValueError("Unknown JSON format: %r" % (mode,))
-    full = dataset_to_json(ds, "full", default_encoding)
+    full = dataset_to_json(ds, "full", default_encoding, ignore_length=ignore_length)
     wanted = {_key(tag) for tag in MODULE_TAGS[module]}
     selected = {key: node for key, node in full.items() if key in wanted}
     return convert_full_json(selected, mode)

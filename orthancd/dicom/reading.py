@@ -4,6 +4,7 @@ Orthanc (through DCMTK) reads Part-10 files and also bare datasets without
 the 128-byte preamble, guessing the transfer syntax.  Whatever cannot be read
 is refused with 'Bad file format' and the details string built below.
 """
+import io
 import logging
 import mmap
 import os
@@ -12,6 +13,10 @@ import struct
 import warnings
 
 import pydicom
+from pydicom.dataelem import RawDataElement
+
+from orthancd.dicom import dictionary
+from orthancd.dicom.elements import is_misaligned
 
 PIXEL_DATA = 0x7FE00010
 DEFLATED_TRANSFER_SYNTAX = "1.2.840.10008.1.2.1.99"
@@ -145,6 +150,8 @@ def _read(data, stream_of, stop_before_pixels):
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(stream, force=True,
                                  stop_before_pixels=stop_before_pixels and not deflated)
+            if has_preamble and not deflated:
+                ds = _split_meta_as_dcmtk(data, stream, ds, stop_before_pixels)
             if len(ds) == 0 and not getattr(ds, "file_meta", None):
                 raise DicomFormatError(invalid_file_details(len(data)))
             # Force the element walk now: pydicom parses lazily and a broken
@@ -203,6 +210,63 @@ def _unexpected_pixel_data_vr(data, position, ds):
     return None if vr == expected else vr.decode("ascii")
 
 
+def _dcmtk_meta_end(data):
+    """Where DCMTK ends the file meta group: after as many bytes as its
+    group length (0002,0000) announces, whatever the groups of the elements
+    found there; without a group length, at the first element outside group
+    0002.  None when the header cannot be walked."""
+    try:
+        position = 132
+        group, element = struct.unpack("<HH", data[position:position + 4])
+        if (group, element) != (0x0002, 0x0000) or data[position + 4:position + 6] != b"UL" \
+                or struct.unpack("<H", data[position + 6:position + 8])[0] != 4:
+            return _walk(data, position, True, True, stop_group=0x0002)
+        header_length = struct.unpack("<I", data[position + 8:position + 12])[0]
+        start = position = position + 12
+        while position - start < header_length and position < len(data):
+            position = _walk(data, position, True, True, end=_element_end(data, position))
+        return position
+    except (_Truncated, _Misaligned, struct.error):
+        return None
+
+
+def _element_end(data, position):
+    """End of the explicit VR little endian element starting at ``position``
+    (defined lengths only: the file meta group has no sequences)."""
+    vr = data[position + 4:position + 6]
+    if vr in _LONG_LENGTH_VRS:
+        return position + 12 + struct.unpack("<I", data[position + 8:position + 12])[0]
+    return position + 8 + struct.unpack("<H", data[position + 6:position + 8])[0]
+
+
+def _split_meta_as_dcmtk(data, stream, ds, stop_before_pixels):
+    """pydicom reads the file meta group as long as the tags are in group
+    0002; DCMTK trusts the group length.  When they disagree (a data set
+    element inside the announced length, or group 0002 elements after it),
+    read the two parts again where DCMTK puts the boundary."""
+    dcmtk_end = _dcmtk_meta_end(data)
+    if dcmtk_end is None or dcmtk_end == dataset_offset(data):
+        return ds
+    meta = pydicom.filereader.read_dataset(io.BytesIO(bytes(data[132:dcmtk_end])), False, True)
+    transfer_syntax = pydicom.uid.UID(str(meta.get("TransferSyntaxUID", "")).rstrip("\0 ") or
+                                      pydicom.uid.ImplicitVRLittleEndian)
+    implicit = transfer_syntax.is_implicit_VR if transfer_syntax.is_transfer_syntax else False
+    little = transfer_syntax.is_little_endian if transfer_syntax.is_transfer_syntax else True
+    stream.seek(dcmtk_end)
+    stop_when = pydicom.filereader._at_pixel_data if stop_before_pixels else None
+    dataset = pydicom.filereader.read_dataset(stream, implicit, little, stop_when=stop_when)
+    group_2 = pydicom.dataset.FileMetaDataset({tag: meta.get_item(tag, keep_deferred=True)
+                                               for tag in meta.keys() if tag >> 16 == 0x0002})
+    result = pydicom.dataset.FileDataset(stream, dataset, bytes(data[:128]), group_2,
+                                         implicit, little)
+    for tag in meta.keys():
+        if tag >> 16 != 0x0002:
+            # Kept in the meta group as DCMTK does (pydicom would refuse them there).
+            result.file_meta._dict[tag] = meta.get_item(tag, keep_deferred=True)
+    result.set_original_encoding(implicit, little, dataset._character_set)
+    return result
+
+
 def dataset_offset(data):
     """Where the data set starts in a Part-10 file's bytes (after the file
     meta group); None when ``data`` has no Part-10 header or it is cut short."""
@@ -210,11 +274,12 @@ def dataset_offset(data):
         return None
     try:
         return _walk(data, 132, True, True, stop_group=0x0002)
-    except (_Truncated, _TooManyElements, struct.error):
+    except (_Truncated, _TooManyElements, _Misaligned, struct.error):
         return None
 
 
-# Orthanc 1.10.1 crashes on pathological nesting; refusing them is safer.
+MISALIGNED_VRS = frozenset(("AT", "OL", "OF", "OD", "OV"))
+# Orthanc crashes on pathological nesting; refusing them is safer.
 MAX_SEQUENCE_DEPTH = 64
 
 
@@ -222,7 +287,12 @@ def _check_structure(ds, depth):
     if depth > MAX_SEQUENCE_DEPTH:
         raise DicomFormatError("Too many nested sequences")
     for key in list(ds.keys()):
-        element = ds.get_item(key)
+        element = ds.get_item(key, keep_deferred=True)
+        if isinstance(element, RawDataElement) and element.length != _UNDEFINED:
+            vr = element.VR or dictionary.lookup_vr(int(key))
+            if vr in MISALIGNED_VRS and is_misaligned(element.length, vr):
+                # DCMTK stops reading there: Orthanc says 'Bad file format', no details.
+                raise DicomFormatError(None)
         value = getattr(element, "value", None)
         if isinstance(value, pydicom.sequence.Sequence):
             for item in value:
@@ -250,6 +320,11 @@ class _Truncated(Exception):
     pass
 
 
+class _Misaligned(Exception):
+    """An AT or O[DFLV] element (in an explicit VR item) whose length DCMTK
+    cannot split into values."""
+
+
 def _check_not_truncated(data, ds, has_preamble):
     original = getattr(ds, "original_encoding", None) or (None, None)
     implicit, little = original
@@ -263,14 +338,19 @@ def _check_not_truncated(data, ds, has_preamble):
             # always explicit VR little endian.
             position = _walk(data, position, True, True, stop_group=0x0002)
         _walk(data, position, not implicit, little is not False)
-    except (_Truncated, _TooManyElements, struct.error):
+    except (_Truncated, _TooManyElements, struct.error, RecursionError):
+        # Too deep a nesting is refused like a broken file (Orthanc crashes).
         raise DicomFormatError(invalid_file_details(len(data)))
+    except _Misaligned:
+        raise DicomFormatError(None)
 
 
 def _walk(data, position, explicit, little, end=None, stop_group=None, until=None,
-          budget=None):
+          budget=None, in_sequence=False):
     """Skip elements from ``position``; return where the walk stopped.  Stops at
-    ``end``, at the first tag outside ``stop_group``, or after the delimiter ``until``."""
+    ``end``, at the first tag outside ``stop_group``, or after the delimiter
+    ``until``.  Items are walked into when ``in_sequence`` (not the fragments
+    of encapsulated pixel data)."""
     end = len(data) if end is None else end
     order = "<" if little else ">"
     budget = [MAX_ELEMENT_READS] if budget is None else budget
@@ -293,15 +373,23 @@ def _walk(data, position, explicit, little, end=None, stop_group=None, until=Non
             if tag == until:
                 return position
             if tag == _ITEM:
-                position = (_walk(data, position, explicit, little, until=_ITEM_END,
-                                  budget=budget)
-                            if length == _UNDEFINED else position + length)
+                if length == _UNDEFINED:
+                    position = _walk(data, position, explicit, little, until=_ITEM_END,
+                                     budget=budget)
+                elif in_sequence:
+                    if position + length > end:
+                        raise _Truncated()
+                    _walk(data, position, explicit, little, end=position + length, budget=budget)
+                    position += length
+                else:
+                    position += length
                 continue
             if length != _UNDEFINED:
                 position += length
             continue
         vr = data[position + 4:position + 6]
         if explicit and vr.isalpha() and vr.isupper():
+            vr_name = vr.decode("ascii")
             if vr in _LONG_LENGTH_VRS:
                 if position + 12 > end:
                     raise _Truncated()
@@ -311,14 +399,22 @@ def _walk(data, position, explicit, little, end=None, stop_group=None, until=Non
                 length = struct.unpack(order + "H", data[position + 6:position + 8])[0]
                 position += 8
         else:
+            vr_name = dictionary.lookup_vr(tag) if group != 0x0002 else None
             length = struct.unpack(order + "I", data[position + 4:position + 8])[0]
             position += 8
         if length == _UNDEFINED:
             # A sequence (or encapsulated pixel data); UN content is implicit VR.
             nested_explicit = explicit and vr != b"UN"
             position = _walk(data, position, nested_explicit, little, until=_SEQUENCE_END,
-                             budget=budget)
+                             budget=budget, in_sequence=vr_name in ("SQ", "UN", None))
             continue
+        if vr_name in MISALIGNED_VRS and is_misaligned(length, vr_name):
+            raise _Misaligned()
+        if vr_name == "SQ":
+            if position + length > end:
+                raise _Truncated()
+            _walk(data, position, explicit, little, end=position + length, budget=budget,
+                  in_sequence=True)
         position += length
         if position > end:
             raise _Truncated()

@@ -71,14 +71,15 @@ def error_body(request, error):
         "OrthancStatus": int(error.code),
         "Uri": request_uri(request),
     }
-    if error.details:
+    if error.details is not None:
         body["Details"] = error.details
     return jsonfmt.dumps_error(body).encode("ascii")
 
 
 def query_arguments(request):
     """The query string as {name: value}.  Orthanc's flags come without a
-    value (``?expand``), which Twisted's parser drops, hence our own."""
+    value (``?expand``), which Twisted's parser drops, hence our own.  A
+    repeated argument keeps its last value, as in Orthanc's argument map."""
     cached = getattr(request, "_orthanc_arguments", None)
     if cached is None:
         cached = {}
@@ -86,8 +87,8 @@ def query_arguments(request):
         for part in query.split(b"&"):
             if part:
                 key, _, value = part.partition(b"=")
-                cached.setdefault(unquote_plus(key.decode("utf-8", "replace")),
-                                  unquote_plus(value.decode("utf-8", "replace")))
+                cached[unquote_plus(key.decode("utf-8", "replace"))] = \
+                    unquote_plus(value.decode("utf-8", "replace"))
         request._orthanc_arguments = cached
     return cached
 

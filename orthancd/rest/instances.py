@@ -1,17 +1,19 @@
 """POST /instances (a DICOM file, a zip, a gzip body or an HTML form; see
 orthancd.uploads) and the content of one instance:
 /file, /tags, /simplified-tags, /header, /content/..."""
-from orthancd.dicom.json_tags import content_at, dataset_to_json, header_to_json
-from orthancd.find.tags import parse_tag
+from orthancd.dicom.dicomweb import dataset_to_dicomweb, dicomweb_to_xml, format_float
+from orthancd.dicom.json_tags import (ContentPathError, PixelBlockError, content_at,
+                                      dataset_to_json, header_to_json)
+from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.ingest import Origin
 from orthancd.rest import jsonfmt
 from orthancd.rest.http import (JSON_TYPE, body_source, no_answer, render_bytes, render_json,
                                 request_header, sized)
 from orthancd.rest.render_cache import RenderCache
-from orthancd.rest.resources import tags_format
 from orthancd.uploads.multipart import form_data_boundary
 from orthancd.uploads.uploader import Uploader
+from orthancd.rest.resources import ignored_length_tags, parse_tag_or_fail, tags_format
 
 INSTANCE = ResourceLevel.INSTANCE
 
@@ -55,6 +57,21 @@ def install(app, server):
 
     @app.route("/instances/<public_id>/file", methods=["GET"])
     async def download(request, public_id):
+        # Orthanc only honours these exact Accept values; anything else
+        # (application/json included) downloads the DICOM file.
+        accept = request.getHeader(b"Accept")
+        if accept in (b"application/dicom+json", b"application/dicom+xml"):
+            encoding = server.default_encoding
+            if accept == b"application/dicom+json":
+                def render(ds):
+                    return jsonfmt.dumps(dataset_to_dicomweb(ds, encoding), "\t",
+                                         format_float).encode("ascii") + b"\n"
+            else:
+                def render(ds):
+                    return dicomweb_to_xml(dataset_to_dicomweb(ds, encoding)).encode("utf-8")
+            body = await server.render_dataset(public_id, render)
+            request.setHeader(b"Content-Type", accept)
+            return sized(request, body)
         stored = server.dicom_attachment(public_id)
         data = await server.read_attachment(stored)
         # Orthanc names the download after the attachment's UUID.
@@ -64,7 +81,8 @@ def install(app, server):
 
     async def cached_json(request, public_id, kind, mode, render, stop_before_pixels=False):
         """The JSON ``render(dataset)`` of an instance's file, parsed and
-        formatted off the reactor, cached by file content."""
+        formatted off the reactor, cached by file content (``kind`` names
+        everything else the rendering depends on)."""
         key = (server.dicom_attachment(public_id).uuid, kind, mode, server.default_encoding)
         body = cache.get(key)
         if body is None:
@@ -77,16 +95,18 @@ def install(app, server):
 
     @app.route("/instances/<public_id>/tags", methods=["GET"])
     def tags(request, public_id):
-        mode = tags_format(request)
+        mode, ignored = tags_format(request), ignored_length_tags(request)
         encoding = server.default_encoding
-        return cached_json(request, public_id, "tags", mode,
-                           lambda ds: dataset_to_json(ds, mode, encoding))
+        return cached_json(request, public_id, ("tags", ignored), mode,
+                           lambda ds: dataset_to_json(ds, mode, encoding, ignore_length=ignored))
 
     @app.route("/instances/<public_id>/simplified-tags", methods=["GET"])
     def simplified_tags(request, public_id):
+        ignored = ignored_length_tags(request)
         encoding = server.default_encoding
-        return cached_json(request, public_id, "tags", "simplify",
-                           lambda ds: dataset_to_json(ds, "simplify", encoding))
+        return cached_json(request, public_id, ("tags", ignored), "simplify",
+                           lambda ds: dataset_to_json(ds, "simplify", encoding,
+                                                      ignore_length=ignored))
 
     @app.route("/instances/<public_id>/header", methods=["GET"])
     def header(request, public_id):
@@ -99,16 +119,17 @@ def install(app, server):
     @app.route("/instances/<public_id>/content/<path:path>", methods=["GET"])
     async def content(request, public_id, path=""):
         parts = [p for p in path.split("/") if p]
-        # Tags sit at even positions (tag / item / tag ...), named as Orthanc
-        # accepts them: "0010-0010", "0010,0010", "00100010" or "PatientName".
-        for position in range(0, len(parts), 2):
-            tag = parse_tag(parts[position])
-            parts[position] = "%04x-%04x" % (tag >> 16, tag & 0xFFFF)
         dataset = await server.read_dataset(public_id)
         try:
-            value = content_at(dataset, parts)
-        except KeyError:
+            # Tags sit at even positions (tag / item / tag ...), named as
+            # Orthanc accepts them: "0010-0010", "0010,0010", "00100010" or
+            # "PatientName"; each is parsed when the walk reaches it.
+            value = content_at(dataset, parts, parse_tag_or_fail)
+        except ContentPathError:
+            # Orthanc answers a path leading nowhere with an empty 404.
             raise no_answer(request)
+        except PixelBlockError as e:
+            raise OrthancError(ErrorCode.BadFileFormat, str(e))
         if isinstance(value, list):
             return render_json(request, value)
         return render_bytes(request, value)

@@ -7,10 +7,15 @@ non-empty container on lines of its own, non-ASCII escaped as \\u sequences.
 """
 import json
 
-_encode_string = json.encoder.encode_basestring_ascii
+def _encode_string(text):
+    # JsonCpp escapes what Python's ASCII encoder does, except DEL (0x7F).
+    if "\x7f" not in text:
+        return json.encoder.encode_basestring_ascii(text)
+    parts = (json.encoder.encode_basestring_ascii(part)[1:-1] for part in text.split("\x7f"))
+    return '"' + "\x7f".join(parts) + '"'
 
 
-def _scalar(value):
+def _scalar(value, float_repr=None):
     if value is None:
         return "null"
     if value is True:
@@ -20,13 +25,15 @@ def _scalar(value):
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
+        if float_repr is not None:
+            return float_repr(value)
         if value == int(value) and abs(value) < 1e16:
             return "%.1f" % value
         return repr(value)
     raise TypeError("Cannot render %r as JSON" % (value,))
 
 
-def _write(value, out, indent, unit):
+def _write(value, out, indent, unit, float_repr=None):
     """Append a non-empty container opened at ``indent`` (the opener itself is
     already placed by the caller)."""
     inner = indent + unit
@@ -47,12 +54,12 @@ def _write(value, out, indent, unit):
                     # JsonCpp opens a non-empty container on its own line.
                     out.append(" : \n")
                     out.append(inner)
-                    _write(item, out, inner, unit)
+                    _write(item, out, inner, unit, float_repr)
                 else:
                     out.append(" : {}" if isinstance(item, dict) else " : []")
             else:
                 out.append(" : ")
-                out.append(_scalar(item))
+                out.append(_scalar(item, float_repr))
         out.append("\n")
         out.append(indent)
         out.append("}")
@@ -67,27 +74,28 @@ def _write(value, out, indent, unit):
                 out.append(_encode_string(item))
             elif isinstance(item, (dict, list, tuple)):
                 if item:
-                    _write(item, out, inner, unit)
+                    _write(item, out, inner, unit, float_repr)
                 else:
                     out.append("{}" if isinstance(item, dict) else "[]")
             else:
-                out.append(_scalar(item))
+                out.append(_scalar(item, float_repr))
         out.append("\n")
         out.append(indent)
         out.append("]")
 
 
-def dumps(value, indent="   "):
-    """Orthanc's styled JSON (3-space indent, as in every successful answer)."""
+def dumps(value, indent="   ", float_repr=None):
+    """Orthanc's styled JSON (3-space indent, as in every successful answer).
+    ``float_repr`` formats floats where an answer needs JsonCpp's own way."""
     if isinstance(value, str):
         return _encode_string(value)
     if isinstance(value, (dict, list, tuple)):
         if not value:
             return "{}" if isinstance(value, dict) else "[]"
         out = []
-        _write(value, out, "", indent)
+        _write(value, out, "", indent, float_repr)
         return "".join(out)
-    return _scalar(value)
+    return _scalar(value, float_repr)
 
 
 def dumps_error(value):

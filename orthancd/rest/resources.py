@@ -9,6 +9,7 @@ from orthancd.dicom.modules import module_to_json, shared_tags_to_json
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.find import finder
 from orthancd.find.requested_tags import check_requested
+from orthancd.find.tags import parse_tag
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import UnknownResource
 from orthancd.dicom.json_tags import dataset_to_json
@@ -24,13 +25,32 @@ LEVELS = list(ResourceLevel)
 
 
 def tags_format(request):
-    """Orthanc's ``?simplify`` / ``?short`` switches for tag renderings (their
-    presence counts, not their value)."""
+    """Orthanc's ``?simplify`` / ``?short`` switches for tag renderings: only
+    their presence counts (``?simplify=false`` still simplifies)."""
     if has_argument(request, "simplify"):
         return "simplify"
     if has_argument(request, "short"):
         return "short"
     return "full"
+
+
+def ignored_length_tags(request):
+    """Orthanc's ``?ignore-length=`` on tag renderings: comma-separated tags
+    (``00181020``, ``0018-1020`` or a name) whose long values are shown in
+    full instead of as TooLong/null."""
+    if not has_argument(request, "ignore-length"):
+        return frozenset()
+    return frozenset(parse_tag_or_fail(token)
+                     for token in get_argument(request, "ignore-length", "").split(","))
+
+
+def parse_tag_or_fail(text):
+    """A tag as Orthanc parses it in a URI, or its 'Unknown DICOM tag' error
+    naming the text."""
+    try:
+        return parse_tag(text)
+    except OrthancError:
+        raise OrthancError(ErrorCode.UnknownDicomTag, text, http_status=500)
 
 
 def size_mb(size):
@@ -200,8 +220,10 @@ def install(app, server):
         @app.route("/%s/<public_id>/module" % plural, methods=["GET"], endpoint="module_" + plural)
         async def module(request, public_id):
             instance = descendants(server, public_id, level, ResourceLevel.INSTANCE)[0]
+            mode, ignored = tags_format(request), ignored_length_tags(request)
             dataset = await server.read_dataset(instance)
-            return render_json(request, module_to_json(dataset, level, tags_format(request)))
+            return render_json(request, module_to_json(dataset, level, mode,
+                                                       server.default_encoding, ignored))
 
         @app.route("/%s/<public_id>/labels" % plural, methods=["GET"], endpoint="labels_" + plural)
         def list_labels(request, public_id):
@@ -237,7 +259,8 @@ def install(app, server):
                 datasets = []
                 for instance in descendants(server, public_id, level, ResourceLevel.INSTANCE):
                     datasets.append(await server.read_dataset(instance))
-                return render_json(request, shared_tags_to_json(datasets, tags_format(request)))
+                return render_json(request, shared_tags_to_json(datasets, tags_format(request),
+                                                                 server.default_encoding))
 
     def make_child_route(level, child):
         @app.route("/%s/<public_id>/%s" % (level.plural, child.plural), methods=["GET"],
@@ -273,9 +296,10 @@ def install(app, server):
     @app.route("/studies/<public_id>/module-patient", methods=["GET"])
     async def study_patient_module(request, public_id):
         instance = descendants(server, public_id, ResourceLevel.STUDY, ResourceLevel.INSTANCE)[0]
+        mode, ignored = tags_format(request), ignored_length_tags(request)
         dataset = await server.read_dataset(instance)
-        return render_json(request, module_to_json(dataset, ResourceLevel.PATIENT,
-                                                   tags_format(request)))
+        return render_json(request, module_to_json(dataset, ResourceLevel.PATIENT, mode,
+                                                   server.default_encoding, ignored))
 
     @app.route("/patients/<public_id>/protected", methods=["GET"])
     def get_protected(request, public_id):
@@ -320,14 +344,15 @@ def install(app, server):
         @app.route("/%s/<public_id>/instances-tags" % level.plural, methods=["GET"],
                    endpoint="instances_tags_" + level.plural)
         async def instances_tags(request, public_id):
-            fmt = dicom_format(request, "full")
-            mode = "simplify" if fmt == "human" else fmt
+            """The /tags of every instance below, by instance ID."""
+            mode, ignored = tags_format(request), ignored_length_tags(request)
             encoding = server.default_encoding
-            answer = {}
-            for instance_id in descendants(server, public_id, level, ResourceLevel.INSTANCE):
-                answer[instance_id] = await server.render_dataset(
-                    instance_id, lambda ds: dataset_to_json(ds, mode, encoding))
-            return render_json(request, answer)
+            tags = {}
+            for instance in descendants(server, public_id, level, ResourceLevel.INSTANCE):
+                tags[instance] = await server.render_dataset(
+                    instance, lambda ds: dataset_to_json(ds, mode, encoding,
+                                                         ignore_length=ignored), True)
+            return render_json(request, tags)
 
     for level in LEVELS[:3]:
         make_instances_tags_route(level)
