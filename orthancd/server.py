@@ -18,6 +18,7 @@ from orthancd.find.lookup import instances_in_creation_order
 from orthancd.index.base import ContentType, MetadataType, UnknownResource
 from orthancd.index.lmdb_index import LmdbResourceIndex
 from orthancd.index.numbered_names import NumberedNames
+from orthancd.jobs.engine import JobsEngine
 from orthancd.ingest import (Ingestor, Origin, attachment_slot, parse_attachment_slot,
                              reconstruction_metadata)
 from orthancd.logs import logger
@@ -79,6 +80,9 @@ class OrthancServer:
         self.index.set_normalizer(normalize_for_find)
         self.ingest = Ingestor(self.index, self.storage, configuration, file_io)
         self.stability = StabilityMonitor(self.index, configuration.get("StableAge", 60), reactor)
+        concurrent = int(configuration.get("ConcurrentJobs", 2)) or os.cpu_count() or 1
+        self.jobs = JobsEngine(reactor, concurrent, int(configuration.get("JobsHistorySize", 10)),
+                               store=self.index if configuration.get("SaveJobs", True) else None)
         self.ingest.listeners.append(self.stability.instance_stored)
         # Runtime settings the REST API may change (not persisted, as in Orthanc).
         self.default_encoding = configuration.get("DefaultEncoding", "Latin1")

@@ -12,6 +12,7 @@ the one started after it has stopped):
   file-io        the pool that reads, writes and parses files
   lua-pool, lua  the Lua engine's thread, then the LuaScripts (when Lua is on)
   stability      the stable-resources timer
+  jobs           the job engine (reloads the saved jobs, runs the workers)
   HTTP, DICOM    the listening ports
 """
 from twisted.application import service, strports
@@ -111,6 +112,7 @@ def makeService(options, reactor=default_reactor):
         lua_pool.setServiceParent(top)
         server.lua.setServiceParent(top)
     server.stability.setServiceParent(top)
+    server.jobs.setServiceParent(top)
     # Remote access is refused per request (403, as Orthanc does), so listen everywhere.
     http_endpoint = _endpoint(options["http-endpoint"], configuration.get("HttpPort", 8042),
                               "0.0.0.0")

@@ -10,7 +10,7 @@ from typing import Dict, Optional, Tuple
 from pydicom.dataset import Dataset
 
 from orthancd.dicom import elements, main_tags
-from orthancd.dicom.json_tags import dataset_to_json
+from orthancd.dicom.json_tags import elements_to_json
 from orthancd.dicom.reading import DicomFormatError
 from orthancd.ids import ResourceLevel, resource_ids
 
@@ -112,7 +112,9 @@ def _read_sequence(ds, tag, encoding):
         return None
     alone = Dataset()
     alone[tag] = ds.get_item(tag)
-    node = dataset_to_json(alone, "full", encoding).get("%04x,%04x" % (tag >> 16, tag & 0xFFFF))
+    # The dataset's own character set decodes the sequence's strings.
+    rendered = elements_to_json(elements.iter_elements(alone, encoding), "full")
+    node = rendered.get("%04x,%04x" % (tag >> 16, tag & 0xFFFF))
     return node if node is not None and node.get("Type") == "Sequence" else None
 
 

@@ -311,5 +311,13 @@ class ResourceIndex(abc.ABC):
         """DELETE /exports."""
 
     @abc.abstractmethod
+    def save_jobs(self, serialized):
+        """Keep the serialized jobs (a string); fires once committed."""
+
+    @abc.abstractmethod
+    def load_jobs(self):
+        """The serialized jobs saved last, or None."""
+
+    @abc.abstractmethod
     def set_protected(self, patient_id, protected):
         """Protect a patient against recycling (or lift the protection)."""

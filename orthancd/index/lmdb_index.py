@@ -604,6 +604,19 @@ class LmdbResourceIndex(ResourceIndex):
             _tracking_files(self._delete_attachment_op, [], _deleted_file, self.db),
             public_id, level, content_type)
 
+    def save_jobs(self, serialized):
+        """Keep the serialized jobs (SaveJobs); fires once committed."""
+        return self.writer.submit(self._save_jobs_op, serialized)
+
+    def _save_jobs_op(self, txn, serialized):
+        txn.put(b"jobs", serialized.encode("utf-8"), db=self.db["meta"])
+
+    def load_jobs(self):
+        """The jobs saved last, or None."""
+        with self._read() as txn:
+            raw = txn.get(b"jobs", db=self.db["meta"])
+            return None if raw is None else raw.decode("utf-8")
+
     def forget_released(self, uuids):
         """The released files ``uuids`` are gone from the storage area."""
         return self.writer.submit(self._forget_released_op, list(uuids))
