@@ -3,7 +3,7 @@
 parse (pydicom, off the reactor) -> write the content-addressed file (or, for
 a file received over DICOM, rename it into place) -> one index operation
 through the group-commit writer, which makes the files durable before it
-commits -> notify listeners.  The Deferred returned by ``store`` and
+commits -> the change stream tells its subscribers.  The Deferred returned by ``store`` and
 ``store_file`` fires only after the index commit, so a success answer always
 means "on disk and indexed".
 """
@@ -17,7 +17,7 @@ from orthancd.dicom.summary import summarize
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import ContentType, MetadataType, StorageFull
-from orthancd.index.lmdb_index import now_iso
+from orthancd.index.base import now_iso
 from orthancd.logs import logger
 from orthancd.storage.streaming import ReceivedFile
 
@@ -139,7 +139,6 @@ class Ingestor:
         self.limits = (int(configuration.get("MaximumStorageSize", 0)) * 1024 * 1024,
                        int(configuration.get("MaximumPatientCount", 0)))
         self.default_encoding = configuration.get("DefaultEncoding", "Latin1")
-        self.listeners = []  # callables (outcome, summary, origin), on the reactor thread
 
     def _prepare(self, data):
         dataset = read_dataset(data, stop_before_pixels=True)
@@ -202,11 +201,6 @@ class Ingestor:
         if obsolete:
             self.remove_files(obsolete).addErrback(
                 lambda f: self.log.failure("Cannot remove obsolete files", f))
-        for listener in self.listeners:
-            try:
-                listener(outcome, summary, origin)
-            except Exception:
-                self.log.failure("Listener failed after storing {id}", id=outcome.ids[3])
         return outcome
 
     def summarize_stored(self, info):

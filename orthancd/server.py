@@ -8,6 +8,7 @@ nothing of HTTP.
 import fnmatch
 import os
 
+from orthancd.changes import ChangeStream
 from orthancd.config import ConfigurationError
 from orthancd.dicom import dictionary, main_tags
 from orthancd.dicom.reading import read_dataset
@@ -73,17 +74,21 @@ class OrthancServer:
         index_dir = configuration.index_directory
         self.storage = FilesystemStorageArea(
             storage_dir, fsync=bool(configuration.get("SyncStorageArea", True)))
+        # Every committed change, and every job event, goes through here.
+        self.changes = ChangeStream()
         self.index = LmdbResourceIndex(os.path.join(index_dir, "index.lmdb"), reactor,
                                        identifier_tags=_identifier_tags(),
                                        make_durable=self.storage.make_durable,
-                                       settle_files=self.storage.settle)
+                                       settle_files=self.storage.settle,
+                                       changes=self.changes)
         self.index.set_normalizer(normalize_for_find)
         self.ingest = Ingestor(self.index, self.storage, configuration, file_io)
-        self.stability = StabilityMonitor(self.index, configuration.get("StableAge", 60), reactor)
+        self.stability = StabilityMonitor(self.index, configuration.get("StableAge", 60), reactor,
+                                          self.changes)
         concurrent = int(configuration.get("ConcurrentJobs", 2)) or os.cpu_count() or 1
         self.jobs = JobsEngine(reactor, concurrent, int(configuration.get("JobsHistorySize", 10)),
-                               store=self.index if configuration.get("SaveJobs", True) else None)
-        self.ingest.listeners.append(self.stability.instance_stored)
+                               store=self.index if configuration.get("SaveJobs", True) else None,
+                               changes=self.changes)
         # Runtime settings the REST API may change (not persisted, as in Orthanc).
         self.default_encoding = configuration.get("DefaultEncoding", "Latin1")
         self.unknown_sop_class_accepted = bool(configuration.get("UnknownSopClassAccepted", False))
@@ -130,8 +135,6 @@ class OrthancServer:
 
     async def delete_resource(self, public_id, level):
         outcome = await self.index.delete_resource(public_id, level)
-        for deleted_level, deleted_id in outcome.deleted:
-            self.stability.forget(deleted_level, deleted_id)
         # Once the index no longer references the files, the deletion is
         # durable: the files go in the background (a crash leaves orphans,
         # which the start-up sweep removes).

@@ -10,15 +10,14 @@ from twisted.application import service
 from twisted.internet import task
 from orthancd.logs import logger
 
-from orthancd.ids import ResourceLevel
-
-_TRACKED = (ResourceLevel.SERIES, ResourceLevel.STUDY, ResourceLevel.PATIENT)
-
+from orthancd.index.base import ChangeType
 
 class StabilityMonitor(service.Service):
     log = logger(__name__)
 
-    def __init__(self, index, stable_age, reactor, clock=time.monotonic):
+    def __init__(self, index, stable_age, reactor, changes, clock=time.monotonic):
+        """Follows ``changes`` (the ChangeStream): a new child makes a
+        resource unstable, a deletion forgets it."""
         self.index = index
         self.stable_age = float(stable_age)
         self.reactor = reactor
@@ -26,22 +25,21 @@ class StabilityMonitor(service.Service):
         # (level, public_id) -> deadline; insertion order == deadline order
         self._unstable = collections.OrderedDict()
         self._loop = None
-        self.listeners = []  # callables (change_type, level, public_id) after logging
+        changes.subscribe(self._child_added, (ChangeType.NewChildInstance.name,))
+        changes.subscribe(self._deleted, (ChangeType.Deleted.name,))
 
     def is_stable(self, level, public_id):
         return (level, public_id) not in self._unstable
 
-    def instance_stored(self, outcome, summary=None, origin=None):
-        deadline = self._clock() + self.stable_age
-        patient, study, series = outcome.ids[0], outcome.ids[1], outcome.ids[2]
-        # Series first so that, expiring together, they log Series, Study, Patient.
-        for level, public_id in ((ResourceLevel.SERIES, series), (ResourceLevel.STUDY, study),
-                                 (ResourceLevel.PATIENT, patient)):
-            self._unstable.pop((level, public_id), None)
-            self._unstable[(level, public_id)] = deadline
+    def _child_added(self, change):
+        # The index signals the series, then the study, then the patient: in
+        # that order they log their Stable* changes when expiring together.
+        key = (change.level, change.public_id)
+        self._unstable.pop(key, None)
+        self._unstable[key] = self._clock() + self.stable_age
 
-    def forget(self, level, public_id):
-        self._unstable.pop((level, public_id), None)
+    def _deleted(self, change):
+        self._unstable.pop((change.level, change.public_id), None)
 
     def startService(self):
         super().startService()
@@ -67,10 +65,4 @@ class StabilityMonitor(service.Service):
                 expired.append(("Stable" + level.title, level, public_id))
         if expired:
             d = self.index.log_changes(expired)
-            d.addCallback(self._notify)
             d.addErrback(lambda f: self.log.failure("Cannot log stable resources", f))
-
-    def _notify(self, changes):
-        for change in changes:
-            for listener in self.listeners:
-                listener(change)

@@ -329,3 +329,45 @@ def test_patient_id_collision(servers):
                                              "Expand": True})
     compare(servers, "POST", "/tools/find", {"Level": "Patient", "Query": {"PatientName": "WORLD"}})
     compare(servers, "GET", "/patients/%s?requestedTags=StudyInstanceUID;PatientName" % patient)
+
+
+def _series_instance(number, total):
+    """An instance of a series announcing ``total`` images (ImagesInAcquisition)."""
+    import io
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+    root = "1.2.826.0.1.3680043.8.498.99"
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = "%s.3.%d" % (root, number)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.PatientID, ds.PatientName = "COMPLETE", "COMPLETE^SERIES"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = root + ".1", root + ".2"
+    ds.ImagesInAcquisition, ds.NumberOfTemporalPositions = total, 1
+    ds.InstanceNumber = number
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def test_completed_series_is_logged(servers):
+    """CompletedSeries goes to the changes log when the series' expected
+    instances are all there (and again with each instance stored after)."""
+    ours, theirs = servers
+    before = [client.get_json("/changes?last")["Last"] for client in servers]
+    for number in (2, 1, 1):
+        data = _series_instance(number, 2)
+        for client in servers:
+            client.post("/instances", data)
+    for client, since in zip(servers, before):
+        client.since = since
+    a = ours.get_json("/changes?since=%d" % ours.since)
+    b = theirs.get_json("/changes?since=%d" % theirs.since)
+    assert [(c["ChangeType"], c["ID"]) for c in a["Changes"]] == \
+        [(c["ChangeType"], c["ID"]) for c in b["Changes"]]
+    assert "CompletedSeries" in [c["ChangeType"] for c in b["Changes"]]
+    series = ours.post("/tools/lookup", b"1.2.826.0.1.3680043.8.498.99.2").json()[0]["ID"]
+    compare(servers, "GET", "/series/" + series)

@@ -188,3 +188,34 @@ def test_public_id_format_round_trip():
     for bad in ("x" * 44, text[:-1], text.replace("-", "+"), text[:40] + " " + text[41:]):
         with pytest.raises(ValueError):
             parse_public_id(bad)
+
+
+def test_committed_changes_are_published_in_order(tmp_path):
+    from orthancd.changes import ChangeStream
+    stream = ChangeStream()
+    seen = []
+    stream.subscribe(seen.append)
+    idx = LmdbResourceIndex(str(tmp_path / "index"), ImmediateReactor(), changes=stream,
+                            identifier_tags={})
+    idx.open()
+    idx.writer.startService()
+    try:
+        s = Summary("P", "S", "SE", "1")
+        store(idx, s, "a")
+        assert [(c.change_type, c.seq is not None) for c in seen] == [
+            ("NewInstance", True), ("NewSeries", True), ("NewStudy", True), ("NewPatient", True),
+            ("NewChildInstance", False), ("NewChildInstance", False), ("NewChildInstance", False)]
+        assert seen[-1].details["Instance"] == s.ids[3]
+        del seen[:]
+        wait(idx.add_label(s.ids[1], ResourceLevel.STUDY, "L"))
+        wait(idx.add_label(s.ids[1], ResourceLevel.STUDY, "L"))  # already there: no event
+        with pytest.raises(UnknownResource):
+            wait(idx.add_label(s.ids[0], ResourceLevel.STUDY, "L"))  # failed: nothing
+        wait(idx.delete_resource(s.ids[3], ResourceLevel.INSTANCE))
+        assert [(c.change_type, c.level) for c in seen] == [
+            ("LabelAdded", ResourceLevel.STUDY), ("Deleted", ResourceLevel.INSTANCE),
+            ("Deleted", ResourceLevel.SERIES), ("Deleted", ResourceLevel.STUDY),
+            ("Deleted", ResourceLevel.PATIENT)]
+    finally:
+        idx.writer.stopService()
+        idx.close()

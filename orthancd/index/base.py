@@ -8,6 +8,7 @@ because it runs on a writer thread and fires only once committed to disk.
 import abc
 import dataclasses
 import enum
+import time
 
 from orthancd.ids import ResourceLevel
 
@@ -74,6 +75,42 @@ class ChangeType(enum.Enum):
     NewChildInstance = 4097
 
 
+def now_iso():
+    """The time of a change, as Orthanc writes it (UTC, to the second)."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+
+
+def parse_unsigned(text):
+    """SerializationToolbox::ParseUnsignedInteger32; None when invalid."""
+    if text is None:
+        return None
+    text = text.strip()
+    if not text.isdigit() or not text.isascii():
+        return None
+    value = int(text)
+    return value if value < (1 << 32) else None
+
+
+def series_completeness(expected_text, index_values):
+    """(status, expected) of a series, as Orthanc's GetSeriesStatus: from its
+    ExpectedNumberOfInstances metadata and the distinct IndexInSeries values
+    of its instances.  Status: Unknown, Complete, Missing or Inconsistent."""
+    expected = parse_unsigned(expected_text)
+    if expected is None:
+        return "Unknown", None
+    seen = set()
+    for value in set(index_values):
+        body = value.strip()
+        digits = body[1:] if body[:1] in "+-" else body
+        if not digits.isdigit() or not digits.isascii():
+            return "Unknown", None
+        position = int(body)
+        if position <= 0 or position > expected or position in seen:
+            return "Inconsistent", expected
+        seen.add(position)
+    return ("Complete" if len(seen) == expected else "Missing"), expected
+
+
 class UnknownResource(KeyError):
     """No resource with this identifier (at this level)."""
 
@@ -98,11 +135,14 @@ class Resource:
 
 @dataclasses.dataclass
 class Change:
-    seq: int
+    seq: int | None            # None for the changes Orthanc never logs
     change_type: str
     level: ResourceLevel
     public_id: str
     date: str
+    # What subscribers of the change stream may need beside the change
+    # (e.g. the ancestors of a new instance, a label).
+    details: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self):
         return {

@@ -29,14 +29,14 @@ resources (by public ID: the hex groups of the ID print the SHA-1 in order).
 import json
 import os
 import struct
-import time
 
 import lmdb
 
 from orthancd.ids import ResourceLevel, format_public_id, parse_public_id
+from orthancd.changes import LABEL_ADDED, LABEL_REMOVED
 from orthancd.index.base import (
     Change, ChangeType, ContentType, DeleteOutcome, MetadataType, Resource,
-    ResourceIndex, StorageFull, StoreOutcome, UnknownResource)
+    ResourceIndex, StorageFull, StoreOutcome, UnknownResource, now_iso, series_completeness)
 from orthancd.index.writer import IndexWriter
 from orthancd.storage.area import StoredFile
 
@@ -57,10 +57,6 @@ _LEVEL_COUNTERS = ("patients", "studies", "series", "instances")
 
 class IncompatibleIndex(RuntimeError):
     """The index folder holds an index of another schema."""
-
-
-def now_iso():
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime())
 
 
 def resource_key(level, public_id):
@@ -119,9 +115,10 @@ def metadata_value_key(level, metadata_type, value):
 class LmdbResourceIndex(ResourceIndex):
 
     def __init__(self, directory, reactor, identifier_tags=None, map_size=1 << 40,
-                 make_durable=None, settle_files=None):
+                 make_durable=None, settle_files=None, changes=None):
         """``identifier_tags``: {ResourceLevel: [(tag int, keyword)]} whose
-        normalized values go into the identifiers database for find.
+        normalized values go into the identifiers database for find;
+        ``changes``: the ChangeStream the committed changes go to.
         Nothing is opened here: ``open`` does it, at start-up."""
         self.directory = directory
         self._map_size = map_size
@@ -129,10 +126,10 @@ class LmdbResourceIndex(ResourceIndex):
         self.db = {}
         self.identifier_tags = identifier_tags or {}
         self._normalize = lambda value: value
-        self.listeners = []
         # The index commits only once the files it references are durable;
         # the writer is a service of its own, started after ``open``.
-        self.writer = IndexWriter(self._begin_write, reactor, on_commit=self._committed,
+        self.writer = IndexWriter(self._begin_write, reactor,
+                                  on_commit=changes.publish if changes is not None else None,
                                   make_durable=make_durable, settle=settle_files)
 
     def open(self):
@@ -550,10 +547,6 @@ class LmdbResourceIndex(ResourceIndex):
 
     # ----------------------------------------------------------------- writes
 
-    def _committed(self, results):
-        for listener in self.listeners:
-            listener(results)
-
     def store_instance(self, summary, stored, metadata, overwrite, limits):
         return self.writer.submit(
             _tracking_files(self._store_instance, [stored], _obsolete_files, self.db),
@@ -648,10 +641,17 @@ class LmdbResourceIndex(ResourceIndex):
         txn.put(_U64.pack(seq), _dumps(value), db=self.db[dbname], append=True)
         return seq
 
-    def _log_change(self, txn, change_type, level, public_id, date):
+    def _log_change(self, txn, change_type, level, public_id, date, **details):
+        """Write a change to the changes log, and publish it once committed."""
         value = {"c": change_type, "l": int(level), "i": public_id, "d": date}
         seq = self._append_log(txn, "changes", value)
-        return Change(seq, change_type, level, public_id, date)
+        change = Change(seq, change_type, level, public_id, date, details)
+        self.writer.emit(change)
+        return change
+
+    def _signal(self, change_type, level, public_id, **details):
+        """Publish, once committed, a change Orthanc does not log."""
+        self.writer.emit(Change(None, change_type, level, public_id, now_iso(), details))
 
     def _put_metadata(self, txn, key, metadata_type, value):
         value = str(value)
@@ -778,11 +778,35 @@ class LmdbResourceIndex(ResourceIndex):
         for key in keys[:3]:
             self._put_metadata(txn, key, MetadataType.LastUpdate, now)
         self._touch_patient_recycling(txn, keys[0], records[0])
-        # Orthanc logs the instance first, then whatever ancestors it created.
+        # Orthanc logs the instance first, then whatever ancestors it created,
+        # then whether the series is complete, then signals a new child to
+        # every ancestor.
+        ancestry = {"Patient": ids[0], "Study": ids[1], "Series": ids[2], "Instance": ids[3]}
         for lv in reversed(levels):
             if lv in new_levels:
-                self._log_change(txn, "New" + lv.title, lv, ids[lv], now)
+                self._log_change(txn, "New" + lv.title, lv, ids[lv], now, **ancestry)
+        if summary.expected_instances is not None and self._series_complete(txn, keys[2]):
+            self._log_change(txn, ChangeType.CompletedSeries.name, ResourceLevel.SERIES, ids[2],
+                             now)
+        for lv in (ResourceLevel.SERIES, ResourceLevel.STUDY, ResourceLevel.PATIENT):
+            self._signal(ChangeType.NewChildInstance.name, lv, ids[lv], **ancestry)
         return StoreOutcome("Success", ids, tuple(reversed(new_levels)), obsolete, recycled)
+
+    def _series_complete(self, txn, series_key):
+        expected = txn.get(series_key + _U16.pack(MetadataType.ExpectedNumberOfInstances),
+                           db=self.db["metadata"])
+        if expected is None:
+            return False
+        expected = expected.decode("utf-8")
+        children = self._children_keys(txn, series_key)
+        if not expected.strip().isdigit() or len(children) < int(expected.strip()):
+            return False  # cannot be complete: spare reading every instance
+        values = []
+        for child in children:
+            raw = txn.get(child + _U16.pack(MetadataType.IndexInSeries), db=self.db["metadata"])
+            if raw is not None:
+                values.append(raw.decode("utf-8"))
+        return series_completeness(expected, values)[0] == "Complete"
 
     def _make_room(self, txn, patient_key, incoming_size, limits, obsolete):
         """Recycle the least recently updated unprotected patients while the
@@ -838,6 +862,7 @@ class LmdbResourceIndex(ResourceIndex):
             txn.delete(_U64.pack(record["r"]), db=self.db["recycling"])
         txn.delete(key, db=self.db["resources"])
         self._add_counter(txn, _LEVEL_COUNTERS[level], -1)
+        self._signal(ChangeType.Deleted.name, level, _public_id(key))
         return files
 
     def _delete_resource_op(self, txn, public_id, level):
@@ -887,14 +912,16 @@ class LmdbResourceIndex(ResourceIndex):
     def _add_label_op(self, txn, public_id, level, label):
         key, _ = self._require(txn, public_id, level)
         name = label.encode("utf-8")
-        txn.put(key, name, db=self.db["labels"], dupdata=True)
-        txn.put(name, key, db=self.db["labelled"], dupdata=True)
+        if txn.put(key, name, db=self.db["labels"], dupdata=False):
+            txn.put(name, key, db=self.db["labelled"], dupdata=True)
+            self._signal(LABEL_ADDED, level, public_id, Label=label)
 
     def _remove_label_op(self, txn, public_id, level, label):
         key, _ = self._require(txn, public_id, level)
         name = label.encode("utf-8")
-        txn.delete(key, name, db=self.db["labels"])
-        txn.delete(name, key, db=self.db["labelled"])
+        if txn.delete(key, name, db=self.db["labels"]):
+            txn.delete(name, key, db=self.db["labelled"])
+            self._signal(LABEL_REMOVED, level, public_id, Label=label)
 
     def _set_attachment_op(self, txn, public_id, level, content_type, stored):
         key, _ = self._require(txn, public_id, level)

@@ -43,7 +43,8 @@ class IndexWriter(service.Service):
         self._reactor = reactor
         self._max_batch = max_batch
         self._queue = queue.SimpleQueue()
-        self._on_commit = on_commit
+        self._on_commit = on_commit  # called with the events of each committed batch
+        self._events = []
         self._thread = None
         self._accepting = True
 
@@ -97,8 +98,15 @@ class IndexWriter(service.Service):
                 self._commit(batch)
         self._reactor.callFromThread(stopped.callback, None)
 
+    def emit(self, event):
+        """Record an event of the operation running now (on this thread);
+        it is published once the batch commits, and dropped if the
+        operation fails."""
+        self._events.append(event)
+
     def _commit(self, batch):
         results = []
+        events = []
         started = time.perf_counter()
         durable = started
         try:
@@ -109,6 +117,7 @@ class IndexWriter(service.Service):
             with self._begin_write() as txn:
                 for operation, args, _, d in batch:
                     child = self._begin_write(parent=txn)
+                    self._events = []
                     try:
                         result = operation(child, *args)
                     except BaseException:
@@ -117,15 +126,17 @@ class IndexWriter(service.Service):
                     else:
                         child.commit()
                         results.append((d, result))
+                        events.extend(self._events)
         except BaseException:
             failure = Failure()
             self.log.failure("Index commit failed", failure)
             results = [(d, failure) for _, _, _, d in batch]
+            events = []
         self.log.debug("group commit: {count} operations, files made durable in {durable:.2f} ms, "
                        "index committed in {commit:.2f} ms", count=len(batch),
                        durable=(durable - started) * 1000,
                        commit=(time.perf_counter() - durable) * 1000)
-        self._reactor.callFromThread(self._deliver, results)
+        self._reactor.callFromThread(self._deliver, results, events)
         if self._settle is not None:
             committed = [f for (_, _, files, _), (_, result) in zip(batch, results)
                          if not isinstance(result, Failure) for f in files]
@@ -136,9 +147,11 @@ class IndexWriter(service.Service):
                     # Harmless: the start-up check settles what is left.
                     self.log.failure("Cannot settle committed files")
 
-    def _deliver(self, results):
-        if self._on_commit is not None:
-            self._on_commit([r for _, r in results if not isinstance(r, Failure)])
+    def _deliver(self, results, events):
+        # The events first: what subscribes to them (the stability monitor,
+        # Lua...) sees a change before the client hears of it.
+        if self._on_commit is not None and events:
+            self._on_commit(events)
         for d, result in results:
             if isinstance(result, Failure):
                 d.errback(result)

@@ -17,7 +17,10 @@ import json
 from twisted.application import service
 from twisted.internet import defer, task
 
+from orthancd.changes import JOB_FAILURE, JOB_SUBMITTED, JOB_SUCCESS
 from orthancd.errors import ErrorCode, OrthancError
+from orthancd.index.base import Change
+from orthancd.index.base import now_iso
 from orthancd.jobs import model
 from orthancd.jobs.model import JobState, StopReason
 from orthancd.jobs.registry import JobHandler, JobsRegistry
@@ -27,6 +30,7 @@ log = logger(__name__)
 
 # How often retrying jobs are looked at, and how soon a change is saved.
 RETRY_PERIOD = 0.2
+_JOB_EVENTS = {"submitted": JOB_SUBMITTED, "success": JOB_SUCCESS, "failure": JOB_FAILURE}
 SAVE_DELAY = 1.0
 FORMAT_VERSION = 1
 
@@ -34,12 +38,13 @@ FORMAT_VERSION = 1
 class JobsEngine(service.Service):
     name = "jobs"
 
-    def __init__(self, reactor, concurrent_jobs=2, history_size=10, store=None):
+    def __init__(self, reactor, concurrent_jobs=2, history_size=10, store=None, changes=None):
         """``store``: where the jobs are saved (an object with ``load_jobs()``
         -> str or None and ``save_jobs(str)`` -> Deferred), None when they
-        are not (SaveJobs false)."""
+        are not (SaveJobs false); ``changes``: the ChangeStream that the
+        job events (JobSubmitted, JobSuccess, JobFailure) go to."""
         self.reactor = reactor
-        self.registry = JobsRegistry(history_size, clock=reactor.seconds)
+        self.registry = JobsRegistry(history_size, clock=lambda: reactor.seconds())
         self.concurrent_jobs = max(1, int(concurrent_jobs))
         self._store = store
         self._factories = {}          # job type -> callable(serialized dict) -> Job
@@ -50,7 +55,7 @@ class JobsEngine(service.Service):
         self._save_call = None
         self._waiters = {}            # job id -> [Deferred] of submit_and_wait
         self.registry.listeners.append(self._job_event)
-        self.listeners = []           # (event, JobHandler) -> None, for Lua and metrics
+        self._changes = changes
 
     def register_type(self, job_type, factory):
         """``factory(serialized dict)`` rebuilds a saved job of ``job_type``."""
@@ -118,11 +123,10 @@ class JobsEngine(service.Service):
                     d.callback(self._outcome(handler))
                 except OrthancError:
                     d.errback()
-        for listener in self.listeners:
-            try:
-                listener(event, handler)
-            except Exception:
-                log.failure("Job listener failed on {event}", event=event)
+        if self._changes is not None:
+            # The job's own ID stands for the resource of a job event.
+            self._changes.publish([Change(None, _JOB_EVENTS[event], None, handler.id, now_iso(),
+                                          {"Type": handler.job.job_type})])
         self.changed()
 
     # -- the actions (the REST API's) --

@@ -11,7 +11,8 @@ from orthancd.errors import ErrorCode, OrthancError
 from orthancd.find import tags as T
 from orthancd.find.requested_tags import requested_tags
 from orthancd.ids import ResourceLevel
-from orthancd.index.base import ContentType, MetadataType
+from orthancd.index.base import (ContentType, MetadataType, parse_unsigned,
+                                 series_completeness)
 
 # Orthanc's ResponseContentFlags, by the names ResponseContent accepts.
 RESPONSE_CONTENT = ("MainDicomTags", "RequestedTags", "Metadata", "Status", "Parent",
@@ -45,48 +46,15 @@ def parse_response_content(names):
     return frozenset(flags)
 
 
-def _unsigned(text):
-    """SerializationToolbox::ParseUnsignedInteger32."""
-    if text is None:
-        return None
-    text = text.strip()
-    if not text.isdigit() or not text.isascii():
-        return None
-    value = int(text)
-    return value if value < (1 << 32) else None
-
-
-def _signed(text):
-    if text is None:
-        return None
-    body = text.strip()
-    digits = body[1:] if body[:1] in "+-" else body
-    if not digits.isdigit() or not digits.isascii():
-        return None
-    return int(body)
-
-
 def series_status(index, public_id, metadata):
-    """(status, expected): Orthanc's series completeness, from the distinct
-    IndexInSeries values of the instances."""
-    expected = _unsigned(metadata.get(MetadataType.ExpectedNumberOfInstances))
-    if expected is None:
-        return "Unknown", None
-    values = set()
+    """(status, expected): Orthanc's series completeness."""
+    values = []
     for instance in index.get_children(public_id, ResourceLevel.SERIES):
         value = index.get_metadata_value(instance, ResourceLevel.INSTANCE,
                                          MetadataType.IndexInSeries)
         if value is not None:
-            values.add(value)
-    seen = set()
-    for value in values:
-        position = _signed(value)
-        if position is None:
-            return "Unknown", None
-        if position <= 0 or position > expected or position in seen:
-            return "Inconsistent", expected
-        seen.add(position)
-    return ("Complete" if len(seen) == expected else "Missing"), expected
+            values.append(value)
+    return series_completeness(metadata.get(MetadataType.ExpectedNumberOfInstances), values)
 
 
 def format_tag_value(tag, value, fmt):
@@ -149,7 +117,7 @@ def resource_to_json(server, level, public_id, fmt="human", content=EXPAND,
             out["FileSize"] = dicom.uncompressed_size
             out["FileUuid"] = dicom.uuid
         if "MetadataLegacy" in content:
-            out["IndexInSeries"] = _unsigned(metadata.get(MetadataType.IndexInSeries))
+            out["IndexInSeries"] = parse_unsigned(metadata.get(MetadataType.IndexInSeries))
     if "MetadataLegacy" in content:
         for key, metadata_type in (("AnonymizedFrom", MetadataType.AnonymizedFrom),
                                    ("ModifiedFrom", MetadataType.ModifiedFrom)):
