@@ -3,7 +3,7 @@
 The index only narrows.  The most selective indexed constraint (an exact
 value or list, a date/time range, a wildcard with a literal prefix) gives
 candidates at its tag's level; they are lifted to the query level, ordered
-like Orthanc 1.10.1 (by public ID, instances in insertion order), and every
+like Orthanc 1.13.0 (by public ID, at every level), and every
 constraint is then checked exactly against the main DICOM tags of the query
 level and its ancestors, stopping early at the limit.
 
@@ -19,6 +19,7 @@ from twisted.internet import threads
 from orthancd.dicom.json_tags import dataset_to_json
 from orthancd.dicom.reading import read_dataset
 from orthancd.dicom.summary import normalize_for_find
+from orthancd.find import computed
 from orthancd.find import constraints as C
 from orthancd.find import tags as T
 from orthancd.ids import ResourceLevel
@@ -156,8 +157,7 @@ def _lift(index, ids, from_level, to_level):
 
 def _studies_with_modalities(index, constraint):
     """ModalitiesInStudy at study level: studies owning a series whose
-    Modality is in the list, in the order Orthanc finds them (series by
-    public ID, then their parent study)."""
+    Modality is in the list."""
     series = sorted(_lookup_values(index, ResourceLevel.SERIES, T.MODALITY, constraint.values))
     studies = []
     for series_id in series:
@@ -223,7 +223,15 @@ async def find_resources(server, level, constraints, since=0, limit=0, db_limit=
     modalities = None
     if level is ResourceLevel.STUDY:
         modalities = next((c for c in constraints if c.from_modalities_in_study), None)
-    rest = [c for c in constraints if c is not modalities]
+    elif any(c.from_modalities_in_study for c in constraints):
+        # Orthanc 1.13.0 matches ModalitiesInStudy at the study level only.
+        return FindOutcome([], True)
+    # SOPClassesInStudy at the study level: one of the study's instances
+    # must have one of the listed SOP classes (checked after the main tags).
+    sop_classes = []
+    if level is ResourceLevel.STUDY:
+        sop_classes = [c for c in constraints if c.tag == T.SOP_CLASSES_IN_STUDY]
+    rest = [c for c in constraints if c is not modalities and c not in sop_classes]
     file_mode = any(not T.is_main_tag(c.tag) for c in rest)
     visible = T.main_tags_up_to(level)
     # Checked against the index: main tags of the query level and above.
@@ -234,27 +242,16 @@ async def find_resources(server, level, constraints, since=0, limit=0, db_limit=
         return FindOutcome([], True)
 
     if modalities is not None:
-        candidates, ordered = _studies_with_modalities(index, modalities), True
+        candidates = _studies_with_modalities(index, modalities)
     else:
         narrowed = _narrow(index, level, on_index)
-        if narrowed is None:
-            candidates, ordered = None, True
-        else:
-            candidates, ordered = _lift(index, narrowed[1], narrowed[0], level), False
+        candidates = None if narrowed is None else _lift(index, narrowed[1], narrowed[0], level)
 
+    # Orthanc 1.13.0 answers every level by public ID.
     if candidates is None:
-        if level is ResourceLevel.INSTANCE:
-            walk = ((i, None) for i in index.list_resources(level))
-        else:
-            walk = index.iter_level(level)
+        walk = index.iter_level(level)
     else:
-        candidates = list(dict.fromkeys(candidates))
-        if not ordered:
-            if level is ResourceLevel.INSTANCE:
-                candidates.sort(key=lambda i: _seq(resources, i, level))
-            else:
-                candidates.sort()
-        walk = ((i, None) for i in candidates)
+        walk = ((i, None) for i in sorted(set(candidates)))
 
     matches, skipped, rows = [], 0, 0
     complete = True
@@ -264,6 +261,8 @@ async def find_resources(server, level, constraints, since=0, limit=0, db_limit=
         except UnknownResource:
             continue
         if not _all_match(on_index, main_tags):
+            continue
+        if sop_classes and not _has_sop_classes(index, public_id, sop_classes):
             continue
         rows += 1
         if db_limit and rows > db_limit + 1:
@@ -291,8 +290,12 @@ async def find_resources(server, level, constraints, since=0, limit=0, db_limit=
     return FindOutcome(matches, complete)
 
 
-def _seq(resources, public_id, level):
+def _has_sop_classes(index, study_id, constraints):
+    """Does one instance of the study have a SOP class each constraint accepts?"""
     try:
-        return resources.get(public_id, level).seq
+        found = computed.compute_tags(index, ResourceLevel.STUDY, study_id,
+                                      {T.SOP_CLASSES_IN_STUDY})
     except UnknownResource:
-        return 0
+        return False
+    classes = found.get(T.SOP_CLASSES_IN_STUDY, "").split("\\")
+    return all(any(c.matches(uid) for uid in classes if uid) for c in constraints)

@@ -151,6 +151,11 @@ class DicomServerProtocol(UpperLayerProtocol):
         if self.state == "Sta6" and not self._ended:
             log.info("association from %s idle for %s s, aborting",
                      self.remote_aet, self.settings.scp_timeout)
+            self.abort()
+
+    def abort(self):
+        """A-ABORT the association (a service that cannot answer at all)."""
+        if not self._ended:
             self.event(fsm.ABORT_REQUEST, pdu.ABORT_REASON_NOT_SPECIFIED)
 
     def on_ended(self, reason):
