@@ -25,7 +25,7 @@ from twisted.internet import defer
 
 from orthancd.net import access, dimse, part10
 from orthancd.storage.streaming import StreamingFileWriter
-from orthancd.net.transfer_syntaxes import DEFLATED, is_implicit_vr, is_little_endian
+from orthancd.net.transfer_syntaxes import DEFLATED, is_implicit_vr, is_little_endian, negotiable
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ class StoreService:
         return STORAGE_SOP_CLASSES
 
     def transfer_syntaxes(self, settings):
-        return settings.storage_transfer_syntaxes
+        return negotiable(settings.storage_transfer_syntaxes)
 
     def start(self, request):
         if not request.has_dataset:
