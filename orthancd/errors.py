@@ -272,11 +272,13 @@ HTTP_REASONS = {
 class OrthancError(Exception):
     """An error with an Orthanc error code and optional human details."""
 
-    def __init__(self, code, details=None, http_status=None):
+    def __init__(self, code, details=None, http_status=None, payload=None):
         super().__init__(details or DESCRIPTIONS.get(code, str(code)))
         self.code = ErrorCode(code)
         self.details = details
         self.http_status = http_status or HTTP_STATUS.get(self.code, 500)
+        # Orthanc's "ErrorPayload" (e.g. the DIMSE status of a failed C-STORE).
+        self.payload = payload
 
     @property
     def description(self):

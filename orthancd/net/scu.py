@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 from pynetdicom.dsutils import split_dataset
 from twisted.internet import defer, threads
 from twisted.internet.error import ConnectError, ConnectionRefusedError, DNSLookupError
@@ -104,7 +105,9 @@ async def open_association(reactor, settings, modality, contexts, **kwargs):
                                timeout=settings.timeout or None,
                                maximum_pdu_length=settings.maximum_pdu_length, **kwargs)
     except ConnectionRefusedError:
-        raise _network_error(modality, "TCP Initialization Error: Connection refused") from None
+        # DCMTK's non-blocking connect (Orthanc 1.13.0) words a refusal so.
+        raise _network_error(modality,
+                             "TCP Initialization Error: Operation now in progress") from None
     except (ConnectError, DNSLookupError) as exc:
         raise _network_error(modality, "TCP Initialization Error: %s" % exc) from None
     except AssociationRejected as exc:
@@ -155,7 +158,9 @@ def _dimse_error(modality, exc):
 # -- C-ECHO ------------------------------------------------------------------
 
 
-async def echo(reactor, settings, modality):
+async def echo(reactor, settings, modality, check_find=False):
+    """C-ECHO; with ``check_find``, then a C-FIND at the study level for a
+    UID nobody has, as Orthanc's CheckFind (does the peer know us?)."""
     from orthancd.net.scp_echo import VERIFICATION_SOP_CLASS
     contexts = [(VERIFICATION_SOP_CLASS, QUERY_SYNTAXES)]
     async with modality_association(
@@ -168,6 +173,9 @@ async def echo(reactor, settings, modality):
     if status != dimse.SUCCESS:
         raise OrthancError(ErrorCode.NetworkProtocol,
                            "C-ECHO to AET \"%s\" failed with status 0x%04x" % (modality["AET"], status))
+    if check_find:
+        query = identifier_dataset(ResourceLevel.STUDY, {"StudyInstanceUID": generate_uid()})
+        await find(reactor, settings, modality, ResourceLevel.STUDY, query)
 
 
 # -- outgoing instances ------------------------------------------------------
@@ -272,7 +280,22 @@ def load_payload(server, instance, transfer_syntax):
 @dataclass
 class StoreOutcome:
     sent: list = field(default_factory=list)      # instance ids stored
-    failed: list = field(default_factory=list)    # (instance id, reason)
+    failed: list = field(default_factory=list)    # (instance id, OrthancError)
+
+
+def store_failed(modality, status):
+    """Orthanc's error for a C-STORE the peer refused."""
+    return OrthancError(ErrorCode.NetworkProtocol,
+                        'C-STORE SCU to AET "%s" has failed with DIMSE status 0x%04X'
+                        % (modality["AET"], status),
+                        payload={"Content": {"DimseErrorStatus": status}, "Type": "Dimse"})
+
+
+def no_context(modality, sop_class, transfer_syntax):
+    return OrthancError(ErrorCode.NetworkProtocol,
+                        "No valid presentation context was negotiated for SOP class UID [%s] "
+                        "and transfer syntax [%s] while sending to modality [%s]"
+                        % (sop_class, transfer_syntax, modality["AET"]))
 
 
 def _batches(instances):
@@ -291,23 +314,44 @@ def _batches(instances):
 
 
 async def store(server, settings, modality, instance_ids, move_originator=None,
-                on_stored=None, should_stop=None):
+                on_stored=None, should_stop=None, permissive=True):
     """C-STORE ``instance_ids`` to ``modality``; returns a StoreOutcome.
 
     ``move_originator``: ``(aet, message id)`` when serving a C-MOVE.
     ``on_stored(instance_id, ok)`` is called after each instance (C-MOVE
     pending responses); ``should_stop()`` is polled between instances (a
-    C-CANCEL).  Connection failures raise OrthancError.
+    C-CANCEL).  Unless ``permissive``, the first failed instance ends the
+    operation.  Connection failures raise OrthancError.
     """
     outcome = StoreOutcome()
     instances = []
     for instance_id in instance_ids:
         try:
             instances.append(outgoing_instance(server, instance_id))
-        except Exception as exc:  # deleted meanwhile
-            outcome.failed.append((instance_id, str(exc)))
+        except OrthancError as exc:  # deleted meanwhile
+            outcome.failed.append((instance_id, exc))
             if on_stored is not None:
                 on_stored(instance_id, False)
+        except Exception as exc:
+            outcome.failed.append((instance_id, OrthancError(ErrorCode.UnknownResource, str(exc))))
+            if on_stored is not None:
+                on_stored(instance_id, False)
+    if outcome.failed and not permissive:
+        return outcome
+    return await send_instances(server, settings, modality, instances, outcome,
+                                move_originator, on_stored, should_stop, permissive)
+
+
+async def send_instances(server, settings, modality, instances, outcome,
+                         move_originator=None, on_stored=None, should_stop=None,
+                         permissive=True):
+    """C-STORE OutgoingInstances, recording what happens in ``outcome``."""
+    user_stop = should_stop
+
+    def should_stop():
+        return (bool(outcome.failed) and not permissive) or (
+            user_stop is not None and user_stop())
+
     for batch, contexts in _batches(instances):
         def carries_all(association, batch=batch):
             return all(choose_context(association.accepted_contexts, instance) is not None
@@ -315,14 +359,14 @@ async def store(server, settings, modality, instance_ids, move_originator=None,
 
         async with modality_association(server.reactor, settings, modality, contexts,
                                         carries_all) as association:
-            stopped = await _store_batch(server, association, batch, move_originator,
-                                         on_stored, should_stop, outcome)
+            stopped = await _store_batch(server, association, modality, batch,
+                                         move_originator, on_stored, should_stop, outcome)
         if stopped:
             break
     return outcome
 
 
-async def _store_batch(server, association, batch, move_originator, on_stored,
+async def _store_batch(server, association, modality, batch, move_originator, on_stored,
                        should_stop, outcome):
     """Send ``batch`` on ``association``; True when ``should_stop()`` said so."""
     upcoming = None
@@ -334,7 +378,8 @@ async def _store_batch(server, association, batch, move_originator, on_stored,
             loading, upcoming = upcoming, None
             if position + 1 < len(batch):
                 upcoming = _load(server, association, batch[position + 1])
-            ok = await _store_one(association, instance, loading, move_originator, outcome)
+            ok = await _store_one(association, modality, instance, loading, move_originator,
+                                  outcome)
             if on_stored is not None:
                 on_stored(instance.instance_id, ok)
             if not association.is_established:
@@ -361,15 +406,19 @@ def _close_unsent(loaded):
         payload[0].close()
 
 
-async def _store_one(association, instance, loading, move_originator, outcome):
+async def _store_one(association, modality, instance, loading, move_originator, outcome):
     try:
         context, payload = await loading
+    except OrthancError as exc:
+        outcome.failed.append((instance.instance_id, exc))
+        return False
     except Exception as exc:
-        outcome.failed.append((instance.instance_id, str(exc)))
+        outcome.failed.append((instance.instance_id,
+                               OrthancError(ErrorCode.NetworkProtocol, str(exc))))
         return False
     if context is None:
-        outcome.failed.append((instance.instance_id,
-                               "the peer accepted no context for %s" % instance.sop_class))
+        outcome.failed.append((instance.instance_id, no_context(
+            modality, instance.sop_class, instance.transfer_syntax)))
         return False
     fields = {
         "AffectedSOPClassUID": instance.sop_class,
@@ -388,25 +437,64 @@ async def _store_one(association, instance, loading, move_originator, outcome):
     except (DimseTimeout, AssociationAborted) as exc:
         if isinstance(payload, tuple):
             payload[0].close()
-        outcome.failed.append((instance.instance_id, str(exc)))
+        outcome.failed.append((instance.instance_id, _dimse_error(modality, exc)))
         return False
     if response.status == dimse.SUCCESS or response.status in STORE_WARNINGS:
         outcome.sent.append(instance.instance_id)
         return True
-    outcome.failed.append((instance.instance_id, "C-STORE status 0x%04x" % response.status))
+    outcome.failed.append((instance.instance_id, store_failed(modality, response.status)))
     return False
 
 
+def _straight_instance(server, data):
+    """Blocking: the OutgoingInstance of DICOM bytes posted to store-straight,
+    written to a temporary file (which the caller removes)."""
+    import tempfile
+    from orthancd.dicom.reading import DicomFormatError, read_dataset
+    try:
+        dataset = read_dataset(data, stop_before_pixels=True)
+        sop_class = str(dataset.SOPClassUID)
+        sop_instance = str(dataset.SOPInstanceUID)
+        transfer_syntax = str(dataset.file_meta.TransferSyntaxUID)
+    except (DicomFormatError, AttributeError, ValueError, TypeError):
+        raise OrthancError(ErrorCode.BadFileFormat,
+                           "Cannot parse an invalid DICOM file (size: %d bytes)" % len(data)) from None
+    fd, path = tempfile.mkstemp(prefix="straight-", suffix=".dcm",
+                                dir=server.temporary_directory)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return OutgoingInstance(None, sop_class, transfer_syntax, path=path, sop_instance=sop_instance)
+
+
+async def store_straight(server, settings, modality, data):
+    """C-STORE DICOM bytes that are not stored here; returns their
+    (SOPClassUID, SOPInstanceUID)."""
+    instance = await threads.deferToThread(_straight_instance, server, data)
+    try:
+        outcome = await send_instances(server, settings, modality, [instance], StoreOutcome(),
+                                       permissive=False)
+    finally:
+        os.unlink(instance.path)
+    if outcome.failed:
+        raise outcome.failed[0][1]
+    return instance.sop_class, instance.sop_instance
+
+
 # -- C-FIND ------------------------------------------------------------------
+
+
+_UNAVAILABLE = {PATIENT_ROOT_FIND: ErrorCode.DicomFindUnavailable,
+                STUDY_ROOT_FIND: ErrorCode.DicomFindUnavailable,
+                PATIENT_ROOT_MOVE: ErrorCode.DicomMoveUnavailable,
+                STUDY_ROOT_MOVE: ErrorCode.DicomMoveUnavailable}
 
 
 def _context_for(association, abstract_syntax, modality):
     context = association.find_context(abstract_syntax)
     if context is None:
         association.abort()
-        raise OrthancError(ErrorCode.NetworkProtocol,
-                           'DicomAssociation - The remote modality "%s" does not accept %s'
-                           % (modality["AET"], abstract_syntax))
+        raise OrthancError(_UNAVAILABLE.get(abstract_syntax, ErrorCode.NetworkProtocol),
+                           "Remote AET is %s" % modality["AET"])
     return context
 
 

@@ -63,7 +63,8 @@ def render_failure(request, failure):
                     method=request.method, uri=request.uri)
         error = OrthancError(ErrorCode.InternalError, str(error))
     request.setResponseCode(error.http_status)
-    request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+    # Orthanc 1.13.0 sends its JSON error bodies as text/plain.
+    request.setHeader(b"Content-Type", b"text/plain")
     if ctx_describes_errors(request):
         return sized(request, error_body(request, error))
     return sized(request, b"")

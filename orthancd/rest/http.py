@@ -48,6 +48,8 @@ def error_body(request, error):
     }
     if error.details:
         body["Details"] = error.details
+    if getattr(error, "payload", None) is not None:
+        body["ErrorPayload"] = error.payload
     return jsonfmt.dumps_error(body).encode("ascii")
 
 

@@ -10,14 +10,16 @@ import time
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import UnknownResource
-from orthancd.modalities import modality_registry
+from orthancd.config import parse_modality
+from orthancd.modalities import check_description, modality_registry, normalized_description
 from orthancd.net import scu
-from orthancd.rest.http import bool_argument, read_body, render_json
+from orthancd.rest.http import (
+    bool_argument, read_body, render_bytes, render_json, render_text, sized)
 from orthancd.rest.queries import answer_json, create_query, query_to_dataset
 
-# What GET /modalities/{id} lists in Orthanc 1.10.1.
+# What GET /modalities/{id} lists in Orthanc 1.13.0.
 MODALITY_ROUTES = ["configuration", "echo", "find", "find-instance", "find-patient",
-                   "find-series", "find-study", "find-worklist", "move", "query",
+                   "find-series", "find-study", "find-worklist", "get", "move", "query",
                    "storage-commitment", "store", "store-straight"]
 
 # The UIDs a C-MOVE/C-GET identifier carries at each level (as Orthanc sends).
@@ -38,13 +40,55 @@ def parse_json_value(request):
         raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON value") from None
 
 
+def parse_json_body(request, empty=None):
+    """The JSON body of the routes that parse it strictly (echo); an empty
+    body stands for ``empty`` when given."""
+    raw = read_body(request)
+    if empty is not None and not raw.strip():
+        return empty
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise OrthancError(ErrorCode.BadFileFormat, "Cannot parse the JSON body") from None
+
+
+def read_field(body, key, kind, default=None):
+    """Orthanc's SerializationToolbox::Read*: a typed field of a JSON object."""
+    if not isinstance(body, dict) or key not in body:
+        return default
+    value = body[key]
+    if kind is bool:
+        ok, word = isinstance(value, bool), "Boolean"
+    elif kind is int:
+        ok, word = isinstance(value, int) and not isinstance(value, bool), "Integer"
+    else:
+        ok, word = isinstance(value, str), "String"
+    if not ok:
+        raise OrthancError(ErrorCode.BadFileFormat, "%s value expected in field: %s" % (word, key))
+    return value
+
+
+def render_empty(request):
+    """Orthanc's answer of a PUT or DELETE that succeeded: an empty text."""
+    return render_text(request, b"")
+
+
+def render_echo_success(request):
+    return render_bytes(request, b"{}", b"application/json")
+
+
+def resource_type_name(level):
+    return level.name.title()
+
+
 def parse_level(value):
     if not isinstance(value, str):
         raise OrthancError(ErrorCode.BadFileFormat, "The JSON body must contain field Level")
     try:
         return ResourceLevel.parse(value)
     except (ValueError, KeyError):
-        raise OrthancError(ErrorCode.ParameterOutOfRange) from None
+        raise OrthancError(ErrorCode.ParameterOutOfRange,
+                           "Invalid resource type '%s'" % value) from None
 
 
 def require_synchronous(body):
@@ -61,11 +105,11 @@ def retrieve_identifier(level, fields):
 
 
 def _resource_instances(index, public_id):
-    """The instances below any-level resource ``public_id`` (Orthanc accepts
-    IDs of any level in the store body)."""
+    """(level, instances below) of any-level resource ``public_id`` (Orthanc
+    accepts IDs of any level in the store body)."""
     for level in ResourceLevel:
         try:
-            return index.get_descendant_instances(public_id, level)
+            return level, index.get_descendant_instances(public_id, level)
         except UnknownResource:
             continue
     raise OrthancError(ErrorCode.UnknownResource)
@@ -97,6 +141,26 @@ def store_request(body):
     return resources, options
 
 
+def with_destination_overrides(modality, options):
+    """/modalities/{id}/store may aim at another AET, host or port than the
+    modality's (CalledAet, Host, Port in the body)."""
+    modality = dict(modality)
+    called = read_field(options, "CalledAet", str)
+    host = read_field(options, "Host", str)
+    port = read_field(options, "Port", int)
+    if called is not None:
+        modality["AET"] = called
+    if host is not None:
+        modality["Host"] = host
+    if port is not None:
+        if port < 0:
+            raise OrthancError(ErrorCode.BadParameterType,
+                               "Negative value found while expecting an unsigned int "
+                               "in field 'Port'")
+        modality["Port"] = port
+    return modality
+
+
 def install(app, server):
     registry = modality_registry(server)
     configuration = server.configuration
@@ -113,7 +177,10 @@ def install(app, server):
 
     @app.route("/modalities/<name>", methods=["GET"])
     def modality_routes(request, name):
-        registry.get_modality(name)
+        if name not in registry:
+            # An unknown child of a listing: Orthanc's bare 404.
+            request.setResponseCode(404)
+            return sized(request, b"")
         return render_json(request, MODALITY_ROUTES)
 
     @app.route("/modalities/<name>/configuration", methods=["GET"])
@@ -126,17 +193,8 @@ def install(app, server):
             description = json.loads(read_body(request))
         except ValueError:
             raise OrthancError(ErrorCode.BadFileFormat) from None
-        if isinstance(description, dict):
-            for key in ("AET", "Host"):
-                if not isinstance(description.get(key), str):
-                    raise OrthancError(ErrorCode.BadFileFormat,
-                                       "String value expected in field: %s" % key)
-        try:
-            saving = registry.put(name, description)
-        except OrthancError as exc:
-            raise OrthancError(ErrorCode.BadFileFormat) from exc
-        await saving  # answer once the change is durable
-        return b""
+        await registry.put(name, description)  # answer once the change is durable
+        return render_empty(request)
 
     @app.route("/modalities/<name>", methods=["DELETE"])
     async def delete_modality(request, name):
@@ -144,14 +202,31 @@ def install(app, server):
             raise OrthancError(ErrorCode.InexistentItem,
                                "Unknown DICOM modality with symbolic name: %s" % name)
         await registry.delete(name)
-        return b""
+        return render_empty(request)
+
+    async def do_echo(request, modality, options):
+        timeout = read_field(options, "Timeout", int)
+        check_find = read_field(options, "CheckFind", bool,
+                                bool(configuration.get("DicomEchoChecksFind", False)))
+        scu_settings = settings(modality, {} if timeout is None else {"Timeout": timeout})
+        await scu.echo(server.reactor, scu_settings, modality, check_find)
+        return render_echo_success(request)
 
     @app.route("/modalities/<name>/echo", methods=["POST"])
     async def echo(request, name):
         modality = registry.get_modality(name)
-        body = json.loads(read_body(request) or b"{}") if read_body(request).strip() else {}
-        await scu.echo(server.reactor, settings(modality, body), modality)
-        return render_json(request, {})
+        return await do_echo(request, modality, parse_json_body(request, empty={}))
+
+    @app.route("/tools/dicom-echo", methods=["POST"])
+    async def echo_described_modality(request):
+        """C-ECHO to a modality described in the body (either form of a
+        DicomModalities entry), registered or not."""
+        description = parse_json_body(request)
+        check_description(description)
+        modality = parse_modality("dicom-echo", normalized_description(description))
+        options = description if isinstance(description, dict) else {}
+        return await do_echo(request, modality, {k: v for k, v in options.items()
+                                                 if k == "CheckFind"})
 
     @app.route("/modalities/<name>/store", methods=["POST"])
     async def store(request, name):
@@ -169,31 +244,43 @@ def install(app, server):
         if options.get("StorageCommitment"):
             raise OrthancError(ErrorCode.NotImplemented,
                                "Storage commitment is not supported by orthancd")
-        instances = []
+        modality = with_destination_overrides(modality, options)
+        instances, described = [], []
         for public_id in resources:
-            instances.extend(_resource_instances(server.index, public_id))
+            level, below = _resource_instances(server.index, public_id)
+            instances.extend(below)
+            described.append({"ID": public_id, "Type": resource_type_name(level)})
         originator = None
         if "MoveOriginatorAet" in options or "MoveOriginatorID" in options:
             originator = (str(options.get("MoveOriginatorAet", "")),
                           int(options.get("MoveOriginatorID", 0)))
+        permissive = bool(read_field(options, "Permissive", bool, False))
         scu_settings = settings(modality, options)
-        outcome = await scu.store(server, scu_settings, modality, instances, originator)
+        outcome = await scu.store(server, scu_settings, modality, instances, originator,
+                                  permissive=permissive)
         if configuration.get("LogExportedResources", False):
             for instance_id in outcome.sent:
                 await log_export(server, instance_id, modality["AET"])
-        if outcome.failed and not options.get("Permissive", False):
-            instance_id, reason = outcome.failed[0]
-            raise OrthancError(ErrorCode.NetworkProtocol,
-                               'C-STORE SCU to AET "%s" has failed for instance %s: %s'
-                               % (modality["AET"], instance_id, reason))
+        if outcome.failed and not permissive:
+            raise outcome.failed[0][1]
         return render_json(request, {
             "Description": "REST API",
-            "FailedInstancesCount": len(outcome.failed),
+            # Orthanc 1.13.0 answers a synchronous job with its content as
+            # of its submission: nothing has failed yet.
+            "FailedInstancesCount": 0,
             "InstancesCount": len(instances),
             "LocalAet": scu_settings.local_aet,
             "ParentResources": resources,
             "RemoteAet": modality["AET"],
+            "Resources": described,
         })
+
+    @app.route("/modalities/<name>/store-straight", methods=["POST"])
+    async def store_straight(request, name):
+        modality = registry.get_modality(name)
+        sop_class, sop_instance = await scu.store_straight(
+            server, settings(modality), modality, read_body(request))
+        return render_json(request, {"SOPClassUID": sop_class, "SOPInstanceUID": sop_instance})
 
     @app.route("/modalities/<name>/query", methods=["POST"])
     async def query(request, name):
