@@ -190,11 +190,15 @@ class OutgoingInstance:
     path: str = None          # the Part-10 file, when stored uncompressed
     compressed_uuid: str = None
     sop_instance: str = None
+    # store-straight sends the bytes as they are, never transcoded (Orthanc).
+    may_transcode: bool = True
 
     def contexts(self):
         """The presentation contexts that can carry it: its own syntax, and
         the uncompressed ones we can transcode it to."""
         own = (self.sop_class, (self.transfer_syntax,))
+        if not self.may_transcode:
+            return [own]
         uncompressed = (self.sop_class, (EXPLICIT_LITTLE, IMPLICIT_LITTLE))
         if self.transfer_syntax in (EXPLICIT_LITTLE, IMPLICIT_LITTLE):
             return [uncompressed] if self.transfer_syntax == EXPLICIT_LITTLE else [own, uncompressed]
@@ -225,6 +229,8 @@ def choose_context(association_contexts, instance):
     for context in same_class:
         if context.transfer_syntax == instance.transfer_syntax:
             return context
+    if not instance.may_transcode:
+        return None
     for context in same_class:
         if context.transfer_syntax in UNCOMPRESSED:
             return context
@@ -463,7 +469,8 @@ def _straight_instance(server, data):
                                 dir=server.temporary_directory)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
-    return OutgoingInstance(None, sop_class, transfer_syntax, path=path, sop_instance=sop_instance)
+    return OutgoingInstance(None, sop_class, transfer_syntax, path=path, sop_instance=sop_instance,
+                            may_transcode=False)
 
 
 async def store_straight(server, settings, modality, data):

@@ -92,8 +92,8 @@ def parse_level(value):
 
 
 def require_synchronous(body):
-    if isinstance(body, dict) and (body.get("Synchronous") is False
-                                   or body.get("Asynchronous") is True):
+    if isinstance(body, dict) and (read_field(body, "Synchronous", bool) is False
+                                   or read_field(body, "Asynchronous", bool) is True):
         raise OrthancError(ErrorCode.BadRequest,
                            "Asynchronous jobs are not supported yet by orthancd: "
                            "use \"Synchronous\": true")
@@ -123,40 +123,66 @@ def _looks_like_identifier(text):
 
 def store_request(body):
     """(resources, options) from the body of /modalities/{id}/store."""
+    strings = "Resources to be exported must be specified as a JSON array of strings"
     if isinstance(body, str):
         resources, options = [body], {}
     elif isinstance(body, list):
         resources, options = body, {}
     elif isinstance(body, dict):
-        resources = body.get("Resources", [])
-        options = body
+        if "Resources" not in body:
+            raise OrthancError(ErrorCode.BadFileFormat, 'Missing field in JSON: "Resources"')
+        resources, options = body["Resources"], body
         if not isinstance(resources, list):
-            raise OrthancError(ErrorCode.BadFileFormat, "Expected a list of resources")
+            raise OrthancError(ErrorCode.BadFileFormat,
+                               'JSON field "Resources" must contain an array')
     else:
-        raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON value")
+        raise OrthancError(ErrorCode.BadFileFormat,
+                           "Must provide a JSON object, or a JSON array of strings")
+    if not all(isinstance(item, str) for item in resources):
+        raise OrthancError(ErrorCode.BadFileFormat, strings)
     for item in resources:
-        if not isinstance(item, str) or item.count("-") != 4:
+        if item.count("-") != 4:
             raise OrthancError(ErrorCode.BadFileFormat,
                                "This string is not a valid Orthanc identifier: %s" % item)
     return resources, options
+
+
+def option(options, key, kind, default=None):
+    """Orthanc's Toolbox::GetJson*Field: a typed option of a request body,
+    BadParameterType (without details) when mistyped."""
+    if key not in options:
+        return default
+    value = options[key]
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:  # unsigned
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and value < 0:
+            raise OrthancError(ErrorCode.ParameterOutOfRange)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise OrthancError(ErrorCode.BadParameterType)
+    return value
 
 
 def with_destination_overrides(modality, options):
     """/modalities/{id}/store may aim at another AET, host or port than the
     modality's (CalledAet, Host, Port in the body)."""
     modality = dict(modality)
-    called = read_field(options, "CalledAet", str)
-    host = read_field(options, "Host", str)
-    port = read_field(options, "Port", int)
+    called = option(options, "CalledAet", str)
+    host = option(options, "Host", str)
+    port = option(options, "Port", int)
     if called is not None:
         modality["AET"] = called
     if host is not None:
         modality["Host"] = host
     if port is not None:
-        if port < 0:
-            raise OrthancError(ErrorCode.BadParameterType,
-                               "Negative value found while expecting an unsigned int "
-                               "in field 'Port'")
+        port &= 0xFFFF  # Orthanc keeps it in 16 bits before checking it
+        if not 1 <= port <= 65534:
+            raise OrthancError(ErrorCode.ParameterOutOfRange,
+                               "A TCP port number must be in range [1..65534], but found: %d"
+                               % port)
         modality["Port"] = port
     return modality
 
@@ -241,39 +267,56 @@ def install(app, server):
                 raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON value") from None
         resources, options = store_request(body)
         require_synchronous(options)
-        if options.get("StorageCommitment"):
+        local_aet = option(options, "LocalAet", str)
+        originator = None
+        if "MoveOriginatorAet" in options or "MoveOriginatorID" in options:
+            originator = (option(options, "MoveOriginatorAet", str, ""),
+                          option(options, "MoveOriginatorID", int, 0))
+        if option(options, "StorageCommitment", bool, False):
             raise OrthancError(ErrorCode.NotImplemented,
                                "Storage commitment is not supported by orthancd")
+        timeout = read_field(options, "Timeout", int)
+        permissive = bool(read_field(options, "Permissive", bool, False))
         modality = with_destination_overrides(modality, options)
         instances, described = [], []
         for public_id in resources:
-            level, below = _resource_instances(server.index, public_id)
+            try:
+                level, below = _resource_instances(server.index, public_id)
+            except OrthancError:
+                # What Orthanc 1.13.0 answers for an unknown resource here.
+                raise OrthancError(ErrorCode.InternalError,
+                                   "ErrorCode_InternalError triggered from "
+                                   "ServerContext.cpp:2148") from None
             instances.extend(below)
             described.append({"ID": public_id, "Type": resource_type_name(level)})
-        originator = None
-        if "MoveOriginatorAet" in options or "MoveOriginatorID" in options:
-            originator = (str(options.get("MoveOriginatorAet", "")),
-                          int(options.get("MoveOriginatorID", 0)))
-        permissive = bool(read_field(options, "Permissive", bool, False))
-        scu_settings = settings(modality, options)
-        outcome = await scu.store(server, scu_settings, modality, instances, originator,
-                                  permissive=permissive)
+        scu_settings = settings(modality, {key: value for key, value in
+                                           (("LocalAet", local_aet), ("Timeout", timeout))
+                                           if value is not None})
+        try:
+            outcome = await scu.store(server, scu_settings, modality, instances, originator,
+                                      permissive=permissive)
+        except OrthancError:
+            if not permissive:
+                raise
+            outcome = scu.StoreOutcome()  # a permissive job ignores the failure
         if configuration.get("LogExportedResources", False):
             for instance_id in outcome.sent:
                 await log_export(server, instance_id, modality["AET"])
         if outcome.failed and not permissive:
             raise outcome.failed[0][1]
-        return render_json(request, {
+        report = {
             "Description": "REST API",
             # Orthanc 1.13.0 answers a synchronous job with its content as
             # of its submission: nothing has failed yet.
             "FailedInstancesCount": 0,
             "InstancesCount": len(instances),
             "LocalAet": scu_settings.local_aet,
-            "ParentResources": resources,
             "RemoteAet": modality["AET"],
-            "Resources": described,
-        })
+        }
+        if resources:
+            report["ParentResources"] = resources
+            report["Resources"] = described
+        return render_json(request, dict(sorted(report.items())))
 
     @app.route("/modalities/<name>/store-straight", methods=["POST"])
     async def store_straight(request, name):
