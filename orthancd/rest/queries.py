@@ -4,6 +4,7 @@ Queries live in memory (as in Orthanc), the oldest being dropped beyond
 ``QueryRetrieveSize``.  Retrieving an answer sends a C-MOVE whose
 identifier carries the UIDs of the answer's level.
 """
+import json
 import uuid
 from collections import OrderedDict
 
@@ -38,7 +39,23 @@ SPECIFIC_CHARACTER_SETS = {
 }
 
 QUERY_ROUTES = ["answers", "level", "modality", "query", "retrieve"]
-ANSWER_ROUTES = ["content", "retrieve", "query-series", "query-instances"]
+# GET /queries/{id}/answers/{n} per query level (1.13.0 lists "query-study"
+# for the route it serves as query-studies).
+ANSWER_ROUTES = {
+    ResourceLevel.PATIENT: ["content", "retrieve", "query-study", "query-series",
+                            "query-instances"],
+    ResourceLevel.STUDY: ["content", "retrieve", "query-series", "query-instances"],
+    ResourceLevel.SERIES: ["content", "retrieve", "query-instances"],
+    ResourceLevel.INSTANCE: ["content", "retrieve"],
+}
+# The child queries of an answer, and the identifiers they inherit from it.
+CHILD_QUERIES = {"query-studies": ResourceLevel.STUDY, "query-series": ResourceLevel.SERIES,
+                 "query-instances": ResourceLevel.INSTANCE}
+INHERITED_IDENTIFIERS = {
+    ResourceLevel.PATIENT: ("PatientID",),
+    ResourceLevel.STUDY: ("StudyInstanceUID",),
+    ResourceLevel.SERIES: ("StudyInstanceUID", "SeriesInstanceUID"),
+}
 
 
 class QueryRecord:
@@ -54,8 +71,19 @@ class QueryRecord:
 QUERY_STORE = OrderedDict()
 
 
+def with_media_storage_uids(answer):
+    """Orthanc keeps each answer as a DICOM file, whose meta header repeats
+    its SOP class and instance UIDs: they show among the answer's tags."""
+    for meta, tag in ((0x00020002, 0x00080016), (0x00020003, 0x00080018)):
+        element = answer.get(tag)
+        if element is not None and element.value:
+            answer.add_new(meta, "UI", element.value)
+    return answer
+
+
 def create_query(modality, level, fields, answers, options, limit=100):
     query_id = str(uuid.uuid4())
+    answers = [with_media_storage_uids(answer) for answer in answers]
     QUERY_STORE[query_id] = QueryRecord(modality, level, fields, answers, options)
     while len(QUERY_STORE) > max(limit, 1):
         QUERY_STORE.popitem(last=False)
@@ -121,10 +149,10 @@ def install(app, server):
         return record
 
     def answer_of(record, index):
-        try:
-            position = int(index)
-        except ValueError:
-            raise OrthancError(ErrorCode.ParameterOutOfRange) from None
+        if not index.lstrip("-").isdigit():
+            raise OrthancError(ErrorCode.BadParameterType,
+                               "Syntax error in some user-supplied data")
+        position = int(index)
         if not 0 <= position < len(record.answers):
             raise OrthancError(ErrorCode.ParameterOutOfRange)
         return record.answers[position]
@@ -171,8 +199,44 @@ def install(app, server):
 
     @app.route("/queries/<query_id>/answers/<index>", methods=["GET"])
     def answer_routes(request, query_id, index):
-        answer_of(query_of(query_id), index)
-        return render_json(request, ANSWER_ROUTES)
+        record = query_of(query_id)
+        answer_of(record, index)
+        return render_json(request, ANSWER_ROUTES[record.level])
+
+    async def child_query(request, query_id, index, level):
+        """A C-FIND for the children of one answer, at ``level``: the
+        body's Query plus the identifiers the answer carries."""
+        record = query_of(query_id)
+        if int(level) <= int(record.level):
+            raise OrthancError(ErrorCode.UnknownResource)
+        answer = answer_of(record, index)
+        try:
+            body = json.loads(read_body(request))
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON object")
+        fields = body.get("Query", {})
+        if not isinstance(fields, dict):
+            raise OrthancError(ErrorCode.BadFileFormat, "The field Query must be a JSON object")
+        fields = dict(fields)
+        for keyword in INHERITED_IDENTIFIERS[record.level]:
+            value = answer.get(keyword)
+            if value is not None and str(value):
+                fields[keyword] = str(value)
+        options = {"Timeout": body["Timeout"]} if "Timeout" in body else {}
+        modality = registry.get_modality(record.modality)
+        dataset = query_to_dataset(server, level, fields, True)
+        settings = scu.ScuSettings.for_modality(server.configuration, modality, options)
+        answers = await scu.find(server.reactor, settings, modality, level, dataset)
+        child_id = create_query(record.modality, level, fields, answers, options)
+        return render_json(request, {"ID": child_id, "Path": "/queries/%s" % child_id})
+
+    for route, level in CHILD_QUERIES.items():
+        def handler(request, query_id, index, level=level):
+            return child_query(request, query_id, index, level)
+        app.route("/queries/<query_id>/answers/<index>/" + route, methods=["POST"],
+                  endpoint="child_" + route)(handler)
 
     @app.route("/queries/<query_id>/answers/<index>/content", methods=["GET"])
     def answer_content(request, query_id, index):
