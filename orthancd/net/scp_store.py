@@ -24,6 +24,7 @@ from pynetdicom.sop_class import _STORAGE_CLASSES
 from twisted.internet import defer
 
 from orthancd.net import access, dimse, part10
+from orthancd.net.scu import move_receptions
 from orthancd.storage.streaming import StreamingFileWriter
 from orthancd.net.transfer_syntaxes import DEFLATED, is_implicit_vr, is_little_endian, negotiable
 
@@ -175,6 +176,11 @@ class IncomingInstance:
 
     def stored(self, result):
         self.cleanup()
+        command = self._request.command
+        if command.get("MoveOriginatorMessageID") is not None and hasattr(result, "ids"):
+            # A sub-operation of a C-MOVE: maybe one we asked for.
+            move_receptions.received(command.get("MoveOriginatorApplicationEntityTitle", ""),
+                                     command.get("MoveOriginatorMessageID"), result.ids[3])
         status = getattr(result, "cstore_status", None)
         self._respond(dimse.SUCCESS if status is None else status)
 

@@ -556,6 +556,30 @@ class RetrieveCounts:
     completed: int = 0
     failed: int = 0
     warning: int = 0
+    # Public IDs of the instances that came to us through this retrieve.
+    received: list = field(default_factory=list)
+
+
+class MoveReceptions:
+    """Instances arriving by C-STORE on behalf of our own C-MOVEs (their
+    MoveOriginator fields name our AET and the C-MOVE's message ID)."""
+
+    def __init__(self):
+        self._expected = {}
+
+    def expect(self, aet, message_id):
+        return self._expected.setdefault((aet.strip(), message_id), [])
+
+    def forget(self, aet, message_id):
+        return self._expected.pop((aet.strip(), message_id), [])
+
+    def received(self, aet, message_id, instance_id):
+        expected = self._expected.get((str(aet).strip(), message_id))
+        if expected is not None:
+            expected.append(instance_id)
+
+
+move_receptions = MoveReceptions()
 
 
 def _counts(command, counts):
@@ -565,14 +589,20 @@ def _counts(command, counts):
     counts.warning = command.get("NumberOfWarningSuboperations") or counts.warning
 
 
-async def move(reactor, settings, modality, level, identifier, target_aet):
-    """C-MOVE one identifier to ``target_aet``; returns RetrieveCounts."""
+async def move(reactor, settings, modality, level, identifier, target_aet, check=True):
+    """C-MOVE one identifier to ``target_aet``; returns RetrieveCounts
+    (without ``check``, whatever the final status)."""
     model = PATIENT_ROOT_MOVE if level is ResourceLevel.PATIENT else STUDY_ROOT_MOVE
     counts = RetrieveCounts()
     async with _query_association(reactor, settings, modality, model) as association:
-        await _retrieve(association, model, modality, identifier, counts,
-                        {"CommandField": dimse.C_MOVE_RQ, "MoveDestination": target_aet})
-    return _checked(counts, "C-MOVE", modality)
+        key = (settings.local_aet, association.next_message_id)
+        counts.received = move_receptions.expect(*key)
+        try:
+            await _retrieve(association, model, modality, identifier, counts,
+                            {"CommandField": dimse.C_MOVE_RQ, "MoveDestination": target_aet})
+        finally:
+            move_receptions.forget(*key)
+    return _checked(counts, "C-MOVE", modality) if check else counts
 
 
 async def _retrieve(association, model, modality, identifier, counts, fields):
@@ -607,7 +637,7 @@ def storage_classes():
 class _GetStoreSink:
     """Receives one C-STORE sub-operation of our C-GET into a temporary file."""
 
-    def __init__(self, server, protocol, context, command, modality, received):
+    def __init__(self, server, protocol, context, command, modality, received, received_ids):
         from orthancd.net import part10
         import tempfile
         self._server = server
@@ -616,6 +646,7 @@ class _GetStoreSink:
         self._command = command
         self._modality = modality
         self._received = received
+        self._received_ids = received_ids
         self.sop_instance = str(command.get("AffectedSOPInstanceUID", "")).strip("\0 ")
         sop_class = str(command.get("AffectedSOPClassUID", "")).strip("\0 ")
         fd, self._path = tempfile.mkstemp(prefix="cget-", suffix=".dcm",
@@ -642,9 +673,13 @@ class _GetStoreSink:
         origin = {"RemoteAET": self._modality["AET"], "CalledAET": self._protocol.request.calling_ae_title.strip(),
                   "RemoteIP": self._modality["Host"], "Origin": "DicomProtocol"}
         d = defer.maybeDeferred(self._server.store_file, self._path, origin)
-        d.addCallbacks(lambda _: dimse.SUCCESS, self._failed)
+        d.addCallbacks(self._stored, self._failed)
         d.addCallback(self._answer)
         self._received.append(d)
+
+    def _stored(self, outcome):
+        self._received_ids.append(outcome.ids[3])
+        return dimse.SUCCESS
 
     def _failed(self, failure):
         log.warning("C-GET: storing %s failed: %s", self.sop_instance, failure.getErrorMessage())
@@ -657,17 +692,19 @@ class _GetStoreSink:
         return status
 
 
-async def get(server, settings, modality, level, identifier):
+async def get(server, settings, modality, level, identifier, check=True):
     """C-GET one identifier: the peer sends the instances back on our
     association and they are stored like any C-STORE.  Returns RetrieveCounts."""
     model = PATIENT_ROOT_GET if level is ResourceLevel.PATIENT else STUDY_ROOT_GET
     contexts = [(model, list(QUERY_SYNTAXES))] + get_storage_contexts()
     received = []
 
-    def handle_store(protocol, context, command):
-        return _GetStoreSink(server, protocol, context, command, modality, received)
-
     counts = RetrieveCounts()
+
+    def handle_store(protocol, context, command):
+        return _GetStoreSink(server, protocol, context, command, modality, received,
+                             counts.received)
+
     async with modality_association(server.reactor, settings, modality, contexts,
                                     lambda a: a.find_context(model) is not None,
                                     scp_roles=[uid for uid, _ in contexts[1:]],
@@ -675,7 +712,7 @@ async def get(server, settings, modality, level, identifier):
         await _retrieve(association, model, modality, identifier, counts,
                         {"CommandField": dimse.C_GET_RQ})
         await defer.DeferredList(received)
-    return _checked(counts, "C-GET", modality)
+    return _checked(counts, "C-GET", modality) if check else counts
 
 
 # The storage classes proposed for C-GET (128 contexts at most, one taken by

@@ -15,6 +15,7 @@ from orthancd.modalities import check_description, modality_registry, normalized
 from orthancd.net import scu
 from orthancd.rest.http import (
     bool_argument, read_body, render_bytes, render_json, render_text, sized)
+from orthancd.rest.scu_requests import RETRIEVE_KEYS, option, read_field, require_synchronous
 from orthancd.rest.queries import answer_json, create_query, query_to_dataset
 
 # What GET /modalities/{id} lists in Orthanc 1.13.0.
@@ -22,13 +23,6 @@ MODALITY_ROUTES = ["configuration", "echo", "find", "find-instance", "find-patie
                    "find-series", "find-study", "find-worklist", "get", "move", "query",
                    "storage-commitment", "store", "store-straight"]
 
-# The UIDs a C-MOVE/C-GET identifier carries at each level (as Orthanc sends).
-RETRIEVE_KEYS = {
-    ResourceLevel.PATIENT: ("PatientID",),
-    ResourceLevel.STUDY: ("StudyInstanceUID",),
-    ResourceLevel.SERIES: ("StudyInstanceUID", "SeriesInstanceUID"),
-    ResourceLevel.INSTANCE: ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"),
-}
 
 
 def parse_json_value(request):
@@ -52,22 +46,6 @@ def parse_json_body(request, empty=None):
         raise OrthancError(ErrorCode.BadFileFormat, "Cannot parse the JSON body") from None
 
 
-def read_field(body, key, kind, default=None):
-    """Orthanc's SerializationToolbox::Read*: a typed field of a JSON object."""
-    if not isinstance(body, dict) or key not in body:
-        return default
-    value = body[key]
-    if kind is bool:
-        ok, word = isinstance(value, bool), "Boolean"
-    elif kind is int:
-        ok, word = isinstance(value, int) and not isinstance(value, bool), "Integer"
-    else:
-        ok, word = isinstance(value, str), "String"
-    if not ok:
-        raise OrthancError(ErrorCode.BadFileFormat, "%s value expected in field: %s" % (word, key))
-    return value
-
-
 def render_empty(request):
     """Orthanc's answer of a PUT or DELETE that succeeded: an empty text."""
     return render_text(request, b"")
@@ -89,14 +67,6 @@ def parse_level(value):
     except (ValueError, KeyError):
         raise OrthancError(ErrorCode.ParameterOutOfRange,
                            "Invalid resource type '%s'" % value) from None
-
-
-def require_synchronous(body):
-    if isinstance(body, dict) and (read_field(body, "Synchronous", bool) is False
-                                   or read_field(body, "Asynchronous", bool) is True):
-        raise OrthancError(ErrorCode.BadRequest,
-                           "Asynchronous jobs are not supported yet by orthancd: "
-                           "use \"Synchronous\": true")
 
 
 def retrieve_identifier(level, fields):
@@ -145,25 +115,6 @@ def store_request(body):
             raise OrthancError(ErrorCode.BadFileFormat,
                                "This string is not a valid Orthanc identifier: %s" % item)
     return resources, options
-
-
-def option(options, key, kind, default=None):
-    """Orthanc's Toolbox::GetJson*Field: a typed option of a request body,
-    BadParameterType (without details) when mistyped."""
-    if key not in options:
-        return default
-    value = options[key]
-    if kind is bool:
-        ok = isinstance(value, bool)
-    elif kind is int:  # unsigned
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        if ok and value < 0:
-            raise OrthancError(ErrorCode.ParameterOutOfRange)
-    else:
-        ok = isinstance(value, str)
-    if not ok:
-        raise OrthancError(ErrorCode.BadParameterType)
-    return value
 
 
 def with_destination_overrides(modality, options):

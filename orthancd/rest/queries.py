@@ -8,13 +8,15 @@ import json
 import uuid
 from collections import OrderedDict
 
+from orthancd.config import RETRIEVE_METHODS
 from orthancd.dicom.json_tags import dataset_to_json
 from orthancd.dicom.summary import MAIN_DICOM_TAGS
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.modalities import modality_registry
-from orthancd.net import scu
+from orthancd.net import dimse, scu
 from orthancd.rest.http import bool_argument, read_body, render_json, render_text
+from orthancd.rest.scu_requests import RETRIEVE_KEYS, read_field, require_synchronous
 
 # Tags Orthanc adds (empty, for universal matching) to a query at each level.
 LEVEL_KEYS = {
@@ -131,6 +133,50 @@ def answer_json(server, answer, mode="full", drop_level=False):
     return value
 
 
+def retrieve_options(raw):
+    """(options, TargetAet or None) of a retrieve body: a JSON object, or
+    the target AET as plain text."""
+    raw = raw.strip()
+    if not raw:
+        return {}, None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return {}, raw.decode("utf-8", "replace")
+    if not isinstance(body, dict):
+        # What Orthanc 1.13.0 answers to any other JSON value.
+        raise OrthancError(ErrorCode.InternalError,
+                           "An unhandled exception was generated inside the HTTP server")
+    target = body.get("TargetAet")
+    if target is not None and not isinstance(target, str):
+        raise OrthancError(ErrorCode.BadParameterType)
+    return body, target
+
+
+def retrieve_method(options, modality, configuration):
+    """C-MOVE or C-GET: the body's RetrieveMethod, else the modality's,
+    else DicomDefaultRetrieveMethod."""
+    method = read_field(options, "RetrieveMethod", str)
+    if method is not None and method not in RETRIEVE_METHODS:
+        raise OrthancError(ErrorCode.ParameterOutOfRange,
+                           'RetrieveMethod can be "C-MOVE", "C-GET" or "SystemDefault": %s'
+                           % method)
+    for candidate in (method, modality.get("RetrieveMethod")):
+        if candidate in ("C-MOVE", "C-GET"):
+            return candidate
+    default = configuration.get("DicomDefaultRetrieveMethod", "C-MOVE")
+    return default if default in ("C-MOVE", "C-GET") else "C-MOVE"
+
+
+def retrieve_failed(method, modality, status, details):
+    reason = " (unable to process - resource not found ?)" \
+        if method == "C-MOVE" and status == 0xC000 else ""
+    return OrthancError(ErrorCode.NetworkProtocol,
+                        '%s SCU to AET "%s" has failed with DIMSE status 0x%04X%s'
+                        % (method, modality["AET"], status, reason),
+                        payload={"Content": details, "Type": "RetrieveJob"})
+
+
 def answer_mode(request):
     if bool_argument(request, "simplify"):
         return "simplify"
@@ -244,44 +290,42 @@ def install(app, server):
         return render_json(request, answer_json(server, answer, answer_mode(request)))
 
     async def retrieve(request, record, answers):
-        raw = read_body(request).strip()
-        options = {}
-        target = None
-        if raw.startswith(b"{"):
-            import json
-            try:
-                options = json.loads(raw)
-            except ValueError:
-                raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON value") from None
-            target = options.get("TargetAet")
-        elif raw:
-            target = raw.decode("utf-8", "replace")
-        if options.get("Synchronous") is False or options.get("Asynchronous") is True:
-            raise OrthancError(ErrorCode.BadRequest,
-                               "Asynchronous jobs are not supported yet by orthancd: "
-                               "use \"Synchronous\": true")
+        options, target = retrieve_options(read_body(request))
+        require_synchronous(options)
         target = target or server.configuration.get("DicomAet", "ORTHANC")
         modality = registry.get_modality(record.modality)
-        body = {"Timeout": options.get("Timeout", record.timeout), "LocalAet": record.local_aet}
-        body = {k: v for k, v in body.items() if v is not None}
-        settings = scu.ScuSettings.for_modality(server.configuration, modality, body)
-        reported = []
+        method = retrieve_method(options, modality, server.configuration)
+        mode = "simplify" if read_field(options, "Simplify", bool, False) else (
+            "full" if read_field(options, "Full", bool, False) else "short")
+        timeout = read_field(options, "Timeout", int, record.timeout)
+        body = {"Timeout": timeout, "LocalAet": record.local_aet}
+        settings = scu.ScuSettings.for_modality(
+            server.configuration, modality, {k: v for k, v in body.items() if v is not None})
+        shown, details = [], []
         for answer in answers:
-            fields = {}
-            keys = [k for k in LEVEL_KEYS[record.level]]
-            for key in keys:
+            query = scu.identifier_dataset(record.level, {})
+            for key in LEVEL_KEYS[record.level]:
                 if key in answer:
-                    fields[key] = str(answer.get(key))
-            shown = {"0008,0052": str(answer.get("QueryRetrieveLevel", ""))}
-            for key, value in fields.items():
-                shown[_LEVEL_KEY_TAGS[key]] = value
-            reported.append(dict(sorted(shown.items())))
-            uids = {k: v for k, v in fields.items() if k != "AccessionNumber"
-                    and (k != "PatientID" or record.level is ResourceLevel.PATIENT)}
+                    scu.set_element(query, key, str(answer.get(key)))
+            shown.append(answer_json(server, query, mode))
+            uids = {k: str(answer.get(k)) for k in RETRIEVE_KEYS[record.level] if k in answer}
             identifier = scu.identifier_dataset(record.level, uids)
-            await scu.move(server.reactor, settings, modality, record.level, identifier, target)
-        return render_json(request, {"Description": "REST API", "LocalAet": settings.local_aet,
-                                     "Query": reported, "RemoteAet": modality["AET"]})
+            if method == "C-GET":
+                counts = await scu.get(server, settings, modality, record.level, identifier,
+                                       check=False)
+            else:
+                counts = await scu.move(server.reactor, settings, modality, record.level,
+                                        identifier, target, check=False)
+            details.append({"DimseErrorStatus": counts.status,
+                            "Query": answer_json(server, query, "short"),
+                            "ReceivedInstancesIds": list(counts.received)})
+            if counts.status not in (dimse.SUCCESS, 0xB000):
+                raise retrieve_failed(method, modality, counts.status, details)
+        report = {"Description": "REST API", "Details": details, "LocalAet": settings.local_aet,
+                  "Query": shown, "RemoteAet": modality["AET"]}
+        if method == "C-MOVE":
+            report["TargetAet"] = target
+        return render_json(request, report)
 
     @app.route("/queries/<query_id>/answers/<index>/retrieve", methods=["POST"])
     def retrieve_answer(request, query_id, index):
