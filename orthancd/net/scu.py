@@ -499,7 +499,12 @@ _UNAVAILABLE = {PATIENT_ROOT_FIND: ErrorCode.DicomFindUnavailable,
 def _context_for(association, abstract_syntax, modality):
     context = association.find_context(abstract_syntax)
     if context is None:
+        accepted_any = bool(list(association.accepted_contexts))
         association.abort()
+        if not accepted_any:
+            raise OrthancError(ErrorCode.NoPresentationContext,
+                               'Unable to negotiate a presentation context with AET "%s"'
+                               % modality["AET"])
         raise OrthancError(_UNAVAILABLE.get(abstract_syntax, ErrorCode.NetworkProtocol),
                            "Remote AET is %s" % modality["AET"])
     return context

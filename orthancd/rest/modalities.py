@@ -15,8 +15,8 @@ from orthancd.modalities import check_description, modality_registry, normalized
 from orthancd.net import scu
 from orthancd.rest.http import (
     bool_argument, read_body, render_bytes, render_json, render_text, sized)
-from orthancd.rest.scu_requests import RETRIEVE_KEYS, option, read_field, require_synchronous
-from orthancd.rest.queries import answer_json, create_query, query_to_dataset
+from orthancd.rest.scu_requests import option, read_field, require_synchronous
+from orthancd.rest.queries import answer_json, create_query, query_to_dataset, run_retrieve
 
 # What GET /modalities/{id} lists in Orthanc 1.13.0.
 MODALITY_ROUTES = ["configuration", "echo", "find", "find-instance", "find-patient",
@@ -55,6 +55,15 @@ def render_echo_success(request):
     return render_bytes(request, b"{}", b"application/json")
 
 
+def is_tag_name(key):
+    """Does Orthanc know this tag name (a dictionary name or gggg,eeee)?"""
+    try:
+        scu.set_element(scu.identifier_dataset(ResourceLevel.STUDY, {}), key, "")
+    except OrthancError:
+        return False
+    return True
+
+
 def resource_type_name(level):
     return level.name.title()
 
@@ -67,11 +76,6 @@ def parse_level(value):
     except (ValueError, KeyError):
         raise OrthancError(ErrorCode.ParameterOutOfRange,
                            "Invalid resource type '%s'" % value) from None
-
-
-def retrieve_identifier(level, fields):
-    keys = RETRIEVE_KEYS[level]
-    return scu.identifier_dataset(level, {k: fields[k] for k in keys if k in fields})
 
 
 def _resource_instances(index, public_id):
@@ -287,52 +291,57 @@ def install(app, server):
         level = parse_level(body["Level"])
         fields = body.get("Query", {})
         if not isinstance(fields, dict):
-            raise OrthancError(ErrorCode.BadFileFormat, "The field Query must be a JSON object")
+            raise OrthancError(ErrorCode.BadFileFormat,
+                               "The field Query must contain a JSON object")
+        for key, value in fields.items():
+            if not isinstance(value, str) or not is_tag_name(key):
+                raise OrthancError(ErrorCode.BadFileFormat, "Associative array of DICOM tags "
+                                   "to strings expected in field: Query")
+        read_field(body, "Timeout", int)
+        for key, kind, word in (("Normalize", bool, "a Boolean"), ("LocalAet", str, "a string")):
+            if key in body and (not isinstance(body[key], kind)
+                                or (kind is int and isinstance(body[key], bool))):
+                raise OrthancError(ErrorCode.BadFileFormat,
+                                   "The field %s must contain %s" % (key, word))
         normalize = body.get("Normalize", True)
         dataset = query_to_dataset(server, level, fields, normalize)
         answers = await scu.find(server.reactor, settings(modality, body), modality, level, dataset)
         query_id = create_query(name, level, fields, answers, body)
         return render_json(request, {"ID": query_id, "Path": "/queries/%s" % query_id})
 
-    async def do_move(request, name, retrieve):
+    async def do_move(request, name, method):
         modality = registry.get_modality(name)
         body = parse_json_value(request)
-        if not isinstance(body, dict):
-            raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON object")
+        if not isinstance(body, dict) or "Resources" not in body or "Level" not in body:
+            raise OrthancError(ErrorCode.BadFileFormat,
+                               "Must provide a JSON body containing fields Resources and Level")
         require_synchronous(body)
-        level = parse_level(body.get("Level"))
-        resources = body.get("Resources")
+        level = parse_level(body["Level"])
+        resources = body["Resources"]
         if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
             raise OrthancError(ErrorCode.BadFileFormat,
-                               "The JSON body must contain field Resources, as an array of objects")
-        scu_settings = settings(modality, body)
-        totals = scu.RetrieveCounts()
+                               "Expecting an object in field 'Resources elements'")
+        target = option(body, "TargetAet", str) or configuration.get("DicomAet", "ORTHANC")
+        queries = []
         for fields in resources:
-            identifier = retrieve_identifier(level, fields)
-            if retrieve == "move":
-                target = str(body.get("TargetAet") or configuration.get("DicomAet", "ORTHANC"))
-                counts = await scu.move(server.reactor, scu_settings, modality, level,
-                                        identifier, target)
-            else:
-                counts = await scu.get(server, scu_settings, modality, level, identifier)
-            totals.completed += counts.completed
-            totals.failed += counts.failed
-            totals.warning += counts.warning
-        if retrieve == "move":
-            return render_json(request, {})
-        return render_json(request, {
-            "CompletedSuboperations": totals.completed,
-            "FailedSuboperations": totals.failed,
-            "WarningSuboperations": totals.warning,
-        })
+            query = scu.identifier_dataset(level, {})
+            for key, value in fields.items():
+                if not isinstance(value, str):
+                    raise OrthancError(ErrorCode.BadFileFormat,
+                                       "Expecting a string in field '%s'" % key)
+                scu.set_element(query, key, value)
+            queries.append(query)
+        report = await run_retrieve(server, settings(modality, body), modality, level, method,
+                                    target, queries, "short")
+        return render_json(request, report)
 
     @app.route("/modalities/<name>/move", methods=["POST"])
     def move(request, name):
-        return do_move(request, name, "move")
+        return do_move(request, name, "C-MOVE")
 
     @app.route("/modalities/<name>/get", methods=["POST"])
     def get(request, name):
-        return do_move(request, name, "get")
+        return do_move(request, name, "C-GET")
 
     # -- the deprecated C-FIND routes (superseded by /query) --
 

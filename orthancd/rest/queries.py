@@ -168,6 +168,32 @@ def retrieve_method(options, modality, configuration):
     return default if default in ("C-MOVE", "C-GET") else "C-MOVE"
 
 
+async def run_retrieve(server, settings, modality, level, method, target, queries, mode):
+    """C-MOVE (to ``target``) or C-GET each query (a Dataset, of which the
+    UIDs of ``level`` go on the wire); Orthanc's retrieve job report, or its
+    error at the first failed one."""
+    shown, details = [], []
+    for query in queries:
+        shown.append(answer_json(server, query, mode))
+        uids = {k: str(query.get(k)) for k in RETRIEVE_KEYS[level] if k in query}
+        identifier = scu.identifier_dataset(level, uids)
+        if method == "C-GET":
+            counts = await scu.get(server, settings, modality, level, identifier, check=False)
+        else:
+            counts = await scu.move(server.reactor, settings, modality, level, identifier,
+                                    target, check=False)
+        details.append({"DimseErrorStatus": counts.status,
+                        "Query": answer_json(server, query, "short"),
+                        "ReceivedInstancesIds": list(counts.received)})
+        if counts.status not in (dimse.SUCCESS, 0xB000):
+            raise retrieve_failed(method, modality, counts.status, details)
+    report = {"Description": "REST API", "Details": details, "LocalAet": settings.local_aet,
+              "Query": shown, "RemoteAet": modality["AET"]}
+    if method == "C-MOVE":
+        report["TargetAet"] = target
+    return report
+
+
 def retrieve_failed(method, modality, status, details):
     reason = " (unable to process - resource not found ?)" \
         if method == "C-MOVE" and status == 0xC000 else ""
@@ -301,30 +327,15 @@ def install(app, server):
         body = {"Timeout": timeout, "LocalAet": record.local_aet}
         settings = scu.ScuSettings.for_modality(
             server.configuration, modality, {k: v for k, v in body.items() if v is not None})
-        shown, details = [], []
+        queries = []
         for answer in answers:
             query = scu.identifier_dataset(record.level, {})
             for key in LEVEL_KEYS[record.level]:
                 if key in answer:
                     scu.set_element(query, key, str(answer.get(key)))
-            shown.append(answer_json(server, query, mode))
-            uids = {k: str(answer.get(k)) for k in RETRIEVE_KEYS[record.level] if k in answer}
-            identifier = scu.identifier_dataset(record.level, uids)
-            if method == "C-GET":
-                counts = await scu.get(server, settings, modality, record.level, identifier,
-                                       check=False)
-            else:
-                counts = await scu.move(server.reactor, settings, modality, record.level,
-                                        identifier, target, check=False)
-            details.append({"DimseErrorStatus": counts.status,
-                            "Query": answer_json(server, query, "short"),
-                            "ReceivedInstancesIds": list(counts.received)})
-            if counts.status not in (dimse.SUCCESS, 0xB000):
-                raise retrieve_failed(method, modality, counts.status, details)
-        report = {"Description": "REST API", "Details": details, "LocalAet": settings.local_aet,
-                  "Query": shown, "RemoteAet": modality["AET"]}
-        if method == "C-MOVE":
-            report["TargetAet"] = target
+            queries.append(query)
+        report = await run_retrieve(server, settings, modality, record.level, method, target,
+                                    queries, mode)
         return render_json(request, report)
 
     @app.route("/queries/<query_id>/answers/<index>/retrieve", methods=["POST"])
