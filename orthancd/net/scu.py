@@ -63,6 +63,8 @@ QUERY_SYNTAXES = DEFAULT_TRANSFER_SYNTAXES
 # A-ASSOCIATE-RQ carries at most 128 presentation contexts.
 MAX_CONTEXTS = 128
 
+UNABLE_TO_PROCESS = 0xC000
+
 # Warnings of C-STORE (PS3.4 B.2.3): the instance was stored.
 STORE_WARNINGS = (0x0001, 0xB000, 0xB006, 0xB007)
 
@@ -545,10 +547,16 @@ async def find(reactor, settings, modality, level, query):
             }, dataset=encode_identifier(query, context), on_pending=pending)
         except (DimseTimeout, AssociationAborted) as exc:
             raise _dimse_error(modality, exc) from None
-    if response.status != dimse.SUCCESS:
+    # A cancelled C-FIND (the peer's limit) still counts as answered.
+    if response.status not in (dimse.SUCCESS, dimse.CANCEL):
+        unable = response.status == UNABLE_TO_PROCESS
         raise OrthancError(ErrorCode.NetworkProtocol,
-                           'C-FIND SCU to AET "%s" has failed with DIMSE status 0x%04X'
-                           % (modality["AET"], response.status))
+                           'C-FIND SCU to AET "%s" has failed with DIMSE status 0x%04X%s'
+                           % (modality["AET"], response.status,
+                              " (unable to process - invalid query ?)" if unable else ""),
+                           http_status=422 if unable else None,
+                           payload={"Content": {"DimseErrorStatus": response.status},
+                                    "Type": "Dimse"})
     return answers
 
 

@@ -16,7 +16,10 @@ from orthancd.net import scu
 from orthancd.rest.http import (
     bool_argument, read_body, render_bytes, render_json, render_text, sized)
 from orthancd.rest.scu_requests import option, read_field, require_synchronous
-from orthancd.rest.queries import answer_json, create_query, query_to_dataset, run_retrieve
+from orthancd.dicom.summary import MAIN_DICOM_TAGS
+from orthancd.find import tags as find_tags
+from orthancd.rest.queries import (
+    answer_json, create_query, query_to_dataset, run_retrieve, with_media_storage_uids)
 
 # What GET /modalities/{id} lists in Orthanc 1.13.0.
 MODALITY_ROUTES = ["configuration", "echo", "find", "find-instance", "find-patient",
@@ -119,6 +122,79 @@ def store_request(body):
             raise OrthancError(ErrorCode.BadFileFormat,
                                "This string is not a valid Orthanc identifier: %s" % item)
     return resources, options
+
+
+# The deprecated /modalities/{id}/find-* routes query the main tags Orthanc
+# puts in its find templates (DicomMap::SetupFind*Template), then keep those
+# of the level and the identifiers above it (Find* in OrthancRestModalities).
+PATIENT_ID, STUDY_UID, SERIES_UID, ACCESSION = "0010,0020", "0020,000d", "0020,000e", "0008,0050"
+FIND_TEMPLATES = {
+    ResourceLevel.PATIENT: ("0010,0010", PATIENT_ID, "0010,0030", "0010,0040", "0010,1000"),
+    ResourceLevel.STUDY: ("0008,0020", "0008,0030", "0020,0010", "0008,1030", ACCESSION,
+                          STUDY_UID, "0008,0090", PATIENT_ID),
+    ResourceLevel.SERIES: ("0008,0021", "0008,0031", "0008,0060", "0008,103e", "0018,0015",
+                           "0018,1030", "0020,0011", SERIES_UID, "0008,1070", "0040,0254",
+                           ACCESSION, PATIENT_ID, STUDY_UID),
+    ResourceLevel.INSTANCE: ("0008,0012", "0008,0013", "0020,0013", "0008,0018", ACCESSION,
+                             PATIENT_ID, STUDY_UID, SERIES_UID),
+}
+FIND_IDENTIFIERS = {
+    ResourceLevel.PATIENT: (),
+    ResourceLevel.STUDY: (PATIENT_ID, ACCESSION, "0008,0061"),
+    ResourceLevel.SERIES: (PATIENT_ID, STUDY_UID),
+    ResourceLevel.INSTANCE: (PATIENT_ID, STUDY_UID, SERIES_UID),
+}
+# Main tags of the study that its find-* leaves out (InstitutionName,
+# RequestingPhysician, RequestedProcedureDescription).
+FIND_IGNORED = {ResourceLevel.STUDY: ("0008,0080", "0032,1032", "0032,1060")}
+# A find-* without enough identifiers is refused (more than 2 characters).
+FIND_REQUIRED = {
+    ResourceLevel.STUDY: (PATIENT_ID,),
+    ResourceLevel.SERIES: (PATIENT_ID, STUDY_UID),
+    ResourceLevel.INSTANCE: (PATIENT_ID, STUDY_UID, SERIES_UID),
+}
+
+
+def deprecated_find_body(request):
+    """The JSON object of a find-* body, or None."""
+    try:
+        body = json.loads(read_body(request))
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _json_as_string(value):
+    """Jsoncpp's asString()."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    raise OrthancError(ErrorCode.BadFileFormat)
+
+
+def find_fields(level, body):
+    """{"gggg,eeee": value} of a find-* query at ``level``: the template
+    with the body merged in, reduced to the level's tags and identifiers."""
+    merged = {key: "" for key in FIND_TEMPLATES[level]}
+    for name, value in body.items():
+        try:
+            tag = find_tags.parse_tag(name)
+        except OrthancError:
+            raise OrthancError(ErrorCode.UnknownDicomTag, name, http_status=500) from None
+        merged[find_tags.format_tag(tag)] = _json_as_string(value)
+    kept = {find_tags.format_tag(tag) for tag in MAIN_DICOM_TAGS[level]}
+    kept.difference_update(FIND_IGNORED.get(level, ()))
+    kept.update(FIND_IDENTIFIERS[level])
+    return {key: value for key, value in merged.items() if key in kept}
+
+
+def find_keys_are_given(level, fields):
+    if len(fields.get(ACCESSION, "")) > 2:
+        return True
+    return all(len(fields.get(key, "")) > 2 for key in FIND_REQUIRED.get(level, ()))
 
 
 def with_destination_overrides(modality, options):
@@ -345,48 +421,54 @@ def install(app, server):
 
     # -- the deprecated C-FIND routes (superseded by /query) --
 
-    async def deprecated_find(request, name, level, parent_keys):
-        modality = registry.get_modality(name)
-        body = parse_json_value(request)
-        if not isinstance(body, dict):
-            raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON object")
-        dataset = query_to_dataset(server, level, body, True)
+    async def find_answers(modality, level, fields):
+        dataset = query_to_dataset(server, level, fields, True)
         answers = await scu.find(server.reactor, settings(modality), modality, level, dataset)
-        return render_json(request, [answer_json(server, answer, "simplify", drop_level=True)
-                                     for answer in answers])
+        return [answer_json(server, with_media_storage_uids(answer), "simplify")
+                for answer in answers]
+
+    def bare_bad_request(request):
+        # Orthanc answers these routes' unusable bodies with a bare 400.
+        request.setResponseCode(400)
+        return sized(request, b"")
+
+    async def deprecated_find(request, name, level):
+        modality = registry.get_modality(name)
+        body = deprecated_find_body(request)
+        if body is None:
+            return bare_bad_request(request)
+        fields = find_fields(level, body)
+        if not find_keys_are_given(level, fields):
+            return bare_bad_request(request)
+        return render_json(request, await find_answers(modality, level, fields))
 
     for route, level in (("find-patient", ResourceLevel.PATIENT),
                          ("find-study", ResourceLevel.STUDY),
                          ("find-series", ResourceLevel.SERIES),
                          ("find-instance", ResourceLevel.INSTANCE)):
         def handler(request, name, level=level):
-            return deprecated_find(request, name, level, ())
+            return deprecated_find(request, name, level)
         app.route("/modalities/<name>/" + route, methods=["POST"],
                   endpoint="deprecated_" + route)(handler)
 
     @app.route("/modalities/<name>/find", methods=["POST"])
     async def find_hierarchy(request, name):
-        """The whole hierarchy below the patients matching the body."""
+        """The patients matching the body, with their studies and series."""
         modality = registry.get_modality(name)
-        body = parse_json_value(request)
-        if not isinstance(body, dict):
-            raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON object")
-        s = settings(modality)
-
-        async def level_answers(level, fields):
-            dataset = query_to_dataset(server, level, fields, True)
-            answers = await scu.find(server.reactor, s, modality, level, dataset)
-            return [answer_json(server, a, "simplify", drop_level=True) for a in answers]
-
-        patients = await level_answers(ResourceLevel.PATIENT, body)
+        body = deprecated_find_body(request)
+        if body is None:
+            return bare_bad_request(request)
+        patients = await find_answers(modality, ResourceLevel.PATIENT,
+                                      find_fields(ResourceLevel.PATIENT, body))
         for patient in patients:
-            studies = await level_answers(ResourceLevel.STUDY,
-                                          {"PatientID": patient.get("PatientID", "")})
+            fields = find_fields(ResourceLevel.STUDY, body)
+            fields[PATIENT_ID] = patient.get("PatientID", fields.get(PATIENT_ID, ""))
+            studies = await find_answers(modality, ResourceLevel.STUDY, fields)
             for study in studies:
-                series = await level_answers(ResourceLevel.SERIES, {
-                    "PatientID": patient.get("PatientID", ""),
-                    "StudyInstanceUID": study.get("StudyInstanceUID", "")})
-                study["Series"] = series
+                fields = find_fields(ResourceLevel.SERIES, body)
+                fields[PATIENT_ID] = study.get("PatientID", fields.get(PATIENT_ID, ""))
+                fields[STUDY_UID] = study.get("StudyInstanceUID", fields.get(STUDY_UID, ""))
+                study["Series"] = await find_answers(modality, ResourceLevel.SERIES, fields)
             patient["Studies"] = studies
         return render_json(request, patients)
 

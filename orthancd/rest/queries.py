@@ -124,13 +124,8 @@ def query_to_dataset(server, level, fields, normalize=True):
     return dataset
 
 
-def answer_json(server, answer, mode="full", drop_level=False):
-    value = dataset_to_json(answer, mode, server.default_encoding)
-    if drop_level:
-        for key in ("QueryRetrieveLevel", "0008,0052", "RetrieveAETitle", "0008,0054",
-                    "SpecificCharacterSet", "0008,0005"):
-            value.pop(key, None)
-    return value
+def answer_json(server, answer, mode="full"):
+    return dataset_to_json(answer, mode, server.default_encoding)
 
 
 def retrieve_options(raw):
