@@ -80,11 +80,11 @@ class ScuSettings:
 
     @classmethod
     def for_modality(cls, configuration, modality, body=None):
-        """Orthanc's precedence: the modality's LocalAet, then the request's,
-        then DicomAet; the request's Timeout, then the modality's, then
-        DicomScuTimeout."""
+        """Orthanc 1.13.0's precedence: the request's LocalAet, then the
+        modality's, then DicomAet; the request's Timeout, then the
+        modality's, then DicomScuTimeout."""
         body = body if isinstance(body, dict) else {}
-        local_aet = (modality.get("LocalAet") or body.get("LocalAet")
+        local_aet = (body.get("LocalAet") or modality.get("LocalAet")
                      or configuration.get("DicomAet", "ORTHANC"))
         timeout = body.get("Timeout")
         if timeout is None:

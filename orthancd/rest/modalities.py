@@ -266,6 +266,8 @@ def install(app, server):
         check_find = read_field(options, "CheckFind", bool,
                                 bool(configuration.get("DicomEchoChecksFind", False)))
         scu_settings = settings(modality, {} if timeout is None else {"Timeout": timeout})
+        # Orthanc echoes as DicomAet, whatever the modality's LocalAet.
+        scu_settings.local_aet = str(configuration.get("DicomAet", "ORTHANC"))
         await scu.echo(server.reactor, scu_settings, modality, check_find)
         return render_echo_success(request)
 
