@@ -291,11 +291,15 @@ async def find_resources(server, level, constraints, since=0, limit=0, db_limit=
 
 
 def _has_sop_classes(index, study_id, constraints):
-    """Does one instance of the study have a SOP class each constraint accepts?"""
+    """SOPClassesInStudy as Orthanc 1.13.0 matches it: a single value is
+    compared with the study's whole value (its classes, sorted, joined by
+    backslashes); a list wants one of the study's classes among its items."""
     try:
         found = computed.compute_tags(index, ResourceLevel.STUDY, study_id,
                                       {T.SOP_CLASSES_IN_STUDY})
     except UnknownResource:
         return False
-    classes = found.get(T.SOP_CLASSES_IN_STUDY, "").split("\\")
-    return all(any(c.matches(uid) for uid in classes if uid) for c in constraints)
+    joined = found.get(T.SOP_CLASSES_IN_STUDY, "")
+    classes = [uid for uid in joined.split("\\") if uid]
+    return all(c.matches(joined) if c.kind == C.EQUAL else any(c.matches(uid) for uid in classes)
+               for c in constraints)

@@ -15,8 +15,7 @@ of the negotiation: a refused request aborts the association later on.
 
 from dataclasses import dataclass
 
-from pydicom.uid import UID
-from pynetdicom import sop_class
+from pydicom._uid_dict import UID_dictionary
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
     ImplementationClassUIDNotification,
@@ -27,6 +26,7 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.presentation import PresentationContext
 
 from orthancd.net import access, identity
+from orthancd.net.transfer_syntaxes import EXPLICIT_LITTLE
 
 ACCEPTANCE = 0x00
 USER_REJECTION = 0x01
@@ -57,12 +57,9 @@ class Rejection:
 
 
 def is_unknown_sop_class(uid):
-    """True when neither pydicom nor pynetdicom has a name for ``uid``."""
-    uid = UID(uid)
-    if uid.is_private:
-        return True
-    keyword = uid.keyword
-    return not keyword or not hasattr(sop_class, keyword)
+    """True when DICOM's UID registry (DCMTK's dictionary, pydicom's here)
+    does not name ``uid``."""
+    return str(uid) not in UID_dictionary
 
 
 def _user_information(max_pdu_length):
@@ -94,7 +91,8 @@ def negotiate_contexts(requested, passes, accept_unknown_syntaxes=None):
         result, chosen = ABSTRACT_SYNTAX_NOT_SUPPORTED, None
         candidate_passes = list(passes)
         if accept_unknown_syntaxes is not None and is_unknown_sop_class(abstract):
-            candidate_passes.append(((abstract,), accept_unknown_syntaxes, True))
+            # Unknown SOP classes get Orthanc's own order of preference.
+            candidate_passes.append(((abstract,), accept_unknown_syntaxes, False))
         for abstract_syntaxes, transfer_syntaxes, requestor_preference in candidate_passes:
             if abstract not in abstract_syntaxes:
                 continue
@@ -130,7 +128,10 @@ class AcceptorNegotiation:
         if self._settings.unknown_sop_class_accepted:
             store = [s for s in services if s.request_type == access.STORE]
             if store:
-                unknown = tuple(store[0].transfer_syntaxes(self._settings))
+                # Explicit Little Endian first (it keeps the VRs of what we
+                # cannot interpret), then the usual order.
+                syntaxes = list(store[0].transfer_syntaxes(self._settings))
+                unknown = tuple(sorted(syntaxes, key=lambda ts: ts != EXPLICIT_LITTLE))
         return passes, unknown
 
     def negotiate(self, request, remote_ip):
