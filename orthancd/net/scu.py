@@ -164,20 +164,22 @@ async def echo(reactor, settings, modality, check_find=False):
     """C-ECHO; with ``check_find``, then a C-FIND at the study level for a
     UID nobody has, as Orthanc's CheckFind (does the peer know us?)."""
     from orthancd.net.scp_echo import VERIFICATION_SOP_CLASS
-    contexts = [(VERIFICATION_SOP_CLASS, QUERY_SYNTAXES)]
-    async with modality_association(
-            reactor, settings, modality, contexts,
-            lambda a: a.find_context(VERIFICATION_SOP_CLASS) is not None) as association:
+    syntaxes = ECHO_CONTEXTS + (FIND_CONTEXTS if check_find else ())
+    async with _control_association(reactor, settings, modality, syntaxes) as association:
+        if association.find_context(VERIFICATION_SOP_CLASS) is None:
+            raise OrthancError(ErrorCode.NoPresentationContext,
+                               'Unable to negotiate a presentation context with AET "%s"'
+                               % modality["AET"])
         try:
             status = await association.echo()
         except (DimseTimeout, AssociationAborted, NoPresentationContext) as exc:
             raise _dimse_error(modality, exc) from None
-    if status != dimse.SUCCESS:
-        raise OrthancError(ErrorCode.NetworkProtocol,
-                           "C-ECHO to AET \"%s\" failed with status 0x%04x" % (modality["AET"], status))
-    if check_find:
-        query = identifier_dataset(ResourceLevel.STUDY, {"StudyInstanceUID": generate_uid()})
-        await find(reactor, settings, modality, ResourceLevel.STUDY, query)
+        if status != dimse.SUCCESS:
+            raise OrthancError(ErrorCode.NetworkProtocol, 'C-ECHO to AET "%s" failed with '
+                               'status 0x%04x' % (modality["AET"], status))
+        if check_find:
+            query = identifier_dataset(ResourceLevel.STUDY, {"StudyInstanceUID": generate_uid()})
+            await _find_on(association, modality, ResourceLevel.STUDY, query)
 
 
 # -- outgoing instances ------------------------------------------------------
@@ -512,10 +514,20 @@ def _context_for(association, abstract_syntax, modality):
     return context
 
 
-def _query_association(reactor, settings, modality, model):
-    """The association of a C-FIND or C-MOVE with the query/retrieve ``model``."""
-    return modality_association(reactor, settings, modality, [(model, QUERY_SYNTAXES)],
-                                lambda a: a.find_context(model) is not None)
+# What Orthanc's DicomControlUserConnection proposes for each operation:
+# whether the peer refuses all of them or only the one needed shows in
+# the errors (NoPresentationContext, or DicomFind/MoveUnavailable).
+ECHO_CONTEXTS = ("1.2.840.10008.1.1",)
+FIND_CONTEXTS = (PATIENT_ROOT_FIND, STUDY_ROOT_FIND)
+MOVE_CONTEXTS = (PATIENT_ROOT_MOVE, STUDY_ROOT_MOVE)
+
+
+def _control_association(reactor, settings, modality, abstract_syntaxes):
+    """The association of a C-ECHO, C-FIND or C-MOVE proposing ``abstract_syntaxes``."""
+    contexts = [(uid, QUERY_SYNTAXES) for uid in abstract_syntaxes]
+    return modality_association(
+        reactor, settings, modality, contexts,
+        lambda a: any(a.find_context(uid) is not None for uid in abstract_syntaxes))
 
 
 def encode_identifier(dataset, context):
@@ -530,23 +542,28 @@ async def find(reactor, settings, modality, level, query):
     """C-FIND ``query`` (a Dataset with QueryRetrieveLevel) at ``level``;
     returns the answers as Datasets.  Patient level uses the Patient Root
     model, the others the Study Root model, as Orthanc does."""
+    async with _control_association(reactor, settings, modality,
+                                    FIND_CONTEXTS) as association:
+        return await _find_on(association, modality, level, query)
+
+
+async def _find_on(association, modality, level, query):
     model = PATIENT_ROOT_FIND if level is ResourceLevel.PATIENT else STUDY_ROOT_FIND
+    context = _context_for(association, model, modality)
     answers = []
-    async with _query_association(reactor, settings, modality, model) as association:
-        context = _context_for(association, model, modality)
 
-        def pending(response):
-            if response.dataset is not None:
-                answers.append(decode_identifier(response.dataset, context))
+    def pending(response):
+        if response.dataset is not None:
+            answers.append(decode_identifier(response.dataset, context))
 
-        try:
-            response = await association.send_request(context, {
-                "AffectedSOPClassUID": model,
-                "CommandField": dimse.C_FIND_RQ,
-                "Priority": 0,
-            }, dataset=encode_identifier(query, context), on_pending=pending)
-        except (DimseTimeout, AssociationAborted) as exc:
-            raise _dimse_error(modality, exc) from None
+    try:
+        response = await association.send_request(context, {
+            "AffectedSOPClassUID": model,
+            "CommandField": dimse.C_FIND_RQ,
+            "Priority": 0,
+        }, dataset=encode_identifier(query, context), on_pending=pending)
+    except (DimseTimeout, AssociationAborted) as exc:
+        raise _dimse_error(modality, exc) from None
     # A cancelled C-FIND (the peer's limit) still counts as answered.
     if response.status not in (dimse.SUCCESS, dimse.CANCEL):
         unable = response.status == UNABLE_TO_PROCESS
@@ -607,7 +624,8 @@ async def move(reactor, settings, modality, level, identifier, target_aet, check
     (without ``check``, whatever the final status)."""
     model = PATIENT_ROOT_MOVE if level is ResourceLevel.PATIENT else STUDY_ROOT_MOVE
     counts = RetrieveCounts()
-    async with _query_association(reactor, settings, modality, model) as association:
+    async with _control_association(reactor, settings, modality,
+                                    MOVE_CONTEXTS) as association:
         key = (settings.local_aet, association.next_message_id)
         counts.received = move_receptions.expect(*key)
         try:

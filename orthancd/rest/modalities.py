@@ -349,6 +349,8 @@ def install(app, server):
         if resources:
             report["ParentResources"] = resources
             report["Resources"] = described
+        if originator is not None:
+            report["MoveOriginatorAET"], report["MoveOriginatorID"] = originator
         return render_json(request, dict(sorted(report.items())))
 
     @app.route("/modalities/<name>/store-straight", methods=["POST"])

@@ -12,6 +12,7 @@ from orthancd.config import RETRIEVE_METHODS
 from orthancd.dicom.json_tags import dataset_to_json
 from orthancd.dicom.summary import MAIN_DICOM_TAGS
 from orthancd.errors import ErrorCode, OrthancError
+from orthancd.find import tags as find_tags
 from orthancd.ids import ResourceLevel
 from orthancd.modalities import modality_registry
 from orthancd.net import dimse, scu
@@ -68,6 +69,8 @@ class QueryRecord:
         self.answers = answers
         self.timeout = options.get("Timeout")
         self.local_aet = options.get("LocalAet")
+        # Queries for the children of an answer inherit it.
+        self.normalize = options.get("Normalize", True)
 
 
 QUERY_STORE = OrderedDict()
@@ -92,25 +95,38 @@ def create_query(modality, level, fields, answers, options, limit=100):
     return query_id
 
 
-def _deeper_tags(level):
-    tags = set()
-    for deeper in ResourceLevel:
-        if int(deeper) > int(level):
-            tags.update(int(tag) for tag in MAIN_DICOM_TAGS.get(deeper, {}))
+# Beyond the main tags, what a normalized query keeps at each level: the
+# computed tags, and SOPClassUID for instances.
+_ALSO_ALLOWED = {
+    ResourceLevel.PATIENT: (0x00201200, 0x00201202, 0x00201204),
+    ResourceLevel.STUDY: (0x00080061, 0x00201206, 0x00201208, 0x00080062),
+    ResourceLevel.SERIES: (0x00201209,),
+    ResourceLevel.INSTANCE: (0x00080016,),
+}
+
+
+def _allowed_tags(level):
+    """What Orthanc's normalized C-FIND keeps (NormalizeFindQuery): the main
+    tags of the level and above, a few more (_ALSO_ALLOWED), the charset."""
+    tags = {0x00080005}
+    for upper in ResourceLevel:
+        if int(upper) <= int(level):
+            tags.update(int(tag) for tag in MAIN_DICOM_TAGS.get(upper, {}))
+    tags.update(_ALSO_ALLOWED[level])
     return tags
 
 
 def query_to_dataset(server, level, fields, normalize=True):
     """The C-FIND identifier of a REST query, normalized like Orthanc's:
-    the level's keys added for universal matching, and (``normalize``) the
-    main tags of deeper levels left out."""
+    the level's keys added for universal matching, and (``normalize``) only
+    the tags the level allows kept."""
     dataset = scu.identifier_dataset(level, {})
     charset = SPECIFIC_CHARACTER_SETS.get(server.default_encoding)
     if charset:
         dataset.SpecificCharacterSet = charset
     for key in LEVEL_KEYS[level]:
         scu.set_element(dataset, key, "")
-    excluded = _deeper_tags(level) if normalize else set()
+    allowed = _allowed_tags(level) if normalize else None
     for key, value in fields.items():
         if not isinstance(value, (str, list)):
             raise OrthancError(ErrorCode.BadFileFormat,
@@ -118,7 +134,7 @@ def query_to_dataset(server, level, fields, normalize=True):
         probe = scu.identifier_dataset(level, {})
         scu.set_element(probe, key, value)
         tag = [int(t) for t in probe.keys() if int(t) != 0x00080052][0]
-        if tag in excluded:
+        if allowed is not None and tag not in allowed:
             continue
         scu.set_element(dataset, key, value)
     return dataset
@@ -170,6 +186,14 @@ async def run_retrieve(server, settings, modality, level, method, target, querie
     shown, details = [], []
     for query in queries:
         shown.append(answer_json(server, query, mode))
+        for keyword in RETRIEVE_KEYS[level] if method == "C-MOVE" else ():
+            if keyword not in query:
+                details.append({"DimseErrorStatus": 0,
+                                "Query": answer_json(server, query, "short"),
+                                "ReceivedInstancesIds": []})
+                raise OrthancError(ErrorCode.BadRequest, "Missing tag %s"
+                                   % find_tags.format_tag(find_tags.parse_tag(keyword)),
+                                   payload={"Content": details, "Type": "RetrieveJob"})
         uids = {k: str(query.get(k)) for k in RETRIEVE_KEYS[level] if k in query}
         identifier = scu.identifier_dataset(level, uids)
         if method == "C-GET":
@@ -292,8 +316,9 @@ def install(app, server):
             if value is not None and str(value):
                 fields[keyword] = str(value)
         options = {"Timeout": body["Timeout"]} if "Timeout" in body else {}
+        options["Normalize"] = record.normalize
         modality = registry.get_modality(record.modality)
-        dataset = query_to_dataset(server, level, fields, True)
+        dataset = query_to_dataset(server, level, fields, record.normalize)
         settings = scu.ScuSettings.for_modality(server.configuration, modality, options)
         answers = await scu.find(server.reactor, settings, modality, level, dataset)
         child_id = create_query(record.modality, level, fields, answers, options)
