@@ -360,8 +360,9 @@ TRANSFER_SYNTAXES = [
     "1.2.840.10008.1.2.4.102", "1.2.840.10008.1.2.4.107", "1.2.840.10008.1.2.4.110",
     "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.204", "1.2.840.10008.1.2.5",
     "1.2.840.10008.1.2.6.1", "1.2.840.10008.1.2.8.1", "1.2.3.4"]
-CLASSES = ["1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.1", "1.2.840.10008.5.1.4.1.2.2.1",
-           "1.2.840.10008.5.1.4.1.2.1.2", "1.2.840.10008.5.1.4.1.2.2.3", "1.2.3.4.5.6.7",
+CLASSES = ["1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.77.1.6", "1.2.840.10008.1.1",
+           "1.2.840.10008.5.1.4.1.2.2.1", "1.2.840.10008.5.1.4.1.2.1.2",
+           "1.2.840.10008.5.1.4.1.2.2.3", "1.2.3.4.5.6.7", "1.3.12.2.1107.5.9.1",
            "1.2.840.10008.5.1.4.31"]
 
 
@@ -399,7 +400,9 @@ def test_negotiation_like_orthanc(servers):
      "DicomAlwaysAllowStore": False, "DicomAlwaysAllowEcho": False,
      "DicomModalities": {"probe": {"AET": "PROBE", "Host": "127.0.0.1", "Port": 1,
                                    "AllowFind": False, "AllowStore": False}}},
-], ids=["restricted-syntaxes", "compressed-only-known-aet"])
+    {"AcceptedSopClasses": ["1.2.840.10008.5.1.4.1.1.*", "1.3.12.2.1107.5.9.1"],
+     "RejectedSopClasses": ["1.2.840.10008.5.1.4.1.1.?"], "UnknownSopClassAccepted": True},
+], ids=["restricted-syntaxes", "compressed-only-known-aet", "sop-classes"])
 def test_accepted_syntaxes_like_orthanc(tmp_path, config):
     (tmp_path / "o").mkdir()
     (tmp_path / "u").mkdir()

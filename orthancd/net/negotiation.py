@@ -91,8 +91,9 @@ def negotiate_contexts(requested, passes, accept_unknown_syntaxes=None):
         result, chosen = ABSTRACT_SYNTAX_NOT_SUPPORTED, None
         candidate_passes = list(passes)
         if accept_unknown_syntaxes is not None and is_unknown_sop_class(abstract):
-            # Unknown SOP classes get Orthanc's own order of preference.
-            candidate_passes.append(((abstract,), accept_unknown_syntaxes, False))
+            # Unknown SOP classes get Orthanc's own order of preference, even
+            # when AcceptedSopClasses names them.
+            candidate_passes.insert(0, ((abstract,), accept_unknown_syntaxes, False))
         for abstract_syntaxes, transfer_syntaxes, requestor_preference in candidate_passes:
             if abstract not in abstract_syntaxes:
                 continue

@@ -12,6 +12,8 @@ the call (it may move it into the storage area); whatever is left at that
 path afterwards is deleted.
 """
 
+import fnmatch
+import functools
 import logging
 import os
 import tempfile
@@ -43,6 +45,24 @@ def _storage_sop_classes():
 
 
 STORAGE_SOP_CLASSES = _storage_sop_classes()
+
+
+def _matches(uid, patterns):
+    return any(fnmatch.fnmatchcase(uid, pattern) for pattern in patterns)
+
+
+@functools.lru_cache(maxsize=16)
+def accepted_sop_classes(accepted=None, rejected=()):
+    """The storage SOP classes of Orthanc 1.13.0's AcceptedSopClasses and
+    RejectedSopClasses: the default classes matching an accepted pattern
+    (all when none is set), plus the accepted UIDs written without
+    wildcards, less those matching a rejected pattern."""
+    if accepted:
+        classes = {uid for uid in STORAGE_SOP_CLASSES if _matches(uid, accepted)}
+        classes.update(p for p in accepted if "*" not in p and "?" not in p)
+    else:
+        classes = set(STORAGE_SOP_CLASSES)
+    return frozenset(uid for uid in classes if not _matches(uid, rejected))
 
 # The first bytes of each data set are kept to check its SOP Class/Instance
 # UIDs against the command set, as Orthanc does; they sit near the start.
@@ -218,7 +238,7 @@ class StoreService:
         return self._services.temporary_directory
 
     def abstract_syntaxes(self, settings):
-        return STORAGE_SOP_CLASSES
+        return accepted_sop_classes(settings.accepted_sop_classes, settings.rejected_sop_classes)
 
     def transfer_syntaxes(self, settings):
         return negotiable(settings.storage_transfer_syntaxes)
