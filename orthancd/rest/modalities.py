@@ -18,8 +18,9 @@ from orthancd.rest.http import (
 from orthancd.rest.scu_requests import option, read_field, require_synchronous
 from orthancd.dicom.summary import MAIN_DICOM_TAGS
 from orthancd.find import tags as find_tags
+from orthancd.net.retrieve import run_retrieve
 from orthancd.rest.queries import (
-    answer_json, create_query, query_to_dataset, run_retrieve, with_media_storage_uids)
+    answer_json, create_query, query_to_dataset, with_media_storage_uids)
 
 # What GET /modalities/{id} lists in Orthanc 1.13.0.
 MODALITY_ROUTES = ["configuration", "echo", "find", "find-instance", "find-patient",
@@ -412,7 +413,7 @@ def install(app, server):
                 scu.set_element(query, key, value)
             queries.append(query)
         report = await run_retrieve(server, settings(modality, body), modality, level, method,
-                                    target, queries, "short")
+                                    target, queries, "short", "REST API")
         return render_json(request, report)
 
     @app.route("/modalities/<name>/move", methods=["POST"])

@@ -12,12 +12,12 @@ from orthancd.config import RETRIEVE_METHODS
 from orthancd.dicom.json_tags import dataset_to_json
 from orthancd.dicom.summary import MAIN_DICOM_TAGS
 from orthancd.errors import ErrorCode, OrthancError
-from orthancd.find import tags as find_tags
 from orthancd.ids import ResourceLevel
 from orthancd.modalities import modality_registry
-from orthancd.net import dimse, scu
+from orthancd.net import scu
+from orthancd.net.retrieve import run_retrieve
 from orthancd.rest.http import bool_argument, read_body, render_json, render_text
-from orthancd.rest.scu_requests import RETRIEVE_KEYS, read_field, require_synchronous
+from orthancd.rest.scu_requests import read_field, require_synchronous
 
 # Tags Orthanc adds (empty, for universal matching) to a query at each level.
 LEVEL_KEYS = {
@@ -179,49 +179,6 @@ def retrieve_method(options, modality, configuration):
     return default if default in ("C-MOVE", "C-GET") else "C-MOVE"
 
 
-async def run_retrieve(server, settings, modality, level, method, target, queries, mode):
-    """C-MOVE (to ``target``) or C-GET each query (a Dataset, of which the
-    UIDs of ``level`` go on the wire); Orthanc's retrieve job report, or its
-    error at the first failed one."""
-    shown, details = [], []
-    for query in queries:
-        shown.append(answer_json(server, query, mode))
-        for keyword in RETRIEVE_KEYS[level] if method == "C-MOVE" else ():
-            if keyword not in query:
-                details.append({"DimseErrorStatus": 0,
-                                "Query": answer_json(server, query, "short"),
-                                "ReceivedInstancesIds": []})
-                raise OrthancError(ErrorCode.BadRequest, "Missing tag %s"
-                                   % find_tags.format_tag(find_tags.parse_tag(keyword)),
-                                   payload={"Content": details, "Type": "RetrieveJob"})
-        uids = {k: str(query.get(k)) for k in RETRIEVE_KEYS[level] if k in query}
-        identifier = scu.identifier_dataset(level, uids)
-        if method == "C-GET":
-            counts = await scu.get(server, settings, modality, level, identifier, check=False)
-        else:
-            counts = await scu.move(server.reactor, settings, modality, level, identifier,
-                                    target, check=False)
-        details.append({"DimseErrorStatus": counts.status,
-                        "Query": answer_json(server, query, "short"),
-                        "ReceivedInstancesIds": list(counts.received)})
-        if counts.status not in (dimse.SUCCESS, 0xB000):
-            raise retrieve_failed(method, modality, counts.status, details)
-    report = {"Description": "REST API", "Details": details, "LocalAet": settings.local_aet,
-              "Query": shown, "RemoteAet": modality["AET"]}
-    if method == "C-MOVE":
-        report["TargetAet"] = target
-    return report
-
-
-def retrieve_failed(method, modality, status, details):
-    reason = " (unable to process - resource not found ?)" \
-        if method == "C-MOVE" and status == 0xC000 else ""
-    return OrthancError(ErrorCode.NetworkProtocol,
-                        '%s SCU to AET "%s" has failed with DIMSE status 0x%04X%s'
-                        % (method, modality["AET"], status, reason),
-                        payload={"Content": details, "Type": "RetrieveJob"})
-
-
 def answer_mode(request):
     if bool_argument(request, "simplify"):
         return "simplify"
@@ -355,7 +312,7 @@ def install(app, server):
                     scu.set_element(query, key, str(answer.get(key)))
             queries.append(query)
         report = await run_retrieve(server, settings, modality, record.level, method, target,
-                                    queries, mode)
+                                    queries, mode, "REST API")
         return render_json(request, report)
 
     @app.route("/queries/<query_id>/answers/<index>/retrieve", methods=["POST"])

@@ -1,16 +1,6 @@
 """What the SCU routes (/modalities, /queries) read from their request
 bodies, with the errors Orthanc 1.13.0 gives for mistyped fields."""
 from orthancd.errors import ErrorCode, OrthancError
-from orthancd.ids import ResourceLevel
-
-# The UIDs a C-MOVE/C-GET identifier carries at each level (as Orthanc sends).
-RETRIEVE_KEYS = {
-    ResourceLevel.PATIENT: ("PatientID",),
-    ResourceLevel.STUDY: ("StudyInstanceUID",),
-    ResourceLevel.SERIES: ("StudyInstanceUID", "SeriesInstanceUID"),
-    ResourceLevel.INSTANCE: ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"),
-}
-
 
 def read_field(body, key, kind, default=None):
     """Orthanc's SerializationToolbox::Read*: a typed field of a JSON object."""
