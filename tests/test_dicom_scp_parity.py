@@ -438,3 +438,38 @@ def test_accepted_syntaxes_like_orthanc(tmp_path, config):
     finally:
         ours.stop()
         real.stop()
+
+
+def test_overwriting_like_orthanc(tmp_path):
+    """With OverwriteInstances, a second copy (same or changed) replaces the
+    first: statuses, changes and counts as 1.13.0 reports them."""
+    (tmp_path / "o").mkdir()
+    (tmp_path / "u").mkdir()
+    real = oracle.RealOrthanc(tmp_path / "o", OverwriteInstances=True).start()
+    ours = Daemon(tmp_path / "u", OverwriteInstances=True).start()
+    path = sample("Phenix", "IM-0001-0001.dcm")
+    original = pydicom.dcmread(path)
+    changed = pydicom.dcmread(path)
+    changed.InstanceNumber = "77"
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        outcomes = []
+        for server, aet in ((real, "ORACLE"), (ours, "ORTHANCD")):
+            client = server.client()
+            last = client.get_json("/changes?last")["Last"]
+            statuses = [client.post("/instances", data).json()["Status"] for _ in range(2)]
+            association = associate(server.dicom_port, aet, [(
+                original.SOPClassUID, [original.file_meta.TransferSyntaxUID])])
+            for dataset in (changed, original):
+                statuses.append("0x%04x" % association.send_c_store(dataset).Status)
+            association.release()
+            changes = [(c["ChangeType"], c["ResourceType"]) for c in client.get_json(
+                "/changes?since=%d" % last)["Changes"] if not c["ChangeType"].startswith("Stable")]
+            counts = {k: v for k, v in client.get_json("/statistics").items()
+                      if k.startswith("Count")}
+            outcomes.append((statuses, changes, counts))
+        assert outcomes[1] == outcomes[0]
+    finally:
+        ours.stop()
+        real.stop()

@@ -487,9 +487,10 @@ class LmdbResourceIndex(ResourceIndex):
         for key in keys[:3]:
             self._put_metadata(txn, key, MetadataType.LastUpdate, now)
         self._touch_patient_recycling(txn, keys[0], records[0])
-        # Orthanc logs the instance first, then whatever ancestors it created.
+        # Orthanc logs the instance first, then whatever ancestors it created
+        # (an overwritten instance is no new one: 1.13.0 logs nothing for it).
         for lv in reversed(levels):
-            if lv in new_levels:
+            if lv in new_levels and not (lv is ResourceLevel.INSTANCE and existing is not None):
                 self._log_change(txn, "New" + lv.title, lv, ids[lv], now)
         status = "Success"
         return StoreOutcome(status, ids, tuple(reversed(new_levels)), obsolete, recycled)
