@@ -467,8 +467,8 @@ def _straight_instance(server, data):
         sop_instance = str(dataset.SOPInstanceUID)
         transfer_syntax = str(dataset.file_meta.TransferSyntaxUID)
     except (DicomFormatError, AttributeError, ValueError, TypeError):
-        raise OrthancError(ErrorCode.BadFileFormat,
-                           "Cannot parse an invalid DICOM file (size: %d bytes)" % len(data)) from None
+        raise OrthancError(ErrorCode.BadFileFormat, "Cannot parse an invalid DICOM file "
+                           "(size: %d bytes)" % len(data)) from None
     fd, path = tempfile.mkstemp(prefix="straight-", suffix=".dcm",
                                 dir=server.temporary_directory)
     with os.fdopen(fd, "wb") as f:
