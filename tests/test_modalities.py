@@ -1,5 +1,5 @@
 """orthancd driving remote modalities (REST /modalities, /queries), against
-real peers: DCMTK's storescp and the real Orthanc 1.10.1."""
+real peers: DCMTK's storescp and the real Orthanc 1.13.0."""
 import glob
 import os
 import shutil

@@ -22,6 +22,7 @@ SAMPLES = [("Brainix", "Flair", "IM-0001-0001.dcm"), ("Brainix", "Flair", "IM-00
            ("Knee", "T1", "IM-0001-0001.dcm"), ("TransferSyntaxes", "1.2.840.10008.1.2.4.50.dcm")]
 KNIX_STUDY = "1.2.840.113619.2.176.2025.1499492.7391.1171285944.390"
 KNIX_SERIES = "1.2.840.113619.2.176.2025.1499492.7391.1171285944.394"
+KNIX_INSTANCE = "1.2.840.113619.2.176.2025.1499492.7040.1171286242.109"
 LOCAL_AETS = ("ORACLE", "ORTHANCD")
 
 
@@ -279,6 +280,11 @@ MOVE_BODIES = [
     {"Level": "Study", "Resources": [{"StudyInstanceUID": KNIX_STUDY, "AccessionNumber": ""}],
      "TargetAet": "SINK"},
     {"Level": "Series", "Resources": [{"SeriesInstanceUID": KNIX_SERIES}]},
+    {"Level": "Instance", "Resources": [{"StudyInstanceUID": KNIX_STUDY,
+                                         "SeriesInstanceUID": KNIX_SERIES,
+                                         "SOPInstanceUID": KNIX_INSTANCE}], "TargetAet": "SINK"},
+    {"Level": "Instance", "Resources": [{"SOPInstanceUID": KNIX_INSTANCE}], "TargetAet": "SINK"},
+    {"Level": "Study", "Resources": [{"AccessionNumber": "A10003245599"}], "TargetAet": "SINK"},
     {"Level": "Study", "Resources": [{"StudyInstanceUID": KNIX_STUDY}], "TargetAet": "NOBODY"},
     {"Level": "Study", "Resources": [{"StudyInstanceUID": "1.2.3"}], "TargetAet": "SINK"},
     {"Level": "Study", "Resources": [], "TargetAet": "SINK"},

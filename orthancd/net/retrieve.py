@@ -5,6 +5,8 @@ job (its "Details" per query, its error payload when one fails).
 A domain operation, callable from the REST routes now and from the job
 engine later.
 """
+import copy
+
 from orthancd.dicom.json_tags import dataset_to_json
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.find import tags as find_tags
@@ -27,6 +29,7 @@ async def run_retrieve(server, settings, modality, level, method, target, querie
     queries shown in ``mode``), or its error at the first failed one."""
     shown, details = [], []
     for query in queries:
+        query = scu.with_media_storage_uids(copy.deepcopy(query))
         shown.append(dataset_to_json(query, mode, server.default_encoding))
         for keyword in RETRIEVE_KEYS[level] if method == "C-MOVE" else ():
             if keyword not in query:

@@ -577,6 +577,16 @@ async def _find_on(association, modality, level, query):
     return answers
 
 
+def with_media_storage_uids(answer):
+    """Orthanc keeps each answer as a DICOM file, whose meta header repeats
+    its SOP class and instance UIDs: they show among the answer's tags."""
+    for meta, tag in ((0x00020002, 0x00080016), (0x00020003, 0x00080018)):
+        element = answer.get(tag)
+        if element is not None and element.value:
+            answer.add_new(meta, "UI", element.value)
+    return answer
+
+
 # -- C-MOVE ------------------------------------------------------------------
 
 

@@ -19,8 +19,7 @@ from orthancd.rest.scu_requests import option, read_field, require_synchronous
 from orthancd.dicom.summary import MAIN_DICOM_TAGS
 from orthancd.find import tags as find_tags
 from orthancd.net.retrieve import run_retrieve
-from orthancd.rest.queries import (
-    answer_json, create_query, query_to_dataset, with_media_storage_uids)
+from orthancd.rest.queries import answer_json, create_query, query_to_dataset
 
 # What GET /modalities/{id} lists in Orthanc 1.13.0.
 MODALITY_ROUTES = ["configuration", "echo", "find", "find-instance", "find-patient",
@@ -429,7 +428,7 @@ def install(app, server):
     async def find_answers(modality, level, fields):
         dataset = query_to_dataset(server, level, fields, True)
         answers = await scu.find(server.reactor, settings(modality), modality, level, dataset)
-        return [answer_json(server, with_media_storage_uids(answer), "simplify")
+        return [answer_json(server, scu.with_media_storage_uids(answer), "simplify")
                 for answer in answers]
 
     def bare_bad_request(request):

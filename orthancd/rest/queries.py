@@ -76,19 +76,9 @@ class QueryRecord:
 QUERY_STORE = OrderedDict()
 
 
-def with_media_storage_uids(answer):
-    """Orthanc keeps each answer as a DICOM file, whose meta header repeats
-    its SOP class and instance UIDs: they show among the answer's tags."""
-    for meta, tag in ((0x00020002, 0x00080016), (0x00020003, 0x00080018)):
-        element = answer.get(tag)
-        if element is not None and element.value:
-            answer.add_new(meta, "UI", element.value)
-    return answer
-
-
 def create_query(modality, level, fields, answers, options, limit=100):
     query_id = str(uuid.uuid4())
-    answers = [with_media_storage_uids(answer) for answer in answers]
+    answers = [scu.with_media_storage_uids(answer) for answer in answers]
     QUERY_STORE[query_id] = QueryRecord(modality, level, fields, answers, options)
     while len(QUERY_STORE) > max(limit, 1):
         QUERY_STORE.popitem(last=False)
