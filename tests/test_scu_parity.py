@@ -238,6 +238,11 @@ def test_queries_like_orthanc(servers, level, normalize):
                 for part in ("", "/level", "/query", "/answers?expand"):
                     same(servers, "GET", None, ids=child_ids, paths=[
                         "/queries/%s%s" % (q, part) for q in child_ids])
+    # Deleted, then deleted again
+    for _ in range(2):
+        same(servers, "DELETE", None, ids=query_ids,
+             paths=["/queries/%s" % q for q in query_ids])
+    same(servers, "GET", None, ids=query_ids, paths=["/queries/%s" % q for q in query_ids])
 
 
 QUERY_BODIES = [

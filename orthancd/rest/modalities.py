@@ -19,7 +19,8 @@ from orthancd.rest.scu_requests import option, read_field, require_synchronous
 from orthancd.dicom.summary import MAIN_DICOM_TAGS
 from orthancd.find import tags as find_tags
 from orthancd.net.retrieve import run_retrieve
-from orthancd.rest.queries import answer_json, create_query, query_to_dataset
+from orthancd.rest.queries import (
+    answer_json, create_query, query_retrieve_size, query_to_dataset)
 
 # What GET /modalities/{id} lists in Orthanc 1.13.0.
 MODALITY_ROUTES = ["configuration", "echo", "find", "find-instance", "find-patient",
@@ -386,7 +387,8 @@ def install(app, server):
         normalize = body.get("Normalize", True)
         dataset = query_to_dataset(server, level, fields, normalize)
         answers = await scu.find(server.reactor, settings(modality, body), modality, level, dataset)
-        query_id = create_query(name, level, fields, answers, body)
+        query_id = create_query(name, level, fields, answers, body,
+                                query_retrieve_size(configuration))
         return render_json(request, {"ID": query_id, "Path": "/queries/%s" % query_id})
 
     async def do_move(request, name, method):

@@ -76,6 +76,11 @@ class QueryRecord:
 QUERY_STORE = OrderedDict()
 
 
+def query_retrieve_size(configuration):
+    """How many queries are kept (QueryRetrieveSize), the oldest dropped."""
+    return int(configuration.get("QueryRetrieveSize", 100) or 100)
+
+
 def create_query(modality, level, fields, answers, options, limit=100):
     query_id = str(uuid.uuid4())
     answers = [scu.with_media_storage_uids(answer) for answer in answers]
@@ -206,9 +211,9 @@ def install(app, server):
 
     @app.route("/queries/<query_id>", methods=["DELETE"])
     def delete_query(request, query_id):
-        query_of(query_id)
-        del QUERY_STORE[query_id]
-        return render_json(request, {})
+        # Orthanc answers the same, empty, whether the query existed or not.
+        QUERY_STORE.pop(query_id, None)
+        return render_text(request, b"")
 
     @app.route("/queries/<query_id>/level", methods=["GET"])
     def query_level(request, query_id):
@@ -268,7 +273,8 @@ def install(app, server):
         dataset = query_to_dataset(server, level, fields, record.normalize)
         settings = scu.ScuSettings.for_modality(server.configuration, modality, options)
         answers = await scu.find(server.reactor, settings, modality, level, dataset)
-        child_id = create_query(record.modality, level, fields, answers, options)
+        child_id = create_query(record.modality, level, fields, answers, options,
+                                query_retrieve_size(server.configuration))
         return render_json(request, {"ID": child_id, "Path": "/queries/%s" % child_id})
 
     for route, level in CHILD_QUERIES.items():
