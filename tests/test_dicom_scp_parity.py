@@ -83,6 +83,8 @@ def peers():
 def servers(tmp_path_factory, peers):
     modalities = {name.lower(): [name, "127.0.0.1", scp.port] for name, scp in peers.items()}
     modalities["down"] = ["DOWN", "127.0.0.1", free_port()]
+    modalities["vitrea"] = {"AET": "VITREA", "Host": "127.0.0.1", "Port": free_port(),
+                            "Manufacturer": "Vitrea"}
     config = dict(CONFIG, DicomModalities=modalities)
     ours = Daemon(tmp_path_factory.mktemp("orthancd"), **config)
     real = oracle.RealOrthanc(tmp_path_factory.mktemp("oracle"), **config)
@@ -210,6 +212,19 @@ def test_cfind_answers_like_orthanc(servers, name):
     model = PATIENT_FIND if model == "P" else STUDY_FIND
     reference, mine = both(servers, lambda port, aet: find_raw(port, aet, query, model))
     assert mine == reference
+
+
+def test_cfind_with_private_creators_like_orthanc(servers):
+    """Private creators (such as the one a Vitrea puts in its queries) do
+    not constrain the answers.  (The VR of an absent creator in the answers
+    is left out: 1.13.0 answers LO here, UN elsewhere.)"""
+    query = _query("STUDY", 0x00100020, PatientName="KNIX",
+                   x56530010=("LO", b"Vital Images SW 3.4"))
+    for calling in ("VITREA", "FINDSCU"):
+        reference, mine = both(servers, lambda port, aet: find_raw(
+            port, aet, query, STUDY_FIND, ignored=(0x00080054, 0x56530010), calling=calling))
+        assert mine == reference, calling
+        assert len(reference[1]) == 1
 
 
 def test_cfind_without_level_like_orthanc(servers):

@@ -69,6 +69,10 @@ def _is_private_data(tag):
     return (tag >> 16) % 2 == 1 and (tag & 0xFFFF) >= 0x1000
 
 
+def _is_private_creator(tag):
+    return (tag >> 16) % 2 == 1 and 0x0010 <= (tag & 0xFFFF) <= 0x00FF
+
+
 def _term_of(encoding):
     for term, name in _TERMS.items():
         if name == encoding and "2022" not in term:
@@ -188,7 +192,8 @@ class FindService(IdentifierService):
             dataset = decode_in(raw, syntax)
             query = FindQuery(dataset, self.server.default_encoding)
             constraints = parse_dicom_query(
-                query.elements, bool(self._configuration("CaseSensitivePN", False)))
+                self._matched_elements(query),
+                bool(self._configuration("CaseSensitivePN", False)))
         except AbortAssociation as exc:
             log.warning("C-FIND from %s: %s", request.association.remote_aet, exc)
             request.association.abort()
@@ -236,6 +241,12 @@ class FindService(IdentifierService):
         if not outcome.complete:
             log.info("C-FIND: answers cut at the configured limit")
         request.respond(dimse.SUCCESS)
+
+    @staticmethod
+    def _matched_elements(query):
+        """The elements that constrain the answers: private creators never
+        do in Orthanc 1.13.0 (the one Vitrea modalities send, for one)."""
+        return [(tag, value) for tag, value in query.elements if not _is_private_creator(tag)]
 
     async def _answer_dataset(self, query, match, encoding, implicit=False, little=True):
         source = match.main_tags

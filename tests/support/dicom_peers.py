@@ -105,10 +105,10 @@ def associate(port, called, contexts, calling="FINDSCU", roles=(), handlers=()):
                         evt_handlers=list(handlers))
 
 
-def find_raw(port, called, query, model, ignored=(0x00080054,)):
+def find_raw(port, called, query, model, ignored=(0x00080054,), calling="FINDSCU"):
     """(final status, sorted raw answers) of a C-FIND, or the association
     outcome when there is no final answer."""
-    association = associate(port, called, [model])
+    association = associate(port, called, [model], calling=calling)
     if not association.is_established:
         return "not established", []
     answers, final = [], None
