@@ -94,6 +94,8 @@ OBSOLETE_MANUFACTURERS = {
     "ClearCanvas": "Generic",
     "Dcm4Chee": "Generic",
 }
+# How a modality's query answers are retrieved (new in Orthanc 1.13.0).
+RETRIEVE_METHODS = ("C-MOVE", "C-GET", "SystemDefault")
 MODALITY_PERMISSIONS = (
     "AllowEcho", "AllowEventReport", "AllowFind", "AllowFindWorklist",
     "AllowGet", "AllowMove", "AllowNAction", "AllowStore", "AllowTranscoding",
@@ -494,6 +496,11 @@ def parse_modality(name, description, context=None):
     modality["Timeout"] = _field(description, "Timeout", int, context, 0)
     if modality["Timeout"] < 0:
         raise ConfigurationError(f"{context}: \"Timeout\" must be positive")
+    modality["RetrieveMethod"] = _field(description, "RetrieveMethod", str, context,
+                                        "SystemDefault")
+    if modality["RetrieveMethod"] not in RETRIEVE_METHODS:
+        raise ConfigurationError(
+            f"{context}: \"RetrieveMethod\" must be one of {', '.join(RETRIEVE_METHODS)}")
     return modality
 
 
@@ -501,7 +508,8 @@ def _modality_defaults():
     modality = {"AET": "", "Host": "", "Port": 104, "Manufacturer": "Generic"}
     for permission in MODALITY_PERMISSIONS:
         modality[permission] = True
-    modality.update({"UseDicomTls": False, "LocalAet": "", "Timeout": 0})
+    modality.update({"UseDicomTls": False, "LocalAet": "", "Timeout": 0,
+                     "RetrieveMethod": "SystemDefault"})
     return dict(sorted(modality.items()))
 
 

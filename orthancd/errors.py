@@ -263,6 +263,7 @@ HTTP_REASONS = {
     200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
     404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
     409: "Conflict", 415: "Unsupported Media Type", 416: "Requested Range Not Satisfiable",
+    422: "Unprocessable Entity",
     500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
     504: "Gateway Timeout", 507: "Insufficient Storage",
 }
@@ -271,11 +272,13 @@ HTTP_REASONS = {
 class OrthancError(Exception):
     """An error with an Orthanc error code and optional human details."""
 
-    def __init__(self, code, details=None, http_status=None):
+    def __init__(self, code, details=None, http_status=None, payload=None):
         super().__init__(details or DESCRIPTIONS.get(code, str(code)))
         self.code = ErrorCode(code)
         self.details = details
         self.http_status = http_status or HTTP_STATUS.get(self.code, 500)
+        # Orthanc's "ErrorPayload" (e.g. the DIMSE status of a failed C-STORE).
+        self.payload = payload
 
     @property
     def description(self):

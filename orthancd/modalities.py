@@ -20,7 +20,9 @@ from collections.abc import Mapping
 
 from twisted.internet import defer, threads
 
-from orthancd.config import ConfigurationError, parse_modality
+from orthancd.config import (
+    MODALITY_MANUFACTURERS, MODALITY_PERMISSIONS, OBSOLETE_MANUFACTURERS, RETRIEVE_METHODS,
+    ConfigurationError, parse_modality)
 from orthancd.errors import ErrorCode, OrthancError
 
 STORE_FILE = "modalities.json"
@@ -97,10 +99,11 @@ class ModalityRegistry(Mapping):
     def put(self, name, description):
         """Add or replace a modality from a REST body; raises Orthanc's 400.
         The Deferred fires with the modality once the change is durable."""
+        check_description(description)
         try:
-            modality = parse_modality(name, description)
-        except ConfigurationError as exc:
-            raise OrthancError(ErrorCode.BadFileFormat, str(exc)) from None
+            modality = parse_modality(name, normalized_description(description))
+        except ConfigurationError:
+            raise OrthancError(ErrorCode.BadFileFormat) from None
         self._modalities[name] = modality
         return self._save().addCallback(lambda _: modality)
 
@@ -120,6 +123,91 @@ class ModalityRegistry(Mapping):
         return self._writing.run(threads.deferToThreadPool, self._reactor,
                                  self._reactor.getThreadPool(), write_durably,
                                  self._path, snapshot)
+
+
+def _bad_port(port):
+    return OrthancError(ErrorCode.ParameterOutOfRange,
+                        "A TCP port number must be in range [1..65534], but found: %d" % port)
+
+
+def _check_port(value):
+    """Orthanc takes an integer or a string holding one."""
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            raise OrthancError(ErrorCode.BadFileFormat) from None
+    elif isinstance(value, bool) or not isinstance(value, int):
+        raise OrthancError(ErrorCode.BadFileFormat)
+    if not 1 <= value <= 65534:
+        raise _bad_port(value)
+    return value
+
+
+def _check_manufacturer(value):
+    if value not in MODALITY_MANUFACTURERS and value not in OBSOLETE_MANUFACTURERS:
+        raise OrthancError(ErrorCode.ParameterOutOfRange,
+                           'Unknown modality manufacturer: "%s"' % value)
+
+
+def _expect(description, key, kind):
+    value = description[key]
+    if kind is bool:
+        ok, word = isinstance(value, bool), "Boolean"
+    elif kind is int:
+        ok, word = isinstance(value, int) and not isinstance(value, bool), "Integer"
+    else:
+        ok, word = isinstance(value, str), "String"
+    if not ok:
+        raise OrthancError(ErrorCode.BadFileFormat,
+                           "%s value expected in field: %s" % (word, key))
+    return value
+
+
+def check_description(description):
+    """Orthanc's errors for a modality sent to PUT /modalities/{id}, checked
+    in the order of its RemoteModalityParameters::Unserialize."""
+    if isinstance(description, list):
+        if len(description) not in (3, 4) or not all(
+                isinstance(item, str) for item in description[:2]):
+            raise OrthancError(ErrorCode.BadFileFormat)
+        _check_port(description[2])
+        if len(description) == 4:
+            if not isinstance(description[3], str):
+                raise OrthancError(ErrorCode.BadFileFormat)
+            _check_manufacturer(description[3])
+        return
+    if not isinstance(description, dict):
+        raise OrthancError(ErrorCode.BadFileFormat)
+    for key in ("AET", "Host"):
+        if key not in description or not isinstance(description[key], str):
+            raise OrthancError(ErrorCode.BadFileFormat, "String value expected in field: " + key)
+    if "Port" not in description:
+        raise OrthancError(ErrorCode.BadFileFormat)
+    _check_port(description["Port"])
+    if "Manufacturer" in description:
+        _check_manufacturer(_expect(description, "Manufacturer", str))
+    for key in MODALITY_PERMISSIONS + ("AllowStorageCommitment", "UseDicomTls"):
+        if key in description:
+            _expect(description, key, bool)
+    if "LocalAet" in description:
+        _expect(description, "LocalAet", str)
+    if "Timeout" in description and _expect(description, "Timeout", int) < 0:
+        raise OrthancError(ErrorCode.BadParameterType,
+                           "Negative value found while expecting an unsigned int "
+                           "in field 'Timeout'")
+    if "RetrieveMethod" in description and \
+            _expect(description, "RetrieveMethod", str) not in RETRIEVE_METHODS:
+        raise OrthancError(ErrorCode.ParameterOutOfRange,
+                           'RetrieveMethod can be "C-MOVE", "C-GET" or "SystemDefault": %s'
+                           % description["RetrieveMethod"])
+
+
+def normalized_description(description):
+    """A checked description with its port as an integer."""
+    if isinstance(description, list):
+        return description[:2] + [int(description[2])] + description[3:]
+    return dict(description, Port=int(description["Port"]))
 
 
 def write_durably(path, text):

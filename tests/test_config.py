@@ -307,7 +307,7 @@ def test_substituted_string_for_integer_option_is_a_type_error(tmp_path):
 MODALITY_FIELDS = {
     "AET", "AllowEcho", "AllowEventReport", "AllowFind", "AllowFindWorklist",
     "AllowGet", "AllowMove", "AllowNAction", "AllowStore", "AllowTranscoding",
-    "Host", "LocalAet", "Manufacturer", "Port", "Timeout", "UseDicomTls"}
+    "Host", "LocalAet", "Manufacturer", "Port", "RetrieveMethod", "Timeout", "UseDicomTls"}
 
 
 def test_modalities_short_and_long_forms(tmp_path):
@@ -329,7 +329,7 @@ def test_modalities_short_and_long_forms(tmp_path):
         "AllowEventReport": True, "AllowFind": True,
         "AllowFindWorklist": True, "AllowGet": True, "AllowMove": True,
         "AllowNAction": True, "AllowStore": True, "AllowTranscoding": True,
-        "LocalAet": "", "Timeout": 0, "UseDicomTls": False}
+        "LocalAet": "", "RetrieveMethod": "SystemDefault", "Timeout": 0, "UseDicomTls": False}
     assert modalities["vitrea"]["Port"] == 104
     assert modalities["vitrea"]["Manufacturer"] == "Vitrea"
     untrusted = modalities["untrusted"]

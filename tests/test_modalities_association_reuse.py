@@ -129,11 +129,13 @@ def _ct_sample():
 def test_another_local_aet_is_another_association(peer):
     daemon, scp = peer
     rest = daemon.client()
+    instance = rest.upload(_ct_sample())["ID"]
     before = scp.wait_released(scp.counts()[0])
-    assert rest.post("/modalities/counter/echo").status == 200
+    # (A C-ECHO always calls as DicomAet, as in Orthanc: stores tell apart.)
+    assert rest.post("/modalities/counter/store", [instance]).status == 200
     # The idle association to the same peer is released before the new one
     # is opened (storescp-like peers serve one association at a time).
-    assert rest.post("/modalities/other-aet/echo").status == 200
+    assert rest.post("/modalities/other-aet/store", [instance]).status == 200
     assert scp.wait_released(before[1] + 1, timeout=1) == (before[0] + 2, before[1] + 1)
     assert scp.wait_released(before[1] + 2, timeout=CLOSE_DELAY + 5) == (before[0] + 2,
                                                                          before[1] + 2)

@@ -92,6 +92,18 @@ class Constraint:
             return source >= self._references[0]
         return source <= self._references[0]
 
+    def matches_answer(self, value):
+        """Orthanc's answer-phase check (DicomTagConstraint::IsMatch): a
+        list matches a multi-valued tag by any of its items, and so does a
+        single ModalitiesInStudy value; the database phase compares whole
+        values."""
+        if value is None or self.kind not in (LIST, EQUAL):
+            return self.matches(value)
+        if self.kind == EQUAL and self.tag != T.MODALITIES_IN_STUDY:
+            return self.matches(value)
+        items = _normalized(value, self.case_sensitive).split("\\")
+        return any(item.encode("utf-8") in self._references for item in items)
+
     def literal_prefix(self):
         """For wildcards, the text before the first '*' or '?'."""
         value = self.values[0]

@@ -22,6 +22,7 @@ import dataclasses
 from typing import List, Optional
 
 from orthancd.errors import ErrorCode, OrthancError
+from orthancd.find import computed
 from orthancd.find import constraints as C
 from orthancd.find import lookup as L
 from orthancd.find import tags as T
@@ -71,17 +72,38 @@ class Plan:
     on_tags: list         # main tags of the query level and above
     on_children: list     # main tags of the level just below: "some child has"
     on_files: list        # neither: read from one instance's file
+    on_computed: list     # tags computed from the index at the query level
     beyond: bool          # a main tag two levels below or more
     fully_in_index: bool  # Orthanc's canBeFullyPerformedInDb
+    # A computed tag the query level does not have (ModalitiesInStudy on
+    # series, say): missing, so the answer phase rejects every candidate.
+    unanswerable: bool = False
+
+
+def _computed_at(level):
+    if level is ResourceLevel.INSTANCE:
+        return (T.INSTANCE_AVAILABILITY,)
+    return computed.computable(level)
 
 
 def plan(query):
-    on_tags, on_children, on_files = [], [], []
-    beyond = False
+    on_tags, on_children, on_files, on_computed = [], [], [], []
+    beyond = unanswerable = False
     fully = True
     for c in query.constraints:
-        if c.from_modalities_in_study and query.level is ResourceLevel.STUDY:
-            on_children.append(c)
+        if c.from_modalities_in_study:
+            if query.level is ResourceLevel.STUDY:
+                # Orthanc turns it into "a series has this Modality".
+                on_children.append(c)
+            else:
+                unanswerable, fully = True, False
+            continue
+        if c.tag in T.COMPUTED_TAGS or c.tag == T.INSTANCE_AVAILABILITY:
+            fully = False
+            if c.tag in _computed_at(query.level):
+                on_computed.append(c)
+            else:
+                unanswerable = True
             continue
         levels = T.MAIN_TAG_LEVELS.get(c.tag)
         if not levels:
@@ -98,7 +120,7 @@ def plan(query):
             on_children.append(c)
         else:
             beyond = True
-    return Plan(on_tags, on_children, on_files, beyond, fully)
+    return Plan(on_tags, on_children, on_files, on_computed, beyond, fully, unanswerable)
 
 
 class _Candidates:
@@ -395,6 +417,14 @@ def _cast(value, cast):
     return float(number) if cast == "float" else int(float(number) if seen_dot else int(number))
 
 
+def _computed_values(index, level, public_id, wanted):
+    if not wanted:
+        return {}
+    if level is ResourceLevel.INSTANCE:
+        return {T.INSTANCE_AVAILABILITY: "ONLINE"}
+    return computed.compute_tags(index, level, public_id, wanted)
+
+
 def _page(ids, since, limit):
     ids = ids[since:]
     return ids[:limit] if limit else ids
@@ -454,25 +484,33 @@ async def find(server, query):
         # in Orthanc 1.13.0, nothing is found (/tools/count-resources counts
         # them, though).
         return L.FindOutcome([], True)
+    if plan_.unanswerable:
+        return L.FindOutcome([], True)
     candidates = _Candidates(server, query, plan_)
     selected = candidates.select()
+    checked = [c for c in query.constraints if not c.from_modalities_in_study]
+    wanted_computed = {c.tag for c in plan_.on_computed}
     matches = []
     for public_id in selected:
         try:
             main_tags = candidates.resources.merged_main_tags(public_id, query.level)
+            values = _computed_values(server.index, query.level, public_id, wanted_computed)
         except UnknownResource:
             continue
         file_tags = None
         if not plan_.fully_in_index:
-            # Orthanc's lookup->IsMatch, against the main tags plus the
+            # Orthanc's lookup->IsMatch, against the main tags, the computed
+            # tags and, when the query needs tags that are neither, the
             # tags of one instance's file.
-            file_tags = await L.file_tags_for(server, public_id, query.level)
-            if file_tags is None:
-                continue
-            tags = dict(file_tags)
+            tags = {}
+            if plan_.on_files:
+                file_tags = await L.file_tags_for(server, public_id, query.level)
+                if file_tags is None:
+                    continue
+                tags.update(file_tags)
             tags.update(main_tags)
-            checked = [c for c in query.constraints if not c.from_modalities_in_study]
-            if not all(c.matches(tags.get(c.tag)) for c in checked):
+            tags.update(values)
+            if not all(c.matches_answer(tags.get(c.tag)) for c in checked):
                 continue
         matches.append(L.Match(public_id, main_tags, file_tags))
     return L.FindOutcome(matches, True)

@@ -157,8 +157,7 @@ def lift(index, ids, from_level, to_level):
 
 def studies_with_modalities(index, constraint):
     """ModalitiesInStudy at study level: studies owning a series whose
-    Modality is in the list, in the order Orthanc finds them (series by
-    public ID, then their parent study)."""
+    Modality is in the list."""
     series = sorted(_lookup_values(index, ResourceLevel.SERIES, T.MODALITY, constraint.values))
     studies = []
     for series_id in series:

@@ -23,7 +23,7 @@ from orthancd.find.lookup import representative_instance
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import MetadataType
 
-INSTANCE_AVAILABILITY = 0x00080056
+INSTANCE_AVAILABILITY = T.INSTANCE_AVAILABILITY
 SOP_CLASS_UID = 0x00080016
 PIXEL_DATA = 0x7FE00010
 

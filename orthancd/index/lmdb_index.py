@@ -19,6 +19,9 @@ resources (by public ID: the hex groups of the ID print the SHA-1 in order).
   labelled         label -> key                              (dupsort)
   recycling        8-byte seq -> patient key                 (oldest first)
   changes          8-byte seq -> JSON
+  resource_changes key -> 8-byte seq                         (dupsort: the changes
+                   of a resource, dropped with it as SQLite's ON DELETE CASCADE
+                   drops them in Orthanc)
   exports          8-byte seq -> JSON
   meta             name -> value (schema version, counters, statistics)
   released         file UUID -> empty: files no longer referenced, not yet
@@ -47,9 +50,10 @@ _MAX_INDEXED_VALUE = 400  # LMDB keys are limited to 511 bytes; the index only n
 _KEY_SIZE = 21
 
 _DATABASES = ("resources", "children", "metadata", "metadata_values", "attachments",
-              "identifiers", "labels", "labelled", "recycling", "changes", "exports", "meta",
-              "released")
-_DUPSORT = ("children", "metadata_values", "identifiers", "labels", "labelled")
+              "identifiers", "labels", "labelled", "recycling", "changes", "resource_changes",
+              "exports", "meta", "released")
+_DUPSORT = ("children", "metadata_values", "identifiers", "labels", "labelled",
+            "resource_changes")
 
 _STATS_KEYS = ("patients", "studies", "series", "instances", "disk", "uncompressed")
 _LEVEL_COUNTERS = ("patients", "studies", "series", "instances")
@@ -149,6 +153,20 @@ class LmdbResourceIndex(ResourceIndex):
                     "start from an empty IndexDirectory/StorageDirectory"
                     % (self.directory, version.decode("ascii", "replace"),
                        SCHEMA_VERSION.decode("ascii")))
+            if txn.get(b"resource_changes", db=self.db["meta"]) is None:
+                self._index_changes_by_resource(txn)
+
+    def _index_changes_by_resource(self, txn):
+        """Indexes written before resource_changes existed."""
+        cursor = txn.cursor(db=self.db["changes"])
+        for raw_seq, raw in cursor.iternext():
+            value = _loads(raw)
+            try:
+                key = resource_key(ResourceLevel(value["l"]), value["i"])
+            except (UnknownResource, ValueError, KeyError):
+                continue
+            txn.put(key, raw_seq, db=self.db["resource_changes"], dupdata=True)
+        txn.put(b"resource_changes", b"1", db=self.db["meta"])
 
     def _begin_write(self, parent=None):
         return self.env.begin(write=True, parent=parent)
@@ -645,6 +663,11 @@ class LmdbResourceIndex(ResourceIndex):
         """Write a change to the changes log, and publish it once committed."""
         value = {"c": change_type, "l": int(level), "i": public_id, "d": date}
         seq = self._append_log(txn, "changes", value)
+        try:
+            txn.put(resource_key(level, public_id), _U64.pack(seq),
+                    db=self.db["resource_changes"], dupdata=True)
+        except UnknownResource:
+            pass  # not an Orthanc identifier: nothing can delete it
         change = Change(seq, change_type, level, public_id, date, details)
         self.writer.emit(change)
         return change
@@ -838,7 +861,8 @@ class LmdbResourceIndex(ResourceIndex):
 
     def _delete_subtree(self, txn, level, key):
         """Remove a resource and everything below it; return the obsolete files.
-        (Orthanc does not write deletions to the changes log, nor do we.)"""
+        Orthanc does not log deletions, and its changes log forgets the
+        changes of what it deletes (ON DELETE CASCADE): so do we."""
         files = []
         for child in self._children_keys(txn, key):
             files.extend(self._delete_subtree(txn, ResourceLevel(child[0]), child))
@@ -857,6 +881,7 @@ class LmdbResourceIndex(ResourceIndex):
         for label in self._labels(txn, key):
             txn.delete(label.encode("utf-8"), key, db=self.db["labelled"])
         txn.delete(key, db=self.db["labels"])
+        self._forget_changes(txn, key)
         self._index_identifiers(txn, level, key, record, add=False)
         if record.get("r") is not None:
             txn.delete(_U64.pack(record["r"]), db=self.db["recycling"])
@@ -864,6 +889,13 @@ class LmdbResourceIndex(ResourceIndex):
         self._add_counter(txn, _LEVEL_COUNTERS[level], -1)
         self._signal(ChangeType.Deleted.name, level, _public_id(key))
         return files
+
+    def _forget_changes(self, txn, key):
+        cursor = txn.cursor(db=self.db["resource_changes"])
+        if cursor.set_key(key):
+            for raw_seq in cursor.iternext_dup():
+                txn.delete(raw_seq, db=self.db["changes"])
+        txn.delete(key, db=self.db["resource_changes"])
 
     def _delete_resource_op(self, txn, public_id, level):
         key = resource_key(level, public_id)
@@ -978,6 +1010,8 @@ class LmdbResourceIndex(ResourceIndex):
 
     def _clear_op(self, txn, dbname):
         txn.drop(self.db[dbname], delete=False)
+        if dbname == "changes":
+            txn.drop(self.db["resource_changes"], delete=False)
 
     def _log_export_op(self, txn, entry):
         return self._append_log(txn, "exports", entry)

@@ -313,6 +313,11 @@ class Association:
                 return context
         return None
 
+    @property
+    def next_message_id(self):
+        """The MessageID the next request will carry."""
+        return self._next_message_id
+
     def _message_id(self):
         message_id = self._next_message_id
         self._next_message_id = (message_id % 0xFFFF) + 1

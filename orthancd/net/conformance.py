@@ -9,13 +9,17 @@ from pydicom.uid import UID
 from orthancd.net import access, scu
 from orthancd.net.scp_echo import VERIFICATION_SOP_CLASS
 from orthancd.net.scp_services import scp_services
-from orthancd.net.scp_store import STORAGE_SOP_CLASSES
+from orthancd.net.scp_store import accepted_sop_classes as store_sop_classes
+from orthancd.net.settings import ServerSettings
 
 
-def accepted_sop_classes():
-    """The storage SOP classes the C-STORE SCP accepts, sorted as Orthanc
-    lists them (/tools/accepted-sop-classes)."""
-    return sorted(STORAGE_SOP_CLASSES)
+def accepted_sop_classes(server):
+    """The storage SOP classes the C-STORE SCP accepts (AcceptedSopClasses
+    less RejectedSopClasses), sorted as Orthanc lists them
+    (/tools/accepted-sop-classes)."""
+    settings = ServerSettings.from_config(server.configuration)
+    return sorted(store_sop_classes(settings.accepted_sop_classes,
+                                    settings.rejected_sop_classes))
 
 
 def _name(uid):
@@ -34,20 +38,21 @@ def _section(title, lines):
     return ["", "", rule, title, rule, ""] + lines
 
 
-def _abstract_syntaxes(services, request_type):
+def _abstract_syntaxes(services, request_type, settings):
     return [uid for service in services if service.request_type == request_type
-            for uid in service.abstract_syntaxes(None)]
+            for uid in service.abstract_syntaxes(settings)]
 
 
 def conformance_statement(server):
     """The statement as text; ``server`` gives the current transfer syntaxes."""
     services = scp_services(server)
+    settings = ServerSettings.from_config(server.configuration)
     title = "DICOM Conformance Statement of orthancd"
     lines = ["=" * len(title), title, "=" * len(title)]
     for request_type in (access.ECHO, access.STORE, access.FIND, access.MOVE, access.GET):
         lines += _section("%s SCP Conformance" % request_type, [
             "orthancd supports the following SOP Classes as an SCP for C-%s:" % request_type,
-            ""] + _table(_abstract_syntaxes(services, request_type)))
+            ""] + _table(_abstract_syntaxes(services, request_type, settings)))
     lines += _section("Echo SCU Conformance", [
         "orthancd supports the following SOP Classes as an SCU for C-Echo:", ""]
         + _table([VERIFICATION_SOP_CLASS]))

@@ -1,19 +1,21 @@
-"""Acceptor-side association negotiation, following Orthanc's rules.
+"""Acceptor-side association negotiation, following Orthanc 1.13.0's rules.
 
 Orthanc (through DCMTK) accepts presentation contexts in successive passes:
-the query/verification services with the three uncompressed syntaxes, then
-every storage SOP class with the configured storage syntaxes, then (if
+the query/verification services with the three uncompressed syntaxes (its
+own preference: explicit little, explicit big, implicit), then every
+storage SOP class with the configured storage syntaxes (the requestor's
+preference: the first proposed syntax that is accepted), then (if
 ``UnknownSopClassAccepted``) any SOP class it has never heard of.  A context
 keeps the first acceptance; otherwise it is refused as "transfer syntaxes
 not supported" when the abstract syntax was known to some pass, or
 "abstract syntax not supported".  Only then are the application context and
-the AE titles checked.
+the AE titles checked.  Which requests a calling AET may make is not part
+of the negotiation: a refused request aborts the association later on.
 """
 
 from dataclasses import dataclass
 
-from pydicom.uid import UID
-from pynetdicom import sop_class
+from pydicom._uid_dict import UID_dictionary
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
     ImplementationClassUIDNotification,
@@ -24,6 +26,7 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.presentation import PresentationContext
 
 from orthancd.net import access, identity
+from orthancd.net.transfer_syntaxes import EXPLICIT_LITTLE
 
 ACCEPTANCE = 0x00
 USER_REJECTION = 0x01
@@ -54,12 +57,9 @@ class Rejection:
 
 
 def is_unknown_sop_class(uid):
-    """True when neither pydicom nor pynetdicom has a name for ``uid``."""
-    uid = UID(uid)
-    if uid.is_private:
-        return True
-    keyword = uid.keyword
-    return not keyword or not hasattr(sop_class, keyword)
+    """True when DICOM's UID registry (DCMTK's dictionary, pydicom's here)
+    does not name ``uid``."""
+    return str(uid) not in UID_dictionary
 
 
 def _user_information(max_pdu_length):
@@ -76,8 +76,11 @@ def negotiate_contexts(requested, passes, accept_unknown_syntaxes=None):
     """Decide each requested context.
 
     ``requested`` is a list of pynetdicom PresentationContext; ``passes`` a
-    list of ``(abstract_syntaxes, transfer_syntaxes)`` tried in order;
-    ``accept_unknown_syntaxes`` the syntaxes for unknown SOP classes, or None.
+    list of ``(abstract_syntaxes, transfer_syntaxes, requestor_preference)``
+    tried in order (with ``requestor_preference`` the first proposed syntax
+    among ``transfer_syntaxes`` wins, else the first of ``transfer_syntaxes``
+    that was proposed); ``accept_unknown_syntaxes`` the syntaxes for unknown
+    SOP classes, or None.
     Returns a list of ``(context_id, abstract_syntax, result, transfer_syntax)``.
     """
     outcome = {}
@@ -88,11 +91,16 @@ def negotiate_contexts(requested, passes, accept_unknown_syntaxes=None):
         result, chosen = ABSTRACT_SYNTAX_NOT_SUPPORTED, None
         candidate_passes = list(passes)
         if accept_unknown_syntaxes is not None and is_unknown_sop_class(abstract):
-            candidate_passes.append(((abstract,), accept_unknown_syntaxes))
-        for abstract_syntaxes, transfer_syntaxes in candidate_passes:
+            # Unknown SOP classes get Orthanc's own order of preference, even
+            # when AcceptedSopClasses names them.
+            candidate_passes.insert(0, ((abstract,), accept_unknown_syntaxes, False))
+        for abstract_syntaxes, transfer_syntaxes, requestor_preference in candidate_passes:
             if abstract not in abstract_syntaxes:
                 continue
-            chosen = next((ts for ts in transfer_syntaxes if ts in proposed), None)
+            if requestor_preference:
+                chosen = next((ts for ts in proposed if ts in transfer_syntaxes), None)
+            else:
+                chosen = next((ts for ts in transfer_syntaxes if ts in proposed), None)
             if chosen is not None:
                 result = ACCEPTANCE
                 break
@@ -108,21 +116,23 @@ class AcceptorNegotiation:
         self._settings = settings
         self._services = services
 
-    def _passes(self, policy, remote_aet, remote_ip):
-        allowed = [service for service in self._services
-                   if policy.is_allowed_connection(remote_aet, remote_ip)
-                   and policy.is_allowed_request(remote_aet, remote_ip, service.request_type)]
+    def _passes(self):
         # Storage last, as in Orthanc: a SOP class offered by two services is
         # decided by the first one.
-        allowed.sort(key=lambda service: service.request_type == access.STORE)
+        services = sorted(self._services,
+                          key=lambda service: service.request_type == access.STORE)
         passes = [(frozenset(service.abstract_syntaxes(self._settings)),
-                   tuple(service.transfer_syntaxes(self._settings)))
-                  for service in allowed]
+                   tuple(service.transfer_syntaxes(self._settings)),
+                   service.request_type == access.STORE)
+                  for service in services]
         unknown = None
         if self._settings.unknown_sop_class_accepted:
-            store = [s for s in allowed if s.request_type == access.STORE]
+            store = [s for s in services if s.request_type == access.STORE]
             if store:
-                unknown = tuple(store[0].transfer_syntaxes(self._settings))
+                # Explicit Little Endian first (it keeps the VRs of what we
+                # cannot interpret), then the usual order.
+                syntaxes = list(store[0].transfer_syntaxes(self._settings))
+                unknown = tuple(sorted(syntaxes, key=lambda ts: ts != EXPLICIT_LITTLE))
         return passes, unknown
 
     def negotiate(self, request, remote_ip):
@@ -154,7 +164,7 @@ class AcceptorNegotiation:
             response.diagnostic = rejection
             return response, {}
 
-        passes, unknown = self._passes(policy, remote_aet, remote_ip)
+        passes, unknown = self._passes()
         results = negotiate_contexts(request.presentation_context_definition_list,
                                      passes, unknown)
         accepted = {}

@@ -1,5 +1,5 @@
 """C-FIND SCP for the Patient Root and Study Root Query/Retrieve models,
-answering like Orthanc 1.10.1's OrthancFindRequestHandler.
+answering like Orthanc 1.13.0's OrthancFindRequestHandler.
 
 Matching goes through orthancd.find, the same lookup as POST /tools/find,
 with DICOM's case rules (case-sensitive except PN, which follows
@@ -8,15 +8,25 @@ QueryRetrieveLevel and every requested attribute: taken from the main DICOM
 tags of the level and above, or from one instance's file when the query
 names a tag that is not a main tag or asks for a sequence; computed
 attributes (NumberOfStudyRelatedSeries, ModalitiesInStudy...) come from the
-index.  Answers go out as pending responses as they are found; a C-CANCEL
-stops them.  LimitFindResults / LimitFindInstances (Orthanc's names for
-the FindMaximum* limits) cut the answer short,
-which Orthanc reports with the final status 0xFE00.
+index.  A requested sequence is copied from the file, or answered empty.
+Group lengths and file meta elements of the identifier are ignored.
+Answers go out as pending responses as they are found; a C-CANCEL stops
+them.  LimitFindResults / LimitFindInstances cut the answers short, which
+Orthanc 1.13.0 reports as a success all the same.
+
+Answer values are written as Orthanc's DCMTK does (``putString``): the
+text as is, in the answer's character set, padded to an even length; only
+numbers in binary VRs are converted.
 """
 import logging
+import struct
 
+from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 from pynetdicom.dsutils import encode
 
 from orthancd.dicom.charsets import _TERMS, ENCODING_CODECS
@@ -40,8 +50,27 @@ _LEVELS = {"PATIENT": ResourceLevel.PATIENT, "STUDY": ResourceLevel.STUDY,
            "INSTANCE": ResourceLevel.INSTANCE}
 # Tags that never force reading a file (see LookupVisitor::IsDicomAsJsonNeeded).
 _SPECIAL = T.COMPUTED_TAGS | {T.SPECIFIC_CHARACTER_SET, T.QUERY_RETRIEVE_LEVEL}
-_NUMERIC_VRS = {"US": int, "SS": int, "UL": int, "SL": int, "FL": float, "FD": float,
-                "UV": int, "SV": int}
+# Binary number VRs: struct format of one value.
+_NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d",
+                   "UV": "Q", "SV": "q"}
+_BINARY_VRS = frozenset(("UN", "OB", "OW", "OF", "OD", "OL", "OV"))
+PIXEL_DATA = 0x7FE00010
+
+
+class AbortAssociation(Exception):
+    """Orthanc gives no answer to this request and the association ends."""
+
+
+class UnanswerableTag(Exception):
+    """Orthanc fails the whole request (a private sequence asked for)."""
+
+
+def _is_private_data(tag):
+    return (tag >> 16) % 2 == 1 and (tag & 0xFFFF) >= 0x1000
+
+
+def _is_private_creator(tag):
+    return (tag >> 16) % 2 == 1 and 0x0010 <= (tag & 0xFFFF) <= 0x00FF
 
 
 def _term_of(encoding):
@@ -59,11 +88,18 @@ class FindQuery:
         self.elements = []
         self.sequences = []
         for element in iter_elements(dataset, encoding):
+            group, number = element.tag >> 16, element.tag & 0xFFFF
+            if number == 0 or group == 0x0002:
+                continue  # group lengths and file meta: not part of a query
+            if element.tag == PIXEL_DATA:
+                # Orthanc 1.13.0 fails to send the answers of such a query
+                # and the association ends.
+                raise AbortAssociation("C-FIND identifier with PixelData")
             if element.is_sequence:
                 self.sequences.append(element.tag)
             else:
-                value = element.value
-                self.elements.append((element.tag, value.strip() if value else value))
+                # Trailing padding is already gone; leading spaces count.
+                self.elements.append((element.tag, element.value))
         values = dict(self.elements)
         level = (values.get(T.QUERY_RETRIEVE_LEVEL) or "").strip().upper()
         if not level:
@@ -73,6 +109,9 @@ class FindQuery:
         self.level_text = values[T.QUERY_RETRIEVE_LEVEL]
         self.level = _LEVELS[level]
         self.tags = [tag for tag, _ in self.elements]
+        if self.level is ResourceLevel.INSTANCE and T.SOP_CLASSES_IN_STUDY in self.tags:
+            # Orthanc 1.13.0: "Parameter out of range" at the instance level.
+            raise ValueError("SOPClassesInStudy cannot be asked at the instance level")
 
     def needs_file(self):
         return bool(self.sequences) or any(
@@ -80,6 +119,10 @@ class FindQuery:
 
 
 def _vr_of(tag):
+    """The VR Orthanc gives an answer element: DCMTK's dictionary one, UN
+    for private tags (private creators included)."""
+    if (tag >> 16) % 2 == 1:
+        return "UN"
     try:
         vr = dictionary_VR(tag)
     except KeyError:
@@ -88,30 +131,43 @@ def _vr_of(tag):
 
 
 def _representable(value, encoding):
-    """Orthanc drops the characters the answer's character set cannot hold
-    (pydicom would write '?')."""
+    """Orthanc drops the characters the answer's character set cannot hold."""
     codec = ENCODING_CODECS.get(encoding) or "ascii"
-    return value.encode(codec, "ignore").decode(codec)
+    return value.encode(codec, "ignore")
 
 
-def _set(ds, tag, value, encoding):
+def _number_bytes(value, vr, little):
+    """DCMTK's putString on a binary number VR: each value parsed, or
+    nothing at all when one of them is not a number."""
+    if not value:
+        return b""
+    kind = _NUMBER_FORMATS[vr]
+    try:
+        numbers = [float(v) if kind in "fd" else int(v) for v in value.split("\\")]
+        return struct.pack(("<" if little else ">") + kind * len(numbers), *numbers)
+    except (ValueError, struct.error):
+        return b""
+
+
+def _element(tag, value, encoding, little):
+    """The answer element for ``tag`` holding the string ``value``."""
     vr = _vr_of(tag)
-    if isinstance(value, str):
-        value = _representable(value, encoding)
     if vr == "SQ":
         vr = "UN"
-    if vr in _NUMERIC_VRS:
-        try:
-            value = [_NUMERIC_VRS[vr](v) for v in value.split("\\")] if value else None
-        except ValueError:
-            value = None
-        if isinstance(value, list) and len(value) == 1:
-            value = value[0]
-    elif vr in ("UN", "OB", "OW", "OF", "OD", "OL", "OV"):
-        value = value.encode("utf-8") if value else b""
-    elif value and "\\" in value and vr not in ("LT", "ST", "UT", "UR"):
-        value = value.split("\\")
-    ds.add_new(tag, vr, value)
+    if vr in _NUMBER_FORMATS:
+        data = _number_bytes(value, vr, little)
+    elif vr == "UN":
+        # Orthanc puts the text of unknown (private) tags as is.
+        data = _representable(value or "", encoding)
+        if len(data) % 2:
+            data += b"\0"
+    elif vr in _BINARY_VRS or vr == "AT":
+        data = b""
+    else:
+        data = _representable(value or "", encoding)
+        if len(data) % 2:
+            data += b"\0" if vr == "UI" else b" "
+    return RawDataElement(Tag(tag), vr, len(data), data, 0, False, little)
 
 
 class FindService(IdentifierService):
@@ -136,7 +192,12 @@ class FindService(IdentifierService):
             dataset = decode_in(raw, syntax)
             query = FindQuery(dataset, self.server.default_encoding)
             constraints = parse_dicom_query(
-                query.elements, bool(self._configuration("CaseSensitivePN", False)))
+                self._matched_elements(query),
+                bool(self._configuration("CaseSensitivePN", False)))
+        except AbortAssociation as exc:
+            log.warning("C-FIND from %s: %s", request.association.remote_aet, exc)
+            request.association.abort()
+            return
         except (ValueError, OrthancError, Exception) as exc:
             log.warning("C-FIND from %s refused: %s", request.association.remote_aet, exc)
             request.respond(UNABLE_TO_PROCESS)
@@ -151,26 +212,43 @@ class FindService(IdentifierService):
             return
         encoding = self.server.default_encoding
         implicit, little = is_implicit_vr(syntax), is_little_endian(syntax)
+        # All answers are built before the first is sent, as Orthanc does:
+        # a failure on any of them fails the whole request.
+        answers = []
         for match in outcome.matches:
             if request.cancelled:
                 request.respond(dimse.CANCEL)
                 return
             try:
-                answer = await self._answer_dataset(query, match, encoding)
+                answer = await self._answer_dataset(query, match, encoding, implicit, little)
+            except UnanswerableTag as exc:
+                log.warning("C-FIND from %s: %s", request.association.remote_aet, exc)
+                request.respond(UNABLE_TO_PROCESS)
+                return
             except Exception as exc:  # deleted meanwhile, unreadable file...
                 log.warning("C-FIND: skipping %s: %s", match.public_id, exc)
                 continue
-            if not request.respond(dimse.PENDING, encode(answer, implicit, little), final=False):
+            answers.append(encode(answer, implicit, little))
+        for answer in answers:
+            if request.cancelled:
+                request.respond(dimse.CANCEL)
+                return
+            if not request.respond(dimse.PENDING, answer, final=False):
                 return  # the association is gone
         if request.cancelled:
             request.respond(dimse.CANCEL)
-        elif outcome.complete:
-            request.respond(dimse.SUCCESS)
-        else:
-            log.warning("Too many results for an incoming C-FIND query")
-            request.respond(dimse.CANCEL)
+            return
+        if not outcome.complete:
+            log.info("C-FIND: answers cut at the configured limit")
+        request.respond(dimse.SUCCESS)
 
-    async def _answer_dataset(self, query, match, encoding):
+    @staticmethod
+    def _matched_elements(query):
+        """The elements that constrain the answers: private creators never
+        do in Orthanc 1.13.0 (the one Vitrea modalities send, for one)."""
+        return [(tag, value) for tag, value in query.elements if not _is_private_creator(tag)]
+
+    async def _answer_dataset(self, query, match, encoding, implicit=False, little=True):
         source = match.main_tags
         file_dataset = None
         if query.needs_file():
@@ -186,12 +264,25 @@ class FindService(IdentifierService):
                 values[tag] = found if found is not None else ""
         values.update(computed.compute_tags(self.server.index, query.level, match.public_id,
                                             set(query.tags)))
+        if file_dataset is not None:
+            for tag in list(values) + query.sequences:
+                if _is_private_data(tag) and tag in file_dataset \
+                        and file_dataset[tag].VR == "SQ":
+                    raise UnanswerableTag("private sequence %08x asked for" % tag)
         ds = Dataset()
         ds.SpecificCharacterSet = _term_of(encoding)
-        for tag in sorted(values):
-            _set(ds, tag, values[tag], encoding)
-        if file_dataset is not None:
-            for tag in query.sequences:
-                if tag in file_dataset and file_dataset[tag].VR == "SQ":
-                    ds[tag] = file_dataset[tag]
+        # Backwards: pydicom converts a private creator already present when
+        # a private element of its block is added (UN would become LO).
+        for tag in sorted(values, reverse=True):
+            ds[tag] = _element(tag, values[tag], encoding, little)
+        for tag in query.sequences:
+            found = file_dataset.get(tag) if file_dataset is not None else None
+            if found is not None and found.VR == "SQ" and len(found.value):
+                ds[tag] = found
+            else:
+                ds.add_new(tag, "SQ", Sequence())
+        # Written as built: pydicom would otherwise convert (and validate)
+        # every raw element, and turn UN private creators into LO.
+        ds.set_original_encoding(implicit, little,
+                                 convert_encodings([ds.SpecificCharacterSet]))
         return ds

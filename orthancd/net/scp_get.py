@@ -3,14 +3,17 @@
 Each instance goes as a C-STORE sub-operation on the storage context the
 requestor proposed (with the SCP role) for its SOP class, in its stored
 transfer syntax when accepted, else transcoded to an uncompressed one
-(as far as pydicom can).  Pending C-GET-RSP carry the counts after each
-sub-operation, as for C-MOVE.
+(as far as pydicom can).  As Orthanc 1.13.0, a pending C-GET-RSP follows
+every sub-operation with the completed/failed/warning counts as the
+requestor's C-STORE statuses tell them; an instance that cannot be sent
+at all (no context for it) ends the request with 0xC000 and the counts.
 """
 import logging
 
 
 from orthancd.net import access, dimse, scu
-from orthancd.net.scp_query_retrieve import IdentifierService, Progress, requested_instances
+from orthancd.net.scp_query_retrieve import (
+    COMPLETED, FAILED, WARNING, IdentifierService, Progress, requested_instances)
 from orthancd.net.upper_layer import AssociationAborted
 
 log = logging.getLogger(__name__)
@@ -31,34 +34,39 @@ class GetService(IdentifierService):
         instances = requested_instances(self.name, self._server.index, request, data)
         if instances is None:
             return
-        progress = Progress(request, len(instances))
+        progress = Progress(request, len(instances), pending_after_last=True)
         for instance_id in instances:
             if request.cancelled:
                 break
-            ok = await self._send(request, instance_id)
-            progress.stored(instance_id, ok)
+            outcome = await self._send(request, instance_id)
             if not request.association.can_send:
                 return  # the association is gone: nobody to answer
+            if outcome is None:
+                progress.failed += 1
+                progress.refuse(with_counts=True)
+                return
+            progress.count(outcome)
         progress.finish()
 
     async def _send(self, request, instance_id):
+        """The outcome of one sub-operation, or None when it could not be sent."""
         protocol = request.association
         try:
             instance = scu.outgoing_instance(self._server, instance_id)
         except Exception as exc:
             log.warning("C-GET: instance %s vanished (%s)", instance_id, exc)
-            return False
+            return None
         context = scu.choose_context(protocol.contexts.values(), instance)
         if context is None:
             log.warning("C-GET from %s: no storage context accepted for %s",
                         protocol.remote_aet, instance.sop_class)
-            return False
+            return None
         try:
             payload = await self._server.file_io.run(scu.load_payload, self._server, instance,
                                                      context.transfer_syntax)
         except Exception as exc:
             log.warning("C-GET: cannot send %s: %s", instance_id, exc)
-            return False
+            return None
         fields = {
             "AffectedSOPClassUID": instance.sop_class,
             "CommandField": dimse.C_STORE_RQ,
@@ -68,6 +76,10 @@ class GetService(IdentifierService):
         try:
             response = await protocol.send_sub_request(context.context_id, fields, payload)
         except AssociationAborted:
-            return False
+            return FAILED
         status = response.get("Status", dimse.PROCESSING_FAILURE)
-        return status == dimse.SUCCESS or status in scu.STORE_WARNINGS
+        if status == dimse.SUCCESS:
+            return COMPLETED
+        if status in scu.STORE_WARNINGS:
+            return WARNING
+        return FAILED

@@ -1,22 +1,23 @@
 """C-MOVE SCP: send the instances an identifier designates to a known modality.
 
-The move destination is looked up by AET among the modalities (unknown ->
-0xA801).  The instances are sent over one sub-association, streamed one by
-one from their storage files, with a pending C-MOVE-RSP after each carrying
-the remaining/completed/failed/warning counts, then the final status:
-success, 0xB000 when some sub-operations failed, 0xA702 when all did,
-0xFE00 when the requestor cancelled.
+As Orthanc 1.13.0 (synchronous C-MOVE): the destination is looked up by
+AET among the modalities and the instances are sent over one
+sub-association, streamed one by one from their storage files, with a
+pending C-MOVE-RSP after each but the last carrying the remaining and
+completed counts (a C-STORE warning counts as completed), then success.
+An unknown destination, an identifier matching nothing, a destination
+that cannot be reached or a sub-operation that fails end the request with
+0xC000; a C-CANCEL with 0xFE00.
 """
 import logging
 
 from orthancd.errors import OrthancError
 from orthancd.modalities import modality_registry
 from orthancd.net import access, dimse, scu
-from orthancd.net.scp_query_retrieve import IdentifierService, Progress, requested_instances
+from orthancd.net.scp_query_retrieve import (
+    COMPLETED, IdentifierService, Progress, refuse, requested_instances)
 
 log = logging.getLogger(__name__)
-
-MOVE_DESTINATION_UNKNOWN = 0xA801
 
 
 class MoveService(IdentifierService):
@@ -32,17 +33,17 @@ class MoveService(IdentifierService):
 
     async def serve(self, request, data):
         server = self._server
+        instances = requested_instances(self.name, server.index, request, data, infer_level=True)
+        if instances is None:
+            return
         destination = str(request.command.get("MoveDestination", "")).strip()
         found = modality_registry(server).lookup_aet(destination)
         if found is None:
             log.warning("C-MOVE from %s: unknown destination AET %r",
                         request.association.remote_aet, destination)
-            request.respond(MOVE_DESTINATION_UNKNOWN)
+            refuse(request)
             return
         _, modality = found
-        instances = requested_instances(self.name, server.index, request, data)
-        if instances is None:
-            return
         settings = scu.ScuSettings.for_modality(server.configuration, modality)
         settings.local_aet = request.association.settings.aet
         # Orthanc's C-MOVE SCP closes its sub-association when the move is
@@ -50,14 +51,21 @@ class MoveService(IdentifierService):
         # requestor may be the destination and wait for it to end.
         settings.close_delay = 0
         progress = Progress(request, len(instances))
-        if instances:
-            try:
-                await scu.store(server, settings, modality, instances,
-                                move_originator=(request.association.remote_aet,
-                                                 request.command.get("MessageID", 0)),
-                                on_stored=progress.stored,
-                                should_stop=lambda: request.cancelled)
-            except OrthancError as exc:
-                log.warning("C-MOVE to %s: %s", destination, exc.details or exc)
-                progress.failed_all()
+
+        def stored(instance_id, ok):
+            if ok:
+                progress.count(COMPLETED)
+            else:
+                log.warning("C-MOVE to %s: instance %s not stored", destination, instance_id)
+                progress.refuse()
+
+        try:
+            await scu.store(server, settings, modality, instances,
+                            move_originator=(request.association.remote_aet,
+                                             request.command.get("MessageID", 0)),
+                            on_stored=stored,
+                            should_stop=lambda: request.cancelled or request.finished)
+        except OrthancError as exc:
+            log.warning("C-MOVE to %s: %s", destination, exc.details or exc)
+            progress.refuse()
         progress.finish()

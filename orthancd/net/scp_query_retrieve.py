@@ -1,9 +1,16 @@
 """What the Query/Retrieve SCPs (C-FIND, C-MOVE, C-GET) have in common.
 
 Their requests carry a small identifier data set, collected whole before the
-service runs; C-MOVE and C-GET then resolve it to local instances (by UID
-equality at the requested level: a retrieve identifier is a list of UIDs)
-and report the progress of their sub-operations in pending responses.
+service runs; C-MOVE and C-GET then resolve it to local instances as
+Orthanc 1.13.0's OrthancMoveRequestHandler does, and report the progress
+of their sub-operations in pending responses.
+
+Resolving: the level's key (PatientID, StudyInstanceUID, or
+AccessionNumber when given, SeriesInstanceUID, SOPInstanceUID) holds one
+value or a backslash-separated list, each compared with the stored
+identifiers without regard to case; every match contributes its instances
+(duplicates included).  C-MOVE infers a missing level from the most
+specific key present.  A request resolving to nothing fails with 0xC000.
 """
 import logging
 
@@ -20,10 +27,11 @@ log = logging.getLogger(__name__)
 
 SUB_OPERATIONS_FAILED = 0xA702
 SUB_OPERATIONS_WARNING = 0xB000
-IDENTIFIER_DOES_NOT_MATCH = 0xA900
 UNABLE_TO_PROCESS = 0xC000
 
-# QueryRetrieveLevel -> (our level, the UID keyword matched at that level, its tag)
+ACCESSION_NUMBER = ("AccessionNumber", 0x00080050)
+
+# QueryRetrieveLevel -> (our level, the key matched at that level, its tag)
 LEVELS = {
     "PATIENT": (ResourceLevel.PATIENT, "PatientID", 0x00100020),
     "STUDY": (ResourceLevel.STUDY, "StudyInstanceUID", 0x0020000D),
@@ -31,6 +39,12 @@ LEVELS = {
     "IMAGE": (ResourceLevel.INSTANCE, "SOPInstanceUID", 0x00080018),
     "INSTANCE": (ResourceLevel.INSTANCE, "SOPInstanceUID", 0x00080018),
 }
+# The order in which C-MOVE looks for a key when the level is missing.
+_INFERRED_LEVELS = ("IMAGE", "SERIES", "STUDY", "PATIENT")
+
+
+class RetrieveRefused(Exception):
+    """Orthanc fails the C-MOVE/C-GET as a whole (status 0xC000)."""
 
 
 class IdentifierSink:
@@ -79,92 +93,145 @@ class IdentifierService:
             request.respond(UNABLE_TO_PROCESS)
 
 
-def resolve_instances(index, identifier):
-    """Public IDs of the local instances an identifier designates.
+def _text(value):
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)
 
-    Raises ValueError when the identifier has no usable level or UID.
-    """
-    level_name = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
+
+def _key(identifier, level_name):
+    """(keyword, tag) matched at ``level_name``, and its raw value (None
+    when the identifier lacks it)."""
+    _, keyword, tag = LEVELS[level_name]
+    if level_name == "STUDY":
+        accession = _text(identifier.get(ACCESSION_NUMBER[0]))
+        if accession:
+            return ACCESSION_NUMBER, accession
+    return (keyword, tag), _text(identifier.get(keyword)) if keyword in identifier else None
+
+
+def _matching(index, level, key, token):
+    keyword, tag = key
+    token = token.rstrip(" \0")
+    wanted = token.upper()
+    for public_id in index.lookup_identifier(level, tag, normalize_for_find(token)):
+        try:
+            resource = index.get_resource(public_id, level)
+        except UnknownResource:
+            continue  # deleted meanwhile
+        if resource.main_tags.get(keyword, "").upper() == wanted:
+            yield public_id
+
+
+def resolve_instances(index, identifier, infer_level=False):
+    """Public IDs of the local instances an identifier designates, in the
+    order of its values.  Raises RetrieveRefused as Orthanc refuses."""
+    level_name = _text(identifier.get("QueryRetrieveLevel")) if \
+        "QueryRetrieveLevel" in identifier else None
+    level_name = (level_name or "").strip().upper()
+    if not level_name and infer_level:
+        level_name = next((name for name in _INFERRED_LEVELS
+                           if _key(identifier, name)[1] is not None), "")
     if level_name not in LEVELS:
-        raise ValueError("bad QueryRetrieveLevel %r" % level_name)
-    level, keyword, tag = LEVELS[level_name]
-    raw = identifier.get(keyword)
-    if raw is None:
-        values = []
-    elif isinstance(raw, str):
-        values = raw.split("\\")
-    else:  # pydicom MultiValue: a list of UIDs
-        values = list(raw)
-    values = [str(v).strip() for v in values if str(v).strip()]
-    if not values:
-        raise ValueError("no %s in the identifier" % keyword)
+        raise RetrieveRefused("bad or missing QueryRetrieveLevel %r" % level_name)
+    level = LEVELS[level_name][0]
+    key, value = _key(identifier, level_name)
+    if value is None:
+        raise RetrieveRefused("no %s in the identifier" % key[0])
     instances = []
-    for value in values:
-        for public_id in index.lookup_identifier(level, tag, normalize_for_find(value)):
+    for token in value.split("\\"):
+        for public_id in _matching(index, level, key, token):
             try:
-                resource = index.get_resource(public_id, level)
-                # The index holds normalized values: check the exact UID.
-                if resource.main_tags.get(keyword, "").strip() != value:
-                    continue
                 instances.extend(index.get_descendant_instances(public_id, level))
             except UnknownResource:
-                continue  # deleted meanwhile
-    return list(dict.fromkeys(instances))
+                continue
+    if not instances:
+        raise RetrieveRefused("the identifier matches no stored resource")
+    return instances
 
 
-def requested_instances(service_name, index, request, data):
+def requested_instances(service_name, index, request, data, infer_level=False):
     """The local instances a C-MOVE/C-GET request designates, or None after
-    answering 0xA900 when its identifier cannot be read or resolved."""
+    answering 0xC000 when its identifier cannot be read or resolved."""
     try:
         identifier = decode_in(data, request.context.transfer_syntax)
-        return resolve_instances(index, identifier)
+        return resolve_instances(index, identifier, infer_level)
     except Exception as exc:
-        log.warning("%s from %s: bad identifier (%s)", service_name,
-                    request.association.remote_aet, exc)
-        request.respond(IDENTIFIER_DOES_NOT_MATCH)
+        log.warning("%s from %s: %s", service_name, request.association.remote_aet, exc)
+        refuse(request)
         return None
 
 
-class Progress:
-    """Counts the sub-operations of a C-MOVE/C-GET and sends its responses."""
+def refuse(request, completed=0, failed=0, warning=0):
+    """The final 0xC000 Orthanc answers when a retrieve fails as a whole."""
+    if not request.finished:
+        request.respond(UNABLE_TO_PROCESS, NumberOfCompletedSuboperations=completed,
+                        NumberOfFailedSuboperations=failed,
+                        NumberOfWarningSuboperations=warning)
 
-    def __init__(self, request, total):
+
+# Outcomes of one sub-operation.
+COMPLETED, WARNING, FAILED = "completed", "warning", "failed"
+
+
+class Progress:
+    """Counts the sub-operations of a C-MOVE/C-GET and sends its responses.
+
+    Orthanc's two SCPs differ: C-MOVE counts the C-STORE warnings as
+    completed, sends no pending response after the last sub-operation, and
+    fails as a whole (0xC000, no counts) at the first failed one; C-GET
+    counts failures and warnings and goes on, with a pending response after
+    every sub-operation.
+    """
+
+    def __init__(self, request, total, pending_after_last=False):
         self.request = request
         self.total = total
         self.completed = 0
         self.failed = 0
+        self.warning = 0
+        self._pending_after_last = pending_after_last
 
     @property
     def remaining(self):
-        return max(self.total - self.completed - self.failed, 0)
+        return max(self.total - self.completed - self.failed - self.warning, 0)
 
     def _counts(self, with_remaining=True):
         counts = {"NumberOfCompletedSuboperations": self.completed,
                   "NumberOfFailedSuboperations": self.failed,
-                  "NumberOfWarningSuboperations": 0}
+                  "NumberOfWarningSuboperations": self.warning}
         if with_remaining:
             counts["NumberOfRemainingSuboperations"] = self.remaining
         return counts
 
-    def stored(self, instance_id, ok):
-        if ok:
+    def count(self, outcome):
+        """Record one sub-operation and send the pending response."""
+        if outcome == COMPLETED:
             self.completed += 1
+        elif outcome == WARNING:
+            self.warning += 1
         else:
             self.failed += 1
-        if self.remaining and not self.request.finished:
+        if (self.remaining or self._pending_after_last) and not self.request.finished:
             self.request.respond(dimse.PENDING, final=False, **self._counts())
 
-    def failed_all(self):
-        self.failed = self.total - self.completed
+    def refuse(self, with_counts=False):
+        """Fail the whole request with 0xC000."""
+        if with_counts:
+            refuse(self.request, self.completed, self.failed, self.warning)
+        else:
+            refuse(self.request)
 
     def finish(self):
         if self.request.finished:
             return
         if self.request.cancelled and self.remaining:
             status = dimse.CANCEL
-        elif self.failed and not self.completed:
+        elif self.failed and not self.completed and not self.warning:
             status = SUB_OPERATIONS_FAILED
-        elif self.failed:
+        elif self.failed or self.warning:
             status = SUB_OPERATIONS_WARNING
         else:
             status = dimse.SUCCESS

@@ -12,6 +12,8 @@ the call (it may move it into the storage area); whatever is left at that
 path afterwards is deleted.
 """
 
+import fnmatch
+import functools
 import logging
 import os
 import tempfile
@@ -24,8 +26,9 @@ from pynetdicom.sop_class import _STORAGE_CLASSES
 from twisted.internet import defer
 
 from orthancd.net import access, dimse, part10
+from orthancd.net.scu import move_receptions
 from orthancd.storage.streaming import StreamingFileWriter
-from orthancd.net.transfer_syntaxes import DEFLATED, is_implicit_vr, is_little_endian
+from orthancd.net.transfer_syntaxes import DEFLATED, is_implicit_vr, is_little_endian, negotiable
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,24 @@ def _storage_sop_classes():
 
 
 STORAGE_SOP_CLASSES = _storage_sop_classes()
+
+
+def _matches(uid, patterns):
+    return any(fnmatch.fnmatchcase(uid, pattern) for pattern in patterns)
+
+
+@functools.lru_cache(maxsize=16)
+def accepted_sop_classes(accepted=None, rejected=()):
+    """The storage SOP classes of Orthanc 1.13.0's AcceptedSopClasses and
+    RejectedSopClasses: the default classes matching an accepted pattern
+    (all when none is set), plus the accepted UIDs written without
+    wildcards, less those matching a rejected pattern."""
+    if accepted:
+        classes = {uid for uid in STORAGE_SOP_CLASSES if _matches(uid, accepted)}
+        classes.update(p for p in accepted if "*" not in p and "?" not in p)
+    else:
+        classes = set(STORAGE_SOP_CLASSES)
+    return frozenset(uid for uid in classes if not _matches(uid, rejected))
 
 # The first bytes of each data set are kept to check its SOP Class/Instance
 # UIDs against the command set, as Orthanc does; they sit near the start.
@@ -176,6 +197,11 @@ class IncomingInstance:
 
     def stored(self, result):
         self.cleanup()
+        command = self._request.command
+        if command.get("MoveOriginatorMessageID") is not None and hasattr(result, "ids"):
+            # A sub-operation of a C-MOVE: maybe one we asked for.
+            move_receptions.received(command.get("MoveOriginatorApplicationEntityTitle", ""),
+                                     command.get("MoveOriginatorMessageID"), result.ids[3])
         status = getattr(result, "cstore_status", None)
         self._respond(dimse.SUCCESS if status is None else status)
 
@@ -218,10 +244,10 @@ class StoreService:
         return getattr(self._services, "file_io", None)
 
     def abstract_syntaxes(self, settings):
-        return STORAGE_SOP_CLASSES
+        return accepted_sop_classes(settings.accepted_sop_classes, settings.rejected_sop_classes)
 
     def transfer_syntaxes(self, settings):
-        return settings.storage_transfer_syntaxes
+        return negotiable(settings.storage_transfer_syntaxes)
 
     def start(self, request):
         if not request.has_dataset:

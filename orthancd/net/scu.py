@@ -14,6 +14,7 @@ acknowledged, the next one is read in a worker thread.
 """
 import logging
 import os
+import tempfile
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 from pynetdicom.dsutils import split_dataset
 from twisted.internet import defer
 from twisted.internet.error import ConnectError, ConnectionRefusedError, DNSLookupError
@@ -62,6 +64,8 @@ QUERY_SYNTAXES = DEFAULT_TRANSFER_SYNTAXES
 # A-ASSOCIATE-RQ carries at most 128 presentation contexts.
 MAX_CONTEXTS = 128
 
+UNABLE_TO_PROCESS = 0xC000
+
 # Warnings of C-STORE (PS3.4 B.2.3): the instance was stored.
 STORE_WARNINGS = (0x0001, 0xB000, 0xB006, 0xB007)
 
@@ -77,11 +81,11 @@ class ScuSettings:
 
     @classmethod
     def for_modality(cls, configuration, modality, body=None):
-        """Orthanc's precedence: the modality's LocalAet, then the request's,
-        then DicomAet; the request's Timeout, then the modality's, then
-        DicomScuTimeout."""
+        """Orthanc 1.13.0's precedence: the request's LocalAet, then the
+        modality's, then DicomAet; the request's Timeout, then the
+        modality's, then DicomScuTimeout."""
         body = body if isinstance(body, dict) else {}
-        local_aet = (modality.get("LocalAet") or body.get("LocalAet")
+        local_aet = (body.get("LocalAet") or modality.get("LocalAet")
                      or configuration.get("DicomAet", "ORTHANC"))
         timeout = body.get("Timeout")
         if timeout is None:
@@ -104,7 +108,9 @@ async def open_association(reactor, settings, modality, contexts, **kwargs):
                                timeout=settings.timeout or None,
                                maximum_pdu_length=settings.maximum_pdu_length, **kwargs)
     except ConnectionRefusedError:
-        raise _network_error(modality, "TCP Initialization Error: Connection refused") from None
+        # DCMTK's non-blocking connect (Orthanc 1.13.0) words a refusal so.
+        raise _network_error(modality,
+                             "TCP Initialization Error: Operation now in progress") from None
     except (ConnectError, DNSLookupError) as exc:
         raise _network_error(modality, "TCP Initialization Error: %s" % exc) from None
     except AssociationRejected as exc:
@@ -155,19 +161,26 @@ def _dimse_error(modality, exc):
 # -- C-ECHO ------------------------------------------------------------------
 
 
-async def echo(reactor, settings, modality):
+async def echo(reactor, settings, modality, check_find=False):
+    """C-ECHO; with ``check_find``, then a C-FIND at the study level for a
+    UID nobody has, as Orthanc's CheckFind (does the peer know us?)."""
     from orthancd.net.scp_echo import VERIFICATION_SOP_CLASS
-    contexts = [(VERIFICATION_SOP_CLASS, QUERY_SYNTAXES)]
-    async with modality_association(
-            reactor, settings, modality, contexts,
-            lambda a: a.find_context(VERIFICATION_SOP_CLASS) is not None) as association:
+    syntaxes = ECHO_CONTEXTS + (FIND_CONTEXTS if check_find else ())
+    async with _control_association(reactor, settings, modality, syntaxes) as association:
+        if association.find_context(VERIFICATION_SOP_CLASS) is None:
+            raise OrthancError(ErrorCode.NoPresentationContext,
+                               'Unable to negotiate a presentation context with AET "%s"'
+                               % modality["AET"])
         try:
             status = await association.echo()
         except (DimseTimeout, AssociationAborted, NoPresentationContext) as exc:
             raise _dimse_error(modality, exc) from None
-    if status != dimse.SUCCESS:
-        raise OrthancError(ErrorCode.NetworkProtocol,
-                           "C-ECHO to AET \"%s\" failed with status 0x%04x" % (modality["AET"], status))
+        if status != dimse.SUCCESS:
+            raise OrthancError(ErrorCode.NetworkProtocol, 'C-ECHO to AET "%s" failed with '
+                               'status 0x%04x' % (modality["AET"], status))
+        if check_find:
+            query = identifier_dataset(ResourceLevel.STUDY, {"StudyInstanceUID": generate_uid()})
+            await _find_on(association, modality, ResourceLevel.STUDY, query)
 
 
 # -- outgoing instances ------------------------------------------------------
@@ -182,11 +195,15 @@ class OutgoingInstance:
     path: str = None          # the Part-10 file, when stored uncompressed
     compressed_uuid: str = None
     sop_instance: str = None
+    # store-straight sends the bytes as they are, never transcoded (Orthanc).
+    may_transcode: bool = True
 
     def contexts(self):
         """The presentation contexts that can carry it: its own syntax, and
         the uncompressed ones we can transcode it to."""
         own = (self.sop_class, (self.transfer_syntax,))
+        if not self.may_transcode:
+            return [own]
         uncompressed = (self.sop_class, (EXPLICIT_LITTLE, IMPLICIT_LITTLE))
         if self.transfer_syntax in (EXPLICIT_LITTLE, IMPLICIT_LITTLE):
             return [uncompressed] if self.transfer_syntax == EXPLICIT_LITTLE else [own, uncompressed]
@@ -217,6 +234,8 @@ def choose_context(association_contexts, instance):
     for context in same_class:
         if context.transfer_syntax == instance.transfer_syntax:
             return context
+    if not instance.may_transcode:
+        return None
     for context in same_class:
         if context.transfer_syntax in UNCOMPRESSED:
             return context
@@ -272,7 +291,22 @@ def load_payload(server, instance, transfer_syntax):
 @dataclass
 class StoreOutcome:
     sent: list = field(default_factory=list)      # instance ids stored
-    failed: list = field(default_factory=list)    # (instance id, reason)
+    failed: list = field(default_factory=list)    # (instance id, OrthancError)
+
+
+def store_failed(modality, status):
+    """Orthanc's error for a C-STORE the peer refused."""
+    return OrthancError(ErrorCode.NetworkProtocol,
+                        'C-STORE SCU to AET "%s" has failed with DIMSE status 0x%04X'
+                        % (modality["AET"], status),
+                        payload={"Content": {"DimseErrorStatus": status}, "Type": "Dimse"})
+
+
+def no_context(modality, sop_class, transfer_syntax):
+    return OrthancError(ErrorCode.NetworkProtocol,
+                        "No valid presentation context was negotiated for SOP class UID [%s] "
+                        "and transfer syntax [%s] while sending to modality [%s]"
+                        % (sop_class, transfer_syntax, modality["AET"]))
 
 
 def _batches(instances):
@@ -291,23 +325,44 @@ def _batches(instances):
 
 
 async def store(server, settings, modality, instance_ids, move_originator=None,
-                on_stored=None, should_stop=None):
+                on_stored=None, should_stop=None, permissive=True):
     """C-STORE ``instance_ids`` to ``modality``; returns a StoreOutcome.
 
     ``move_originator``: ``(aet, message id)`` when serving a C-MOVE.
     ``on_stored(instance_id, ok)`` is called after each instance (C-MOVE
     pending responses); ``should_stop()`` is polled between instances (a
-    C-CANCEL).  Connection failures raise OrthancError.
+    C-CANCEL).  Unless ``permissive``, the first failed instance ends the
+    operation.  Connection failures raise OrthancError.
     """
     outcome = StoreOutcome()
     instances = []
     for instance_id in instance_ids:
         try:
             instances.append(outgoing_instance(server, instance_id))
-        except Exception as exc:  # deleted meanwhile
-            outcome.failed.append((instance_id, str(exc)))
+        except OrthancError as exc:  # deleted meanwhile
+            outcome.failed.append((instance_id, exc))
             if on_stored is not None:
                 on_stored(instance_id, False)
+        except Exception as exc:
+            outcome.failed.append((instance_id, OrthancError(ErrorCode.UnknownResource, str(exc))))
+            if on_stored is not None:
+                on_stored(instance_id, False)
+    if outcome.failed and not permissive:
+        return outcome
+    return await send_instances(server, settings, modality, instances, outcome,
+                                move_originator, on_stored, should_stop, permissive)
+
+
+async def send_instances(server, settings, modality, instances, outcome,
+                         move_originator=None, on_stored=None, should_stop=None,
+                         permissive=True):
+    """C-STORE OutgoingInstances, recording what happens in ``outcome``."""
+    user_stop = should_stop
+
+    def should_stop():
+        return (bool(outcome.failed) and not permissive) or (
+            user_stop is not None and user_stop())
+
     for batch, contexts in _batches(instances):
         def carries_all(association, batch=batch):
             return all(choose_context(association.accepted_contexts, instance) is not None
@@ -315,14 +370,14 @@ async def store(server, settings, modality, instance_ids, move_originator=None,
 
         async with modality_association(server.reactor, settings, modality, contexts,
                                         carries_all) as association:
-            stopped = await _store_batch(server, association, batch, move_originator,
-                                         on_stored, should_stop, outcome)
+            stopped = await _store_batch(server, association, modality, batch,
+                                         move_originator, on_stored, should_stop, outcome)
         if stopped:
             break
     return outcome
 
 
-async def _store_batch(server, association, batch, move_originator, on_stored,
+async def _store_batch(server, association, modality, batch, move_originator, on_stored,
                        should_stop, outcome):
     """Send ``batch`` on ``association``; True when ``should_stop()`` said so."""
     upcoming = None
@@ -334,7 +389,8 @@ async def _store_batch(server, association, batch, move_originator, on_stored,
             loading, upcoming = upcoming, None
             if position + 1 < len(batch):
                 upcoming = _load(server, association, batch[position + 1])
-            ok = await _store_one(association, instance, loading, move_originator, outcome)
+            ok = await _store_one(association, modality, instance, loading, move_originator,
+                                  outcome)
             if on_stored is not None:
                 on_stored(instance.instance_id, ok)
             if not association.is_established:
@@ -361,15 +417,19 @@ def _close_unsent(loaded):
         payload[0].close()
 
 
-async def _store_one(association, instance, loading, move_originator, outcome):
+async def _store_one(association, modality, instance, loading, move_originator, outcome):
     try:
         context, payload = await loading
+    except OrthancError as exc:
+        outcome.failed.append((instance.instance_id, exc))
+        return False
     except Exception as exc:
-        outcome.failed.append((instance.instance_id, str(exc)))
+        outcome.failed.append((instance.instance_id,
+                               OrthancError(ErrorCode.NetworkProtocol, str(exc))))
         return False
     if context is None:
-        outcome.failed.append((instance.instance_id,
-                               "the peer accepted no context for %s" % instance.sop_class))
+        outcome.failed.append((instance.instance_id, no_context(
+            modality, instance.sop_class, instance.transfer_syntax)))
         return False
     fields = {
         "AffectedSOPClassUID": instance.sop_class,
@@ -388,32 +448,86 @@ async def _store_one(association, instance, loading, move_originator, outcome):
     except (DimseTimeout, AssociationAborted) as exc:
         if isinstance(payload, tuple):
             payload[0].close()
-        outcome.failed.append((instance.instance_id, str(exc)))
+        outcome.failed.append((instance.instance_id, _dimse_error(modality, exc)))
         return False
     if response.status == dimse.SUCCESS or response.status in STORE_WARNINGS:
         outcome.sent.append(instance.instance_id)
         return True
-    outcome.failed.append((instance.instance_id, "C-STORE status 0x%04x" % response.status))
+    outcome.failed.append((instance.instance_id, store_failed(modality, response.status)))
     return False
+
+
+def _straight_instance(server, data):
+    """Blocking: the OutgoingInstance of DICOM bytes posted to store-straight,
+    written to a temporary file (which the caller removes)."""
+    from orthancd.dicom.reading import DicomFormatError, read_dataset
+    try:
+        dataset = read_dataset(data, stop_before_pixels=True)
+        sop_class = str(dataset.SOPClassUID)
+        sop_instance = str(dataset.SOPInstanceUID)
+        transfer_syntax = str(dataset.file_meta.TransferSyntaxUID)
+    except (DicomFormatError, AttributeError, ValueError, TypeError):
+        raise OrthancError(ErrorCode.BadFileFormat, "Cannot parse an invalid DICOM file "
+                           "(size: %d bytes)" % len(data)) from None
+    fd, path = tempfile.mkstemp(prefix="straight-", suffix=".dcm",
+                                dir=server.temporary_directory)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return OutgoingInstance(None, sop_class, transfer_syntax, path=path, sop_instance=sop_instance,
+                            may_transcode=False)
+
+
+async def store_straight(server, settings, modality, data):
+    """C-STORE DICOM bytes that are not stored here; returns their
+    (SOPClassUID, SOPInstanceUID)."""
+    instance = await server.file_io.run(_straight_instance, server, data)
+    try:
+        outcome = await send_instances(server, settings, modality, [instance], StoreOutcome(),
+                                       permissive=False)
+    finally:
+        await server.file_io.run(os.unlink, instance.path)
+    if outcome.failed:
+        raise outcome.failed[0][1]
+    return instance.sop_class, instance.sop_instance
 
 
 # -- C-FIND ------------------------------------------------------------------
 
 
+_UNAVAILABLE = {PATIENT_ROOT_FIND: ErrorCode.DicomFindUnavailable,
+                STUDY_ROOT_FIND: ErrorCode.DicomFindUnavailable,
+                PATIENT_ROOT_MOVE: ErrorCode.DicomMoveUnavailable,
+                STUDY_ROOT_MOVE: ErrorCode.DicomMoveUnavailable}
+
+
 def _context_for(association, abstract_syntax, modality):
     context = association.find_context(abstract_syntax)
     if context is None:
+        accepted_any = bool(list(association.accepted_contexts))
         association.abort()
-        raise OrthancError(ErrorCode.NetworkProtocol,
-                           'DicomAssociation - The remote modality "%s" does not accept %s'
-                           % (modality["AET"], abstract_syntax))
+        if not accepted_any:
+            raise OrthancError(ErrorCode.NoPresentationContext,
+                               'Unable to negotiate a presentation context with AET "%s"'
+                               % modality["AET"])
+        raise OrthancError(_UNAVAILABLE.get(abstract_syntax, ErrorCode.NetworkProtocol),
+                           "Remote AET is %s" % modality["AET"])
     return context
 
 
-def _query_association(reactor, settings, modality, model):
-    """The association of a C-FIND or C-MOVE with the query/retrieve ``model``."""
-    return modality_association(reactor, settings, modality, [(model, QUERY_SYNTAXES)],
-                                lambda a: a.find_context(model) is not None)
+# What Orthanc's DicomControlUserConnection proposes for each operation:
+# whether the peer refuses all of them or only the one needed shows in
+# the errors (NoPresentationContext, or DicomFind/MoveUnavailable).
+ECHO_CONTEXTS = ("1.2.840.10008.1.1",)
+FIND_CONTEXTS = (PATIENT_ROOT_FIND, STUDY_ROOT_FIND)
+MOVE_CONTEXTS = (PATIENT_ROOT_MOVE, STUDY_ROOT_MOVE)
+
+
+def _control_association(reactor, settings, modality, abstract_syntaxes):
+    """The association of a C-ECHO, C-FIND or C-MOVE proposing ``abstract_syntaxes``."""
+    contexts = [(uid, QUERY_SYNTAXES) for uid in abstract_syntaxes]
+    return modality_association(
+        reactor, settings, modality, contexts,
+        lambda a: any(a.find_context(uid) is not None for uid in abstract_syntaxes))
 
 
 def encode_identifier(dataset, context):
@@ -428,28 +542,49 @@ async def find(reactor, settings, modality, level, query):
     """C-FIND ``query`` (a Dataset with QueryRetrieveLevel) at ``level``;
     returns the answers as Datasets.  Patient level uses the Patient Root
     model, the others the Study Root model, as Orthanc does."""
+    async with _control_association(reactor, settings, modality,
+                                    FIND_CONTEXTS) as association:
+        return await _find_on(association, modality, level, query)
+
+
+async def _find_on(association, modality, level, query):
     model = PATIENT_ROOT_FIND if level is ResourceLevel.PATIENT else STUDY_ROOT_FIND
+    context = _context_for(association, model, modality)
     answers = []
-    async with _query_association(reactor, settings, modality, model) as association:
-        context = _context_for(association, model, modality)
 
-        def pending(response):
-            if response.dataset is not None:
-                answers.append(decode_identifier(response.dataset, context))
+    def pending(response):
+        if response.dataset is not None:
+            answers.append(decode_identifier(response.dataset, context))
 
-        try:
-            response = await association.send_request(context, {
-                "AffectedSOPClassUID": model,
-                "CommandField": dimse.C_FIND_RQ,
-                "Priority": 0,
-            }, dataset=encode_identifier(query, context), on_pending=pending)
-        except (DimseTimeout, AssociationAborted) as exc:
-            raise _dimse_error(modality, exc) from None
-    if response.status != dimse.SUCCESS:
+    try:
+        response = await association.send_request(context, {
+            "AffectedSOPClassUID": model,
+            "CommandField": dimse.C_FIND_RQ,
+            "Priority": 0,
+        }, dataset=encode_identifier(query, context), on_pending=pending)
+    except (DimseTimeout, AssociationAborted) as exc:
+        raise _dimse_error(modality, exc) from None
+    # A cancelled C-FIND (the peer's limit) still counts as answered.
+    if response.status not in (dimse.SUCCESS, dimse.CANCEL):
+        unable = response.status == UNABLE_TO_PROCESS
         raise OrthancError(ErrorCode.NetworkProtocol,
-                           'C-FIND SCU to AET "%s" has failed with DIMSE status 0x%04X'
-                           % (modality["AET"], response.status))
+                           'C-FIND SCU to AET "%s" has failed with DIMSE status 0x%04X%s'
+                           % (modality["AET"], response.status,
+                              " (unable to process - invalid query ?)" if unable else ""),
+                           http_status=422 if unable else None,
+                           payload={"Content": {"DimseErrorStatus": response.status},
+                                    "Type": "Dimse"})
     return answers
+
+
+def with_media_storage_uids(answer):
+    """Orthanc keeps each answer as a DICOM file, whose meta header repeats
+    its SOP class and instance UIDs: they show among the answer's tags."""
+    for meta, tag in ((0x00020002, 0x00080016), (0x00020003, 0x00080018)):
+        element = answer.get(tag)
+        if element is not None and element.value:
+            answer.add_new(meta, "UI", element.value)
+    return answer
 
 
 # -- C-MOVE ------------------------------------------------------------------
@@ -461,6 +596,30 @@ class RetrieveCounts:
     completed: int = 0
     failed: int = 0
     warning: int = 0
+    # Public IDs of the instances that came to us through this retrieve.
+    received: list = field(default_factory=list)
+
+
+class MoveReceptions:
+    """Instances arriving by C-STORE on behalf of our own C-MOVEs (their
+    MoveOriginator fields name our AET and the C-MOVE's message ID)."""
+
+    def __init__(self):
+        self._expected = {}
+
+    def expect(self, aet, message_id):
+        return self._expected.setdefault((aet.strip(), message_id), [])
+
+    def forget(self, aet, message_id):
+        return self._expected.pop((aet.strip(), message_id), [])
+
+    def received(self, aet, message_id, instance_id):
+        expected = self._expected.get((str(aet).strip(), message_id))
+        if expected is not None:
+            expected.append(instance_id)
+
+
+move_receptions = MoveReceptions()
 
 
 def _counts(command, counts):
@@ -470,14 +629,21 @@ def _counts(command, counts):
     counts.warning = command.get("NumberOfWarningSuboperations") or counts.warning
 
 
-async def move(reactor, settings, modality, level, identifier, target_aet):
-    """C-MOVE one identifier to ``target_aet``; returns RetrieveCounts."""
+async def move(reactor, settings, modality, level, identifier, target_aet, check=True):
+    """C-MOVE one identifier to ``target_aet``; returns RetrieveCounts
+    (without ``check``, whatever the final status)."""
     model = PATIENT_ROOT_MOVE if level is ResourceLevel.PATIENT else STUDY_ROOT_MOVE
     counts = RetrieveCounts()
-    async with _query_association(reactor, settings, modality, model) as association:
-        await _retrieve(association, model, modality, identifier, counts,
-                        {"CommandField": dimse.C_MOVE_RQ, "MoveDestination": target_aet})
-    return _checked(counts, "C-MOVE", modality)
+    async with _control_association(reactor, settings, modality,
+                                    MOVE_CONTEXTS) as association:
+        key = (settings.local_aet, association.next_message_id)
+        counts.received = move_receptions.expect(*key)
+        try:
+            await _retrieve(association, model, modality, identifier, counts,
+                            {"CommandField": dimse.C_MOVE_RQ, "MoveDestination": target_aet})
+        finally:
+            move_receptions.forget(*key)
+    return _checked(counts, "C-MOVE", modality) if check else counts
 
 
 async def _retrieve(association, model, modality, identifier, counts, fields):
@@ -512,15 +678,15 @@ def storage_classes():
 class _GetStoreSink:
     """Receives one C-STORE sub-operation of our C-GET into a temporary file."""
 
-    def __init__(self, server, protocol, context, command, modality, received):
+    def __init__(self, server, protocol, context, command, modality, received, received_ids):
         from orthancd.net import part10
-        import tempfile
         self._server = server
         self._protocol = protocol
         self._context = context
         self._command = command
         self._modality = modality
         self._received = received
+        self._received_ids = received_ids
         self.sop_instance = str(command.get("AffectedSOPInstanceUID", "")).strip("\0 ")
         sop_class = str(command.get("AffectedSOPClassUID", "")).strip("\0 ")
         fd, self._path = tempfile.mkstemp(prefix="cget-", suffix=".dcm",
@@ -547,9 +713,13 @@ class _GetStoreSink:
         origin = {"RemoteAET": self._modality["AET"], "CalledAET": self._protocol.request.calling_ae_title.strip(),
                   "RemoteIP": self._modality["Host"], "Origin": "DicomProtocol"}
         d = defer.maybeDeferred(self._server.store_file, self._path, origin)
-        d.addCallbacks(lambda _: dimse.SUCCESS, self._failed)
+        d.addCallbacks(self._stored, self._failed)
         d.addCallback(self._answer)
         self._received.append(d)
+
+    def _stored(self, outcome):
+        self._received_ids.append(outcome.ids[3])
+        return dimse.SUCCESS
 
     def _failed(self, failure):
         log.warning("C-GET: storing %s failed: %s", self.sop_instance, failure.getErrorMessage())
@@ -562,17 +732,19 @@ class _GetStoreSink:
         return status
 
 
-async def get(server, settings, modality, level, identifier):
+async def get(server, settings, modality, level, identifier, check=True):
     """C-GET one identifier: the peer sends the instances back on our
     association and they are stored like any C-STORE.  Returns RetrieveCounts."""
     model = PATIENT_ROOT_GET if level is ResourceLevel.PATIENT else STUDY_ROOT_GET
     contexts = [(model, list(QUERY_SYNTAXES))] + get_storage_contexts()
     received = []
 
-    def handle_store(protocol, context, command):
-        return _GetStoreSink(server, protocol, context, command, modality, received)
-
     counts = RetrieveCounts()
+
+    def handle_store(protocol, context, command):
+        return _GetStoreSink(server, protocol, context, command, modality, received,
+                             counts.received)
+
     async with modality_association(server.reactor, settings, modality, contexts,
                                     lambda a: a.find_context(model) is not None,
                                     scp_roles=[uid for uid, _ in contexts[1:]],
@@ -580,7 +752,7 @@ async def get(server, settings, modality, level, identifier):
         await _retrieve(association, model, modality, identifier, counts,
                         {"CommandField": dimse.C_GET_RQ})
         await defer.DeferredList(received)
-    return _checked(counts, "C-GET", modality)
+    return _checked(counts, "C-GET", modality) if check else counts
 
 
 # The storage classes proposed for C-GET (128 contexts at most, one taken by

@@ -25,7 +25,6 @@ from orthancd.net.reassembly import ProtocolViolation
 from orthancd.net.scp_echo import EchoService
 from orthancd.net.scp_store import StoreService
 from orthancd.net.settings import ServerSettings
-from orthancd.net.transfer_syntaxes import EXPLICIT_LITTLE
 from orthancd.net.upper_layer import UpperLayerProtocol
 
 log = logging.getLogger(__name__)
@@ -151,6 +150,11 @@ class DicomServerProtocol(UpperLayerProtocol):
         if self.state == "Sta6" and not self._ended:
             log.info("association from %s idle for %s s, aborting",
                      self.remote_aet, self.settings.scp_timeout)
+            self.abort()
+
+    def abort(self):
+        """A-ABORT the association (a service that cannot answer at all)."""
+        if not self._ended:
             self.event(fsm.ABORT_REQUEST, pdu.ABORT_REASON_NOT_SPECIFIED)
 
     def on_ended(self, reason):
@@ -195,12 +199,8 @@ class DicomServerFactory(ServerFactory):
     def apply_runtime_settings(self, storage_transfer_syntaxes, unknown_sop_class_accepted):
         """/tools/accepted-transfer-syntaxes and /tools/unknown-sop-class-accepted
         changed: associations negotiated from now on follow the new values."""
-        ordered = list(storage_transfer_syntaxes)
-        if EXPLICIT_LITTLE in ordered:  # preferred, as at start-up: it keeps private VRs
-            ordered.remove(EXPLICIT_LITTLE)
-            ordered.insert(0, EXPLICIT_LITTLE)
         self.settings = dataclasses.replace(
-            self.settings, storage_transfer_syntaxes=tuple(ordered),
+            self.settings, storage_transfer_syntaxes=tuple(storage_transfer_syntaxes),
             unknown_sop_class_accepted=bool(unknown_sop_class_accepted))
         self.negotiation = AcceptorNegotiation(self.settings, self.dispatcher.services)
 

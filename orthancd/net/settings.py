@@ -27,6 +27,9 @@ class ServerSettings:
     # Time allowed to the peer to send A-ASSOCIATE-RQ or to close after a
     # release (DCMTK and Orthanc use 30 s).
     artim_timeout: float = 30.0
+    # AcceptedSopClasses / RejectedSopClasses (patterns; None: not set).
+    accepted_sop_classes: tuple = None
+    rejected_sop_classes: tuple = ()
     modalities: object = field(default_factory=dict)
 
     @classmethod
@@ -53,6 +56,8 @@ class ServerSettings:
             always_allow_get=bool(config.get("DicomAlwaysAllowGet", False)),
             always_allow_move=bool(config.get("DicomAlwaysAllowMove", False)),
             check_modality_host=bool(config.get("DicomCheckModalityHost", False)),
+            accepted_sop_classes=_patterns(config.get("AcceptedSopClasses")),
+            rejected_sop_classes=_patterns(config.get("RejectedSopClasses")) or (),
             modalities=config.get("DicomModalities", {}) or {},
         )
 
@@ -60,3 +65,11 @@ class ServerSettings:
         if self.strict_aet_comparison:
             return a == b
         return a.strip().upper() == b.strip().upper()
+
+
+def _patterns(value):
+    """A list of UID patterns from the configuration (None when absent or
+    empty, which Orthanc takes as "not set")."""
+    if isinstance(value, str):
+        value = [value]
+    return tuple(str(item) for item in value) if value else None

@@ -21,7 +21,12 @@ _MPEG2 = ("1.2.840.10008.1.2.4.100", "1.2.840.10008.1.2.4.101")
 _MPEG4 = tuple(f"1.2.840.10008.1.2.4.{n}" for n in range(102, 107))
 _H265 = ("1.2.840.10008.1.2.4.107", "1.2.840.10008.1.2.4.108")
 _RLE = ("1.2.840.10008.1.2.5",)
+# Listed by /tools/accepted-transfer-syntaxes, but DCMTK never accepts them
+# in an association.
 _RETIRED_MIME = ("1.2.840.10008.1.2.6.1", "1.2.840.10008.1.2.6.2")
+# Known to Orthanc 1.13.0 (DCMTK 3.6.8+) but in none of the option groups.
+_JPEG_XL = ("1.2.840.10008.1.2.4.110", "1.2.840.10008.1.2.4.111", "1.2.840.10008.1.2.4.112")
+_HTJ2K = ("1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203")
 
 # Orthanc's option name -> the transfer syntaxes it enables or disables.
 # ("JpegLossless" historically means JPEG-LS in Orthanc.)
@@ -37,23 +42,21 @@ GROUP_OPTIONS = {
     "H265TransferSyntaxAccepted": _H265,
 }
 
-# Every syntax Orthanc 1.10 knows, in its enumeration order (which is also
-# its order of preference after Explicit Little Endian).
+# Every syntax Orthanc 1.13.0 knows, in its enumeration order.
 KNOWN = ((IMPLICIT_LITTLE, EXPLICIT_LITTLE, DEFLATED_EXPLICIT_LITTLE, EXPLICIT_BIG)
          + _JPEG + _JPEG_LS + _JPEG_2000 + _JPIP + _MPEG2 + _MPEG4 + _H265 + _RLE
-         + _RETIRED_MIME)
+         + _RETIRED_MIME + _JPEG_XL + _HTJ2K)
 
 # Syntaxes whose datasets are deflated on the wire.
 DEFLATED = frozenset((DEFLATED_EXPLICIT_LITTLE, "1.2.840.10008.1.2.4.95"))
 
 
 def accepted_storage_syntaxes(config):
-    """The ordered transfer syntaxes offered to storage contexts.
+    """The transfer syntaxes accepted for storage contexts, in KNOWN order.
 
     Mirrors Orthanc: start from ``AcceptedTransferSyntaxes`` (wildcards
     allowed, default every known syntax), then apply each group flag that is
-    present in the configuration.  Explicit Little Endian comes first since
-    it keeps the VR of private tags.
+    present in the configuration.
     """
     patterns = config.get("AcceptedTransferSyntaxes")
     if patterns is None:
@@ -69,11 +72,12 @@ def accepted_storage_syntaxes(config):
                 accepted.update(syntaxes)
             else:
                 accepted.difference_update(syntaxes)
-    ordered = [uid for uid in KNOWN if uid in accepted]
-    if EXPLICIT_LITTLE in accepted:
-        ordered.remove(EXPLICIT_LITTLE)
-        ordered.insert(0, EXPLICIT_LITTLE)
-    return ordered
+    return [uid for uid in KNOWN if uid in accepted]
+
+
+def negotiable(syntaxes):
+    """Those of ``syntaxes`` an association can agree on."""
+    return [uid for uid in syntaxes if uid not in _RETIRED_MIME]
 
 
 def is_implicit_vr(uid):

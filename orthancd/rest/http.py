@@ -73,6 +73,8 @@ def error_body(request, error):
     }
     if error.details is not None:
         body["Details"] = error.details
+    if getattr(error, "payload", None) is not None:
+        body["ErrorPayload"] = error.payload
     return jsonfmt.dumps_error(body).encode("ascii")
 
 

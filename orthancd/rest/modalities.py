@@ -11,23 +11,23 @@ from orthancd import storage_commitment
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import UnknownResource
-from orthancd.modalities import modality_registry
+from orthancd.config import parse_modality
+from orthancd.modalities import check_description, modality_registry, normalized_description
 from orthancd.net import scu
-from orthancd.rest.http import bool_argument, read_body, render_json
-from orthancd.rest.queries import answer_json, create_query, query_to_dataset
+from orthancd.rest.http import (
+    bool_argument, read_body, render_bytes, render_json, render_text, sized)
+from orthancd.rest.scu_requests import option, read_field, require_synchronous
+from orthancd.dicom.summary import MAIN_DICOM_TAGS
+from orthancd.find import tags as find_tags
+from orthancd.net.retrieve import run_retrieve
+from orthancd.rest.queries import (
+    answer_json, create_query, query_retrieve_size, query_to_dataset)
 
-# What GET /modalities/{id} lists in Orthanc 1.10.1.
+# What GET /modalities/{id} lists in Orthanc 1.13.0.
 MODALITY_ROUTES = ["configuration", "echo", "find", "find-instance", "find-patient",
-                   "find-series", "find-study", "find-worklist", "move", "query",
+                   "find-series", "find-study", "find-worklist", "get", "move", "query",
                    "storage-commitment", "store", "store-straight"]
 
-# The UIDs a C-MOVE/C-GET identifier carries at each level (as Orthanc sends).
-RETRIEVE_KEYS = {
-    ResourceLevel.PATIENT: ("PatientID",),
-    ResourceLevel.STUDY: ("StudyInstanceUID",),
-    ResourceLevel.SERIES: ("StudyInstanceUID", "SeriesInstanceUID"),
-    ResourceLevel.INSTANCE: ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"),
-}
 
 
 def parse_json_value(request):
@@ -39,34 +39,56 @@ def parse_json_value(request):
         raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON value") from None
 
 
+def parse_json_body(request, empty=None):
+    """The JSON body of the routes that parse it strictly (echo); an empty
+    body stands for ``empty`` when given."""
+    raw = read_body(request)
+    if empty is not None and not raw.strip():
+        return empty
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise OrthancError(ErrorCode.BadFileFormat, "Cannot parse the JSON body") from None
+
+
+def render_empty(request):
+    """Orthanc's answer of a PUT or DELETE that succeeded: an empty text."""
+    return render_text(request, b"")
+
+
+def render_echo_success(request):
+    return render_bytes(request, b"{}", b"application/json")
+
+
+def is_tag_name(key):
+    """Does Orthanc know this tag name (a dictionary name or gggg,eeee)?"""
+    try:
+        scu.set_element(scu.identifier_dataset(ResourceLevel.STUDY, {}), key, "")
+    except OrthancError:
+        return False
+    return True
+
+
+def resource_type_name(level):
+    return level.name.title()
+
+
 def parse_level(value):
     if not isinstance(value, str):
         raise OrthancError(ErrorCode.BadFileFormat, "The JSON body must contain field Level")
     try:
         return ResourceLevel.parse(value)
     except (ValueError, KeyError):
-        raise OrthancError(ErrorCode.ParameterOutOfRange) from None
-
-
-def require_synchronous(body):
-    if isinstance(body, dict) and (body.get("Synchronous") is False
-                                   or body.get("Asynchronous") is True):
-        raise OrthancError(ErrorCode.BadRequest,
-                           "Asynchronous jobs are not supported yet by orthancd: "
-                           "use \"Synchronous\": true")
-
-
-def retrieve_identifier(level, fields):
-    keys = RETRIEVE_KEYS[level]
-    return scu.identifier_dataset(level, {k: fields[k] for k in keys if k in fields})
+        raise OrthancError(ErrorCode.ParameterOutOfRange,
+                           "Invalid resource type '%s'" % value) from None
 
 
 def _resource_instances(index, public_id):
-    """The instances below any-level resource ``public_id`` (Orthanc accepts
-    IDs of any level in the store body)."""
+    """(level, instances below) of any-level resource ``public_id`` (Orthanc
+    accepts IDs of any level in the store body)."""
     for level in ResourceLevel:
         try:
-            return index.get_descendant_instances(public_id, level)
+            return level, index.get_descendant_instances(public_id, level)
         except UnknownResource:
             continue
     raise OrthancError(ErrorCode.UnknownResource)
@@ -80,22 +102,122 @@ def _looks_like_identifier(text):
 
 def store_request(body):
     """(resources, options) from the body of /modalities/{id}/store."""
+    strings = "Resources to be exported must be specified as a JSON array of strings"
     if isinstance(body, str):
         resources, options = [body], {}
     elif isinstance(body, list):
         resources, options = body, {}
     elif isinstance(body, dict):
-        resources = body.get("Resources", [])
-        options = body
+        if "Resources" not in body:
+            raise OrthancError(ErrorCode.BadFileFormat, 'Missing field in JSON: "Resources"')
+        resources, options = body["Resources"], body
         if not isinstance(resources, list):
-            raise OrthancError(ErrorCode.BadFileFormat, "Expected a list of resources")
+            raise OrthancError(ErrorCode.BadFileFormat,
+                               'JSON field "Resources" must contain an array')
     else:
-        raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON value")
+        raise OrthancError(ErrorCode.BadFileFormat,
+                           "Must provide a JSON object, or a JSON array of strings")
+    if not all(isinstance(item, str) for item in resources):
+        raise OrthancError(ErrorCode.BadFileFormat, strings)
     for item in resources:
-        if not isinstance(item, str) or item.count("-") != 4:
+        if item.count("-") != 4:
             raise OrthancError(ErrorCode.BadFileFormat,
                                "This string is not a valid Orthanc identifier: %s" % item)
     return resources, options
+
+
+# The deprecated /modalities/{id}/find-* routes query the main tags Orthanc
+# puts in its find templates (DicomMap::SetupFind*Template), then keep those
+# of the level and the identifiers above it (Find* in OrthancRestModalities).
+PATIENT_ID, STUDY_UID, SERIES_UID, ACCESSION = "0010,0020", "0020,000d", "0020,000e", "0008,0050"
+FIND_TEMPLATES = {
+    ResourceLevel.PATIENT: ("0010,0010", PATIENT_ID, "0010,0030", "0010,0040", "0010,1000"),
+    ResourceLevel.STUDY: ("0008,0020", "0008,0030", "0020,0010", "0008,1030", ACCESSION,
+                          STUDY_UID, "0008,0090", PATIENT_ID),
+    ResourceLevel.SERIES: ("0008,0021", "0008,0031", "0008,0060", "0008,103e", "0018,0015",
+                           "0018,1030", "0020,0011", SERIES_UID, "0008,1070", "0040,0254",
+                           ACCESSION, PATIENT_ID, STUDY_UID),
+    ResourceLevel.INSTANCE: ("0008,0012", "0008,0013", "0020,0013", "0008,0018", ACCESSION,
+                             PATIENT_ID, STUDY_UID, SERIES_UID),
+}
+FIND_IDENTIFIERS = {
+    ResourceLevel.PATIENT: (),
+    ResourceLevel.STUDY: (PATIENT_ID, ACCESSION, "0008,0061"),
+    ResourceLevel.SERIES: (PATIENT_ID, STUDY_UID),
+    ResourceLevel.INSTANCE: (PATIENT_ID, STUDY_UID, SERIES_UID),
+}
+# Main tags of the study that its find-* leaves out (InstitutionName,
+# RequestingPhysician, RequestedProcedureDescription).
+FIND_IGNORED = {ResourceLevel.STUDY: ("0008,0080", "0032,1032", "0032,1060")}
+# A find-* without enough identifiers is refused (more than 2 characters).
+FIND_REQUIRED = {
+    ResourceLevel.STUDY: (PATIENT_ID,),
+    ResourceLevel.SERIES: (PATIENT_ID, STUDY_UID),
+    ResourceLevel.INSTANCE: (PATIENT_ID, STUDY_UID, SERIES_UID),
+}
+
+
+def deprecated_find_body(request):
+    """The JSON object of a find-* body, or None."""
+    try:
+        body = json.loads(read_body(request))
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _json_as_string(value):
+    """Jsoncpp's asString()."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    raise OrthancError(ErrorCode.BadFileFormat)
+
+
+def find_fields(level, body):
+    """{"gggg,eeee": value} of a find-* query at ``level``: the template
+    with the body merged in, reduced to the level's tags and identifiers."""
+    merged = {key: "" for key in FIND_TEMPLATES[level]}
+    for name, value in body.items():
+        try:
+            tag = find_tags.parse_tag(name)
+        except OrthancError:
+            raise OrthancError(ErrorCode.UnknownDicomTag, name, http_status=500) from None
+        merged[find_tags.format_tag(tag)] = _json_as_string(value)
+    kept = {find_tags.format_tag(tag) for tag in MAIN_DICOM_TAGS[level]}
+    kept.difference_update(FIND_IGNORED.get(level, ()))
+    kept.update(FIND_IDENTIFIERS[level])
+    return {key: value for key, value in merged.items() if key in kept}
+
+
+def find_keys_are_given(level, fields):
+    if len(fields.get(ACCESSION, "")) > 2:
+        return True
+    return all(len(fields.get(key, "")) > 2 for key in FIND_REQUIRED.get(level, ()))
+
+
+def with_destination_overrides(modality, options):
+    """/modalities/{id}/store may aim at another AET, host or port than the
+    modality's (CalledAet, Host, Port in the body)."""
+    modality = dict(modality)
+    called = option(options, "CalledAet", str)
+    host = option(options, "Host", str)
+    port = option(options, "Port", int)
+    if called is not None:
+        modality["AET"] = called
+    if host is not None:
+        modality["Host"] = host
+    if port is not None:
+        port &= 0xFFFF  # Orthanc keeps it in 16 bits before checking it
+        if not 1 <= port <= 65534:
+            raise OrthancError(ErrorCode.ParameterOutOfRange,
+                               "A TCP port number must be in range [1..65534], but found: %d"
+                               % port)
+        modality["Port"] = port
+    return modality
 
 
 def install(app, server):
@@ -114,7 +236,10 @@ def install(app, server):
 
     @app.route("/modalities/<name>", methods=["GET"])
     def modality_routes(request, name):
-        registry.get_modality(name)
+        if name not in registry:
+            # An unknown child of a listing: Orthanc's bare 404.
+            request.setResponseCode(404)
+            return sized(request, b"")
         return render_json(request, MODALITY_ROUTES)
 
     @app.route("/modalities/<name>/configuration", methods=["GET"])
@@ -127,17 +252,8 @@ def install(app, server):
             description = json.loads(read_body(request))
         except ValueError:
             raise OrthancError(ErrorCode.BadFileFormat) from None
-        if isinstance(description, dict):
-            for key in ("AET", "Host"):
-                if not isinstance(description.get(key), str):
-                    raise OrthancError(ErrorCode.BadFileFormat,
-                                       "String value expected in field: %s" % key)
-        try:
-            saving = registry.put(name, description)
-        except OrthancError as exc:
-            raise OrthancError(ErrorCode.BadFileFormat) from exc
-        await saving  # answer once the change is durable
-        return b""
+        await registry.put(name, description)  # answer once the change is durable
+        return render_empty(request)
 
     @app.route("/modalities/<name>", methods=["DELETE"])
     async def delete_modality(request, name):
@@ -145,14 +261,33 @@ def install(app, server):
             raise OrthancError(ErrorCode.InexistentItem,
                                "Unknown DICOM modality with symbolic name: %s" % name)
         await registry.delete(name)
-        return b""
+        return render_empty(request)
+
+    async def do_echo(request, modality, options):
+        timeout = read_field(options, "Timeout", int)
+        check_find = read_field(options, "CheckFind", bool,
+                                bool(configuration.get("DicomEchoChecksFind", False)))
+        scu_settings = settings(modality, {} if timeout is None else {"Timeout": timeout})
+        # Orthanc echoes as DicomAet, whatever the modality's LocalAet.
+        scu_settings.local_aet = str(configuration.get("DicomAet", "ORTHANC"))
+        await scu.echo(server.reactor, scu_settings, modality, check_find)
+        return render_echo_success(request)
 
     @app.route("/modalities/<name>/echo", methods=["POST"])
     async def echo(request, name):
         modality = registry.get_modality(name)
-        body = json.loads(read_body(request) or b"{}") if read_body(request).strip() else {}
-        await scu.echo(server.reactor, settings(modality, body), modality)
-        return render_json(request, {})
+        return await do_echo(request, modality, parse_json_body(request, empty={}))
+
+    @app.route("/tools/dicom-echo", methods=["POST"])
+    async def echo_described_modality(request):
+        """C-ECHO to a modality described in the body (either form of a
+        DicomModalities entry), registered or not."""
+        description = parse_json_body(request)
+        check_description(description)
+        modality = parse_modality("dicom-echo", normalized_description(description))
+        options = description if isinstance(description, dict) else {}
+        return await do_echo(request, modality, {k: v for k, v in options.items()
+                                                 if k == "CheckFind"})
 
     @app.route("/modalities/<name>/store", methods=["POST"])
     async def store(request, name):
@@ -167,38 +302,67 @@ def install(app, server):
                 raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON value") from None
         resources, options = store_request(body)
         require_synchronous(options)
-        instances = []
-        for public_id in resources:
-            instances.extend(_resource_instances(server.index, public_id))
-        storage_commitment_requested = options.get("StorageCommitment", False)
-        if not isinstance(storage_commitment_requested, bool):
-            raise OrthancError(ErrorCode.BadParameterType)
+        local_aet = option(options, "LocalAet", str)
         originator = None
         if "MoveOriginatorAet" in options or "MoveOriginatorID" in options:
-            originator = (str(options.get("MoveOriginatorAet", "")),
-                          int(options.get("MoveOriginatorID", 0)))
-        scu_settings = settings(modality, options)
-        outcome = await scu.store(server, scu_settings, modality, instances, originator)
+            originator = (option(options, "MoveOriginatorAet", str, ""),
+                          option(options, "MoveOriginatorID", int, 0))
+        storage_commitment_requested = option(options, "StorageCommitment", bool, False)
+        timeout = read_field(options, "Timeout", int)
+        permissive = bool(read_field(options, "Permissive", bool, False))
+        modality = with_destination_overrides(modality, options)
+        instances, described = [], []
+        for public_id in resources:
+            try:
+                level, below = _resource_instances(server.index, public_id)
+            except OrthancError:
+                # What Orthanc 1.13.0 answers for an unknown resource here.
+                raise OrthancError(ErrorCode.InternalError,
+                                   "ErrorCode_InternalError triggered from "
+                                   "ServerContext.cpp:2148") from None
+            instances.extend(below)
+            described.append({"ID": public_id, "Type": resource_type_name(level)})
+        scu_settings = settings(modality, {key: value for key, value in
+                                           (("LocalAet", local_aet), ("Timeout", timeout))
+                                           if value is not None})
+        try:
+            outcome = await scu.store(server, scu_settings, modality, instances, originator,
+                                      permissive=permissive)
+        except OrthancError:
+            if not permissive:
+                raise
+            outcome = scu.StoreOutcome()  # a permissive job ignores the failure
         if configuration.get("LogExportedResources", False):
             for instance_id in outcome.sent:
                 await log_export(server, instance_id, modality["AET"])
-        if outcome.failed and not options.get("Permissive", False):
-            instance_id, reason = outcome.failed[0]
-            raise OrthancError(ErrorCode.NetworkProtocol,
-                               'C-STORE SCU to AET "%s" has failed for instance %s: %s'
-                               % (modality["AET"], instance_id, reason))
-        answer = {
+        if outcome.failed and not permissive:
+            raise outcome.failed[0][1]
+        report = {
             "Description": "REST API",
-            "FailedInstancesCount": len(outcome.failed),
+            # Orthanc 1.13.0 answers a synchronous job with its content as
+            # of its submission: nothing has failed yet.
+            "FailedInstancesCount": 0,
             "InstancesCount": len(instances),
             "LocalAet": scu_settings.local_aet,
-            "ParentResources": resources,
             "RemoteAet": modality["AET"],
         }
+        if resources:
+            report["ParentResources"] = resources
+            report["Resources"] = described
+        if originator is not None:
+            report["MoveOriginatorAET"], report["MoveOriginatorID"] = originator
+        report = dict(sorted(report.items()))
         if storage_commitment_requested:
-            answer["StorageCommitmentTransactionUID"] = await storage_commitment.after_store(
+            report["StorageCommitmentTransactionUID"] = await storage_commitment.after_store(
                 server, scu_settings, modality, instances, outcome.sent)
-        return render_json(request, answer)
+        return render_json(request, report)
+
+    @app.route("/modalities/<name>/store-straight", methods=["POST"])
+    async def store_straight(request, name):
+        modality = registry.get_modality(name)
+        sop_class, sop_instance = await scu.store_straight(
+            server, settings(modality), modality, read_body(request))
+        return render_json(request, {"SOPClassUID": sop_class, "SOPInstanceUID": sop_instance})
 
     @app.route("/modalities/<name>/query", methods=["POST"])
     async def query(request, name):
@@ -211,97 +375,109 @@ def install(app, server):
         level = parse_level(body["Level"])
         fields = body.get("Query", {})
         if not isinstance(fields, dict):
-            raise OrthancError(ErrorCode.BadFileFormat, "The field Query must be a JSON object")
+            raise OrthancError(ErrorCode.BadFileFormat,
+                               "The field Query must contain a JSON object")
+        for key, value in fields.items():
+            if not isinstance(value, str) or not is_tag_name(key):
+                raise OrthancError(ErrorCode.BadFileFormat, "Associative array of DICOM tags "
+                                   "to strings expected in field: Query")
+        read_field(body, "Timeout", int)
+        for key, kind, word in (("Normalize", bool, "a Boolean"), ("LocalAet", str, "a string")):
+            if key in body and (not isinstance(body[key], kind)
+                                or (kind is int and isinstance(body[key], bool))):
+                raise OrthancError(ErrorCode.BadFileFormat,
+                                   "The field %s must contain %s" % (key, word))
         normalize = body.get("Normalize", True)
         dataset = query_to_dataset(server, level, fields, normalize)
         answers = await scu.find(server.reactor, settings(modality, body), modality, level, dataset)
-        query_id = create_query(name, level, fields, answers, body)
+        query_id = create_query(name, level, fields, answers, body,
+                                query_retrieve_size(configuration))
         return render_json(request, {"ID": query_id, "Path": "/queries/%s" % query_id})
 
-    async def do_move(request, name, retrieve):
+    async def do_move(request, name, method):
         modality = registry.get_modality(name)
         body = parse_json_value(request)
-        if not isinstance(body, dict):
-            raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON object")
+        if not isinstance(body, dict) or "Resources" not in body or "Level" not in body:
+            raise OrthancError(ErrorCode.BadFileFormat,
+                               "Must provide a JSON body containing fields Resources and Level")
         require_synchronous(body)
-        level = parse_level(body.get("Level"))
-        resources = body.get("Resources")
+        level = parse_level(body["Level"])
+        resources = body["Resources"]
         if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
             raise OrthancError(ErrorCode.BadFileFormat,
-                               "The JSON body must contain field Resources, as an array of objects")
-        scu_settings = settings(modality, body)
-        totals = scu.RetrieveCounts()
+                               "Expecting an object in field 'Resources elements'")
+        target = option(body, "TargetAet", str) or configuration.get("DicomAet", "ORTHANC")
+        queries = []
         for fields in resources:
-            identifier = retrieve_identifier(level, fields)
-            if retrieve == "move":
-                target = str(body.get("TargetAet") or configuration.get("DicomAet", "ORTHANC"))
-                counts = await scu.move(server.reactor, scu_settings, modality, level,
-                                        identifier, target)
-            else:
-                counts = await scu.get(server, scu_settings, modality, level, identifier)
-            totals.completed += counts.completed
-            totals.failed += counts.failed
-            totals.warning += counts.warning
-        if retrieve == "move":
-            return render_json(request, {})
-        return render_json(request, {
-            "CompletedSuboperations": totals.completed,
-            "FailedSuboperations": totals.failed,
-            "WarningSuboperations": totals.warning,
-        })
+            query = scu.identifier_dataset(level, {})
+            for key, value in fields.items():
+                if not isinstance(value, str):
+                    raise OrthancError(ErrorCode.BadFileFormat,
+                                       "Expecting a string in field '%s'" % key)
+                scu.set_element(query, key, value)
+            queries.append(query)
+        report = await run_retrieve(server, settings(modality, body), modality, level, method,
+                                    target, queries, "short", "REST API")
+        return render_json(request, report)
 
     @app.route("/modalities/<name>/move", methods=["POST"])
     def move(request, name):
-        return do_move(request, name, "move")
+        return do_move(request, name, "C-MOVE")
 
     @app.route("/modalities/<name>/get", methods=["POST"])
     def get(request, name):
-        return do_move(request, name, "get")
+        return do_move(request, name, "C-GET")
 
     # -- the deprecated C-FIND routes (superseded by /query) --
 
-    async def deprecated_find(request, name, level, parent_keys):
-        modality = registry.get_modality(name)
-        body = parse_json_value(request)
-        if not isinstance(body, dict):
-            raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON object")
-        dataset = query_to_dataset(server, level, body, True)
+    async def find_answers(modality, level, fields):
+        dataset = query_to_dataset(server, level, fields, True)
         answers = await scu.find(server.reactor, settings(modality), modality, level, dataset)
-        return render_json(request, [answer_json(server, answer, "simplify", drop_level=True)
-                                     for answer in answers])
+        return [answer_json(server, scu.with_media_storage_uids(answer), "simplify")
+                for answer in answers]
+
+    def bare_bad_request(request):
+        # Orthanc answers these routes' unusable bodies with a bare 400.
+        request.setResponseCode(400)
+        return sized(request, b"")
+
+    async def deprecated_find(request, name, level):
+        modality = registry.get_modality(name)
+        body = deprecated_find_body(request)
+        if body is None:
+            return bare_bad_request(request)
+        fields = find_fields(level, body)
+        if not find_keys_are_given(level, fields):
+            return bare_bad_request(request)
+        return render_json(request, await find_answers(modality, level, fields))
 
     for route, level in (("find-patient", ResourceLevel.PATIENT),
                          ("find-study", ResourceLevel.STUDY),
                          ("find-series", ResourceLevel.SERIES),
                          ("find-instance", ResourceLevel.INSTANCE)):
         def handler(request, name, level=level):
-            return deprecated_find(request, name, level, ())
+            return deprecated_find(request, name, level)
         app.route("/modalities/<name>/" + route, methods=["POST"],
                   endpoint="deprecated_" + route)(handler)
 
     @app.route("/modalities/<name>/find", methods=["POST"])
     async def find_hierarchy(request, name):
-        """The whole hierarchy below the patients matching the body."""
+        """The patients matching the body, with their studies and series."""
         modality = registry.get_modality(name)
-        body = parse_json_value(request)
-        if not isinstance(body, dict):
-            raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON object")
-        s = settings(modality)
-
-        async def level_answers(level, fields):
-            dataset = query_to_dataset(server, level, fields, True)
-            answers = await scu.find(server.reactor, s, modality, level, dataset)
-            return [answer_json(server, a, "simplify", drop_level=True) for a in answers]
-
-        patients = await level_answers(ResourceLevel.PATIENT, body)
+        body = deprecated_find_body(request)
+        if body is None:
+            return bare_bad_request(request)
+        patients = await find_answers(modality, ResourceLevel.PATIENT,
+                                      find_fields(ResourceLevel.PATIENT, body))
         for patient in patients:
-            studies = await level_answers(ResourceLevel.STUDY,
-                                          {"PatientID": patient.get("PatientID", "")})
+            fields = find_fields(ResourceLevel.STUDY, body)
+            fields[PATIENT_ID] = patient.get("PatientID", fields.get(PATIENT_ID, ""))
+            studies = await find_answers(modality, ResourceLevel.STUDY, fields)
             for study in studies:
-                series = await level_answers(ResourceLevel.SERIES, {
-                    "PatientID": patient.get("PatientID", ""),
-                    "StudyInstanceUID": study.get("StudyInstanceUID", "")})
-                study["Series"] = series
+                fields = find_fields(ResourceLevel.SERIES, body)
+                fields[PATIENT_ID] = study.get("PatientID", fields.get(PATIENT_ID, ""))
+                fields[STUDY_UID] = study.get("StudyInstanceUID", fields.get(STUDY_UID, ""))
+                study["Series"] = await find_answers(modality, ResourceLevel.SERIES, fields)
             patient["Studies"] = studies
         return render_json(request, patients)
 

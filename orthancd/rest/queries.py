@@ -4,16 +4,20 @@ Queries live in memory (as in Orthanc), the oldest being dropped beyond
 ``QueryRetrieveSize``.  Retrieving an answer sends a C-MOVE whose
 identifier carries the UIDs of the answer's level.
 """
+import json
 import uuid
 from collections import OrderedDict
 
+from orthancd.config import RETRIEVE_METHODS
 from orthancd.dicom.json_tags import dataset_to_json
 from orthancd.dicom.summary import MAIN_DICOM_TAGS
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.modalities import modality_registry
 from orthancd.net import scu
+from orthancd.net.retrieve import run_retrieve
 from orthancd.rest.http import bool_argument, has_argument, read_body, render_json, render_text
+from orthancd.rest.scu_requests import read_field, require_synchronous
 
 # Tags Orthanc adds (empty, for universal matching) to a query at each level.
 LEVEL_KEYS = {
@@ -38,7 +42,23 @@ SPECIFIC_CHARACTER_SETS = {
 }
 
 QUERY_ROUTES = ["answers", "level", "modality", "query", "retrieve"]
-ANSWER_ROUTES = ["content", "retrieve", "query-series", "query-instances"]
+# GET /queries/{id}/answers/{n} per query level (1.13.0 lists "query-study"
+# for the route it serves as query-studies).
+ANSWER_ROUTES = {
+    ResourceLevel.PATIENT: ["content", "retrieve", "query-study", "query-series",
+                            "query-instances"],
+    ResourceLevel.STUDY: ["content", "retrieve", "query-series", "query-instances"],
+    ResourceLevel.SERIES: ["content", "retrieve", "query-instances"],
+    ResourceLevel.INSTANCE: ["content", "retrieve"],
+}
+# The child queries of an answer, and the identifiers they inherit from it.
+CHILD_QUERIES = {"query-studies": ResourceLevel.STUDY, "query-series": ResourceLevel.SERIES,
+                 "query-instances": ResourceLevel.INSTANCE}
+INHERITED_IDENTIFIERS = {
+    ResourceLevel.PATIENT: ("PatientID",),
+    ResourceLevel.STUDY: ("StudyInstanceUID",),
+    ResourceLevel.SERIES: ("StudyInstanceUID", "SeriesInstanceUID"),
+}
 
 
 class QueryRecord:
@@ -49,38 +69,59 @@ class QueryRecord:
         self.answers = answers
         self.timeout = options.get("Timeout")
         self.local_aet = options.get("LocalAet")
+        # Queries for the children of an answer inherit it.
+        self.normalize = options.get("Normalize", True)
 
 
 QUERY_STORE = OrderedDict()
 
 
+def query_retrieve_size(configuration):
+    """How many queries are kept (QueryRetrieveSize), the oldest dropped."""
+    return int(configuration.get("QueryRetrieveSize", 100) or 100)
+
+
 def create_query(modality, level, fields, answers, options, limit=100):
     query_id = str(uuid.uuid4())
+    answers = [scu.with_media_storage_uids(answer) for answer in answers]
     QUERY_STORE[query_id] = QueryRecord(modality, level, fields, answers, options)
     while len(QUERY_STORE) > max(limit, 1):
         QUERY_STORE.popitem(last=False)
     return query_id
 
 
-def _deeper_tags(level):
-    tags = set()
-    for deeper in ResourceLevel:
-        if int(deeper) > int(level):
-            tags.update(int(tag) for tag in MAIN_DICOM_TAGS.get(deeper, {}))
+# Beyond the main tags, what a normalized query keeps at each level: the
+# computed tags, and SOPClassUID for instances.
+_ALSO_ALLOWED = {
+    ResourceLevel.PATIENT: (0x00201200, 0x00201202, 0x00201204),
+    ResourceLevel.STUDY: (0x00080061, 0x00201206, 0x00201208, 0x00080062),
+    ResourceLevel.SERIES: (0x00201209,),
+    ResourceLevel.INSTANCE: (0x00080016,),
+}
+
+
+def _allowed_tags(level):
+    """What Orthanc's normalized C-FIND keeps (NormalizeFindQuery): the main
+    tags of the level and above, a few more (_ALSO_ALLOWED), the charset."""
+    tags = {0x00080005}
+    for upper in ResourceLevel:
+        if int(upper) <= int(level):
+            tags.update(int(tag) for tag in MAIN_DICOM_TAGS.get(upper, {}))
+    tags.update(_ALSO_ALLOWED[level])
     return tags
 
 
 def query_to_dataset(server, level, fields, normalize=True):
     """The C-FIND identifier of a REST query, normalized like Orthanc's:
-    the level's keys added for universal matching, and (``normalize``) the
-    main tags of deeper levels left out."""
+    the level's keys added for universal matching, and (``normalize``) only
+    the tags the level allows kept."""
     dataset = scu.identifier_dataset(level, {})
     charset = SPECIFIC_CHARACTER_SETS.get(server.default_encoding)
     if charset:
         dataset.SpecificCharacterSet = charset
     for key in LEVEL_KEYS[level]:
         scu.set_element(dataset, key, "")
-    excluded = _deeper_tags(level) if normalize else set()
+    allowed = _allowed_tags(level) if normalize else None
     for key, value in fields.items():
         if not isinstance(value, (str, list)):
             raise OrthancError(ErrorCode.BadFileFormat,
@@ -88,19 +129,49 @@ def query_to_dataset(server, level, fields, normalize=True):
         probe = scu.identifier_dataset(level, {})
         scu.set_element(probe, key, value)
         tag = [int(t) for t in probe.keys() if int(t) != 0x00080052][0]
-        if tag in excluded:
+        if allowed is not None and tag not in allowed:
             continue
         scu.set_element(dataset, key, value)
     return dataset
 
 
-def answer_json(server, answer, mode="full", drop_level=False):
-    value = dataset_to_json(answer, mode, server.default_encoding)
-    if drop_level:
-        for key in ("QueryRetrieveLevel", "0008,0052", "RetrieveAETitle", "0008,0054",
-                    "SpecificCharacterSet", "0008,0005"):
-            value.pop(key, None)
-    return value
+def answer_json(server, answer, mode="full"):
+    return dataset_to_json(answer, mode, server.default_encoding)
+
+
+def retrieve_options(raw):
+    """(options, TargetAet or None) of a retrieve body: a JSON object, or
+    the target AET as plain text."""
+    raw = raw.strip()
+    if not raw:
+        return {}, None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return {}, raw.decode("utf-8", "replace")
+    if not isinstance(body, dict):
+        # What Orthanc 1.13.0 answers to any other JSON value.
+        raise OrthancError(ErrorCode.InternalError,
+                           "An unhandled exception was generated inside the HTTP server")
+    target = body.get("TargetAet")
+    if target is not None and not isinstance(target, str):
+        raise OrthancError(ErrorCode.BadParameterType)
+    return body, target
+
+
+def retrieve_method(options, modality, configuration):
+    """C-MOVE or C-GET: the body's RetrieveMethod, else the modality's,
+    else DicomDefaultRetrieveMethod."""
+    method = read_field(options, "RetrieveMethod", str)
+    if method is not None and method not in RETRIEVE_METHODS:
+        raise OrthancError(ErrorCode.ParameterOutOfRange,
+                           'RetrieveMethod can be "C-MOVE", "C-GET" or "SystemDefault": %s'
+                           % method)
+    for candidate in (method, modality.get("RetrieveMethod")):
+        if candidate in ("C-MOVE", "C-GET"):
+            return candidate
+    default = configuration.get("DicomDefaultRetrieveMethod", "C-MOVE")
+    return default if default in ("C-MOVE", "C-GET") else "C-MOVE"
 
 
 def answer_mode(request):
@@ -121,10 +192,10 @@ def install(app, server):
         return record
 
     def answer_of(record, index):
-        try:
-            position = int(index)
-        except ValueError:
-            raise OrthancError(ErrorCode.ParameterOutOfRange) from None
+        if not index.lstrip("-").isdigit():
+            raise OrthancError(ErrorCode.BadParameterType,
+                               "Syntax error in some user-supplied data")
+        position = int(index)
         if not 0 <= position < len(record.answers):
             raise OrthancError(ErrorCode.ParameterOutOfRange)
         return record.answers[position]
@@ -140,9 +211,9 @@ def install(app, server):
 
     @app.route("/queries/<query_id>", methods=["DELETE"])
     def delete_query(request, query_id):
-        query_of(query_id)
-        del QUERY_STORE[query_id]
-        return render_json(request, {})
+        # Orthanc answers the same, empty, whether the query existed or not.
+        QUERY_STORE.pop(query_id, None)
+        return render_text(request, b"")
 
     @app.route("/queries/<query_id>/level", methods=["GET"])
     def query_level(request, query_id):
@@ -171,8 +242,46 @@ def install(app, server):
 
     @app.route("/queries/<query_id>/answers/<index>", methods=["GET"])
     def answer_routes(request, query_id, index):
-        answer_of(query_of(query_id), index)
-        return render_json(request, ANSWER_ROUTES)
+        record = query_of(query_id)
+        answer_of(record, index)
+        return render_json(request, ANSWER_ROUTES[record.level])
+
+    async def child_query(request, query_id, index, level):
+        """A C-FIND for the children of one answer, at ``level``: the
+        body's Query plus the identifiers the answer carries."""
+        record = query_of(query_id)
+        if int(level) <= int(record.level):
+            raise OrthancError(ErrorCode.UnknownResource)
+        answer = answer_of(record, index)
+        try:
+            body = json.loads(read_body(request))
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON object")
+        fields = body.get("Query", {})
+        if not isinstance(fields, dict):
+            raise OrthancError(ErrorCode.BadFileFormat, "The field Query must be a JSON object")
+        fields = dict(fields)
+        for keyword in INHERITED_IDENTIFIERS[record.level]:
+            value = answer.get(keyword)
+            if value is not None and str(value):
+                fields[keyword] = str(value)
+        options = {"Timeout": body["Timeout"]} if "Timeout" in body else {}
+        options["Normalize"] = record.normalize
+        modality = registry.get_modality(record.modality)
+        dataset = query_to_dataset(server, level, fields, record.normalize)
+        settings = scu.ScuSettings.for_modality(server.configuration, modality, options)
+        answers = await scu.find(server.reactor, settings, modality, level, dataset)
+        child_id = create_query(record.modality, level, fields, answers, options,
+                                query_retrieve_size(server.configuration))
+        return render_json(request, {"ID": child_id, "Path": "/queries/%s" % child_id})
+
+    for route, level in CHILD_QUERIES.items():
+        def handler(request, query_id, index, level=level):
+            return child_query(request, query_id, index, level)
+        app.route("/queries/<query_id>/answers/<index>/" + route, methods=["POST"],
+                  endpoint="child_" + route)(handler)
 
     @app.route("/queries/<query_id>/answers/<index>/content", methods=["GET"])
     def answer_content(request, query_id, index):
@@ -180,44 +289,27 @@ def install(app, server):
         return render_json(request, answer_json(server, answer, answer_mode(request)))
 
     async def retrieve(request, record, answers):
-        raw = read_body(request).strip()
-        options = {}
-        target = None
-        if raw.startswith(b"{"):
-            import json
-            try:
-                options = json.loads(raw)
-            except ValueError:
-                raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON value") from None
-            target = options.get("TargetAet")
-        elif raw:
-            target = raw.decode("utf-8", "replace")
-        if options.get("Synchronous") is False or options.get("Asynchronous") is True:
-            raise OrthancError(ErrorCode.BadRequest,
-                               "Asynchronous jobs are not supported yet by orthancd: "
-                               "use \"Synchronous\": true")
+        options, target = retrieve_options(read_body(request))
+        require_synchronous(options)
         target = target or server.configuration.get("DicomAet", "ORTHANC")
         modality = registry.get_modality(record.modality)
-        body = {"Timeout": options.get("Timeout", record.timeout), "LocalAet": record.local_aet}
-        body = {k: v for k, v in body.items() if v is not None}
-        settings = scu.ScuSettings.for_modality(server.configuration, modality, body)
-        reported = []
+        method = retrieve_method(options, modality, server.configuration)
+        mode = "simplify" if read_field(options, "Simplify", bool, False) else (
+            "full" if read_field(options, "Full", bool, False) else "short")
+        timeout = read_field(options, "Timeout", int, record.timeout)
+        body = {"Timeout": timeout, "LocalAet": record.local_aet}
+        settings = scu.ScuSettings.for_modality(
+            server.configuration, modality, {k: v for k, v in body.items() if v is not None})
+        queries = []
         for answer in answers:
-            fields = {}
-            keys = [k for k in LEVEL_KEYS[record.level]]
-            for key in keys:
+            query = scu.identifier_dataset(record.level, {})
+            for key in LEVEL_KEYS[record.level]:
                 if key in answer:
-                    fields[key] = str(answer.get(key))
-            shown = {"0008,0052": str(answer.get("QueryRetrieveLevel", ""))}
-            for key, value in fields.items():
-                shown[_LEVEL_KEY_TAGS[key]] = value
-            reported.append(dict(sorted(shown.items())))
-            uids = {k: v for k, v in fields.items() if k != "AccessionNumber"
-                    and (k != "PatientID" or record.level is ResourceLevel.PATIENT)}
-            identifier = scu.identifier_dataset(record.level, uids)
-            await scu.move(server.reactor, settings, modality, record.level, identifier, target)
-        return render_json(request, {"Description": "REST API", "LocalAet": settings.local_aet,
-                                     "Query": reported, "RemoteAet": modality["AET"]})
+                    scu.set_element(query, key, str(answer.get(key)))
+            queries.append(query)
+        report = await run_retrieve(server, settings, modality, record.level, method, target,
+                                    queries, mode, "REST API")
+        return render_json(request, report)
 
     @app.route("/queries/<query_id>/answers/<index>/retrieve", methods=["POST"])
     def retrieve_answer(request, query_id, index):

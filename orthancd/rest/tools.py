@@ -151,7 +151,7 @@ def install(app, server):
 
     @app.route("/tools/accepted-sop-classes", methods=["GET"])
     def get_accepted_sop_classes(request):
-        return render_json(request, accepted_sop_classes())
+        return render_json(request, accepted_sop_classes(server))
 
     @app.route("/tools/bulk-delete", methods=["POST"])
     async def bulk_delete(request):

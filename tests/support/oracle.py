@@ -7,7 +7,6 @@ the few tests that need something 1.13.0 cannot give; each says why.
 """
 import json
 import os
-import shutil
 import subprocess
 import time
 import urllib.request
