@@ -20,12 +20,11 @@ import tempfile
 import zlib
 from io import BytesIO
 
-from pydicom._uid_dict import UID_dictionary
 from pydicom.filereader import read_dataset
-from pynetdicom.sop_class import _STORAGE_CLASSES
 from twisted.internet import defer
 
 from orthancd.net import access, dimse, part10
+from orthancd.net.storage_sop_classes import DCMTK_ALL_STORAGE
 from orthancd.net.scu import move_receptions
 from orthancd.storage.streaming import StreamingFileWriter
 from orthancd.net.transfer_syntaxes import DEFLATED, is_implicit_vr, is_little_endian, negotiable
@@ -33,18 +32,8 @@ from orthancd.net.transfer_syntaxes import DEFLATED, is_implicit_vr, is_little_e
 log = logging.getLogger(__name__)
 
 
-def _storage_sop_classes():
-    """pynetdicom's storage classes plus the retired/trial and non-patient
-    ones DCMTK's dcmAllStorageSOPClassUIDs (hence Orthanc) also accepts."""
-    classes = {str(uid) for uid in _STORAGE_CLASSES.values()}
-    for uid, (name, kind, *_rest) in UID_dictionary.items():
-        if (kind == "SOP Class" and "Storage" in name
-                and "Commitment" not in name and "Directory" not in name):
-            classes.add(uid)
-    return frozenset(classes)
-
-
-STORAGE_SOP_CLASSES = _storage_sop_classes()
+# What Orthanc 1.13.0's C-STORE SCP accepts by default: DCMTK's storage classes.
+STORAGE_SOP_CLASSES = frozenset(DCMTK_ALL_STORAGE)
 
 
 def _matches(uid, patterns):
