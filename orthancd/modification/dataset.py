@@ -249,12 +249,8 @@ class EditedFile:
         meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
         group_lengths = set()
         for tag in list(dataset.keys()):
-            group = tag >> 16
-            if group in (0x0000, 0x0002):
-                # The meta group belongs to the header, never to the data set.
-                del dataset[tag]
-            elif tag & 0xFFFF == 0:
-                group_lengths.add(group)
+            if tag & 0xFFFF == 0 and not _invalid_in_data_set(tag >> 16):
+                group_lengths.add(tag >> 16)
                 del dataset[tag]
         implicit = target == IMPLICIT_LITTLE_ENDIAN
         little = target != EXPLICIT_BIG_ENDIAN
@@ -277,8 +273,6 @@ class EditedFile:
         if target == DEFLATED_LITTLE_ENDIAN:
             compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
             data = compressor.compress(data) + compressor.flush()
-            if len(data) % 2:
-                data += b"\0"
         out.write(data)
         return out.getvalue()
 
@@ -354,21 +348,27 @@ def sequence_items(item, tag):
     return None
 
 
-def _dcmtk_string(raw):
-    """A text value as DCMTK writes back what it read: up to its first NUL,
-    padded to an even length (NUL for UIDs, a space otherwise)."""
+def _dcmtk_string(raw, vr):
+    """A text value as DCMTK writes back what it read: up to its first
+    NUL, without its trailing padding (NULs for UIDs, spaces otherwise),
+    padded again to an even length."""
     data = raw.value or b""
+    padding = b"\0" if vr == "UI" else b" "
     nul = data.find(b"\0")
-    if nul < 0 and len(data) % 2 == 0:
-        return raw
-    vr = raw.VR
     if nul >= 0 and vr != "UI":
         data = data[:nul]
+    data = data.rstrip(padding)
     if len(data) % 2:
-        data += b"\0" if vr == "UI" else b" "
-    if data == raw.value:
+        data += padding
+    if data == raw.value or (not data and not raw.value):
         return raw
     return raw._replace(value=data, length=len(data))
+
+
+def _invalid_in_data_set(group):
+    """DCMTK's removeInvalidGroups: the command and file meta groups, and
+    the groups no data set may hold, go (nested items included)."""
+    return group in (0x0000, 0x0002) or (group % 2 == 1 and (group <= 7 or group == 0xFFFF))
 
 
 def _explicit_lengths(item):
@@ -377,15 +377,18 @@ def _explicit_lengths(item):
     (no character set conversion when writing), with DCMTK's padding."""
     creators = None
     for tag in list(item.keys()):
+        if _invalid_in_data_set(tag >> 16):
+            del item[tag]
+            continue
         raw = item.get_item(tag, keep_deferred=True)
         if isinstance(raw, RawDataElement):
             if creators is None:
                 creators = elements.private_creators(item)
             vr = _vr_of(raw, int(tag), elements.creator_of(int(tag), creators), item)
             if vr in elements.STRING_VRS and raw.length != 0xFFFFFFFF:
-                fixed = _dcmtk_string(raw._replace(VR=vr) if raw.VR is None else raw)
+                fixed = _dcmtk_string(raw, vr)
                 if fixed is not raw:
-                    item[tag] = fixed if raw.VR is not None else fixed._replace(VR=None)
+                    item[tag] = fixed
                 continue
             if vr != "SQ":
                 continue

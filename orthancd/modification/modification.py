@@ -27,7 +27,7 @@ import uuid
 from orthancd.dicom.uids import generate_uid
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
-from orthancd.modification import paths, profiles, values
+from orthancd.modification import embedding, paths, profiles, values
 from orthancd.modification.dataset import KEEP, REMOVE, REPLACE
 
 PATIENT_NAME = 0x00100010
@@ -450,11 +450,10 @@ class Modification:
         if tag & 0xFFFF == 0:
             return  # group lengths are DCMTK's business
         if isinstance(value, str):
-            if tag in (values.PIXEL_DATA, values.ENCAPSULATED_DOCUMENT) \
-                    and values.decode_data_uri(value) is not None:
-                raise OrthancError(ErrorCode.NotImplemented,
-                                   "orthancd cannot embed an image or a document in a "
-                                   "modified file")
+            if tag in (values.PIXEL_DATA, values.ENCAPSULATED_DOCUMENT):
+                edited.remove(tag)
+                if embedding.embed(edited, value, encoding):
+                    return
             element = values.string_element(tag, value, encoding, self.private_creator)
         else:
             if tag in (SOP_CLASS_UID, SOP_INSTANCE_UID):
