@@ -262,6 +262,9 @@ class EditedFile:
             pixels = dataset.get_item(PIXEL_DATA, keep_deferred=True)
             if not isinstance(pixels, RawDataElement):
                 pixels.is_undefined_length = target.is_compressed
+            elif pixels.length == 0xFFFFFFFF and pixels.VR == "OW":
+                # DCMTK writes encapsulated pixel data as OB.
+                dataset[PIXEL_DATA] = pixels._replace(VR="OB")
         out = DicomBytesIO()
         out.is_implicit_VR, out.is_little_endian = False, True
         out.write(b"\0" * 128 + b"DICM")
