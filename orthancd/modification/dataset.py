@@ -254,6 +254,8 @@ class EditedFile:
                 del dataset[tag]
         implicit = target == IMPLICIT_LITTLE_ENDIAN
         little = target != EXPLICIT_BIG_ENDIAN
+        if little != self.is_little_endian:
+            _swap_words(dataset)
         if (implicit, little) == (self.is_implicit_vr, self.is_little_endian):
             # Strings stay in the bytes they were read in, even when (0008,0005)
             # changed (Orthanc converts nothing but the values it writes).
@@ -366,6 +368,51 @@ def _dcmtk_string(raw, vr):
     if data == raw.value or (not data and not raw.value):
         return raw
     return raw._replace(value=data, length=len(data))
+
+
+# The VRs whose values are lists of binary words, kept as bytes by pydicom:
+# their byte order is the transfer syntax's.
+_WORD_SIZES = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+def _swap_words(item):
+    """Change the byte order of the word values of a data set (nested ones
+    included), for a file written in the other endianness."""
+    creators = elements.private_creators(item)
+    for tag in list(item.keys()):
+        raw = item.get_item(tag, keep_deferred=True)
+        if not isinstance(raw, RawDataElement):
+            if isinstance(raw.value, Sequence):
+                for child in raw.value:
+                    _swap_words(child)
+            continue
+        vr = _vr_of(raw, int(tag), elements.creator_of(int(tag), creators), item)
+        if int(tag) == PIXEL_DATA and raw.VR is None:
+            vr = "OW" if _bits_allocated(item) > 8 else "OB"
+        if vr == "SQ":
+            for child in sequence_items(item, int(tag)) or ():
+                _swap_words(child)
+            continue
+        size = _WORD_SIZES.get(vr)
+        if size is None or raw.length == 0xFFFFFFFF or not raw.value:
+            continue
+        data = raw.value
+        usable = len(data) - len(data) % size
+        swapped = bytearray(data)
+        for start in range(0, usable, size):
+            swapped[start:start + size] = data[start:start + size][::-1]
+        item[tag] = raw._replace(value=bytes(swapped))
+
+
+def _bits_allocated(item):
+    raw = item.get_item(0x00280100, keep_deferred=True) if 0x00280100 in item else None
+    if raw is None:
+        return 0
+    value = raw.value
+    if isinstance(value, bytes):
+        return int.from_bytes(value[:2], "little" if raw.is_little_endian else "big") \
+            if len(value) >= 2 else 0
+    return int(value or 0)
 
 
 def _invalid_in_data_set(group):
