@@ -27,6 +27,8 @@ FLAIR = "1e2c125c-411b8e86-3f4fe68e-a7584dd3-c6da78f0"
 EPI = "2ac1316d-3e432022-62eabff2-c59f5475-9b1ac3f8"
 FLAIR_1 = "4dc71dc0-6093b5f8-ca67aa8a-07b18ff5-95dbe3c8"
 KNEE_STUDY = "0a9b3153-2512774b-2d9580de-1fc3dcf6-3bd83918"
+# PatientWith2studies: patient TEST_1 has two studies.
+TWO_STUDIES_STUDY = "2062b048-97cf01a8-01a36031-1f95d464-aae0f7dd"
 
 ODD_SAMPLES = ["PrivateTags.dcm", "DummyCT.dcm", "Issue195.dcm", "sample-pdf.dcm",
                "HierarchicalAnonymization/RTH/RT.dcm",
@@ -76,6 +78,8 @@ def pair(tmp_path_factory):
             servers.upload(path)
         for name in ODD_SAMPLES:
             servers.upload(sample(name))
+        for path in _files("PatientWith2studies"):
+            servers.upload(path)
         yield servers
     finally:
         ours.stop()
@@ -583,3 +587,23 @@ def test_split_and_merge_match_orthanc(pair):
     for instance in merged[0]:
         tags = client.get_json("/instances/%s/simplified-tags" % instance["ID"])
         assert tags["PatientName"] == patient_name
+
+
+def test_patient_tags_of_a_study_checked_as_orthanc(pair):
+    """A study whose patient has other studies may only take patient tags
+    that are those of an existing patient, all of them."""
+    known = known_ids(pair.theirs)
+    for body in ({"Replace": {"PatientName": "Other"}},
+                 {"Replace": {"PatientName": "Test", "PatientBirthDate": "19000101",
+                              "PatientSex": "M", "OtherPatientIDs": "x"}},
+                 {"Replace": {"PatientID": "887", "PatientName": "KNEE"}, "Force": True},
+                 {"Replace": {"PatientID": "887", "PatientName": "KNEE",
+                              "PatientBirthDate": "20080822", "PatientSex": "0000",
+                              "OtherPatientIDs": "887"}, "Force": True},
+                 {"Replace": {"PatientID": "NOBODY", "PatientName": "KNEE"}, "Force": True}):
+        ours, theirs = pair.both("POST", "/studies/%s/modify" % TWO_STUDIES_STUDY,
+                                 dict(body, KeepSource=True))
+        if theirs.status != 200:
+            same_answer(ours, theirs, body)
+        else:
+            same_shape(pair, ours, theirs, known, body)
