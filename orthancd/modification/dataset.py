@@ -19,7 +19,7 @@ from pydicom.filewriter import correct_ambiguous_vr, write_data_element, write_f
 from pydicom.sequence import Sequence
 from pydicom.uid import UID
 
-from orthancd.dicom import charsets, dictionary, elements
+from orthancd.dicom import charsets, elements
 from orthancd.dicom.reading import read_dataset
 from orthancd.modification import values
 
@@ -469,7 +469,3 @@ def _copy_item(item):
     for tag in item.keys():
         copy[tag] = _copy(item.get_item(tag, keep_deferred=True))
     return copy
-
-
-def dictionary_vr(tag):
-    return dictionary.lookup_vr(tag)

@@ -118,9 +118,6 @@ class ResourceModificationJob(_InstancesJob):
 
     # -- running --
 
-    def start(self):
-        pass
-
     def reset(self):
         self.modified_series.clear()
         self.processed.clear()
