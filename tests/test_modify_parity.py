@@ -155,6 +155,8 @@ MODIFY_BODIES = [
      "RemovePrivateTags": True},
     {"Replace": {"PatientID": "NEW", "StudyInstanceUID": "1.2.3.4"}, "Force": True},
     {"Keep": ["SOPInstanceUID"], "Force": True, "Replace": {"SeriesDescription": "X"}},
+    {"Replace": {"SpecificCharacterSet": "ISO_IR 192", "PatientName": "Ç^é",
+                 "StudyDescription": "é"}},
     {"Replace": {"FrameIncrementPointer": "0018,1063\\PatientName",
                  "ReferencedImageSequence[*].ReferencedSOPClassUID": "1.2.3"}},
 ]

@@ -188,10 +188,13 @@ class ResourceModificationJob(_InstancesJob):
 
     async def _handle(self, instance_id):
         server = self.server
-        original = server.index.get_resource(instance_id, ResourceLevel.INSTANCE)
-        series = original.parent
-        study = server.index.get_resource(series, ResourceLevel.SERIES).parent
-        patient = server.index.get_resource(study, ResourceLevel.STUDY).parent
+        try:
+            series = server.index.get_resource(instance_id, ResourceLevel.INSTANCE).parent
+            study = server.index.get_resource(series, ResourceLevel.SERIES).parent
+            patient = server.index.get_resource(study, ResourceLevel.STUDY).parent
+        except UnknownResource:
+            # Deleted since the job was submitted.
+            raise OrthancError(ErrorCode.UnknownResource)
         originals = (patient, study, series, instance_id)
         labels = None
         if self.modification.keep_labels:

@@ -378,7 +378,6 @@ class Modification:
             raise _bad_request("It is forbidden to remove one of the main Dicom identifiers")
         if not self.allow_manual_identifiers:
             self._check_manual_identifiers()
-        encoding = edited.encoding
 
         # (1) The UIDs the request sets are the new identifiers of the
         # original ones, for the references that point to them.
@@ -400,7 +399,9 @@ class Modification:
         for tag in sorted(self.removals):
             edited.remove(tag)
         for tag in sorted(self.replacements):
-            self._replace_top_level(edited, tag, self.replacements[tag], encoding)
+            # A new SpecificCharacterSet (replaced first, its tag is the
+            # smallest) decides how the values replaced after it are encoded.
+            self._replace_top_level(edited, tag, self.replacements[tag], edited.encoding)
 
         # (6) New identifiers below the level of the modification.
         if self.level <= ResourceLevel.STUDY and not self.is_replaced(STUDY_INSTANCE_UID) \
@@ -422,6 +423,7 @@ class Modification:
         # (8) Paths into sequences.
         for path in self.remove_sequences:
             edited.remove_path(path)
+        encoding = edited.encoding
         for path, value in self.sequence_replacements:
             edited.replace_path(path, lambda value=value, tag=path.final: values.json_element(
                 tag, value, encoding, self.private_creator))
