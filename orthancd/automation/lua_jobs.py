@@ -68,11 +68,16 @@ class SequenceOfOperationsJob(Job):
         self.on_done = None
 
     def add_operation(self, action):
+        """Add an operation; call ``operations_added`` once its inputs and
+        links are set."""
         operation = Operation(len(self.operations), action)
         self.operations.append(operation)
+        return operation
+
+    def operations_added(self):
+        """Wake the job if it waits for more operations."""
         if self._added is not None and not self._added.called:
             self._added.callback(None)
-        return operation
 
     async def step(self, job_id):
         if self.current == len(self.operations):
@@ -147,6 +152,8 @@ class LuaJobManager:
         if is_new:
             self._current = job
             self._jobs.submit(job, 0)
+        else:
+            job.operations_added()
 
     def _job_done(self, job):
         if job is self._current:
