@@ -68,6 +68,7 @@ def _wait_for(predicate, timeout=40):
 def _variant(patient_name, uid_suffix):
     dataset = pydicom.dcmread(io.BytesIO(read_sample("ColorTestMalaterre.dcm")))
     dataset.PatientName = patient_name
+    dataset.PatientID = patient_name  # a patient of its own at the destination
     dataset.SOPInstanceUID = dataset.SOPInstanceUID + uid_suffix
     out = io.BytesIO()
     dataset.save_as(out)
@@ -120,7 +121,7 @@ def test_modify_instance_chain(routing):
     assert _station(destination, routed[0]) == "Routed by Lua"
     assert routed[0]["ID"] != uploaded["ID"]
     # The modified copy is deleted once sent; the original stays.
-    _wait_for(lambda: client.post("/tools/find", {"Level": "Instance", "Query": {
-        "PatientName": "ROUTED^CHAIN"}}).json() == [uploaded["ID"]])
+    _wait_for(lambda: routed[0]["ID"] not in client.get_json("/instances"))
+    assert uploaded["ID"] in client.get_json("/instances")
     origin = client.get_json("/instances/%s/metadata?expand" % uploaded["ID"])["Origin"]
     assert origin == "RestApi"
