@@ -16,7 +16,7 @@ from orthancd.dicom.reading import DicomFormatError, read_dataset
 from orthancd.dicom.summary import summarize
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
-from orthancd.index.base import ContentType, MetadataType, StorageFull
+from orthancd.index.base import ContentType, MetadataType, StorageFull, StoreOutcome
 from orthancd.index.base import now_iso
 from orthancd.logs import logger
 from orthancd.storage.streaming import ReceivedFile
@@ -30,6 +30,11 @@ class Origin(dict):
     @classmethod
     def rest(cls, remote_ip, username=""):
         return cls(Origin="RestApi", RemoteIP=remote_ip, RemoteAET="", HttpUsername=username)
+
+    @classmethod
+    def lua(cls):
+        """What a Lua script stores (through RestApiPost or ModifyInstance)."""
+        return cls(Origin="Lua", RemoteAET="")
 
 
 _ORIGIN_METADATA = (
@@ -139,6 +144,10 @@ class Ingestor:
         self.limits = (int(configuration.get("MaximumStorageSize", 0)) * 1024 * 1024,
                        int(configuration.get("MaximumPatientCount", 0)))
         self.default_encoding = configuration.get("DefaultEncoding", "Latin1")
+        # (dataset, summary, origin) -> None when no filter applies, or a
+        # Deferred firing None (keep the instance) or the C-STORE status of
+        # a refusal (the Lua filters, orthancd.lua_service).
+        self.instance_filter = None
 
     def _prepare(self, data):
         dataset = read_dataset(data, stop_before_pixels=True)
@@ -188,6 +197,10 @@ class Ingestor:
             # A file without its UIDs is an "inexistent tag" for Orthanc (404).
             code = ErrorCode[getattr(e, "orthanc_error", "BadFileFormat")]
             raise OrthancError(code, e.details)
+        if self.instance_filter is not None:
+            refused = yield self._filtered_out(summary, stored, dataset, origin)
+            if refused is not None:
+                return refused
         metadata = instance_metadata(summary, dataset, origin)
         attached = attached_metadata(summary) if attached_metadata is not None else None
         try:
@@ -207,6 +220,27 @@ class Ingestor:
             self.remove_files(obsolete).addErrback(
                 lambda f: self.log.failure("Cannot remove obsolete files", f))
         return outcome
+
+    @defer.inlineCallbacks
+    def _filtered_out(self, summary, stored, dataset, origin):
+        """The FilteredOut outcome when a filter refuses the instance (its
+        file is removed), None to go on.  Like Orthanc, an instance that is
+        kept as it is already stored is not filtered."""
+        if self.overwrite == "Never" and self.index.exists(summary.ids[3], ResourceLevel.INSTANCE):
+            return None
+        try:
+            verdict = self.instance_filter(dataset, summary, origin)
+            status = (yield verdict) if verdict is not None else None
+        except BaseException:
+            self.storage.release(stored.uuid)
+            yield self._file_io.run(self._remove_files, [stored])
+            raise
+        if status is None:
+            return None
+        self.log.info("An incoming instance has been discarded by the filter")
+        self.storage.release(stored.uuid)
+        yield self._file_io.run(self._remove_files, [stored])
+        return StoreOutcome("FilteredOut", summary.ids, cstore_status=status)
 
     def summarize_stored(self, info):
         """The summary of a stored DICOM file (blocking: run off the reactor)."""

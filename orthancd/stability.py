@@ -41,6 +41,29 @@ class StabilityMonitor(service.Service):
     def _deleted(self, change):
         self._unstable.pop((change.level, change.public_id), None)
 
+    def set_stable_status(self, public_id, stable):
+        """Lua's SetStableStatus: make a patient, study or series stable at
+        once (logging its Stable* change) or unstable again; whether its
+        status changed, None for an unknown resource."""
+        from orthancd.ids import ResourceLevel
+        for level in (ResourceLevel.PATIENT, ResourceLevel.STUDY, ResourceLevel.SERIES):
+            if self.index.exists(public_id, level):
+                break
+        else:
+            return None
+        key = (level, public_id)
+        if stable:
+            if key not in self._unstable:
+                return False
+            del self._unstable[key]
+            d = self.index.log_changes([("Stable" + level.title, level, public_id)])
+            d.addErrback(lambda f: self.log.failure("Cannot log a stable resource", f))
+            return True
+        if key in self._unstable:
+            return False
+        self._unstable[key] = self._clock() + self.stable_age
+        return True
+
     def startService(self):
         super().startService()
         self._loop = task.LoopingCall(self.check)

@@ -10,7 +10,9 @@ the one started after it has stopped):
                  left pending; closes them last
   index-writer   the LMDB writer thread (group commits)
   file-io        the pool that reads, writes and parses files
-  lua-pool, lua  the Lua engine's thread, then the LuaScripts (when Lua is on)
+  lua-pool, lua-filter-pool, lua
+                 the threads of the two Lua states, then the LuaScripts
+                 (when Lua is on; orthancd.lua_service)
   stability      the stable-resources timer
   jobs           the job engine (reloads the saved jobs, runs the workers)
   HTTP, DICOM    the listening ports
@@ -107,10 +109,15 @@ def makeService(options, reactor=default_reactor):
 
     site = build_site(server)
     lua_pool = ThreadPoolService("lua-pool", reactor, maxthreads=1, minthreads=1)
-    server.lua = build_lua(server, reactor, lua_pool)
+    lua_filter_pool = ThreadPoolService("lua-filter-pool", reactor, maxthreads=1, minthreads=1)
+    server.lua = build_lua(server, reactor, lua_pool, lua_filter_pool)
     if server.lua is not None:
         lua_pool.setServiceParent(top)
+        lua_filter_pool.setServiceParent(top)
         server.lua.setServiceParent(top)
+        # The filters of the HTTP server and of the ingest path.
+        site.resource.request_filter = server.lua.filter_http_request
+        server.ingest.instance_filter = server.lua.filter_received_instance
     server.stability.setServiceParent(top)
     server.jobs.setServiceParent(top)
     # Remote access is refused per request (403, as Orthanc does), so listen everywhere.

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from orthancd.lua import LuaEngine, LuaError, LuaInternalError
+from orthancd.lua import LuaEngine, LuaError, LuaInternalError, LuaResultError
 
 
 class RecordingRestCaller:
@@ -380,12 +380,41 @@ def test_call_function_results(engine):
     assert engine.call_function("Answer", "nothing") is None
 
 
-def test_call_predicate_uses_lua_truthiness(engine):
+def test_call_predicate_wants_a_boolean(engine):
     engine.execute("function Filter(value) return value end")
-    assert engine.call_predicate("Filter", 0)
-    assert engine.call_predicate("Filter", "")
+    assert engine.call_predicate("Filter", True)
     assert not engine.call_predicate("Filter", False)
-    assert not engine.call_predicate("Filter", None)
+    # Orthanc's ExecutePredicate: anything but a Boolean is an error.
+    for value in (0, "", None):
+        with pytest.raises(LuaResultError, match="NotLuaPredicate"):
+            engine.call_predicate("Filter", value)
+
+
+def test_call_integer(engine):
+    engine.execute("function Status(value) return value end")
+    assert engine.call_integer("Status", 0xA700) == 0xA700
+    assert engine.call_integer("Status", "42") == 42
+    assert engine.call_integer("Status", 2.5) == 0
+    with pytest.raises(LuaResultError, match="LuaReturnsNoString"):
+        engine.call_integer("Status", None)
+
+
+def test_call_collecting_operations(engine):
+    engine.execute("function OnStoredInstance(id) Delete(SendToModality(ModifyInstance("
+                   "id, {PatientName='X'}, {}, true), 'pacs', 'ME')) end")
+    operations = engine.call_collecting_operations("OnStoredInstance", "abc")
+    assert [op["Operation"] for op in operations] == ["modify", "store-scu", "delete"]
+    assert operations[0]["Resource"] == "abc" and operations[0]["Replace"] == {"PatientName": "X"}
+    assert operations[1] == {"Operation": "store-scu", "Resource": "", "Modality": "pacs",
+                             "LocalAet": "ME"}
+
+
+def test_watched_functions_are_known_without_the_lock():
+    from orthancd.lua import LuaEngine
+    watching = LuaEngine(None, {}, watched_functions=("OnHeartBeat", "Other"))
+    assert not watching.is_defined("OnHeartBeat")
+    watching.execute("function OnHeartBeat() end Other = 1")
+    assert watching.is_defined("OnHeartBeat") and not watching.is_defined("Other")
 
 
 def test_call_function_prints_are_not_captured_in_script_output(engine):

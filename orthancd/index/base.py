@@ -157,11 +157,13 @@ class Change:
 
 @dataclasses.dataclass
 class StoreOutcome:
-    status: str                      # "Success" or "AlreadyStored"
+    status: str                      # "Success", "AlreadyStored" or "FilteredOut"
     ids: tuple                       # patient, study, series, instance public IDs
     new_levels: tuple = ()           # levels created by this store, instance first
     obsolete_files: list = dataclasses.field(default_factory=list)
     recycled: list = dataclasses.field(default_factory=list)
+    # The C-STORE status of an instance a filter left out (0: success).
+    cstore_status: int | None = None
 
 
 @dataclasses.dataclass
@@ -358,6 +360,21 @@ class ResourceIndex(abc.ABC):
     @abc.abstractmethod
     def load_jobs(self):
         """The serialized jobs saved last, or None."""
+
+    # -- key-value stores (1.13.0's StoreKeyValue/GetKeyValue/DeleteKeyValue) --
+    @abc.abstractmethod
+    def store_key_value(self, store_id, key, value):
+        """Set ``key`` of the store ``store_id`` to ``value`` (bytes); fires
+        once committed."""
+
+    @abc.abstractmethod
+    def get_key_value(self, store_id, key):
+        """The bytes kept under ``key`` in the store ``store_id``, or None."""
+
+    @abc.abstractmethod
+    def delete_key_value(self, store_id, key):
+        """Forget ``key`` of the store ``store_id`` (nothing if absent); fires
+        once committed."""
 
     @abc.abstractmethod
     def increment_global_sequence(self, name):

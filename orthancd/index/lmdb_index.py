@@ -29,6 +29,7 @@ resources (by public ID: the hex groups of the ID print the SHA-1 in order).
                    reference, so a crash before the removal leaves them listed
                    for the start-up check)
 """
+import hashlib
 import json
 import os
 import struct
@@ -51,7 +52,7 @@ _KEY_SIZE = 21
 
 _DATABASES = ("resources", "children", "metadata", "metadata_values", "attachments",
               "identifiers", "labels", "labelled", "recycling", "changes", "resource_changes",
-              "exports", "meta", "released")
+              "exports", "meta", "released", "key_values")
 _DUPSORT = ("children", "metadata_values", "identifiers", "labels", "labelled",
             "resource_changes")
 
@@ -632,6 +633,34 @@ class LmdbResourceIndex(ResourceIndex):
         """The next value of a named counter kept in the index (Orthanc's
         global sequences, e.g. the number in "AnonymizedN")."""
         return self.writer.submit(self._next, "sequence:" + name)
+
+    # Key-value stores: one database, keyed by store and key (UTF-8 text
+    # cannot hold a NUL, so it separates them); a pair too long for an LMDB
+    # key is kept under its SHA-256.
+    @staticmethod
+    def _key_value_key(store_id, key):
+        db_key = store_id.encode("utf-8", "surrogateescape") + b"\0" + \
+            key.encode("utf-8", "surrogateescape")
+        if len(db_key) > _MAX_INDEXED_VALUE:
+            return b"\1" + hashlib.sha256(db_key).digest()
+        return db_key
+
+    def store_key_value(self, store_id, key, value):
+        return self.writer.submit(self._store_key_value_op, self._key_value_key(store_id, key),
+                                  bytes(value))
+
+    def _store_key_value_op(self, txn, db_key, value):
+        txn.put(db_key, value, db=self.db["key_values"])
+
+    def get_key_value(self, store_id, key):
+        with self._read() as txn:
+            return txn.get(self._key_value_key(store_id, key), db=self.db["key_values"])
+
+    def delete_key_value(self, store_id, key):
+        return self.writer.submit(self._delete_key_value_op, self._key_value_key(store_id, key))
+
+    def _delete_key_value_op(self, txn, db_key):
+        txn.delete(db_key, db=self.db["key_values"])
 
     def forget_released(self, uuids):
         """The released files ``uuids`` are gone from the storage area."""

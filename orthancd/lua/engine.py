@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from lupa import lua53
 
 from orthancd.lua import c_math
-from orthancd.lua.bindings import OrthancBindings, RestCaller
-from orthancd.lua.errors import LuaError, LuaInternalError
+from orthancd.lua.bindings import OrthancBindings, RestCaller, ServerCalls
+from orthancd.lua.errors import LuaError, LuaInternalError, LuaResultError
 from orthancd.lua.prelude import LUA_5_2_COMPATIBILITY, ORTHANC_FUNCTIONS
 from orthancd.lua.values import decode, encode, is_lua_number, json_to_lua, lua_number_to_string, lua_to_json
 
@@ -32,8 +32,13 @@ def _refuse_attribute_access(obj, attribute_name, is_setting):
 
 
 class LuaEngine:
-    def __init__(self, rest_caller: RestCaller, configuration: Mapping):
+    def __init__(self, rest_caller: RestCaller, configuration: Mapping,
+                 server_calls: ServerCalls | None = None, watched_functions=()):
+        """``watched_functions``: global names whose being a function is
+        tracked after every run, for ``is_defined`` (no lock needed)."""
         self._lock = threading.RLock()
+        self._watched = tuple(encode(name) for name in watched_functions)
+        self._defined: frozenset[str] = frozenset()
         self._output: list[bytes] | None = None
         self._runtime = lua53.LuaRuntime(
             encoding=None,
@@ -45,7 +50,8 @@ class LuaEngine:
         self._runtime.execute(b"python = nil package.loaded.python = nil")
         c_math_table = self._runtime.table_from({name.encode(): function for name, function in c_math.FUNCTIONS.items()})
         self._runtime.execute(LUA_5_2_COMPATIBILITY.encode(), c_math_table, name="=orthancd compatibility")
-        self._bindings = OrthancBindings(self._runtime, rest_caller, configuration, self._capture)
+        self._bindings = OrthancBindings(self._runtime, rest_caller, configuration, self._capture,
+                                         server_calls)
         (self._run_script, self._call_global, self._bindings.lua_tonumber,
          self._clear_abort_hook) = self._runtime.execute(
             ORTHANC_FUNCTIONS.encode(), *self._bindings.python_functions(), name="=orthancd functions")
@@ -67,9 +73,20 @@ class LuaEngine:
                 output = b"".join(self._output)
             finally:
                 self._output = None
+                self._refresh_defined()
         if not ok:
             raise _error_from_object(error_object)
         return output
+
+    def is_defined(self, name: str) -> bool:
+        """Whether the watched global ``name`` was a function after the last
+        run.  Takes no lock: the reactor may ask while a script runs."""
+        return name in self._defined
+
+    def _refresh_defined(self) -> None:
+        functions = self._runtime.globals()
+        self._defined = frozenset(decode(name) for name in self._watched
+                                  if lua53.lua_type(functions[name]) == "function")
 
     def has_function(self, name: str) -> bool:
         """Whether a global of that name is a Lua function (e.g. "OnStoredInstance")."""
@@ -94,19 +111,53 @@ class LuaEngine:
                 raise LuaInternalError(_UNHANDLED_EXCEPTION) from failure
 
     def call_predicate(self, name: str, *args) -> bool:
-        """Call a global Lua function and test its first result with Lua truthiness.
-
-        For filters such as ReceivedInstanceFilter: only nil and false are
-        false (0, "" and {} are true, as in Lua).
-        """
+        """Call a global Lua function that must answer a Boolean (Orthanc's
+        ExecutePredicate, for the filters); anything else raises
+        ``LuaResultError`` ("NotLuaPredicate")."""
         with self._lock:
             result = self._call(name, args)
-            return result is not None and result is not False
+            if not isinstance(result, bool):
+                raise LuaResultError("NotLuaPredicate")
+            return result
+
+    def call_integer(self, name: str, *args) -> int:
+        """Call a global Lua function that must answer a number (or a numeric
+        string), truncated to an integer (Orthanc's ExecuteToInt);
+        anything else raises ``LuaResultError`` ("LuaReturnsNoString")."""
+        with self._lock:
+            result = self._call(name, args)
+            number = result if is_lua_number(result) else (
+                self._bindings.lua_tonumber(result) if isinstance(result, bytes) else None)
+            if number is None:
+                raise LuaResultError("LuaReturnsNoString")
+            if isinstance(number, float):
+                # lua_tointeger: 0 unless the float holds an integer exactly.
+                return int(number) if number.is_integer() else 0
+            return number
+
+    def call_collecting_operations(self, name: str, *args) -> list:
+        """Call a callback the way Orthanc calls OnStoredInstance and
+        OnStable*: with an empty ``_job`` first; return the operations the
+        callback described in it (SendToModality, Delete...), as JSON."""
+        with self._lock:
+            self._protected_or_raise(self._run_script, b"_InitializeJob()")
+            self._call(name, args)
+            operations = self._call("_AccessJob", ())
+            return lua_to_json(operations, False, self._bindings.lua_tonumber)
+
+    def _protected_or_raise(self, runner, *args):
+        ok, result = self._protected(runner, *args)
+        if not ok:
+            raise _error_from_object(result)
+        return result
 
     def _call(self, name: str, args: tuple):
         """Call a global function with converted arguments; return its first result (a Lua value)."""
         lua_args = [json_to_lua(self._runtime, argument) for argument in args]
-        ok, result = self._protected(self._call_global, encode(name), *lua_args)
+        try:
+            ok, result = self._protected(self._call_global, encode(name), *lua_args)
+        finally:
+            self._refresh_defined()
         if not ok:
             raise _error_from_object(result)
         return result

@@ -19,3 +19,9 @@ class LuaInternalError(LuaError):
     with OrthancStatus -1 ("Internal error") and the details "An unhandled
     exception was generated inside the HTTP server".
     """
+
+
+class LuaResultError(LuaError):
+    """A callback answered something of the wrong kind: not a Boolean for a
+    filter ("NotLuaPredicate"), not a number for a status
+    ("LuaReturnsNoString").  The message is the name of Orthanc's error code."""

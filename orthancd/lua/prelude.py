@@ -9,7 +9,9 @@ function caller, Lua's original ``tonumber`` and the hook reset).
 
 ORTHANC_FUNCTIONS = r"""
 local capture_print, parse_json, dump_json, rest_api_get, rest_api_post,
-      rest_api_put, rest_api_delete, orthanc_configuration = ...
+      rest_api_put, rest_api_delete, orthanc_configuration,
+      http_get, http_post, http_put, http_delete, set_http_credentials, set_http_timeout,
+      store_key_value, get_key_value, delete_key_value, set_stable_status = ...
 
 local load, pcall, select, type, error = load, pcall, select, type, error
 local globals = _G
@@ -92,6 +94,85 @@ RestApiPost = bind(rest_api_post)
 RestApiPut = bind(rest_api_put)
 RestApiDelete = bind(rest_api_delete)
 GetOrthancConfiguration = bind(orthanc_configuration)
+HttpGet = bind(http_get)
+HttpPost = bind(http_post)
+HttpPut = bind(http_put)
+HttpDelete = bind(http_delete)
+SetHttpCredentials = bind(set_http_credentials)
+SetHttpTimeout = bind(set_http_timeout)
+StoreKeyValue = bind(store_key_value)
+GetKeyValue = bind(get_key_value)
+DeleteKeyValue = bind(delete_key_value)
+SetStableStatus = bind(set_stable_status)
+
+-- Orthanc's Lua toolbox.  Callbacks (OnStoredInstance, OnStable*) collect
+-- the operations these functions describe in _job; the server turns them
+-- into one job ("SequenceOfOperations") once the callback returns.  A
+-- function returning the resource lets the next one use its output
+-- (Delete(SendToModality(id, 'pacs'))); "" stands for "the output of the
+-- previous operation".
+local insert = table.insert
+
+function _InitializeJob()
+  _job = {}
+end
+
+function _AccessJob()
+  return _job
+end
+
+function SendToModality(resourceId, modality, localAet)
+  if resourceId == nil then
+    error('Cannot send a nonexistent resource')
+  end
+  insert(_job, { Operation = 'store-scu', Resource = resourceId,
+                 Modality = modality, LocalAet = localAet })
+  return resourceId
+end
+
+function SendToPeer(resourceId, peer)
+  if resourceId == nil then
+    error('Cannot send a nonexistent resource')
+  end
+  insert(_job, { Operation = 'store-peer', Resource = resourceId, Peer = peer })
+  return resourceId
+end
+
+function Delete(resourceId)
+  if resourceId == nil then
+    error('Cannot delete a nonexistent resource')
+  end
+  insert(_job, { Operation = 'delete', Resource = resourceId })
+  return nil  -- nothing comes after a deletion
+end
+
+function ModifyResource(resourceId, replacements, removals, removePrivateTags)
+  if resourceId == nil then
+    error('Cannot modify a nonexistent resource')
+  end
+  if resourceId == '' then
+    error('Cannot modify twice an resource')
+  end
+  insert(_job, { Operation = 'modify', Resource = resourceId, Replace = replacements,
+                 Remove = removals, RemovePrivateTags = removePrivateTags })
+  return ''  -- the modified instance, for the next operation
+end
+
+function ModifyInstance(resourceId, replacements, removals, removePrivateTags)
+  return ModifyResource(resourceId, replacements, removals, removePrivateTags)
+end
+
+function CallSystem(resourceId, command, args)
+  if resourceId == nil then
+    error('Cannot execute a system call on a nonexistent resource')
+  end
+  if command == nil then
+    error('No command was specified for system call')
+  end
+  insert(_job, { Operation = 'call-system', Resource = resourceId,
+                 Command = command, Arguments = args })
+  return resourceId
+end
 
 -- Runs a script as Orthanc does: chunk name "line", any error object.
 local function run_script(source)

@@ -19,7 +19,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.index.base import UnknownResource
-from orthancd.rest.dispatch import RestResource
+from orthancd.rest.dispatch import RestResource, effective_method
+from orthancd.rest.uri import url_decode
 from orthancd.rest.http import EmptyAnswer, error_body, sized
 from orthancd.uploads.uploader import maximum_request_body_size
 
@@ -89,8 +90,12 @@ def ctx_describes_errors(request):
 
 
 class GuardedRoot(resource.Resource):
-    """Remote-access and HTTP Basic checks in front of the Klein resource."""
+    """Remote-access and HTTP Basic checks in front of the Klein resource,
+    then the IncomingHttpRequestFilter of the Lua scripts, if any."""
     isLeaf = True
+    # (method, uri, ip, username, headers) -> Deferred Boolean, or None when
+    # there is no filter (orthancd.lua_service.LuaService.filter_http_request).
+    request_filter = None
 
     def __init__(self, inner, configuration):
         super().__init__()
@@ -127,7 +132,55 @@ class GuardedRoot(resource.Resource):
                 request.setHeader(b"WWW-Authenticate", b'Basic realm="Orthanc Secure Area"')
                 return sized(request, b"")
             request.http_username = user
+        if self.request_filter is not None:
+            verdict = self._filter(request)
+            if verdict is not None:
+                verdict.addCallback(self._filtered, request)
+                verdict.addErrback(self._filter_failed, request)
+                return server.NOT_DONE_YET
         return self._inner.render(request)
+
+    def _filter(self, request):
+        try:
+            method = effective_method(request).decode("ascii")
+        except EmptyAnswer:
+            return None  # refused before any filter (400)
+        headers = {name.decode("latin-1").lower(): values[-1].decode("latin-1")
+                   for name, values in request.requestHeaders.getAllRawHeaders()}
+        uri = url_decode(request.path).decode("utf-8", "surrogateescape")
+        host = getattr(request.getClientAddress(), "host", "")
+        return self.request_filter(method, uri, host, basic_username(request), headers)
+
+    def _filtered(self, allowed, request):
+        if not allowed:
+            log.info("An incoming HTTP request has been discarded by the filter")
+            self._finish(request, _empty(request, 403))
+            return
+        self._finish(request, self._inner.render(request))
+
+    def _filter_failed(self, failure, request):
+        self._finish(request, render_failure(request, failure))
+
+    @staticmethod
+    def _finish(request, body):
+        if body is server.NOT_DONE_YET or request.finished or request._disconnected:
+            return
+        request.write(body)
+        request.finish()
+
+
+def basic_username(request):
+    """The user named by an HTTP Basic Authorization header, "" without one
+    (as Orthanc gives it to IncomingHttpRequestFilter)."""
+    header = request.getHeader(b"authorization") or b""
+    if not header.startswith(b"Basic ") or len(header) <= 6:
+        return ""
+    try:
+        decoded = base64.b64decode(header[6:])
+    except ValueError:
+        return ""
+    user, colon, _ = decoded.partition(b":")
+    return user.decode("utf-8", "surrogateescape") if colon else ""
 
 
 class _Discarded:

@@ -31,6 +31,9 @@ def store_answer(outcome):
 
 
 def request_origin(request):
+    if getattr(request, "internal", False):
+        # RestApiPost('/instances', ...) of a Lua script.
+        return Origin.lua()
     host = getattr(request.getClientAddress(), "host", "")
     return Origin.rest(host, getattr(request, "http_username", "") or "")
 

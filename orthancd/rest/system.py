@@ -96,9 +96,10 @@ def install(app, server):
             "Capabilities": {
                 "HasExtendedChanges": True,
                 "HasExtendedFind": True,
-                # The key-value stores and queues of 1.13.0's plugin SDK are
-                # not implemented: orthancd says so.
-                "HasKeyValueStores": False,
+                # Key-value stores are in the index (the Lua functions use
+                # them); the queues of 1.13.0's plugin SDK are not: orthancd
+                # has no plugins.
+                "HasKeyValueStores": True,
                 "HasQueues": False,
                 "HasReserveQueueValue": False,
             },

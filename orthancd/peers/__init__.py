@@ -1,0 +1,1 @@
+"""Orthanc peers (the "OrthancPeers" of the configuration) as a client."""
