@@ -10,11 +10,14 @@ the one started after it has stopped):
                  left pending; closes them last
   index-writer   the LMDB writer thread (group commits)
   file-io        the pool that reads, writes and parses files
+  deflate        the pool that reads and deflates the files of ZIP archives
   lua-pool, lua  the Lua engine's thread, then the LuaScripts (when Lua is on)
   stability      the stable-resources timer
   jobs           the job engine (reloads the saved jobs, runs the workers)
   HTTP, DICOM    the listening ports
 """
+import os
+
 from twisted.application import service, strports
 from twisted.internet import defer
 from twisted.internet import reactor as default_reactor
@@ -27,6 +30,8 @@ log = logger(__name__)
 
 # File reads, writes and DICOM parsing release the GIL for most of their time.
 FILE_IO_THREADS = 10
+# zlib releases the GIL while it deflates: one thread per core.
+DEFLATE_THREADS = max(2, os.cpu_count() or 1)
 
 
 class Options(usage.Options):
@@ -88,6 +93,7 @@ def _endpoint(override, port, interface):
 
 
 def makeService(options, reactor=default_reactor):
+    from orthancd.archives.service import Archives
     from orthancd.lua_service import build_lua
     from orthancd.modalities import modality_registry
     from orthancd.net.scp_services import scp_services
@@ -104,6 +110,9 @@ def makeService(options, reactor=default_reactor):
     IndexService(server).setServiceParent(top)
     server.index.writer.setServiceParent(top)
     file_io.setServiceParent(top)
+    deflate = ThreadPoolService("deflate", reactor, maxthreads=DEFLATE_THREADS)
+    deflate.setServiceParent(top)
+    server.archives = Archives(server, deflate)
 
     site = build_site(server)
     lua_pool = ThreadPoolService("lua-pool", reactor, maxthreads=1, minthreads=1)
