@@ -268,3 +268,93 @@ def test_media_archive_drops_the_least_recently_used():
     media.add(lambda: dropped.append("fourth"))
     assert dropped == ["second"] and len(media) == 2
     assert second not in media._entries
+
+
+# -- the job ----------------------------------------------------------------------
+
+class FakeArchives:
+    """What an ArchiveJob needs of orthancd.archives.service.Archives."""
+
+    def __init__(self, storage, pool, tmp_path, clock):
+        self.storage = storage
+        self.pool = pool
+        self.file_io = InlinePool()
+        self.index = None
+        self.reactor = self      # callFromThread: here, everything runs inline
+        self.media_archive = MediaArchive(1)
+        self.temporary_directory = str(tmp_path)
+
+    def callFromThread(self, function, *args):
+        function(*args)
+
+    def default_encoding(self):
+        return "Latin1"
+
+
+class FixedContent:
+    def __init__(self, plan):
+        self._plan = plan
+
+    def plan(self, is_media, allow_utf8):
+        return self._plan
+
+
+def _pump(clock, rounds=200):
+    for _ in range(rounds):
+        clock.advance(0)
+
+
+def test_asynchronous_job_output_and_cancel(tmp_path):
+    from twisted.internet import task
+    from orthancd.archives.job import ArchiveJob, ArchiveOptions
+    from orthancd.jobs.engine import JobsEngine
+    from orthancd.jobs.model import JobState
+
+    clock = task.Clock()
+    files = [("u%d" % i, bytes([i]) * 2000) for i in range(10)]
+    pool = HeldPool()
+    archives = FakeArchives(MemoryStorage(dict(files)), pool, tmp_path, clock)
+    engine = JobsEngine(clock, concurrent_jobs=1)
+    engine.startService()
+
+    # A job that completes: its archive is its output, kept in the media archive.
+    done = ArchiveJob(archives, FixedContent(_plan(files)), ArchiveOptions(filename="a.zip"))
+    first = engine.submit(done)
+    while engine.registry.get(first).state is not JobState.SUCCESS:
+        pool.release_all()
+        _pump(clock)
+    output = done.outputs["archive"]
+    with output.open() as f:
+        assert zipfile.ZipFile(f).namelist() == ["f%d" % i for i in range(10)]
+    assert output.filename == "a.zip" and output.size == done.archive_size
+    assert done.public_content()["ArchiveSize"] == str(output.size)
+    path = done.sink.path
+    assert path is not None and len(archives.media_archive) == 1
+
+    # A second one evicts it (MediaArchiveSize 1): the file goes.
+    other = ArchiveJob(archives, FixedContent(_plan(files[:1])), ArchiveOptions())
+    second = engine.submit(other)
+    while engine.registry.get(second).state is not JobState.SUCCESS:
+        pool.release_all()
+        _pump(clock)
+    assert "archive" not in done.outputs
+    assert not (tmp_path / path.rsplit("/", 1)[1]).exists()
+
+    # A canceled one leaves nothing behind.
+    many = [("m%d" % i, bytes([i]) * 2000) for i in range(40)]
+    archives.storage.files.update(many)
+    canceled = ArchiveJob(archives, FixedContent(_plan(many)), ArchiveOptions())
+    third = engine.submit(canceled)
+    pool.release_all()
+    _pump(clock)
+    assert engine.registry.get(third).state is JobState.RUNNING
+    assert canceled.sink.path is not None
+    engine.cancel(third)
+    while engine.registry.get(third).state is JobState.RUNNING:
+        pool.release_all()
+        _pump(clock)
+    info = engine.registry.info(third)
+    assert (info["State"], info["ErrorCode"]) == ("Failure", 37)
+    remaining = [p.name for p in tmp_path.iterdir()]
+    assert remaining == [other.sink.path.rsplit("/", 1)[1]]
+    engine.stopService()

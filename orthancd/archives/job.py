@@ -52,10 +52,15 @@ class ArchiveJob(Job):
 
     # -- running --
 
-    def _begin(self):
-        self.plan = self.content.plan(self.options.is_media, self.options.allow_utf8)
+    def _plan(self):
+        """Blocking (many index reads for a big archive): run in a thread."""
+        plan = self.content.plan(self.options.is_media, self.options.allow_utf8)
         if self.options.transcode is not None:
-            self._check_transcoding()
+            self._check_transcoding(plan)
+        return plan
+
+    async def _begin(self):
+        self.plan = await self.archives.file_io.run(self._plan)
         self.stream = ArchiveStream(self.plan, self.archives.storage, self.archives.pool,
                                     self.options.is_media, self.options.extended,
                                     self.archives.default_encoding())
@@ -65,12 +70,12 @@ class ArchiveJob(Job):
         else:
             self._publish = False
 
-    def _check_transcoding(self):
+    def _check_transcoding(self, plan):
         """orthancd cannot change the transfer syntax of a file yet: an
         archive whose files are all in the requested one is written as is,
         any other is refused."""
         index = self.archives.index
-        for planned in self.plan.files:
+        for planned in plan.files:
             syntax = index.get_metadata_value(planned.instance_id, ResourceLevel.INSTANCE,
                                               MetadataType.TransferSyntax)
             if syntax != self.options.transcode:
@@ -80,7 +85,7 @@ class ArchiveJob(Job):
 
     async def step(self, job_id):
         if self.stream is None:
-            self._begin()
+            await self._begin()
         parts = await self.stream.next_parts()
         if parts is None:
             await self.sink.finish()
