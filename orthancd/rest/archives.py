@@ -8,6 +8,8 @@ job's ID and leave the ZIP as the job's "archive" output.
 """
 import json
 
+from twisted.internet import defer
+
 from orthancd.archives.job import ArchiveOptions
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
@@ -146,6 +148,8 @@ def install(app, server):
         except OrthancError:
             if not sink.started:
                 raise   # nothing sent yet: the error is the answer
+        except defer.CancelledError:
+            pass   # the client left: the job notices at its next write
         return b""
 
     def transcode_arguments(request, options):

@@ -61,8 +61,11 @@ class Pacer:
             d.errback(ClientGone())
 
     def done(self):
-        if not self.lost and self.request.producer is self:
-            self.request.unregisterProducer()
+        """No more writes: let go of the request (before it finishes, or
+        Twisted complains), unless its connection is already gone."""
+        request = self.request
+        if request.producer is self and getattr(request, "channel", None) is not None:
+            request.unregisterProducer()
 
 
 async def stream_file(request, open_file, size, pool):
@@ -71,15 +74,17 @@ async def stream_file(request, open_file, size, pool):
     stream = await pool.run(open_file)
     request.setHeader(b"Content-Length", b"%d" % size)
     pacer = Pacer(request)
+    sent = 0
     try:
-        while True:
+        while sent < size:
             await pacer.ready()
-            data = await pool.run(stream.read, READ_SIZE)
+            data = await pool.run(stream.read, min(READ_SIZE, size - sent))
             if not data:
                 break
             request.write(data)
-    except ClientGone:
-        pass
+            sent += len(data)
+    except (ClientGone, defer.CancelledError):
+        pass   # the client left (the dispatch cancels the handler then)
     finally:
         pacer.done()
         pool.run(stream.close)
@@ -129,5 +134,6 @@ class ArchiveSink:
         is closed (the client sees it end early)."""
         if self._pacer is not None:
             self._pacer.done()
-        if self.started and not self._pacer.lost:
-            self.request.channel.transport.loseConnection()
+        channel = getattr(self.request, "channel", None)
+        if self.started and not self._pacer.lost and channel is not None:
+            channel.transport.loseConnection()
