@@ -20,12 +20,12 @@ from orthancd.logs import logger
 log = logger(__name__)
 
 # Files up to this size are read and deflated whole, in one task.
-WHOLE_FILE_LIMIT = 8 * 1024 * 1024
+WHOLE_FILE_LIMIT = 4 * 1024 * 1024
 # Bigger ones go through one compressor, this much at a time.
 CHUNK_SIZE = 1024 * 1024
 # How far the deflating runs ahead of the writing.
 LOOKAHEAD_FILES = 6
-LOOKAHEAD_BYTES = 24 * 1024 * 1024
+LOOKAHEAD_BYTES = 16 * 1024 * 1024
 
 
 class _Piece:
@@ -38,7 +38,6 @@ class _Piece:
         self.deferred = None
         self.streamed = None       # zipformat.StreamedFile, once started
         self.stream = None         # the file object being read
-        self.written = 0           # bytes of this file in the archive so far
 
 
 class ArchiveStream:
@@ -56,7 +55,6 @@ class ArchiveStream:
         self.default_encoding = default_encoding
         self.directory = zipformat.ZipDirectory(plan.zip64)
         self.dicomdir = DicomDir() if is_media else None
-        self.files_done = 0        # planned files written (or skipped)
         self.steps_done = 0        # Orthanc's steps, for the progress
         self.size = 0              # bytes of the archive handed out so far
         self._queue = collections.deque()
@@ -67,6 +65,8 @@ class ArchiveStream:
     # -- look-ahead --
 
     def _fill(self):
+        """Queue the next files, deflating those held whole, while fewer
+        than LOOKAHEAD_FILES of them (and LOOKAHEAD_BYTES) wait."""
         in_flight = [piece for piece in self._queue if piece.whole]
         ahead = sum(piece.planned.attachment.size for piece in in_flight)
         while (self._next < len(self.plan.files) and len(self._queue) < 4 * LOOKAHEAD_FILES
@@ -131,7 +131,6 @@ class ArchiveStream:
                 return parts
 
     def _file_done(self, piece):
-        self.files_done += 1
         self.steps_done = piece.planned.step
 
     async def _stream_piece(self, piece):
