@@ -358,3 +358,23 @@ def test_asynchronous_job_output_and_cancel(tmp_path):
     remaining = [p.name for p in tmp_path.iterdir()]
     assert remaining == [other.sink.path.rsplit("/", 1)[1]]
     engine.stopService()
+
+
+def test_stream_of_a_zip64_archive(monkeypatch, tmp_path):
+    """An archive Orthanc would make ZIP64 (over 2 GB of files, or 65,535
+    files) is ZIP64 from its first header; zipfile and unzip read it."""
+    monkeypatch.setattr(stream_module, "WHOLE_FILE_LIMIT", 10000)
+    monkeypatch.setattr(stream_module, "CHUNK_SIZE", 4096)
+    rng = random.Random(5)
+    files = [("u0", rng.randbytes(3000)), ("u1", rng.randbytes(30000))]
+    plan = _plan(files)
+    plan = ArchivePlan(plan.files, plan.steps, 3 * 1024 ** 3)   # as if 3 GB were planned
+    assert plan.zip64
+    parts, pending = _drain(ArchiveStream(plan, MemoryStorage(dict(files)), InlinePool()))
+    data = b"".join(parts)
+    assert data[4:6] == b"\x2d\x00"   # version needed 4.5: ZIP64
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert [archive.read(name) for name in ("f0", "f1")] == [files[0][1], files[1][1]]
+    path = tmp_path / "zip64.zip"
+    path.write_bytes(data)
+    subprocess.run(["unzip", "-tq", str(path)], check=True, capture_output=True)
