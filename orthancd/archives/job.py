@@ -11,6 +11,7 @@ the pool (orthancd.archives.stream).
 import dataclasses
 from typing import Optional
 
+from orthancd.archives import transcoding
 from orthancd.archives.outputs import FileSink
 from orthancd.archives.stream import ArchiveStream
 from orthancd.errors import ErrorCode, OrthancError
@@ -71,17 +72,14 @@ class ArchiveJob(Job):
             self._publish = False
 
     def _check_transcoding(self, plan):
-        """orthancd cannot change the transfer syntax of a file yet: an
-        archive whose files are all in the requested one is written as is,
-        any other is refused."""
+        """Which files need another transfer syntax (refused at once when
+        orthancd cannot give it, see orthancd.archives.transcoding)."""
         index = self.archives.index
         for planned in plan.files:
-            syntax = index.get_metadata_value(planned.instance_id, ResourceLevel.INSTANCE,
+            source = index.get_metadata_value(planned.instance_id, ResourceLevel.INSTANCE,
                                               MetadataType.TransferSyntax)
-            if syntax != self.options.transcode:
-                raise OrthancError(ErrorCode.NotImplemented,
-                                   "Transcoding from %s to %s is not available in orthancd"
-                                   % (syntax, self.options.transcode))
+            if transcoding.check(source, self.options.transcode):
+                planned.transcode_to = self.options.transcode
 
     async def step(self, job_id):
         if self.stream is None:

@@ -143,6 +143,7 @@ class PlannedFile:
     attachment: object      # the StoredFile of its DICOM file
     step: int               # how many of Orthanc's steps are done once it is written
     media_id: str = None    # its DICOMDIR ReferencedFileID (media), e.g. "IMAGES\\IM0"
+    transcode_to: str = None  # the transfer syntax it must be changed to, if any
 
 
 @dataclasses.dataclass

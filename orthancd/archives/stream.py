@@ -13,7 +13,7 @@ worker task), and the DICOMDIR is the last file of the archive.
 """
 import collections
 
-from orthancd.archives import zipformat
+from orthancd.archives import transcoding, zipformat
 from orthancd.archives.dicomdir import DicomDir, describe_instance
 from orthancd.logs import logger
 
@@ -34,7 +34,8 @@ class _Piece:
 
     def __init__(self, planned):
         self.planned = planned
-        self.whole = planned.attachment.size <= WHOLE_FILE_LIMIT
+        # A file to transcode is re-encoded whole, whatever its size.
+        self.whole = planned.attachment.size <= WHOLE_FILE_LIMIT or bool(planned.transcode_to)
         self.deferred = None
         self.streamed = None       # zipformat.StreamedFile, once started
         self.stream = None         # the file object being read
@@ -87,6 +88,8 @@ class ArchiveStream:
             data = self.storage.read(planned.attachment.uuid)
         except FileNotFoundError:
             return None
+        if planned.transcode_to:
+            data = transcoding.transcode(data, planned.transcode_to)
         entry = zipformat.new_entry(planned.path)
         parts = zipformat.deflate_whole(entry, data, self.plan.zip64)
         described = None
