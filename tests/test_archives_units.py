@@ -241,15 +241,23 @@ def test_stream_deflates_a_bounded_window_ahead(monkeypatch):
     files = [("u%d" % i, bytes([i]) * 1000) for i in range(20)]
     pool = HeldPool()
     stream = ArchiveStream(_plan(files), MemoryStorage(dict(files)), pool)
-    collected = []
-    while True:
-        parts, pending = _drain(stream)
-        collected += parts
-        if pending is None:
-            break
+    collected, finished = [], []
+
+    def next_parts():
+        defer.ensureDeferred(stream.next_parts()).addCallback(got)
+
+    def got(parts):
+        if parts is None:
+            finished.append(True)
+        else:
+            collected.extend(parts)
+            next_parts()
+
+    next_parts()
+    while not finished:
+        # One task (a read, then a deflate) per file ahead, never more files.
         assert 0 < len(pool.waiting) <= 3
         pool.release_all()
-        pending.addCallback(lambda got: collected.extend(got or []))
     assert zipfile.ZipFile(io.BytesIO(b"".join(collected))).namelist() == \
         ["f%d" % i for i in range(20)]
 

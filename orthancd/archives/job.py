@@ -64,7 +64,7 @@ class ArchiveJob(Job):
         self.plan = await self.archives.file_io.run(self._plan)
         self.stream = ArchiveStream(self.plan, self.archives.storage, self.archives.pool,
                                     self.options.is_media, self.options.extended,
-                                    self.archives.default_encoding())
+                                    self.archives.default_encoding(), self.archives.file_io)
         if self.sink is None:
             self.sink = FileSink(self.archives.temporary_directory, self.archives.file_io)
             self._publish = True

@@ -47,10 +47,14 @@ class ArchiveStream:
     ``run(function, *args)`` returning a Deferred)."""
 
     def __init__(self, plan, storage, pool, is_media=False, extended=False,
-                 default_encoding="Latin1"):
+                 default_encoding="Latin1", reader=None):
+        """``reader``: the pool that reads the files deflated whole (the
+        file I/O pool: several reads in flight keep a disk busy), by
+        default ``pool``."""
         self.plan = plan
         self.storage = storage
         self.pool = pool
+        self.reader = reader or pool
         self.is_media = is_media
         self.extended = extended
         self.default_encoding = default_encoding
@@ -76,18 +80,27 @@ class ArchiveStream:
             piece = _Piece(self.plan.files[self._next])
             self._next += 1
             if piece.whole:
-                piece.deferred = self.pool.run(self._deflate_whole, piece.planned)
+                piece.deferred = self.reader.run(self._read, piece.planned)
+                piece.deferred.addCallback(self._deflate_read, piece.planned)
                 in_flight.append(piece)
                 ahead += piece.planned.attachment.size
             self._queue.append(piece)
 
-    def _deflate_whole(self, planned):
-        """In a worker thread: the local header and deflated bytes of a
-        file (None when it is gone), and its DICOMDIR records."""
+    def _read(self, planned):
+        """In a worker thread: the bytes of a file, None when it is gone."""
         try:
-            data = self.storage.read(planned.attachment.uuid)
+            return self.storage.read(planned.attachment.uuid)
         except FileNotFoundError:
             return None
+
+    def _deflate_read(self, data, planned):
+        if data is None:
+            return None
+        return self.pool.run(self._deflate_whole, planned, data)
+
+    def _deflate_whole(self, planned, data):
+        """In a worker thread: the local header and deflated bytes of a
+        file, and its DICOMDIR records."""
         if planned.transcode_to:
             data = transcoding.transcode(data, planned.transcode_to)
         entry = zipformat.new_entry(planned.path)
