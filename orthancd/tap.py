@@ -10,9 +10,9 @@ the one started after it has stopped):
                  left pending; closes them last
   index-writer   the LMDB writer thread (group commits)
   file-io        the pool that reads, writes and parses files
-  deflate        the pool that reads and deflates the files of ZIP archives
   lua-pool, lua  the Lua engine's thread, then the LuaScripts (when Lua is on)
   stability      the stable-resources timer
+  deflate        the pool that deflates the files of ZIP archives
   jobs           the job engine (reloads the saved jobs, runs the workers)
   HTTP, DICOM    the listening ports
 """
@@ -111,7 +111,6 @@ def makeService(options, reactor=default_reactor):
     server.index.writer.setServiceParent(top)
     file_io.setServiceParent(top)
     deflate = ThreadPoolService("deflate", reactor, maxthreads=DEFLATE_THREADS)
-    deflate.setServiceParent(top)
     server.archives = Archives(server, deflate)
 
     site = build_site(server)
@@ -121,6 +120,7 @@ def makeService(options, reactor=default_reactor):
         lua_pool.setServiceParent(top)
         server.lua.setServiceParent(top)
     server.stability.setServiceParent(top)
+    deflate.setServiceParent(top)
     server.jobs.setServiceParent(top)
     # Remote access is refused per request (403, as Orthanc does), so listen everywhere.
     http_endpoint = _endpoint(options["http-endpoint"], configuration.get("HttpPort", 8042),
