@@ -47,6 +47,7 @@ class ArchiveJob(Job):
         self.content = content
         self.options = options
         self.sink = sink
+        self._publish = False           # the archive becomes the job's output
         self.plan = None
         self.stream = None
         self.archive_size = 0
@@ -68,8 +69,6 @@ class ArchiveJob(Job):
         if self.sink is None:
             self.sink = FileSink(self.archives.temporary_directory, self.archives.file_io)
             self._publish = True
-        else:
-            self._publish = False
 
     def _check_transcoding(self, plan):
         """Which files need another transfer syntax (refused at once when
