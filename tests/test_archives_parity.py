@@ -618,3 +618,7 @@ def test_zip_use_utf8_and_unstreamed_archives(configured, tmp_path):
         assert_same_archive(ours, theirs, (method, path), tmp_path)
     names = members(send(configured.ours, "POST", "/studies/%s/archive" % study, {}))
     assert names[0][1], names   # UTF-8 by default in POST bodies
+    # The temporary file of a synchronous archive is no job output.
+    for server in (configured.ours, configured.theirs):
+        job = wait_for_job(server, latest_job(server)["ID"])
+        assert send(server, "GET", "/jobs/%s/archive" % job["ID"]).status == 404
