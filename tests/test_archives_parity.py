@@ -29,7 +29,7 @@ from pydicom.fileset import FileSet
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
 from tests.support import oracle
-from tests.support.daemon import Daemon, read_sample, sample
+from tests.support.daemon import Daemon, read_sample
 
 ROOT_UID = "1.2.826.0.1.3680043.10.4242."
 OPTIONS = {"MediaArchiveSize": 2, "StableAge": 3600}
@@ -104,9 +104,9 @@ def crafted(sop, series, study, patient_id, patient_name, charset="ISO_IR 192", 
 def crafted_instances():
     files = [
         # Names with UTF-8, slashes, colons, '?', '*', a backslash, runs of spaces.
-        crafted("1.1.1", "1.1", "1", "PÄT/1", "Müller^Jürgen", StudyDescription="Étude: crâne/cou?*",
-                AccessionNumber="ACC\\X", Modality="OT", SeriesNumber="3",
-                SeriesDescription="desc  with   spaces", InstanceNumber="7"),
+        crafted("1.1.1", "1.1", "1", "PÄT/1", "Müller^Jürgen",
+                StudyDescription="Étude: crâne/cou?*", AccessionNumber="ACC\\X", Modality="OT",
+                SeriesNumber="3", SeriesDescription="desc  with   spaces", InstanceNumber="7"),
         # Three series with the same name in one study.
         crafted("2.1.1", "2.1", "2", "DUP", "DUP", StudyDescription="S", Modality="CT",
                 SeriesNumber="1", SeriesDescription="same"),

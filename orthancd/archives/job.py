@@ -118,7 +118,8 @@ class ArchiveJob(Job):
                 self.sink.abort()
 
     def reset(self):
-        raise OrthancError(ErrorCode.BadSequenceOfCalls, "Cannot resubmit the creation of an archive")
+        raise OrthancError(ErrorCode.BadSequenceOfCalls,
+                           "Cannot resubmit the creation of an archive")
 
     # -- what the job shows --
 

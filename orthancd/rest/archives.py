@@ -75,7 +75,8 @@ def unsigned_argument(request, name, default):
     digits = stripped[1:] if stripped.startswith("+") else stripped
     if not digits.isdigit() or not digits.isascii() or int(digits) > 0xFFFFFFFF:
         raise OrthancError(ErrorCode.ParameterOutOfRange,
-                           'Expected a Unsigned Int for GET argument "%s", found: %s' % (name, text))
+                           'Expected a Unsigned Int for GET argument "%s", found: %s'
+                           % (name, text))
     return int(digits)
 
 
