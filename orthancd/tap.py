@@ -14,9 +14,12 @@ the one started after it has stopped):
                  the threads of the two Lua states, then the LuaScripts
                  (when Lua is on; orthancd.lua_service)
   stability      the stable-resources timer
+  deflate        the pool that deflates the files of ZIP archives
   jobs           the job engine (reloads the saved jobs, runs the workers)
   HTTP, DICOM    the listening ports
 """
+import os
+
 from twisted.application import service, strports
 from twisted.internet import defer
 from twisted.internet import reactor as default_reactor
@@ -29,6 +32,8 @@ log = logger(__name__)
 
 # File reads, writes and DICOM parsing release the GIL for most of their time.
 FILE_IO_THREADS = 10
+# zlib releases the GIL while it deflates: one thread per core.
+DEFLATE_THREADS = max(2, os.cpu_count() or 1)
 
 
 class Options(usage.Options):
@@ -90,6 +95,7 @@ def _endpoint(override, port, interface):
 
 
 def makeService(options, reactor=default_reactor):
+    from orthancd.archives.service import Archives
     from orthancd.lua_service import build_lua
     from orthancd.modalities import modality_registry
     from orthancd.net.scp_services import scp_services
@@ -106,6 +112,8 @@ def makeService(options, reactor=default_reactor):
     IndexService(server).setServiceParent(top)
     server.index.writer.setServiceParent(top)
     file_io.setServiceParent(top)
+    deflate = ThreadPoolService("deflate", reactor, maxthreads=DEFLATE_THREADS)
+    server.archives = Archives(server, deflate)
 
     site = build_site(server)
     lua_pool = ThreadPoolService("lua-pool", reactor, maxthreads=1, minthreads=1)
@@ -119,6 +127,7 @@ def makeService(options, reactor=default_reactor):
         site.resource.request_filter = server.lua.filter_http_request
         server.ingest.instance_filter = server.lua.filter_received_instance
     server.stability.setServiceParent(top)
+    deflate.setServiceParent(top)
     server.jobs.setServiceParent(top)
     # Remote access is refused per request (403, as Orthanc does), so listen everywhere.
     http_endpoint = _endpoint(options["http-endpoint"], configuration.get("HttpPort", 8042),

@@ -106,6 +106,9 @@ def _read_value(ds, tag, encoding):
     return elements._converted_leaf(raw, vr, tag, None, encoding)
 
 
+read_value = _read_value
+
+
 def _read_sequence(ds, tag, encoding):
     """Orthanc's full JSON node of a top-level sequence, None if absent."""
     if tag not in ds:

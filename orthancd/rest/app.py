@@ -35,10 +35,10 @@ def _route_modules():
     from orthancd.rest import find
     from orthancd.rest import folders, jobs, peers, plugins
     from orthancd.rest import storage_commitment
-    from orthancd.rest import modify
+    from orthancd.rest import archives, modify
     return (system, instances, resources, metadata, attachments, changes, tools, scripts,
             modalities, queries, find, storage_commitment, folders, plugins, peers, jobs,
-            modify)
+            modify, archives)
 
 
 def build_app(ctx):
@@ -239,6 +239,18 @@ class OrthancRequest(server.Request):
             return
         super().handleContentChunk(data)
 
+    _until_close = False
+
+    def stream_until_close(self):
+        """Send this answer as Orthanc streams its synchronous archives:
+        neither a length nor chunks, only the headers already set (no
+        X-Content-Type-Options), the body ending when the connection
+        closes."""
+        self._until_close = True
+        self.channel.persistent = False
+        self.responseHeaders.removeHeader(b"Keep-Alive")
+        self.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+
     def process(self):
         if self._body_refused:
             return
@@ -261,6 +273,10 @@ class OrthancRequest(server.Request):
             self.processingFailed(Failure())
 
     def write(self, data):
+        if self._until_close and not self.startedWriting:
+            self.startedWriting = 1
+            self.channel.writeHeaders(self.clientproto, b"%d" % self.code, self.code_message,
+                                      self.responseHeaders)
         if not self.startedWriting:
             headers = self.responseHeaders
             length = headers.getRawHeaders(b"content-length")

@@ -48,10 +48,17 @@ def render_json(request, value, status=200):
     return sized(request, jsonfmt.dumps(value).encode("ascii"))
 
 
+def content_disposition(filename):
+    """Orthanc's Content-Disposition: the file name without the quotes and
+    line breaks that would let it end the header."""
+    cleaned = filename.replace("\r", "").replace("\n", "").replace('"', "")
+    return ('filename="%s"' % cleaned).encode("utf-8", "surrogateescape")
+
+
 def render_bytes(request, data, content_type=b"application/octet-stream", filename=None):
     request.setHeader(b"Content-Type", content_type)
     if filename:
-        request.setHeader(b"Content-Disposition", ('filename="%s"' % filename).encode())
+        request.setHeader(b"Content-Disposition", content_disposition(filename))
     return sized(request, data)
 
 

@@ -1,6 +1,8 @@
 """/jobs: Orthanc's job list, each job, its actions and its outputs."""
 from orthancd.errors import ErrorCode, OrthancError
-from orthancd.rest.http import bool_argument, no_answer, render_bytes, render_json, render_text
+from orthancd.rest.http import (bool_argument, content_disposition, no_answer, render_bytes,
+                                render_json, render_text)
+from orthancd.rest.streaming import stream_file
 
 
 def install(app, server):
@@ -43,8 +45,16 @@ def install(app, server):
         output = engine.registry.output(job_id, key)
         if output is None:
             raise OrthancError(ErrorCode.InexistentItem, "Job has no such output: " + key)
-        data = await server.file_io.run(_read_all, output)
-        return render_bytes(request, data, output.mime_type.encode(), output.filename)
+        # Outputs may be gigabytes (archives): sent as the client reads.
+        if output.filename:
+            request.setHeader(b"Content-Disposition", content_disposition(output.filename))
+        request.setHeader(b"Content-Type", output.mime_type.encode())
+        try:
+            return await stream_file(request, output.open, output.size, server.file_io)
+        except FileNotFoundError:
+            # Deleted between the lookup and the opening.
+            request.responseHeaders.removeHeader(b"Content-Disposition")
+            raise OrthancError(ErrorCode.InexistentItem, "Job has no such output: " + key)
 
     @app.route("/jobs/<job_id>/<key>", methods=["DELETE"])
     def delete_output(request, job_id, key):
@@ -52,7 +62,3 @@ def install(app, server):
             raise OrthancError(ErrorCode.InexistentItem, "Job has no such output: " + key)
         return render_text(request, "")
 
-
-def _read_all(output):
-    with output.open() as stream:
-        return stream.read()
