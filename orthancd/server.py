@@ -20,6 +20,7 @@ from orthancd.index.base import ContentType, MetadataType, UnknownResource
 from orthancd.index.lmdb_index import LmdbResourceIndex
 from orthancd.index.numbered_names import NumberedNames
 from orthancd.jobs.engine import JobsEngine
+from orthancd.jobs.transfers import register_transfer_jobs
 from orthancd.ingest import (Ingestor, Origin, attachment_slot, parse_attachment_slot,
                              reconstruction_metadata)
 from orthancd.logs import logger
@@ -89,6 +90,7 @@ class OrthancServer:
         self.jobs = JobsEngine(reactor, concurrent, int(configuration.get("JobsHistorySize", 10)),
                                store=self.index if configuration.get("SaveJobs", True) else None,
                                changes=self.changes)
+        register_transfer_jobs(self)
         # Runtime settings the REST API may change (not persisted, as in Orthanc).
         self.default_encoding = configuration.get("DefaultEncoding", "Latin1")
         self.unknown_sop_class_accepted = bool(configuration.get("UnknownSopClassAccepted", False))
