@@ -259,6 +259,26 @@ def test_peer_store_like_orthanc(servers):
     assert len(servers[2].client().get_json("/instances")) == len(SAMPLES) + 1
 
 
+def test_peer_store_transcodes(servers):
+    """Transcoding to what orthancd can write (the JPEG 2000 knee goes as
+    explicit little endian); a syntax it cannot write is refused before any
+    job exists."""
+    ours, dest = servers[0].client(), servers[2].client()
+    knee = servers[3][SAMPLES[3]]["ID"]
+    assert dest.delete("/instances/" + knee).status == 200
+    answer = ours.post("/peers/dest/store", {"Resources": [knee],
+                                             "Transcode": "1.2.840.10008.1.2.1"})
+    assert answer.status == 200, answer.body
+    assert dest.get("/instances/%s/metadata/TransferSyntax" % knee).text == \
+        "1.2.840.10008.1.2.1"
+    frame = dest.get("/instances/%s/frames/0/raw" % knee)
+    assert frame.status == 200 and len(frame.body) == 2 * 512 * 512
+    refused = ours.post("/peers/dest/store", {"Resources": [knee],
+                                              "Transcode": "1.2.840.10008.1.2.4.50"})
+    assert refused.status == 501 and "cannot transcode" in refused.json()["Details"]
+    assert refused.json()["OrthancStatus"] == 2
+
+
 def test_store_advances_per_instance_pauses_and_resumes(servers, scps):
     """Progress shows while the slow SCP takes the instances one by one; a
     paused job keeps its position and sends the rest once resumed."""
