@@ -31,6 +31,17 @@ TIMES = ("CreationTime", "CompletionTime", "Timestamp", "EstimatedTimeOfArrival"
 UNIQUE = ("StorageCommitmentTransactionUID",)
 
 
+def slow_resources(servers):
+    """What the slow tests send: four instances (a series, and one more)."""
+    ids = servers[3]
+    return [ids[SAMPLES[0]]["ParentSeries"], ids[SAMPLES[3]]["ID"]]
+
+
+def under_way(info):
+    """Some instance was sent, and more than one is left."""
+    return 0 < info["Progress"] < 75
+
+
 def slowly(_count):
     time.sleep(SLOW_SECONDS)
     return 0x0000
@@ -61,6 +72,7 @@ def servers(tmp_path_factory, scps):
     orthanc_peers = {
         "dest": [dest.url + "/"],
         "down": ["http://127.0.0.1:%d/" % down],
+        "wrong": [dest.url + "/nothing-here/"],   # answers 404
         "headers": {"Url": dest.url, "Username": "alice", "Password": "secret",
                     "HttpHeaders": {"X-Custom": "yes"}, "Timeout": 7},
     }
@@ -244,14 +256,15 @@ def test_peer_store_like_orthanc(servers):
          {"Resources": [instance], "Transcode": "1.2.840.10008.1.2"},
          volatile=("Size", "SizeMB"))
     same(servers, "POST", "/peers/headers/store", {"Resources": [instance]})
-    for body in ([series], {"Resources": [series], "Asynchronous": True},
-                 {"Resources": [series], "Permissive": True}):
-        same(servers, "POST", "/peers/down/store", body)
+    for name in ("down", "wrong"):
+        for body in ([series], {"Resources": [series], "Asynchronous": True},
+                     {"Resources": [series], "Permissive": True}):
+            same(servers, "POST", "/peers/%s/store" % name, body)
     same(servers, "POST", "/peers/nope/store", [series])
-    for name in ("dest", "down", "nope"):
+    for name in ("dest", "down", "wrong", "nope"):
         reference, mine = same(servers, "GET", "/peers/%s/system" % name)
         assert mine.headers.get("Content-Type") == reference.headers.get("Content-Type")
-    for name in ("dest", "down", "nope"):
+    for name in ("dest", "down", "wrong", "nope"):
         for body in (read_sample("DummyCT.dcm"), b"garbage"):
             # The first one to send it stores it, the second finds it stored.
             same(servers, "POST", "/peers/%s/store-straight" % name, body,
@@ -283,44 +296,42 @@ def test_store_advances_per_instance_pauses_and_resumes(servers, scps):
     """Progress shows while the slow SCP takes the instances one by one; a
     paused job keeps its position and sends the rest once resumed."""
     ours = servers[0].client()
-    series = servers[3][SAMPLES[0]]["ParentSeries"]
     scps["slow"].clear()
     job_id = ours.post("/modalities/slow/store",
-                       {"Resources": [series], "Asynchronous": True}).json()["ID"]
-    progress = _wait_for(ours, job_id, lambda info: 0 < info["Progress"] < 100)
+                       {"Resources": slow_resources(servers), "Asynchronous": True}).json()["ID"]
+    progress = _wait_for(ours, job_id, under_way)
     assert progress["State"] == "Running" and "EstimatedTimeOfArrival" in progress
     assert ours.post("/jobs/%s/pause" % job_id).json() == {}
     paused = _wait_for(ours, job_id, lambda info: info["State"] == "Paused")
     sent = len(scps["slow"].received)
-    assert 0 < sent < 3 and paused["Progress"] == round(100 * sent / 3)
+    assert 0 < sent < 4 and paused["Progress"] == 25 * sent
     time.sleep(2 * SLOW_SECONDS)
     assert len(scps["slow"].received) == sent
     ours.post("/jobs/%s/resume" % job_id)
     done = wait_job(ours, job_id)
     assert done["State"] == "Success" and done["Progress"] == 100
-    # Each instance went once, in their order in the series.
-    assert len(scps["slow"].received) == 3 == len(set(scps["slow"].received))
+    # Each instance went once.
+    assert len(scps["slow"].received) == 4 == len(set(scps["slow"].received))
 
 
 def test_cancel_then_resubmit(servers, scps):
     ours = servers[0].client()
-    series = servers[3][SAMPLES[0]]["ParentSeries"]
     scps["slow"].clear()
     job_id = ours.post("/modalities/slow/store",
-                       {"Resources": [series], "Asynchronous": True}).json()["ID"]
-    _wait_for(ours, job_id, lambda info: info["Progress"] > 0)
+                       {"Resources": slow_resources(servers), "Asynchronous": True}).json()["ID"]
+    _wait_for(ours, job_id, under_way)
     ours.post("/jobs/%s/cancel" % job_id)
     canceled = wait_job(ours, job_id)
     assert (canceled["State"], canceled["ErrorCode"]) == ("Failure", 37)
     assert canceled["ErrorDescription"] == "This job was canceled"
     sent = len(scps["slow"].received)
     time.sleep(2 * SLOW_SECONDS)
-    assert sent < 3 and len(scps["slow"].received) == sent
+    assert sent < 4 and len(scps["slow"].received) == sent
     # Resubmitted, it starts over (Orthanc's SetOfInstancesJob::Reset).
     assert ours.post("/jobs/%s/resubmit" % job_id).json() == {}
     again = wait_job(ours, job_id)
     assert again["State"] == "Success" and again["ErrorCode"] == 0
-    assert len(scps["slow"].received) == sent + 3
+    assert len(scps["slow"].received) == sent + 4
 
 
 def test_failed_store_resubmitted_once_the_destination_is_back(servers):
@@ -370,12 +381,11 @@ def test_jobs_survive_a_restart(servers, scps):
     (SaveJobs); the store goes on where it stopped."""
     daemon = servers[0]
     ours = daemon.client()
-    series = servers[3][SAMPLES[0]]["ParentSeries"]
     scps["slow"].clear()
     store_id = ours.post("/modalities/slow/store",
-                         {"Resources": [series], "Asynchronous": True,
+                         {"Resources": slow_resources(servers), "Asynchronous": True,
                           "UserData": "kept"}).json()["ID"]
-    _wait_for(ours, store_id, lambda info: info["Progress"] > 0)
+    _wait_for(ours, store_id, under_way)
     ours.post("/jobs/%s/pause" % store_id)
     paused = _wait_for(ours, store_id, lambda info: info["State"] == "Paused")
     move_id = ours.post("/modalities/dest/move", {
@@ -391,5 +401,25 @@ def test_jobs_survive_a_restart(servers, scps):
     sent = len(scps["slow"].received)
     ours.post("/jobs/%s/resume" % store_id)
     assert wait_job(ours, store_id)["State"] == "Success"
-    assert len(scps["slow"].received) == 3
-    assert sent < 3
+    assert len(scps["slow"].received) == 4 == len(set(scps["slow"].received))
+    assert sent < 4
+
+
+def test_instance_deleted_after_submission(servers, scps):
+    """An instance gone before its turn counts as failed: a permissive job
+    goes on, another fails with InternalError (Orthanc's SetOfInstancesJob)."""
+    ours = servers[0].client()
+    knee = servers[3][SAMPLES[3]]["ID"]
+    jobs = [ours.post("/modalities/slow/store",
+                      {"Resources": slow_resources(servers), "Asynchronous": True,
+                       "Permissive": permissive}).json()["ID"] for permissive in (True, False)]
+    assert ours.delete("/instances/" + knee).status == 200
+    try:
+        tolerant, strict = [wait_job(ours, job_id) for job_id in jobs]
+        assert tolerant["State"] == "Success"
+        assert tolerant["Content"]["FailedInstancesCount"] == 1
+        assert (strict["State"], strict["ErrorCode"], strict["ErrorDetails"]) == \
+            ("Failure", -1, "")
+        assert strict["Content"]["FailedInstancesCount"] == 1
+    finally:
+        ours.upload(read_sample(*SAMPLES[3]))

@@ -417,9 +417,17 @@ def _close_unsent(loaded):
         payload[0].close()
 
 
+def _removed_meanwhile(failure, instance_id):
+    """A file deleted since the instance was described: it is no longer stored."""
+    failure.trap(FileNotFoundError)
+    raise InstanceRemoved(instance_id)
+
+
 async def _store_one(association, modality, instance, loading, move_originator, outcome):
     try:
         context, payload = await loading
+    except InstanceRemoved:
+        raise
     except OrthancError as exc:
         outcome.failed.append((instance.instance_id, exc))
         return False
@@ -537,10 +545,13 @@ class InstanceSender:
         upcoming = self._planned.get(following)
         if isinstance(upcoming, OutgoingInstance):
             self._prefetch = (following, association, _load(self._server, association, upcoming))
+        loading.addErrback(_removed_meanwhile, self._ids[position])
         outcome = StoreOutcome()
         try:
             ok = await _store_one(association, self._modality, instance, loading,
                                   self._move_originator, outcome)
+        except InstanceRemoved:
+            raise
         except BaseException:
             association.abort()
             raise
