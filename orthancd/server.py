@@ -20,6 +20,7 @@ from orthancd.index.base import ContentType, MetadataType, UnknownResource
 from orthancd.index.lmdb_index import LmdbResourceIndex
 from orthancd.index.numbered_names import NumberedNames
 from orthancd.jobs.engine import JobsEngine
+from orthancd.jobs.transfers import register_transfer_jobs
 from orthancd.ingest import (Ingestor, Origin, attachment_slot, parse_attachment_slot,
                              reconstruction_metadata)
 from orthancd.logs import logger
@@ -91,6 +92,7 @@ class OrthancServer:
                                store=self.index if configuration.get("SaveJobs", True) else None,
                                changes=self.changes)
         modification_jobs.register(self)
+        register_transfer_jobs(self)
         # Runtime settings the REST API may change (not persisted, as in Orthanc).
         self.default_encoding = configuration.get("DefaultEncoding", "Latin1")
         self.unknown_sop_class_accepted = bool(configuration.get("UnknownSopClassAccepted", False))

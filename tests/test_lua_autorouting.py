@@ -37,6 +37,12 @@ AUTOROUTING_CONDITIONAL = """function OnStoredInstance(instanceId, tags, metadat
 end
 """
 
+# The Book's HTTP variant: to an Orthanc peer.
+AUTOROUTING_HTTP = """function OnStoredInstance(instanceId, tags, metadata)
+   Delete(SendToPeer(instanceId, 'peer'))
+end
+"""
+
 # The Book's sample with another local AET ("SendToModality(id, modality, localAet)").
 AUTOROUTING_CHANGED_AET = """function OnStoredInstance(instanceId, tags, metadata)
    Delete(SendToModality(instanceId, 'sample', 'LUA_ROUTER'))
@@ -68,7 +74,8 @@ def routing(tmp_path_factory):
     destination = RealOrthanc(tmp_path_factory.mktemp("destination")).start()
     try:
         ours = Daemon(tmp_path_factory.mktemp("router"), DicomModalities={
-            "sample": ["ORACLE", "127.0.0.1", destination.dicom_port]}).start()
+            "sample": ["ORACLE", "127.0.0.1", destination.dicom_port]}, OrthancPeers={
+            "peer": ["http://127.0.0.1:%d/" % destination.http_port]}).start()
     except Exception:
         destination.stop()
         raise
@@ -138,3 +145,14 @@ def test_routing_job_as_orthanc_shows_it(routing):
     assert job["Content"]["CountOperations"] >= 2
     assert job["Priority"] == 0 and job["ErrorCode"] == 0
     assert json.dumps(job)  # JSON all the way
+
+
+def test_to_a_peer(routing):
+    ours, destination = routing
+    _install(ours, AUTOROUTING_HTTP)
+    client = ours.client()
+    uploaded = client.upload(_variant("ColorTestMalaterre.dcm", "ANYONE", ".6"))
+    _wait_for(lambda: _received(destination, uploaded["ID"]))
+    _wait_for(lambda: uploaded["ID"] not in client.get_json("/instances"))
+    metadata = destination.client().get_json("/instances/%s/metadata?expand" % uploaded["ID"])
+    assert metadata["Origin"] == "RestApi"

@@ -215,7 +215,7 @@ class LuaActions:
         return store_scu
 
     def _store_peer(self, description):
-        from orthancd.peers.client import store_instance
+        from orthancd.peers import open_peer_client
         name = _text(description.get("Peer"))
         peers = self._server.configuration.orthanc_peers()
         if name not in peers:
@@ -225,7 +225,17 @@ class LuaActions:
         async def store_peer(instance_id):
             log.info("Lua: Sending instance {id} to peer \"{url}\"", id=instance_id,
                      url=peer["Url"])
-            await store_instance(self._server, peer, instance_id)
+            server = self._server
+            data = await server.read_attachment(server.dicom_attachment(instance_id))
+            client = await open_peer_client(server, peer)
+            try:
+                answer = await client.post_instance(data)
+            finally:
+                client.close()
+            if not answer.ok:
+                log.error("Lua: Unable to send instance {id} to peer \"{url}\"",
+                          id=instance_id, url=peer["Url"])
+                raise OrthancError(ErrorCode.NetworkProtocol)
             return [instance_id]
         return store_peer
 

@@ -114,7 +114,8 @@ class JobsEngine(service.Service):
     def _outcome(handler):
         if handler.state is JobState.SUCCESS:
             return handler.job.public_content()
-        raise OrthancError(handler.error_code, handler.error_details or None)
+        payload = handler.job.error_payload() or handler.error_payload
+        raise OrthancError(handler.error_code, handler.error_details or None, payload=payload)
 
     def _job_event(self, event, handler):
         if event in ("success", "failure"):
@@ -213,7 +214,7 @@ class JobsEngine(service.Service):
             try:
                 result = await job.step(handler.id)
             except OrthancError as e:
-                result = model.failure(e.code, e.details or "")
+                result = model.failure_of(e)
             except Exception as e:
                 log.failure("Step of {type} job {id} failed", type=job.job_type, id=handler.id)
                 result = model.failure(ErrorCode.InternalError, str(e))
@@ -223,7 +224,7 @@ class JobsEngine(service.Service):
                 return
             if result.kind == "failure":
                 job.stop(StopReason.FAILURE)
-                self.registry.mark_failure(handler, result.code, result.details)
+                self.registry.mark_failure(handler, result.code, result.details, result.payload)
                 return
             if result.kind == "retry":
                 job.stop(StopReason.RETRY)
@@ -261,6 +262,7 @@ class JobsEngine(service.Service):
                 "Runtime": handler.runtime,
                 "ErrorCode": int(handler.error_code),
                 "ErrorDetails": handler.error_details,
+                "ErrorPayload": handler.error_payload,
                 "UserData": handler.job.user_data,
                 "Job": content,
             })
@@ -302,5 +304,6 @@ class JobsEngine(service.Service):
             handler.runtime = entry.get("Runtime", 0.0)
             handler.error_code = ErrorCode(entry.get("ErrorCode", 0))
             handler.error_details = entry.get("ErrorDetails", "")
+            handler.error_payload = entry.get("ErrorPayload")
             self.registry.submit(handler, loaded=True)
         log.info("Loaded {n} saved job(s)", n=len(self.registry.handlers()))

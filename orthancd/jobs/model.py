@@ -38,14 +38,21 @@ class StepResult:
     code: ErrorCode = ErrorCode.Success
     details: str = ""
     retry_ms: int = 0
+    # Orthanc's "ErrorPayload" of a failed step ({"Type": ..., "Content": ...}).
+    payload: Optional[dict] = None
 
 
 CONTINUE = StepResult("continue")
 SUCCESS = StepResult("success")
 
 
-def failure(code, details=""):
-    return StepResult("failure", ErrorCode(code), details or "")
+def failure(code, details="", payload=None):
+    return StepResult("failure", ErrorCode(code), details or "", payload=payload)
+
+
+def failure_of(error):
+    """The failed step of an OrthancError, its payload kept."""
+    return failure(error.code, error.details or "", error.payload)
 
 
 def retry(milliseconds):
@@ -97,6 +104,12 @@ class Job(abc.ABC):
     def public_content(self):
         """The "Content" of the job's JSON."""
         return {}
+
+    def error_payload(self):
+        """The payload a synchronous request's error carries when the job
+        failed (Orthanc's LookupErrorPayload), None to keep the failed
+        step's own."""
+        return None
 
     def serialize(self):
         """A JSON-able dict from which the job can be rebuilt after a

@@ -42,6 +42,7 @@ class JobHandler:
         self.cancel_scheduled = False
         self.error_code = ErrorCode.Success
         self.error_details = ""
+        self.error_payload = None     # {"Type": ..., "Content": ...} of the failed step
 
     def _touch(self, now):
         if self.state is JobState.RUNNING:
@@ -77,6 +78,8 @@ class JobHandler:
         }
         if self.job.user_data is not None:
             out["UserData"] = self.job.user_data
+        if self.error_payload is not None:
+            out["ErrorPayload"] = self.error_payload
         if self.state is JobState.RUNNING and progress > 0.01 and runtime > 0:
             remaining = runtime / progress * (1.0 - progress)
             out["EstimatedTimeOfArrival"] = iso_time(now + remaining)
@@ -187,12 +190,14 @@ class JobsRegistry:
 
     def mark_success(self, handler):
         handler.error_code, handler.error_details = ErrorCode.Success, ""
+        handler.error_payload = None
         self._complete(handler, True)
         self._notify("success", handler)
         self._forget_old()
 
-    def mark_failure(self, handler, code, details=""):
+    def mark_failure(self, handler, code, details="", payload=None):
         handler.error_code, handler.error_details = ErrorCode(code), details or ""
+        handler.error_payload = payload
         self._complete(handler, False)
         self._notify("failure", handler)
         self._forget_old()
@@ -273,6 +278,7 @@ class JobsRegistry:
             self._completed.remove(job_id)
         handler.runtime = 0.0
         handler.error_code, handler.error_details = ErrorCode.Success, ""
+        handler.error_payload = None
         handler.set_state(JobState.PENDING, self._clock())
         self._push(handler)
         return True

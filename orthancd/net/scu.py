@@ -417,9 +417,17 @@ def _close_unsent(loaded):
         payload[0].close()
 
 
+def _removed_meanwhile(failure, instance_id):
+    """A file deleted since the instance was described: it is no longer stored."""
+    failure.trap(FileNotFoundError)
+    raise InstanceRemoved(instance_id)
+
+
 async def _store_one(association, modality, instance, loading, move_originator, outcome):
     try:
         context, payload = await loading
+    except InstanceRemoved:
+        raise
     except OrthancError as exc:
         outcome.failed.append((instance.instance_id, exc))
         return False
@@ -455,6 +463,126 @@ async def _store_one(association, modality, instance, loading, move_originator, 
         return True
     outcome.failed.append((instance.instance_id, store_failed(modality, response.status)))
     return False
+
+
+class InstanceRemoved(Exception):
+    """The instance to send is no longer stored (deleted since the job
+    listing it was submitted)."""
+
+
+class InstanceSender:
+    """C-STORE stored instances one at a time, in the order given, as a job
+    does (one per step): the association stays open from one instance to the
+    next until ``close()``, and proposes the contexts of the instances that
+    follow (up to 128), so that one association serves many.  While an
+    instance is on the wire, the next one is read in a worker thread.
+    """
+
+    def __init__(self, server, settings, modality, instance_ids, move_originator=None):
+        self._server = server
+        self._settings = settings
+        self._modality = modality
+        self._ids = list(instance_ids)
+        self._move_originator = move_originator
+        self._planned = {}       # position -> OutgoingInstance, or OrthancError if removed
+        self._contexts = {}      # position -> contexts proposed for its batch
+        self._association = None
+        self._key = PoolKey.for_modality(modality, settings.local_aet)
+        self._prefetch = None    # (position, association, Deferred of (context, payload))
+
+    def _plan(self, position):
+        """Describe the instances from ``position`` on until their contexts
+        fill an association (cheap index reads)."""
+        batch, contexts = [], []
+        for index in range(position, len(self._ids)):
+            try:
+                instance = outgoing_instance(self._server, self._ids[index])
+            except Exception as exc:
+                self._planned[index] = exc
+                continue
+            needed = [c for c in instance.contexts() if c not in contexts]
+            if batch and len(contexts) + len(needed) > MAX_CONTEXTS:
+                break
+            batch.append(index)
+            contexts.extend(needed)
+            self._planned[index] = instance
+        for index in batch:
+            self._contexts[index] = contexts
+
+    async def _association_for(self, position, instance):
+        association = self._association
+        if association is not None and association.is_established and choose_context(
+                association.accepted_contexts, instance) is not None:
+            return association
+        await self._give_back()
+        contexts = normalize_contexts(self._contexts[position])
+        pool = association_pool(self._server.reactor)
+        association = await pool.acquire(
+            self._key, lambda a: can_serve(a, contexts) and choose_context(
+                a.accepted_contexts, instance) is not None,
+            lambda: open_association(self._server.reactor, self._settings, self._modality,
+                                     contexts))
+        association.timeout = self._settings.timeout or None
+        self._association = association
+        return association
+
+    async def send(self, position):
+        """C-STORE the instance at ``position``; returns its OutgoingInstance.
+        Raises InstanceRemoved when it is no longer stored, OrthancError
+        when the peer cannot be reached or refuses it."""
+        if position not in self._planned:
+            self._plan(position)
+        instance = self._planned[position]
+        if isinstance(instance, Exception):
+            raise InstanceRemoved(self._ids[position])
+        association = await self._association_for(position, instance)
+        loading = self._take_prefetch(position, association)
+        if loading is None:
+            loading = _load(self._server, association, instance)
+        following = position + 1
+        if following < len(self._ids) and following not in self._planned:
+            self._plan(following)
+        upcoming = self._planned.get(following)
+        if isinstance(upcoming, OutgoingInstance):
+            self._prefetch = (following, association, _load(self._server, association, upcoming))
+        loading.addErrback(_removed_meanwhile, self._ids[position])
+        outcome = StoreOutcome()
+        try:
+            ok = await _store_one(association, self._modality, instance, loading,
+                                  self._move_originator, outcome)
+        except InstanceRemoved:
+            raise
+        except BaseException:
+            association.abort()
+            raise
+        if not ok:
+            raise outcome.failed[0][1]
+        return instance
+
+    def _take_prefetch(self, position, association):
+        prefetch, self._prefetch = self._prefetch, None
+        if prefetch is None:
+            return None
+        if prefetch[0] == position and prefetch[1] is association:
+            return prefetch[2]
+        prefetch[2].addCallback(_close_unsent).addErrback(lambda failure: None)
+        return None
+
+    def _give_back(self):
+        association, self._association = self._association, None
+        self._take_prefetch(None, None)
+        if association is None:
+            return defer.succeed(None)
+        association.store_handler = None
+        pool = association_pool(self._server.reactor)
+        return pool.give_back(self._key, association, self._settings.close_delay)
+
+    def close(self):
+        """Done for now (the job ends or pauses): the association goes back
+        to the pool, kept ``DicomAssociationCloseDelay`` seconds."""
+        d = self._give_back()
+        d.addErrback(lambda failure: log.debug("release failed: %s", failure.getErrorMessage()))
+        return d
 
 
 def _straight_instance(server, data):
@@ -617,6 +745,7 @@ class RetrieveCounts:
     completed: int = 0
     failed: int = 0
     warning: int = 0
+    remaining: int = 0
     # Public IDs of the instances that came to us through this retrieve.
     received: list = field(default_factory=list)
 
@@ -648,13 +777,16 @@ def _counts(command, counts):
     counts.completed = command.get("NumberOfCompletedSuboperations") or counts.completed
     counts.failed = command.get("NumberOfFailedSuboperations") or counts.failed
     counts.warning = command.get("NumberOfWarningSuboperations") or counts.warning
+    counts.remaining = command.get("NumberOfRemainingSuboperations") or 0
 
 
-async def move(reactor, settings, modality, level, identifier, target_aet, check=True):
+async def move(reactor, settings, modality, level, identifier, target_aet, check=True,
+               counts=None):
     """C-MOVE one identifier to ``target_aet``; returns RetrieveCounts
-    (without ``check``, whatever the final status)."""
+    (without ``check``, whatever the final status).  ``counts``, when given,
+    follows the pending responses as they come (a job's progress)."""
     model = PATIENT_ROOT_MOVE if level is ResourceLevel.PATIENT else STUDY_ROOT_MOVE
-    counts = RetrieveCounts()
+    counts = RetrieveCounts() if counts is None else counts
     async with _control_association(reactor, settings, modality,
                                     MOVE_CONTEXTS) as association:
         key = (settings.local_aet, association.next_message_id)
@@ -753,14 +885,15 @@ class _GetStoreSink:
         return status
 
 
-async def get(server, settings, modality, level, identifier, check=True):
+async def get(server, settings, modality, level, identifier, check=True, counts=None):
     """C-GET one identifier: the peer sends the instances back on our
-    association and they are stored like any C-STORE.  Returns RetrieveCounts."""
+    association and they are stored like any C-STORE.  Returns RetrieveCounts
+    (``counts``, when given, follows the pending responses)."""
     model = PATIENT_ROOT_GET if level is ResourceLevel.PATIENT else STUDY_ROOT_GET
     contexts = [(model, list(QUERY_SYNTAXES))] + get_storage_contexts()
     received = []
 
-    counts = RetrieveCounts()
+    counts = RetrieveCounts() if counts is None else counts
 
     def handle_store(protocol, context, command):
         return _GetStoreSink(server, protocol, context, command, modality, received,

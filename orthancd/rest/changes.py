@@ -101,7 +101,10 @@ def install(app, server):
                                          "Last": export["Seq"] if export else 0})
         since, _, limit = change_arguments(request)
         exports, done, last = index.get_exports(max(since, 0), min(limit, MAX_LIMIT))
-        return render_json(request, {"Exports": exports, "Done": done, "Last": last})
+        out = {"Exports": exports, "Done": done, "Last": last}
+        if exports:
+            out["First"] = exports[0]["Seq"]  # as Orthanc's FormatLog
+        return render_json(request, out)
 
     @app.route("/exports", methods=["DELETE"])
     async def clear_exports(request):

@@ -1,26 +1,26 @@
 """/modalities: the remote DICOM nodes, and orthancd acting as their SCU.
 
-Every operation is synchronous (the HTTP answer waits for the DICOM
-exchange to end), as Orthanc's ``"Synchronous": true``; asynchronous jobs
-need the job engine, which orthancd does not have yet.
+Echo, find, query and store-straight answer when the DICOM exchange is over;
+store, move and get are jobs (orthancd.jobs), run synchronously unless the
+body asks otherwise, as in Orthanc 1.13.0.
 """
 import json
-import time
 
-from orthancd import storage_commitment
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
-from orthancd.index.base import UnknownResource
 from orthancd.config import parse_modality
 from orthancd.modalities import check_description, modality_registry, normalized_description
 from orthancd.net import scu
 from orthancd.rest.http import (
     bool_argument, read_body, render_bytes, render_json, render_text, sized)
-from orthancd.rest.scu_requests import option, read_field, require_synchronous
+from orthancd.rest.scu_requests import option, read_field, read_unsigned, submit_commands_job
+from orthancd.jobs.dicom_retrieve import retrieve_job
+from orthancd.jobs.dicom_store import DicomModalityStoreJob
+from orthancd.jobs.instances import (
+    log_exported_resource, ordered_child_instances, resource_level)
 from orthancd.dicom.from_json import dataset_from_json
 from orthancd.dicom.summary import MAIN_DICOM_TAGS
 from orthancd.find import tags as find_tags
-from orthancd.net.retrieve import run_retrieve
 from orthancd.rest.queries import (
     answer_json, create_query, query_retrieve_size, query_to_dataset)
 
@@ -70,10 +70,6 @@ def is_tag_name(key):
     return True
 
 
-def resource_type_name(level):
-    return level.name.title()
-
-
 def parse_level(value):
     if not isinstance(value, str):
         raise OrthancError(ErrorCode.BadFileFormat, "The JSON body must contain field Level")
@@ -84,15 +80,36 @@ def parse_level(value):
                            "Invalid resource type '%s'" % value) from None
 
 
-def _resource_instances(index, public_id):
-    """(level, instances below) of any-level resource ``public_id`` (Orthanc
-    accepts IDs of any level in the store body)."""
-    for level in ResourceLevel:
-        try:
-            return level, index.get_descendant_instances(public_id, level)
-        except UnknownResource:
-            continue
-    raise OrthancError(ErrorCode.UnknownResource)
+async def instances_to_export(server, resources, remote):
+    """(instances in sending order, [(resource, level)]) of the resources
+    named in a store request; with LogExportedResources, each resource is
+    logged as exported to ``remote`` as it is listed (Orthanc's
+    GetInstancesToExport)."""
+    instances, parents = [], []
+    log_exports = server.configuration.get("LogExportedResources", False)
+    for public_id in resources:
+        level = resource_level(server.index, public_id)
+        if level is None:
+            # What Orthanc 1.13.0 answers for an unknown resource here.
+            raise OrthancError(ErrorCode.InternalError,
+                               "ErrorCode_InternalError triggered from ServerContext.cpp:2148")
+        parents.append((public_id, level))
+        instances.extend(ordered_child_instances(server.index, public_id, level))
+        if log_exports:
+            await log_exported_resource(server, public_id, level, remote)
+    return instances, parents
+
+
+def parse_store_body(request):
+    """The body of a store request: JSON, or a bare identifier as text."""
+    raw = read_body(request).strip()
+    try:
+        return json.loads(raw)
+    except ValueError:
+        body = raw.decode("utf-8", "replace")
+        if not _looks_like_identifier(body):
+            raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON value") from None
+        return body
 
 
 def _looks_like_identifier(text):
@@ -292,71 +309,24 @@ def install(app, server):
 
     @app.route("/modalities/<name>/store", methods=["POST"])
     async def store(request, name):
+        resources, options = store_request(parse_store_body(request))
+        instances, parents = await instances_to_export(server, resources, name)
         modality = registry.get_modality(name)
-        raw = read_body(request).strip()
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            # A bare identifier, as text/plain.
-            body = raw.decode("utf-8", "replace")
-            if not _looks_like_identifier(body):
-                raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON value") from None
-        resources, options = store_request(body)
-        require_synchronous(options)
-        local_aet = option(options, "LocalAet", str)
-        originator = None
-        if "MoveOriginatorAet" in options or "MoveOriginatorID" in options:
-            originator = (option(options, "MoveOriginatorAet", str, ""),
-                          option(options, "MoveOriginatorID", int, 0))
-        storage_commitment_requested = option(options, "StorageCommitment", bool, False)
-        timeout = read_field(options, "Timeout", int)
-        permissive = bool(read_field(options, "Permissive", bool, False))
+        local_aet = option(options, "LocalAet", str, modality.get("LocalAet")
+                           or configuration.get("DicomAet", "ORTHANC"))
+        originator_aet = option(options, "MoveOriginatorAet", str,
+                                configuration.get("DicomAet", "ORTHANC"))
+        originator_id = option(options, "MoveOriginatorID", int, 0)
         modality = with_destination_overrides(modality, options)
-        instances, described = [], []
-        for public_id in resources:
-            try:
-                level, below = _resource_instances(server.index, public_id)
-            except OrthancError:
-                # What Orthanc 1.13.0 answers for an unknown resource here.
-                raise OrthancError(ErrorCode.InternalError,
-                                   "ErrorCode_InternalError triggered from "
-                                   "ServerContext.cpp:2148") from None
-            instances.extend(below)
-            described.append({"ID": public_id, "Type": resource_type_name(level)})
-        scu_settings = settings(modality, {key: value for key, value in
-                                           (("LocalAet", local_aet), ("Timeout", timeout))
-                                           if value is not None})
-        try:
-            outcome = await scu.store(server, scu_settings, modality, instances, originator,
-                                      permissive=permissive)
-        except OrthancError:
-            if not permissive:
-                raise
-            outcome = scu.StoreOutcome()  # a permissive job ignores the failure
-        if configuration.get("LogExportedResources", False):
-            for instance_id in outcome.sent:
-                await log_export(server, instance_id, modality["AET"])
-        if outcome.failed and not permissive:
-            raise outcome.failed[0][1]
-        report = {
-            "Description": "REST API",
-            # Orthanc 1.13.0 answers a synchronous job with its content as
-            # of its submission: nothing has failed yet.
-            "FailedInstancesCount": 0,
-            "InstancesCount": len(instances),
-            "LocalAet": scu_settings.local_aet,
-            "RemoteAet": modality["AET"],
-        }
-        if resources:
-            report["ParentResources"] = resources
-            report["Resources"] = described
-        if originator is not None:
-            report["MoveOriginatorAET"], report["MoveOriginatorID"] = originator
-        report = dict(sorted(report.items()))
-        if storage_commitment_requested:
-            report["StorageCommitmentTransactionUID"] = await storage_commitment.after_store(
-                server, scu_settings, modality, instances, outcome.sent)
-        return render_json(request, report)
+        if originator_id >= 65536:
+            raise OrthancError(ErrorCode.ParameterOutOfRange)
+        commitment = option(options, "StorageCommitment", bool, False)
+        timeout = read_unsigned(options, "Timeout")
+        job = DicomModalityStoreJob(
+            server, modality, local_aet, timeout,
+            (originator_aet, originator_id) if originator_id else None, commitment,
+            instances=instances, parent_resources=parents)
+        return await submit_commands_job(request, server, job, options)
 
     @app.route("/modalities/<name>/store-straight", methods=["POST"])
     async def store_straight(request, name):
@@ -396,18 +366,20 @@ def install(app, server):
         return render_json(request, {"ID": query_id, "Path": "/queries/%s" % query_id})
 
     async def do_move(request, name, method):
-        modality = registry.get_modality(name)
         body = parse_json_value(request)
-        if not isinstance(body, dict) or "Resources" not in body or "Level" not in body:
+        if not isinstance(body, dict) or not isinstance(body.get("Resources"), list) \
+                or not isinstance(body.get("Level"), str):
             raise OrthancError(ErrorCode.BadFileFormat,
                                "Must provide a JSON body containing fields Resources and Level")
-        require_synchronous(body)
         level = parse_level(body["Level"])
+        modality = registry.get_modality(name)
+        local_aet = option(body, "LocalAet", str, modality.get("LocalAet")
+                           or configuration.get("DicomAet", "ORTHANC"))
+        timeout = read_unsigned(body, "Timeout")
         resources = body["Resources"]
-        if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
+        if not all(isinstance(r, dict) for r in resources):
             raise OrthancError(ErrorCode.BadFileFormat,
                                "Expecting an object in field 'Resources elements'")
-        target = option(body, "TargetAet", str) or configuration.get("DicomAet", "ORTHANC")
         queries = []
         for fields in resources:
             query = scu.identifier_dataset(level, {})
@@ -417,9 +389,12 @@ def install(app, server):
                                        "Expecting a string in field '%s'" % key)
                 scu.set_element(query, key, value)
             queries.append(query)
-        report = await run_retrieve(server, settings(modality, body), modality, level, method,
-                                    target, queries, "short", "REST API")
-        return render_json(request, report)
+        target = None
+        if method == "C-MOVE":
+            target = option(body, "TargetAet", str) or configuration.get("DicomAet", "ORTHANC")
+        job = retrieve_job(method, server, modality, local_aet, level, queries, timeout,
+                           target_aet=target)
+        return await submit_commands_job(request, server, job, body)
 
     @app.route("/modalities/<name>/move", methods=["POST"])
     def move(request, name):
@@ -510,24 +485,3 @@ def worklist_format(body):
         if key in body and read_field(body, key, bool):
             return mode
     return "simplify"
-
-
-async def log_export(server, instance_id, remote_aet):
-    """One /exports entry per instance, as Orthanc logs them."""
-    index = server.index
-    instance = index.get_resource(instance_id, ResourceLevel.INSTANCE)
-    series = index.get_resource(instance.parent, ResourceLevel.SERIES)
-    study = index.get_resource(series.parent, ResourceLevel.STUDY)
-    patient = index.get_resource(study.parent, ResourceLevel.PATIENT)
-    await index.log_export({
-        "ResourceType": "Instance",
-        "ID": instance_id,
-        "Path": "/instances/%s" % instance_id,
-        "RemoteModality": remote_aet,
-        "Date": time.strftime("%Y%m%dT%H%M%S", time.gmtime()),
-        "PatientID": patient.main_tags.get("PatientID", ""),
-        "StudyInstanceUID": study.main_tags.get("StudyInstanceUID", ""),
-        "SeriesInstanceUID": series.main_tags.get("SeriesInstanceUID", ""),
-        "SOPInstanceUID": instance.main_tags.get("SOPInstanceUID", ""),
-    })
-

@@ -1,17 +1,29 @@
-"""/peers: the Orthanc peers of the configuration ("OrthancPeers").
+"""/peers: the Orthanc peers of the configuration ("OrthancPeers"), and
+sending to them (orthancd.peers, orthancd.jobs.peer_store)."""
+import json
 
-Listing and describing them; sending to them comes with the peer client.
-"""
+from orthancd import peers as peer_client
 from orthancd.config import peer_public_view
 from orthancd.errors import ErrorCode, OrthancError
-from orthancd.rest.http import bool_argument, no_answer, render_json
+from orthancd.jobs.peer_store import OrthancPeerStoreJob, check_transcode_target
+from orthancd.rest.http import (
+    EmptyAnswer, bool_argument, no_answer, read_body, render_bytes, render_json)
+from orthancd.rest.modalities import instances_to_export, parse_store_body, store_request
+from orthancd.rest.scu_requests import read_field, submit_commands_job
 
 # What Orthanc lists under /peers/{id}.
 PEER_OPERATIONS = ["configuration", "store", "store-straight", "system"]
+# The error statuses a REST handler may answer bare (Orthanc's RestApiOutput).
+BARE_ERROR_STATUSES = (400, 403, 415, 500)
 
 
 def install(app, server):
     peers = server.configuration.orthanc_peers()
+
+    def peer_of(name):
+        if name not in peers:
+            raise OrthancError(ErrorCode.UnknownResource, "No peer with symbolic name: " + name)
+        return peers[name]
 
     @app.route("/peers", methods=["GET"])
     def list_peers(request):
@@ -28,6 +40,45 @@ def install(app, server):
 
     @app.route("/peers/<name>/configuration", methods=["GET"])
     def peer_configuration(request, name):
-        if name not in peers:
-            raise OrthancError(ErrorCode.UnknownResource, "No peer with symbolic name: " + name)
-        return render_json(request, peer_public_view(peers[name]))
+        return render_json(request, peer_public_view(peer_of(name)))
+
+    @app.route("/peers/<name>/store", methods=["POST"])
+    async def peer_store(request, name):
+        resources, options = store_request(parse_store_body(request))
+        instances, parents = await instances_to_export(server, resources, name)
+        transcode = read_field(options, "Transcode", str)
+        if transcode is not None:
+            check_transcode_target(transcode)
+        compress = read_field(options, "Compress", bool, False)
+        job = OrthancPeerStoreJob(server, peer_of(name), transcode, compress,
+                                  instances=instances, parent_resources=parents)
+        return await submit_commands_job(request, server, job, options)
+
+    @app.route("/peers/<name>/system", methods=["GET"])
+    async def peer_system(request, name):
+        client = await peer_client.open_peer_client(server, peer_of(name))
+        try:
+            answer = await client.request("GET", "system")
+        finally:
+            client.close()
+        if not answer.ok:
+            if answer.status not in BARE_ERROR_STATUSES:
+                raise OrthancError(ErrorCode.BadHttpStatusInRest)
+            raise EmptyAnswer(answer.status)
+        return render_bytes(request, answer.body, b"application/json")
+
+    @app.route("/peers/<name>/store-straight", methods=["POST"])
+    async def peer_store_straight(request, name):
+        client = await peer_client.open_peer_client(server, peer_of(name))
+        try:
+            answer = await client.post_instance(read_body(request))
+        finally:
+            client.close()
+        try:
+            body = json.loads(answer.body) if answer.ok else None
+        except ValueError:
+            body = None
+        if body is None:
+            raise OrthancError(ErrorCode.NetworkProtocol,
+                               "Cannot send DICOM to remote peer: " + name)
+        return render_json(request, body)

@@ -15,9 +15,9 @@ from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.modalities import modality_registry
 from orthancd.net import scu
-from orthancd.net.retrieve import run_retrieve
+from orthancd.jobs.dicom_retrieve import retrieve_job
 from orthancd.rest.http import bool_argument, has_argument, read_body, render_json, render_text
-from orthancd.rest.scu_requests import read_field, require_synchronous
+from orthancd.rest.scu_requests import read_field, submit_commands_job
 
 # Tags Orthanc adds (empty, for universal matching) to a query at each level.
 LEVEL_KEYS = {
@@ -289,34 +289,43 @@ def install(app, server):
         return render_json(request, answer_json(server, answer, answer_mode(request)))
 
     async def retrieve(request, record, answers):
-        options, target = retrieve_options(read_body(request))
-        require_synchronous(options)
-        target = target or server.configuration.get("DicomAet", "ORTHANC")
+        """``answers()``: the answers to retrieve (checked once the body
+        was read, as Orthanc does)."""
         modality = registry.get_modality(record.modality)
+        options, target = retrieve_options(read_body(request))
+        target = target or modality.get("LocalAet") or \
+            server.configuration.get("DicomAet", "ORTHANC")
+        timeout = options.get("Timeout", -1)
+        if not isinstance(timeout, int) or isinstance(timeout, bool):
+            raise OrthancError(ErrorCode.BadParameterType)
+        if timeout < 0:
+            timeout = record.timeout
         method = retrieve_method(options, modality, server.configuration)
         mode = "simplify" if read_field(options, "Simplify", bool, False) else (
             "full" if read_field(options, "Full", bool, False) else "short")
-        timeout = read_field(options, "Timeout", int, record.timeout)
-        body = {"Timeout": timeout, "LocalAet": record.local_aet}
         settings = scu.ScuSettings.for_modality(
-            server.configuration, modality, {k: v for k, v in body.items() if v is not None})
+            server.configuration, modality,
+            {"LocalAet": record.local_aet} if record.local_aet else {})
         queries = []
-        for answer in answers:
+        for answer in answers():
             query = scu.identifier_dataset(record.level, {})
             for key in LEVEL_KEYS[record.level]:
                 if key in answer:
                     scu.set_element(query, key, str(answer.get(key)))
             queries.append(query)
-        report = await run_retrieve(server, settings, modality, record.level, method, target,
-                                    queries, mode, "REST API")
-        return render_json(request, report)
+        job = retrieve_job(method, server, modality, settings.local_aet, record.level, queries,
+                           timeout, query_format=mode, target_aet=target)
+        return await submit_commands_job(request, server, job, options)
 
     @app.route("/queries/<query_id>/answers/<index>/retrieve", methods=["POST"])
     def retrieve_answer(request, query_id, index):
         record = query_of(query_id)
-        return retrieve(request, record, [answer_of(record, index)])
+        if not index.lstrip("-").isdigit():
+            raise OrthancError(ErrorCode.BadParameterType,
+                               "Syntax error in some user-supplied data")
+        return retrieve(request, record, lambda: [answer_of(record, index)])
 
     @app.route("/queries/<query_id>/retrieve", methods=["POST"])
     def retrieve_all(request, query_id):
         record = query_of(query_id)
-        return retrieve(request, record, list(record.answers))
+        return retrieve(request, record, lambda: list(record.answers))

@@ -1,1 +1,0 @@
-"""Orthanc peers (the "OrthancPeers" of the configuration) as a client."""
