@@ -10,6 +10,7 @@ the one started after it has stopped):
                  left pending; closes them last
   index-writer   the LMDB writer thread (group commits)
   file-io        the pool that reads, writes and parses files
+  pixels         the pool that decodes and encodes images
   lua-pool, lua  the Lua engine's thread, then the LuaScripts (when Lua is on)
   stability      the stable-resources timer
   jobs           the job engine (reloads the saved jobs, runs the workers)
@@ -27,6 +28,10 @@ log = logger(__name__)
 
 # File reads, writes and DICOM parsing release the GIL for most of their time.
 FILE_IO_THREADS = 10
+# Decoding and encoding images is CPU-bound; codecs, zlib and numpy release
+# the GIL for most of it.  A few threads keep both cores busy, and bound the
+# memory that concurrent decodes take (bench/pixels_bench.py).
+PIXEL_THREADS = 4
 
 
 class Options(usage.Options):
@@ -100,10 +105,12 @@ def makeService(options, reactor=default_reactor):
     route_standard_logging()
     top = StackedServices()
     file_io = ThreadPoolService("file-io", reactor, maxthreads=FILE_IO_THREADS)
-    server = OrthancServer(configuration, reactor, file_io)
+    pixel_pool = ThreadPoolService("pixels", reactor, maxthreads=PIXEL_THREADS)
+    server = OrthancServer(configuration, reactor, file_io, pixel_pool)
     IndexService(server).setServiceParent(top)
     server.index.writer.setServiceParent(top)
     file_io.setServiceParent(top)
+    pixel_pool.setServiceParent(top)
 
     site = build_site(server)
     lua_pool = ThreadPoolService("lua-pool", reactor, maxthreads=1, minthreads=1)

@@ -34,8 +34,9 @@ def _route_modules():
     from orthancd.rest import find
     from orthancd.rest import folders, jobs, peers, plugins
     from orthancd.rest import storage_commitment
+    from orthancd.rest import pixels
     return (system, instances, resources, metadata, attachments, changes, tools, scripts,
-            modalities, queries, find, storage_commitment, folders, plugins, peers, jobs)
+            modalities, queries, find, storage_commitment, folders, plugins, peers, jobs, pixels)
 
 
 def build_app(ctx):
