@@ -6,7 +6,7 @@ Errors: OrthancError as Orthanc raises them.  ``DecodingFailed`` marks a
 frame that could not be decoded at all: Orthanc's image routes answer it
 with 415 whatever the reason, where numpy reports the reason.
 """
-import gzip
+import zlib
 
 from orthancd.dicom.reading import read_dataset
 from orthancd.errors import ErrorCode, OrthancError
@@ -126,7 +126,9 @@ def raw_frame(data, frame, compress):
                            "Cannot extract a frame from a DICOM file that does not have pixel data.")
     raw = pixels.frame_index().raw_frame(frame)
     if compress:
-        return "application/gzip", gzip.compress(raw)
+        # Orthanc's gzip member: zlib's default level, no name, no time.
+        compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+        return "application/gzip", compressor.compress(raw) + compressor.flush()
     return raw_frame_mime(dataset), raw
 
 

@@ -1,5 +1,7 @@
 """The image module of a dataset, read as Orthanc's DicomImageInformation
 reads it: the same defaults, the same refusals, the same errors."""
+from pydicom.dataelem import RawDataElement
+
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.pixels.image import MAX_IMAGE_FRAME_SIZE, PixelFormat, not_implemented_at
 
@@ -17,9 +19,23 @@ PIXEL_REPRESENTATION = 0x00280103
 _INFORMATION_LINE = "DicomImageInformation.cpp:187"
 
 
+def unknown_vr_tags(dataset):
+    """The tags stored with VR UN in the file.  pydicom reads them with the
+    dictionary's VR; DCMTK keeps them UN, and Orthanc cannot read their
+    value as a string (a Rescale Slope in UN is ignored)."""
+    tags = getattr(dataset, "_orthancd_un_tags", None)
+    if tags is None:
+        tags = frozenset(tag for tag, element in dataset._dict.items()
+                         if isinstance(element, RawDataElement) and element.VR == "UN")
+        object.__setattr__(dataset, "_orthancd_un_tags", tags)
+    return tags
+
+
 def tag_text(dataset, tag):
     """A tag's value as Orthanc's DICOM summary holds it (multiple values
-    joined by backslashes), or None when absent or empty."""
+    joined by backslashes), or None when absent, empty or of VR UN."""
+    if tag in unknown_vr_tags(dataset):
+        return None
     element = dataset.get(tag)
     if element is None:
         return None
