@@ -36,13 +36,13 @@ JPEG_2000 = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.
              "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203")
 RLE = "1.2.840.10008.1.2.5"
 
-_PLUGINS = {JPEG_BASELINE: ("pillow", "gdcm", "pylibjpeg"),
-            JPEG_EXTENDED: ("pillow", "gdcm", "pylibjpeg"),
+# GDCM is no fallback through pydicom: on a corrupt codestream it may hand
+# back a blank image instead of failing.
+_PLUGINS = {JPEG_BASELINE: ("pillow", "pylibjpeg"),
+            JPEG_EXTENDED: ("pillow", "pylibjpeg"),
             RLE: ("pylibjpeg", "pydicom")}
-for _uid in JPEG_LOSSLESS + JPEG_LS:
-    _PLUGINS[_uid] = ("pylibjpeg", "gdcm")
-for _uid in JPEG_2000:
-    _PLUGINS[_uid] = ("pylibjpeg", "gdcm")
+for _uid in JPEG_LOSSLESS + JPEG_LS + JPEG_2000:
+    _PLUGINS[_uid] = ("pylibjpeg",)
 
 SUPPORTED = frozenset(_PLUGINS)
 
@@ -61,8 +61,15 @@ def decode(syntax, frame, information, as_rgb=True):
         # (A JPEG height of 0 is given later, by a DNL marker.)
         raise CodecError("the codestream is %dx%d, the dataset says %dx%d"
                          % (declared[1], declared[0], information.width, information.height))
-    if syntax == JPEG_EXTENDED and information.bits_stored > 8:
-        return _gdcm_jpeg_12_bits(frame, information)
+    try:
+        return _decode_with_plugins(syntax, frame, information, as_rgb)
+    except CodecError:
+        if syntax == JPEG_EXTENDED and information.bits_stored > 8 and _complete_jpeg(frame):
+            return _gdcm_jpeg_12_bits(frame, information)
+        raise
+
+
+def _decode_with_plugins(syntax, frame, information, as_rgb):
     decoder = get_decoder(syntax)
     options = dict(rows=information.height, columns=information.width,
                    samples_per_pixel=information.samples_per_pixel,
@@ -86,6 +93,17 @@ def decode(syntax, frame, information, as_rgb=True):
         except Exception as e:  # each codec has its own exceptions
             errors.append("%s: %s" % (plugin, e))
     raise CodecError("; ".join(errors) or "no codec available")
+
+
+def _complete_jpeg(frame):
+    """A frame header, a scan and the end marker: GDCM does not report a
+    codestream that lacks them, it decodes it as a blank image."""
+    try:
+        _jpeg_size(frame)
+    except (CodecError, struct.error):
+        return False
+    data = bytes(frame).rstrip(b"\0\xff")
+    return b"\xff\xda" in data and data.endswith(b"\xff\xd9")
 
 
 def _gdcm_jpeg_12_bits(frame, information):

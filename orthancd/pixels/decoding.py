@@ -14,7 +14,7 @@ from orthancd.errors import ErrorCode, OrthancError
 from orthancd.pixels import codecs
 from orthancd.pixels.frames import (DEFLATED_LITTLE_ENDIAN, EXPLICIT_BIG_ENDIAN,
                                     EXPLICIT_LITTLE_ENDIAN, IMPLICIT_LITTLE_ENDIAN, PIXEL_DATA,
-                                    FrameIndex, decode_psmct_rle1, frames_count, is_encapsulated,
+                                    FrameIndex, decode_psmct_rle1, fragments, frames_count, is_encapsulated,
                                     is_psmct_rle1, native_pixel_bytes, transfer_syntax)
 from orthancd.pixels.image import (MAX_IMAGE_FRAME_SIZE, Image, PixelFormat, check_buffer_size,
                                    internal_error_at, not_implemented_at)
@@ -153,6 +153,12 @@ class DicomPixels:
         from pydicom.encaps import get_frame
         count = frames_count(self.dataset)
         if frame >= count:
+            raise OrthancError(ErrorCode.BadFileFormat, failure)
+        try:
+            items = fragments(self.dataset[PIXEL_DATA].value)
+        except OrthancError:
+            raise OrthancError(ErrorCode.BadFileFormat, failure)
+        if len(items) < count + 1:
             raise OrthancError(ErrorCode.BadFileFormat, failure)
         try:
             return get_frame(self.dataset[PIXEL_DATA].value, frame, number_of_frames=count)
