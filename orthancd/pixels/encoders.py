@@ -14,9 +14,10 @@ import numpy as np
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.pixels.image import PixelFormat, internal_error_at, not_implemented_at
 
-# zlib level 3 deflates about twice as fast as libpng's default (6), for
-# files some 5-10% larger.
-PNG_COMPRESSION_LEVEL = 3
+# Previews are deflate-bound: zlib's fastest level deflates a 512x512 preview
+# about three times as fast as libpng's default (6), for a file some 10-15%
+# larger (bench/pixels_bench.py).
+PNG_COMPRESSION_LEVEL = 1
 _BAND_BYTES = 4 * 1024 * 1024
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -116,10 +116,20 @@ def stretch_parameters(minimum, maximum):
     return scale, F32(offset * scale)
 
 
-def stretch(pixels, parameters, source_format):
-    """The stretched values of ``pixels`` as uint8 (works on any row band)."""
+def stretch(pixels, parameters, source_format, minimum=None, maximum=None):
+    """The stretched values of ``pixels`` as uint8 (works on any row band).
+    With the range of the values known, the float arithmetic runs once per
+    value of the range (a lookup table), not once per pixel."""
     if parameters is None:
         return np.zeros(pixels.shape, dtype="u1")
+    if minimum is not None and maximum - minimum < pixels.size:
+        table = _stretch_values(np.arange(minimum, maximum + 1, dtype=np.int64), parameters,
+                                source_format)
+        return table[pixels.astype(np.int64 if minimum < 0 else np.intp) - minimum]
+    return _stretch_values(pixels, parameters, source_format)
+
+
+def _stretch_values(pixels, parameters, source_format):
     a, b = parameters
     if abs(b) <= 10 * np.finfo(F32).eps and abs(a - 1) <= 10 * np.finfo(F32).eps:
         values = pixels
@@ -142,8 +152,9 @@ def _preview(image):
         pixels = image.pixels
         if pixels.size == 0:
             return Image(PixelFormat.Grayscale8, pixels.astype("u1"))
-        parameters = stretch_parameters(int(pixels.min()), int(pixels.max()))
-        return Image(PixelFormat.Grayscale8, stretch(pixels, parameters, fmt))
+        minimum, maximum = int(pixels.min()), int(pixels.max())
+        parameters = stretch_parameters(minimum, maximum)
+        return Image(PixelFormat.Grayscale8, stretch(pixels, parameters, fmt, minimum, maximum))
     raise _not_implemented()
 
 
@@ -310,4 +321,6 @@ def rescaled_float32(image, intercept, slope):
     eps = 10 * np.finfo(F32).eps
     if abs(b) <= eps and abs(a - 1) <= eps:
         return floats
-    return a * floats + b
+    floats *= a
+    floats += b
+    return floats
