@@ -90,11 +90,11 @@ class DicomPixels:
                 (shift == 0 or pixel_format in (PixelFormat.Grayscale8, PixelFormat.Grayscale16))):
             # Orthanc's direct path: the values as stored, shifted right,
             # without masking what lies above High Bit.
+            # (Without shift, a read-only view of the file's bytes: nothing
+            # downstream writes into a decoded image.)
             pixels = _view(data, pixel_format, width, height, frame)
             if shift:
                 pixels = pixels >> shift
-            else:
-                pixels = pixels.copy()
             return Image(pixel_format, pixels)
         return _decode_value_by_value(information, pixel_format, data, frame, frame_size)
 

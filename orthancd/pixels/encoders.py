@@ -134,15 +134,15 @@ def numpy_header(depth, width, height, pixel_format):
             b" " * padding + b"\n")
 
 
-def numpy_pixels(pixels):
-    return np.ascontiguousarray(pixels).tobytes()
+def numpy_dtype(pixel_format):
+    return np.dtype(_NUMPY_TYPES[pixel_format][0])
 
 
 def finalize_numpy(chunks, compress):
     """The .npy bytes, or a .npz holding them as "arr_0"."""
-    data = b"".join(chunks)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if not compress:
-        return data
+        return bytes(data)
     output = io.BytesIO()
     with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED,
                          allowZip64=len(data) >= 1024 ** 3) as archive:

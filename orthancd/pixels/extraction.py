@@ -8,6 +8,8 @@ with 415 whatever the reason, where numpy reports the reason.
 """
 import zlib
 
+import numpy as np
+
 from orthancd.dicom.reading import read_dataset
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.pixels import encoders, processing
@@ -144,13 +146,16 @@ def pdf(data):
 
 class NumpyVolume:
     """Frames written one after the other into a .npy array, as Orthanc's
-    NumpyVisitor: every frame of the same size and format."""
+    NumpyVisitor: every frame of the same size and format.  The array is
+    allocated once the first frame gives its size, and each frame is
+    converted straight into its place."""
 
     def __init__(self, depth, rescale):
         self.depth = depth
         self.rescale = rescale
         self.written = 0
-        self.chunks = []
+        self._buffer = None
+        self._frames = None
         self._shape = None
 
     def write(self, pixels, frame):
@@ -163,24 +168,31 @@ class NumpyVolume:
         elif image.format is not self._shape[2]:
             raise OrthancError(ErrorCode.IncompatibleImageFormat,
                                "The pixel format of the frames varies across the instance(s)")
-        if self.rescale and image.format is not PixelFormat.RGB24:
-            if self.written == 0:
-                self.chunks.append(encoders.numpy_header(self.depth, image.width, image.height,
-                                                         PixelFormat.Float32))
+        rescaled = self.rescale and image.format is not PixelFormat.RGB24
+        if self.written == 0:
+            self._allocate(image, PixelFormat.Float32 if rescaled else image.format)
+        target = self._frames[self.written]
+        if rescaled:
             intercept, slope = processing.rescale(pixels.dataset, frame)
-            values = processing.rescaled_float32(image, intercept, slope)
+            processing.rescale_into(target, image, intercept, slope)
         else:
-            if self.written == 0:
-                self.chunks.append(encoders.numpy_header(self.depth, image.width, image.height,
-                                                         image.format))
-            values = image.pixels
-        self.chunks.append(encoders.numpy_pixels(values))
+            target[...] = image.pixels.reshape(target.shape)
         self.written += 1
+
+    def _allocate(self, image, pixel_format):
+        header = encoders.numpy_header(self.depth, image.width, image.height, pixel_format)
+        dtype = encoders.numpy_dtype(pixel_format)
+        per_frame = image.width * image.height * pixel_format.channels
+        self._buffer = bytearray(len(header) + max(self.depth, 1) * per_frame * dtype.itemsize)
+        self._buffer[:len(header)] = header
+        self._frames = np.frombuffer(self._buffer, dtype=dtype, offset=len(header)).reshape(
+            max(self.depth, 1), image.height, image.width, *((3,) if pixel_format.channels == 3 else ()))
 
     def answer(self, compress):
         if (self.depth == 0 and self.written != 1) or (self.depth and self.written != self.depth):
             raise OrthancError(ErrorCode.BadSequenceOfCalls)
-        return encoders.finalize_numpy(self.chunks, compress)
+        self._frames = None  # releases the buffer's export
+        return encoders.finalize_numpy([self._buffer], compress)
 
 
 def numpy_frame(data, frame, rescale, compress):

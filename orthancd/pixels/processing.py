@@ -314,13 +314,17 @@ def render(image, invert, intercept, slope, center, width, wanted_width, wanted_
 
 # -- numpy --
 
-def rescaled_float32(image, intercept, slope):
-    """Orthanc's rescaling for numpy: float32 "slope * x + intercept"."""
-    floats = convert(image, PixelFormat.Float32).pixels
+def rescale_into(target, image, intercept, slope):
+    """Orthanc's rescaling for numpy, float32 "slope * x + intercept",
+    written into ``target`` (a float32 array)."""
+    source = image.pixels
+    if image.format not in (PixelFormat.Grayscale8, PixelFormat.Grayscale16,
+                            PixelFormat.Grayscale32, PixelFormat.SignedGrayscale16):
+        raise _not_implemented()
     a, b = F32(slope), F32(intercept)
+    target[...] = source.reshape(target.shape)
     eps = 10 * np.finfo(F32).eps
     if abs(b) <= eps and abs(a - 1) <= eps:
-        return floats
-    floats *= a
-    floats += b
-    return floats
+        return
+    target *= a
+    target += b
