@@ -31,7 +31,6 @@ SLICES = 64
 
 
 def make_series(folder):
-    import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
     study, series = generate_uid(), generate_uid()
@@ -129,11 +128,12 @@ def main():
     parser.add_argument("--only", choices=("orthancd", "orthanc"))
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        files = make_series(os.path.join(folder, "corpus") if os.makedirs(
-            os.path.join(folder, "corpus")) is None else None)
+        corpus = os.path.join(folder, "corpus")
+        os.makedirs(corpus)
+        files = make_series(corpus)
         results = {}
         for name, factory in (("orthancd", lambda w: Daemon(w)), ("orthanc-1.13.0", lambda w: RealOrthanc(w))):
-            if arguments.only and not name.startswith(arguments.only if arguments.only != "orthanc" else "orthanc-"):
+            if arguments.only and name.split("-")[0] != arguments.only:
                 continue
             workdir = os.path.join(folder, name)
             os.makedirs(workdir)

@@ -17,16 +17,13 @@ Before any codec runs, the dimensions its codestream declares are checked
 against the dataset's: a frame never makes a codec allocate more than the
 dataset announces (decompression bombs).
 """
-import logging
 import struct
 
 import numpy as np
 from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder
 
-from orthancd.errors import ErrorCode, OrthancError
 
-log = logging.getLogger(__name__)
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"

@@ -11,7 +11,6 @@ import zlib
 
 import numpy as np
 
-from orthancd.errors import ErrorCode, OrthancError
 from orthancd.pixels.image import PixelFormat, internal_error_at, not_implemented_at
 
 # Previews are deflate-bound: zlib's fastest level deflates a 512x512 preview

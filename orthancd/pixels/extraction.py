@@ -154,7 +154,6 @@ class NumpyVolume:
         self.depth = depth
         self.rescale = rescale
         self.written = 0
-        self._buffer = None
         self._frames = None
         self._shape = None
 
@@ -182,26 +181,38 @@ class NumpyVolume:
     def _allocate(self, image, pixel_format):
         header = encoders.numpy_header(self.depth, image.width, image.height, pixel_format)
         dtype = encoders.numpy_dtype(pixel_format)
-        per_frame = image.width * image.height * pixel_format.channels
-        self._buffer = bytearray(len(header) + max(self.depth, 1) * per_frame * dtype.itemsize)
-        self._buffer[:len(header)] = header
-        self._frames = np.frombuffer(self._buffer, dtype=dtype, offset=len(header)).reshape(
-            max(self.depth, 1), image.height, image.width, *((3,) if pixel_format.channels == 3 else ()))
+        self._header = header
+        # np.empty: no page is touched before its frame is written.
+        self._frames = np.empty((max(self.depth, 1), image.height, image.width) +
+                                ((3,) if pixel_format.channels == 3 else ()), dtype=dtype)
 
-    def answer(self, compress):
+    def _check_complete(self):
         if (self.depth == 0 and self.written != 1) or (self.depth and self.written != self.depth):
             raise OrthancError(ErrorCode.BadSequenceOfCalls)
-        self._frames = None  # releases the buffer's export
-        return encoders.finalize_numpy([self._buffer], compress)
+
+    @property
+    def size(self):
+        return len(self._header) + self._frames.nbytes
+
+    def chunks(self):
+        """The .npy bytes, frame by frame (no copy of the whole array)."""
+        self._check_complete()
+        yield self._header
+        for frame in self._frames:
+            yield frame.tobytes()
+
+    def answer(self, compress):
+        self._check_complete()
+        return encoders.finalize_numpy(list(self.chunks()), compress)
 
 
-def numpy_frame(data, frame, rescale, compress):
+def numpy_frame(data, frame, rescale):
     volume = NumpyVolume(0, rescale)
     volume.write(parse(data), frame)
-    return volume.answer(compress)
+    return volume
 
 
-def numpy_instance(data, rescale, compress):
+def numpy_instance(data, rescale):
     pixels = parse(data)
     depth = pixels.frames_count()
     if depth == 0:
@@ -209,4 +220,4 @@ def numpy_instance(data, rescale, compress):
     volume = NumpyVolume(depth, rescale)
     for frame in range(depth):
         volume.write(pixels, frame)
-    return volume.answer(compress)
+    return volume

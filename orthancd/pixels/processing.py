@@ -11,7 +11,7 @@ import re
 import numpy as np
 
 from orthancd.errors import ErrorCode, OrthancError
-from orthancd.pixels.image import Image, PixelFormat, internal_error_at, not_implemented_at
+from orthancd.pixels.image import Image, PixelFormat, not_implemented_at
 from orthancd.pixels.information import tag_text
 
 F32 = np.float32

@@ -244,11 +244,27 @@ def install(app, server):
     def numpy_arguments(request):
         return bool_argument(request, "rescale", True), bool_argument(request, "compress", False)
 
+    async def answer_numpy(request, volume, compress):
+        """The array, once complete (Orthanc's errors come before any byte):
+        zipped, or sent frame by frame from the pool without a copy of the
+        whole array."""
+        if compress:
+            return render_bytes(request, await pool.run(volume.answer, True))
+        request.setHeader(b"Content-Type", b"application/octet-stream")
+        request.setHeader(b"Content-Length", b"%d" % volume.size)
+        reactor = server.reactor
+
+        def stream():
+            for chunk in volume.chunks():
+                reactor.callFromThread(request.write, chunk)
+        await pool.run(stream)
+        return b""
+
     @app.route("/instances/<public_id>/numpy", methods=["GET"])
     async def instance_numpy(request, public_id):
         rescale, compress = numpy_arguments(request)
-        body = await read_and(public_id, extraction.numpy_instance, rescale, compress)
-        return render_bytes(request, body)
+        volume = await read_and(public_id, extraction.numpy_instance, rescale)
+        return await answer_numpy(request, volume, compress)
 
     @app.route("/instances/<public_id>/frames/<frame>/numpy", methods=["GET"])
     async def frame_numpy(request, public_id, frame):
@@ -256,8 +272,8 @@ def install(app, server):
         if not frame.strip(" ").isdigit() or int(frame) >= 2 ** 32:
             raise OrthancError(ErrorCode.ParameterOutOfRange,
                                'Expected an unsigned integer for the "frame" argument')
-        body = await read_and(public_id, extraction.numpy_frame, int(frame), rescale, compress)
-        return render_bytes(request, body)
+        volume = await read_and(public_id, extraction.numpy_frame, int(frame), rescale)
+        return await answer_numpy(request, volume, compress)
 
     @app.route("/series/<public_id>/numpy", methods=["GET"])
     async def series_numpy(request, public_id):
@@ -272,9 +288,8 @@ def install(app, server):
                 pixels = extraction.parse(server.storage.read(info.uuid))
                 for frame in range(frames):
                     volume.write(pixels, frame)
-            return volume.answer(compress)
-        body = await pool.run(work)
-        return render_bytes(request, body)
+            return volume
+        return await answer_numpy(request, await pool.run(work), compress)
 
     @app.route("/instances/<public_id>/pdf", methods=["GET"])
     async def pdf(request, public_id):
