@@ -6,6 +6,7 @@ Errors: OrthancError as Orthanc raises them.  ``DecodingFailed`` marks a
 frame that could not be decoded at all: Orthanc's image routes answer it
 with 415 whatever the reason, where numpy reports the reason.
 """
+import threading
 import zlib
 
 import numpy as np
@@ -148,7 +149,8 @@ class NumpyVolume:
     """Frames written one after the other into a .npy array, as Orthanc's
     NumpyVisitor: every frame of the same size and format.  The array is
     allocated once the first frame gives its size, and each frame is
-    converted straight into its place."""
+    converted straight into its place.  Once the first frame is written,
+    the others may be written from several threads, each at its index."""
 
     def __init__(self, depth, rescale):
         self.depth = depth
@@ -156,11 +158,14 @@ class NumpyVolume:
         self.written = 0
         self._frames = None
         self._shape = None
+        self._lock = threading.Lock()
 
-    def write(self, pixels, frame):
+    def write(self, pixels, frame, index=None):
         image = pixels.decode(frame)
         if self._shape is None:
             self._shape = (image.width, image.height, image.format)
+            rescaled = self.rescale and image.format is not PixelFormat.RGB24
+            self._allocate(image, PixelFormat.Float32 if rescaled else image.format)
         elif (image.width, image.height) != self._shape[:2]:
             raise OrthancError(ErrorCode.IncompatibleImageSize,
                                "The size of the frames varies across the instance(s)")
@@ -168,15 +173,14 @@ class NumpyVolume:
             raise OrthancError(ErrorCode.IncompatibleImageFormat,
                                "The pixel format of the frames varies across the instance(s)")
         rescaled = self.rescale and image.format is not PixelFormat.RGB24
-        if self.written == 0:
-            self._allocate(image, PixelFormat.Float32 if rescaled else image.format)
-        target = self._frames[self.written]
+        target = self._frames[self.written if index is None else index]
         if rescaled:
             intercept, slope = processing.rescale(pixels.dataset, frame)
             processing.rescale_into(target, image, intercept, slope)
         else:
             target[...] = image.pixels.reshape(target.shape)
-        self.written += 1
+        with self._lock:
+            self.written += 1
 
     def _allocate(self, image, pixel_format):
         header = encoders.numpy_header(self.depth, image.width, image.height, pixel_format)

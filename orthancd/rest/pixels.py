@@ -7,6 +7,8 @@ out of range with an empty 404; numpy and Matlab report their errors.
 """
 import re
 
+from twisted.internet import defer
+
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.index.base import UnknownResource
 from orthancd.pixels import extraction
@@ -15,6 +17,9 @@ from orthancd.pixels.processing import ExtractionMode, parse_double
 from orthancd.pixels.slice_ordering import ordered_slices
 from orthancd.rest.http import (EmptyAnswer, bool_argument, get_argument, has_argument,
                                 no_answer, render_bytes, render_json, request_uri, sized)
+
+# /series/{id}/numpy decodes its slices in this many parallel parts.
+SERIES_NUMPY_PARTS = 2
 
 _IMAGE_KINDS = (("png", "image", "png"), ("jpeg", "image", "jpeg"),
                 ("pam", "image", "x-portable-arbitrarymap"))
@@ -279,17 +284,34 @@ def install(app, server):
     async def series_numpy(request, public_id):
         rescale, compress = numpy_arguments(request)
         slices = ordered_slices(server.index, public_id)
-        files = [(server.dicom_attachment(instance), frames) for instance, frames in slices]
-        depth = sum(frames for _, frames in files)
+        files, index = [], 0
+        for instance, frames in slices:
+            files.append((server.dicom_attachment(instance), frames, index))
+            index += frames
+        volume = extraction.NumpyVolume(index, rescale)
 
-        def work():
-            volume = extraction.NumpyVolume(depth, rescale)
-            for info, frames in files:
-                pixels = extraction.parse(server.storage.read(info.uuid))
-                for frame in range(frames):
-                    volume.write(pixels, frame)
-            return volume
-        return await answer_numpy(request, await pool.run(work), compress)
+        def write(part):
+            for info, frames, first in part:
+                try:
+                    pixels = extraction.parse(server.storage.read(info.uuid))
+                    for frame in range(frames):
+                        volume.write(pixels, frame, first + frame)
+                except Exception as e:
+                    e.slice_index = first
+                    raise
+        # The first instance fixes the array's format; the others are decoded
+        # in parallel parts (parsing holds the GIL, reading, decoding and
+        # converting mostly do not), written each at its place.
+        await pool.run(write, files[:1])
+        rest = files[1:]
+        parts = [rest[i::SERIES_NUMPY_PARTS] for i in range(SERIES_NUMPY_PARTS)]
+        outcomes = await defer.DeferredList([pool.run(write, part) for part in parts if part],
+                                            consumeErrors=True)
+        # Orthanc stops at the first failing slice, in the volume's order.
+        failures = [outcome for ok, outcome in outcomes if not ok]
+        if failures:
+            min(failures, key=lambda f: getattr(f.value, "slice_index", 0)).raiseException()
+        return await answer_numpy(request, volume, compress)
 
     @app.route("/instances/<public_id>/pdf", methods=["GET"])
     async def pdf(request, public_id):
