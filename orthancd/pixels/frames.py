@@ -37,9 +37,9 @@ def transfer_syntax(dataset):
         uid = meta.get("TransferSyntaxUID")
     if uid:
         return str(uid).strip("\x00 ")
-    if not getattr(dataset, "is_little_endian", True):
+    if getattr(dataset, "is_little_endian", None) is False:
         return EXPLICIT_BIG_ENDIAN
-    if getattr(dataset, "is_implicit_VR", False):
+    if getattr(dataset, "is_implicit_VR", None):
         return IMPLICIT_LITTLE_ENDIAN
     return EXPLICIT_LITTLE_ENDIAN
 
