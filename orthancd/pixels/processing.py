@@ -122,10 +122,15 @@ def stretch(pixels, parameters, source_format, minimum=None, maximum=None):
     value of the range (a lookup table), not once per pixel."""
     if parameters is None:
         return np.zeros(pixels.shape, dtype="u1")
-    if minimum is not None and maximum - minimum < pixels.size:
-        table = _stretch_values(np.arange(minimum, maximum + 1, dtype=np.int64), parameters,
-                                source_format)
-        return table[pixels.astype(np.int64 if minimum < 0 else np.intp) - minimum]
+    if minimum is not None and pixels.dtype.itemsize <= 2:
+        # Indexed by the values' bits (two's complement for signed ones):
+        # no temporary array larger than the uint8 answer.
+        unsigned = np.dtype("u%d" % pixels.dtype.itemsize)
+        values = np.arange(minimum, maximum + 1, dtype=np.int64)
+        table = np.zeros(1 << (8 * pixels.dtype.itemsize), dtype="u1")
+        table[values.astype(pixels.dtype).view(unsigned)] = _stretch_values(values, parameters,
+                                                                            source_format)
+        return table[pixels.view(unsigned)]
     return _stretch_values(pixels, parameters, source_format)
 
 
