@@ -327,9 +327,11 @@ def rescale_into(target, image, intercept, slope):
                             PixelFormat.Grayscale32, PixelFormat.SignedGrayscale16):
         raise _not_implemented()
     a, b = F32(slope), F32(intercept)
-    target[...] = source.reshape(target.shape)
+    source = source.reshape(target.shape)
     eps = 10 * np.finfo(F32).eps
     if abs(b) <= eps and abs(a - 1) <= eps:
+        target[...] = source
         return
-    target *= a
+    # One pass converts and multiplies (in float32, as Orthanc), one adds.
+    np.multiply(source, a, out=target, dtype=F32, casting="unsafe")
     target += b

@@ -8,6 +8,8 @@ out of range with an empty 404; numpy and Matlab report their errors.
 import re
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IPullProducer
+from zope.interface import implementer
 
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.index.base import UnknownResource
@@ -134,6 +136,38 @@ def _rendering(request):
         return Rendering(refusal=e)
 
 
+@implementer(IPullProducer)
+class _ChunksProducer:
+    """Writes an answer chunk by chunk as the connection takes them: the
+    transport never holds (nor joins into one string) the whole answer."""
+
+    def __init__(self, request, chunks):
+        self._request = request
+        self._chunks = iter(chunks)
+        self.done = defer.Deferred()
+
+    def resumeProducing(self):
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            self._finish()
+        else:
+            self._request.write(chunk)
+
+    def stopProducing(self):
+        self._finish()
+
+    def _finish(self):
+        if not self.done.called:
+            self._request.unregisterProducer()
+            self.done.callback(None)
+
+
+def _send_chunks(request, chunks):
+    producer = _ChunksProducer(request, chunks)
+    request.registerProducer(producer, False)
+    return producer.done
+
+
 def install(app, server):
     pool = server.pixel_pool
 
@@ -257,12 +291,7 @@ def install(app, server):
             return render_bytes(request, await pool.run(volume.answer, True))
         request.setHeader(b"Content-Type", b"application/octet-stream")
         request.setHeader(b"Content-Length", b"%d" % volume.size)
-        reactor = server.reactor
-
-        def stream():
-            for chunk in volume.chunks():
-                reactor.callFromThread(request.write, chunk)
-        await pool.run(stream)
+        await _send_chunks(request, volume.chunks())
         return b""
 
     @app.route("/instances/<public_id>/numpy", methods=["GET"])
