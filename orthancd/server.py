@@ -56,9 +56,10 @@ def check_label(label):
 class OrthancServer:
     """Built by makeService, before twistd forks: nothing here opens a file
     or starts a thread; ``open`` does at start-up.  ``file_io`` is the pool
-    (orthancd.pools) that reads, writes and parses files."""
+    (orthancd.pools) that reads, writes and parses files; ``pixel_pool``
+    the one that decodes and encodes images (file_io when not given)."""
 
-    def __init__(self, configuration, reactor, file_io):
+    def __init__(self, configuration, reactor, file_io, pixel_pool=None):
         self.configuration = configuration
         # Orthanc extends DCMTK's global dictionary; so does orthancd, once
         # (before the main tags, which may name the tags it declares).
@@ -72,6 +73,7 @@ class OrthancServer:
                                             (ErrorCode.InexistentItem, None))
         self.reactor = reactor
         self.file_io = file_io
+        self.pixel_pool = pixel_pool or file_io
         storage_dir = configuration.storage_directory
         index_dir = configuration.index_directory
         self.storage = FilesystemStorageArea(

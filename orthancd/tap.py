@@ -10,6 +10,7 @@ the one started after it has stopped):
                  left pending; closes them last
   index-writer   the LMDB writer thread (group commits)
   file-io        the pool that reads, writes and parses files
+  pixels         the pool that decodes and encodes images
   lua-pool, lua-filter-pool, lua
                  the threads of the two Lua states, then the LuaScripts
                  (when Lua is on; orthancd.lua_service)
@@ -34,6 +35,10 @@ log = logger(__name__)
 FILE_IO_THREADS = 10
 # zlib releases the GIL while it deflates: one thread per core.
 DEFLATE_THREADS = max(2, os.cpu_count() or 1)
+# Decoding and encoding images is CPU-bound; codecs, zlib and numpy release
+# the GIL for most of it.  A few threads keep both cores busy, and bound the
+# memory that concurrent decodes take (bench/pixels_bench.py).
+PIXEL_THREADS = 4
 
 
 class Options(usage.Options):
@@ -108,12 +113,14 @@ def makeService(options, reactor=default_reactor):
     route_standard_logging()
     top = StackedServices()
     file_io = ThreadPoolService("file-io", reactor, maxthreads=FILE_IO_THREADS)
-    server = OrthancServer(configuration, reactor, file_io)
+    pixel_pool = ThreadPoolService("pixels", reactor, maxthreads=PIXEL_THREADS)
+    server = OrthancServer(configuration, reactor, file_io, pixel_pool)
     IndexService(server).setServiceParent(top)
     server.index.writer.setServiceParent(top)
     file_io.setServiceParent(top)
     deflate = ThreadPoolService("deflate", reactor, maxthreads=DEFLATE_THREADS)
     server.archives = Archives(server, deflate)
+    pixel_pool.setServiceParent(top)
 
     site = build_site(server)
     lua_pool = ThreadPoolService("lua-pool", reactor, maxthreads=1, minthreads=1)

@@ -35,10 +35,10 @@ def _route_modules():
     from orthancd.rest import find
     from orthancd.rest import folders, jobs, peers, plugins
     from orthancd.rest import storage_commitment
-    from orthancd.rest import archives, modify
+    from orthancd.rest import archives, modify, pixels
     return (system, instances, resources, metadata, attachments, changes, tools, scripts,
             modalities, queries, find, storage_commitment, folders, plugins, peers, jobs,
-            modify, archives)
+            modify, archives, pixels)
 
 
 def build_app(ctx):

@@ -137,11 +137,3 @@ def install(app, server):
             return render_json(request, value)
         return render_bytes(request, value)
 
-    @app.route("/instances/<public_id>/frames", methods=["GET"])
-    def frames(request, public_id):
-        resource = server.index.get_resource(public_id, INSTANCE)
-        try:
-            count = int(resource.main_tags.get("NumberOfFrames") or 1)
-        except ValueError:
-            count = 1
-        return render_json(request, list(range(max(count, 1))))

@@ -1,0 +1,227 @@
+"""The operations behind the pixel routes, from a stored file's bytes to
+the bytes of the answer.  They run in the pixel pool (orthancd.tap), never
+on the reactor.
+
+Errors: OrthancError as Orthanc raises them.  ``DecodingFailed`` marks a
+frame that could not be decoded at all: Orthanc's image routes answer it
+with 415 whatever the reason, where numpy reports the reason.
+"""
+import threading
+import zlib
+
+import numpy as np
+
+from orthancd.dicom.reading import read_dataset
+from orthancd.errors import ErrorCode, OrthancError
+from orthancd.pixels import encoders, processing
+from orthancd.pixels.decoding import DicomPixels
+from orthancd.pixels.frames import extract_pdf, raw_frame_mime
+from orthancd.pixels.image import PixelFormat
+from orthancd.pixels.information import PHOTOMETRIC_INTERPRETATION, ImageInformation, tag_text
+from orthancd.pixels.processing import ExtractionMode
+
+
+class DecodingFailed(Exception):
+    """Orthanc's DecodeDicomFrame failed (it says "Not implemented")."""
+
+
+class Encoding:
+    """How an image answer is encoded: "png", "jpeg" (with a quality) or
+    "pam".  ``refusal`` is an error found while reading the request that
+    Orthanc only reports once the frame is decoded."""
+
+    def __init__(self, kind=None, quality=90, refusal=None):
+        self.kind = kind
+        self.quality = quality
+        self.refusal = refusal
+
+    @property
+    def mime(self):
+        return {"png": "image/png", "jpeg": "image/jpeg",
+                "pam": "image/x-portable-arbitrarymap"}[self.kind]
+
+
+class Unanswered(Exception):
+    """Orthanc's handler answers nothing (an empty 404)."""
+
+
+def parse(data):
+    return DicomPixels(read_dataset(data))
+
+
+def _decode(pixels, frame):
+    try:
+        return pixels.decode(frame)
+    except OrthancError as e:
+        raise DecodingFailed() from e
+
+
+def encode_image(image, mode, invert, encoding):
+    if encoding.refusal is not None:
+        raise encoding.refusal
+    if encoding.kind is None:
+        raise Unanswered()
+    if encoding.kind == "jpeg":
+        if mode not in (ExtractionMode.UInt8, ExtractionMode.Preview):
+            raise OrthancError(ErrorCode.ParameterOutOfRange)
+        image = processing.apply_extraction_mode(image, mode, invert)
+        return encoders.encode_jpeg(image, encoding.quality)
+    image = processing.apply_extraction_mode(image, mode, invert)
+    if encoding.kind == "pam":
+        return encoders.encode_pam(image)
+    return encoders.encode_png(image)
+
+
+def frame_image(data, frame, mode, encoding):
+    """/preview, /image-uint8, /image-uint16, /image-int16."""
+    pixels = parse(data)
+    image = _decode(pixels, frame)
+    invert = False
+    if mode is ExtractionMode.Preview:
+        invert = ImageInformation(pixels.dataset).photometric == "MONOCHROME1"
+    return encode_image(image, mode, invert, encoding)
+
+
+class Rendering:
+    """The arguments of /rendered, or the error reading them raised."""
+
+    def __init__(self, window_center=None, window_width=None, width=0, height=0, smooth=False,
+                 refusal=None):
+        self.window_center = window_center
+        self.window_width = window_width
+        self.width = width
+        self.height = height
+        self.smooth = smooth
+        self.refusal = refusal
+
+
+def rendered(data, frame, rendering, encoding):
+    pixels = parse(data)
+    image = _decode(pixels, frame)
+    dataset = pixels.dataset
+    invert = (tag_text(dataset, PHOTOMETRIC_INTERPRETATION) or "").strip() == "MONOCHROME1"
+    intercept, slope = processing.rescale(dataset, frame)
+    center, width = processing.default_windowing(dataset, frame)
+    if rendering.refusal is not None:
+        raise rendering.refusal
+    if rendering.window_width is not None:
+        width = rendering.window_width
+    if rendering.window_center is not None:
+        center = rendering.window_center
+    image, mode, invert = processing.render(image, invert, intercept, slope, center, width,
+                                            rendering.width, rendering.height, rendering.smooth)
+    return encode_image(image, mode, invert, encoding)
+
+
+def matlab(data, frame):
+    pixels = parse(data)
+    image = _decode(pixels, frame)
+    return encoders.encode_matlab(image)
+
+
+def raw_frame(data, frame, compress):
+    """(mime, bytes) of /frames/{n}/raw and raw.gz."""
+    pixels = parse(data)
+    dataset = pixels.dataset
+    from orthancd.pixels.frames import PIXEL_DATA, is_psmct_rle1
+    if PIXEL_DATA not in dataset and not is_psmct_rle1(dataset):
+        raise OrthancError(ErrorCode.BadRequest,
+                           "Cannot extract a frame from a DICOM file that does not have pixel data.")
+    raw = pixels.frame_index().raw_frame(frame)
+    if compress:
+        # Orthanc's gzip member: zlib's default level, no name, no time.
+        compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+        return "application/gzip", compressor.compress(raw) + compressor.flush()
+    return raw_frame_mime(dataset), raw
+
+
+def frames_count(data):
+    return parse(data).frames_count()
+
+
+def pdf(data):
+    return extract_pdf(read_dataset(data))
+
+
+# -- numpy --
+
+class NumpyVolume:
+    """Frames written one after the other into a .npy array, as Orthanc's
+    NumpyVisitor: every frame of the same size and format.  The array is
+    allocated once the first frame gives its size, and each frame is
+    converted straight into its place.  Once the first frame is written,
+    the others may be written from several threads, each at its index."""
+
+    def __init__(self, depth, rescale):
+        self.depth = depth
+        self.rescale = rescale
+        self.written = 0
+        self._frames = None
+        self._shape = None
+        self._lock = threading.Lock()
+
+    def write(self, pixels, frame, index=None):
+        image = pixels.decode(frame)
+        if self._shape is None:
+            self._shape = (image.width, image.height, image.format)
+            rescaled = self.rescale and image.format is not PixelFormat.RGB24
+            self._allocate(image, PixelFormat.Float32 if rescaled else image.format)
+        elif (image.width, image.height) != self._shape[:2]:
+            raise OrthancError(ErrorCode.IncompatibleImageSize,
+                               "The size of the frames varies across the instance(s)")
+        elif image.format is not self._shape[2]:
+            raise OrthancError(ErrorCode.IncompatibleImageFormat,
+                               "The pixel format of the frames varies across the instance(s)")
+        rescaled = self.rescale and image.format is not PixelFormat.RGB24
+        target = self._frames[self.written if index is None else index]
+        if rescaled:
+            intercept, slope = processing.rescale(pixels.dataset, frame)
+            processing.rescale_into(target, image, intercept, slope)
+        else:
+            target[...] = image.pixels.reshape(target.shape)
+        with self._lock:
+            self.written += 1
+
+    def _allocate(self, image, pixel_format):
+        header = encoders.numpy_header(self.depth, image.width, image.height, pixel_format)
+        dtype = encoders.numpy_dtype(pixel_format)
+        self._header = header
+        # np.empty: no page is touched before its frame is written.
+        self._frames = np.empty((max(self.depth, 1), image.height, image.width) +
+                                ((3,) if pixel_format.channels == 3 else ()), dtype=dtype)
+
+    def _check_complete(self):
+        if (self.depth == 0 and self.written != 1) or (self.depth and self.written != self.depth):
+            raise OrthancError(ErrorCode.BadSequenceOfCalls)
+
+    @property
+    def size(self):
+        return len(self._header) + self._frames.nbytes
+
+    def chunks(self):
+        """The .npy bytes, frame by frame (no copy of the whole array)."""
+        self._check_complete()
+        yield self._header
+        for frame in self._frames:
+            yield frame.tobytes()
+
+    def answer(self, compress):
+        self._check_complete()
+        return encoders.finalize_numpy(list(self.chunks()), compress)
+
+
+def numpy_frame(data, frame, rescale):
+    volume = NumpyVolume(0, rescale)
+    volume.write(parse(data), frame)
+    return volume
+
+
+def numpy_instance(data, rescale):
+    pixels = parse(data)
+    depth = pixels.frames_count()
+    if depth == 0:
+        raise OrthancError(ErrorCode.BadFileFormat, "Empty DICOM instance")
+    volume = NumpyVolume(depth, rescale)
+    for frame in range(depth):
+        volume.write(pixels, frame)
+    return volume
