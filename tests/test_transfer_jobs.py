@@ -288,7 +288,7 @@ def test_peer_store_transcodes(servers):
     assert frame.status == 200 and len(frame.body) == 2 * 512 * 512
     refused = ours.post("/peers/dest/store", {"Resources": [knee],
                                               "Transcode": "1.2.840.10008.1.2.4.50"})
-    assert refused.status == 501 and "cannot transcode" in refused.json()["Details"]
+    assert refused.status == 500 and "cannot transcode" in refused.json()["Details"]
     assert refused.json()["OrthancStatus"] == 2
 
 
