@@ -73,7 +73,9 @@ class OrthancServer:
         storage_dir = configuration.storage_directory
         index_dir = configuration.index_directory
         self.storage = FilesystemStorageArea(
-            storage_dir, fsync=bool(configuration.get("SyncStorageArea", True)))
+            storage_dir, fsync=bool(configuration.get("SyncStorageArea", True)),
+            compression=bool(configuration.get("StorageCompression", False)),
+            store_md5=bool(configuration.get("StoreMD5ForAttachments", True)))
         # Every committed change, and every job event, goes through here.
         self.changes = ChangeStream()
         self.index = LmdbResourceIndex(os.path.join(index_dir, "index.lmdb"), reactor,
@@ -174,24 +176,81 @@ class OrthancServer:
         return self.index.remove_label(public_id, level, label)
 
     def read_attachment(self, info):
-        """Deferred bytes of a stored attachment (read off the reactor)."""
+        """Deferred content of a stored attachment, decompressed (read off
+        the reactor)."""
         return self.file_io.run(self.storage.read, info.uuid)
 
+    def read_stored_attachment(self, info):
+        """Deferred bytes of a stored attachment as stored (compressed when
+        it is)."""
+        return self.file_io.run(self.storage.read_stored, info.uuid)
+
+    def read_attachment_range(self, info, start, end, stored=False):
+        """Deferred bytes ``start`` to ``end`` (exclusive) of an attachment's
+        content (or of its stored bytes): only those are read from an
+        uncompressed file."""
+        def read():
+            with (self.storage.open_stored if stored else self.storage.open)(info.uuid) as f:
+                if f.seekable():
+                    f.seek(start)
+                else:
+                    skipped = 0
+                    while skipped < start:
+                        skipped += len(f.read(min(start - skipped, 1 << 20)) or b"")
+                return f.read(end - start)
+        return self.file_io.run(read)
+
     async def store_attachment(self, public_id, level, content_type, data):
+        return (await self.put_attachment(public_id, level, content_type, data))[0]
+
+    async def put_attachment(self, public_id, level, content_type, data, expected=None,
+                             compress=None):
+        """Store ``data`` as an attachment (compressed as StorageCompression
+        says, unless ``compress``); fires (StoredFile, new revision).
+        ``expected``: the If-Match (revision, MD5), checked by the index."""
         salt = ("%s/%d" % (public_id, content_type)).encode()
         stored = await self.file_io.run(self.storage.store, data, salt,
-                                        owner=attachment_slot(level, public_id, content_type))
+                                        owner=attachment_slot(level, public_id, content_type),
+                                        compress=compress)
         try:
-            previous = await self.index.set_attachment(public_id, level, content_type, stored)
-        finally:
+            previous, revision = await self.index.set_attachment(
+                public_id, level, content_type, stored, expected)
+        except BaseException:
             self.storage.release(stored.uuid)
+            # Refused (If-Match): the new file goes, unless it is the very
+            # file the slot holds (same content).
+            if self._slot_file(public_id, level, content_type) != stored.uuid:
+                await self.file_io.run(self.storage.remove, stored.uuid)
+            raise
+        self.storage.release(stored.uuid)
         if previous is not None and previous.uuid != stored.uuid:
             await self.ingest.remove_files([previous])
-        return stored
+        return stored, revision
 
-    async def delete_attachment(self, public_id, level, content_type):
-        previous = await self.index.delete_attachment(public_id, level, content_type)
+    def _slot_file(self, public_id, level, content_type):
+        try:
+            found = self.index.attachment_with_revision(public_id, level, content_type)
+        except UnknownResource:
+            return None
+        return None if found is None else found[0].uuid
+
+    async def delete_attachment(self, public_id, level, content_type, expected=None):
+        previous = await self.index.delete_attachment(public_id, level, content_type, expected)
         await self.ingest.remove_files([previous])
+
+    async def change_attachment_compression(self, public_id, level, content_type, compress):
+        """/compress and /uncompress: store the attachment anew in the
+        other form (a new revision), as Orthanc's
+        ChangeAttachmentCompression."""
+        found = self.index.attachment_with_revision(public_id, level, content_type)
+        if found is None:
+            raise OrthancError(ErrorCode.UnknownResource)
+        info, revision = found
+        if info.compressed == compress:
+            return
+        data = await self.read_attachment(info)
+        await self.put_attachment(public_id, level, content_type, data,
+                                  expected=(revision, info.uncompressed_md5), compress=compress)
 
     def dicom_attachment(self, instance_id):
         info = self.index.get_attachments(instance_id, ResourceLevel.INSTANCE).get(ContentType.Dicom)
