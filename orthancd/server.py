@@ -23,6 +23,7 @@ from orthancd.jobs.engine import JobsEngine
 from orthancd.ingest import (Ingestor, Origin, attachment_slot, parse_attachment_slot,
                              reconstruction_metadata)
 from orthancd.logs import logger
+from orthancd.metrics import ServerMetrics
 from orthancd.net.transfer_syntaxes import KNOWN, accepted_storage_syntaxes
 from orthancd.stability import StabilityMonitor
 from orthancd.storage.filesystem import FilesystemStorageArea
@@ -91,6 +92,7 @@ class OrthancServer:
         self.jobs = JobsEngine(reactor, concurrent, int(configuration.get("JobsHistorySize", 10)),
                                store=self.index if configuration.get("SaveJobs", True) else None,
                                changes=self.changes)
+        self.metrics = ServerMetrics(self, reactor, bool(configuration.get("MetricsEnabled", True)))
         # Runtime settings the REST API may change (not persisted, as in Orthanc).
         self.default_encoding = configuration.get("DefaultEncoding", "Latin1")
         self.unknown_sop_class_accepted = bool(configuration.get("UnknownSopClassAccepted", False))

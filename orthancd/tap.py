@@ -13,6 +13,7 @@ the one started after it has stopped):
   lua-pool, lua  the Lua engine's thread, then the LuaScripts (when Lua is on)
   stability      the stable-resources timer
   jobs           the job engine (reloads the saved jobs, runs the workers)
+  metrics        the metrics (subscribes to the change stream, probes the reactor)
   HTTP, DICOM    the listening ports
 """
 from twisted.application import service, strports
@@ -113,6 +114,7 @@ def makeService(options, reactor=default_reactor):
         server.lua.setServiceParent(top)
     server.stability.setServiceParent(top)
     server.jobs.setServiceParent(top)
+    server.metrics.setServiceParent(top)
     # Remote access is refused per request (403, as Orthanc does), so listen everywhere.
     http_endpoint = _endpoint(options["http-endpoint"], configuration.get("HttpPort", 8042),
                               "0.0.0.0")

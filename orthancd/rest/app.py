@@ -34,8 +34,10 @@ def _route_modules():
     from orthancd.rest import find
     from orthancd.rest import folders, jobs, peers, plugins
     from orthancd.rest import storage_commitment
+    from orthancd.rest import metrics
     return (system, instances, resources, metadata, attachments, changes, tools, scripts,
-            modalities, queries, find, storage_commitment, folders, plugins, peers, jobs)
+            modalities, queries, find, storage_commitment, folders, plugins, peers, jobs,
+            metrics)
 
 
 def build_app(ctx):
@@ -90,9 +92,10 @@ class GuardedRoot(resource.Resource):
     """Remote-access and HTTP Basic checks in front of the Klein resource."""
     isLeaf = True
 
-    def __init__(self, inner, configuration):
+    def __init__(self, inner, configuration, metrics=None):
         super().__init__()
         self._inner = inner
+        self._metrics = metrics
         self._remote_allowed = bool(configuration.get("RemoteAccessAllowed", False))
         self._auth = configuration.authentication_enabled
         self._users = {}
@@ -125,6 +128,8 @@ class GuardedRoot(resource.Resource):
                 request.setHeader(b"WWW-Authenticate", b'Basic realm="Orthanc Secure Area"')
                 return sized(request, b"")
             request.http_username = user
+        if self._metrics is not None:
+            request.notifyFinish().addBoth(self._metrics.request_started())
         return self._inner.render(request)
 
 
@@ -323,7 +328,7 @@ class OrthancSite(server.Site):
 def build_site(ctx):
     app = build_app(ctx)
     ctx.rest_resource = RestResource(app, render_failure)
-    root = GuardedRoot(ctx.rest_resource, ctx.configuration)
+    root = GuardedRoot(ctx.rest_resource, ctx.configuration, getattr(ctx, "metrics", None))
     site = OrthancSite(root, ctx.configuration)
     site.displayTracebacks = False
     site.noisy = False
