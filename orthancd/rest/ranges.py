@@ -24,7 +24,7 @@ class ByteRange:
 
     def bounds(self, size):
         """(start, end exclusive) within ``size`` bytes, or BadRange (416)."""
-        if ((self.start is not None and self.start >= size)
+        if (size == 0 or (self.start is not None and self.start >= size)
                 or (self.end is not None and self.end >= size)):
             raise OrthancError(ErrorCode.BadRange)
         start = 0 if self.start is None else self.start

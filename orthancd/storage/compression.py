@@ -108,6 +108,8 @@ class DecompressingReader(io.RawIOBase):
                 else:
                     self._pending += self._decompressor.flush()
                     self._eof = True
+                    if self._size and not self._decompressor.eof:
+                        raise corrupted("The compressed file is truncated")
             except zlib.error as e:
                 raise corrupted(str(e))
         if self._eof and self._delivered + len(self._pending) != self._size:
