@@ -148,24 +148,30 @@ class OrthancServer:
 
     # -- reconstruction: the index rebuilt from the files --
 
-    async def reconstruct(self, public_id, level, only_this_level=False):
+    async def reconstruct(self, public_id, level, only_this_level=False, files=False):
         """Index the main tags of a resource's instances (and their
         ancestors) anew from their files; with ``only_this_level``, the
-        tags of the resource itself, from one of its instances."""
+        tags of the resource itself, from one of its instances; with
+        ``files``, store the files anew, compressed or not as
+        StorageCompression says."""
         # In Orthanc's order: the last instance gives its ancestors their tags.
         instances = instances_in_creation_order(self.index, public_id, level)
         if only_this_level:
             instances = instances[:1]
         for instance_id in instances:
+            if files:
+                await self.change_attachment_compression(
+                    instance_id, ResourceLevel.INSTANCE, ContentType.Dicom,
+                    self.storage.compression)
             info = self.dicom_attachment(instance_id)
             summary = await self.file_io.run(self.ingest.summarize_stored, info)
             only = level if only_this_level else None
             await self.index.reconstruct_instance(summary, reconstruction_metadata(summary, only),
                                                   only)
 
-    async def reconstruct_all(self):
+    async def reconstruct_all(self, files=False):
         for study in self.index.list_resources(ResourceLevel.STUDY):
-            await self.reconstruct(study, ResourceLevel.STUDY)
+            await self.reconstruct(study, ResourceLevel.STUDY, files=files)
 
     # -- labels --
 
