@@ -178,6 +178,35 @@ def test_revisions_start_anew_with_a_new_resource_and_survive_a_restart(servers)
     ])
 
 
+def test_without_md5s(tmp_path):
+    """StoreMD5ForAttachments false: empty MD5s, fewer operations, ETags
+    and If-Match on empty MD5s."""
+    options = {"StoreMD5ForAttachments": False, "UserContentType": {"sample": 1025}}
+    for name in ("oracle", "orthancd"):
+        (tmp_path / name).mkdir()
+    oracle = RealOrthanc(tmp_path / "oracle", **options).start()
+    daemon = Daemon(tmp_path / "orthancd", **options).start()
+    try:
+        data = read_sample(SAMPLE)
+        i = "/instances/" + oracle.client().upload(data)["ID"]
+        daemon.client().upload(data)
+        assert differences(oracle.client(), daemon.client(), [
+            ("GET", i + "/attachments/dicom"),
+            ("GET", i + "/attachments/dicom/info"),
+            ("GET", i + "/attachments/dicom/md5"),
+            ("GET", i + "/attachments/dicom/compressed-md5"),
+            ("POST", i + "/attachments/dicom/verify-md5"),
+            ("PUT", i + "/attachments/sample", "hello"),
+            ("PUT", i + "/attachments/sample", "hello2", {"If-Match": "0-"}),
+            ("POST", i + "/attachments/sample/compress"),
+            ("GET", i + "/attachments/sample/info"),
+            ("GET", i + "/attachments/sample/data", None, {"If-None-Match": "2-"}),
+        ]) == []
+    finally:
+        daemon.stop()
+        oracle.stop()
+
+
 # -- units ------------------------------------------------------------------
 
 @pytest.mark.parametrize("header, expected", [
