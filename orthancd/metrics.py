@@ -135,7 +135,7 @@ class ServerMetrics(service.Service):
     def __init__(self, server, reactor, enabled=True):
         self._server = server
         self._reactor = reactor
-        self.registry = MetricsRegistry(enabled, clock=reactor.seconds)
+        self.registry = MetricsRegistry(enabled, clock=lambda: self._reactor.seconds())
         self._started_at = None
         self._unsubscribe = None
         self._probe = None

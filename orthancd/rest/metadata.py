@@ -39,8 +39,11 @@ def install(app, server):
                    endpoint="metadata_get_" + plural)
         def get_metadata(request, public_id, name):
             number = names.number(name)
-            found = (index.metadata_with_revision(public_id, level, number)
-                     if number in STORED_TYPES else index.get_resource(public_id, level) and None)
+            if number in STORED_TYPES:
+                found = index.metadata_with_revision(public_id, level, number)
+            else:
+                index.get_resource(public_id, level)  # an unknown resource is an error
+                found = None  # a number the index cannot hold: never set
             if found is None:
                 raise no_answer(request)
             value, revision = found

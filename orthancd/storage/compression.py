@@ -78,12 +78,14 @@ def compress_file(source, target, size):
 
 class DecompressingReader(io.RawIOBase):
     """A read-only binary stream of the content of a stored compressed file
-    (an open binary file), decompressed as it is read."""
+    (an open binary file), decompressed piece by piece as it is read.  Raw:
+    a read may return less than asked; ``open_decompressed`` buffers it."""
 
     def __init__(self, stored):
         self._stored = stored
         self._decompressor = zlib.decompressobj()
-        self._pending = b""
+        self._chunk = b""
+        self._offset = 0
         self._size = None
         self._delivered = 0
         self._eof = False
@@ -91,42 +93,55 @@ class DecompressingReader(io.RawIOBase):
     def readable(self):
         return True
 
-    def _fill(self, wanted):
+    def _read_size(self):
+        head = self._stored.read(_SIZE.size)
+        if not head:
+            self._size = 0
+        elif len(head) < _SIZE.size:
+            raise corrupted("The compressed file is too short to hold its size")
+        else:
+            self._size = _SIZE.unpack(head)[0]
+
+    def _next_chunk(self):
+        """Decompress the next piece; False at the end of the content."""
         if self._size is None:
-            head = self._stored.read(_SIZE.size)
-            if not head:
-                self._size = 0
-            elif len(head) < _SIZE.size:
-                raise corrupted("The compressed file is too short to hold its size")
-            else:
-                self._size = _SIZE.unpack(head)[0]
-        while len(self._pending) < wanted and not self._eof:
+            self._read_size()
+        while not self._eof:
             piece = self._stored.read(_CHUNK)
             try:
                 if piece:
-                    self._pending += self._decompressor.decompress(piece)
+                    chunk = self._decompressor.decompress(piece)
                 else:
-                    self._pending += self._decompressor.flush()
+                    chunk = self._decompressor.flush()
                     self._eof = True
                     if self._size and not self._decompressor.eof:
                         raise corrupted("The compressed file is truncated")
             except zlib.error as e:
                 raise corrupted(str(e))
-        if self._eof and self._delivered + len(self._pending) != self._size:
-            raise corrupted("The compressed file does not hold the announced size")
+            if self._eof and self._delivered + len(chunk) != self._size:
+                raise corrupted("The compressed file does not hold the announced size")
+            if chunk:
+                self._chunk, self._offset = chunk, 0
+                return True
+        return False
 
     def readinto(self, buffer):
-        wanted = len(buffer)
-        if wanted == 0:
+        if len(buffer) == 0:
             return 0
-        self._fill(wanted)
-        piece = self._pending[:wanted]
-        self._pending = self._pending[wanted:]
-        buffer[:len(piece)] = piece
-        self._delivered += len(piece)
-        return len(piece)
+        if self._offset >= len(self._chunk) and not self._next_chunk():
+            return 0
+        count = min(len(buffer), len(self._chunk) - self._offset)
+        buffer[:count] = memoryview(self._chunk)[self._offset:self._offset + count]
+        self._offset += count
+        self._delivered += count
+        return count
 
     def close(self):
         if not self.closed:
             self._stored.close()
         super().close()
+
+
+def open_decompressed(stored):
+    """A buffered binary stream of the content of the open stored file."""
+    return io.BufferedReader(DecompressingReader(stored), _CHUNK)

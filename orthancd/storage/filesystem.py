@@ -368,7 +368,7 @@ class FilesystemStorageArea(StorageArea):
 
     def open(self, uuid):
         f, compressed = self._open_stored(uuid)
-        return compression.DecompressingReader(f) if compressed else f
+        return compression.open_decompressed(f) if compressed else f
 
     def read_stored(self, uuid):
         """The bytes of ``uuid`` as stored (compressed when the file is)."""
