@@ -230,7 +230,6 @@ DESCRIPTIONS = {
 # The HTTP status Orthanc answers with for each code; anything else is a 500.
 HTTP_STATUS = {
     ErrorCode.Success: 200,
-    ErrorCode.NotImplemented: 501,
     ErrorCode.ParameterOutOfRange: 400,
     ErrorCode.BadParameterType: 400,
     ErrorCode.InexistentItem: 404,

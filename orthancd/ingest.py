@@ -185,10 +185,13 @@ class Ingestor:
         """UUIDs of the files removed (not those an upload holds meanwhile)."""
         return [info.uuid for info in files if self.storage.remove(info.uuid)]
 
-    def store(self, data, origin):
+    def store(self, data, origin, attached_metadata=None):
         """Store one DICOM file (bytes).  Fires with the index StoreOutcome;
-        fails with OrthancError(BadFileFormat) or OrthancError(FullStorage)."""
-        return self._store(self._prepare, data, origin)
+        fails with OrthancError(BadFileFormat) or OrthancError(FullStorage).
+        ``attached_metadata(summary)`` -> {level: {MetadataType: value}}
+        gives metadata the instance brings to its resources, new or not
+        (Orthanc's DicomInstanceToStore::AddMetadata: ModifiedFrom...)."""
+        return self._store(self._prepare, data, origin, attached_metadata)
 
     def store_file(self, path, origin):
         """Store a Part-10 file already on disk (the C-STORE SCP's temporary
@@ -197,7 +200,7 @@ class Ingestor:
         return self._store(self._prepare_file, path, origin)
 
     @defer.inlineCallbacks
-    def _store(self, prepare, source, origin):
+    def _store(self, prepare, source, origin, attached_metadata=None):
         try:
             summary, stored, dataset, extra = yield self._file_io.run(prepare, source)
         except DicomFormatError as e:
@@ -205,6 +208,7 @@ class Ingestor:
             code = ErrorCode[getattr(e, "orthanc_error", "BadFileFormat")]
             raise OrthancError(code, e.details)
         metadata = instance_metadata(summary, dataset, origin)
+        attached = attached_metadata(summary) if attached_metadata is not None else None
         files = [stored] + [info for _, info in extra]
 
         def release():
@@ -212,7 +216,8 @@ class Ingestor:
                 self.storage.release(info.uuid)
         try:
             outcome = yield self.index.store_instance(summary, stored, metadata,
-                                                      self.overwrite, self.limits, extra)
+                                                      self.overwrite, self.limits,
+                                                      attached=attached, extra=extra)
         except StorageFull as e:
             release()
             yield self._file_io.run(self._remove_files, files)

@@ -24,6 +24,7 @@ from orthancd.ingest import (Ingestor, Origin, attachment_slot, parse_attachment
                              reconstruction_metadata)
 from orthancd.logs import logger
 from orthancd.metrics import ServerMetrics
+from orthancd.modification import jobs as modification_jobs
 from orthancd.net.transfer_syntaxes import KNOWN, accepted_storage_syntaxes
 from orthancd.stability import StabilityMonitor
 from orthancd.storage.filesystem import FilesystemStorageArea
@@ -93,6 +94,7 @@ class OrthancServer:
                                store=self.index if configuration.get("SaveJobs", True) else None,
                                changes=self.changes)
         self.metrics = ServerMetrics(self, reactor, bool(configuration.get("MetricsEnabled", True)))
+        modification_jobs.register(self)
         # Runtime settings the REST API may change (not persisted, as in Orthanc).
         self.default_encoding = configuration.get("DefaultEncoding", "Latin1")
         self.unknown_sop_class_accepted = bool(configuration.get("UnknownSopClassAccepted", False))

@@ -297,10 +297,12 @@ class ResourceIndex(abc.ABC):
 
     # -- writes (each returns a Deferred fired after commit) --
     @abc.abstractmethod
-    def store_instance(self, summary, stored, metadata, overwrite, limits, extra=()):
+    def store_instance(self, summary, stored, metadata, overwrite, limits, attached=None,
+                       extra=()):
         """Index one instance whose file is already durable; fires StoreOutcome.
         ``metadata``: {level: {MetadataType: value}} (levels other than the
         instance's are written only when the resource is created);
+        ``attached``: the same, written whether the resources are new or not;
         ``extra``: (content type, StoredFile) of its other attachments."""
 
     @abc.abstractmethod
@@ -369,6 +371,10 @@ class ResourceIndex(abc.ABC):
     @abc.abstractmethod
     def load_jobs(self):
         """The serialized jobs saved last, or None."""
+
+    @abc.abstractmethod
+    def increment_global_sequence(self, name):
+        """Fires the next value (from 1) of a named counter kept in the index."""
 
     @abc.abstractmethod
     def set_protected(self, patient_id, protected):

@@ -627,13 +627,15 @@ class LmdbResourceIndex(ResourceIndex):
 
     # ----------------------------------------------------------------- writes
 
-    def store_instance(self, summary, stored, metadata, overwrite, limits, extra=()):
+    def store_instance(self, summary, stored, metadata, overwrite, limits, attached=None,
+                       extra=()):
         """``extra``: (content type, StoredFile) of the instance's other
         attachments (DicomUntilPixelData with StorageCompression)."""
         files = [stored] + [info for _, info in extra]
         return self.writer.submit(
             _tracking_files(self._store_instance, files, _obsolete_files, self.db),
-            summary, stored, metadata, overwrite, limits, now_iso(), tuple(extra), files=files)
+            summary, stored, metadata, overwrite, limits, now_iso(), attached, tuple(extra),
+            files=files)
 
     def delete_resource(self, public_id, level):
         return self.writer.submit(
@@ -705,6 +707,11 @@ class LmdbResourceIndex(ResourceIndex):
         with self._read() as txn:
             raw = txn.get(b"jobs", db=self.db["meta"])
             return None if raw is None else raw.decode("utf-8")
+
+    def increment_global_sequence(self, name):
+        """The next value of a named counter kept in the index (Orthanc's
+        global sequences, e.g. the number in "AnonymizedN")."""
+        return self.writer.submit(self._next, "sequence:" + name)
 
     def forget_released(self, uuids):
         """The released files ``uuids`` are gone from the storage area."""
@@ -842,7 +849,8 @@ class LmdbResourceIndex(ResourceIndex):
             txn.put(_U64.pack(record["r"]), patient_key, db=self.db["recycling"], append=True)
         txn.put(patient_key, _dumps(record), db=self.db["resources"])
 
-    def _store_instance(self, txn, summary, stored, metadata, overwrite, limits, now, extra=()):
+    def _store_instance(self, txn, summary, stored, metadata, overwrite, limits, now,
+                        attached=None, extra=()):
         ids = summary.ids
         levels = list(ResourceLevel)
         keys = [resource_key(lv, i) for lv, i in zip(levels, ids)]
@@ -903,6 +911,9 @@ class LmdbResourceIndex(ResourceIndex):
             if lv is not ResourceLevel.INSTANCE:
                 for metadata_type, value in metadata.get(lv, {}).items():
                     self._put_metadata(txn, keys[lv], metadata_type, value)
+        for lv, values in (attached or {}).items():
+            for metadata_type, value in values.items():
+                self._put_metadata(txn, keys[lv], metadata_type, value)
         if ResourceLevel.SERIES in new_levels and summary.expected_instances is not None:
             self._put_metadata(txn, keys[2], MetadataType.ExpectedNumberOfInstances,
                                summary.expected_instances)

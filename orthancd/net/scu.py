@@ -494,7 +494,10 @@ async def store_straight(server, settings, modality, data):
 # -- C-FIND ------------------------------------------------------------------
 
 
+WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
+
 _UNAVAILABLE = {PATIENT_ROOT_FIND: ErrorCode.DicomFindUnavailable,
+                WORKLIST_FIND: ErrorCode.DicomFindUnavailable,
                 STUDY_ROOT_FIND: ErrorCode.DicomFindUnavailable,
                 PATIENT_ROOT_MOVE: ErrorCode.DicomMoveUnavailable,
                 STUDY_ROOT_MOVE: ErrorCode.DicomMoveUnavailable}
@@ -549,6 +552,24 @@ async def find(reactor, settings, modality, level, query):
 
 async def _find_on(association, modality, level, query):
     model = PATIENT_ROOT_FIND if level is ResourceLevel.PATIENT else STUDY_ROOT_FIND
+    return await _c_find(association, model, modality, query)
+
+
+async def find_worklist(reactor, settings, modality, query):
+    """C-FIND ``query`` against the modality's worklists; the answers as
+    Datasets, without SOPInstanceUID (Orthanc drops it from worklist answers
+    so as to behave as wlmscpfs)."""
+    async with _control_association(reactor, settings, modality,
+                                    (WORKLIST_FIND,)) as association:
+        answers = await _c_find(association, WORKLIST_FIND, modality, query)
+    for answer in answers:
+        for tag in (0x00020003, 0x00080018):
+            if tag in answer:
+                del answer[tag]
+    return answers
+
+
+async def _c_find(association, model, modality, query):
     context = _context_for(association, model, modality)
     answers = []
 

@@ -34,10 +34,10 @@ def _route_modules():
     from orthancd.rest import find
     from orthancd.rest import folders, jobs, peers, plugins
     from orthancd.rest import storage_commitment
-    from orthancd.rest import metrics
+    from orthancd.rest import metrics, modify
     return (system, instances, resources, metadata, attachments, changes, tools, scripts,
             modalities, queries, find, storage_commitment, folders, plugins, peers, jobs,
-            metrics)
+            modify, metrics)
 
 
 def build_app(ctx):

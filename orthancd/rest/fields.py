@@ -35,3 +35,17 @@ def read_list_of_strings(body, field, default=_MISSING):
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _error("List of strings expected in field: ", field)
     return list(value)
+
+
+def read_integer(body, field, default=_MISSING):
+    """SerializationToolbox::ReadInteger: a JSON integer (not a float, not
+    a Boolean) that fits in a C int."""
+    if field not in body and default is not _MISSING:
+        return default
+    value = body.get(field)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _error("Integer value expected in field: ", field)
+    if value > 2 ** 31 - 1:
+        raise OrthancError(ErrorCode.BadParameterType,
+                           "Value too large to fit in an integer in field '%s'" % field)
+    return value

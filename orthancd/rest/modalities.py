@@ -17,6 +17,7 @@ from orthancd.net import scu
 from orthancd.rest.http import (
     bool_argument, read_body, render_bytes, render_json, render_text, sized)
 from orthancd.rest.scu_requests import option, read_field, require_synchronous
+from orthancd.dicom.from_json import dataset_from_json
 from orthancd.dicom.summary import MAIN_DICOM_TAGS
 from orthancd.find import tags as find_tags
 from orthancd.net.retrieve import run_retrieve
@@ -30,13 +31,13 @@ MODALITY_ROUTES = ["configuration", "echo", "find", "find-instance", "find-patie
 
 
 
-def parse_json_value(request):
+def parse_json_value(request, error="Must provide a JSON value"):
     """Any JSON value, with Orthanc's error for a body that is not JSON."""
     raw = read_body(request)
     try:
         return json.loads(raw)
     except ValueError:
-        raise OrthancError(ErrorCode.BadFileFormat, "Must provide a JSON value") from None
+        raise OrthancError(ErrorCode.BadFileFormat, error) from None
 
 
 def parse_json_body(request, empty=None):
@@ -480,6 +481,35 @@ def install(app, server):
                 study["Series"] = await find_answers(modality, ResourceLevel.SERIES, fields)
             patient["Studies"] = studies
         return render_json(request, patients)
+
+    @app.route("/modalities/<name>/find-worklist", methods=["POST"])
+    async def find_worklist(request, name):
+        """C-FIND SCU on the modality's worklists: the body (or its "Query")
+        is the query, as tags; answers in the Simplify/Short/Full format."""
+        modality = registry.get_modality(name)
+        body = parse_json_value(request, "Must provide a JSON object")
+        if body is None:
+            body = {"Query": None}  # JsonCpp's null has no members: a bad query
+        elif not isinstance(body, dict):
+            # What 1.13.0 answers when JsonCpp refuses to look a member up.
+            raise OrthancError(ErrorCode.InternalError,
+                               "An unhandled exception was generated inside the HTTP server")
+        if "Query" in body:
+            fields, mode = body["Query"], worklist_format(body)
+        else:
+            fields, mode = body, "simplify"  # the form of Orthanc <= 1.9.4
+        query = dataset_from_json(fields, server.default_encoding)
+        answers = await scu.find_worklist(server.reactor, settings(modality, body), modality,
+                                          query)
+        return render_json(request, [answer_json(server, answer, mode) for answer in answers])
+
+
+def worklist_format(body):
+    """OrthancRestApi::GetDicomFormat: Simplify, then Short, then Full."""
+    for key, mode in (("Simplify", "simplify"), ("Short", "short"), ("Full", "full")):
+        if key in body and read_field(body, key, bool):
+            return mode
+    return "simplify"
 
 
 async def log_export(server, instance_id, remote_aet):

@@ -1,0 +1,96 @@
+"""A data URI given as the new PixelData or EncapsulatedDocument of a file
+(ParsedDicomFile::EmbedContentInternal): raw bytes become the pixel data, a
+PDF or a 3D model (OBJ, MTL, STL) becomes an encapsulated document.
+
+Images (PNG, JPEG, PAM) would have to be decoded into pixels: orthancd
+does not do it here and answers "Not implemented yet".
+"""
+from orthancd.errors import ErrorCode, OrthancError
+from orthancd.modification import values
+
+MIME_TYPE_OF_ENCAPSULATED_DOCUMENT = 0x00420012
+CONVERSION_TYPE = 0x00080064
+MODALITY = 0x00080060
+SOP_CLASS_UID = 0x00080016
+BITS_ALLOCATED = 0x00280100
+
+# What Orthanc's LookupMimeType knows, as it names them back.
+_KNOWN_MIMES = {
+    "application/octet-stream": "application/octet-stream", "application/dicom": "application/dicom",
+    "image/jpeg": "image/jpeg", "image/jpg": "image/jpeg", "image/jp2": "image/jp2",
+    "application/json": "application/json", "application/json; charset=utf-8": "application/json",
+    "application/pdf": "application/pdf", "image/png": "image/png",
+    "application/xml": "application/xml", "text/xml": "application/xml",
+    "text/plain": "text/plain", "image/x-portable-arbitrarymap": "image/x-portable-arbitrarymap",
+    "text/html": "text/html", "application/gzip": "application/gzip",
+    "application/javascript": "application/javascript", "text/css": "text/css",
+    "application/wasm": "application/wasm", "image/gif": "image/gif",
+    "application/zip": "application/zip", "application/x-nacl": "application/x-nacl",
+    "application/x-pnacl": "application/x-pnacl", "image/svg+xml": "image/svg+xml",
+    "application/x-font-woff": "application/x-font-woff", "font/woff2": "font/woff2",
+    "application/dicom+json": "application/dicom+json",
+    "application/dicom+xml": "application/dicom+xml", "image/x-icon": "image/x-icon",
+    "model/obj": "model/obj", "model/mtl": "model/mtl", "model/stl": "model/stl",
+}
+_MODELS = {"model/mtl": "1.2.840.10008.5.1.4.1.1.104.5",
+           "model/obj": "1.2.840.10008.5.1.4.1.1.104.4",
+           "model/stl": "1.2.840.10008.5.1.4.1.1.104.3"}
+_IMAGES = ("image/png", "image/jpeg", "image/x-portable-arbitrarymap")
+
+
+def embed(edited, uri, encoding):
+    """Put the content of the data URI ``uri`` in ``edited``; False when
+    ``uri`` is no data URI (it is then an ordinary value)."""
+    decoded = values.decode_data_uri(uri)
+    if decoded is None:
+        return False
+    mime, content = decoded
+    mime = _KNOWN_MIMES.get(mime.lower())
+    if mime is None:
+        raise OrthancError(ErrorCode.ParameterOutOfRange)
+    if mime == "application/octet-stream":
+        _raw_pixel_data(edited, content, encoding)
+    elif mime == "application/pdf":
+        if not content.startswith(b"%PDF-"):
+            raise OrthancError(ErrorCode.BadFileFormat, "Not a PDF file")
+        _encapsulate(edited, mime, content, encoding)
+        _set_if_absent(edited, SOP_CLASS_UID, "1.2.840.10008.5.1.4.1.1.104.1", encoding)
+        _set_if_absent(edited, MODALITY, "OT", encoding)
+        _set_if_absent(edited, CONVERSION_TYPE, "WSD", encoding)
+    elif mime in _MODELS:
+        _encapsulate(edited, mime, content, encoding)
+        _set_if_absent(edited, SOP_CLASS_UID, _MODELS[mime], encoding)
+        _set_if_absent(edited, MODALITY, "M3D", encoding)
+    elif mime in _IMAGES:
+        raise OrthancError(ErrorCode.NotImplemented,
+                           "orthancd does not decode images to embed them in a DICOM file")
+    else:
+        raise OrthancError(ErrorCode.NotImplemented,
+                           "Unsupported MIME type for the content of a new DICOM file: " + mime)
+    return True
+
+
+def _raw_pixel_data(edited, content, encoding):
+    if edited.has(values.PIXEL_DATA):
+        raise OrthancError(ErrorCode.InternalError)
+    bits = edited.string(BITS_ALLOCATED) if edited.has(BITS_ALLOCATED) else ""
+    try:
+        wide = int(bits or 0) > 8
+    except ValueError:
+        wide = False
+    if len(content) % 2:
+        content += b"\0"
+    edited.put(values.raw_element(values.PIXEL_DATA, "OW" if wide else "OB", content, encoding))
+
+
+def _encapsulate(edited, mime, document, encoding):
+    edited.put(values.string_element(MIME_TYPE_OF_ENCAPSULATED_DOCUMENT, mime, encoding, "",
+                                     decode_data_uri_scheme=False))
+    if len(document) % 2:
+        document += b"\0"
+    edited.put(values.raw_element(values.ENCAPSULATED_DOCUMENT, "OB", document, encoding))
+
+
+def _set_if_absent(edited, tag, value, encoding):
+    if not edited.has(tag):
+        edited.put(values.string_element(tag, value, encoding, "", decode_data_uri_scheme=False))
