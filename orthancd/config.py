@@ -376,11 +376,8 @@ def _check_semantics(options, defined_in):
     def where(name):
         return defined_in.get(name, EMBEDDED_SOURCE)
 
-    if options.get("StorageCompression"):
-        raise ConfigurationError(
-            f"{where('StorageCompression')}: \"StorageCompression\": true is "
-            f"not supported by orthancd yet; set it to false (files already "
-            f"stored compressed by Orthanc cannot be read either)")
+    _check_user_types(options, "UserMetadata", where("UserMetadata"), False)
+    _check_user_types(options, "UserContentType", where("UserContentType"), True)
     overwrite = options.get("OverwriteInstances")
     if isinstance(overwrite, str) and overwrite not in OVERWRITE_MODES:
         raise ConfigurationError(
@@ -404,6 +401,43 @@ def _check_semantics(options, defined_in):
             raise ConfigurationError(
                 f"{where('RegisteredUsers')}: the password of user "
                 f"\"{user}\" in \"RegisteredUsers\" must be a string")
+
+
+FIRST_USER_TYPE = 1024
+LAST_USER_TYPE = 65535
+
+
+def _is_integer(text):
+    """Orthanc's Toolbox::IsInteger: such a name would read as a number."""
+    text = text.strip(" \t\r\n")
+    digits = text[1:] if text.startswith("-") else text
+    return bool(digits) and all(c in "0123456789" for c in digits)
+
+
+def _check_user_types(options, option, where, with_mime):
+    """UserMetadata and UserContentType as Orthanc registers them: a number
+    (for content types, or [number, MIME type]) in 1024..65535 per name, no
+    number used twice, no name that reads as a number."""
+    seen = set()
+    for name, value in (options.get(option) or {}).items():
+        if with_mime and (isinstance(value, list) and len(value) == 2
+                          and _has_type(value[0], int) and isinstance(value[1], str)):
+            number = value[0]
+        elif _has_type(value, int):
+            number = value
+        else:
+            kind = "attachment type" if with_mime else "metadata"
+            raise ConfigurationError(
+                f"{where}: not a number in this user-defined {kind}: {name}")
+        if not FIRST_USER_TYPE <= number <= LAST_USER_TYPE:
+            raise ConfigurationError(
+                f"{where}: \"{name}\" in \"{option}\" must have an index between "
+                f"{FIRST_USER_TYPE} and {LAST_USER_TYPE}, not {number}")
+        if number in seen or _is_integer(name):
+            raise ConfigurationError(
+                f"{where}: cannot register \"{name}\" in \"{option}\": its index {number} "
+                f"is already used, or the name is a number")
+        seen.add(number)
 
 
 def _port(value, context):

@@ -153,19 +153,38 @@ class Ingestor:
         dataset = read_dataset(data, stop_before_pixels=True)
         summary = summarize(dataset, self.default_encoding)
         # Held until released after the commit.
+        extra = self._store_header(summary, dataset, lambda size: data[:size])
         stored = self.storage.store(data, owner=self._slot_of(summary))
-        return summary, stored, dataset
+        return summary, stored, dataset, extra
 
     def _prepare_file(self, path):
         # Only the header is parsed; the file becomes the stored attachment
         # as it is, hashed already when it was received (ReceivedFile).
         dataset = read_dataset(path, stop_before_pixels=True)
         summary = summarize(dataset, self.default_encoding)
+
+        def head(size):
+            with open(path, "rb") as f:
+                return f.read(size)
+        extra = self._store_header(summary, dataset, head)
         stored = self.storage.adopt(path, getattr(path, "digests", None),
                                     owner=self._slot_of(summary))
         if isinstance(path, ReceivedFile):
             path.moved = True
-        return summary, stored, dataset
+        return summary, stored, dataset, extra
+
+    def _store_header(self, summary, dataset, head):
+        """As Orthanc with StorageCompression: the file up to its pixel data
+        is stored too (DicomUntilPixelData), so that reading the tags does
+        not decompress the pixels.  ``head(size)``: the first bytes."""
+        offset = getattr(dataset, "pixel_data_offset", None)
+        if not self.storage.compression or not offset:
+            return ()
+        instance_id = summary.ids[3]
+        slot = attachment_slot(ResourceLevel.INSTANCE, instance_id,
+                               ContentType.DicomUntilPixelData)
+        stored = self.storage.store(head(offset), salt=slot.encode(), owner=slot)
+        return ((ContentType.DicomUntilPixelData, stored),)
 
     @staticmethod
     def _slot_of(summary):
@@ -192,7 +211,7 @@ class Ingestor:
     @defer.inlineCallbacks
     def _store(self, prepare, source, origin, attached_metadata=None):
         try:
-            summary, stored, dataset = yield self._file_io.run(prepare, source)
+            summary, stored, dataset, extra = yield self._file_io.run(prepare, source)
         except DicomFormatError as e:
             # A file without its UIDs is an "inexistent tag" for Orthanc (404).
             code = ErrorCode[getattr(e, "orthanc_error", "BadFileFormat")]
@@ -203,18 +222,23 @@ class Ingestor:
                 return refused
         metadata = instance_metadata(summary, dataset, origin)
         attached = attached_metadata(summary) if attached_metadata is not None else None
+        files = [stored] + [info for _, info in extra]
+
+        def release():
+            for info in files:
+                self.storage.release(info.uuid)
         try:
             outcome = yield self.index.store_instance(summary, stored, metadata,
                                                       self.overwrite, self.limits,
-                                                      attached=attached)
+                                                      attached=attached, extra=extra)
         except StorageFull as e:
-            self.storage.release(stored.uuid)
-            yield self._file_io.run(self._remove_files, [stored])
+            release()
+            yield self._file_io.run(self._remove_files, files)
             raise OrthancError(ErrorCode.FullStorage, str(e))
         except BaseException:
-            self.storage.release(stored.uuid)
+            release()
             raise
-        self.storage.release(stored.uuid)
+        release()
         obsolete = outcome.obsolete_files
         if obsolete:
             self.remove_files(obsolete).addErrback(

@@ -24,6 +24,7 @@ from orthancd.jobs.transfers import register_transfer_jobs
 from orthancd.ingest import (Ingestor, Origin, attachment_slot, parse_attachment_slot,
                              reconstruction_metadata)
 from orthancd.logs import logger
+from orthancd.metrics import ServerMetrics
 from orthancd.modification import jobs as modification_jobs
 from orthancd.net.transfer_syntaxes import KNOWN, accepted_storage_syntaxes
 from orthancd.stability import StabilityMonitor
@@ -77,7 +78,9 @@ class OrthancServer:
         storage_dir = configuration.storage_directory
         index_dir = configuration.index_directory
         self.storage = FilesystemStorageArea(
-            storage_dir, fsync=bool(configuration.get("SyncStorageArea", True)))
+            storage_dir, fsync=bool(configuration.get("SyncStorageArea", True)),
+            compression=bool(configuration.get("StorageCompression", False)),
+            store_md5=bool(configuration.get("StoreMD5ForAttachments", True)))
         # Every committed change, and every job event, goes through here.
         self.changes = ChangeStream()
         self.index = LmdbResourceIndex(os.path.join(index_dir, "index.lmdb"), reactor,
@@ -93,6 +96,7 @@ class OrthancServer:
         self.jobs = JobsEngine(reactor, concurrent, int(configuration.get("JobsHistorySize", 10)),
                                store=self.index if configuration.get("SaveJobs", True) else None,
                                changes=self.changes)
+        self.metrics = ServerMetrics(self, reactor, bool(configuration.get("MetricsEnabled", True)))
         modification_jobs.register(self)
         register_transfer_jobs(self)
         # Runtime settings the REST API may change (not persisted, as in Orthanc).
@@ -150,24 +154,30 @@ class OrthancServer:
 
     # -- reconstruction: the index rebuilt from the files --
 
-    async def reconstruct(self, public_id, level, only_this_level=False):
+    async def reconstruct(self, public_id, level, only_this_level=False, files=False):
         """Index the main tags of a resource's instances (and their
         ancestors) anew from their files; with ``only_this_level``, the
-        tags of the resource itself, from one of its instances."""
+        tags of the resource itself, from one of its instances; with
+        ``files``, store the files anew, compressed or not as
+        StorageCompression says."""
         # In Orthanc's order: the last instance gives its ancestors their tags.
         instances = instances_in_creation_order(self.index, public_id, level)
         if only_this_level:
             instances = instances[:1]
         for instance_id in instances:
+            if files:
+                await self.change_attachment_compression(
+                    instance_id, ResourceLevel.INSTANCE, ContentType.Dicom,
+                    self.storage.compression)
             info = self.dicom_attachment(instance_id)
             summary = await self.file_io.run(self.ingest.summarize_stored, info)
             only = level if only_this_level else None
             await self.index.reconstruct_instance(summary, reconstruction_metadata(summary, only),
                                                   only)
 
-    async def reconstruct_all(self):
+    async def reconstruct_all(self, files=False):
         for study in self.index.list_resources(ResourceLevel.STUDY):
-            await self.reconstruct(study, ResourceLevel.STUDY)
+            await self.reconstruct(study, ResourceLevel.STUDY, files=files)
 
     # -- labels --
 
@@ -180,24 +190,81 @@ class OrthancServer:
         return self.index.remove_label(public_id, level, label)
 
     def read_attachment(self, info):
-        """Deferred bytes of a stored attachment (read off the reactor)."""
+        """Deferred content of a stored attachment, decompressed (read off
+        the reactor)."""
         return self.file_io.run(self.storage.read, info.uuid)
 
+    def read_stored_attachment(self, info):
+        """Deferred bytes of a stored attachment as stored (compressed when
+        it is)."""
+        return self.file_io.run(self.storage.read_stored, info.uuid)
+
+    def read_attachment_range(self, info, start, end, stored=False):
+        """Deferred bytes ``start`` to ``end`` (exclusive) of an attachment's
+        content (or of its stored bytes): only those are read from an
+        uncompressed file."""
+        def read():
+            with (self.storage.open_stored if stored else self.storage.open)(info.uuid) as f:
+                if f.seekable():
+                    f.seek(start)
+                else:
+                    skipped = 0
+                    while skipped < start:
+                        skipped += len(f.read(min(start - skipped, 1 << 20)) or b"")
+                return f.read(end - start)
+        return self.file_io.run(read)
+
     async def store_attachment(self, public_id, level, content_type, data):
+        return (await self.put_attachment(public_id, level, content_type, data))[0]
+
+    async def put_attachment(self, public_id, level, content_type, data, expected=None,
+                             compress=None):
+        """Store ``data`` as an attachment (compressed as StorageCompression
+        says, unless ``compress``); fires (StoredFile, new revision).
+        ``expected``: the If-Match (revision, MD5), checked by the index."""
         salt = ("%s/%d" % (public_id, content_type)).encode()
         stored = await self.file_io.run(self.storage.store, data, salt,
-                                        owner=attachment_slot(level, public_id, content_type))
+                                        owner=attachment_slot(level, public_id, content_type),
+                                        compress=compress)
         try:
-            previous = await self.index.set_attachment(public_id, level, content_type, stored)
-        finally:
+            previous, revision = await self.index.set_attachment(
+                public_id, level, content_type, stored, expected)
+        except BaseException:
             self.storage.release(stored.uuid)
+            # Refused (If-Match): the new file goes, unless it is the very
+            # file the slot holds (same content).
+            if self._slot_file(public_id, level, content_type) != stored.uuid:
+                await self.file_io.run(self.storage.remove, stored.uuid)
+            raise
+        self.storage.release(stored.uuid)
         if previous is not None and previous.uuid != stored.uuid:
             await self.ingest.remove_files([previous])
-        return stored
+        return stored, revision
 
-    async def delete_attachment(self, public_id, level, content_type):
-        previous = await self.index.delete_attachment(public_id, level, content_type)
+    def _slot_file(self, public_id, level, content_type):
+        try:
+            found = self.index.attachment_with_revision(public_id, level, content_type)
+        except UnknownResource:
+            return None
+        return None if found is None else found[0].uuid
+
+    async def delete_attachment(self, public_id, level, content_type, expected=None):
+        previous = await self.index.delete_attachment(public_id, level, content_type, expected)
         await self.ingest.remove_files([previous])
+
+    async def change_attachment_compression(self, public_id, level, content_type, compress):
+        """/compress and /uncompress: store the attachment anew in the
+        other form (a new revision), as Orthanc's
+        ChangeAttachmentCompression."""
+        found = self.index.attachment_with_revision(public_id, level, content_type)
+        if found is None:
+            raise OrthancError(ErrorCode.UnknownResource)
+        info, revision = found
+        if info.compressed == compress:
+            return
+        data = await self.read_attachment(info)
+        await self.put_attachment(public_id, level, content_type, data,
+                                  expected=(revision, info.uncompressed_md5), compress=compress)
 
     def dicom_attachment(self, instance_id):
         info = self.index.get_attachments(instance_id, ResourceLevel.INSTANCE).get(ContentType.Dicom)

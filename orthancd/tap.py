@@ -17,6 +17,7 @@ the one started after it has stopped):
   stability      the stable-resources timer
   deflate        the pool that deflates the files of ZIP archives
   jobs           the job engine (reloads the saved jobs, runs the workers)
+  metrics        the metrics (subscribes to the change stream, probes the reactor)
   HTTP, DICOM    the listening ports
 """
 import os
@@ -136,6 +137,7 @@ def makeService(options, reactor=default_reactor):
     server.stability.setServiceParent(top)
     deflate.setServiceParent(top)
     server.jobs.setServiceParent(top)
+    server.metrics.setServiceParent(top)
     # Remote access is refused per request (403, as Orthanc does), so listen everywhere.
     http_endpoint = _endpoint(options["http-endpoint"], configuration.get("HttpPort", 8042),
                               "0.0.0.0")

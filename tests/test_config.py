@@ -267,11 +267,30 @@ def test_accepted_transfer_syntaxes_may_be_a_single_string(tmp_path):
         "1.2.840.10008.1.2"
 
 
-def test_storage_compression_is_refused(tmp_path):
+def test_storage_compression_is_accepted(tmp_path):
     path = write(tmp_path / "o.json", '{ "StorageCompression" : true }')
-    with pytest.raises(ConfigurationError,
-                       match="StorageCompression.*not supported"):
+    assert load_configuration(path)["StorageCompression"] is True
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("UserMetadata", '{ "A" : 1023 }', "between 1024 and 65535"),
+    ("UserMetadata", '{ "A" : 65536 }', "between 1024 and 65535"),
+    ("UserMetadata", '{ "A" : "1025" }', "not a number"),
+    ("UserMetadata", '{ "A" : 1025, "B" : 1025 }', "already used"),
+    ("UserMetadata", '{ "12" : 1025 }', "the name is a number"),
+    ("UserContentType", '{ "pdf" : [ 1026, 7 ] }', "not a number"),
+    ("UserContentType", '{ "pdf" : 12 }', "between 1024 and 65535"),
+])
+def test_user_types_are_checked_as_orthanc_registers_them(tmp_path, option, value, message):
+    path = write(tmp_path / "o.json", '{ "%s" : %s }' % (option, value))
+    with pytest.raises(ConfigurationError, match=message):
         load_configuration(path)
+
+
+def test_user_content_types_may_name_their_mime_type(tmp_path):
+    path = write(tmp_path / "o.json",
+                 '{ "UserContentType" : { "pdf" : [ 1026, "application/pdf" ], "raw" : 1027 } }')
+    assert load_configuration(path)["UserContentType"]["pdf"] == [1026, "application/pdf"]
 
 
 # --- environment ----------------------------------------------------------

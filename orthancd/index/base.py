@@ -299,23 +299,34 @@ class ResourceIndex(abc.ABC):
 
     # -- writes (each returns a Deferred fired after commit) --
     @abc.abstractmethod
-    def store_instance(self, summary, stored, metadata, overwrite, limits, attached=None):
+    def store_instance(self, summary, stored, metadata, overwrite, limits, attached=None,
+                       extra=()):
         """Index one instance whose file is already durable; fires StoreOutcome.
         ``metadata``: {level: {MetadataType: value}} (levels other than the
         instance's are written only when the resource is created);
-        ``attached``: the same, written whether the resources are new or not."""
+        ``attached``: the same, written whether the resources are new or not;
+        ``extra``: (content type, StoredFile) of its other attachments."""
 
     @abc.abstractmethod
     def delete_resource(self, public_id, level):
         """Cascade delete; fires DeleteOutcome."""
 
     @abc.abstractmethod
-    def set_metadata(self, public_id, level, metadata_type, value):
-        """Set one metadata value."""
+    def metadata_with_revision(self, public_id, level, metadata_type):
+        """(value, revision) of one metadata, or None."""
 
     @abc.abstractmethod
-    def delete_metadata(self, public_id, level, metadata_type):
-        """Remove one metadata value."""
+    def attachment_with_revision(self, public_id, level, content_type):
+        """(StoredFile, revision) of one attachment, or None."""
+
+    @abc.abstractmethod
+    def set_metadata(self, public_id, level, metadata_type, value, expected=None):
+        """Set one metadata value; fires its new revision.  ``expected``: the
+        (revision, MD5) an If-Match names, checked when the metadata exists."""
+
+    @abc.abstractmethod
+    def delete_metadata(self, public_id, level, metadata_type, expected=None):
+        """Remove one metadata value (``expected`` as for set_metadata)."""
 
     @abc.abstractmethod
     def add_label(self, public_id, level, label):
@@ -326,11 +337,13 @@ class ResourceIndex(abc.ABC):
         """Detach a label (no-op when absent)."""
 
     @abc.abstractmethod
-    def set_attachment(self, public_id, level, content_type, stored):
-        """Record (or replace) an attachment; fires the replaced StoredFile or None."""
+    def set_attachment(self, public_id, level, content_type, stored, expected=None):
+        """Record (or replace) an attachment; fires (the replaced StoredFile
+        or None, the new revision).  ``expected``: the (revision, MD5) an
+        If-Match names, checked when the attachment exists."""
 
     @abc.abstractmethod
-    def delete_attachment(self, public_id, level, content_type):
+    def delete_attachment(self, public_id, level, content_type, expected=None):
         """Remove an attachment; fires the removed StoredFile."""
 
     @abc.abstractmethod

@@ -28,6 +28,9 @@ resources (by public ID: the hex groups of the ID print the SHA-1 in order).
                    removed (written in the transaction that drops the last
                    reference, so a crash before the removal leaves them listed
                    for the start-up check)
+  revisions        key + b"m" or b"a" + 2-byte type -> 8-byte revision of a
+                   metadata or an attachment (Orthanc's revisions, for ETags
+                   and If-Match); absent means revision 0, which most have
 """
 import hashlib
 import json
@@ -36,11 +39,13 @@ import struct
 
 import lmdb
 
+from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel, format_public_id, parse_public_id
 from orthancd.changes import LABEL_ADDED, LABEL_REMOVED
 from orthancd.index.base import (
-    Change, ChangeType, ContentType, DeleteOutcome, MetadataType, Resource,
-    ResourceIndex, StorageFull, StoreOutcome, UnknownResource, now_iso, series_completeness)
+    USER_CONTENT_START, USER_METADATA_START, Change, ChangeType, ContentType, DeleteOutcome,
+    MetadataType, Resource, ResourceIndex, StorageFull, StoreOutcome, UnknownResource, now_iso,
+    series_completeness)
 from orthancd.index.writer import IndexWriter
 from orthancd.storage.area import StoredFile
 
@@ -52,7 +57,7 @@ _KEY_SIZE = 21
 
 _DATABASES = ("resources", "children", "metadata", "metadata_values", "attachments",
               "identifiers", "labels", "labelled", "recycling", "changes", "resource_changes",
-              "exports", "meta", "released", "key_values")
+              "exports", "meta", "released", "key_values", "revisions")
 _DUPSORT = ("children", "metadata_values", "identifiers", "labels", "labelled",
             "resource_changes")
 
@@ -110,6 +115,26 @@ def _tracking_files(operation, referenced, released_by, db):
 def identifier_key(level, tag, normalized_value):
     value = normalized_value.encode("utf-8")[:_MAX_INDEXED_VALUE]
     return bytes((int(level),)) + struct.pack(">I", tag) + value
+
+
+_METADATA_REVISION = b"m"
+_ATTACHMENT_REVISION = b"a"
+_LAST_USER_TYPE = 65535
+
+
+def _revision_key(key, kind, number):
+    return key + kind + _U16.pack(int(number))
+
+
+def _check_revision(expected, revision, md5):
+    """Orthanc's test of an If-Match: ``expected`` is None (no test) or the
+    (revision, MD5) the client last saw."""
+    if expected is not None and (revision, md5) != (expected[0], expected[1]):
+        raise OrthancError(ErrorCode.Revision)
+
+
+def _md5_text(value):
+    return hashlib.md5(value.encode("utf-8")).hexdigest()
 
 
 def metadata_value_key(level, metadata_type, value):
@@ -307,6 +332,42 @@ class LmdbResourceIndex(ResourceIndex):
             raw = txn.get(resource_key(level, public_id) + _U16.pack(int(metadata_type)),
                           db=self.db["metadata"])
             return None if raw is None else raw.decode("utf-8")
+
+    def _revision(self, txn, key, kind, number):
+        raw = txn.get(_revision_key(key, kind, number), db=self.db["revisions"])
+        return 0 if raw is None else _U64.unpack(raw)[0]
+
+    def _set_revision(self, txn, key, kind, number, revision):
+        rkey = _revision_key(key, kind, number)
+        if revision:
+            txn.put(rkey, _U64.pack(revision), db=self.db["revisions"])
+        else:
+            txn.delete(rkey, db=self.db["revisions"])
+
+    def metadata_with_revision(self, public_id, level, metadata_type):
+        """(value, revision) of one metadata, None when unset; raises
+        UnknownResource."""
+        with self._read() as txn:
+            key = resource_key(level, public_id)
+            if txn.get(key, db=self.db["resources"]) is None:
+                raise UnknownResource(public_id)
+            raw = txn.get(key + _U16.pack(int(metadata_type)), db=self.db["metadata"])
+            if raw is None:
+                return None
+            return raw.decode("utf-8"), self._revision(txn, key, _METADATA_REVISION, metadata_type)
+
+    def attachment_with_revision(self, public_id, level, content_type):
+        """(StoredFile, revision) of one attachment, None when absent;
+        raises UnknownResource."""
+        with self._read() as txn:
+            key = resource_key(level, public_id)
+            if txn.get(key, db=self.db["resources"]) is None:
+                raise UnknownResource(public_id)
+            raw = txn.get(key + _U16.pack(int(content_type)), db=self.db["attachments"])
+            if raw is None:
+                return None
+            return (StoredFile.from_record(_loads(raw)),
+                    self._revision(txn, key, _ATTACHMENT_REVISION, content_type))
 
     def _attachments(self, txn, key):
         cursor = txn.cursor(db=self.db["attachments"])
@@ -566,21 +627,32 @@ class LmdbResourceIndex(ResourceIndex):
 
     # ----------------------------------------------------------------- writes
 
-    def store_instance(self, summary, stored, metadata, overwrite, limits, attached=None):
+    def store_instance(self, summary, stored, metadata, overwrite, limits, attached=None,
+                       extra=()):
+        """``extra``: (content type, StoredFile) of the instance's other
+        attachments (DicomUntilPixelData with StorageCompression)."""
+        files = [stored] + [info for _, info in extra]
         return self.writer.submit(
-            _tracking_files(self._store_instance, [stored], _obsolete_files, self.db),
-            summary, stored, metadata, overwrite, limits, now_iso(), attached, files=[stored])
+            _tracking_files(self._store_instance, files, _obsolete_files, self.db),
+            summary, stored, metadata, overwrite, limits, now_iso(), attached, tuple(extra),
+            files=files)
 
     def delete_resource(self, public_id, level):
         return self.writer.submit(
             _tracking_files(self._delete_resource_op, [], _obsolete_files, self.db),
             public_id, level)
 
-    def set_metadata(self, public_id, level, metadata_type, value):
-        return self.writer.submit(self._set_metadata_op, public_id, level, metadata_type, value)
+    def set_metadata(self, public_id, level, metadata_type, value, expected=None):
+        """Fires with the new revision.  ``expected``: None, or the (revision,
+        MD5 of the value) an If-Match names: a metadata already set with
+        another revision or value fails with OrthancError(Revision)."""
+        return self.writer.submit(self._set_metadata_op, public_id, level, metadata_type, value,
+                                  expected)
 
-    def delete_metadata(self, public_id, level, metadata_type):
-        return self.writer.submit(self._delete_metadata_op, public_id, level, metadata_type)
+    def delete_metadata(self, public_id, level, metadata_type, expected=None):
+        """Fails with KeyError when unset; ``expected`` as for set_metadata."""
+        return self.writer.submit(self._delete_metadata_op, public_id, level, metadata_type,
+                                  expected)
 
     def add_label(self, public_id, level, label):
         return self.writer.submit(self._add_label_op, public_id, level, label)
@@ -603,18 +675,25 @@ class LmdbResourceIndex(ResourceIndex):
     def set_protected(self, patient_id, protected):
         return self.writer.submit(self._set_protected_op, patient_id, protected)
 
-    def set_attachment(self, public_id, level, content_type, stored):
-        """Record (or replace) an attachment; fires with the obsolete StoredFile or None."""
-        def released(previous):
+    def set_attachment(self, public_id, level, content_type, stored, expected=None):
+        """Record (or replace) an attachment; fires with (the replaced
+        StoredFile or None, the new revision).  ``expected``: None, or the
+        (revision, uncompressed MD5) an If-Match names: an attachment
+        already there with another revision or MD5 fails with
+        OrthancError(Revision)."""
+        def released(result):
+            previous = result[0]
             return [previous] if previous is not None and previous.uuid != stored.uuid else []
         return self.writer.submit(
             _tracking_files(self._set_attachment_op, [stored], released, self.db),
-            public_id, level, content_type, stored, files=[stored])
+            public_id, level, content_type, stored, expected, files=[stored])
 
-    def delete_attachment(self, public_id, level, content_type):
+    def delete_attachment(self, public_id, level, content_type, expected=None):
+        """Fires with the removed StoredFile; fails with KeyError when there
+        is none; ``expected`` as for set_attachment."""
         return self.writer.submit(
             _tracking_files(self._delete_attachment_op, [], _deleted_file, self.db),
-            public_id, level, content_type)
+            public_id, level, content_type, expected)
 
     def save_jobs(self, serialized):
         """Keep the serialized jobs (SaveJobs); fires once committed."""
@@ -710,7 +789,9 @@ class LmdbResourceIndex(ResourceIndex):
         """Publish, once committed, a change Orthanc does not log."""
         self.writer.emit(Change(None, change_type, level, public_id, now_iso(), details))
 
-    def _put_metadata(self, txn, key, metadata_type, value):
+    def _put_metadata(self, txn, key, metadata_type, value, revision=None):
+        """``revision``: the metadata's new revision (None: leave it, for
+        the metadata the store of an instance writes, always revision 0)."""
         value = str(value)
         mkey = key + _U16.pack(int(metadata_type))
         old = txn.get(mkey, db=self.db["metadata"])
@@ -720,8 +801,19 @@ class LmdbResourceIndex(ResourceIndex):
         txn.put(mkey, value.encode("utf-8"), db=self.db["metadata"])
         txn.put(metadata_value_key(key[0], metadata_type, value), key,
                 db=self.db["metadata_values"], dupdata=True)
+        if revision is not None:
+            self._set_revision(txn, key, _METADATA_REVISION, metadata_type, revision)
 
-    def _remove_metadata(self, txn, key, metadata_type):
+    def _replace_metadata(self, txn, key, metadata_type, value):
+        """Set a metadata as Orthanc's reconstruction does: a new revision
+        when it was set already."""
+        mkey = key + _U16.pack(int(metadata_type))
+        revision = 0
+        if txn.get(mkey, db=self.db["metadata"]) is not None:
+            revision = self._revision(txn, key, _METADATA_REVISION, metadata_type) + 1
+        self._put_metadata(txn, key, metadata_type, value, revision)
+
+    def _remove_metadata(self, txn, key, metadata_type, forget_revision=True):
         mkey = key + _U16.pack(int(metadata_type))
         old = txn.get(mkey, db=self.db["metadata"])
         if old is None:
@@ -729,7 +821,16 @@ class LmdbResourceIndex(ResourceIndex):
         txn.delete(metadata_value_key(key[0], metadata_type, old.decode("utf-8")), key,
                    db=self.db["metadata_values"])
         txn.delete(mkey, db=self.db["metadata"])
+        if forget_revision:
+            self._set_revision(txn, key, _METADATA_REVISION, metadata_type, 0)
         return True
+
+    def _forget_revisions(self, txn, key):
+        """Every revision of a resource's metadata and attachments."""
+        cursor = txn.cursor(db=self.db["revisions"])
+        found = cursor.set_range(key)
+        while found and cursor.key()[:_KEY_SIZE] == key:
+            found = cursor.delete()
 
     def _index_identifiers(self, txn, level, key, record, add=True):
         """The identifiers entries of a resource record: its main tags, and
@@ -777,7 +878,7 @@ class LmdbResourceIndex(ResourceIndex):
         txn.put(patient_key, _dumps(record), db=self.db["resources"])
 
     def _store_instance(self, txn, summary, stored, metadata, overwrite, limits, now,
-                        attached=None):
+                        attached=None, extra=()):
         ids = summary.ids
         levels = list(ResourceLevel)
         keys = [resource_key(lv, i) for lv, i in zip(levels, ids)]
@@ -792,14 +893,17 @@ class LmdbResourceIndex(ResourceIndex):
             unchanged = current is not None and current["md5"] == stored.md5
             if mode not in ("Always", "IfChanged") or (mode == "IfChanged" and unchanged):
                 # The bytes just written are useless unless identical to the stored ones.
-                current_uuid = None if current is None else current["uuid"]
-                return StoreOutcome("AlreadyStored", ids,
-                                    obsolete_files=[] if current_uuid == stored.uuid else [stored])
+                kept = self._attachments(txn, keys[3])
+                kept_uuids = {info.uuid for info in kept.values()}
+                return StoreOutcome("AlreadyStored", ids, obsolete_files=[
+                    info for info in [stored] + [i for _, i in extra]
+                    if info.uuid not in kept_uuids])
             # As Orthanc, overwriting deletes the instance, with the ancestors it
             # leaves empty (their metadata, attachments and labels go too), then
             # stores the new one: they come back as new resources.
             old = self._delete_resource_op(txn, ids[3], ResourceLevel.INSTANCE).obsolete_files
-            obsolete.extend(f for f in old if f.uuid != stored.uuid)
+            incoming = {stored.uuid} | {info.uuid for _, info in extra}
+            obsolete.extend(f for f in old if f.uuid not in incoming)
         recycled = self._make_room(txn, keys[0], stored.size, limits, obsolete)
         new_levels = []
         tags = summary.main_tags
@@ -822,6 +926,11 @@ class LmdbResourceIndex(ResourceIndex):
                 db=self.db["attachments"])
         self._add_counter(txn, "disk", stored.size)
         self._add_counter(txn, "uncompressed", stored.uncompressed_size)
+        for content_type, info in extra:
+            txn.put(instance_key + _U16.pack(int(content_type)), _dumps(info.to_record()),
+                    db=self.db["attachments"])
+            self._add_counter(txn, "disk", info.size)
+            self._add_counter(txn, "uncompressed", info.uncompressed_size)
         for metadata_type, value in metadata.get(ResourceLevel.INSTANCE, {}).items():
             self._put_metadata(txn, instance_key, metadata_type, value)
         # Metadata of the other levels is written once, when they are created
@@ -915,7 +1024,8 @@ class LmdbResourceIndex(ResourceIndex):
             self._add_counter(txn, "uncompressed", -info.uncompressed_size)
             files.append(info)
         for metadata_type in self._metadata(txn, key):
-            self._remove_metadata(txn, key, metadata_type)
+            self._remove_metadata(txn, key, metadata_type, forget_revision=False)
+        self._forget_revisions(txn, key)
         for label in self._labels(txn, key):
             txn.delete(label.encode("utf-8"), key, db=self.db["labelled"])
         txn.delete(key, db=self.db["labels"])
@@ -968,16 +1078,30 @@ class LmdbResourceIndex(ResourceIndex):
             raise UnknownResource(public_id)
         return key, _loads(raw)
 
-    def _set_metadata_op(self, txn, public_id, level, metadata_type, value):
+    def _set_metadata_op(self, txn, public_id, level, metadata_type, value, expected=None):
         key, _ = self._require(txn, public_id, level)
-        self._put_metadata(txn, key, metadata_type, value)
-        self._log_change(txn, ChangeType.UpdatedMetadata.name, level, public_id, now_iso())
+        old = txn.get(key + _U16.pack(int(metadata_type)), db=self.db["metadata"])
+        if old is None:
+            revision = 0  # a new sequence of revisions: If-Match does not matter
+        else:
+            current = self._revision(txn, key, _METADATA_REVISION, metadata_type)
+            _check_revision(expected, current, _md5_text(old.decode("utf-8")))
+            revision = current + 1
+        self._put_metadata(txn, key, metadata_type, value, revision)
+        if USER_METADATA_START <= metadata_type <= _LAST_USER_TYPE:
+            self._log_change(txn, ChangeType.UpdatedMetadata.name, level, public_id, now_iso())
+        return revision
 
-    def _delete_metadata_op(self, txn, public_id, level, metadata_type):
+    def _delete_metadata_op(self, txn, public_id, level, metadata_type, expected=None):
         key, _ = self._require(txn, public_id, level)
-        if not self._remove_metadata(txn, key, metadata_type):
+        old = txn.get(key + _U16.pack(int(metadata_type)), db=self.db["metadata"])
+        if old is None:
             raise KeyError(metadata_type)
-        self._log_change(txn, ChangeType.UpdatedMetadata.name, level, public_id, now_iso())
+        _check_revision(expected, self._revision(txn, key, _METADATA_REVISION, metadata_type),
+                        _md5_text(old.decode("utf-8")))
+        self._remove_metadata(txn, key, metadata_type)
+        if USER_METADATA_START <= metadata_type <= _LAST_USER_TYPE:
+            self._log_change(txn, ChangeType.UpdatedMetadata.name, level, public_id, now_iso())
 
     def _add_label_op(self, txn, public_id, level, label):
         key, _ = self._require(txn, public_id, level)
@@ -993,32 +1117,43 @@ class LmdbResourceIndex(ResourceIndex):
             txn.delete(name, key, db=self.db["labelled"])
             self._signal(LABEL_REMOVED, level, public_id, Label=label)
 
-    def _set_attachment_op(self, txn, public_id, level, content_type, stored):
+    def _set_attachment_op(self, txn, public_id, level, content_type, stored, expected=None):
         key, _ = self._require(txn, public_id, level)
         akey = key + _U16.pack(int(content_type))
         old = txn.get(akey, db=self.db["attachments"])
         previous = None
+        revision = 0  # a new sequence of revisions: If-Match does not matter
         if old is not None:
             previous = StoredFile.from_record(_loads(old))
+            current = self._revision(txn, key, _ATTACHMENT_REVISION, content_type)
+            _check_revision(expected, current, previous.uncompressed_md5)
+            revision = current + 1
             self._add_counter(txn, "disk", -previous.size)
             self._add_counter(txn, "uncompressed", -previous.uncompressed_size)
         txn.put(akey, _dumps(stored.to_record()), db=self.db["attachments"])
+        self._set_revision(txn, key, _ATTACHMENT_REVISION, content_type, revision)
         self._add_counter(txn, "disk", stored.size)
         self._add_counter(txn, "uncompressed", stored.uncompressed_size)
-        self._log_change(txn, ChangeType.UpdatedAttachment.name, level, public_id, now_iso())
-        return previous
+        # As Orthanc, only the attachments of users are logged.
+        if USER_CONTENT_START <= content_type <= _LAST_USER_TYPE:
+            self._log_change(txn, ChangeType.UpdatedAttachment.name, level, public_id, now_iso())
+        return previous, revision
 
-    def _delete_attachment_op(self, txn, public_id, level, content_type):
+    def _delete_attachment_op(self, txn, public_id, level, content_type, expected=None):
         key, _ = self._require(txn, public_id, level)
         akey = key + _U16.pack(int(content_type))
         old = txn.get(akey, db=self.db["attachments"])
         if old is None:
             raise KeyError(content_type)
         previous = StoredFile.from_record(_loads(old))
+        _check_revision(expected, self._revision(txn, key, _ATTACHMENT_REVISION, content_type),
+                        previous.uncompressed_md5)
         txn.delete(akey, db=self.db["attachments"])
+        self._set_revision(txn, key, _ATTACHMENT_REVISION, content_type, 0)
         self._add_counter(txn, "disk", -previous.size)
         self._add_counter(txn, "uncompressed", -previous.uncompressed_size)
-        self._log_change(txn, ChangeType.UpdatedAttachment.name, level, public_id, now_iso())
+        if USER_CONTENT_START <= content_type <= _LAST_USER_TYPE:
+            self._log_change(txn, ChangeType.UpdatedAttachment.name, level, public_id, now_iso())
         return previous
 
     def _reconstruct_op(self, txn, summary, metadata, only_level):
@@ -1041,7 +1176,7 @@ class LmdbResourceIndex(ResourceIndex):
                 if value is None:
                     self._remove_metadata(txn, key, metadata_type)
                 else:
-                    self._put_metadata(txn, key, metadata_type, value)
+                    self._replace_metadata(txn, key, metadata_type, value)
 
     def _log_changes_op(self, txn, changes, now):
         return [self._log_change(txn, c, lv, i, now) for c, lv, i in changes]

@@ -47,6 +47,15 @@ class IndexWriter(service.Service):
         self._events = []
         self._thread = None
         self._accepting = True
+        # For the metrics (read from the reactor, written by the writer thread).
+        self.last_batch_size = 0
+        self.commits = 0
+        self.committed_operations = 0
+
+    @property
+    def queue_depth(self):
+        """Operations waiting for the writer thread."""
+        return self._queue.qsize()
 
     def startService(self):
         super().startService()
@@ -132,6 +141,9 @@ class IndexWriter(service.Service):
             self.log.failure("Index commit failed", failure)
             results = [(d, failure) for _, _, _, d in batch]
             events = []
+        self.last_batch_size = len(batch)
+        self.commits += 1
+        self.committed_operations += sum(1 for _, result in results if not isinstance(result, Failure))
         self.log.debug("group commit: {count} operations, files made durable in {durable:.2f} ms, "
                        "index committed in {commit:.2f} ms", count=len(batch),
                        durable=(durable - started) * 1000,

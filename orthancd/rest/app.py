@@ -35,10 +35,10 @@ def _route_modules():
     from orthancd.rest import find
     from orthancd.rest import folders, jobs, peers, plugins
     from orthancd.rest import storage_commitment
-    from orthancd.rest import archives, modify, pixels
+    from orthancd.rest import archives, metrics, modify, pixels
     return (system, instances, resources, metadata, attachments, changes, tools, scripts,
             modalities, queries, find, storage_commitment, folders, plugins, peers, jobs,
-            modify, archives, pixels)
+            modify, archives, pixels, metrics)
 
 
 def build_app(ctx):
@@ -97,9 +97,10 @@ class GuardedRoot(resource.Resource):
     # there is no filter (orthancd.lua_service.LuaService.filter_http_request).
     request_filter = None
 
-    def __init__(self, inner, configuration):
+    def __init__(self, inner, configuration, metrics=None):
         super().__init__()
         self._inner = inner
+        self._metrics = metrics
         self._remote_allowed = bool(configuration.get("RemoteAccessAllowed", False))
         self._auth = configuration.authentication_enabled
         self._users = {}
@@ -132,6 +133,8 @@ class GuardedRoot(resource.Resource):
                 request.setHeader(b"WWW-Authenticate", b'Basic realm="Orthanc Secure Area"')
                 return sized(request, b"")
             request.http_username = user
+        if self._metrics is not None:
+            request.notifyFinish().addBoth(self._metrics.request_started())
         if self.request_filter is not None:
             verdict = self._filter(request)
             if verdict is not None:
@@ -394,7 +397,7 @@ class OrthancSite(server.Site):
 def build_site(ctx):
     app = build_app(ctx)
     ctx.rest_resource = RestResource(app, render_failure)
-    root = GuardedRoot(ctx.rest_resource, ctx.configuration)
+    root = GuardedRoot(ctx.rest_resource, ctx.configuration, getattr(ctx, "metrics", None))
     site = OrthancSite(root, ctx.configuration)
     site.displayTracebacks = False
     site.noisy = False

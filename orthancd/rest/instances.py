@@ -77,8 +77,8 @@ def install(app, server):
             return sized(request, body)
         stored = server.dicom_attachment(public_id)
         data = await server.read_attachment(stored)
-        # Orthanc names the download after the attachment's UUID.
-        return render_bytes(request, data, b"application/dicom", stored.uuid + ".dcm")
+        # Orthanc names the download after the instance.
+        return render_bytes(request, data, b"application/dicom", public_id + ".dcm")
 
     cache = RenderCache()
 

@@ -1,25 +1,25 @@
-"""/{level}/{id}/metadata: core metadata (read-only) and user metadata."""
-import hashlib
-
+"""/{level}/{id}/metadata: core metadata (read-only) and user metadata,
+with their revisions (orthancd.rest.revisions)."""
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import USER_METADATA_START
-from orthancd.rest.http import (EmptyAnswer, bool_argument, no_answer, render_json, render_text,
-                                text_body)
-
+from orthancd.index.numbered_names import STORED_TYPES
+from orthancd.rest.http import (EmptyAnswer, bool_argument, has_argument, no_answer,
+                                render_json, render_text, text_body)
+from orthancd.rest.revisions import (answer_etag, expected_for_delete, expected_for_write,
+                                     md5_of, set_etag)
 
 _LAST_USER_METADATA = 65535
 
 
-def _set_etag(request, value):
-    # Orthanc's ETag: the revision of the metadata (always 0: orthancd keeps
-    # none) and the MD5 of its value.
-    request.setHeader(b"ETag", ('"0-%s"' % hashlib.md5(value.encode("utf-8")).hexdigest()).encode())
+def _is_user_metadata(number):
+    return USER_METADATA_START <= number <= _LAST_USER_METADATA
 
 
 def install(app, server):
     names = server.metadata_names
     index = server.index
+    check_revisions = bool(server.configuration.get("CheckRevisions", False))
 
     def make_routes(level):
         plural = level.plural
@@ -28,41 +28,51 @@ def install(app, server):
                    endpoint="metadata_list_" + plural)
         def list_metadata(request, public_id):
             metadata = index.get_metadata(public_id, level)
-            if bool_argument(request, "expand"):
-                return render_json(request, {names.name(k): v for k, v in metadata.items()})
+            key = str if has_argument(request, "numeric") else names.name
+            if has_argument(request, "expand") and bool_argument(request, "expand", True):
+                return render_json(request, {key(k): v for k, v in metadata.items()})
+            if has_argument(request, "numeric"):
+                return render_json(request, list(metadata))
             return render_json(request, [names.name(k) for k in metadata])
 
         @app.route("/%s/<public_id>/metadata/<name>" % plural, methods=["GET"],
                    endpoint="metadata_get_" + plural)
         def get_metadata(request, public_id, name):
             number = names.number(name)
-            metadata = index.get_metadata(public_id, level)
-            if number not in metadata:
+            if number in STORED_TYPES:
+                found = index.metadata_with_revision(public_id, level, number)
+            else:
+                index.get_resource(public_id, level)  # an unknown resource is an error
+                found = None  # a number the index cannot hold: never set
+            if found is None:
                 raise no_answer(request)
-            _set_etag(request, metadata[number])
-            return render_text(request, metadata[number])
+            value, revision = found
+            answer_etag(request, revision, md5_of(value))
+            return render_text(request, value)
 
         @app.route("/%s/<public_id>/metadata/<name>" % plural, methods=["PUT"],
                    endpoint="metadata_put_" + plural)
         async def put_metadata(request, public_id, name):
             number = names.number(name)
-            if not USER_METADATA_START <= number <= _LAST_USER_METADATA:
+            value = text_body(request)
+            if not _is_user_metadata(number):
                 # Orthanc forbids writing the metadata it maintains itself.
                 raise EmptyAnswer(403)
-            value = text_body(request)
-            await index.set_metadata(public_id, level, number, value)
-            _set_etag(request, value)
+            expected = expected_for_write(request, check_revisions)
+            revision = await index.set_metadata(public_id, level, number, value, expected)
+            set_etag(request, revision, md5_of(value))
             return render_text(request, "")
 
         @app.route("/%s/<public_id>/metadata/<name>" % plural, methods=["DELETE"],
                    endpoint="metadata_delete_" + plural)
         async def delete_metadata(request, public_id, name):
             number = names.number(name)
-            if not USER_METADATA_START <= number <= _LAST_USER_METADATA:
+            if not _is_user_metadata(number):
                 raise EmptyAnswer(403)
+            expected = expected_for_delete(request, check_revisions)
             index.get_resource(public_id, level)
             try:
-                await index.delete_metadata(public_id, level, number)
+                await index.delete_metadata(public_id, level, number, expected)
             except KeyError:
                 raise OrthancError(ErrorCode.UnknownResource)
             return render_text(request, "")

@@ -132,9 +132,9 @@ def boolean_body_field(request, name):
 
 
 def reconstruct_files_field(request):
-    """ReconstructFiles re-stores the files through IngestTranscoding and
-    StorageCompression; orthancd has neither, so the files stay as they are
-    (the field is still checked as Orthanc checks it)."""
+    """ReconstructFiles re-stores the files as StorageCompression says
+    (Orthanc also passes them through IngestTranscoding, which orthancd
+    does not have)."""
     return boolean_body_field(request, "ReconstructFiles")
 
 
@@ -326,9 +326,9 @@ def install(app, server):
         @app.route("/%s/<public_id>/reconstruct" % level.plural, methods=["POST"],
                    endpoint="reconstruct_" + level.plural)
         async def reconstruct(request, public_id):
-            reconstruct_files_field(request)
+            files = reconstruct_files_field(request)
             only = boolean_body_field(request, "LimitToThisLevelMainDicomTags")
-            await server.reconstruct(public_id, level, only)
+            await server.reconstruct(public_id, level, only, files)
             return render_text(request, "")
 
     for level in LEVELS:
@@ -336,8 +336,7 @@ def install(app, server):
 
     @app.route("/tools/reconstruct", methods=["POST"])
     async def reconstruct_all(request):
-        reconstruct_files_field(request)
-        await server.reconstruct_all()
+        await server.reconstruct_all(reconstruct_files_field(request))
         return render_text(request, "")
 
     def make_instances_tags_route(level):

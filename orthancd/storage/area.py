@@ -3,6 +3,11 @@
 The index only records a FileUuid per attachment; a StorageArea turns that
 UUID into bytes.  The filesystem implementation is the default; an object
 store can stand behind the same interface later.
+
+A file may be stored compressed (StorageCompression, /compress): ``read``
+and ``open`` always hand out the content itself, decompressed, so that no
+reader has to care; ``read_stored`` and ``open_stored`` give the bytes as
+stored (/compressed-data, verify-md5).
 """
 import abc
 import dataclasses
@@ -54,8 +59,9 @@ class StorageArea(abc.ABC):
         """The server stops."""
 
     @abc.abstractmethod
-    def store(self, data, salt=b"", owner=None):
-        """Write ``data`` (bytes); return a StoredFile.  The file is complete
+    def store(self, data, salt=b"", owner=None, compress=None):
+        """Write ``data`` (bytes), compressed when ``compress`` says so (None:
+        as the area is configured); return a StoredFile.  The file is complete
         and in place, but durable only after ``make_durable`` (the index calls
         it once per group commit, before committing).  ``salt`` keeps equal
         bytes in different slots apart (attachments that are not DICOM files,
@@ -63,7 +69,7 @@ class StorageArea(abc.ABC):
         string) names what is about to reference the file; it comes back from
         ``pending`` after a crash."""
 
-    def adopt(self, path, digests=None, owner=None):
+    def adopt(self, path, digests=None, owner=None, compress=None):
         """Take the complete file at ``path`` (written in
         ``temporary_directory()``) as a stored attachment; return a
         StoredFile.  ``digests`` (a ContentDigests) are its hashes when they
@@ -71,7 +77,7 @@ class StorageArea(abc.ABC):
         afterwards.  Durable only after ``make_durable``, as for ``store``."""
         with open(path, "rb") as f:
             data = f.read()
-        stored = self.store(data, owner=owner)
+        stored = self.store(data, owner=owner, compress=compress)
         os.unlink(path)
         return stored
 
@@ -109,11 +115,19 @@ class StorageArea(abc.ABC):
 
     @abc.abstractmethod
     def read(self, uuid):
-        """Return the stored bytes; raise FileNotFoundError if absent."""
+        """Return the content (decompressed); raise FileNotFoundError if absent."""
 
     @abc.abstractmethod
     def open(self, uuid):
-        """Return a binary file object for streaming the stored bytes."""
+        """Return a binary file object for streaming the content (decompressed)."""
+
+    @abc.abstractmethod
+    def read_stored(self, uuid):
+        """Return the bytes as stored (compressed when the file is)."""
+
+    @abc.abstractmethod
+    def open_stored(self, uuid):
+        """Return a binary file object of the bytes as stored."""
 
     @abc.abstractmethod
     def remove(self, uuid):

@@ -12,6 +12,11 @@ Files received from the network are written and hashed as they arrive in
 ``temporary_directory()`` (same file system) and ``adopt`` merely renames them
 into place: the bytes are never read back nor copied.
 
+With StorageCompression (or /compress) a file is stored in Orthanc's zlib
+format (orthancd.storage.compression) under its UUID plus ".zlib"; the
+compressed form of some content has a UUID of its own (``compressed_uuid``).
+``read`` and ``open`` find either form and decompress, so readers never ask.
+
 Pending files (written, their index commit not yet done) are remembered as
 entries of the ``pending`` folder, one per file, created before the file
 appears and removed once the index references it (``settle``) or the file is
@@ -31,6 +36,7 @@ import shutil
 import tempfile
 import threading
 
+from orthancd.storage import compression
 from orthancd.storage.area import StorageArea, StoredFile
 from orthancd.storage.digests import digests_of, uuid_from_sha256
 
@@ -40,6 +46,14 @@ def content_uuid(data, salt=b""):
     digest = hashlib.sha256(salt)
     digest.update(data)
     return uuid_from_sha256(digest.hexdigest())
+
+
+def compressed_uuid(uuid):
+    """The name of the compressed form of the content named ``uuid``: never
+    the name of any uncompressed content, so that both forms of the same
+    bytes can live side by side (StorageCompression switched on later,
+    /compress)."""
+    return uuid_from_sha256(hashlib.sha256(b"zlib/" + uuid.encode("ascii")).hexdigest())
 
 
 def digests_of_file(path):
@@ -96,13 +110,22 @@ def _fsync_directory(path):
 
 _UNKNOWN_OWNER = "?"
 _COMPLETE = ".complete"  # in the pending folder: it lists every pending file
+# A compressed file (Orthanc's zlib format, orthancd.storage.compression)
+# carries this suffix: reading it by its UUID decompresses it.
+COMPRESSED_SUFFIX = ".zlib"
 
 
 class FilesystemStorageArea(StorageArea):
 
-    def __init__(self, root, fsync=True):
+    def __init__(self, root, fsync=True, compression=False, store_md5=True):
+        """``compression``: whether new files are compressed unless the
+        caller says otherwise (StorageCompression); ``store_md5``: whether
+        the StoredFiles carry MD5s (StoreMD5ForAttachments: Orthanc leaves
+        them empty otherwise)."""
         self.root = os.path.abspath(root)
         self._fsync = fsync
+        self.compression = compression
+        self._store_md5 = store_md5
         self._tmp = os.path.join(self.root, "tmp")
         self._pending = os.path.join(self.root, "pending")
         self._pending_known = True
@@ -178,20 +201,27 @@ class FilesystemStorageArea(StorageArea):
                 del self._pins[uuid]
 
     def path(self, uuid):
+        """Where the uncompressed file ``uuid`` lies (a compressed one lies
+        there under COMPRESSED_SUFFIX)."""
         return os.path.join(self.root, uuid[0:2], uuid[2:4], uuid)
+
+    def stored_path(self, info):
+        """Where the StoredFile ``info`` lies, as stored."""
+        path = self.path(info.uuid)
+        return path + COMPRESSED_SUFFIX if info.compressed else path
 
     def temporary_directory(self):
         """A folder on the same file system, for data streamed in before it is stored."""
         return self._tmp
 
-    def _target(self, uuid):
+    def _target(self, uuid, compressed=False):
         """The path of ``uuid``, its folders created."""
         target = self.path(uuid)
         folder = os.path.dirname(target)
         if folder not in self._known_dirs:
             os.makedirs(folder, exist_ok=True)
             self._known_dirs.add(folder)
-        return target
+        return target + COMPRESSED_SUFFIX if compressed else target
 
     @staticmethod
     def _already_stored(target, size):
@@ -200,26 +230,42 @@ class FilesystemStorageArea(StorageArea):
         except OSError:
             return False
 
-    def store(self, data, salt=b"", owner=None):
+    def _stored_file(self, uuid, size, md5, uncompressed_size, uncompressed_md5, compressed):
+        if not self._store_md5:
+            md5 = uncompressed_md5 = ""
+        return StoredFile(uuid, size, md5, uncompressed_size, uncompressed_md5, compressed)
+
+    def store(self, data, salt=b"", owner=None, compress=None):
+        """``compress``: store the compressed form (None: as the area's
+        ``compression`` says)."""
         uuid = content_uuid(data, salt)
         md5 = hashlib.md5(data).hexdigest()
-        info = StoredFile(uuid, len(data), md5, len(data), md5)
-        target = self._target(uuid)
-        self._pin(uuid)  # before looking: a removal can no longer slip in
-        if self._already_stored(target, len(data)):
+        if compress if compress is not None else self.compression:
+            stored_bytes = compression.compress(data)
+            info = self._stored_file(compressed_uuid(uuid), len(stored_bytes),
+                                     hashlib.md5(stored_bytes).hexdigest(), len(data), md5, True)
+        else:
+            stored_bytes = data
+            info = self._stored_file(uuid, len(data), md5, len(data), md5, False)
+        target = self._target(info.uuid, info.compressed)
+        self._pin(info.uuid)  # before looking: a removal can no longer slip in
+        if self._already_stored(target, len(stored_bytes)):
             return info  # same content already there
         try:
-            self._mark_pending(uuid, owner)
-            self._write_into_place(target, lambda f: f.write(data))
+            self._mark_pending(info.uuid, owner)
+            self._write_into_place(target, lambda f: f.write(stored_bytes))
         except BaseException:
-            self.release(uuid)
+            self.release(info.uuid)
             raise
         return info
 
-    def adopt(self, path, digests=None, owner=None):
+    def adopt(self, path, digests=None, owner=None, compress=None):
         if digests is None:
             digests = digests_of_file(path)
-        info = StoredFile(digests.uuid, digests.size, digests.md5, digests.size, digests.md5)
+        if compress if compress is not None else self.compression:
+            return self._adopt_compressed(path, digests, owner)
+        info = self._stored_file(digests.uuid, digests.size, digests.md5, digests.size,
+                                 digests.md5, False)
         target = self._target(digests.uuid)
         self._pin(digests.uuid)
         try:
@@ -238,6 +284,27 @@ class FilesystemStorageArea(StorageArea):
             self.release(digests.uuid)
             raise
         return info
+
+    def _adopt_compressed(self, path, digests, owner):
+        """The received file is compressed into its place, then goes."""
+        uuid = compressed_uuid(digests.uuid)
+        target = self._target(uuid, True)
+        self._pin(uuid)
+        try:
+            self._mark_pending(uuid, owner)
+            outcome = {}
+
+            def write(destination):
+                with open(path, "rb") as source:
+                    outcome["stored"] = compression.compress_file(source, destination,
+                                                                  digests.size)
+            self._write_into_place(target, write)
+            os.unlink(path)
+        except BaseException:
+            self.release(uuid)
+            raise
+        size, md5 = outcome["stored"]
+        return self._stored_file(uuid, size, md5, digests.size, digests.md5, True)
 
     def _copy_into_place(self, path, target):
         """``path`` lies on another file system: copy, then rename."""
@@ -277,7 +344,7 @@ class FilesystemStorageArea(StorageArea):
         # No syncfs: each file, then each folder level that may hold a new entry.
         folders = set()
         for info in files:
-            path = self.path(info.uuid)
+            path = self.stored_path(info)
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
             folders.update((os.path.dirname(path), os.path.dirname(os.path.dirname(path))))
@@ -285,26 +352,50 @@ class FilesystemStorageArea(StorageArea):
         for folder in folders:
             _fsync_directory(folder)
 
+    def _open_stored(self, uuid):
+        """(open file, compressed?) of ``uuid`` as stored."""
+        path = self.path(uuid)
+        try:
+            return open(path, "rb"), False
+        except FileNotFoundError:
+            return open(path + COMPRESSED_SUFFIX, "rb"), True
+
     def read(self, uuid):
-        with open(self.path(uuid), "rb") as f:
-            return f.read()
+        f, compressed = self._open_stored(uuid)
+        with f:
+            data = f.read()
+        return compression.decompress(data) if compressed else data
 
     def open(self, uuid):
-        return open(self.path(uuid), "rb")
+        f, compressed = self._open_stored(uuid)
+        return compression.open_decompressed(f) if compressed else f
+
+    def read_stored(self, uuid):
+        """The bytes of ``uuid`` as stored (compressed when the file is)."""
+        f, _ = self._open_stored(uuid)
+        with f:
+            return f.read()
+
+    def open_stored(self, uuid):
+        """A binary file of the bytes of ``uuid`` as stored."""
+        return self._open_stored(uuid)[0]
 
     def remove(self, uuid):
         with self._pins_lock:
             if uuid in self._pins:
                 return False  # an upload of the same bytes is about to be indexed
-            try:
-                os.unlink(self.path(uuid))
-            except FileNotFoundError:
-                pass
+            path = self.path(uuid)
+            for name in (path, path + COMPRESSED_SUFFIX):
+                try:
+                    os.unlink(name)
+                except FileNotFoundError:
+                    pass
             self._unmark_pending(uuid)
         return True
 
     def exists(self, uuid):
-        return os.path.exists(self.path(uuid))
+        path = self.path(uuid)
+        return os.path.exists(path) or os.path.exists(path + COMPRESSED_SUFFIX)
 
     def list_uuids(self):
         for a in os.listdir(self.root):
@@ -312,4 +403,6 @@ class FilesystemStorageArea(StorageArea):
                 continue
             for b in os.listdir(os.path.join(self.root, a)):
                 for name in os.listdir(os.path.join(self.root, a, b)):
+                    if name.endswith(COMPRESSED_SUFFIX):
+                        name = name[:-len(COMPRESSED_SUFFIX)]
                     yield name
