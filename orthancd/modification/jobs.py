@@ -363,6 +363,42 @@ class _CommandsJob(_InstancesJob):
         self.position = len(self.instances) + 1
         return model.SUCCESS
 
+    async def _handle(self, instance_id):
+        """Give one instance its new series (and study), and store it."""
+        server = self.server
+        try:
+            resource = server.index.get_resource(instance_id, ResourceLevel.INSTANCE)
+        except UnknownResource:
+            log.warn("An instance was removed after the job was issued: {id}", id=instance_id)
+            return False
+        target_series = self.series_uids.get(resource.parent)
+        if target_series is None:
+            raise OrthancError(ErrorCode.BadFileFormat)
+
+        def edit(edited):
+            for tag in sorted(self.removals):
+                edited.remove(tag)
+            for tag, value in sorted(self.replacements.items()):
+                _replace_plain(edited, tag, value)
+            self._rewrite_study(edited)
+            _replace_plain(edited, SERIES_INSTANCE_UID, target_series)
+            _replace_plain(edited, SOP_INSTANCE_UID, generate_uid(ResourceLevel.INSTANCE))
+            return _identifiers(edited)
+        try:
+            data, ids = await files.modify_instance(server, instance_id, edit)
+        except (UnknownResource, KeyError):
+            log.warn("An instance was removed after the job was issued: {id}", id=instance_id)
+            return False
+        self._stored_in(ids[ResourceLevel.STUDY])
+        return await self._store_new(data)
+
+    def _rewrite_study(self, edited):
+        """Merged instances keep their StudyInstanceUID: the target study's
+        modules, among the replacements, give them the target's."""
+
+    def _stored_in(self, study_id):
+        pass
+
     async def _store_new(self, data):
         """False when the instance was not stored as a new one."""
         outcome = await self._store(data)
@@ -487,34 +523,12 @@ class SplitStudyJob(_CommandsJob):
         self._check_allowed(tag)
         self.replacements[tag] = value
 
-    async def _handle(self, instance_id):
-        server = self.server
-        try:
-            resource = server.index.get_resource(instance_id, ResourceLevel.INSTANCE)
-        except UnknownResource:
-            log.warn("An instance was removed after the job was issued: {id}", id=instance_id)
-            return False
-        target_series = self.series_uids.get(resource.parent)
-        if target_series is None:
-            raise OrthancError(ErrorCode.BadFileFormat)
+    def _rewrite_study(self, edited):
+        _replace_plain(edited, STUDY_INSTANCE_UID, self.target_study_uid)
 
-        def edit(edited):
-            for tag in sorted(self.removals):
-                edited.remove(tag)
-            for tag, value in sorted(self.replacements.items()):
-                _replace_plain(edited, tag, value)
-            _replace_plain(edited, STUDY_INSTANCE_UID, self.target_study_uid)
-            _replace_plain(edited, SERIES_INSTANCE_UID, target_series)
-            _replace_plain(edited, SOP_INSTANCE_UID, generate_uid(ResourceLevel.INSTANCE))
-            return _identifiers(edited)
-        try:
-            data, ids = await files.modify_instance(server, instance_id, edit)
-        except (UnknownResource, KeyError):
-            log.warn("An instance was removed after the job was issued: {id}", id=instance_id)
-            return False
+    def _stored_in(self, study_id):
         if not self.target_study:
-            self.target_study = ids[ResourceLevel.STUDY]
-        return await self._store_new(data)
+            self.target_study = study_id
 
     def public_content(self):
         content = super().public_content()
@@ -625,31 +639,6 @@ class MergeStudyJob(_CommandsJob):
             raise OrthancError(ErrorCode.UnknownResource,
                                "This resource is neither a study, nor a series, nor an instance: "
                                "%s is a %s" % (public_id, level.title))
-
-    async def _handle(self, instance_id):
-        server = self.server
-        try:
-            resource = server.index.get_resource(instance_id, ResourceLevel.INSTANCE)
-        except UnknownResource:
-            log.warn("An instance was removed after the job was issued: {id}", id=instance_id)
-            return False
-        target_series = self.series_uids.get(resource.parent)
-        if target_series is None:
-            raise OrthancError(ErrorCode.BadFileFormat)
-
-        def edit(edited):
-            for tag in sorted(self.removals):
-                edited.remove(tag)
-            for tag, value in sorted(self.replacements.items()):
-                _replace_plain(edited, tag, value)
-            _replace_plain(edited, SERIES_INSTANCE_UID, target_series)
-            _replace_plain(edited, SOP_INSTANCE_UID, generate_uid(ResourceLevel.INSTANCE))
-        try:
-            data, _ = await files.modify_instance(server, instance_id, edit)
-        except (UnknownResource, KeyError):
-            log.warn("An instance was removed after the job was issued: {id}", id=instance_id)
-            return False
-        return await self._store_new(data)
 
     def public_content(self):
         content = super().public_content()
