@@ -256,13 +256,9 @@ class Modification:
                                    "String value expected in field: PrivateCreator")
             self.private_creator = value
 
-    def parse_modify_request(self, request):
-        """DicomModification::ParseModifyRequest."""
-        if not isinstance(request, dict):
-            raise OrthancError(ErrorCode.BadFileFormat)
-        force = _boolean(request, "Force", False)
-        if _boolean(request, "RemovePrivateTags", False):
-            self.set_remove_private_tags(True)
+    def _parse_common_options(self, request, force):
+        """KeepLabels, Remove, Replace and Keep, which modification and
+        anonymization read alike (in this order, as Orthanc does)."""
         if _boolean(request, "KeepLabels", False):
             self.keep_labels = True
         if "Remove" in request:
@@ -271,6 +267,15 @@ class Modification:
             self._parse_replacements(request["Replace"], force)
         if "Keep" in request:
             self._parse_list_of_tags(request["Keep"], True, force)
+
+    def parse_modify_request(self, request):
+        """DicomModification::ParseModifyRequest."""
+        if not isinstance(request, dict):
+            raise OrthancError(ErrorCode.BadFileFormat)
+        force = _boolean(request, "Force", False)
+        if _boolean(request, "RemovePrivateTags", False):
+            self.set_remove_private_tags(True)
+        self._parse_common_options(request, force)
         self._read_private_creator(request)
         if not force:
             self._check_identifiers_of_level()
@@ -320,14 +325,7 @@ class Modification:
         self.setup_anonymization(version)
         if _boolean(request, "KeepPrivateTags", False):
             self.set_remove_private_tags(False)
-        if _boolean(request, "KeepLabels", False):
-            self.keep_labels = True
-        if "Remove" in request:
-            self._parse_list_of_tags(request["Remove"], False, force)
-        if "Replace" in request:
-            self._parse_replacements(request["Replace"], force)
-        if "Keep" in request:
-            self._parse_list_of_tags(request["Keep"], True, force)
+        self._parse_common_options(request, force)
         name_given = PATIENT_NAME not in self.uids
         self._read_private_creator(request)
         return name_given
