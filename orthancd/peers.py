@@ -188,23 +188,7 @@ def gzip_compress(data):
 
 
 def public_description(peer):
-    """The peer as a job's "Peer" shows it (Orthanc's WebServiceParameters
-    serialization without passwords): ["url"] or ["url", "user", ""] when
-    nothing else is set, else an object."""
-    advanced = (peer.get("CertificateFile") or peer.get("CertificateKeyFile")
-                or peer.get("CertificateKeyPassword") or peer.get("Pkcs11")
-                or peer.get("HttpHeaders") or peer.get("UserProperties") or peer.get("Timeout"))
-    username = peer.get("Username") or ""
-    password = peer.get("Password") or ""
-    if not advanced:
-        return [peer["Url"]] + ([username, ""] if username or password else [])
-    out = {"Url": peer["Url"], "Pkcs11": bool(peer.get("Pkcs11")),
-           "Timeout": peer.get("Timeout") or 0,
-           "HttpHeaders": dict(peer.get("HttpHeaders") or {})}
-    if username or password:
-        out["Username"] = username
-    for key in ("CertificateFile", "CertificateKeyFile"):
-        if peer.get(key):
-            out[key] = peer[key]
-    out.update(peer.get("UserProperties") or {})
-    return out
+    """The peer as a job's "Peer" shows it: Orthanc's serialization of its
+    WebServiceParameters without passwords."""
+    from orthancd.peer_registry import serialize_peer
+    return serialize_peer(peer, include_passwords=False)

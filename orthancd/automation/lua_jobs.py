@@ -215,12 +215,9 @@ class LuaActions:
         return store_scu
 
     def _store_peer(self, description):
+        from orthancd.peer_registry import peer_registry
         from orthancd.peers import open_peer_client
-        name = _text(description.get("Peer"))
-        peers = self._server.configuration.orthanc_peers()
-        if name not in peers:
-            raise OrthancError(ErrorCode.UnknownResource, "No peer with symbolic name: " + name)
-        peer = peers[name]
+        peer = peer_registry(self._server).get_peer(_text(description.get("Peer")))
 
         async def store_peer(instance_id):
             log.info("Lua: Sending instance {id} to peer \"{url}\"", id=instance_id,

@@ -708,6 +708,17 @@ class LmdbResourceIndex(ResourceIndex):
             raw = txn.get(b"jobs", db=self.db["meta"])
             return None if raw is None else raw.decode("utf-8")
 
+    def set_global_property(self, name, value):
+        return self.writer.submit(self._set_global_property_op, name, value)
+
+    def _set_global_property_op(self, txn, name, value):
+        txn.put(b"property:" + name.encode("utf-8"), value.encode("utf-8"), db=self.db["meta"])
+
+    def get_global_property(self, name):
+        with self._read() as txn:
+            raw = txn.get(b"property:" + name.encode("utf-8"), db=self.db["meta"])
+            return None if raw is None else raw.decode("utf-8")
+
     def increment_global_sequence(self, name):
         """The next value of a named counter kept in the index (Orthanc's
         global sequences, e.g. the number in "AnonymizedN")."""
