@@ -11,6 +11,7 @@ from collections import OrderedDict
 from orthancd.config import RETRIEVE_METHODS
 from orthancd.dicom.json_tags import dataset_to_json
 from orthancd.dicom.summary import MAIN_DICOM_TAGS
+from orthancd.automation import find_filters
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.modalities import modality_registry
@@ -270,7 +271,8 @@ def install(app, server):
         options = {"Timeout": body["Timeout"]} if "Timeout" in body else {}
         options["Normalize"] = record.normalize
         modality = registry.get_modality(record.modality)
-        dataset = query_to_dataset(server, level, fields, record.normalize)
+        sent = await find_filters.filter_outgoing(server, fields, modality["AET"])
+        dataset = query_to_dataset(server, level, sent, record.normalize)
         settings = scu.ScuSettings.for_modality(server.configuration, modality, options)
         answers = await scu.find(server.reactor, settings, modality, level, dataset)
         child_id = create_query(record.modality, level, fields, answers, options,
