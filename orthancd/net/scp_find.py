@@ -192,6 +192,13 @@ class FindService(IdentifierService):
         return self.server.configuration.get(name, default)
 
     async def serve(self, request, raw):
+        done = self.server.metrics.timed("orthanc_find_scp_duration_ms")
+        try:
+            await self._serve(request, raw)
+        finally:
+            done()
+
+    async def _serve(self, request, raw):
         syntax = request.context.transfer_syntax
         try:
             dataset = decode_in(raw, syntax)
