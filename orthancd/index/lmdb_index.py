@@ -1022,7 +1022,7 @@ class LmdbResourceIndex(ResourceIndex):
         Orthanc does not log deletions, and its changes log forgets the
         changes of what it deletes (ON DELETE CASCADE): so do we."""
         files = []
-        for child in self._children_keys(txn, key):
+        for child in self._children_in_creation_order(txn, key):
             files.extend(self._delete_subtree(txn, ResourceLevel(child[0]), child))
         raw = txn.get(key, db=self.db["resources"])
         if raw is None:
@@ -1048,6 +1048,14 @@ class LmdbResourceIndex(ResourceIndex):
         self._add_counter(txn, _LEVEL_COUNTERS[level], -1)
         self._signal(ChangeType.Deleted.name, level, _public_id(key))
         return files
+
+    def _children_in_creation_order(self, txn, key):
+        """Orthanc's database deletes children in the order of their
+        internal IDs, and its OnDeleted* callbacks follow that order."""
+        def created(child):
+            raw = txn.get(child, db=self.db["resources"])
+            return 0 if raw is None else _loads(raw).get("s", 0)
+        return sorted(self._children_keys(txn, key), key=created)
 
     def _forget_changes(self, txn, key):
         cursor = txn.cursor(db=self.db["resource_changes"])
