@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 from tests.support.daemon import RestClient, free_port
@@ -66,6 +67,8 @@ class RealOrthanc:
             try:
                 with urllib.request.urlopen(self.url + "/system", timeout=1):
                     return self
+            except urllib.error.HTTPError:
+                return self  # answering, e.g. 401 when authentication is on
             except OSError:
                 time.sleep(0.1)
         self.stop()
