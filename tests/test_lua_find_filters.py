@@ -225,3 +225,35 @@ def test_outgoing_filter_applies_to_child_queries(servers):
                          recorder.take()))
     assert outcomes[1] == outcomes[0]
     assert outcomes[0][1][0]["query"]["0010,0020"] == "CHILD-1"
+
+
+# Main DICOM tags outside the modules Orthanc keeps, and module attributes
+# that are no main tags: what a normalized query keeps of them.  (Not
+# SOPClassUID: Orthanc 1.13.0 sends it twice, once as a file meta element
+# (0002,0002) in the identifier.)
+NORMALIZED_FIELDS = {
+    "PatientID": "normalized", "InstitutionName": "I", "StationName": "S",
+    "IssuerOfPatientID": "X", "OtherPatientIDs": "O", "PatientComments": "C",
+    "ReferringPhysicianName": "R", "SeriesDate": "20200101", "ProtocolName": "P",
+    "BodyPartExamined": "B", "InstanceCreationDate": "20200101", "InstanceNumber": "1",
+    "ImagePositionPatient": "1\\2\\3", "ModalitiesInStudy": "MR",
+    "NumberOfStudyRelatedSeries": "", "NumberOfSeriesRelatedInstances": "",
+    "Manufacturer": "M", "AcquisitionDate": "20200101",
+}
+
+
+def test_normalized_queries_keep_what_orthanc_keeps(servers):
+    """After the filter, the query is normalized as 1.13.0's
+    NormalizeFindQuery does: the attributes of the level's modules."""
+    ours, real, recorder = servers
+    recorder.take()
+    for level in ("Patient", "Study", "Series", "Instance"):
+        for normalize in (True, False):
+            received = []
+            for server in (real, ours):
+                answer = server.client().post("/modalities/recorder/query", {
+                    "Level": level, "Query": NORMALIZED_FIELDS, "Normalize": normalize})
+                assert answer.status == 200, answer.body
+                _seen(server)
+                received.append(recorder.take())
+            assert received[1] == received[0], (level, normalize)
