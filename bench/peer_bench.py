@@ -9,7 +9,8 @@ senders learn the receiver through PUT /peers/dest and are given the same
 CT-like study (the corpus of bench/rest_bench.py: 512x512 16-bit slices,
 ~513 KB each).  Then, for each mode (plain, and "Compress": true), each
 sender in turn sends the whole study synchronously (--rounds times, or
---gzip-rounds when compressed; the receiver emptied before each round), and the benchmark reports per sender:
+--gzip-rounds when compressed; the receiver emptied before each round),
+and the benchmark reports per sender:
 
 * MB/s: the study's DICOM bytes over the wall time of the synchronous
   POST (the median of the rounds);
