@@ -76,8 +76,7 @@ def servers(tmp_path_factory):
             started.append(server)
         yield pair
     finally:
-        for server in started:
-            server.stop()
+        oracle.stop_quickly(started)
 
 
 def call(server, method, path, user=None, body=None):

@@ -38,8 +38,7 @@ def servers(tmp_path_factory):
             started.append(server)
         yield pair
     finally:
-        for server in started:
-            server.stop()
+        oracle.stop_quickly(started)
 
 
 def _deleted(server, count, timeout=20):

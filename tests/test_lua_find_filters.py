@@ -137,8 +137,7 @@ def servers(tmp_path_factory):
                 server.client().upload(data)
         yield ours, real, recorder
     finally:
-        for server in started:
-            server.stop()
+        oracle.stop_quickly(started)
         recorder.stop()
 
 

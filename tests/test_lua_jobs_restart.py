@@ -12,8 +12,8 @@ function OnStoredInstance(instanceId, tags, metadata, origin)
   SendToModality(instanceId, 'slow')
 end
 """
-SAMPLES = [("Brainix", "Flair", "IM-0001-%04d.dcm" % number) for number in range(1, 6)]
-SECONDS_PER_INSTANCE = 0.6
+SAMPLES = [("Brainix", "Flair", "IM-0001-%04d.dcm" % number) for number in range(1, 5)]
+SECONDS_PER_INSTANCE = 0.5
 
 
 def _wait(predicate, timeout=30):

@@ -15,6 +15,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
 from tests.support.daemon import Daemon, read_sample
 from tests.support.dicom_peers import find_raw
+from tests.support import oracle
 from tests.support.oracle import RealOrthanc
 
 SAMPLES = ("DummyCT.dcm", "ColorTestMalaterre.dcm")
@@ -47,8 +48,7 @@ def servers(tmp_path_factory):
             started.append(server)
         yield pair
     finally:
-        for server in started:
-            server.stop()
+        oracle.stop_quickly(started)
 
 
 def values(server):

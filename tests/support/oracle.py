@@ -74,6 +74,14 @@ class RealOrthanc:
         self.stop()
         raise RuntimeError("Orthanc did not start")
 
+    def kill(self):
+        """SIGKILL: faster than a clean stop (~4 s), for tests that need
+        nothing more from this Orthanc (what it committed stays)."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.stop()
+
     def stop(self):
         if self.process and self.process.poll() is None:
             self.process.terminate()
@@ -84,3 +92,10 @@ class RealOrthanc:
         if getattr(self, "_log", None):
             self._log.close()
             self._log = None
+
+
+def stop_quickly(servers):
+    """Stop test servers at the end of a test: the real Orthancs killed
+    (their clean stop takes seconds), the others stopped."""
+    for server in servers:
+        (server.kill if isinstance(server, RealOrthanc) else server.stop)()
