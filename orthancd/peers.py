@@ -35,6 +35,7 @@ _CURL_TIMEOUT = "Timeout was reached"
 _CURL_SSL = "SSL peer certificate or SSH remote key was not OK"
 _CURL_RECEIVE = "Failure when receiving data from the peer"
 _CURL_BAD_ARGUMENT = "A libcurl function was given a bad argument"
+_CURL_CA_CERTIFICATES = "Problem with the SSL CA cert (path? access rights?)"
 # What libcurl sends in a POST unless told otherwise.
 _CURL_POST_TYPE = "application/x-www-form-urlencoded"
 
@@ -60,25 +61,42 @@ class _PeerTlsPolicy:
                                        clientCertificate=self._client_certificate)
 
 
-class ClientCertificateError(Exception):
-    """The peer's client certificate or key cannot be used (a wrong key
-    password...): every request to the peer fails as libcurl makes it fail."""
+class UnusableTls(Exception):
+    """The trusted authorities (HttpsCACertificates) or the peer's client
+    certificate cannot be used (a missing file, a wrong key password...):
+    every request to the peer fails as libcurl makes it fail, with
+    ``reason``."""
+
+    def __init__(self, reason, details):
+        super().__init__(details)
+        self.reason = reason
 
 
 def load_tls(configuration, peer):
     """Blocking (file reads): the TLS policy of a peer reached over HTTPS;
-    raises ClientCertificateError when its client certificate is unusable."""
+    raises UnusableTls when it cannot be used."""
+    verify = bool(configuration.get("HttpsVerifyPeers", True))
     trust = None
     ca_file = configuration.get("HttpsCACertificates", "")
-    if ca_file:
-        with open(ca_file, "rb") as stream:
-            trust = ssl.trustRootFromCertificates(
-                [ssl.Certificate.loadPEM(block) for block in _pem_blocks(stream.read())])
+    if verify and ca_file:  # Orthanc gives libcurl the file only to verify peers
+        trust = _trusted_authorities(ca_file)
     try:
         certificate = _client_certificate(peer)
     except (OSError, crypto.Error, SSL.Error, ValueError) as exc:
-        raise ClientCertificateError(str(exc)) from None
-    return _PeerTlsPolicy(bool(configuration.get("HttpsVerifyPeers", True)), trust, certificate)
+        raise UnusableTls(_CURL_BAD_ARGUMENT, str(exc)) from None
+    return _PeerTlsPolicy(verify, trust, certificate)
+
+
+def _trusted_authorities(ca_file):
+    try:
+        with open(ca_file, "rb") as stream:
+            certificates = [ssl.Certificate.loadPEM(block)
+                            for block in _pem_blocks(stream.read())]
+    except (OSError, crypto.Error, SSL.Error, ValueError) as exc:
+        raise UnusableTls(_CURL_CA_CERTIFICATES, str(exc)) from None
+    if not certificates:
+        raise UnusableTls(_CURL_CA_CERTIFICATES, "No certificate in " + ca_file)
+    return ssl.trustRootFromCertificates(certificates)
 
 
 def _pem_blocks(data):
@@ -111,7 +129,7 @@ async def open_peer_client(server, peer):
     if peer["Url"].lower().startswith("https://"):
         try:
             tls = await server.file_io.run(load_tls, server.configuration, peer)
-        except ClientCertificateError as exc:
+        except UnusableTls as exc:
             tls = exc
     return PeerClient(server.reactor, server.configuration, peer, tls)
 
@@ -132,7 +150,7 @@ class PeerClient:
 
     def __init__(self, reactor, configuration, peer, tls=None):
         """``tls``: from ``load_tls`` for a peer reached over HTTPS, or the
-        ClientCertificateError it raised."""
+        UnusableTls it raised."""
         if peer.get("Pkcs11"):
             raise OrthancError(ErrorCode.InternalError,
                                "This version of Orthanc is compiled without support for PKCS#11")
@@ -146,7 +164,7 @@ class PeerClient:
         if username and password:
             token = base64.b64encode(("%s:%s" % (username, password)).encode("utf-8"))
             self._authorization = b"Basic " + token
-        self._unusable_certificate = tls if isinstance(tls, ClientCertificateError) else None
+        self._unusable_tls = tls if isinstance(tls, UnusableTls) else None
         self._pool = web_client.HTTPConnectionPool(reactor, persistent=True)
         proxy = configuration.get("HttpProxy", "")
         if proxy:
@@ -155,7 +173,7 @@ class PeerClient:
                                           reactor, pool=self._pool)
         else:
             policy = web_client.BrowserLikePolicyForHTTPS() if tls is None or \
-                self._unusable_certificate is not None else tls
+                self._unusable_tls is not None else tls
             agent = web_client.Agent(reactor, contextFactory=policy, pool=self._pool)
         self._agent = web_client.RedirectAgent(agent)
 
@@ -191,8 +209,8 @@ class PeerClient:
         """A PeerAnswer; OrthancError(NetworkProtocol) when the peer cannot
         be reached or answered nothing."""
         url = self.url(uri)
-        if self._unusable_certificate is not None:
-            raise _curl_error(_CURL_BAD_ARGUMENT, url)
+        if self._unusable_tls is not None:
+            raise _curl_error(self._unusable_tls.reason, url)
         exchange = defer.ensureDeferred(self._exchange(
             method, url, self._request_headers(method, headers), body))
         if self._timeout:

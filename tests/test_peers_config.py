@@ -148,6 +148,7 @@ def test_requests_carry_the_peer_options_like_orthanc(servers):
     """Credentials, HTTP headers (an empty one removes the header), client
     certificates, the trusted authorities and the timeouts, seen from the
     peer's side."""
+    statuses = {}
     for name in ("short", "credentials", "long", "url-key", "tls", "tls-by-ip", "mutual",
                  "mutual-no-certificate", "mutual-bad-password", "untrusted", "silent",
                  "silent-global"):
@@ -155,11 +156,17 @@ def test_requests_carry_the_peer_options_like_orthanc(servers):
         reference = real.get("/peers/%s/system" % name)
         mine = ours.get("/peers/%s/system" % name)
         assert mine.status == reference.status, (name, mine.body, reference.body)
+        statuses[name] = reference.status
         if reference.status == 200:
             assert _seen(mine) == _seen(reference), name
             assert mine.headers.get("Content-Type") == reference.headers.get("Content-Type")
         else:
             assert _body(mine) == _body(reference), name
+    # What reached the peers, and what did not.
+    assert [name for name, status in statuses.items() if status == 200] == [
+        "short", "credentials", "long", "url-key", "tls", "mutual"]
+    assert _seen(servers[0].client().get("/peers/mutual/system"))["ClientCertificate"] == \
+        "client"
 
 
 def test_store_sends_what_orthanc_sends(servers, echoes):
@@ -239,6 +246,8 @@ def test_peers_in_database_survive_a_restart(tmp_path_factory, echoes, tls_files
     changes are kept in the index across a restart.  HttpsVerifyPeers false
     reaches the peer whose authority nobody trusts."""
     options = {"OrthancPeersInDatabase": True, "HttpsVerifyPeers": False,
+               # Not read when peers are not verified.
+               "HttpsCACertificates": "/nonexistent/ca.pem",
                "OrthancPeers": {"ignored": [echoes["plain"].url()]}}
     pair = (Daemon(tmp_path_factory.mktemp("orthancd-db"), **options),
             oracle.RealOrthanc(tmp_path_factory.mktemp("oracle-db"), **options))
@@ -263,5 +272,27 @@ def test_peers_in_database_survive_a_restart(tmp_path_factory, echoes, tls_files
             mine = pair[0].client().get("/peers/%s/system" % name)
             assert reference.status == 200, reference.body
             assert _seen(mine) == _seen(reference)
+    finally:
+        oracle.stop_quickly(started)
+
+
+def test_unusable_trusted_authorities_like_orthanc(tmp_path_factory, echoes, tls_files):
+    """HttpsCACertificates naming a file without certificates: HTTPS
+    requests fail as libcurl makes them fail, HTTP ones go."""
+    garbage = tmp_path_factory.mktemp("ca") / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    options = {"HttpsCACertificates": str(garbage),
+               "OrthancPeers": {"tls": [echoes["tls"].url("localhost")],
+                                "plain": [echoes["plain"].url()]}}
+    pair = (Daemon(tmp_path_factory.mktemp("orthancd-ca"), **options),
+            oracle.RealOrthanc(tmp_path_factory.mktemp("oracle-ca"), **options))
+    started = []
+    try:
+        for server in pair:
+            server.start()
+            started.append(server)
+        reference, _ = same(pair, "GET", "/peers/tls/system")
+        assert "SSL CA cert" in reference.json()["Details"]
+        assert pair[0].client().get("/peers/plain/system").status == 200
     finally:
         oracle.stop_quickly(started)
