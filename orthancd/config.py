@@ -548,94 +548,22 @@ def _modality_defaults():
 
 
 def parse_peer(name, description, context=None):
-    """One OrthancPeers entry, in either form, with its secrets.
-
-    Keys: Url (always ending with "/"), Username, Password (None when no
-    user is configured), HttpHeaders (dict), CertificateFile,
-    CertificateKeyFile, CertificateKeyPassword (None when absent), Pkcs11,
-    Timeout, UserProperties (the other keys of the object form, as strings).
-    Use ``peer_public_view`` for what the REST API shows.
-    """
+    """One OrthancPeers entry, in either form, with its secrets, read as
+    Orthanc does (orthancd.peer_registry.parse_peer); its name must be
+    alphanumeric.  Use ``peer_public_view`` for what the REST API shows."""
+    from orthancd import peer_registry
     context = context or f"OrthancPeers \"{name}\""
-    peer = {
-        "Url": None, "Username": None, "Password": None, "HttpHeaders": {},
-        "CertificateFile": None, "CertificateKeyFile": None,
-        "CertificateKeyPassword": None, "Pkcs11": False, "Timeout": 0,
-        "UserProperties": {},
-    }
-    if isinstance(description, list):
-        if len(description) not in (1, 3) or not all(
-                isinstance(item, str) for item in description):
-            raise ConfigurationError(
-                f"{context}: expected [\"url\"] or "
-                f"[\"url\", \"username\", \"password\"]")
-        peer["Url"] = description[0]
-        if len(description) == 3:
-            peer["Username"], peer["Password"] = description[1:]
-    elif isinstance(description, dict):
-        peer["Url"] = _field(description, "Url", str, context, None)
-        peer["Username"] = _field(description, "Username", str, context, None)
-        if peer["Username"] is not None:
-            peer["Password"] = _field(description, "Password", str, context,
-                                      "")
-        headers = _field(description, "HttpHeaders", dict, context, {})
-        for header, value in headers.items():
-            if not isinstance(value, str):
-                raise ConfigurationError(
-                    f"{context}: the HTTP header \"{header}\" must be a "
-                    f"string")
-        peer["HttpHeaders"] = dict(headers)
-        for key in ("CertificateFile", "CertificateKeyFile",
-                    "CertificateKeyPassword"):
-            peer[key] = _field(description, key, str, context, None)
-        peer["Pkcs11"] = _field(description, "Pkcs11", bool, context, False)
-        peer["Timeout"] = _field(description, "Timeout", int, context, 0)
-        for key, value in description.items():
-            if key not in _PEER_KEYS:
-                peer["UserProperties"][key] = _peer_user_property(key, value, context)
-    else:
-        raise ConfigurationError(
-            f"{context}: expected a list [\"url\", ...] or an object "
-            f"{{\"Url\": ...}}")
-    if not peer["Url"]:
-        raise ConfigurationError(f"{context}: the URL is empty")
-    if not peer["Url"].endswith("/"):
-        peer["Url"] += "/"
-    return peer
-
-
-_PEER_KEYS = ("Url", "Username", "Password", "HttpHeaders", "CertificateFile",
-              "CertificateKeyFile", "CertificateKeyPassword", "Pkcs11", "Timeout")
-
-
-def _peer_user_property(key, value, context):
-    # Orthanc keeps any other key of a peer as a string property.
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, (str, int)):
-        return str(value)
-    raise ConfigurationError(
-        f"{context}: user-defined properties associated with a Web service "
-        f"must be strings: {key}")
+    try:
+        peer_registry.check_name(name)
+        return peer_registry.parse_peer(description)
+    except peer_registry.BadPeer as error:
+        raise ConfigurationError(f"{context}: {error.reason}") from None
 
 
 def peer_public_view(peer):
     """A parsed peer as ``GET /peers?expand`` shows it: secrets are null."""
-    view = {"HttpHeaders": sorted(peer["HttpHeaders"])}
-    for key in ("CertificateFile",):
-        if peer[key] is not None:
-            view[key] = peer[key]
-    for key in ("CertificateKeyFile", "CertificateKeyPassword"):
-        if peer[key] is not None:
-            view[key] = None
-    if peer["Username"] is not None:
-        view["Username"] = peer["Username"]
-        view["Password"] = None
-    view["Pkcs11"] = peer["Pkcs11"]
-    view["Timeout"] = peer["Timeout"]
-    view["Url"] = peer["Url"]
-    view.update(peer.get("UserProperties", {}))
-    return dict(sorted(view.items()))
+    from orthancd import peer_registry
+    return peer_registry.public_view(peer)
 
 
 # ---------------------------------------------------------------------------
@@ -674,7 +602,8 @@ class Configuration(Mapping):
         self._modalities = {
             name: parse_modality(name, value)
             for name, value in options["DicomModalities"].items()}
-        self._peers = {
+        # Kept in the index instead, Orthanc's peers ignore the file's.
+        self._peers = {} if options.get("OrthancPeersInDatabase") else {
             name: parse_peer(name, value)
             for name, value in options["OrthancPeers"].items()}
 

@@ -148,6 +148,9 @@ class Ingestor:
         # Deferred firing None (keep the instance) or the C-STORE status of
         # a refusal (the Lua filters, orthancd.lua_service).
         self.instance_filter = None
+        # name -> what to call once the timed operation is over (the
+        # server's metrics), or None.
+        self.timed = None
 
     def _prepare(self, data):
         dataset = read_dataset(data, stop_before_pixels=True)
@@ -208,8 +211,14 @@ class Ingestor:
         the storage area, unless it is refused."""
         return self._store(self._prepare_file, path, origin)
 
-    @defer.inlineCallbacks
     def _store(self, prepare, source, origin, attached_metadata=None):
+        d = self._store_timed(prepare, source, origin, attached_metadata)
+        if self.timed is not None:
+            d.addBoth(self.timed("orthanc_store_dicom_duration_ms"))
+        return d
+
+    @defer.inlineCallbacks
+    def _store_timed(self, prepare, source, origin, attached_metadata=None):
         try:
             summary, stored, dataset, extra = yield self._file_io.run(prepare, source)
         except DicomFormatError as e:

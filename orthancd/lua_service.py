@@ -348,6 +348,7 @@ def build_lua(server, reactor, pool, filter_pool):
     def engine():
         return LuaEngine(LuaRestCaller(reactor, client), configuration, calls, WATCHED)
     manager = LuaJobManager(server.jobs, reactor, LuaActions(server, reactor))
+    manager.register()
     return LuaService(server, reactor, engine(), pool, engine(), filter_pool,
                       configuration.lua_scripts,
                       int(configuration.get("LuaHeartBeatPeriod", 0) or 0), manager)

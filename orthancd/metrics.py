@@ -14,10 +14,12 @@ the lag of the reactor, the index writer's queue and group commits, and the
 jobs by state.
 """
 import struct
+import threading
 import time
 
 from twisted.application import service
 from twisted.internet import task
+from twisted.logger import LogLevel, globalLogPublisher
 
 from orthancd.changes import JOB_FAILURE, JOB_SUCCESS
 from orthancd.jobs.model import JobState
@@ -70,6 +72,8 @@ class MetricsRegistry:
         self.enabled = enabled
         self._clock = clock
         self._items = {}
+        # The storage area and the logs report from worker threads.
+        self._lock = threading.Lock()
 
     def _item(self, name, is_float, policy):
         item = self._items.get(name)
@@ -79,17 +83,20 @@ class MetricsRegistry:
 
     def set_integer(self, name, value, policy=DIRECTLY):
         if self.enabled:
-            self._item(name, False, policy).update(int(value), self._clock())
+            with self._lock:
+                self._item(name, False, policy).update(int(value), self._clock())
 
     def set_float(self, name, value, policy=DIRECTLY):
         if self.enabled:
-            self._item(name, True, policy).update(float(value), self._clock())
+            with self._lock:
+                self._item(name, True, policy).update(float(value), self._clock())
 
     def increment(self, name, delta=1):
         if self.enabled:
-            item = self._item(name, False, DIRECTLY)
-            item.value = (item.value or 0) + delta
-            item.time = self._clock()
+            with self._lock:
+                item = self._item(name, False, DIRECTLY)
+                item.value = (item.value or 0) + delta
+                item.time = self._clock()
 
     def value(self, name):
         item = self._items.get(name)
@@ -101,13 +108,14 @@ class MetricsRegistry:
             return []
         now = self._clock()
         lines = []
-        for name in sorted(self._items):
-            item = self._items[name]
-            if item.value is None:
-                continue
-            stamp = int(item.time * 1000)
-            item.refresh(now)
-            lines.append("%s %s %d\n" % (name, item.format(), stamp))
+        with self._lock:
+            for name in sorted(self._items):
+                item = self._items[name]
+                if item.value is None:
+                    continue
+                stamp = int(item.time * 1000)
+                item.refresh(now)
+                lines.append("%s %s %d\n" % (name, item.format(), stamp))
         return lines
 
 
@@ -135,7 +143,8 @@ class ServerMetrics(service.Service):
     def __init__(self, server, reactor, enabled=True):
         self._server = server
         self._reactor = reactor
-        self.registry = MetricsRegistry(enabled, clock=lambda: self._reactor.seconds())
+        # (Test reactors without a clock: the wall clock.)
+        self.registry = MetricsRegistry(enabled, clock=getattr(reactor, "seconds", time.time))
         self._started_at = None
         self._unsubscribe = None
         self._probe = None
@@ -161,9 +170,11 @@ class ServerMetrics(service.Service):
         self._probe.clock = self._reactor
         self._probe_due = self._reactor.seconds()
         self._probe.start(_LAG_PROBE_INTERVAL, now=True)
+        globalLogPublisher.addObserver(self._count_logged)
 
     def stopService(self):
         super().stopService()
+        globalLogPublisher.removeObserver(self._count_logged)
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -180,6 +191,26 @@ class ServerMetrics(service.Service):
         self._probe_due = now + _LAG_PROBE_INTERVAL
         self._lags = [(t, v) for t, v in self._lags if now - t <= _PERIOD]
         self._lags.append((now, lag))
+
+    def _count_logged(self, event):
+        """Orthanc counts the warnings and errors it logs."""
+        level = event.get("log_level")
+        if level is LogLevel.warn:
+            self.registry.increment("orthanc_logged_warnings_count")
+        elif level in (LogLevel.error, LogLevel.critical):
+            self.registry.increment("orthanc_logged_errors_count")
+
+    def timed(self, name):
+        """What to call once the operation ``name`` measures is over: its
+        duration in ms, kept as the maximum over ten seconds (Orthanc's
+        MetricsRegistry::Timer)."""
+        started = time.perf_counter()
+
+        def done(result=None):
+            self.registry.set_integer(name, (time.perf_counter() - started) * 1000,
+                                      MAX_OVER_10_SECONDS)
+            return result
+        return done
 
     def _job_finished(self, event):
         self.registry.increment("orthanc_jobs_total_completed")
@@ -224,6 +255,11 @@ class ServerMetrics(service.Service):
         registry.set_integer("orthanc_jobs_running", counts.get(JobState.RUNNING.value, 0)
                              + counts.get(JobState.PAUSED.value, 0))
         registry.set_integer("orthanc_up_time_s", self._reactor.seconds() - self._started_at)
+        # The pools doing the work of Orthanc's storage and transcoder pools.
+        registry.set_integer("orthanc_storage_available_threads",
+                             self._server.file_io.available_threads())
+        registry.set_integer("orthanc_transcoder_available_threads",
+                             self._server.pixel_pool.available_threads())
         last = index.get_last_change()
         registry.set_integer("orthanc_last_change", 0 if last is None else last.seq)
 

@@ -1,54 +1,44 @@
 """The registry of remote DICOM modalities (``DicomModalities``).
 
 Modalities come from the configuration and may be added, replaced or
-removed through ``PUT/DELETE /modalities/{id}``.  As in Orthanc, those
-changes live in memory unless ``DicomModalitiesInDatabase`` is true; then
-the whole set is kept in a small JSON file next to the index, rewritten
-atomically (temporary file, fsync, rename, fsync of the directory) so a
-crash leaves either the old or the new set.  The write runs in the
-reactor's thread pool (an fsync can take long), one at a time in the order
-of the changes; ``put``/``delete`` fire once it is durable.
+removed through ``PUT/DELETE /modalities/{id}`` (orthancd.registries).  As
+in Orthanc, those changes live in memory unless ``DicomModalitiesInDatabase``
+is true; then the whole set is kept in a small JSON file next to the index
+(orthancd.registries.JsonFileStore); ``put``/``delete`` fire once it is
+durable.
 
 The registry is also a read-only ``Mapping`` name -> long-form modality
 dict, which is what ``orthancd.net.access`` reads: the DICOM listener's AE
 filter therefore sees modalities added at runtime.
 """
-import json
 import os
 import weakref
-from collections.abc import Mapping
-
-from twisted.internet import defer, threads
 
 from orthancd.config import (
     MODALITY_MANUFACTURERS, MODALITY_PERMISSIONS, OBSOLETE_MANUFACTURERS, RETRIEVE_METHODS,
     ConfigurationError, parse_modality)
 from orthancd.errors import ErrorCode, OrthancError
+from orthancd.registries import JsonFileStore, NamedRegistry
 
 STORE_FILE = "modalities.json"
 
 
-class ModalityRegistry(Mapping):
+class ModalityRegistry(NamedRegistry):
 
     def __init__(self, configured, strict_aet_comparison=False, persistent_path=None,
                  reactor=None):
         """``configured``: name -> parsed modality dict (``dicom_modalities()``).
         ``persistent_path``: the JSON file holding the set, or None for memory only.
         ``reactor``: whose thread pool writes the file (the global one by default)."""
-        self._strict = bool(strict_aet_comparison)
-        self._path = persistent_path
         if reactor is None:
             from twisted.internet import reactor
-        self._reactor = reactor
-        # Writes run one at a time, in the order of the changes, so the
-        # file ends with the last set even when requests overlap.
-        self._writing = defer.DeferredLock()
-        self._modalities = dict(configured)
-        if persistent_path is not None and os.path.exists(persistent_path):
-            with open(persistent_path, encoding="utf-8") as stream:
-                stored = json.load(stream)
-            # What was saved wins: it includes the PUT/DELETE done at runtime.
-            self._modalities = {name: parse_modality(name, value) for name, value in stored.items()}
+        store = None if persistent_path is None else JsonFileStore(persistent_path, reactor)
+        super().__init__(configured, store)
+        self._strict = bool(strict_aet_comparison)
+        self.restore()
+
+    def entry_from_saved(self, name, saved):
+        return parse_modality(name, saved)
 
     @classmethod
     def for_configuration(cls, configuration, reactor=None):
@@ -58,26 +48,12 @@ class ModalityRegistry(Mapping):
         return cls(configuration.dicom_modalities(),
                    configuration.get("StrictAetComparison", False), persistent, reactor)
 
-    # -- Mapping (read by the AE filter) --
-
-    def __getitem__(self, name):
-        return self._modalities[name]
-
-    def __iter__(self):
-        return iter(sorted(self._modalities))
-
-    def __len__(self):
-        return len(self._modalities)
-
     # -- lookups --
-
-    def names(self):
-        return sorted(self._modalities)
 
     def get_modality(self, name):
         """The modality dict of a symbolic name, or Orthanc's 404."""
         try:
-            return dict(self._modalities[name])
+            return dict(self._entries[name])
         except KeyError:
             raise OrthancError(ErrorCode.InexistentItem,
                                "No modality with symbolic name: %s" % name) from None
@@ -89,9 +65,9 @@ class ModalityRegistry(Mapping):
 
     def lookup_aet(self, aet):
         """(name, modality) of the first modality with this AET, or None."""
-        for name in sorted(self._modalities):
-            if self.same_aet(self._modalities[name]["AET"], aet):
-                return name, dict(self._modalities[name])
+        for name in self.names():
+            if self.same_aet(self._entries[name]["AET"], aet):
+                return name, dict(self._entries[name])
         return None
 
     # -- changes --
@@ -104,25 +80,14 @@ class ModalityRegistry(Mapping):
             modality = parse_modality(name, normalized_description(description))
         except ConfigurationError:
             raise OrthancError(ErrorCode.BadFileFormat) from None
-        self._modalities[name] = modality
-        return self._save().addCallback(lambda _: modality)
+        return self.replace(name, modality).addCallback(lambda _: modality)
 
     def delete(self, name):
         """Remove a modality; the Deferred fires once the change is durable."""
-        if name not in self._modalities:
+        if name not in self._entries:
             raise OrthancError(ErrorCode.InexistentItem,
                                "No modality with symbolic name: %s" % name)
-        del self._modalities[name]
-        return self._save()
-
-    def _save(self):
-        if self._path is None:
-            return defer.succeed(None)
-        # The set as of this change: later changes write their own snapshot.
-        snapshot = json.dumps(self._modalities, indent=2, sort_keys=True)
-        return self._writing.run(threads.deferToThreadPool, self._reactor,
-                                 self._reactor.getThreadPool(), write_durably,
-                                 self._path, snapshot)
+        return self.remove(name)
 
 
 def _bad_port(port):
@@ -208,23 +173,6 @@ def normalized_description(description):
     if isinstance(description, list):
         return description[:2] + [int(description[2])] + description[3:]
     return dict(description, Port=int(description["Port"]))
-
-
-def write_durably(path, text):
-    """Blocking: replace ``path`` by ``text`` atomically and durably."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    temporary = path + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as stream:
-        stream.write(text)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # One registry per server, shared by the REST API and the DICOM listener

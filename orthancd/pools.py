@@ -25,6 +25,11 @@ class ThreadPoolService(service.Service):
         """Deferred result of ``function(*args, **kwargs)``, run in the pool."""
         return threads.deferToThreadPool(self._reactor, self._pool, function, *args, **kwargs)
 
+    def available_threads(self):
+        """Threads the pool may still start or has idle (what Orthanc's
+        metrics call available)."""
+        return self._pool.max - len(self._pool.working)
+
     def callInThread(self, function, *args, **kwargs):
         """Run ``function`` in the pool, for callers that report back themselves."""
         self._pool.callInThread(function, *args, **kwargs)

@@ -29,6 +29,7 @@ from orthancd.modification import jobs as modification_jobs
 from orthancd.net.transfer_syntaxes import KNOWN, accepted_storage_syntaxes
 from orthancd.stability import StabilityMonitor
 from orthancd.storage.filesystem import FilesystemStorageArea
+from orthancd.storage.metered import MeteredStorageArea
 
 log = logger(__name__)
 
@@ -77,10 +78,12 @@ class OrthancServer:
         self.pixel_pool = pixel_pool or file_io
         storage_dir = configuration.storage_directory
         index_dir = configuration.index_directory
-        self.storage = FilesystemStorageArea(
+        self.metrics = ServerMetrics(self, reactor, bool(configuration.get("MetricsEnabled", True)))
+        self.storage = MeteredStorageArea(FilesystemStorageArea(
             storage_dir, fsync=bool(configuration.get("SyncStorageArea", True)),
             compression=bool(configuration.get("StorageCompression", False)),
-            store_md5=bool(configuration.get("StoreMD5ForAttachments", True)))
+            store_md5=bool(configuration.get("StoreMD5ForAttachments", True))),
+            self.metrics.registry)
         # Every committed change, and every job event, goes through here.
         self.changes = ChangeStream()
         self.index = LmdbResourceIndex(os.path.join(index_dir, "index.lmdb"), reactor,
@@ -90,13 +93,13 @@ class OrthancServer:
                                        changes=self.changes)
         self.index.set_normalizer(normalize_for_find)
         self.ingest = Ingestor(self.index, self.storage, configuration, file_io)
+        self.ingest.timed = self.metrics.timed
         self.stability = StabilityMonitor(self.index, configuration.get("StableAge", 60), reactor,
                                           self.changes)
         concurrent = int(configuration.get("ConcurrentJobs", 2)) or os.cpu_count() or 1
         self.jobs = JobsEngine(reactor, concurrent, int(configuration.get("JobsHistorySize", 10)),
                                store=self.index if configuration.get("SaveJobs", True) else None,
                                changes=self.changes)
-        self.metrics = ServerMetrics(self, reactor, bool(configuration.get("MetricsEnabled", True)))
         modification_jobs.register(self)
         register_transfer_jobs(self)
         # Runtime settings the REST API may change (not persisted, as in Orthanc).

@@ -8,6 +8,11 @@ it (a chain such as Delete(SendToModality(ModifyInstance(id, ...), 'pacs'))).
 A job waits five seconds for more operations after running the last one, so
 that the instances of a series travel in one job (and one association).
 A failing operation is logged and gives no output; the job goes on.
+
+With SaveJobs a sequence survives a restart, as Orthanc's does: each
+operation is saved as the description the script gave (rebuilt by
+``LuaActions.build``), with its inputs, how far it went and where its
+outputs go.
 """
 import os
 import subprocess
@@ -30,9 +35,10 @@ TRAILING_TIMEOUT = 5.0
 class Operation:
     """One operation of the sequence, with the instances it works on."""
 
-    def __init__(self, index, action):
+    def __init__(self, index, action, description=None):
         self.index = index
         self.action = action          # async callable(instance_id) -> [output ids]
+        self.description = description  # what the script asked for (saved)
         self.inputs = []              # instance IDs: given, then received
         self.current = 0
         self.next = []                # the operations its outputs go to
@@ -67,10 +73,10 @@ class SequenceOfOperationsJob(Job):
         self._added = None            # Deferred the trailing wait sleeps on
         self.on_done = None
 
-    def add_operation(self, action):
+    def add_operation(self, action, description=None):
         """Add an operation; call ``operations_added`` once its inputs and
         links are set."""
-        operation = Operation(len(self.operations), action)
+        operation = Operation(len(self.operations), action, description)
         self.operations.append(operation)
         return operation
 
@@ -110,6 +116,33 @@ class SequenceOfOperationsJob(Job):
     def public_content(self):
         return {"CountOperations": len(self.operations), "Description": self.description}
 
+    def serialize(self):
+        if any(operation.description is None for operation in self.operations):
+            return None
+        return {
+            "Description": self.description, "TrailingTimeout": self.trailing_timeout,
+            "Current": self.current, "Done": self.done,
+            "Operations": [{"Operation": operation.description, "Inputs": operation.inputs,
+                            "Current": operation.current,
+                            "Next": [target.index for target in operation.next]}
+                           for operation in self.operations],
+        }
+
+    @classmethod
+    def unserialize(cls, reactor, actions, saved):
+        """The saved job, its operations rebuilt by ``actions.build``."""
+        job = cls(reactor, saved.get("Description", "Lua"),
+                  saved.get("TrailingTimeout", TRAILING_TIMEOUT))
+        for entry in saved["Operations"]:
+            operation = job.add_operation(actions.build(entry["Operation"]), entry["Operation"])
+            operation.inputs = list(entry["Inputs"])
+            operation.current = entry["Current"]
+        for entry, operation in zip(saved["Operations"], job.operations):
+            operation.next = [job.operations[index] for index in entry["Next"]]
+        job.current = saved["Current"]
+        job.done = saved["Done"]
+        return job
+
 
 class LuaJobManager:
     """Turns the operations of each callback into job operations (Orthanc's
@@ -135,15 +168,16 @@ class LuaJobManager:
             if not isinstance(description, dict) or "Operation" not in description \
                     or "Resource" not in description:
                 raise OrthancError(ErrorCode.InternalError)
-            actions.append((self._actions.build(description), _text(description["Resource"])))
+            actions.append((self._actions.build(description), _text(description["Resource"]),
+                            description))
         job = self._current
         is_new = job is None or job.done or len(job.operations) >= self._max_operations
         if is_new:
             job = SequenceOfOperationsJob(self._reactor, "Lua", self._trailing_timeout)
             job.on_done = self._job_done
         previous = None
-        for action, resource in actions:
-            operation = job.add_operation(action)
+        for action, resource, description in actions:
+            operation = job.add_operation(action, description)
             if resource:
                 operation.inputs.append(resource)
             elif previous is not None:
@@ -154,6 +188,16 @@ class LuaJobManager:
             self._jobs.submit(job, 0)
         else:
             job.operations_added()
+
+    def register(self):
+        """Saved sequences come back after a restart."""
+        self._jobs.register_type(SequenceOfOperationsJob.job_type, self._unserialize)
+
+    def _unserialize(self, saved):
+        job = SequenceOfOperationsJob.unserialize(self._reactor, self._actions, saved)
+        # A sequence reloaded from a previous run takes no new operations.
+        job.on_done = self._job_done
+        return job
 
     def _job_done(self, job):
         if job is self._current:
@@ -215,12 +259,9 @@ class LuaActions:
         return store_scu
 
     def _store_peer(self, description):
+        from orthancd.peer_registry import peer_registry
         from orthancd.peers import open_peer_client
-        name = _text(description.get("Peer"))
-        peers = self._server.configuration.orthanc_peers()
-        if name not in peers:
-            raise OrthancError(ErrorCode.UnknownResource, "No peer with symbolic name: " + name)
-        peer = peers[name]
+        peer = peer_registry(self._server).get_peer(_text(description.get("Peer")))
 
         async def store_peer(instance_id):
             log.info("Lua: Sending instance {id} to peer \"{url}\"", id=instance_id,

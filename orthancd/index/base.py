@@ -374,6 +374,16 @@ class ResourceIndex(abc.ABC):
     def load_jobs(self):
         """The serialized jobs saved last, or None."""
 
+    @abc.abstractmethod
+    def set_global_property(self, name, value):
+        """Keep the text ``value`` under ``name`` (Orthanc's global
+        properties, e.g. the peers of OrthancPeersInDatabase); fires once
+        committed."""
+
+    @abc.abstractmethod
+    def get_global_property(self, name):
+        """The text kept under ``name``, or None."""
+
     # -- key-value stores (1.13.0's StoreKeyValue/GetKeyValue/DeleteKeyValue) --
     @abc.abstractmethod
     def store_key_value(self, store_id, key, value):

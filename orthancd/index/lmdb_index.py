@@ -708,6 +708,17 @@ class LmdbResourceIndex(ResourceIndex):
             raw = txn.get(b"jobs", db=self.db["meta"])
             return None if raw is None else raw.decode("utf-8")
 
+    def set_global_property(self, name, value):
+        return self.writer.submit(self._set_global_property_op, name, value)
+
+    def _set_global_property_op(self, txn, name, value):
+        txn.put(b"property:" + name.encode("utf-8"), value.encode("utf-8"), db=self.db["meta"])
+
+    def get_global_property(self, name):
+        with self._read() as txn:
+            raw = txn.get(b"property:" + name.encode("utf-8"), db=self.db["meta"])
+            return None if raw is None else raw.decode("utf-8")
+
     def increment_global_sequence(self, name):
         """The next value of a named counter kept in the index (Orthanc's
         global sequences, e.g. the number in "AnonymizedN")."""
@@ -1011,7 +1022,7 @@ class LmdbResourceIndex(ResourceIndex):
         Orthanc does not log deletions, and its changes log forgets the
         changes of what it deletes (ON DELETE CASCADE): so do we."""
         files = []
-        for child in self._children_keys(txn, key):
+        for child in self._children_in_creation_order(txn, key):
             files.extend(self._delete_subtree(txn, ResourceLevel(child[0]), child))
         raw = txn.get(key, db=self.db["resources"])
         if raw is None:
@@ -1037,6 +1048,14 @@ class LmdbResourceIndex(ResourceIndex):
         self._add_counter(txn, _LEVEL_COUNTERS[level], -1)
         self._signal(ChangeType.Deleted.name, level, _public_id(key))
         return files
+
+    def _children_in_creation_order(self, txn, key):
+        """Orthanc's database deletes children in the order of their
+        internal IDs, and its OnDeleted* callbacks follow that order."""
+        def created(child):
+            raw = txn.get(child, db=self.db["resources"])
+            return 0 if raw is None else _loads(raw).get("s", 0)
+        return sorted(self._children_keys(txn, key), key=created)
 
     def _forget_changes(self, txn, key):
         cursor = txn.cursor(db=self.db["resource_changes"])

@@ -29,6 +29,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pynetdicom.dsutils import encode
 
+from orthancd.automation import find_filters
 from orthancd.dicom.charsets import _TERMS, ENCODING_CODECS
 from orthancd.dicom.elements import dataset_encoding, iter_elements
 from orthancd.errors import OrthancError
@@ -100,6 +101,10 @@ class FindQuery:
             else:
                 # Trailing padding is already gone; leading spaces count.
                 self.elements.append((element.tag, element.value))
+
+    def read_level(self):
+        """Read the query level (once the Lua filter had its say on the
+        elements); ValueError with Orthanc's reason when it is wrong."""
         values = dict(self.elements)
         level = (values.get(T.QUERY_RETRIEVE_LEVEL) or "").strip().upper()
         if not level:
@@ -187,10 +192,22 @@ class FindService(IdentifierService):
         return self.server.configuration.get(name, default)
 
     async def serve(self, request, raw):
+        done = self.server.metrics.timed("orthanc_find_scp_duration_ms")
+        try:
+            await self._serve(request, raw)
+        finally:
+            done()
+
+    async def _serve(self, request, raw):
         syntax = request.context.transfer_syntax
         try:
             dataset = decode_in(raw, syntax)
             query = FindQuery(dataset, self.server.default_encoding)
+            filtered = await find_filters.filter_incoming(
+                self.server, query.elements, request.association)
+            if filtered is not None:
+                query.elements = filtered
+            query.read_level()
             constraints = parse_dicom_query(
                 self._matched_elements(query),
                 bool(self._configuration("CaseSensitivePN", False)))

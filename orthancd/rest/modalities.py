@@ -6,6 +6,7 @@ body asks otherwise, as in Orthanc 1.13.0.
 """
 import json
 
+from orthancd.automation import find_filters
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.config import parse_modality
@@ -359,7 +360,8 @@ def install(app, server):
                 raise OrthancError(ErrorCode.BadFileFormat,
                                    "The field %s must contain %s" % (key, word))
         normalize = body.get("Normalize", True)
-        dataset = query_to_dataset(server, level, fields, normalize)
+        sent = await find_filters.filter_outgoing(server, fields, modality["AET"])
+        dataset = query_to_dataset(server, level, sent, normalize)
         answers = await scu.find(server.reactor, settings(modality, body), modality, level, dataset)
         query_id = create_query(name, level, fields, answers, body,
                                 query_retrieve_size(configuration))

@@ -1,14 +1,15 @@
-"""/peers: the Orthanc peers of the configuration ("OrthancPeers"), and
+"""/peers: the Orthanc peers (orthancd.peer_registry), changing them, and
 sending to them (orthancd.peers, orthancd.jobs.peer_store)."""
 import json
 
 from orthancd import peers as peer_client
-from orthancd.config import peer_public_view
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.jobs.peer_store import OrthancPeerStoreJob, check_transcode_target
+from orthancd.peer_registry import check_client_certificate, peer_registry, public_view
 from orthancd.rest.http import (
     EmptyAnswer, bool_argument, no_answer, read_body, render_bytes, render_json)
-from orthancd.rest.modalities import instances_to_export, parse_store_body, store_request
+from orthancd.rest.modalities import (
+    instances_to_export, parse_store_body, render_empty, store_request)
 from orthancd.rest.scu_requests import read_field, submit_commands_job
 
 # What Orthanc lists under /peers/{id}.
@@ -18,19 +19,15 @@ BARE_ERROR_STATUSES = (400, 403, 415, 500)
 
 
 def install(app, server):
-    peers = server.configuration.orthanc_peers()
-
-    def peer_of(name):
-        if name not in peers:
-            raise OrthancError(ErrorCode.UnknownResource, "No peer with symbolic name: " + name)
-        return peers[name]
+    peers = peer_registry(server)
+    peer_of = peers.get_peer
 
     @app.route("/peers", methods=["GET"])
     def list_peers(request):
         if bool_argument(request, "expand"):
-            return render_json(request, {name: peer_public_view(peers[name])
-                                         for name in sorted(peers)})
-        return render_json(request, sorted(peers))
+            return render_json(request, {name: public_view(peers[name])
+                                         for name in peers.names()})
+        return render_json(request, peers.names())
 
     @app.route("/peers/<name>", methods=["GET"])
     def peer_operations(request, name):
@@ -38,9 +35,24 @@ def install(app, server):
             raise no_answer(request)
         return render_json(request, PEER_OPERATIONS)
 
+    @app.route("/peers/<name>", methods=["PUT"])
+    async def put_peer(request, name):
+        try:
+            description = json.loads(read_body(request))
+        except ValueError:
+            raise no_answer(request) from None  # Orthanc answers nothing then
+        await peers.put(name, description,
+                        lambda peer: server.file_io.run(check_client_certificate, peer))
+        return render_empty(request)
+
+    @app.route("/peers/<name>", methods=["DELETE"])
+    async def delete_peer(request, name):
+        await peers.delete(name)
+        return render_empty(request)
+
     @app.route("/peers/<name>/configuration", methods=["GET"])
     def peer_configuration(request, name):
-        return render_json(request, peer_public_view(peer_of(name)))
+        return render_json(request, public_view(peer_of(name)))
 
     @app.route("/peers/<name>/store", methods=["POST"])
     async def peer_store(request, name):

@@ -10,11 +10,11 @@ from collections import OrderedDict
 
 from orthancd.config import RETRIEVE_METHODS
 from orthancd.dicom.json_tags import dataset_to_json
-from orthancd.dicom.summary import MAIN_DICOM_TAGS
+from orthancd.automation import find_filters
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.modalities import modality_registry
-from orthancd.net import scu
+from orthancd.net import find_modules, scu
 from orthancd.jobs.dicom_retrieve import retrieve_job
 from orthancd.rest.http import bool_argument, has_argument, read_body, render_json, render_text
 from orthancd.rest.scu_requests import read_field, submit_commands_job
@@ -90,27 +90,6 @@ def create_query(modality, level, fields, answers, options, limit=100):
     return query_id
 
 
-# Beyond the main tags, what a normalized query keeps at each level: the
-# computed tags, and SOPClassUID for instances.
-_ALSO_ALLOWED = {
-    ResourceLevel.PATIENT: (0x00201200, 0x00201202, 0x00201204),
-    ResourceLevel.STUDY: (0x00080061, 0x00201206, 0x00201208, 0x00080062),
-    ResourceLevel.SERIES: (0x00201209,),
-    ResourceLevel.INSTANCE: (0x00080016,),
-}
-
-
-def _allowed_tags(level):
-    """What Orthanc's normalized C-FIND keeps (NormalizeFindQuery): the main
-    tags of the level and above, a few more (_ALSO_ALLOWED), the charset."""
-    tags = {0x00080005}
-    for upper in ResourceLevel:
-        if int(upper) <= int(level):
-            tags.update(int(tag) for tag in MAIN_DICOM_TAGS.get(upper, {}))
-    tags.update(_ALSO_ALLOWED[level])
-    return tags
-
-
 def query_to_dataset(server, level, fields, normalize=True):
     """The C-FIND identifier of a REST query, normalized like Orthanc's:
     the level's keys added for universal matching, and (``normalize``) only
@@ -121,7 +100,7 @@ def query_to_dataset(server, level, fields, normalize=True):
         dataset.SpecificCharacterSet = charset
     for key in LEVEL_KEYS[level]:
         scu.set_element(dataset, key, "")
-    allowed = _allowed_tags(level) if normalize else None
+    allowed = find_modules.allowed_tags(level) if normalize else None
     for key, value in fields.items():
         if not isinstance(value, (str, list)):
             raise OrthancError(ErrorCode.BadFileFormat,
@@ -270,7 +249,8 @@ def install(app, server):
         options = {"Timeout": body["Timeout"]} if "Timeout" in body else {}
         options["Normalize"] = record.normalize
         modality = registry.get_modality(record.modality)
-        dataset = query_to_dataset(server, level, fields, record.normalize)
+        sent = await find_filters.filter_outgoing(server, fields, modality["AET"])
+        dataset = query_to_dataset(server, level, sent, record.normalize)
         settings = scu.ScuSettings.for_modality(server.configuration, modality, options)
         answers = await scu.find(server.reactor, settings, modality, level, dataset)
         child_id = create_query(record.modality, level, fields, answers, options,
