@@ -69,14 +69,8 @@ def servers(tmp_path_factory):
                "DicomAlwaysAllowFind": True}
     pair = (oracle.RealOrthanc(tmp_path_factory.mktemp("oracle"), **options),
             Daemon(tmp_path_factory.mktemp("orthancd"), **options))
-    started = []
-    try:
-        for server in pair:
-            server.start()
-            started.append(server)
+    with oracle.running(pair):
         yield pair
-    finally:
-        oracle.stop_quickly(started)
 
 
 def call(server, method, path, user=None, body=None):

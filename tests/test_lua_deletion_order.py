@@ -31,14 +31,8 @@ def servers(tmp_path_factory):
     pair = (oracle.RealOrthanc(tmp_path_factory.mktemp("oracle"), LuaScripts=[str(script)],
                                ExecuteLuaEnabled=True),
             Daemon(tmp_path_factory.mktemp("orthancd"), LuaScripts=[str(script)]))
-    started = []
-    try:
-        for server in pair:
-            server.start()
-            started.append(server)
+    with oracle.running(pair):
         yield pair
-    finally:
-        oracle.stop_quickly(started)
 
 
 def _deleted(server, count, timeout=20):

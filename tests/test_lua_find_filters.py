@@ -126,18 +126,14 @@ def servers(tmp_path_factory):
     }
     ours = Daemon(tmp_path_factory.mktemp("orthancd"), **options)
     real = oracle.RealOrthanc(tmp_path_factory.mktemp("oracle"), **options)
-    started = []
     try:
-        for server in (ours, real):
-            server.start()
-            started.append(server)
-        for parts in SAMPLES:
-            data = read_sample(*parts)
-            for server in started:
-                server.client().upload(data)
-        yield ours, real, recorder
+        with oracle.running((ours, real)):
+            for parts in SAMPLES:
+                data = read_sample(*parts)
+                for server in (ours, real):
+                    server.client().upload(data)
+            yield ours, real, recorder
     finally:
-        oracle.stop_quickly(started)
         recorder.stop()
 
 

@@ -41,14 +41,8 @@ MEASURED = ("orthanc_storage_written_bytes", "orthanc_storage_read_bytes",
 def servers(tmp_path_factory):
     pair = (RealOrthanc(tmp_path_factory.mktemp("oracle"), DicomAlwaysAllowFind=True),
             Daemon(tmp_path_factory.mktemp("orthancd"), DicomAlwaysAllowFind=True))
-    started = []
-    try:
-        for server in pair:
-            server.start()
-            started.append(server)
+    with oracle.running(pair):
         yield pair
-    finally:
-        oracle.stop_quickly(started)
 
 
 def values(server):

@@ -102,14 +102,8 @@ def servers(tmp_path_factory, echoes, tls_files, silent):
                "HttpTimeout": 2}
     ours = Daemon(tmp_path_factory.mktemp("orthancd"), **options)
     real = oracle.RealOrthanc(tmp_path_factory.mktemp("oracle"), **options)
-    started = []
-    try:
-        for server in (ours, real):
-            server.start()
-            started.append(server)
+    with oracle.running((ours, real)):
         yield ours, real
-    finally:
-        oracle.stop_quickly(started)
 
 
 def _body(answer):
@@ -251,11 +245,7 @@ def test_peers_in_database_survive_a_restart(tmp_path_factory, echoes, tls_files
                "OrthancPeers": {"ignored": [echoes["plain"].url()]}}
     pair = (Daemon(tmp_path_factory.mktemp("orthancd-db"), **options),
             oracle.RealOrthanc(tmp_path_factory.mktemp("oracle-db"), **options))
-    started = []
-    try:
-        for server in pair:
-            server.start()
-            started.append(server)
+    with oracle.running(pair):
         same(pair, "GET", "/peers")
         untrusted = {"Url": echoes["untrusted"].url("localhost"), "Username": "carol",
                      "Password": "carol-password", "HttpHeaders": {"X-Site": "db"}}
@@ -272,8 +262,6 @@ def test_peers_in_database_survive_a_restart(tmp_path_factory, echoes, tls_files
             mine = pair[0].client().get("/peers/%s/system" % name)
             assert reference.status == 200, reference.body
             assert _seen(mine) == _seen(reference)
-    finally:
-        oracle.stop_quickly(started)
 
 
 def test_unusable_trusted_authorities_like_orthanc(tmp_path_factory, echoes, tls_files):
@@ -286,13 +274,7 @@ def test_unusable_trusted_authorities_like_orthanc(tmp_path_factory, echoes, tls
                                 "plain": [echoes["plain"].url()]}}
     pair = (Daemon(tmp_path_factory.mktemp("orthancd-ca"), **options),
             oracle.RealOrthanc(tmp_path_factory.mktemp("oracle-ca"), **options))
-    started = []
-    try:
-        for server in pair:
-            server.start()
-            started.append(server)
+    with oracle.running(pair):
         reference, _ = same(pair, "GET", "/peers/tls/system")
         assert "SSL CA cert" in reference.json()["Details"]
         assert pair[0].client().get("/peers/plain/system").status == 200
-    finally:
-        oracle.stop_quickly(started)

@@ -33,11 +33,7 @@ def servers(tmp_path_factory):
     real = oracle.RealOrthanc(tmp_path_factory.mktemp("oracle"))
     ours.options["OrthancPeers"] = {"remote": [real.url, USER[0], USER[1]]}
     real.options["OrthancPeers"] = {"remote": [ours.url, USER[0], USER[1]]}
-    started = []
-    try:
-        for server in (ours, real):
-            server.start()
-            started.append(server)
+    with oracle.running((ours, real)):
         clients = {"orthancd": ours.client(auth=USER),
                    "orthanc": real.client()}
         ids = {}
@@ -47,8 +43,6 @@ def servers(tmp_path_factory):
             for client in clients.values():
                 ids[path] = client.upload(data)
         yield clients, ids
-    finally:
-        oracle.stop_quickly(started)
 
 
 def _forget(client, instances):

@@ -5,6 +5,7 @@
 package (1.10.1, /usr/sbin/Orthanc) stays available as ``LEGACY_BINARY`` for
 the few tests that need something 1.13.0 cannot give; each says why.
 """
+import contextlib
 import json
 import os
 import subprocess
@@ -92,6 +93,20 @@ class RealOrthanc:
         if getattr(self, "_log", None):
             self._log.close()
             self._log = None
+
+
+@contextlib.contextmanager
+def running(servers):
+    """Start test servers in order; at the end, stop those that started
+    (quickly, as ``stop_quickly``)."""
+    started = []
+    try:
+        for server in servers:
+            server.start()
+            started.append(server)
+        yield servers
+    finally:
+        stop_quickly(started)
 
 
 def stop_quickly(servers):
