@@ -19,6 +19,7 @@ from orthancd.config import (
     ConfigurationError, parse_modality)
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.registries import JsonFileStore, NamedRegistry
+from orthancd.serialization import read_field
 
 STORE_FILE = "modalities.json"
 
@@ -115,20 +116,6 @@ def _check_manufacturer(value):
                            'Unknown modality manufacturer: "%s"' % value)
 
 
-def _expect(description, key, kind):
-    value = description[key]
-    if kind is bool:
-        ok, word = isinstance(value, bool), "Boolean"
-    elif kind is int:
-        ok, word = isinstance(value, int) and not isinstance(value, bool), "Integer"
-    else:
-        ok, word = isinstance(value, str), "String"
-    if not ok:
-        raise OrthancError(ErrorCode.BadFileFormat,
-                           "%s value expected in field: %s" % (word, key))
-    return value
-
-
 def check_description(description):
     """Orthanc's errors for a modality sent to PUT /modalities/{id}, checked
     in the order of its RemoteModalityParameters::Unserialize."""
@@ -151,18 +138,18 @@ def check_description(description):
         raise OrthancError(ErrorCode.BadFileFormat)
     _check_port(description["Port"])
     if "Manufacturer" in description:
-        _check_manufacturer(_expect(description, "Manufacturer", str))
+        _check_manufacturer(read_field(description, "Manufacturer", str))
     for key in MODALITY_PERMISSIONS + ("AllowStorageCommitment", "UseDicomTls"):
         if key in description:
-            _expect(description, key, bool)
+            read_field(description, key, bool)
     if "LocalAet" in description:
-        _expect(description, "LocalAet", str)
-    if "Timeout" in description and _expect(description, "Timeout", int) < 0:
+        read_field(description, "LocalAet", str)
+    if "Timeout" in description and read_field(description, "Timeout", int) < 0:
         raise OrthancError(ErrorCode.BadParameterType,
                            "Negative value found while expecting an unsigned int "
                            "in field 'Timeout'")
     if "RetrieveMethod" in description and \
-            _expect(description, "RetrieveMethod", str) not in RETRIEVE_METHODS:
+            read_field(description, "RetrieveMethod", str) not in RETRIEVE_METHODS:
         raise OrthancError(ErrorCode.ParameterOutOfRange,
                            'RetrieveMethod can be "C-MOVE", "C-GET" or "SystemDefault": %s'
                            % description["RetrieveMethod"])

@@ -14,7 +14,8 @@ from orthancd.modalities import check_description, modality_registry, normalized
 from orthancd.net import scu
 from orthancd.rest.http import (
     bool_argument, read_body, render_bytes, render_json, render_text, sized)
-from orthancd.rest.scu_requests import option, read_field, read_unsigned, submit_commands_job
+from orthancd.rest.scu_requests import option, read_unsigned, submit_commands_job
+from orthancd.serialization import read_field
 from orthancd.jobs.dicom_retrieve import retrieve_job
 from orthancd.jobs.dicom_store import DicomModalityStoreJob
 from orthancd.jobs.instances import (

@@ -10,7 +10,8 @@ from orthancd.rest.http import (
     EmptyAnswer, bool_argument, no_answer, read_body, render_bytes, render_json)
 from orthancd.rest.modalities import (
     instances_to_export, parse_store_body, render_empty, store_request)
-from orthancd.rest.scu_requests import read_field, submit_commands_job
+from orthancd.rest.scu_requests import submit_commands_job
+from orthancd.serialization import read_field
 
 # What Orthanc lists under /peers/{id}.
 PEER_OPERATIONS = ["configuration", "store", "store-straight", "system"]

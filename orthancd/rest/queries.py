@@ -17,7 +17,8 @@ from orthancd.modalities import modality_registry
 from orthancd.net import find_modules, scu
 from orthancd.jobs.dicom_retrieve import retrieve_job
 from orthancd.rest.http import bool_argument, has_argument, read_body, render_json, render_text
-from orthancd.rest.scu_requests import read_field, submit_commands_job
+from orthancd.rest.scu_requests import submit_commands_job
+from orthancd.serialization import read_field
 
 # Tags Orthanc adds (empty, for universal matching) to a query at each level.
 LEVEL_KEYS = {

@@ -3,22 +3,7 @@ request bodies, with the errors Orthanc 1.13.0 gives for mistyped fields,
 and how they submit their jobs (synchronous or not)."""
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.rest.http import render_json
-
-def read_field(body, key, kind, default=None):
-    """Orthanc's SerializationToolbox::Read*: a typed field of a JSON object."""
-    if not isinstance(body, dict) or key not in body:
-        return default
-    value = body[key]
-    if kind is bool:
-        ok, word = isinstance(value, bool), "Boolean"
-    elif kind is int:
-        ok, word = isinstance(value, int) and not isinstance(value, bool), "Integer"
-    else:
-        ok, word = isinstance(value, str), "String"
-    if not ok:
-        raise OrthancError(ErrorCode.BadFileFormat, "%s value expected in field: %s" % (word, key))
-    return value
-
+from orthancd.serialization import read_field
 
 def option(options, key, kind, default=None):
     """Orthanc's Toolbox::GetJson*Field: a typed option of a request body,
