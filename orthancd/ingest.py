@@ -20,7 +20,6 @@ from orthancd.index.base import ContentType, MetadataType, StorageFull, StoreOut
 from orthancd.index.base import now_iso
 from orthancd.logs import logger
 from orthancd.storage.streaming import ReceivedFile
-from orthancd.transcoding.ingest import IngestTranscoding
 
 
 class Origin(dict):

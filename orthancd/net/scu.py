@@ -42,7 +42,6 @@ from orthancd.net.client import (
     normalize_contexts,
 )
 from orthancd.net.transfer_syntaxes import (
-    DEFLATED_EXPLICIT_LITTLE,
     EXPLICIT_LITTLE,
     IMPLICIT_LITTLE,
     UNCOMPRESSED,
@@ -265,24 +264,26 @@ def load_payload(server, instance, transfer_syntax):
         return fileobj, size - offset
     raw = (open(instance.path, "rb").read() if instance.path is not None
            else server.storage.read(instance.compressed_uuid))
-    dataset = pydicom.dcmread(BytesIO(raw), force=True)
     if transfer_syntax == instance.transfer_syntax:
+        dataset = pydicom.dcmread(BytesIO(raw), force=True)
         data = encode_in(dataset, transfer_syntax)
-    else:
-        if instance.transfer_syntax not in UNCOMPRESSED + (DEFLATED_EXPLICIT_LITTLE,):
-            try:
-                # Lossless decompression keeps the instance's identity.
-                dataset.decompress(generate_instance_uid=False)
-            except Exception as exc:
-                raise OrthancError(
-                    ErrorCode.NotImplemented,
-                    "Cannot transcode instance %s from %s to %s: %s"
-                    % (instance.instance_id, instance.transfer_syntax, transfer_syntax, exc)) from None
-        data = encode_in(dataset, transfer_syntax)
-    if data is None:
+        if data is None:
+            raise OrthancError(ErrorCode.BadFileFormat,
+                               "Cannot encode instance %s" % instance.instance_id)
+        return data
+    # DicomStoreUserConnection::Transcode: to an uncompressed syntax the
+    # peer accepted, keeping the SOP Instance UID (orthancd.transcoding).
+    transcoded = server.transcoder.transcode_blocking(raw, {transfer_syntax},
+                                                      allow_new_uid=False)
+    if transcoded is None:
+        raise OrthancError(ErrorCode.NotImplemented,
+                           "Cannot transcode instance %s from %s to %s"
+                           % (instance.instance_id, instance.transfer_syntax, transfer_syntax))
+    offset = dataset_offset(transcoded.data)
+    if offset is None:
         raise OrthancError(ErrorCode.BadFileFormat,
                            "Cannot encode instance %s" % instance.instance_id)
-    return data
+    return memoryview(transcoded.data)[offset:]
 
 
 # -- C-STORE -----------------------------------------------------------------
@@ -407,7 +408,10 @@ def _load(server, association, instance):
     context = choose_context(association.accepted_contexts, instance)
     if context is None:
         return defer.succeed((None, None))
-    d = server.file_io.run(load_payload, server, instance, context.transfer_syntax)
+    # Transcoding is image work: the pixels pool.
+    pool = server.file_io if context.transfer_syntax == instance.transfer_syntax \
+        else server.pixel_pool
+    d = pool.run(load_payload, server, instance, context.transfer_syntax)
     return d.addCallback(lambda payload: (context, payload))
 
 
