@@ -67,7 +67,20 @@ class IngestTranscoding:
             with open(source, "rb") as f:
                 data = f.read()
         syntax = _source_syntax(data[:65536])
-        if not self.applies_to(syntax, lambda: _has_pixel_data(data)):
+        parsed = []
+
+        def parse():
+            if not parsed:
+                try:
+                    parsed.append(EditedFile.parse(data))
+                except Exception:
+                    parsed.append(None)
+            return parsed[0]
+        if syntax is None and parse() is not None:
+            # No meta information: DCMTK finds the syntax from the data set.
+            syntax = parse().transfer_syntax
+        if not self.applies_to(syntax, lambda: parse() is not None and
+                               PIXEL_DATA in parse().dataset):
             return None
         transcoded = self.transcoder.transcode_blocking(data, {self.target})
         if transcoded is None or transcoded.data is data:
@@ -78,9 +91,3 @@ class IngestTranscoding:
         """Deferred transcode_blocking, in the pixels pool."""
         return self.transcoder.pool.run(self.transcode_blocking, source)
 
-
-def _has_pixel_data(data):
-    try:
-        return PIXEL_DATA in EditedFile.parse(data).dataset
-    except Exception:
-        return False

@@ -81,7 +81,8 @@ def transcode(data, allowed, allow_new_uid=True, lossy_quality=DEFAULT_LOSSY_QUA
     if not syntaxes.is_known(source):
         return None
     if source in allowed:
-        return Transcoded(data, source)
+        # Nothing to change; DCMTK writes the file anew all the same.
+        return Transcoded(edited.serialize(source), source)
     bits_stored = parse_unsigned(edited.string(BITS_STORED))
     for target in syntaxes.TRANSCODER_ORDER:
         if target not in allowed:
