@@ -109,6 +109,16 @@ REQUESTS = [
     {"Tags": {"PatientName": "Docs"}, "Content": _uri("model/obj", b"v 0 0 0\n")},
     {"Tags": {"PatientName": "Docs"}, "Content": _uri("model/mtl", b"newmtl a\n")},
     {"Tags": {"PatientName": "Docs"}, "Content": "data:text/plain;base64,aGVsbG8="},
+    # JPEG kept as it is (1.12.7's Encapsulate).
+    {"Tags": {"PatientName": "Encapsulated"}, "Encapsulate": True,
+     "Content": _image_uri(COLOUR, "JPEG", "image/jpeg")},
+    {"Tags": {"PatientName": "Encapsulated"}, "Encapsulate": True,
+     "Content": _image_uri(GRADIENT, "JPEG", "image/jpeg")},
+    {"Tags": {"PatientName": "Encapsulated"}, "Encapsulate": True,
+     "Content": _image_uri(GRADIENT, "PNG", "image/png")},
+    {"Tags": {"PatientName": "Encapsulated"}, "Encapsulate": True, "Content": "nothing"},
+    {"Tags": {"PatientName": "Encapsulated"}, "Encapsulate": True,
+     "Content": [_image_uri(GRADIENT, "JPEG", "image/jpeg")]},
     # The form of Orthanc <= 0.9.3.
     {"PatientName": "V1", "StudyDescription": "old"},
     {"PatientName": "V1", "PixelData": _image_uri(GRADIENT, "PNG", "image/png")},

@@ -25,6 +25,7 @@ from orthancd.index.base import UnknownResource
 from orthancd.modification import embedding, values
 from orthancd.modification.dataset import EditedFile
 from orthancd.modification.paths import parse_tag
+from orthancd.pixels.image import not_implemented_at
 
 EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
 
@@ -106,6 +107,10 @@ class NewFile:
         if not embedding.embed(self.edited, uri, self.encoding):
             raise OrthancError(ErrorCode.BadFileFormat)
 
+    def encapsulate(self, uri):
+        """ParsedDicomFile::EncapsulatePixelData; the syntax to write in."""
+        return embedding.encapsulate_pixel_data(self.edited, uri, self.encoding)
+
     def clone(self):
         """Clone(false): the same tags, a new SOP Instance UID."""
         copy = NewFile(self.encoding_name, with_identifiers=False)
@@ -114,8 +119,8 @@ class NewFile:
         copy.put(SOP_INSTANCE_UID, generate_uid(ResourceLevel.INSTANCE))
         return copy
 
-    def serialize(self):
-        return self.edited.serialize(EXPLICIT_LITTLE)
+    def serialize(self, transfer_syntax=EXPLICIT_LITTLE):
+        return self.edited.serialize(transfer_syntax)
 
 
 def inject_tags(new_file, tags, decode_binary, private_creator, force):
@@ -221,9 +226,9 @@ class Creator:
         content = body.get("Content")
         if "Content" in body and not isinstance(content, (str, list)):
             raise OrthancError(ErrorCode.CreateDicomUseDataUriScheme)
-        if body.get("Encapsulate") is True:
-            raise OrthancError(ErrorCode.NotImplemented,
-                               "orthancd does not encapsulate the content as pixel data")
+        encapsulated = bool(body.get("Encapsulate", False))
+        if encapsulated and isinstance(content, list) and content:
+            raise not_implemented_at("OrthancRestAnonymizeModify.cpp:1026")
         date, time = _now()
 
         def base():
@@ -251,6 +256,8 @@ class Creator:
 
         def build():
             new_file = base()
+            if isinstance(content, str) and encapsulated:
+                return new_file.serialize(new_file.encapsulate(content))
             if isinstance(content, str):
                 new_file.embed(content)
             return new_file.serialize()

@@ -6,6 +6,8 @@ Images (PNG, JPEG, PAM) are decoded into uncompressed pixel data
 (orthancd.creation.images: Orthanc's readers, formats and limits).
 """
 import numpy as np
+from pydicom.dataelem import DataElement
+from pydicom.encaps import encapsulate
 
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.modification import values
@@ -101,9 +103,9 @@ PLANAR_CONFIGURATION, PIXEL_REPRESENTATION = 0x00280006, 0x00280103
 BITS_STORED, HIGH_BIT = 0x00280101, 0x00280102
 
 
-def _embed_image(edited, image, encoding):
-    """ParsedDicomFile::EmbedImage (ConfigureTagsForUncompressedImage):
-    the image module of the decoded image, alpha dropped."""
+def _configure_image_tags(edited, image, encoding):
+    """ParsedDicomFile::ConfigureTagsForUncompressedImage: the image module
+    of the decoded image (its alpha dropped).  Returns the pixels to write."""
     if image.format not in ("Grayscale8", "Grayscale16", "RGB24", "RGBA32", "RGBA64"):
         raise not_implemented_at("ParsedDicomFile.cpp:1320")
 
@@ -128,8 +130,42 @@ def _embed_image(edited, image, encoding):
     put(HIGH_BIT, "15" if wide else "7")
     if not image.format.startswith("Grayscale"):
         put(PLANAR_CONFIGURATION, "0")
+    return pixels
+
+
+def _embed_image(edited, image, encoding):
+    """ParsedDicomFile::EmbedImage: uncompressed pixel data."""
+    pixels = _configure_image_tags(edited, image, encoding)
+    wide = pixels.dtype.itemsize == 2
     data = np.ascontiguousarray(pixels).astype("<u2" if wide else "u1", copy=False).tobytes()
     if len(data) % 2:
         data += b"\0"
     # DCMTK's DcmPixelData is OW, whatever the bits allocated.
     edited.put(values.raw_element(values.PIXEL_DATA, "OW", data, encoding))
+
+
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+
+
+def encapsulate_pixel_data(edited, uri, encoding):
+    """ParsedDicomFile::EncapsulatePixelData (1.12.7's "Encapsulate"): a
+    JPEG kept as it is, the one fragment of JPEG baseline pixel data.
+    Returns the transfer syntax the file must be written in."""
+    from orthancd.creation.images import read_jpeg
+    decoded = values.decode_data_uri(uri)
+    if decoded is None:
+        raise OrthancError(ErrorCode.BadFileFormat)
+    mime, content = decoded
+    edited.remove(values.PIXEL_DATA)
+    if mime != "image/jpeg":
+        raise OrthancError(ErrorCode.NotImplemented,
+                           "Cannot encapsulate pixel data from MIME type: " + mime)
+    image = read_jpeg(content)
+    _configure_image_tags(edited, image, encoding)
+    if image.format == "RGB24":
+        edited.put(values.string_element(PHOTOMETRIC_INTERPRETATION, "YBR_FULL_422", encoding,
+                                         "", decode_data_uri_scheme=False))
+    element = DataElement(values.PIXEL_DATA, "OB", encapsulate([content], has_bot=True))
+    element.is_undefined_length = True
+    edited.put(element)
+    return JPEG_BASELINE
