@@ -16,7 +16,7 @@ from orthancd.index.base import UnknownResource
 from orthancd.pixels import extraction
 from orthancd.pixels.extraction import DecodingFailed, Encoding, Rendering, Unanswered
 from orthancd.pixels.processing import ExtractionMode, parse_double
-from orthancd.pixels.slice_ordering import ordered_slices
+from orthancd.pixels.slice_ordering import ordered_slices, ordered_slices_json
 from orthancd.rest.http import (EmptyAnswer, bool_argument, get_argument, has_argument,
                                 no_answer, render_bytes, render_json, request_uri, sized)
 
@@ -308,6 +308,10 @@ def install(app, server):
                                'Expected an unsigned integer for the "frame" argument')
         volume = await read_and(public_id, extraction.numpy_frame, int(frame), rescale)
         return await answer_numpy(request, volume, compress)
+
+    @app.route("/series/<public_id>/ordered-slices", methods=["GET"])
+    def series_ordered_slices(request, public_id):
+        return render_json(request, ordered_slices_json(server.index, public_id))
 
     @app.route("/series/<public_id>/numpy", methods=["GET"])
     async def series_numpy(request, public_id):
