@@ -201,17 +201,26 @@ def test_store_scu_transcodes_for_a_peer_refusing_the_syntax(tmp_path_factory):
     """1.13.0 accepting only explicit little endian: orthancd's C-STORE SCU
     proposes the stored syntax and the uncompressed ones, and transcodes
     the JPEG-LS instance to what was accepted, keeping its SOP Instance
-    UID and its pixels."""
+    UID and its pixels; not to a modality whose AllowTranscoding is false."""
     theirs = RealOrthanc(tmp_path_factory.mktemp("oracle-scp"),
                          AcceptedTransferSyntaxes=[EXPLICIT_LITTLE])
     ours = Daemon(tmp_path_factory.mktemp("orthancd-scu"),
-                  DicomModalities={"oracle": ["ORACLE", "127.0.0.1", theirs.dicom_port]})
+                  DicomModalities={"oracle": ["ORACLE", "127.0.0.1", theirs.dicom_port],
+                                   "strict": {"AET": "ORACLE", "Host": "127.0.0.1",
+                                              "Port": theirs.dicom_port,
+                                              "AllowTranscoding": False}})
     theirs.start()
     try:
         ours.start()
         try:
             data = read_sample("TransferSyntaxes", "1.2.840.10008.1.2.4.80.dcm")
             instance = ours.client().upload(data)["ID"]
+            # AllowTranscoding false: the stored syntax or nothing.
+            refused = ours.client().post("/modalities/strict/store",
+                                         json.dumps({"Resources": [instance],
+                                                     "Synchronous": True}))
+            assert refused.status != 200
+            assert theirs.client().get("/instances/%s" % instance).status == 404
             answer = ours.client().post("/modalities/oracle/store",
                                         json.dumps({"Resources": [instance],
                                                     "Synchronous": True}))

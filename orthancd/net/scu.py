@@ -209,7 +209,15 @@ class OutgoingInstance:
         return [own, uncompressed]
 
 
-def outgoing_instance(server, instance_id):
+def may_transcode(server, modality):
+    """ServerContext::PerformCStoreWithTranscoding: the SCU transcodes when
+    TranscodeDicomProtocol is on and the modality's AllowTranscoding too."""
+    if not server.configuration.get("TranscodeDicomProtocol", True):
+        return False
+    return modality is None or bool(modality.get("AllowTranscoding", True))
+
+
+def outgoing_instance(server, instance_id, modality=None):
     """Describe a stored instance from the index (cheap reads, reactor thread)."""
     metadata = server.index.get_metadata(instance_id, ResourceLevel.INSTANCE)
     info = server.dicom_attachment(instance_id)
@@ -219,6 +227,7 @@ def outgoing_instance(server, instance_id):
         metadata.get(int(MetadataType.TransferSyntax), EXPLICIT_LITTLE))
     resource = server.index.get_resource(instance_id, ResourceLevel.INSTANCE)
     outgoing.sop_instance = resource.main_tags.get("SOPInstanceUID", "")
+    outgoing.may_transcode = may_transcode(server, modality)
     if info.compressed:
         outgoing.compressed_uuid = info.uuid
     else:
@@ -339,7 +348,7 @@ async def store(server, settings, modality, instance_ids, move_originator=None,
     instances = []
     for instance_id in instance_ids:
         try:
-            instances.append(outgoing_instance(server, instance_id))
+            instances.append(outgoing_instance(server, instance_id, modality))
         except OrthancError as exc:  # deleted meanwhile
             outcome.failed.append((instance_id, exc))
             if on_stored is not None:
@@ -500,7 +509,7 @@ class InstanceSender:
         batch, contexts = [], []
         for index in range(position, len(self._ids)):
             try:
-                instance = outgoing_instance(self._server, self._ids[index])
+                instance = outgoing_instance(self._server, self._ids[index], self._modality)
             except Exception as exc:
                 self._planned[index] = exc
                 continue
