@@ -237,3 +237,15 @@ def test_store_scu_transcodes_for_a_peer_refusing_the_syntax(tmp_path_factory):
             ours.stop()
     finally:
         theirs.stop()
+
+
+def test_unknown_ingest_transcoding_stops_the_start(tmp_path_factory):
+    """Both refuse to start with an IngestTranscoding they do not know, and
+    say why."""
+    ours = Daemon(tmp_path_factory.mktemp("orthancd-bad"), IngestTranscoding="1.2.3")
+    theirs = RealOrthanc(tmp_path_factory.mktemp("oracle-bad"), IngestTranscoding="1.2.3")
+    for server, log in ((ours, ours.log_path), (theirs, theirs.workdir + "/oracle.log")):
+        with pytest.raises(RuntimeError, match="exited"):
+            server.start(timeout=20)
+        with open(log, "rb") as f:
+            assert b"Unknown transfer syntax for ingest transcoding: 1.2.3" in f.read()
