@@ -249,3 +249,38 @@ def test_unknown_ingest_transcoding_stops_the_start(tmp_path_factory):
             server.start(timeout=20)
         with open(log, "rb") as f:
             assert b"Unknown transfer syntax for ingest transcoding: 1.2.3" in f.read()
+
+
+def test_store_scu_preferred_syntax(tmp_path_factory):
+    """DicomScuPreferredTransferSyntax (JPEG-LS lossless here) is proposed
+    and, accepted by 1.13.0 where the stored syntax is not, used to send
+    an uncompressed instance: as Orthanc's own SCU does."""
+    jpeg_ls = "1.2.840.10008.1.2.4.80"
+    settings = dict(DicomScuPreferredTransferSyntax=jpeg_ls)
+    receiver = RealOrthanc(tmp_path_factory.mktemp("oracle-ls"),
+                           AcceptedTransferSyntaxes=[jpeg_ls])
+    modality = {"dest": ["ORACLE", "127.0.0.1", receiver.dicom_port]}
+    ours = Daemon(tmp_path_factory.mktemp("orthancd-ls"), DicomModalities=modality, **settings)
+    sender = RealOrthanc(tmp_path_factory.mktemp("oracle-sender"), DicomModalities=modality,
+                         **settings)
+    data = read_sample("TransferSyntaxes", "1.2.840.10008.1.2.1.dcm")
+    receiver.start()
+    try:
+        ours.start()
+        sender.start()
+        try:
+            for client in (ours.client(), sender.client()):
+                instance = client.upload(data)["ID"]
+                answer = client.post("/modalities/dest/store",
+                                     json.dumps({"Resources": [instance], "Synchronous": True}))
+                assert answer.status == 200, answer.body[:300]
+                received = receiver.client().get("/instances/%s/file" % instance)
+                assert received.status == 200
+                assert _dataset(received.body).file_meta.TransferSyntaxUID == jpeg_ls
+                assert _same_pixels(_frames(received.body), _frames(data))
+                assert receiver.client().delete("/instances/" + instance).status == 200
+        finally:
+            sender.stop()
+            ours.stop()
+    finally:
+        receiver.stop()
