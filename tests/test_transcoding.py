@@ -284,3 +284,37 @@ def test_store_scu_preferred_syntax(tmp_path_factory):
             ours.stop()
     finally:
         receiver.stop()
+
+
+def _forged(name, **changes):
+    dataset = _dataset(read_sample("TransferSyntaxes", name))
+    for keyword, value in changes.items():
+        setattr(dataset, keyword, value)
+    out = io.BytesIO()
+    dataset.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("data", [
+    # A header promising gigapixels over a small codestream.
+    _forged("1.2.840.10008.1.2.4.80.dcm", Rows=60000, Columns=60000),
+    # The codestream does not have the size the data set says.
+    _forged("1.2.840.10008.1.2.4.90.dcm", Rows=16, Columns=16),
+    # More frames than fragments.
+    _forged("1.2.840.10008.1.2.4.80.dcm", NumberOfFrames=40),
+    # Native pixel data shorter than the image.
+    _forged("1.2.840.10008.1.2.1.dcm", Rows=4000),
+    b"not a DICOM file",
+], ids=["gigapixels", "codestream-size", "missing-frames", "truncated", "garbage"])
+def test_hostile_files_are_not_transcoded(data):
+    """The transcoder refuses (as Orthanc's fails: None), allocating nothing
+    near what the header promises, whatever other syntax is asked for."""
+    from orthancd.transcoding.transcoder import source_syntax, transcode
+    try:
+        source = source_syntax(data)
+    except Exception:
+        source = None
+    for target in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.51",
+                   "1.2.840.10008.1.2.5"):
+        if target != source:
+            assert transcode(data, {target}) is None, target

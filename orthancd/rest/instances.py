@@ -10,7 +10,7 @@ from orthancd.ingest import Origin
 from orthancd.rest import jsonfmt
 from orthancd.rest.http import (JSON_TYPE, body_source, get_argument, has_argument, no_answer,
                                 render_bytes, render_json, request_header, sized)
-from orthancd.transcoding import service as transcoding
+from orthancd.transcoding import service as transcoding, syntaxes
 from orthancd.rest.render_cache import RenderCache
 from orthancd.uploads.multipart import form_data_boundary
 from orthancd.uploads.uploader import Uploader
@@ -79,7 +79,7 @@ def install(app, server):
         # Orthanc names the download after the instance (1.12.7: ?filename=).
         filename = get_argument(request, "filename", public_id + ".dcm")
         if has_argument(request, "transcode"):
-            syntax = transcoding.lookup(get_argument(request, "transcode", ""))
+            syntax = syntaxes.lookup(get_argument(request, "transcode", ""))
             quality = None
             if has_argument(request, "lossy-quality"):
                 quality = transcoding.parse_lossy_quality_argument(

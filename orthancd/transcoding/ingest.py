@@ -83,9 +83,7 @@ class IngestTranscoding:
                                PIXEL_DATA in parse().dataset):
             return None
         transcoded = self.transcoder.transcode_blocking(data, {self.target})
-        if transcoded is None or transcoded.data is data:
-            return None
-        return transcoded.data
+        return None if transcoded is None else transcoded.data
 
     def transcode(self, source):
         """Deferred transcode_blocking, in the pixels pool."""

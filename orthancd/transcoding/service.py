@@ -2,7 +2,6 @@
 "DicomLossyTranscodingQuality"), run in the pixels pool, never on the
 reactor thread."""
 from orthancd.errors import ErrorCode, OrthancError
-from orthancd.transcoding import syntaxes
 from orthancd.transcoding.transcoder import DEFAULT_LOSSY_QUALITY, transcode
 
 
@@ -54,5 +53,3 @@ def parse_lossy_quality_argument(text):
     raise OrthancError(ErrorCode.ParameterOutOfRange,
                        'Expected a Unsigned Int for GET argument "lossy-quality", found: ' + text)
 
-
-lookup = syntaxes.lookup
