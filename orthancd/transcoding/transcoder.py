@@ -20,12 +20,14 @@ from typing import Optional
 from pydicom.dataelem import DataElement
 from pydicom.encaps import encapsulate
 
-from orthancd.errors import OrthancError
+from orthancd.logs import logger
 from orthancd.modification import values
 from orthancd.modification.dataset import EditedFile
 from orthancd.pixels.information import parse_unsigned
 from orthancd.transcoding import attributes, encoders, syntaxes
-from orthancd.transcoding.native import CannotDecode, NativePixels
+from orthancd.transcoding.native import NativePixels
+
+log = logger(__name__)
 
 PIXEL_DATA = 0x7FE00010
 SAMPLES_PER_PIXEL = 0x00280002
@@ -82,8 +84,12 @@ def transcode(data, allowed, allow_new_uid=True, lossy_quality=DEFAULT_LOSSY_QUA
         return None
     if source in allowed:
         # Nothing to change; DCMTK writes the file anew all the same.
-        return Transcoded(edited.serialize(source), source)
+        try:
+            return Transcoded(edited.serialize(source), source)
+        except Exception:
+            return Transcoded(data, source)
     bits_stored = parse_unsigned(edited.string(BITS_STORED))
+    reasons = []
     for target in syntaxes.TRANSCODER_ORDER:
         if target not in allowed:
             continue
@@ -101,8 +107,14 @@ def transcode(data, allowed, allow_new_uid=True, lossy_quality=DEFAULT_LOSSY_QUA
                 _put(edited, attributes.SOP_INSTANCE_UID, transcoded.original_uid)
                 transcoded = Transcoded(edited.serialize(target), target)
             return transcoded
-        except (_Refused, CannotDecode, encoders.CannotEncode, OrthancError):
+        except Exception as e:
+            # Whatever fails (a refusal, a codec, a malformed element met
+            # while writing), this target cannot be had: as DCMTK's
+            # failures, Orthanc's callers then do without.
+            reasons.append("%s: %s" % (target, e))
             edited = None  # possibly half-changed: the next attempt starts again
+    log.warn("Unable to transcode from {source} to one of {allowed}: {reasons}",
+             source=source, allowed=", ".join(sorted(allowed)), reasons="; ".join(reasons))
     return None
 
 
