@@ -147,22 +147,19 @@ def pdf(data):
 
 class NumpyVolume:
     """Frames written one after the other into a .npy array, as Orthanc's
-    NumpyVisitor: every frame of the same size and format.  Each frame is
-    converted in the thread that decodes it, into a small array (reused
-    memory: a fresh volume-sized array would cost a page fault per page)
-    turned at once into the bytes the answer sends, so that the reactor
-    only hands finished chunks to the connection.  Once the first frame is
-    written, the others may be written from several threads, each at its
-    index."""
+    NumpyVisitor: every frame of the same size and format.  The array is
+    allocated once the first frame gives its size (one large allocation:
+    huge pages, few page faults), and each frame is converted straight into
+    its place.  Once the first frame is written, the others may be written
+    from several threads, each at its index.  The answer is the header,
+    then one chunk per frame, each made when it is about to be sent."""
 
     def __init__(self, depth, rescale):
         self.depth = depth
         self.rescale = rescale
         self.written = 0
-        self._chunks = [None] * max(depth, 1)
+        self._frames = None
         self._shape = None
-        self._dtype = None
-        self._frame_shape = None
         self._lock = threading.Lock()
 
     def write(self, pixels, frame, index=None):
@@ -178,22 +175,22 @@ class NumpyVolume:
             raise OrthancError(ErrorCode.IncompatibleImageFormat,
                                "The pixel format of the frames varies across the instance(s)")
         rescaled = self.rescale and image.format is not PixelFormat.RGB24
-        target = np.empty(self._frame_shape, dtype=self._dtype)
+        target = self._frames[self.written if index is None else index]
         if rescaled:
             intercept, slope = processing.rescale(pixels.dataset, frame)
             processing.rescale_into(target, image, intercept, slope)
         else:
             target[...] = image.pixels.reshape(target.shape)
         with self._lock:
-            self._chunks[self.written if index is None else index] = target.tobytes()
             self.written += 1
 
     def _allocate(self, image, pixel_format):
-        self._header = encoders.numpy_header(self.depth, image.width, image.height, pixel_format)
-        self._dtype = encoders.numpy_dtype(pixel_format)
-        self._frame_shape = (image.height, image.width) + \
-            ((3,) if pixel_format.channels == 3 else ())
-        self._frame_bytes = int(np.prod(self._frame_shape)) * np.dtype(self._dtype).itemsize
+        header = encoders.numpy_header(self.depth, image.width, image.height, pixel_format)
+        dtype = encoders.numpy_dtype(pixel_format)
+        self._header = header
+        # np.empty: no page is touched before its frame is written.
+        self._frames = np.empty((max(self.depth, 1), image.height, image.width) +
+                                ((3,) if pixel_format.channels == 3 else ()), dtype=dtype)
 
     def _check_complete(self):
         if (self.depth == 0 and self.written != 1) or (self.depth and self.written != self.depth):
@@ -201,13 +198,24 @@ class NumpyVolume:
 
     @property
     def size(self):
-        return len(self._header) + len(self._chunks) * self._frame_bytes
+        return len(self._header) + self._frames.nbytes
 
     def chunks(self):
-        """The .npy bytes: the header, then frame by frame."""
+        """The .npy bytes, frame by frame (no copy of the whole array)."""
         self._check_complete()
-        yield self._header
-        yield from self._chunks
+        for index in range(self.chunks_count):
+            yield self.chunk(index)
+
+    @property
+    def chunks_count(self):
+        return 1 + len(self._frames)
+
+    def chunk(self, index):
+        """Chunk ``index`` of the answer: the header, then the frames."""
+        if index == 0:
+            self._check_complete()
+            return self._header
+        return self._frames[index - 1].tobytes()
 
     def answer(self, compress):
         self._check_complete()
