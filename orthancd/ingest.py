@@ -151,6 +151,9 @@ class Ingestor:
         # name -> what to call once the timed operation is over (the
         # server's metrics), or None.
         self.timed = None
+        # Set by the server: orthancd.transcoding.ingest.IngestTranscoding
+        # when "IngestTranscoding" is configured.
+        self.transcoding = None
 
     def _prepare(self, data):
         dataset = read_dataset(data, stop_before_pixels=True)
@@ -197,19 +200,39 @@ class Ingestor:
         """UUIDs of the files removed (not those an upload holds meanwhile)."""
         return [info.uuid for info in files if self.storage.remove(info.uuid)]
 
-    def store(self, data, origin, attached_metadata=None):
+    def store(self, data, origin, attached_metadata=None, skip_transcoding=False):
         """Store one DICOM file (bytes).  Fires with the index StoreOutcome;
         fails with OrthancError(BadFileFormat) or OrthancError(FullStorage).
         ``attached_metadata(summary)`` -> {level: {MetadataType: value}}
         gives metadata the instance brings to its resources, new or not
-        (Orthanc's DicomInstanceToStore::AddMetadata: ModifiedFrom...)."""
+        (Orthanc's DicomInstanceToStore::AddMetadata: ModifiedFrom...).
+        ``skip_transcoding``: no IngestTranscoding (a modification that
+        chose its transfer syntax)."""
+        if self.transcoding is not None and not skip_transcoding:
+            return self._transcode_and_store(data, origin, attached_metadata)
         return self._store(self._prepare, data, origin, attached_metadata)
 
     def store_file(self, path, origin):
         """Store a Part-10 file already on disk (the C-STORE SCP's temporary
         file, in the storage area's temporary directory): it is moved into
-        the storage area, unless it is refused."""
+        the storage area, unless it is refused (or transcoded: its
+        transcoded copy is stored, the file stays the caller's)."""
+        if self.transcoding is not None:
+            return self._transcode_and_store(path, origin)
         return self._store(self._prepare_file, path, origin)
+
+    @defer.inlineCallbacks
+    def _transcode_and_store(self, source, origin, attached_metadata=None):
+        """ServerContext::TranscodeAndStore: the file in the IngestTranscoding
+        syntax when it applies and works, else as it came."""
+        transcoded = yield self.transcoding.transcode(source)
+        if transcoded is not None:
+            outcome = yield self._store(self._prepare, transcoded, origin, attached_metadata)
+        elif isinstance(source, (bytes, bytearray, memoryview)):
+            outcome = yield self._store(self._prepare, source, origin, attached_metadata)
+        else:
+            outcome = yield self._store(self._prepare_file, source, origin, attached_metadata)
+        return outcome
 
     def _store(self, prepare, source, origin, attached_metadata=None):
         d = self._store_timed(prepare, source, origin, attached_metadata)

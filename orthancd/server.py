@@ -28,6 +28,8 @@ from orthancd.metrics import ServerMetrics
 from orthancd.modification import jobs as modification_jobs
 from orthancd.net.transfer_syntaxes import KNOWN, accepted_storage_syntaxes
 from orthancd.stability import StabilityMonitor
+from orthancd.transcoding.ingest import configured as ingest_transcoding
+from orthancd.transcoding.service import Transcoder
 from orthancd.storage.filesystem import FilesystemStorageArea
 from orthancd.storage.metered import MeteredStorageArea
 
@@ -104,6 +106,9 @@ class OrthancServer:
         register_transfer_jobs(self)
         # Runtime settings the REST API may change (not persisted, as in Orthanc).
         self.default_encoding = configuration.get("DefaultEncoding", "Latin1")
+        self.transcoder = Transcoder(self.pixel_pool, configuration,
+                                     lambda: self.default_encoding)
+        self.ingest.transcoding = ingest_transcoding(configuration, self.transcoder)
         self.unknown_sop_class_accepted = bool(configuration.get("UnknownSopClassAccepted", False))
         self.accepted_transfer_syntaxes = [
             uid for uid in KNOWN if uid in set(accepted_storage_syntaxes(configuration))]

@@ -115,7 +115,12 @@ def makeService(options, reactor=default_reactor):
     top = StackedServices()
     file_io = ThreadPoolService("file-io", reactor, maxthreads=FILE_IO_THREADS)
     pixel_pool = ThreadPoolService("pixels", reactor, maxthreads=PIXEL_THREADS)
-    server = OrthancServer(configuration, reactor, file_io, pixel_pool)
+    try:
+        server = OrthancServer(configuration, reactor, file_io, pixel_pool)
+    except ConfigurationError as e:
+        # Options whose values only the server checks (ExtraMainDicomTags,
+        # IngestTranscoding): the same message as a configuration mistake.
+        raise SystemExit("orthancd: cannot start: %s" % e)
     IndexService(server).setServiceParent(top)
     server.index.writer.setServiceParent(top)
     file_io.setServiceParent(top)

@@ -273,9 +273,10 @@ def test_peer_store_like_orthanc(servers):
 
 
 def test_peer_store_transcodes(servers):
-    """Transcoding to what orthancd can write (the JPEG 2000 knee goes as
-    explicit little endian); a syntax it cannot write is refused before any
-    job exists."""
+    """Transcoding (orthancd.transcoding: the JPEG 2000 knee goes as
+    explicit little endian); as in Orthanc 1.13.0, an instance that cannot
+    be transcoded (a 16-bit image to JPEG baseline) goes as it is, and an
+    unknown syntax is refused before any job exists."""
     ours, dest = servers[0].client(), servers[2].client()
     knee = servers[3][SAMPLES[3]]["ID"]
     assert dest.delete("/instances/" + knee).status == 200
@@ -286,10 +287,15 @@ def test_peer_store_transcodes(servers):
         "1.2.840.10008.1.2.1"
     frame = dest.get("/instances/%s/frames/0/raw" % knee)
     assert frame.status == 200 and len(frame.body) == 2 * 512 * 512
-    refused = ours.post("/peers/dest/store", {"Resources": [knee],
-                                              "Transcode": "1.2.840.10008.1.2.4.50"})
-    assert refused.status == 500 and "cannot transcode" in refused.json()["Details"]
-    assert refused.json()["OrthancStatus"] == 2
+    assert dest.delete("/instances/" + knee).status == 200
+    answer = ours.post("/peers/dest/store", {"Resources": [knee],
+                                             "Transcode": "1.2.840.10008.1.2.4.50"})
+    assert answer.status == 200, answer.body
+    assert dest.get("/instances/%s/metadata/TransferSyntax" % knee).text == \
+        "1.2.840.10008.1.2.4.91"
+    refused = ours.post("/peers/dest/store", {"Resources": [knee], "Transcode": "1.2.3"})
+    assert refused.status == 400
+    assert refused.json()["Details"] == "Unknown transfer syntax UID: 1.2.3"
 
 
 def test_store_advances_per_instance_pauses_and_resumes(servers, scps):

@@ -11,7 +11,6 @@ the pool (orthancd.archives.stream).
 import dataclasses
 from typing import Optional
 
-from orthancd.archives import transcoding
 from orthancd.archives.outputs import FileSink
 from orthancd.archives.stream import ArchiveStream
 from orthancd.errors import ErrorCode, OrthancError
@@ -65,20 +64,28 @@ class ArchiveJob(Job):
         self.plan = await self.archives.file_io.run(self._plan)
         self.stream = ArchiveStream(self.plan, self.archives.storage, self.archives.pool,
                                     self.options.is_media, self.options.extended,
-                                    self.archives.default_encoding(), self.archives.file_io)
+                                    self.archives.default_encoding(), self.archives.file_io,
+                                    self._transcode)
         if self.sink is None:
             self.sink = FileSink(self.archives.temporary_directory, self.archives.file_io)
             self._publish = True
 
     def _check_transcoding(self, plan):
-        """Which files need another transfer syntax (refused at once when
-        orthancd cannot give it, see orthancd.archives.transcoding)."""
+        """Which files need another transfer syntax."""
         index = self.archives.index
         for planned in plan.files:
             source = index.get_metadata_value(planned.instance_id, ResourceLevel.INSTANCE,
                                               MetadataType.TransferSyntax)
-            if transcoding.check(source, self.options.transcode):
+            if source != self.options.transcode:
                 planned.transcode_to = self.options.transcode
+
+    def _transcode(self, data, syntax):
+        """Deferred bytes of a file in ``syntax`` (orthancd.transcoding, in
+        the pixels pool); None when it cannot be transcoded: as in Orthanc
+        1.13.0, the file is left out of the archive."""
+        transcoder = self.archives.server.transcoder
+        d = transcoder.transcode(data, {syntax}, self.options.lossy_quality)
+        return d.addCallback(lambda transcoded: None if transcoded is None else transcoded.data)
 
     async def step(self, job_id):
         if self.stream is None:

@@ -13,7 +13,7 @@ worker task), and the DICOMDIR is the last file of the archive.
 """
 import collections
 
-from orthancd.archives import transcoding, zipformat
+from orthancd.archives import zipformat
 from orthancd.archives.dicomdir import DicomDir, describe_instance
 from orthancd.logs import logger
 
@@ -47,10 +47,11 @@ class ArchiveStream:
     ``run(function, *args)`` returning a Deferred)."""
 
     def __init__(self, plan, storage, pool, is_media=False, extended=False,
-                 default_encoding="Latin1", reader=None):
+                 default_encoding="Latin1", reader=None, transcode=None):
         """``reader``: the pool that reads the files deflated whole (the
         file I/O pool: several reads in flight keep a disk busy), by
-        default ``pool``."""
+        default ``pool``.  ``transcode(data, syntax)``: Deferred bytes of a
+        file in another transfer syntax (for the files planned so)."""
         self.plan = plan
         self.storage = storage
         self.pool = pool
@@ -58,6 +59,7 @@ class ArchiveStream:
         self.is_media = is_media
         self.extended = extended
         self.default_encoding = default_encoding
+        self.transcode = transcode
         self.directory = zipformat.ZipDirectory(plan.zip64)
         self.dicomdir = DicomDir() if is_media else None
         self.steps_done = 0        # Orthanc's steps, for the progress
@@ -96,13 +98,16 @@ class ArchiveStream:
     def _deflate_read(self, data, planned):
         if data is None:
             return None
+        if planned.transcode_to:
+            transcoded = self.transcode(data, planned.transcode_to)
+            return transcoded.addCallback(
+                lambda data: None if data is None
+                else self.pool.run(self._deflate_whole, planned, data))
         return self.pool.run(self._deflate_whole, planned, data)
 
     def _deflate_whole(self, planned, data):
         """In a worker thread: the local header and deflated bytes of a
         file, and its DICOMDIR records."""
-        if planned.transcode_to:
-            data = transcoding.transcode(data, planned.transcode_to)
         entry = zipformat.new_entry(planned.path)
         parts = zipformat.deflate_whole(entry, data, self.plan.zip64)
         described = None

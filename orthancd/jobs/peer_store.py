@@ -1,86 +1,31 @@
 """OrthancPeerStore: POST stored instances to an Orthanc peer's /instances,
-one per step (Orthanc's OrthancPeerStoreJob), optionally transcoded and
-gzip-compressed on the way.
-
-Transcoding happens here only to the transfer syntaxes orthancd can write
-(``TRANSCODE_TARGETS``); the REST layer refuses the others before the job
-exists.  As in Orthanc, an instance that cannot be transcoded goes as it is.
+one per step (Orthanc's OrthancPeerStoreJob), optionally transcoded (by
+orthancd.transcoding, in the pixels pool) and gzip-compressed on the way.
+As in Orthanc, an instance that cannot be transcoded goes as it is.
 """
-from io import BytesIO
-
-import pydicom
-
 from orthancd import peers
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.jobs.instances import InstanceNotStored, SetOfInstancesJob
 from orthancd.logs import logger
-from orthancd.net.transfer_syntaxes import (
-    DEFLATED_EXPLICIT_LITTLE, EXPLICIT_LITTLE, IMPLICIT_LITTLE, KNOWN, UNCOMPRESSED)
+from orthancd.transcoding import syntaxes as transcoding_syntaxes
 
 log = logger(__name__)
 
 JOB_TYPE = "OrthancPeerStore"
 MEGABYTE = 1024 * 1024
-RLE_LOSSLESS = "1.2.840.10008.1.2.5"
-JPEG_2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
-JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
-
-
-def _lossless_encoders():
-    """The lossless compressions pydicom can encode here (they keep the
-    SOP Instance UID, as Orthanc's lossless transcoding does)."""
-    from pydicom.pixels import encoders
-    available = []
-    for uid, name in ((RLE_LOSSLESS, "RLELosslessEncoder"),
-                      (JPEG_2000_LOSSLESS, "JPEG2000LosslessEncoder"),
-                      (JPEG_LS_LOSSLESS, "JPEGLSLosslessEncoder")):
-        encoder = getattr(encoders, name, None)
-        if encoder is not None and encoder.is_available:
-            available.append(uid)
-    return tuple(available)
-
-
-TRANSCODE_TARGETS = (EXPLICIT_LITTLE, IMPLICIT_LITTLE, DEFLATED_EXPLICIT_LITTLE) + \
-    _lossless_encoders()
 
 
 def check_transcode_target(uid):
-    """Orthanc's error for an unknown transfer syntax UID; orthancd's own
-    for a known one it cannot write."""
-    if uid not in KNOWN:
+    """OrthancPeerStoreJob::SetTranscode: any syntax Orthanc knows (one
+    the transcoder cannot write sends the instances as they are)."""
+    if not transcoding_syntaxes.is_known(uid):
         raise OrthancError(ErrorCode.BadFileFormat, "Unknown transfer syntax UID: " + uid)
-    if uid not in TRANSCODE_TARGETS:
-        raise OrthancError(ErrorCode.NotImplemented,
-                           "orthancd cannot transcode to transfer syntax %s; it can transcode "
-                           "to: %s" % (uid, ", ".join(TRANSCODE_TARGETS)))
 
 
-def transcode(data, target):
-    """Blocking: the Part-10 ``data`` in ``target``, or ``data`` itself when
-    it is already there or cannot be transcoded."""
-    try:
-        dataset = pydicom.dcmread(BytesIO(data), force=True)
-        source = str(dataset.file_meta.get("TransferSyntaxUID", ""))
-        if source == target:
-            return data
-        if source not in UNCOMPRESSED + (DEFLATED_EXPLICIT_LITTLE,) and "PixelData" in dataset:
-            dataset.decompress(generate_instance_uid=False)
-        if target in (EXPLICIT_LITTLE, IMPLICIT_LITTLE, DEFLATED_EXPLICIT_LITTLE):
-            dataset.file_meta.TransferSyntaxUID = target
-        else:
-            dataset.compress(target, generate_instance_uid=False)
-        out = BytesIO()
-        dataset.save_as(out, enforce_file_format=True)
-        return out.getvalue()
-    except Exception as exc:
-        log.warn("Cannot transcode to {uid}, sending the instance as it is: {error}",
-                 uid=target, error=exc)
-        return data
-
-
-def _prepare(data, transcode_to, compress):
+def _prepare(server, data, transcode_to, compress):
+    """Blocking (pixels pool): the body to post."""
     if transcode_to:
-        data = transcode(data, transcode_to)
+        data = server.transcoder.to_syntax_or_same(data, transcode_to)
     return peers.gzip_compress(data) if compress else bytes(data)
 
 
@@ -105,7 +50,8 @@ class OrthancPeerStoreJob(SetOfInstancesJob):
             data = await server.read_attachment(server.dicom_attachment(instance_id))
         except Exception:
             raise InstanceNotStored(instance_id) from None
-        body = await server.file_io.run(_prepare, data, self.transcode_to, self.compress)
+        pool = server.pixel_pool if self.transcode_to else server.file_io
+        body = await pool.run(_prepare, server, data, self.transcode_to, self.compress)
         self.size += len(body)
         answer = await self._client.post_instance(body, self.compress)
         if not answer.ok:

@@ -10,6 +10,7 @@ sequence and item with an explicit length, as DCMTK writes them.
 """
 import zlib
 
+import numpy as np
 import pydicom
 from pydicom.charset import default_encoding
 from pydicom.dataelem import RawDataElement
@@ -388,7 +389,10 @@ def _swap_words(item):
             continue
         vr = _vr_of(raw, int(tag), elements.creator_of(int(tag), creators), item)
         if int(tag) == PIXEL_DATA and raw.VR is None:
-            vr = "OW" if _bits_allocated(item) > 8 else "OB"
+            # Read without VR (implicit), DCMTK holds pixel data as OW,
+            # whatever the bits allocated, and writes it so.
+            vr = "OW"
+            raw = raw._replace(VR="OW")
         if vr == "SQ":
             for child in sequence_items(item, int(tag)) or ():
                 _swap_words(child)
@@ -398,21 +402,8 @@ def _swap_words(item):
             continue
         data = raw.value
         usable = len(data) - len(data) % size
-        swapped = bytearray(data)
-        for start in range(0, usable, size):
-            swapped[start:start + size] = data[start:start + size][::-1]
-        item[tag] = raw._replace(value=bytes(swapped))
-
-
-def _bits_allocated(item):
-    raw = item.get_item(0x00280100, keep_deferred=True) if 0x00280100 in item else None
-    if raw is None:
-        return 0
-    value = raw.value
-    if isinstance(value, bytes):
-        return int.from_bytes(value[:2], "little" if raw.is_little_endian else "big") \
-            if len(value) >= 2 else 0
-    return int(value or 0)
+        swapped = np.frombuffer(data, "<u%d" % size, usable // size).byteswap().tobytes()
+        item[tag] = raw._replace(value=swapped + bytes(data[usable:]))
 
 
 def _invalid_in_data_set(group):

@@ -72,8 +72,8 @@ class _InstancesJob(model.Job):
         """Let the engine save the job's progress soon (coalesced)."""
         self.server.jobs.changed()
 
-    async def _store(self, data, attached=None):
-        return await self.server.ingest.store(data, self.origin, attached)
+    async def _store(self, data, attached=None, skip_transcoding=False):
+        return await self.server.ingest.store(data, self.origin, attached, skip_transcoding)
 
     async def _delete_sources(self, instances):
         for instance_id in instances:
@@ -204,8 +204,9 @@ class ResourceModificationJob(_InstancesJob):
         def edit(edited):
             self.modification.apply(edited)
             return _identifiers(edited)
-        data, modified = await files.modify_instance(server, instance_id, edit,
-                                                     self._syntax_for)
+        data, modified = await files.modify_instance(server, instance_id, edit)
+        if self.transcode is not None:
+            data = await server.pixel_pool.run(transcoding.for_job, server, data, self.transcode)
         metadata_type = (MetadataType.AnonymizedFrom if self.is_anonymization
                          else MetadataType.ModifiedFrom)
 
@@ -215,7 +216,7 @@ class ResourceModificationJob(_InstancesJob):
                    if summary.ids[level] != originals[level]}
             out[ResourceLevel.INSTANCE] = {metadata_type: instance_id}
             return out
-        outcome = await self._store(data, attached)
+        outcome = await self._store(data, attached, self.transcode is not None)
         new_ids = outcome.ids
         if labels is not None:
             # As Orthanc 1.13.0: the labels of the parents follow them, those
@@ -228,11 +229,6 @@ class ResourceModificationJob(_InstancesJob):
         for level in ResourceLevel:
             self.produced[level].add(modified[level])
         self.modified_series.setdefault(modified[ResourceLevel.SERIES], modified[3])
-
-    def _syntax_for(self, edited):
-        if self.transcode is None:
-            return None
-        return transcoding.target_for_job(edited, self.transcode)
 
     # -- what the job shows --
 

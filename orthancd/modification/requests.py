@@ -10,6 +10,7 @@ from orthancd.find.lookup import instances_in_creation_order
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import UnknownResource
 from orthancd.modification import files, jobs, paths, transcoding
+from orthancd.modification.dataset import EditedFile
 from orthancd.modification.modification import (PATIENT_ID, PATIENT_NAME, SERIES_INSTANCE_UID,
                                                  SOP_INSTANCE_UID, STUDY_INSTANCE_UID,
                                                  Modification)
@@ -52,14 +53,23 @@ async def parse_anonymize(server, body):
     return modification
 
 
-async def modify_single_instance(server, instance_id, modification, transcode):
-    """The bytes of a modified copy of one instance (nothing is stored)."""
+async def modify_single_instance(server, instance_id, modification, transcode,
+                                 lossy_quality=None):
+    """The bytes of a modified copy of one instance (nothing is stored);
+    with ``transcode``, the stored file is transcoded first (Orthanc's
+    order: the modification then applies to the transcoded file)."""
     files.check_instance(server, instance_id)
+    if transcode is None:
+        data, _ = await files.modify_instance(server, instance_id, modification.apply)
+        return data
+    stored = await server.read_attachment(server.dicom_attachment(instance_id))
+    transcoded = await server.transcoder.to_syntax(stored, transcode, lossy_quality)
 
-    def syntax_for(edited):
-        return None if transcode is None else transcoding.target_for_instance(edited, transcode)
-    data, _ = await files.modify_instance(server, instance_id, modification.apply, syntax_for)
-    return data
+    def work():
+        edited = EditedFile.parse(transcoded.data, server.default_encoding)
+        modification.apply(edited)
+        return edited.serialize()
+    return await server.file_io.run(work)
 
 
 def check_instance_transcoding(uid):

@@ -1,58 +1,34 @@
-"""The "Transcode" option of modifications and anonymizations.
+"""The "Transcode" option of modifications and anonymizations, as Orthanc
+1.13.0 has it (the transcoding itself: orthancd.transcoding).
 
-Orthanc 1.13.0 accepts any transfer syntax it knows (LookupTransferSyntax)
-and refuses others.  orthancd has no image codec yet: it changes the
-encoding between the uncompressed syntaxes (implicit or explicit VR, little
-or big endian, deflated), which needs no codec, and cannot produce or
-decode compressed pixel data.  Where Orthanc's transcoder fails, Orthanc
-keeps the original transfer syntax in a job and answers "Not implemented
-yet" for a single instance; orthancd does the same whenever it would need
-a codec.
+- an instance-level route accepts any transfer syntax Orthanc knows
+  (ParameterOutOfRange otherwise), transcodes the stored file first
+  ("Not implemented yet" when it cannot be), then modifies it;
+- a job (ResourceModificationJob::SetTranscode) accepts any syntax Orthanc
+  knows (BadFileFormat otherwise), modifies each instance, then transcodes
+  it keeping its new SOP Instance UID, or keeps the original transfer
+  syntax when the transcoder fails; its instances then skip
+  IngestTranscoding.
 """
 from orthancd.errors import ErrorCode, OrthancError
-from orthancd.modification.dataset import UNCOMPRESSED_SYNTAXES
-from orthancd.net.transfer_syntaxes import KNOWN
+from orthancd.transcoding import syntaxes
 
-# Orthanc 1.13.0's DicomTransferSyntax enumeration: what 1.10 knew, the
-# JPEG XL and the High-Throughput JPEG 2000 syntaxes.
-KNOWN_TRANSFER_SYNTAXES = frozenset(KNOWN) | {
-    "1.2.840.10008.1.2.4.110", "1.2.840.10008.1.2.4.111", "1.2.840.10008.1.2.4.112",
-    "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"}
-
-
-def is_known(uid):
-    return uid in KNOWN_TRANSFER_SYNTAXES
+is_known = syntaxes.is_known
 
 
 def check_for_instance(uid):
     """The Transcode field of /instances/{id}/modify or /anonymize."""
-    if not is_known(uid):
-        raise OrthancError(ErrorCode.ParameterOutOfRange, "Unknown transfer syntax: " + uid)
-    return uid
+    return syntaxes.lookup(uid)
 
 
 def check_for_job(uid):
-    """The Transcode field of a modification job (ResourceModificationJob::
-    SetTranscode)."""
+    """The Transcode field of a modification job."""
     if not is_known(uid):
         raise OrthancError(ErrorCode.BadFileFormat, "Unknown transfer syntax UID: " + uid)
     return uid
 
 
-def can_transcode(source, target):
-    """Whether orthancd can write a file of syntax ``source`` in ``target``."""
-    return source == target or (source in UNCOMPRESSED_SYNTAXES and target in UNCOMPRESSED_SYNTAXES)
-
-
-def target_for_instance(edited, uid):
-    """The syntax to write a single modified instance in, or Orthanc's
-    "Not implemented yet" when it takes a codec."""
-    if not can_transcode(edited.transfer_syntax, uid):
-        raise OrthancError(ErrorCode.NotImplemented)
-    return uid
-
-
-def target_for_job(edited, uid):
-    """The syntax to store an instance of a job in: the original one when
-    transcoding takes a codec (as Orthanc when its transcoder fails)."""
-    return uid if can_transcode(edited.transfer_syntax, uid) else edited.transfer_syntax
+def for_job(server, data, uid):
+    """Blocking (pixels pool): a modified instance's bytes in ``uid``, its
+    SOP Instance UID kept; as they are when they cannot be transcoded."""
+    return server.transcoder.to_syntax_or_same(data, uid, preserve_uid=True)

@@ -62,8 +62,10 @@ class GetService(IdentifierService):
                         protocol.remote_aet, instance.sop_class)
             return None
         try:
-            payload = await self._server.file_io.run(scu.load_payload, self._server, instance,
-                                                     context.transfer_syntax)
+            pool = self._server.file_io if context.transfer_syntax == instance.transfer_syntax \
+                else self._server.pixel_pool
+            payload = await pool.run(scu.load_payload, self._server, instance,
+                                     context.transfer_syntax)
         except Exception as exc:
             log.warning("C-GET: cannot send %s: %s", instance_id, exc)
             return None

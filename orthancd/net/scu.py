@@ -42,7 +42,6 @@ from orthancd.net.client import (
     normalize_contexts,
 )
 from orthancd.net.transfer_syntaxes import (
-    DEFLATED_EXPLICIT_LITTLE,
     EXPLICIT_LITTLE,
     IMPLICIT_LITTLE,
     UNCOMPRESSED,
@@ -197,20 +196,36 @@ class OutgoingInstance:
     sop_instance: str = None
     # store-straight sends the bytes as they are, never transcoded (Orthanc).
     may_transcode: bool = True
+    # DicomScuPreferredTransferSyntax: proposed too, the first choice when
+    # the instance must be transcoded (lossy compression allowed).
+    preferred: str = EXPLICIT_LITTLE
 
     def contexts(self):
-        """The presentation contexts that can carry it: its own syntax, and
-        the uncompressed ones we can transcode it to."""
+        """The presentation contexts that can carry it: its own syntax, the
+        preferred one and the uncompressed ones we can transcode it to."""
         own = (self.sop_class, (self.transfer_syntax,))
         if not self.may_transcode:
             return [own]
         uncompressed = (self.sop_class, (EXPLICIT_LITTLE, IMPLICIT_LITTLE))
         if self.transfer_syntax in (EXPLICIT_LITTLE, IMPLICIT_LITTLE):
-            return [uncompressed] if self.transfer_syntax == EXPLICIT_LITTLE else [own, uncompressed]
-        return [own, uncompressed]
+            contexts = [uncompressed] if self.transfer_syntax == EXPLICIT_LITTLE \
+                else [own, uncompressed]
+        else:
+            contexts = [own, uncompressed]
+        if self.preferred not in (self.transfer_syntax, EXPLICIT_LITTLE, IMPLICIT_LITTLE):
+            contexts.insert(1, (self.sop_class, (self.preferred,)))
+        return contexts
 
 
-def outgoing_instance(server, instance_id):
+def may_transcode(server, modality):
+    """ServerContext::PerformCStoreWithTranscoding: the SCU transcodes when
+    TranscodeDicomProtocol is on and the modality's AllowTranscoding too."""
+    if not server.configuration.get("TranscodeDicomProtocol", True):
+        return False
+    return modality is None or bool(modality.get("AllowTranscoding", True))
+
+
+def outgoing_instance(server, instance_id, modality=None):
     """Describe a stored instance from the index (cheap reads, reactor thread)."""
     metadata = server.index.get_metadata(instance_id, ResourceLevel.INSTANCE)
     info = server.dicom_attachment(instance_id)
@@ -220,6 +235,9 @@ def outgoing_instance(server, instance_id):
         metadata.get(int(MetadataType.TransferSyntax), EXPLICIT_LITTLE))
     resource = server.index.get_resource(instance_id, ResourceLevel.INSTANCE)
     outgoing.sop_instance = resource.main_tags.get("SOPInstanceUID", "")
+    outgoing.may_transcode = may_transcode(server, modality)
+    outgoing.preferred = server.configuration.get("DicomScuPreferredTransferSyntax",
+                                                  EXPLICIT_LITTLE) or EXPLICIT_LITTLE
     if info.compressed:
         outgoing.compressed_uuid = info.uuid
     else:
@@ -229,17 +247,22 @@ def outgoing_instance(server, instance_id):
 
 def choose_context(association_contexts, instance):
     """The accepted context to send ``instance`` on: its own syntax first,
-    else an uncompressed one (transcoding).  None when nothing fits."""
+    else one it can be transcoded to.  None when nothing fits."""
+    candidates = candidate_contexts(association_contexts, instance)
+    return candidates[0] if candidates else None
+
+
+def candidate_contexts(association_contexts, instance):
+    """The accepted contexts that can carry ``instance``, in Orthanc's order
+    (DicomStoreUserConnection::Transcode): its own syntax, else the
+    preferred one, else the uncompressed ones."""
     same_class = [c for c in association_contexts if c.abstract_syntax == instance.sop_class]
-    for context in same_class:
-        if context.transfer_syntax == instance.transfer_syntax:
-            return context
-    if not instance.may_transcode:
-        return None
-    for context in same_class:
-        if context.transfer_syntax in UNCOMPRESSED:
-            return context
-    return None
+    own = [c for c in same_class if c.transfer_syntax == instance.transfer_syntax]
+    if own or not instance.may_transcode:
+        return own[:1]
+    preferred = [c for c in same_class if c.transfer_syntax == instance.preferred]
+    return preferred[:1] + [c for c in same_class if c.transfer_syntax in UNCOMPRESSED and
+                            c.transfer_syntax != instance.preferred]
 
 
 # Files up to this size are read whole in the worker thread and sent in one
@@ -265,24 +288,26 @@ def load_payload(server, instance, transfer_syntax):
         return fileobj, size - offset
     raw = (open(instance.path, "rb").read() if instance.path is not None
            else server.storage.read(instance.compressed_uuid))
-    dataset = pydicom.dcmread(BytesIO(raw), force=True)
     if transfer_syntax == instance.transfer_syntax:
+        dataset = pydicom.dcmread(BytesIO(raw), force=True)
         data = encode_in(dataset, transfer_syntax)
-    else:
-        if instance.transfer_syntax not in UNCOMPRESSED + (DEFLATED_EXPLICIT_LITTLE,):
-            try:
-                # Lossless decompression keeps the instance's identity.
-                dataset.decompress(generate_instance_uid=False)
-            except Exception as exc:
-                raise OrthancError(
-                    ErrorCode.NotImplemented,
-                    "Cannot transcode instance %s from %s to %s: %s"
-                    % (instance.instance_id, instance.transfer_syntax, transfer_syntax, exc)) from None
-        data = encode_in(dataset, transfer_syntax)
-    if data is None:
+        if data is None:
+            raise OrthancError(ErrorCode.BadFileFormat,
+                               "Cannot encode instance %s" % instance.instance_id)
+        return data
+    # DicomStoreUserConnection::Transcode: to an uncompressed syntax the
+    # peer accepted, keeping the SOP Instance UID (orthancd.transcoding).
+    transcoded = server.transcoder.transcode_blocking(
+        raw, {transfer_syntax}, allow_new_uid=transfer_syntax == instance.preferred)
+    if transcoded is None:
+        raise OrthancError(ErrorCode.NotImplemented,
+                           "Cannot transcode instance %s from %s to %s"
+                           % (instance.instance_id, instance.transfer_syntax, transfer_syntax))
+    offset = dataset_offset(transcoded.data)
+    if offset is None:
         raise OrthancError(ErrorCode.BadFileFormat,
                            "Cannot encode instance %s" % instance.instance_id)
-    return data
+    return memoryview(transcoded.data)[offset:]
 
 
 # -- C-STORE -----------------------------------------------------------------
@@ -338,7 +363,7 @@ async def store(server, settings, modality, instance_ids, move_originator=None,
     instances = []
     for instance_id in instance_ids:
         try:
-            instances.append(outgoing_instance(server, instance_id))
+            instances.append(outgoing_instance(server, instance_id, modality))
         except OrthancError as exc:  # deleted meanwhile
             outcome.failed.append((instance_id, exc))
             if on_stored is not None:
@@ -404,11 +429,27 @@ async def _store_batch(server, association, modality, batch, move_originator, on
 def _load(server, association, instance):
     """Deferred ``(context, payload)`` for ``instance``, read in a thread;
     ``(None, None)`` when the peer accepted no context for it."""
-    context = choose_context(association.accepted_contexts, instance)
-    if context is None:
+    candidates = candidate_contexts(association.accepted_contexts, instance)
+    if not candidates:
         return defer.succeed((None, None))
-    d = server.file_io.run(load_payload, server, instance, context.transfer_syntax)
-    return d.addCallback(lambda payload: (context, payload))
+    if candidates[0].transfer_syntax == instance.transfer_syntax:
+        d = server.file_io.run(load_payload, server, instance, instance.transfer_syntax)
+        return d.addCallback(lambda payload: (candidates[0], payload))
+    # Transcoding is image work: the pixels pool.
+    return server.pixel_pool.run(_transcoded_payload, server, instance, candidates)
+
+
+def _transcoded_payload(server, instance, candidates):
+    """Blocking: ``(context, payload)`` for the first candidate context the
+    instance can be transcoded to (the preferred syntax may fail, e.g. a
+    lossy JPEG of 16-bit pixels; the uncompressed ones follow)."""
+    failure = None
+    for context in candidates:
+        try:
+            return context, load_payload(server, instance, context.transfer_syntax)
+        except OrthancError as exc:
+            failure = failure or exc
+    raise failure
 
 
 def _close_unsent(loaded):
@@ -496,7 +537,7 @@ class InstanceSender:
         batch, contexts = [], []
         for index in range(position, len(self._ids)):
             try:
-                instance = outgoing_instance(self._server, self._ids[index])
+                instance = outgoing_instance(self._server, self._ids[index], self._modality)
             except Exception as exc:
                 self._planned[index] = exc
                 continue

@@ -148,9 +148,11 @@ def pdf(data):
 class NumpyVolume:
     """Frames written one after the other into a .npy array, as Orthanc's
     NumpyVisitor: every frame of the same size and format.  The array is
-    allocated once the first frame gives its size, and each frame is
-    converted straight into its place.  Once the first frame is written,
-    the others may be written from several threads, each at its index."""
+    allocated once the first frame gives its size (one large allocation:
+    huge pages, few page faults), and each frame is converted straight into
+    its place.  Once the first frame is written, the others may be written
+    from several threads, each at its index.  The answer is the header,
+    then one chunk per frame, each made when it is about to be sent."""
 
     def __init__(self, depth, rescale):
         self.depth = depth
@@ -201,9 +203,19 @@ class NumpyVolume:
     def chunks(self):
         """The .npy bytes, frame by frame (no copy of the whole array)."""
         self._check_complete()
-        yield self._header
-        for frame in self._frames:
-            yield frame.tobytes()
+        for index in range(self.chunks_count):
+            yield self.chunk(index)
+
+    @property
+    def chunks_count(self):
+        return 1 + len(self._frames)
+
+    def chunk(self, index):
+        """Chunk ``index`` of the answer: the header, then the frames."""
+        if index == 0:
+            self._check_complete()
+            return self._header
+        return self._frames[index - 1].tobytes()
 
     def answer(self, compress):
         self._check_complete()

@@ -63,16 +63,35 @@ class _Slice:
 
 def ordered_slices(index, series_id):
     """[(instance ID, frames count)] in Orthanc's order."""
+    return slice_ordering(index, series_id)[0]
+
+
+def slice_ordering(index, series_id):
+    """([(instance ID, frames count)] in Orthanc's order, whether the
+    series is a volume: ordered by position, with more than one slice)."""
     series = index.get_resource(series_id, ResourceLevel.SERIES)
     normal = _normal(series.main_tags)
     slices = [_Slice(index, i) for i in index.get_children(series_id, ResourceLevel.SERIES)]
     ordered = _by_position(slices, normal)
+    is_volume = ordered is not None and len(slices) > 1
     if ordered is None:
         ordered = _by_index_in_series(slices)
     if ordered is None:
         raise OrthancError(ErrorCode.CannotOrderSlices,
                            "Unable to order the slices of series " + series_id)
-    return [(s.id, s.frames) for s in ordered]
+    return [(s.id, s.frames) for s in ordered], is_volume
+
+
+def ordered_slices_json(index, series_id):
+    """GET /series/{id}/ordered-slices (SliceOrdering::Format)."""
+    slices, is_volume = slice_ordering(index, series_id)
+    return {
+        "Type": "Volume" if is_volume else "Sequence",
+        "Dicom": ["/instances/%s/file" % instance for instance, _ in slices],
+        "Slices": ["/instances/%s/frames/%d" % (instance, frame)
+                   for instance, frames in slices for frame in range(frames)],
+        "SlicesShort": [[instance, 0, frames] for instance, frames in slices],
+    }
 
 
 def _by_position(slices, normal):

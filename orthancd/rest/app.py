@@ -36,9 +36,10 @@ def _route_modules():
     from orthancd.rest import folders, jobs, peers, plugins
     from orthancd.rest import storage_commitment
     from orthancd.rest import archives, metrics, modify, pixels
+    from orthancd.rest import creation
     return (system, instances, resources, metadata, attachments, changes, tools, scripts,
             modalities, queries, find, storage_commitment, folders, plugins, peers, jobs,
-            modify, archives, pixels, metrics)
+            modify, archives, pixels, metrics, creation)
 
 
 def build_app(ctx):

@@ -8,8 +8,9 @@ from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.ingest import Origin
 from orthancd.rest import jsonfmt
-from orthancd.rest.http import (JSON_TYPE, body_source, no_answer, render_bytes, render_json,
-                                request_header, sized)
+from orthancd.rest.http import (JSON_TYPE, body_source, get_argument, has_argument, no_answer,
+                                render_bytes, render_json, request_header, sized)
+from orthancd.transcoding import service as transcoding, syntaxes
 from orthancd.rest.render_cache import RenderCache
 from orthancd.uploads.multipart import form_data_boundary
 from orthancd.uploads.uploader import Uploader
@@ -75,10 +76,21 @@ def install(app, server):
             body = await server.render_dataset(public_id, render)
             request.setHeader(b"Content-Type", accept)
             return sized(request, body)
+        # Orthanc names the download after the instance (1.12.7: ?filename=).
+        filename = get_argument(request, "filename", public_id + ".dcm")
+        if has_argument(request, "transcode"):
+            syntax = syntaxes.lookup(get_argument(request, "transcode", ""))
+            quality = None
+            if has_argument(request, "lossy-quality"):
+                quality = transcoding.parse_lossy_quality_argument(
+                    get_argument(request, "lossy-quality", ""))
+            stored = server.dicom_attachment(public_id)
+            data = await server.read_attachment(stored)
+            transcoded = await server.transcoder.to_syntax(data, syntax, quality)
+            return render_bytes(request, transcoded.data, b"application/dicom", filename)
         stored = server.dicom_attachment(public_id)
         data = await server.read_attachment(stored)
-        # Orthanc names the download after the instance.
-        return render_bytes(request, data, b"application/dicom", public_id + ".dcm")
+        return render_bytes(request, data, b"application/dicom", filename)
 
     cache = RenderCache()
 

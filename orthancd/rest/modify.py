@@ -17,17 +17,18 @@ from orthancd.rest.submit import UNHANDLED_EXCEPTION, parse_json_body, submit_jo
 
 
 def _instance_transcoding(body):
-    """The Transcode (and LossyQuality) of an instance-level request."""
+    """The Transcode and LossyQuality of an instance-level request."""
     if "Transcode" not in body:
-        return None
+        return None, None
     uid = requests.check_instance_transcoding(fields.read_string(body, "Transcode"))
+    quality = None
     if "LossyQuality" in body:
         quality = fields.read_integer(body, "LossyQuality")
         if quality < 0:
             raise OrthancError(ErrorCode.BadParameterType,
                                "Negative value found while expecting an unsigned int in field "
                                "'LossyQuality'")
-    return uid
+    return uid, quality
 
 
 def _job_options(body):
@@ -54,8 +55,9 @@ def install(app, server):
     engine = server.jobs
 
     async def send_instance(request, public_id, modification, body):
-        transcode = _instance_transcoding(body)
-        data = await requests.modify_single_instance(server, public_id, modification, transcode)
+        transcode, quality = _instance_transcoding(body)
+        data = await requests.modify_single_instance(server, public_id, modification, transcode,
+                                                     quality)
         return render_bytes(request, data, b"application/dicom")
 
     @app.route("/instances/<public_id>/modify", methods=["POST"])

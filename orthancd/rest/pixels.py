@@ -5,10 +5,11 @@ Orthanc's image routes answer a frame that cannot be decoded with an empty
 415 (or a redirection to its "unsupported" picture), a frame or argument
 out of range with an empty 404; numpy and Matlab report their errors.
 """
+import collections
 import re
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IPullProducer
+from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from orthancd.errors import ErrorCode, OrthancError
@@ -16,7 +17,7 @@ from orthancd.index.base import UnknownResource
 from orthancd.pixels import extraction
 from orthancd.pixels.extraction import DecodingFailed, Encoding, Rendering, Unanswered
 from orthancd.pixels.processing import ExtractionMode, parse_double
-from orthancd.pixels.slice_ordering import ordered_slices
+from orthancd.pixels.slice_ordering import ordered_slices, ordered_slices_json
 from orthancd.rest.http import (EmptyAnswer, bool_argument, get_argument, has_argument,
                                 no_answer, render_bytes, render_json, request_uri, sized)
 
@@ -136,36 +137,61 @@ def _rendering(request):
         return Rendering(refusal=e)
 
 
-@implementer(IPullProducer)
-class _ChunksProducer:
-    """Writes an answer chunk by chunk as the connection takes them: the
-    transport never holds (nor joins into one string) the whole answer."""
+@implementer(IPushProducer)
+class _Flow:
+    """The connection's flow control, as a Deferred to wait for: it fires
+    at once unless the transport asked to pause (its buffer is full)."""
 
-    def __init__(self, request, chunks):
-        self._request = request
-        self._chunks = iter(chunks)
-        self.done = defer.Deferred()
+    def __init__(self):
+        self.paused = False
+        self.stopped = False
+        self._waiting = None
+
+    def pauseProducing(self):
+        self.paused = True
 
     def resumeProducing(self):
-        chunk = next(self._chunks, None)
-        if chunk is None:
-            self._finish()
-        else:
-            self._request.write(chunk)
+        self.paused = False
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            waiting.callback(None)
 
     def stopProducing(self):
-        self._finish()
+        self.stopped = True
+        self.resumeProducing()
 
-    def _finish(self):
-        if not self.done.called:
-            self._request.unregisterProducer()
-            self.done.callback(None)
+    def wait(self):
+        if not self.paused:
+            return defer.succeed(None)
+        self._waiting = defer.Deferred()
+        return self._waiting
 
 
-def _send_chunks(request, chunks):
-    producer = _ChunksProducer(request, chunks)
-    request.registerProducer(producer, False)
-    return producer.done
+# Chunks made ahead of the one being sent.
+CHUNKS_AHEAD = 2
+
+
+async def _send_pooled_chunks(request, count, make, pool):
+    """Write chunk 0, 1, ... of an answer, each made by ``make(index)`` in
+    ``pool`` while the previous ones are on the wire: the reactor only
+    hands finished chunks over, and a chunk's memory is freed (and reused
+    for the next) once it is sent."""
+    flow = _Flow()
+    request.registerProducer(flow, True)
+    try:
+        pending = collections.deque(pool.run(make, i) for i in range(min(CHUNKS_AHEAD, count)))
+        following = len(pending)
+        while pending:
+            chunk = await pending.popleft()
+            if following < count:
+                pending.append(pool.run(make, following))
+                following += 1
+            await flow.wait()
+            if flow.stopped:
+                break   # the client left
+            request.write(chunk)
+    finally:
+        request.unregisterProducer()
 
 
 def install(app, server):
@@ -291,7 +317,8 @@ def install(app, server):
             return render_bytes(request, await pool.run(volume.answer, True))
         request.setHeader(b"Content-Type", b"application/octet-stream")
         request.setHeader(b"Content-Length", b"%d" % volume.size)
-        await _send_chunks(request, volume.chunks())
+        volume.chunk(0)   # the array is complete (else Orthanc's error, before any byte)
+        await _send_pooled_chunks(request, volume.chunks_count, volume.chunk, pool)
         return b""
 
     @app.route("/instances/<public_id>/numpy", methods=["GET"])
@@ -308,6 +335,10 @@ def install(app, server):
                                'Expected an unsigned integer for the "frame" argument')
         volume = await read_and(public_id, extraction.numpy_frame, int(frame), rescale)
         return await answer_numpy(request, volume, compress)
+
+    @app.route("/series/<public_id>/ordered-slices", methods=["GET"])
+    def series_ordered_slices(request, public_id):
+        return render_json(request, ordered_slices_json(server.index, public_id))
 
     @app.route("/series/<public_id>/numpy", methods=["GET"])
     async def series_numpy(request, public_id):
