@@ -5,6 +5,7 @@
 package (1.10.1, /usr/sbin/Orthanc) stays available as ``LEGACY_BINARY`` for
 the few tests that need something 1.13.0 cannot give; each says why.
 """
+import atexit
 import contextlib
 import json
 import os
@@ -17,6 +18,24 @@ from tests.support.daemon import RestClient, free_port
 
 ORTHANC_BINARY = os.environ.get("ORTHANC_REFERENCE", "/opt/orthanc-ref/bin/Orthanc")
 LEGACY_BINARY = "/usr/sbin/Orthanc"
+
+
+# workdir -> an Orthanc process told to stop and not waited for yet.
+_STOPPING = {}
+
+
+def _wait_stopped(process, timeout=20):
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@atexit.register
+def _wait_all_stopped():
+    while _STOPPING:
+        _wait_stopped(_STOPPING.popitem()[1])
 
 
 def available():
@@ -55,6 +74,11 @@ class RealOrthanc:
             # No skipping: scripts/test installs it, and parity is the point.
             raise RuntimeError("The real Orthanc (%s, Debian package 'orthanc') is needed as "
                                "the oracle: run scripts/test, which installs it" % ORTHANC_BINARY)
+        # An Orthanc of the same folder still stopping must be gone before
+        # another opens its database.
+        stopping = _STOPPING.pop(self.workdir, None)
+        if stopping is not None:
+            _wait_stopped(stopping)
         path = os.path.join(self.workdir, "oracle.json")
         with open(path, "w") as f:
             json.dump(self.options, f)
@@ -83,13 +107,19 @@ class RealOrthanc:
             self.process.wait()
         self.stop()
 
-    def stop(self):
+    def stop(self, wait=False):
+        """A clean stop (SIGTERM).  It takes Orthanc seconds, so it is only
+        waited for with ``wait``, by a later start in the same folder, or at
+        the end of the session."""
         if self.process and self.process.poll() is None:
             self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+            if wait:
+                _wait_stopped(self.process)
+            else:
+                previous = _STOPPING.pop(self.workdir, None)
+                if previous is not None:
+                    _wait_stopped(previous)
+                _STOPPING[self.workdir] = self.process
         if getattr(self, "_log", None):
             self._log.close()
             self._log = None
