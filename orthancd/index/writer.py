@@ -15,6 +15,8 @@ import queue
 import threading
 import time
 
+import lmdb
+
 from twisted.application import service
 from twisted.internet import defer
 from orthancd.logs import logger
@@ -36,8 +38,11 @@ class IndexWriter(service.Service):
     name = "index-writer"
 
     def __init__(self, begin_write, reactor, max_batch=256, on_commit=None, make_durable=None,
-                 settle=None):
+                 settle=None, grow_map=None):
+        """``grow_map()``: enlarge the LMDB map after a MapFullError (the
+        batch is then run again)."""
         self._begin_write = begin_write
+        self._grow_map = grow_map
         self._make_durable = make_durable
         self._settle = settle
         self._reactor = reactor
@@ -123,19 +128,15 @@ class IndexWriter(service.Service):
             if files and self._make_durable is not None:
                 self._make_durable(files)
             durable = time.perf_counter()
-            with self._begin_write() as txn:
-                for operation, args, _, d in batch:
-                    child = self._begin_write(parent=txn)
-                    self._events = []
-                    try:
-                        result = operation(child, *args)
-                    except BaseException:
-                        child.abort()
-                        results.append((d, Failure()))
-                    else:
-                        child.commit()
-                        results.append((d, result))
-                        events.extend(self._events)
+            while True:
+                try:
+                    results, events = self._apply(batch)
+                    break
+                except lmdb.MapFullError:
+                    if self._grow_map is None:
+                        raise
+                    # Nothing of the batch was committed: grow, then again.
+                    self._grow_map()
         except BaseException:
             failure = Failure()
             self.log.failure("Index commit failed", failure)
@@ -158,6 +159,30 @@ class IndexWriter(service.Service):
                 except Exception:
                     # Harmless: the start-up check settles what is left.
                     self.log.failure("Cannot settle committed files")
+
+    def _apply(self, batch):
+        """Run the batch in one transaction; ([(Deferred, result or
+        Failure)], events) once committed.  MapFullError, from any
+        operation or the commit, leaves the whole transaction aborted."""
+        results = []
+        events = []
+        with self._begin_write() as txn:
+            for operation, args, _, d in batch:
+                child = self._begin_write(parent=txn)
+                self._events = []
+                try:
+                    result = operation(child, *args)
+                except lmdb.MapFullError:
+                    child.abort()
+                    raise
+                except BaseException:
+                    child.abort()
+                    results.append((d, Failure()))
+                else:
+                    child.commit()
+                    results.append((d, result))
+                    events.extend(self._events)
+        return results, events
 
     def _deliver(self, results, events):
         # The events first: what subscribes to them (the stability monitor,
