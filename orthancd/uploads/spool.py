@@ -9,12 +9,13 @@ import os
 import tempfile
 
 from orthancd.storage.digests import ContentHasher
-from orthancd.storage.filesystem import digests_of_file, start_writeback
+from orthancd.storage.filesystem import start_writeback
 from orthancd.storage.streaming import ReceivedFile
 
 # Beyond this, the bytes go to a file: inflated archive members can reach
 # gigabytes, and so can the parts of a form.
 MEMORY_LIMIT = 16 * 1024 * 1024
+_HASH_PIECE = 1024 * 1024
 
 
 class Spool:
@@ -115,8 +116,19 @@ class BodyFile:
         """The complete body as a ReceivedFile, hashed (blocking: off the
         reactor).  Once the storage area moved it, closing leaves it be."""
         self._file.flush()
-        start_writeback(self._file.fileno())
-        self._received = ReceivedFile(self.path, digests_of_file(self.path))
+        fd = self._file.fileno()
+        start_writeback(fd)
+        # Read back in pieces rather than mapped: a mapping of a large
+        # upload would count, whole, in the daemon's resident memory.
+        hasher = ContentHasher()
+        offset = 0
+        while True:
+            piece = os.pread(fd, _HASH_PIECE, offset)
+            if not piece:
+                break
+            hasher.update(piece)
+            offset += len(piece)
+        self._received = ReceivedFile(self.path, hasher.digests())
         return self._received
 
     def close(self):
