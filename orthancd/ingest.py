@@ -156,6 +156,7 @@ class Ingestor:
         # The helper processes that parse headers (orthancd.ingest_workers),
         # when the daemon runs them.
         self.parser_pool = None
+        self._preparing = 0  # instances being parsed and written now
 
     def _prepare(self, data):
         dataset = read_dataset(data, stop_before_pixels=True)
@@ -218,11 +219,24 @@ class Ingestor:
         """Deferred (summary, StoredFile, dataset or HeaderFacts, extra
         attachments): parsed in a worker process when one is ready and no
         filter needs the whole dataset, else in the file I/O pool."""
+        self._preparing += 1
+        d = self._prepared_somewhere(prepare, source, origin)
+        d.addBoth(self._prepared_one)
+        return d
+
+    def _prepared_one(self, result):
+        self._preparing -= 1
+        return result
+
+    def _prepared_somewhere(self, prepare, source, origin):
         workers = self.parser_pool
         needs_dataset = self.instance_filter is not None and (
             self.instance_filter_needed is None or self.instance_filter_needed(origin))
         small = isinstance(source, (bytes, bytearray, memoryview))
-        if workers is None or needs_dataset or (small and len(source) > MAX_BYTES_REQUEST):
+        # Alone, an instance is parsed here: one hand-over fewer.  Workers
+        # take the parses that would otherwise share the daemon's CPU.
+        if (workers is None or needs_dataset or self._preparing < 2
+                or (small and len(source) > MAX_BYTES_REQUEST)):
             return self._file_io.run(prepare, source)
         parsing = workers.parse(source, self.default_encoding)
         if parsing is None:

@@ -145,8 +145,7 @@ def test_uploads_through_workers_give_the_same_resources(daemon):
 def test_a_killed_worker_loses_no_request(daemon):
     client = daemon.client()
     paths = all_samples()
-    with open(paths[0], "rb") as f:
-        client.post("/instances", f.read())
+    upload_all(client, paths[:20])
     wait_for_workers(daemon)
     time.sleep(2)
     with concurrent.futures.ThreadPoolExecutor(1) as killer:
@@ -166,9 +165,8 @@ def test_a_killed_worker_loses_no_request(daemon):
 def test_stopping_the_daemon_stops_its_workers(tmp_path):
     d = Daemon(tmp_path).start()
     try:
-        client = d.client()
-        with open(all_samples()[0], "rb") as f:
-            client.upload(f.read())
+        # Workers start when uploads come in together.
+        check_answers(upload_all(d.client(), all_samples()[:40]))
         workers = wait_for_workers(d)
     finally:
         d.stop()
