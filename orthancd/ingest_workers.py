@@ -16,10 +16,12 @@ Answers carry what the ingest path needs: the InstanceSummary, the facts
 about the pixel data (``HeaderFacts``) and, for bytes, the ReceivedFile.
 
 Frames on the pipes are a 4-byte big-endian length and a pickle, both ways;
-a worker answers its requests in order.  Workers start with the first
-upload (an idle daemon has none: smaller and quicker to start) and leave
-after ``idle_timeout`` seconds without work; until one has said it is
-ready, uploads are parsed in the daemon's file I/O pool as before.  A worker
+a worker answers its requests in order.  The ingest path sends them only
+the parses of uploads that arrive together (an instance alone is parsed in
+the daemon: one hand-over fewer).  Workers start, while the service runs,
+with the first such request (an idle daemon has none: smaller and quicker
+to start) and leave after ``idle_timeout`` seconds without work; until one
+has said it is ready, uploads are parsed in the daemon's file I/O pool.  A worker
 that dies (killed, out of memory) fails nothing: its requests are parsed
 again in the daemon.
 """
