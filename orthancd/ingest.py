@@ -259,9 +259,19 @@ class Ingestor:
             failure.trap(WorkerLost)
             self.log.warn("An ingest worker failed ({error}): parsing here",
                           error=failure.getErrorMessage())
-            return self._file_io.run(prepare, source)
+            return self._file_io.run(self._parse_after_lost_worker, prepare, source,
+                                     failure.value.spool_path)
         parsing.addCallbacks(parsed, failed)
         return parsing
+
+    @staticmethod
+    def _parse_after_lost_worker(prepare, source, spool_path):
+        if spool_path is not None:
+            try:
+                os.unlink(spool_path)  # what the worker may have written
+            except FileNotFoundError:
+                pass
+        return prepare(source)
 
     @staticmethod
     def _slot_of(summary):

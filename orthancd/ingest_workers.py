@@ -30,7 +30,7 @@ import os
 import pickle
 import struct
 import sys
-import tempfile
+import uuid
 
 from twisted.application import service
 from twisted.internet import defer, protocol
@@ -67,7 +67,9 @@ class ParserRefused(Exception):
 
 
 class WorkerLost(Exception):
-    """The worker process ended before answering."""
+    """The worker process ended before answering; ``spool_path``: the file
+    it may have written the bytes sent into, for the caller to remove."""
+    spool_path = None
 
 
 def frame(value):
@@ -168,10 +170,24 @@ class ParserPool(service.Service):
         if len(worker.waiting) >= _PIPELINE and len(ready) < self.size:
             return None  # the others are still starting: parse here meanwhile
         if isinstance(source, (bytes, bytearray, memoryview)):
-            request = ("bytes", bytes(source), default_encoding)
+            # Named here: should the worker die after writing it, the
+            # caller knows what to remove (WorkerLost.spool_path).
+            spool_path = os.path.join(self.temporary_directory,
+                                      "worker-%s.upload" % uuid.uuid4().hex)
+            request = ("bytes", bytes(source), default_encoding, spool_path)
         else:
-            request = ("path", str(source), default_encoding)
-        return worker.send(request)
+            spool_path = None
+            request = ("path", str(source), default_encoding, None)
+        d = worker.send(request)
+        if spool_path is not None:
+            d.addErrback(self._lost_spool, spool_path)
+        return d
+
+    @staticmethod
+    def _lost_spool(failure, spool_path):
+        failure.trap(WorkerLost)
+        failure.value.spool_path = spool_path
+        return failure
 
     # -- workers
 
@@ -226,10 +242,10 @@ class ParserPool(service.Service):
 
 # --------------------------------------------------------------------- worker
 
-def _parse(request, temporary_directory):
+def _parse(request):
     from orthancd.dicom.reading import DicomFormatError, read_dataset
     from orthancd.dicom.summary import summarize
-    kind, source, encoding = request
+    kind, source, encoding, spool_path = request
     try:
         dataset = read_dataset(source, stop_before_pixels=True)
         summary = summarize(dataset, encoding)
@@ -239,15 +255,16 @@ def _parse(request, temporary_directory):
     facts = (getattr(dataset, "pixel_data_offset", None), getattr(dataset, "pixel_data_vr", None))
     received = None
     if kind == "bytes":
-        received = _spool(source, temporary_directory)
+        received = _spool(source, spool_path)
     return ("parsed", summary, facts, received)
 
 
-def _spool(data, directory):
-    """Write ``data`` into a new temporary file of the storage area, hashed."""
+def _spool(data, path):
+    """Write ``data`` into a new file ``path`` of the storage area's
+    temporary folder, hashed."""
     from orthancd.storage.digests import digests_of
     from orthancd.storage.filesystem import start_writeback
-    fd, path = tempfile.mkstemp(dir=directory, suffix=".upload")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -297,13 +314,12 @@ def main():
         main_tags.configure(settings["extra_main_dicom_tags"])
     import orthancd.dicom.summary  # noqa: F401 (loaded before saying ready)
     answer(_READY)
-    directory = settings["temporary_directory"]
     while True:
         request = read()
         if request is None:
             return
         try:
-            result = _parse(request, directory)
+            result = _parse(request)
         except Exception as e:  # noqa: BLE001 - told to the daemon, which decides
             result = ("failed", "%s: %s" % (type(e).__name__, e))
         answer(result)

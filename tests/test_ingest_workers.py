@@ -44,7 +44,7 @@ def test_worker_parse_is_the_daemons_parse(tmp_path):
     paths = all_samples()
     assert len(paths) > 200
     for path in paths:
-        assert as_comparable(_parse(("path", path, "Latin1"), str(tmp_path))) \
+        assert as_comparable(_parse(("path", path, "Latin1", None))) \
             == in_process(path), path
 
 
@@ -53,13 +53,14 @@ def test_worker_spools_bytes_with_their_digests(tmp_path):
     path = os.path.join(SAMPLES, "Brainix", "Epi", "IM-0001-0001.dcm")
     with open(path, "rb") as f:
         data = f.read()
-    kind, _, _, (spooled, digests) = _parse(("bytes", data, "Latin1"), str(tmp_path))
+    kind, _, _, (spooled, digests) = _parse(("bytes", data, "Latin1",
+                                             str(tmp_path / "a.upload")))
     assert kind == "parsed"
     assert os.path.dirname(spooled) == str(tmp_path)
     with open(spooled, "rb") as f:
         assert f.read() == data
     assert digests == digests_of(data)
-    refused = _parse(("bytes", b"not DICOM at all" * 10, "Latin1"), str(tmp_path))
+    refused = _parse(("bytes", b"not DICOM at all" * 10, "Latin1", str(tmp_path / "b.upload")))
     assert refused[0] == "refused" and refused[1] == "BadFileFormat"
     assert os.listdir(tmp_path) == [os.path.basename(spooled)]
 
