@@ -8,6 +8,7 @@ commits -> the change stream tells its subscribers.  The Deferred returned by ``
 means "on disk and indexed".
 """
 import json
+import os
 
 from twisted.internet import defer
 
@@ -18,6 +19,7 @@ from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import ContentType, MetadataType, StorageFull, StoreOutcome
 from orthancd.index.base import now_iso
+from orthancd.ingest_workers import MAX_BYTES_REQUEST, ParserRefused, WorkerLost
 from orthancd.logs import logger
 from orthancd.storage.streaming import ReceivedFile
 
@@ -154,6 +156,13 @@ class Ingestor:
         # Set by the server: orthancd.transcoding.ingest.IngestTranscoding
         # when "IngestTranscoding" is configured.
         self.transcoding = None
+        # origin -> whether instance_filter needs the dataset of instances
+        # from there (None: always).
+        self.instance_filter_needed = None
+        # The helper processes that parse headers (orthancd.ingest_workers),
+        # when the daemon runs them.
+        self.parser_pool = None
+        self._preparing = 0  # instances being parsed and written now
 
     def _prepare(self, data):
         dataset = read_dataset(data, stop_before_pixels=True)
@@ -191,6 +200,84 @@ class Ingestor:
                                ContentType.DicomUntilPixelData)
         stored = self.storage.store(head(offset), salt=slot.encode(), owner=slot)
         return ((ContentType.DicomUntilPixelData, stored),)
+
+    def _adopt_parsed(self, summary, facts, path, digests, spooled):
+        """Store a file a worker parsed (``spooled``: the worker wrote it
+        from the bytes sent, and it is ours to remove if not adopted)."""
+        try:
+            def head(size):
+                with open(path, "rb") as f:
+                    return f.read(size)
+            extra = self._store_header(summary, facts, head)
+            stored = self.storage.adopt(path, digests, owner=self._slot_of(summary))
+        except BaseException:
+            if spooled:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            raise
+        if isinstance(path, ReceivedFile):
+            path.moved = True
+        return summary, stored, facts, extra
+
+    def _prepared(self, prepare, source, origin):
+        """Deferred (summary, StoredFile, dataset or HeaderFacts, extra
+        attachments): parsed in a worker process when one is ready and no
+        filter needs the whole dataset, else in the file I/O pool."""
+        self._preparing += 1
+        d = self._prepared_somewhere(prepare, source, origin)
+        d.addBoth(self._prepared_one)
+        return d
+
+    def _prepared_one(self, result):
+        self._preparing -= 1
+        return result
+
+    def _prepared_somewhere(self, prepare, source, origin):
+        workers = self.parser_pool
+        needs_dataset = self.instance_filter is not None and (
+            self.instance_filter_needed is None or self.instance_filter_needed(origin))
+        small = isinstance(source, (bytes, bytearray, memoryview))
+        # Alone, an instance is parsed here: one hand-over fewer.  Workers
+        # take the parses that would otherwise share the daemon's CPU.
+        if (workers is None or needs_dataset or self._preparing < 2
+                or (small and len(source) > MAX_BYTES_REQUEST)):
+            return self._file_io.run(prepare, source)
+        parsing = workers.parse(source, self.default_encoding)
+        if parsing is None:
+            return self._file_io.run(prepare, source)
+
+        def parsed(answer):
+            summary, facts, spooled = answer
+            if spooled is None:
+                path, digests = source, getattr(source, "digests", None)
+            else:
+                path, digests = spooled
+            return self._file_io.run(self._adopt_parsed, summary, facts, path, digests,
+                                     spooled is not None)
+
+        def failed(failure):
+            if failure.check(ParserRefused):
+                error = DicomFormatError(failure.value.details)
+                error.orthanc_error = failure.value.code
+                raise error
+            failure.trap(WorkerLost)
+            self.log.warn("An ingest worker failed ({error}): parsing here",
+                          error=failure.getErrorMessage())
+            return self._file_io.run(self._parse_after_lost_worker, prepare, source,
+                                     failure.value.spool_path)
+        parsing.addCallbacks(parsed, failed)
+        return parsing
+
+    @staticmethod
+    def _parse_after_lost_worker(prepare, source, spool_path):
+        if spool_path is not None:
+            try:
+                os.unlink(spool_path)  # what the worker may have written
+            except FileNotFoundError:
+                pass
+        return prepare(source)
 
     @staticmethod
     def _slot_of(summary):
@@ -243,7 +330,7 @@ class Ingestor:
     @defer.inlineCallbacks
     def _store_timed(self, prepare, source, origin, attached_metadata=None):
         try:
-            summary, stored, dataset, extra = yield self._file_io.run(prepare, source)
+            summary, stored, dataset, extra = yield self._prepared(prepare, source, origin)
         except DicomFormatError as e:
             # A file without its UIDs is an "inexistent tag" for Orthanc (404).
             code = ErrorCode[getattr(e, "orthanc_error", "BadFileFormat")]

@@ -286,6 +286,13 @@ class LuaService(service.Service):
         return self._checked(self._pool, self.engine.call_predicate, HTTP_FILTER,
                              method, uri, ip, username, headers)
 
+    def filters_received_instances(self, origin):
+        """Whether filter_received_instance needs the datasets of the
+        instances coming from ``origin``."""
+        return (self.filter_engine.is_defined(RECEIVED_INSTANCE_FILTER)
+                or (self.filter_engine.is_defined(RECEIVED_CSTORE_FILTER)
+                    and origin.get("Origin") == "DicomProtocol"))
+
     def filter_received_instance(self, dataset, summary, origin):
         """Deferred verdict on an incoming instance: None to keep it, or the
         C-STORE status to answer when a filter leaves it out (0 for

@@ -10,6 +10,7 @@ the one started after it has stopped):
                  left pending; closes them last
   index-writer   the LMDB writer thread (group commits)
   file-io        the pool that reads, writes and parses files
+  ingest-workers the helper processes parsing incoming headers
   pixels         the pool that decodes and encodes images
   lua-pool, lua-filter-pool, lua
                  the threads of the two Lua states, then the LuaScripts
@@ -106,6 +107,7 @@ def makeService(options, reactor=default_reactor):
     from orthancd.modalities import modality_registry
     from orthancd.net.scp_services import scp_services
     from orthancd.net.server import DicomServerFactory
+    from orthancd.ingest_workers import ParserPool
     from orthancd.pools import ThreadPoolService
     from orthancd.rest.app import build_site
     from orthancd.server import OrthancServer
@@ -124,6 +126,11 @@ def makeService(options, reactor=default_reactor):
     IndexService(server).setServiceParent(top)
     server.index.writer.setServiceParent(top)
     file_io.setServiceParent(top)
+    # Helper processes parsing the headers of incoming instances.
+    parsers = ParserPool(reactor, server.temporary_directory,
+                         {"extra_main_dicom_tags": configuration.get("ExtraMainDicomTags")})
+    parsers.setServiceParent(top)
+    server.ingest.parser_pool = parsers
     deflate = ThreadPoolService("deflate", reactor, maxthreads=DEFLATE_THREADS)
     server.archives = Archives(server, deflate)
     pixel_pool.setServiceParent(top)
@@ -139,6 +146,7 @@ def makeService(options, reactor=default_reactor):
         # The filters of the HTTP server and of the ingest path.
         site.resource.request_filter = server.lua.filter_http_request
         server.ingest.instance_filter = server.lua.filter_received_instance
+        server.ingest.instance_filter_needed = server.lua.filters_received_instances
     server.stability.setServiceParent(top)
     deflate.setServiceParent(top)
     server.jobs.setServiceParent(top)

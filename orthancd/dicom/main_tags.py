@@ -146,6 +146,14 @@ def on_change(listener):
 
 def signature(level):
     """The MainDicomTagsSignature of a resource indexed now at ``level``:
-    its main tags as "gggg,eeee" joined by ';', in tag order."""
-    return ";".join("%04x,%04x" % (tag >> 16, tag & 0xFFFF)
-                    for tag in sorted(MAIN_DICOM_TAGS[level]))
+    its main tags as "gggg,eeee" joined by ';', in tag order (computed once
+    per configuration: every stored instance asks for it)."""
+    cached = _signatures.get(level)
+    if cached is None:
+        cached = _signatures[level] = ";".join(
+            "%04x,%04x" % (tag >> 16, tag & 0xFFFF) for tag in sorted(MAIN_DICOM_TAGS[level]))
+    return cached
+
+
+_signatures = {}
+on_change(_signatures.clear)

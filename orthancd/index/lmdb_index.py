@@ -46,8 +46,12 @@ from orthancd.index.base import (
     USER_CONTENT_START, USER_METADATA_START, Change, ChangeType, ContentType, DeleteOutcome,
     MetadataType, Resource, ResourceIndex, StorageFull, StoreOutcome, UnknownResource, now_iso,
     series_completeness)
+from orthancd.index.map_gate import MapGate
 from orthancd.index.writer import IndexWriter
+from orthancd.logs import logger
 from orthancd.storage.area import StoredFile
+
+log = logger(__name__)
 
 SCHEMA_VERSION = b"2"
 _U64 = struct.Struct(">Q")
@@ -158,9 +162,12 @@ class LmdbResourceIndex(ResourceIndex):
         self._normalize = lambda value: value
         # The index commits only once the files it references are durable;
         # the writer is a service of its own, started after ``open``.
+        # Readers and the map's growth take turns (orthancd.index.map_gate).
+        self._gate = MapGate()
         self.writer = IndexWriter(self._begin_write, reactor,
                                   on_commit=changes.publish if changes is not None else None,
-                                  make_durable=make_durable, settle=settle_files)
+                                  make_durable=make_durable, settle=settle_files,
+                                  grow_map=self._grow_map)
 
     def open(self):
         os.makedirs(self.directory, exist_ok=True)
@@ -210,7 +217,16 @@ class LmdbResourceIndex(ResourceIndex):
     # ------------------------------------------------------------------ reads
 
     def _read(self):
-        return self.env.begin(buffers=False)
+        return self._gate.reading(self.env)
+
+    def _grow_map(self):
+        """Double the map (the writer thread, between transactions, after a
+        MapFullError): LMDB may change it only while no transaction is open
+        in the process, so readers wait meanwhile."""
+        with self._gate.resizing():
+            self._map_size = self.env.info()["map_size"] * 2
+            self.env.set_mapsize(self._map_size)
+        log.info("The index map grew to {size} MiB", size=self._map_size >> 20)
 
     def _get_record(self, txn, key):
         raw = txn.get(key, db=self.db["resources"])

@@ -2,18 +2,23 @@
 
 LMDB allows one write transaction at a time, and each commit costs an fsync.
 All index writes therefore go through one thread that takes every operation
-queued since its last commit (up to ``max_batch``), runs each in a child
-transaction - so one failing operation does not sink the batch - and commits
-them together.  Throughput grows with concurrency instead of being capped by
-fsyncs per second.  Deferreds fire on the reactor thread after the commit.
+queued since its last commit, runs each in a child transaction - so one
+failing operation does not sink the batch - and commits them together.
+Before that, a durability thread makes the files the operations reference
+durable (up to ``max_batch`` operations at a time), so that syncing the
+files of the next operations overlaps the commit of the previous ones.
+Throughput grows with concurrency instead of being capped by fsyncs per
+second.  Deferreds fire on the reactor thread after the commit.
 
-The writer is a service: its thread starts in ``startService`` (after twistd
+The writer is a service: its threads start in ``startService`` (after twistd
 has forked, when it daemonizes) and ``stopService`` commits what was queued
-before it, then lets the thread end.
+before it, then lets the threads end.
 """
 import queue
 import threading
 import time
+
+import lmdb
 
 from twisted.application import service
 from twisted.internet import defer
@@ -36,13 +41,17 @@ class IndexWriter(service.Service):
     name = "index-writer"
 
     def __init__(self, begin_write, reactor, max_batch=256, on_commit=None, make_durable=None,
-                 settle=None):
+                 settle=None, grow_map=None):
+        """``grow_map()``: enlarge the LMDB map after a MapFullError (the
+        batch is then run again)."""
         self._begin_write = begin_write
+        self._grow_map = grow_map
         self._make_durable = make_durable
         self._settle = settle
         self._reactor = reactor
         self._max_batch = max_batch
-        self._queue = queue.SimpleQueue()
+        self._queue = queue.SimpleQueue()  # submitted operations
+        self._durable = queue.SimpleQueue()  # (batch, None or Failure) made durable
         self._on_commit = on_commit  # called with the events of each committed batch
         self._events = []
         self._thread = None
@@ -55,16 +64,19 @@ class IndexWriter(service.Service):
     @property
     def queue_depth(self):
         """Operations waiting for the writer thread."""
-        return self._queue.qsize()
+        return self._queue.qsize() + self._durable.qsize()
 
     def startService(self):
         super().startService()
+        self._durability_thread = threading.Thread(target=self._run_durability,
+                                                   name="lmdb-durability", daemon=True)
         self._thread = threading.Thread(target=self._run, name="lmdb-writer", daemon=True)
+        self._durability_thread.start()
         self._thread.start()
 
     def stopService(self):
         """Fires once every operation submitted before is committed and the
-        thread is gone."""
+        threads are gone."""
         super().stopService()
         self._accepting = False
         stopped = defer.Deferred()
@@ -90,9 +102,13 @@ class IndexWriter(service.Service):
         with self._begin_write() as txn:
             return operation(txn, *args)
 
-    def _run(self):
-        stopped = None
-        while stopped is None:
+    def _run_durability(self):
+        """First stage: make the files of the operations queued so far
+        durable, then hand them to the writer thread.  The files of one
+        batch are synced while the previous batch commits, and the writer
+        takes every batch made durable meanwhile in one commit: commits grow
+        with the load."""
+        while True:
             batch = [self._queue.get()]
             while len(batch) < self._max_batch:
                 try:
@@ -100,9 +116,48 @@ class IndexWriter(service.Service):
                 except queue.Empty:
                     break
             stops = [item for item in batch if item[0] is _STOP]
+            batch = [item for item in batch if item[0] is not _STOP]
+            if batch:
+                self._durable.put((batch, self._made_durable(batch)))
             if stops:
-                stopped = stops[0][1]
-                batch = [item for item in batch if item[0] is not _STOP]
+                self._durable.put((_STOP, stops[0][1]))
+                return
+
+    def _made_durable(self, batch):
+        """None once the batch's files are durable, else the Failure."""
+        files = [f for _, _, batch_files, _ in batch for f in batch_files]
+        if not files or self._make_durable is None:
+            return None
+        started = time.perf_counter()
+        try:
+            self._make_durable(files)
+        except BaseException:
+            failure = Failure()
+            self.log.failure("Cannot make files durable", failure)
+            return failure
+        self.log.debug("{count} files made durable in {durable:.2f} ms", count=len(files),
+                       durable=(time.perf_counter() - started) * 1000)
+        return None
+
+    def _run(self):
+        """Second stage: commit what the first made durable."""
+        stopped = None
+        while stopped is None:
+            items = [self._durable.get()]
+            while True:
+                try:
+                    items.append(self._durable.get_nowait())
+                except queue.Empty:
+                    break
+            batch = []
+            for first, second in items:
+                if first is _STOP:
+                    stopped = second
+                elif second is None:
+                    batch.extend(first)
+                else:
+                    self._reactor.callFromThread(
+                        self._deliver, [(d, second) for _, _, _, d in first], [])
             if batch:
                 self._commit(batch)
         self._reactor.callFromThread(stopped.callback, None)
@@ -117,25 +172,16 @@ class IndexWriter(service.Service):
         results = []
         events = []
         started = time.perf_counter()
-        durable = started
         try:
-            files = [f for _, _, batch_files, _ in batch for f in batch_files]
-            if files and self._make_durable is not None:
-                self._make_durable(files)
-            durable = time.perf_counter()
-            with self._begin_write() as txn:
-                for operation, args, _, d in batch:
-                    child = self._begin_write(parent=txn)
-                    self._events = []
-                    try:
-                        result = operation(child, *args)
-                    except BaseException:
-                        child.abort()
-                        results.append((d, Failure()))
-                    else:
-                        child.commit()
-                        results.append((d, result))
-                        events.extend(self._events)
+            while True:
+                try:
+                    results, events = self._apply(batch)
+                    break
+                except lmdb.MapFullError:
+                    if self._grow_map is None:
+                        raise
+                    # Nothing of the batch was committed: grow, then again.
+                    self._grow_map()
         except BaseException:
             failure = Failure()
             self.log.failure("Index commit failed", failure)
@@ -144,10 +190,8 @@ class IndexWriter(service.Service):
         self.last_batch_size = len(batch)
         self.commits += 1
         self.committed_operations += sum(1 for _, result in results if not isinstance(result, Failure))
-        self.log.debug("group commit: {count} operations, files made durable in {durable:.2f} ms, "
-                       "index committed in {commit:.2f} ms", count=len(batch),
-                       durable=(durable - started) * 1000,
-                       commit=(time.perf_counter() - durable) * 1000)
+        self.log.debug("group commit: {count} operations, index committed in {commit:.2f} ms",
+                       count=len(batch), commit=(time.perf_counter() - started) * 1000)
         self._reactor.callFromThread(self._deliver, results, events)
         if self._settle is not None:
             committed = [f for (_, _, files, _), (_, result) in zip(batch, results)
@@ -158,6 +202,30 @@ class IndexWriter(service.Service):
                 except Exception:
                     # Harmless: the start-up check settles what is left.
                     self.log.failure("Cannot settle committed files")
+
+    def _apply(self, batch):
+        """Run the batch in one transaction; ([(Deferred, result or
+        Failure)], events) once committed.  MapFullError, from any
+        operation or the commit, leaves the whole transaction aborted."""
+        results = []
+        events = []
+        with self._begin_write() as txn:
+            for operation, args, _, d in batch:
+                child = self._begin_write(parent=txn)
+                self._events = []
+                try:
+                    result = operation(child, *args)
+                except lmdb.MapFullError:
+                    child.abort()
+                    raise
+                except BaseException:
+                    child.abort()
+                    results.append((d, Failure()))
+                else:
+                    child.commit()
+                    results.append((d, result))
+                    events.extend(self._events)
+        return results, events
 
     def _deliver(self, results, events):
         # The events first: what subscribes to them (the stability monitor,

@@ -22,6 +22,7 @@ from orthancd.index.base import UnknownResource
 from orthancd.rest.dispatch import RestResource, effective_method
 from orthancd.rest.uri import url_decode
 from orthancd.rest.http import EmptyAnswer, error_body, sized
+from orthancd.uploads.spool import BodyFile
 from orthancd.uploads.uploader import maximum_request_body_size
 
 log = logger(__name__)
@@ -223,6 +224,9 @@ class OrthancRequest(server.Request):
         if self._body_refused:
             return
         self._body_refused = True
+        received = getattr(self, "content", None)
+        if received is not None:
+            received.close()  # a BodyFile goes with what it holds
         self.content = _Discarded()
         self.channel.transport.write(b"HTTP/1.1 %s\r\nContent-Length: 0\r\n"
                                      b"Connection: close\r\n\r\n" % status)
@@ -359,11 +363,14 @@ class OrthancChannel(http.HTTPChannel):
 
 
 class OrthancSite(server.Site):
-    """Keeps request bodies of up to 64 MB in memory: Twisted would spool
-    anything over 100 kB to a temporary file on the reactor thread, and an
-    uploaded DICOM file is read back whole anyway."""
+    """Keeps small request bodies in memory; larger ones (or those of
+    unknown length) are written as they arrive into a file of the storage
+    area's temporary directory (``upload_directory``, once known), which
+    the upload path adopts as the stored file without copying it.  Memory
+    then stays bounded however many large uploads run at once."""
 
-    IN_MEMORY_BODY_LIMIT = 64 * 1024 * 1024
+    IN_MEMORY_BODY_LIMIT = 256 * 1024
+    upload_directory = None
     requestFactory = OrthancRequest
     protocol = OrthancChannel
 
@@ -392,7 +399,10 @@ class OrthancSite(server.Site):
     def getContentFile(self, length):
         if length is not None and length <= self.IN_MEMORY_BODY_LIMIT:
             return io.BytesIO()
-        return tempfile.TemporaryFile()
+        directory = self.upload_directory() if self.upload_directory is not None else None
+        if directory is None:
+            return tempfile.TemporaryFile()
+        return BodyFile(directory)
 
 
 def build_site(ctx):
@@ -402,5 +412,7 @@ def build_site(ctx):
     site = OrthancSite(root, ctx.configuration)
     site.displayTracebacks = False
     site.noisy = False
+    # Known once the storage area has started (nothing is opened before).
+    site.upload_directory = lambda: getattr(ctx, "temporary_directory", None)
     ctx.app = app
     return site

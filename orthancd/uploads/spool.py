@@ -9,11 +9,13 @@ import os
 import tempfile
 
 from orthancd.storage.digests import ContentHasher
+from orthancd.storage.filesystem import start_writeback
 from orthancd.storage.streaming import ReceivedFile
 
 # Beyond this, the bytes go to a file: inflated archive members can reach
 # gigabytes, and so can the parts of a form.
 MEMORY_LIMIT = 16 * 1024 * 1024
+_HASH_PIECE = 1024 * 1024
 
 
 class Spool:
@@ -91,3 +93,48 @@ def copy_range(source, start, length, spool, chunk_size=1 << 20):
         spool.write(data)
         length -= len(data)
     return spool
+
+
+class BodyFile:
+    """A request body written, as it arrives, into a new file of the storage
+    area's temporary directory: a large upload then never sits in memory,
+    and a DICOM body becomes the stored file by a mere rename (``received``)
+    instead of being copied.  It reads like the temporary file Twisted
+    would use; ``close`` (Twisted calls it once the request is done)
+    removes the file unless the storage area took it."""
+
+    def __init__(self, directory):
+        fd, self.path = tempfile.mkstemp(dir=directory, suffix=".upload")
+        self._file = os.fdopen(fd, "w+b")
+        self._received = None
+
+    def __getattr__(self, name):
+        # write, read, seek, tell, seekable, fileno...: the file's own.
+        return getattr(self._file, name)
+
+    def received(self):
+        """The complete body as a ReceivedFile, hashed (blocking: off the
+        reactor).  Once the storage area moved it, closing leaves it be."""
+        self._file.flush()
+        fd = self._file.fileno()
+        start_writeback(fd)
+        # Read back in pieces rather than mapped: a mapping of a large
+        # upload would count, whole, in the daemon's resident memory.
+        hasher = ContentHasher()
+        offset = 0
+        while True:
+            piece = os.pread(fd, _HASH_PIECE, offset)
+            if not piece:
+                break
+            hasher.update(piece)
+            offset += len(piece)
+        self._received = ReceivedFile(self.path, hasher.digests())
+        return self._received
+
+    def close(self):
+        self._file.close()
+        if self._received is None or not self._received.moved:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass

@@ -21,7 +21,8 @@ from orthancd.errors import ErrorCode, OrthancError
 from orthancd.logs import logger
 from orthancd.uploads.compressed import ZipMembers, gunzip, is_zip
 from orthancd.uploads.multipart import form_parts
-from orthancd.uploads.spool import MEMORY_LIMIT, Spool, copy_range, discard_payload
+from orthancd.uploads.spool import (MEMORY_LIMIT, BodyFile, Spool, copy_range,
+                                    discard_payload)
 
 log = logger(__name__)
 
@@ -33,6 +34,8 @@ DEFAULT_MAXIMUM_REQUEST_BODY_SIZE = 8192
 # What a zip member may fail with and still be skipped: not DICOM, or
 # without its identifiers ("probably a DICOMDIR", in Orthanc's words).
 _SKIPPED_IN_ARCHIVES = (ErrorCode.BadFileFormat, ErrorCode.InexistentTag)
+# What Uploader._payload answers for a zip archive.
+_ZIP = object()
 
 
 def maximum_request_body_size(configuration):
@@ -79,33 +82,42 @@ class Uploader:
     async def store_body(self, body, content_encoding, origin):
         """Store what the body holds: the StoreOutcome of its instance, or
         the list of those of a zip archive's instances."""
-        if await self._run(_size, body) == 0:
-            raise OrthancError(ErrorCode.BadFileFormat, "Received an empty DICOM file")
-        if is_zip(await self._run(_head, body)):
-            return await self._store_archive(body, origin)
-        if (content_encoding or "").strip().lower() == "gzip":
-            payload = await self._run(self._gunzip, body)
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            # In memory: nothing to wait for before the ingest path.
+            payload = self._payload(body, content_encoding)
         else:
-            payload = await self._run(self._payload, body)
+            payload = await self._run(self._payload, body, content_encoding)
+        if payload is _ZIP:
+            return await self._store_archive(body, origin)
         return await self._store(payload, origin)
 
-    def _gunzip(self, body):
+    def _payload(self, body, content_encoding):
+        """The one DICOM file of the body (bytes, or a ReceivedFile), or
+        _ZIP for an archive (blocking for a body in a file)."""
+        if _size(body) == 0:
+            raise OrthancError(ErrorCode.BadFileFormat, "Received an empty DICOM file")
+        if is_zip(_head(body)):
+            return _ZIP
+        if (content_encoding or "").strip().lower() == "gzip":
+            return self._gunzip(body)
+        if isinstance(body, bytes):
+            return body
+        if isinstance(body, (bytearray, memoryview)):
+            return bytes(body)
+        if isinstance(body, BodyFile):
+            return body.received()  # the stored file will be this one
         spool = self._new_spool()
         try:
-            gunzip(_as_file(body), spool, self.archive_limit)
+            copy_range(body, 0, body.seek(0, 2), spool)
         except BaseException:
             spool.discard()
             raise
         return spool.payload()
 
-    def _payload(self, body):
-        if isinstance(body, bytes):
-            return body
-        if isinstance(body, (bytearray, memoryview)):
-            return bytes(body)
+    def _gunzip(self, body):
         spool = self._new_spool()
         try:
-            copy_range(body, 0, body.seek(0, 2), spool)
+            gunzip(_as_file(body), spool, self.archive_limit)
         except BaseException:
             spool.discard()
             raise
@@ -117,7 +129,7 @@ class Uploader:
                 return await self.ingest.store(payload, origin)
             return await self.ingest.store_file(payload, origin)
         finally:
-            if not isinstance(payload, bytes):
+            if not isinstance(payload, bytes) and not payload.moved:
                 await self._run(discard_payload, payload)
 
     async def _store_archive(self, body, origin):
