@@ -20,7 +20,6 @@ import argparse
 import http.client
 import io
 import os
-import shlex
 import sys
 import threading
 import time
