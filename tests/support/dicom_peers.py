@@ -93,8 +93,10 @@ def _status(status):
     return "0x%04x" % status.Status
 
 
-def associate(port, called, contexts, calling="FINDSCU", roles=(), handlers=()):
+def associate(port, called, contexts, calling="FINDSCU", roles=(), handlers=(),
+              dimse_timeout=30):
     ae = AE(ae_title=calling)
+    ae.dimse_timeout = dimse_timeout
     for context in contexts:
         if isinstance(context, tuple):
             ae.add_requested_context(*context)
@@ -108,7 +110,9 @@ def associate(port, called, contexts, calling="FINDSCU", roles=(), handlers=()):
 def find_raw(port, called, query, model, ignored=(0x00080054,), calling="FINDSCU"):
     """(final status, sorted raw answers) of a C-FIND, or the association
     outcome when there is no final answer."""
-    association = associate(port, called, [model], calling=calling)
+    # A server that never answers (as both do to some queries) is waited
+    # for 10 s, not pynetdicom's 30.
+    association = associate(port, called, [model], calling=calling, dimse_timeout=10)
     if not association.is_established:
         return "not established", []
     answers, final = [], None
