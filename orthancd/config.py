@@ -68,6 +68,9 @@ OPTIONAL_OPTION_TYPES = {
     # and 4096, see orthancd.uploads.uploader).
     "MaximumRequestBodySizeMB": int,
     "MaximumFileSizeInArchiveMB": int,
+    # orthancd's own: how many helper processes parse the headers of
+    # concurrent uploads (orthancd.ingest_workers.default_worker_count).
+    "IngestWorkers": int,
 }
 
 # Orthanc accepts these options in more than one JSON shape.

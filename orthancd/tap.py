@@ -107,7 +107,7 @@ def makeService(options, reactor=default_reactor):
     from orthancd.modalities import modality_registry
     from orthancd.net.scp_services import scp_services
     from orthancd.net.server import DicomServerFactory
-    from orthancd.ingest_workers import ParserPool
+    from orthancd.ingest_workers import ParserPool, default_worker_count
     from orthancd.pools import ThreadPoolService
     from orthancd.rest.app import build_site
     from orthancd.server import OrthancServer
@@ -128,7 +128,8 @@ def makeService(options, reactor=default_reactor):
     file_io.setServiceParent(top)
     # Helper processes parsing the headers of incoming instances.
     parsers = ParserPool(reactor, server.temporary_directory,
-                         {"extra_main_dicom_tags": configuration.get("ExtraMainDicomTags")})
+                         {"extra_main_dicom_tags": configuration.get("ExtraMainDicomTags")},
+                         configuration.get("IngestWorkers", default_worker_count()))
     parsers.setServiceParent(top)
     server.ingest.parser_pool = parsers
     deflate = ThreadPoolService("deflate", reactor, maxthreads=DEFLATE_THREADS)

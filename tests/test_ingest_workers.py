@@ -12,7 +12,7 @@ import pytest
 
 from orthancd.dicom.reading import DicomFormatError, read_dataset
 from orthancd.dicom.summary import summarize
-from orthancd.ingest_workers import _parse
+from orthancd.ingest_workers import _parse, default_worker_count
 from tests.support.daemon import SAMPLES, Daemon
 
 WORKER_MODULE = b"orthancd.ingest_workers"
@@ -92,7 +92,7 @@ def workers_of(daemon):
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    d = Daemon(tmp_path_factory.mktemp("workers")).start()
+    d = Daemon(tmp_path_factory.mktemp("workers"), IngestWorkers=2).start()
     yield d
     d.stop()
 
@@ -164,7 +164,7 @@ def test_a_killed_worker_loses_no_request(daemon):
 
 
 def test_stopping_the_daemon_stops_its_workers(tmp_path):
-    d = Daemon(tmp_path).start()
+    d = Daemon(tmp_path, IngestWorkers=2).start()
     try:
         # Workers start when uploads come in together.
         check_answers(upload_all(d.client(), all_samples()[:40]))
@@ -176,3 +176,9 @@ def test_stopping_the_daemon_stops_its_workers(tmp_path):
     assert "Server Shut Down." in d.log()
     for pid in workers:
         assert not os.path.exists("/proc/%d" % pid) or b"" == cmdline(pid)
+
+
+def test_default_worker_count():
+    """None on 2 cores, where they slow ingest down (bench/rest_bench.py);
+    the cores beyond two elsewhere, at most 4."""
+    assert [default_worker_count(cores) for cores in (1, 2, 3, 4, 8, 64)] == [0, 0, 1, 2, 4, 4]
