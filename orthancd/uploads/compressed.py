@@ -19,6 +19,9 @@ _CHUNK = 1 << 20
 _GZIP_ROUND = 10 * _CHUNK
 _GZIP = 16 + zlib.MAX_WBITS  # a gzip wrapper only, as Orthanc's GzipCompressor
 _STORED, _DEFLATED, _BZIP2 = 0, 8, 12
+# Compressed patched data (bit 5) and strong encryption (bit 6): members
+# neither Orthanc's reader nor zipfile inflate.
+_UNREADABLE_FLAGS = 0x20 | 0x40
 _UNSUPPORTED_MEMBER = "Invalid file or unsupported compression method (e.g. Deflate64)"
 
 
@@ -91,7 +94,7 @@ class ZipMembers:
             self._archive = zipfile.ZipFile(source)
             infos = self._archive.infolist()
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
-                NotImplementedError, struct.error):
+                struct.error):
             raise bad_file_format("Cannot open ZIP archive from memory buffer")
         self._infos = iter(infos)
 
@@ -130,6 +133,8 @@ class ZipMembers:
             raise bad_file_format()  # Orthanc's reader opens it but cannot inflate it
 
     def _inflate(self, info):
+        if info.flag_bits & _UNREADABLE_FLAGS:
+            raise bad_file_format()
         spool = self._new_spool()
         try:
             with self._archive.open(info) as member:
@@ -138,8 +143,7 @@ class ZipMembers:
                     if not data:
                         break
                     spool.write(data)
-        except (zipfile.BadZipFile, EOFError, zlib.error, RuntimeError, OSError, ValueError,
-                NotImplementedError):
+        except (zipfile.BadZipFile, EOFError, zlib.error, RuntimeError, OSError, ValueError):
             spool.discard()
             raise bad_file_format()
         if spool.size != info.file_size:
