@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from tests.support.daemon import Daemon, read_sample
-from tests.support.oracle import RealOrthanc
+from tests.support.oracle import RealOrthanc, running
 
 # Generated anew by each server: UIDs, the patient ID, dates and times.
 VOLATILE = {0x00080012, 0x00080013, 0x00080018, 0x00080020, 0x00080021, 0x00080022,
@@ -151,15 +151,9 @@ REQUESTS = [
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    ours = Daemon(tmp_path_factory.mktemp("orthancd")).start()
-    try:
-        theirs = RealOrthanc(tmp_path_factory.mktemp("oracle")).start()
-    except Exception:
-        ours.stop()
-        raise
-    yield ours.client(), theirs.client()
-    ours.stop()
-    theirs.stop()
+    pair = (Daemon(tmp_path_factory.mktemp("orthancd")), RealOrthanc(tmp_path_factory.mktemp("oracle")))
+    with running(pair) as (ours, theirs):
+        yield ours.client(), theirs.client()
 
 
 def _stored(client, answer):

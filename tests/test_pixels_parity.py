@@ -19,7 +19,7 @@ from PIL import Image
 
 from tests.support.daemon import Daemon, read_sample
 from tests.support.dicom_writer import element, unique_uid
-from tests.support.oracle import RealOrthanc
+from tests.support.oracle import RealOrthanc, running
 
 SAMPLES = [
     "TransferSyntaxes/1.2.840.10008.1.2.dcm", "TransferSyntaxes/1.2.840.10008.1.2.1.dcm",
@@ -52,15 +52,9 @@ LOSSY_JPEG = ("1.2.840.10008.1.2.4.50", "Issue164", "Lena", "Issue44", "Pilates"
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    ours = Daemon(tmp_path_factory.mktemp("orthancd")).start()
-    try:
-        theirs = RealOrthanc(tmp_path_factory.mktemp("oracle")).start()
-    except Exception:
-        ours.stop()
-        raise
-    yield ours.client(), theirs.client()
-    ours.stop()
-    theirs.stop()
+    pair = (Daemon(tmp_path_factory.mktemp("orthancd")), RealOrthanc(tmp_path_factory.mktemp("oracle")))
+    with running(pair) as (ours, theirs):
+        yield ours.client(), theirs.client()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.daemon import Daemon, read_sample
 from tests.support.dicom_writer import dicom_file, element, item
-from tests.support.oracle import RealOrthanc
+from tests.support.oracle import RealOrthanc, running
 
 DICTIONARY = {
     "7053,1009": ["DS", "RegisteredWithoutCreator", 1, 1],
@@ -27,15 +27,9 @@ OPTIONS = {"Dictionary": DICTIONARY, "DefaultPrivateCreator": "CRAFTED CREATOR"}
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    ours = Daemon(tmp_path_factory.mktemp("orthancd"), **OPTIONS).start()
-    try:
-        theirs = RealOrthanc(tmp_path_factory.mktemp("oracle"), **OPTIONS).start()
-    except Exception:
-        ours.stop()
-        raise
-    yield ours.client(), theirs.client()
-    ours.stop()
-    theirs.stop()
+    pair = (Daemon(tmp_path_factory.mktemp("orthancd"), **OPTIONS), RealOrthanc(tmp_path_factory.mktemp("oracle"), **OPTIONS))
+    with running(pair) as (ours, theirs):
+        yield ours.client(), theirs.client()
 
 
 def upload_both(servers, data):

@@ -20,7 +20,7 @@ import pytest
 
 from orthancd.pixels.decoding import DicomPixels
 from tests.support.daemon import Daemon, read_sample
-from tests.support.oracle import RealOrthanc
+from tests.support.oracle import RealOrthanc, running
 
 SAMPLES = [
     "TransferSyntaxes/1.2.840.10008.1.2.dcm", "TransferSyntaxes/1.2.840.10008.1.2.2.dcm",
@@ -66,15 +66,9 @@ def _same_pixels(a, b, tolerance=0):
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    ours = Daemon(tmp_path_factory.mktemp("orthancd")).start()
-    try:
-        theirs = RealOrthanc(tmp_path_factory.mktemp("oracle")).start()
-    except Exception:
-        ours.stop()
-        raise
-    yield ours.client(), theirs.client()
-    ours.stop()
-    theirs.stop()
+    pair = (Daemon(tmp_path_factory.mktemp("orthancd")), RealOrthanc(tmp_path_factory.mktemp("oracle")))
+    with running(pair) as (ours, theirs):
+        yield ours.client(), theirs.client()
 
 
 @pytest.fixture(scope="module")
