@@ -61,9 +61,11 @@ class OrthancServer:
     """Built by makeService, before twistd forks: nothing here opens a file
     or starts a thread; ``open`` does at start-up.  ``file_io`` is the pool
     (orthancd.pools) that reads, writes and parses files; ``pixel_pool``
-    the one that decodes and encodes images (file_io when not given)."""
+    the one that decodes and encodes images (file_io when not given);
+    ``hashing`` the one where received files get their MD5 beside the rest
+    (orthancd.storage.digests; none: where they are written)."""
 
-    def __init__(self, configuration, reactor, file_io, pixel_pool=None):
+    def __init__(self, configuration, reactor, file_io, pixel_pool=None, hashing=None):
         self.configuration = configuration
         # Orthanc extends DCMTK's global dictionary; so does orthancd, once
         # (before the main tags, which may name the tags it declares).
@@ -78,6 +80,7 @@ class OrthancServer:
         self.reactor = reactor
         self.file_io = file_io
         self.pixel_pool = pixel_pool or file_io
+        self.hashing = hashing
         storage_dir = configuration.storage_directory
         index_dir = configuration.index_directory
         self.metrics = ServerMetrics(self, reactor, bool(configuration.get("MetricsEnabled", True)))

@@ -41,6 +41,8 @@ DEFLATE_THREADS = max(2, os.cpu_count() or 1)
 # the GIL for most of it.  A few threads keep both cores busy, and bound the
 # memory that concurrent decodes take (bench/pixels_bench.py).
 PIXEL_THREADS = 4
+# MD5s of received files, computed beside their writing and parsing.
+HASHING_THREADS = 2
 
 
 class Options(usage.Options):
@@ -117,8 +119,9 @@ def makeService(options, reactor=default_reactor):
     top = StackedServices()
     file_io = ThreadPoolService("file-io", reactor, maxthreads=FILE_IO_THREADS)
     pixel_pool = ThreadPoolService("pixels", reactor, maxthreads=PIXEL_THREADS)
+    hashing = ThreadPoolService("hashing", reactor, maxthreads=HASHING_THREADS)
     try:
-        server = OrthancServer(configuration, reactor, file_io, pixel_pool)
+        server = OrthancServer(configuration, reactor, file_io, pixel_pool, hashing)
     except ConfigurationError as e:
         # Options whose values only the server checks (ExtraMainDicomTags,
         # IngestTranscoding): the same message as a configuration mistake.
@@ -126,6 +129,7 @@ def makeService(options, reactor=default_reactor):
     IndexService(server).setServiceParent(top)
     server.index.writer.setServiceParent(top)
     file_io.setServiceParent(top)
+    hashing.setServiceParent(top)
     # Helper processes parsing the headers of incoming instances.
     parsers = ParserPool(reactor, server.temporary_directory,
                          {"extra_main_dicom_tags": configuration.get("ExtraMainDicomTags")},

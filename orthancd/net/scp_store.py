@@ -124,7 +124,7 @@ class IncomingInstance:
                                              dir=service.temporary_directory)
             os.close(fd)
             self._writer = StreamingFileWriter(self.path, request.association.clock,
-                                               service.file_io)
+                                               service.file_io, service.hashing)
             self._writer.write(header)
         except Exception as exc:
             log.error("cannot create a temporary file for C-STORE: %s", exc)
@@ -231,6 +231,11 @@ class StoreService:
     def file_io(self):
         """The pool that writes received files, when the services have one."""
         return getattr(self._services, "file_io", None)
+
+    @property
+    def hashing(self):
+        """The pool where received files get their MD5, when there is one."""
+        return getattr(self._services, "hashing", None)
 
     def abstract_syntaxes(self, settings):
         return accepted_sop_classes(settings.accepted_sop_classes, settings.rejected_sop_classes)

@@ -22,7 +22,7 @@ from orthancd.index.base import UnknownResource
 from orthancd.rest.dispatch import RestResource, effective_method
 from orthancd.rest.uri import url_decode
 from orthancd.rest.http import EmptyAnswer, error_body, sized
-from orthancd.uploads.spool import BodyFile
+from orthancd.uploads.spool import BodyFile, StreamedBody
 from orthancd.uploads.uploader import maximum_request_body_size
 
 log = logger(__name__)
@@ -235,8 +235,25 @@ class OrthancRequest(server.Request):
     def gotLength(self, length):
         if self._body_refused:
             self.content = _Discarded()
+            return
+        streamed = self._is_dicom_upload(length) and self.channel.site.streamed_body()
+        if streamed:
+            self.content = streamed
         else:
             super().gotLength(length)
+
+    def _is_dicom_upload(self, length):
+        """A large POST /instances body that is a file as it comes (neither
+        encoded nor a form): written and hashed while it arrives."""
+        channel = self.channel
+        if channel._command != b"POST" or channel._path.split(b"?", 1)[0] != b"/instances":
+            return False
+        if length is not None and length <= channel.site.IN_MEMORY_BODY_LIMIT:
+            return False
+        headers = self.requestHeaders
+        content_type = (headers.getRawHeaders(b"content-type") or [b""])[0]
+        return (not headers.hasHeader(b"content-encoding")
+                and not content_type.lower().startswith(b"multipart/"))
 
     def handleContentChunk(self, data):
         if self._body_refused:
@@ -371,6 +388,9 @@ class OrthancSite(server.Site):
 
     IN_MEMORY_BODY_LIMIT = 256 * 1024
     upload_directory = None
+    # The pool where DICOM uploads are written as they arrive, once known.
+    upload_pool = None
+    upload_hashing = None
     requestFactory = OrthancRequest
     protocol = OrthancChannel
 
@@ -404,6 +424,14 @@ class OrthancSite(server.Site):
             return tempfile.TemporaryFile()
         return BodyFile(directory)
 
+    def streamed_body(self):
+        """A StreamedBody for a DICOM upload, or None before the storage
+        area is there."""
+        directory = self.upload_directory() if self.upload_directory is not None else None
+        if directory is None or self.upload_pool is None:
+            return None
+        return StreamedBody(directory, self.upload_pool, self.upload_hashing)
+
 
 def build_site(ctx):
     app = build_app(ctx)
@@ -414,5 +442,7 @@ def build_site(ctx):
     site.noisy = False
     # Known once the storage area has started (nothing is opened before).
     site.upload_directory = lambda: getattr(ctx, "temporary_directory", None)
+    site.upload_pool = ctx.file_io
+    site.upload_hashing = getattr(ctx, "hashing", None)
     ctx.app = app
     return site

@@ -2,10 +2,16 @@
 MD5 for Orthanc's attachment information.
 
 Both can be fed piece by piece while a file is received, so the bytes are
-hashed once, as they pass, instead of being read back afterwards.
+hashed once, as they pass, instead of being read back afterwards.  Given a
+pool, each hash is computed there in a lane of its own, beside the other
+(MD5 takes about 0.7 ms for 500 kB, SHA-256 0.3 ms) and beside what
+follows the file's last piece (the parse of its header), rather than
+before them.
 """
+import collections
 import dataclasses
 import hashlib
+import threading
 
 
 def uuid_from_sha256(hex_digest):
@@ -21,21 +27,97 @@ class ContentDigests:
     size: int
 
 
+class LateDigests:
+    """ContentDigests still being computed in lanes: reading ``uuid`` or
+    ``md5`` waits for its hash (blocking: off the reactor)."""
+
+    def __init__(self, sha256_lane, md5_lane, size):
+        self._sha256_lane = sha256_lane
+        self._md5_lane = md5_lane
+        self.size = size
+
+    @property
+    def uuid(self):
+        return uuid_from_sha256(self._sha256_lane.hexdigest())
+
+    @property
+    def md5(self):
+        return self._md5_lane.hexdigest()
+
+
+_END = object()
+
+
+class _HashLane:
+    """A hash of pieces fed in order, computed in ``pool`` (anything with
+    ``callInThread``), one drain at a time so the order holds.  Nothing run
+    there ever waits, so a reader waiting for the digest in another pool
+    cannot starve it."""
+
+    def __init__(self, pool, digest):
+        self._pool = pool
+        self._digest = digest
+        self._pieces = collections.deque()
+        self._lock = threading.Lock()
+        self._draining = False
+        self._done = threading.Event()
+        self._hex = None
+
+    def update(self, data):
+        with self._lock:
+            self._pieces.append(data)
+            if self._draining:
+                return
+            self._draining = True
+        self._pool.callInThread(self._drain)
+
+    def close(self):
+        self.update(_END)
+
+    def _drain(self):
+        while True:
+            with self._lock:
+                if not self._pieces:
+                    self._draining = False
+                    return
+                pieces = list(self._pieces)
+                self._pieces.clear()
+            for piece in pieces:
+                if piece is _END:
+                    self._hex = self._digest.hexdigest()
+                    self._done.set()
+                else:
+                    self._digest.update(piece)
+
+    def hexdigest(self):
+        self._done.wait()
+        return self._hex
+
+
 class ContentHasher:
     """Incremental ContentDigests.  hashlib releases the GIL on big
-    updates, so feeding it from a worker thread does not stall the reactor."""
+    updates, so feeding it from a worker thread does not stall the reactor.
+    With ``pool``, both hashes are computed there, each in a lane of its
+    own (see the module's doc), and ``digests()`` gives LateDigests."""
 
-    def __init__(self, salt=b""):
+    def __init__(self, salt=b"", pool=None):
         self._sha256 = hashlib.sha256(salt)
         self._md5 = hashlib.md5()
+        if pool is not None:
+            self._sha256 = _HashLane(pool, self._sha256)
+            self._md5 = _HashLane(pool, self._md5)
         self._size = 0
 
     def update(self, data):
-        self._sha256.update(data)
         self._md5.update(data)
+        self._sha256.update(data)
         self._size += len(data)
 
     def digests(self):
+        if isinstance(self._md5, _HashLane):
+            self._md5.close()
+            self._sha256.close()
+            return LateDigests(self._sha256, self._md5, self._size)
         return ContentDigests(uuid_from_sha256(self._sha256.hexdigest()),
                               self._md5.hexdigest(), self._size)
 

@@ -36,9 +36,11 @@ class StreamingFileWriter:
     returns a Deferred firing (on the reactor) with the ReceivedFile, or
     failing with the first write error.  The writes run in ``pool`` (the
     server's file I/O pool, anything with ``callInThread``), by default in
-    the reactor's."""
+    the reactor's.  With ``hash_pool``, the file is hashed there, beside
+    the writes: the ReceivedFile comes once it is written, with
+    orthancd.storage.digests.LateDigests."""
 
-    def __init__(self, path, reactor=None, pool=None):
+    def __init__(self, path, reactor=None, pool=None, hash_pool=None):
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
@@ -46,7 +48,7 @@ class StreamingFileWriter:
         self._threaded = hasattr(self._pool, "callInThread")
         self.path = path
         self._file = open(path, "wb", buffering=_WRITE_BUFFER)
-        self._hasher = ContentHasher()
+        self._hasher = ContentHasher(pool=hash_pool)
         self._pending = collections.deque()
         self._lock = threading.Lock()
         self._draining = False
@@ -94,8 +96,9 @@ class StreamingFileWriter:
                     self._finish()
                 elif self._error is None and self._file is not None:
                     try:
-                        self._file.write(item)
+                        # Hash lanes (with a hash pool) start on it meanwhile.
                         self._hasher.update(item)
+                        self._file.write(item)
                     except Exception as e:
                         self._error = e
 

@@ -8,9 +8,12 @@ import io
 import os
 import tempfile
 
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
 from orthancd.storage.digests import ContentHasher
 from orthancd.storage.filesystem import start_writeback
-from orthancd.storage.streaming import ReceivedFile
+from orthancd.storage.streaming import ReceivedFile, StreamingFileWriter
 
 # Beyond this, the bytes go to a file: inflated archive members can reach
 # gigabytes, and so can the parts of a form.
@@ -138,3 +141,104 @@ class BodyFile:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
+
+
+class StreamedBody:
+    """The body of a DICOM upload (POST /instances), written and hashed in
+    the file I/O pool as it arrives, in order, as the C-STORE SCP writes
+    what it receives (orthancd.storage.streaming): hashing overlaps with
+    receiving instead of following it, and the reactor only hands pieces
+    over.  ``complete()`` fires once the file is whole; it then becomes
+    the stored file by a rename.  Its size and first bytes are known
+    without reading it back; anything else that reads it (a zip archive)
+    does so off the reactor, once it is complete."""
+
+    HEAD_SIZE = 4
+
+    def __init__(self, directory, pool, hash_pool=None, reactor=None):
+        fd, self.path = tempfile.mkstemp(dir=directory, suffix=".upload")
+        os.close(fd)
+        self._writer = StreamingFileWriter(self.path, reactor, pool, hash_pool)
+        self.head = b""
+        self.size = 0
+        self._completion = None
+        self._outcome = None  # the ReceivedFile or the Failure, once written
+        self._received = None
+        self._reader = None
+        self._closed = False
+        self._waiters = []
+
+    def write(self, data):
+        if len(self.head) < self.HEAD_SIZE:
+            self.head = (self.head + bytes(data[:self.HEAD_SIZE]))[:self.HEAD_SIZE]
+        self.size += len(data)
+        self._writer.write(data)
+
+    def complete(self):
+        """Deferred firing with the whole body as a ReceivedFile (hashed)."""
+        if self._completion is None:
+            self._waiters = []
+            self._completion = self._writer.close()
+            self._completion.addBoth(self._completed)
+        if self._outcome is not None:
+            return defer.fail(self._outcome) if isinstance(self._outcome, Failure) \
+                else defer.succeed(self._outcome)
+        d = defer.Deferred()
+        self._waiters.append(d)
+        return d
+
+    def _completed(self, outcome):
+        self._outcome = outcome
+        if not isinstance(outcome, Failure):
+            self._received = outcome
+        if self._closed:
+            discard_payload(ReceivedFile(self.path, None))
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            if isinstance(outcome, Failure):
+                d.errback(outcome)
+            else:
+                d.callback(outcome)
+
+    @property
+    def received(self):
+        """The ReceivedFile, once ``complete()`` fired."""
+        return self._received
+
+    def tell(self):
+        if self._reader is None:
+            return self.size  # where the writes are
+        return self._reader.tell()
+
+    def seek(self, offset, whence=0):
+        # Twisted rewinds the body once it is received; nothing reads it
+        # before it is complete.
+        if self._reader is None and offset == 0 and whence == 0:
+            return 0
+        return self._read_side().seek(offset, whence)
+
+    def __getattr__(self, name):
+        # read, tell, fileno...: of a read handle on the complete file
+        # (blocking: off the reactor).
+        return getattr(self._read_side(), name)
+
+    def _read_side(self):
+        if self._received is None:
+            raise ValueError("The body is not complete yet")
+        if self._reader is None:
+            self._reader = open(self.path, "rb")
+        return self._reader
+
+    def close(self):
+        """Once the request is done: the file goes, unless the storage area
+        took it (or it is still being written: it goes once written)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._reader is not None:
+            self._reader.close()
+        if self._completion is None:
+            self._writer.discard()
+        elif self._outcome is not None:
+            # Removed once written, by _completed, otherwise.
+            discard_payload(self._received or ReceivedFile(self.path, None))

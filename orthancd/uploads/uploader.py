@@ -21,8 +21,8 @@ from orthancd.errors import ErrorCode, OrthancError
 from orthancd.logs import logger
 from orthancd.uploads.compressed import ZipMembers, gunzip, is_zip
 from orthancd.uploads.multipart import form_parts
-from orthancd.uploads.spool import (MEMORY_LIMIT, BodyFile, Spool, copy_range,
-                                    discard_payload)
+from orthancd.uploads.spool import (MEMORY_LIMIT, BodyFile, Spool, StreamedBody,
+                                    copy_range, discard_payload)
 
 log = logger(__name__)
 
@@ -47,12 +47,16 @@ def maximum_request_body_size(configuration):
 def _size(body):
     if isinstance(body, (bytes, bytearray, memoryview)):
         return len(body)
+    if isinstance(body, StreamedBody):
+        return body.size
     return body.seek(0, 2)
 
 
 def _head(body):
     if isinstance(body, (bytes, bytearray, memoryview)):
         return bytes(body[:4])
+    if isinstance(body, StreamedBody):
+        return body.head
     body.seek(0)
     return body.read(4)
 
@@ -82,7 +86,12 @@ class Uploader:
     async def store_body(self, body, content_encoding, origin):
         """Store what the body holds: the StoreOutcome of its instance, or
         the list of those of a zip archive's instances."""
-        if isinstance(body, (bytes, bytearray, memoryview)):
+        if isinstance(body, StreamedBody):
+            # Written and hashed as it came: its size, its first bytes and
+            # the file are known without reading it.
+            await body.complete()
+            payload = self._payload(body, content_encoding)
+        elif isinstance(body, (bytes, bytearray, memoryview)):
             # In memory: nothing to wait for before the ingest path.
             payload = self._payload(body, content_encoding)
         else:
@@ -98,6 +107,8 @@ class Uploader:
             raise OrthancError(ErrorCode.BadFileFormat, "Received an empty DICOM file")
         if is_zip(_head(body)):
             return _ZIP
+        if isinstance(body, StreamedBody):
+            return body.received  # never encoded (OrthancRequest)
         if (content_encoding or "").strip().lower() == "gzip":
             return self._gunzip(body)
         if isinstance(body, bytes):

@@ -1,0 +1,198 @@
+"""Large DICOM uploads (POST /instances) are written and hashed while they
+arrive (orthancd.uploads.spool.StreamedBody), with their hashes computed in
+lanes of the hashing pool (orthancd.storage.digests): the stored file, its
+content address and its MD5 are those of the bytes sent, whatever shape the
+body came in, and nothing is left behind when an upload fails or stops."""
+import hashlib
+import io
+import os
+import socket
+import threading
+import time
+import zipfile
+
+import pytest
+from twisted.internet.task import Clock
+from twisted.python.threadpool import ThreadPool
+
+from orthancd.storage.digests import ContentHasher, LateDigests, digests_of
+from orthancd.storage.filesystem import content_uuid
+from orthancd.storage.streaming import StreamingFileWriter
+from orthancd.uploads.spool import StreamedBody
+from tests.support.daemon import Daemon, sample
+
+# Above the in-memory limit of the HTTP site (256 kB): these are streamed.
+LARGE_SAMPLES = ["Implicit-vr-us-palette.dcm",
+                 "TransferSyntaxes/1.2.840.10008.1.2.2.dcm",
+                 "PilatesArgenturGEUltrasoundOsiriX.dcm"]
+
+
+@pytest.fixture(scope="module")
+def pool():
+    threads = ThreadPool(minthreads=0, maxthreads=2, name="test-hashing")
+    threads.start()
+    yield threads
+    threads.stop()
+
+
+@pytest.mark.parametrize("piece", [1, 4096, 65536, 1 << 20])
+def test_hash_lanes_give_the_digests_of_the_bytes(pool, piece):
+    data = os.urandom(300001)
+    hasher = ContentHasher(pool=pool)
+    for i in range(0, len(data), piece):
+        hasher.update(memoryview(data)[i:i + piece])
+    late = hasher.digests()
+    assert isinstance(late, LateDigests)
+    expected = digests_of(data)
+    assert (late.uuid, late.md5, late.size) == (expected.uuid, expected.md5, expected.size)
+
+
+def test_empty_input_through_lanes(pool):
+    late = ContentHasher(pool=pool).digests()
+    assert (late.uuid, late.md5, late.size) == (content_uuid(b""), hashlib.md5().hexdigest(), 0)
+
+
+def test_streamed_body_lifecycle(tmp_path, pool):
+    data = os.urandom(700000)
+    body = StreamedBody(str(tmp_path), pool, pool, reactor=_Immediate())
+    for i in range(0, len(data), 100000):
+        body.write(data[i:i + 100000])
+    assert (body.size, body.head, body.tell()) == (len(data), data[:4], len(data))
+    assert body.seek(0, 0) == 0  # what Twisted does once the body is in
+    done = threading.Event()
+    results = []
+
+    def fire(received):
+        results.append(received)
+        done.set()
+    # Fired from the pool's thread (a real reactor would run it on its own).
+    body.complete().addCallback(fire)
+    assert done.wait(10)
+    (received,) = results
+    assert received == body.path and body.received is received
+    assert (received.digests.uuid, received.digests.md5) == (content_uuid(data),
+                                                            hashlib.md5(data).hexdigest())
+    # Read back like a file, off the reactor (a zip archive is).
+    assert body.read(10) == data[:10] and body.seek(0, 2) == len(data)
+    body.close()
+    assert os.listdir(tmp_path) == []
+
+
+def test_streamed_body_closed_before_completion_leaves_nothing(tmp_path):
+    body = StreamedBody(str(tmp_path), Clock(), reactor=Clock())  # no threads: inline
+    body.write(b"DICM" * 1000)
+    body.close()
+    assert os.listdir(tmp_path) == []
+    body = StreamedBody(str(tmp_path), Clock(), reactor=Clock())
+    body.write(b"x" * 1000)
+    completed = body.complete()
+    body.close()
+    assert completed.called and os.listdir(tmp_path) == []
+
+
+class _Immediate:
+    def callFromThread(self, function, *args):
+        function(*args)
+
+
+def test_writer_with_hash_pool_gives_late_digests(tmp_path, pool):
+    data = os.urandom(200000)
+    path = str(tmp_path / "incoming")
+    # Written inline (a reactor without threads), hashed in the pool.
+    writer = StreamingFileWriter(path, _Immediate(), None, pool)
+    for i in range(0, len(data), 30000):
+        writer.write(data[i:i + 30000])
+    results = []
+    writer.close().addCallback(results.append)
+    (received,) = results
+    with open(received, "rb") as f:
+        assert f.read() == data
+    assert received.digests.uuid == content_uuid(data)
+    assert received.digests.md5 == hashlib.md5(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    server = Daemon(tmp_path_factory.mktemp("streamed")).start()
+    yield server
+    server.stop()
+
+
+def _temporary_files(daemon):
+    folder = os.path.join(daemon.options["StorageDirectory"], "tmp")
+    return [name for name in os.listdir(folder)]
+
+
+@pytest.mark.parametrize("name", LARGE_SAMPLES)
+def test_large_uploads_are_stored_as_sent(daemon, name):
+    client = daemon.client()
+    with open(sample(name), "rb") as f:
+        data = f.read()
+    assert len(data) > 256 * 1024
+    stored = client.upload(data)
+    instance = stored["ID"]
+    assert client.get("/instances/%s/file" % instance).body == data
+    md5 = client.get("/instances/%s/attachments/dicom/md5" % instance).body.decode()
+    assert md5 == hashlib.md5(data).hexdigest()
+    info = client.get_json("/instances/%s/attachments/dicom/info" % instance)
+    assert info["Uuid"] == content_uuid(data) and info["CompressedSize"] == len(data)
+    # The same bytes again, chunked this time: already stored, same file.
+    again = _post_chunked(daemon, data, 50000)
+    assert again[0] == 200 and b'"AlreadyStored"' in again[1]
+    assert _temporary_files(daemon) == []
+
+
+def test_large_zip_upload_is_read_back_from_the_streamed_file(daemon):
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
+        for name in LARGE_SAMPLES:
+            z.write(sample(name), os.path.basename(name))
+    answer = daemon.client().post("/instances", archive.getvalue())
+    assert answer.status == 200
+    assert [item["Status"] for item in answer.json()] in (["Success"] * 3,
+                                                          ["AlreadyStored"] * 3)
+    assert _temporary_files(daemon) == []
+
+
+def test_large_bad_bodies_are_refused_and_leave_nothing(daemon):
+    client = daemon.client()
+    before = client.get_json("/statistics")["CountInstances"]
+    with open(sample(LARGE_SAMPLES[0]), "rb") as f:
+        data = f.read()
+    truncated = client.post("/instances", data[:-1000])
+    assert truncated.status == 400
+    assert truncated.json()["OrthancError"] == "Bad file format"
+    garbage = client.post("/instances", os.urandom(400000))
+    assert garbage.status == 400
+    assert client.get_json("/statistics")["CountInstances"] == before
+    assert _temporary_files(daemon) == []
+
+
+def test_abandoned_upload_leaves_nothing(daemon):
+    with socket.create_connection(("127.0.0.1", daemon.http_port)) as s:
+        s.sendall(b"POST /instances HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n")
+        s.sendall(b"\0" * 1000000)
+        time.sleep(0.3)
+    deadline = time.time() + 10
+    while _temporary_files(daemon) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _temporary_files(daemon) == []
+    assert daemon.client().get("/system").status == 200
+
+
+def _post_chunked(daemon, data, chunk):
+    with socket.create_connection(("127.0.0.1", daemon.http_port)) as s:
+        s.sendall(b"POST /instances HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                  b"Connection: close\r\n\r\n")
+        for i in range(0, len(data), chunk):
+            piece = data[i:i + chunk]
+            s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+        s.sendall(b"0\r\n\r\n")
+        answer = b""
+        while True:
+            received = s.recv(65536)
+            if not received:
+                break
+            answer += received
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
