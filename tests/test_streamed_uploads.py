@@ -196,3 +196,41 @@ def _post_chunked(daemon, data, chunk):
             answer += received
     head, _, body = answer.partition(b"\r\n\r\n")
     return int(head.split()[1]), body
+
+
+def _read_answers(s, count):
+    """``count`` HTTP answers (with Content-Length) read off socket ``s``."""
+    buffer, answers = b"", []
+    while len(answers) < count:
+        head_end = buffer.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = buffer[:head_end].decode("latin-1")
+            length = int([line.split(":", 1)[1] for line in head.split("\r\n")
+                          if line.lower().startswith("content-length:")][0])
+            if len(buffer) >= head_end + 4 + length:
+                answers.append((int(head.split()[1]), buffer[head_end + 4:head_end + 4 + length]))
+                buffer = buffer[head_end + 4 + length:]
+                continue
+        received = s.recv(65536)
+        assert received, "connection closed early"
+        buffer += received
+    return answers
+
+
+def test_headers_body_and_next_request_in_one_read(daemon):
+    """The head of a request is cut off a large read before the body: the
+    body, and a request sent right behind it, arrive intact."""
+    with open(sample(LARGE_SAMPLES[1]), "rb") as f:
+        data = f.read()
+    upload = (b"POST /instances HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(data)
+              + data)
+    with socket.create_connection(("127.0.0.1", daemon.http_port)) as s:
+        s.sendall(upload + b"GET /system HTTP/1.1\r\nHost: x\r\n\r\n")
+        (stored, system) = _read_answers(s, 2)
+        assert stored[0] == 200 and system[0] == 200 and b'"ApiVersion"' in system[1]
+        # The head byte by byte, then the body.
+        for byte in upload[:upload.index(b"\r\n\r\n") + 4]:
+            s.sendall(bytes([byte]))
+        s.sendall(data)
+        (again,) = _read_answers(s, 1)
+        assert again[0] == 200 and b'"AlreadyStored"' in again[1]

@@ -360,7 +360,20 @@ class OrthancChannel(http.HTTPChannel):
         if self._request_timeout is not self._NOT_WAITING:
             self.setTimeout(self._request_timeout)
             self._request_timeout = self._NOT_WAITING
+        if self.line_mode and len(data) > self._HEAD_SPLIT:
+            # The headers and the start of a large body often come in one
+            # read.  LineReceiver cuts one line at a time off its buffer,
+            # copying the rest each time: hand it the head alone first,
+            # so that the body is copied once, not once per header line.
+            end = data.find(b"\r\n\r\n", 0, self._HEAD_SPLIT)
+            if end >= 0:
+                super().dataReceived(data[:end + 4])
+                data = data[end + 4:]
+                if not data:
+                    return
         super().dataReceived(data)
+
+    _HEAD_SPLIT = 16384
 
     def timeoutConnection(self):
         # A body that stopped coming (shorter than its Content-Length):

@@ -58,6 +58,10 @@ class StreamingFileWriter:
     def write(self, data):
         self._enqueue(data)
 
+    def write_pieces(self, pieces):
+        """Several pieces at once: one hand-over to the pool for all."""
+        self._enqueue(*pieces)
+
     def close(self):
         self._closed = defer.Deferred()
         self._enqueue(_CLOSE)
@@ -71,13 +75,13 @@ class StreamingFileWriter:
             pass
         self._enqueue(_CLOSE)
 
-    def _enqueue(self, item):
+    def _enqueue(self, *items):
         if not self._threaded:
-            self._pending.append(item)
+            self._pending.extend(items)
             self._drain()
             return
         with self._lock:
-            self._pending.append(item)
+            self._pending.extend(items)
             if self._draining:
                 return
             self._draining = True
