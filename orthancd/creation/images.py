@@ -104,16 +104,18 @@ def read_png(content, allocate=None):
 # -- JPEG --
 
 def read_jpeg(content, allocate=None):
-    from orthancd.pixels.codecs import CodecError, _jpeg_size
+    from orthancd.pixels.codecs import CodecError, jpeg_frame_header
     try:
-        height, width = _jpeg_size(content)
+        height, width, components = jpeg_frame_header(content)
     except (CodecError, struct.error):
-        height = width = 0   # libjpeg tells what is wrong below
-    _check_size("JPEG IMAGE", width * height * 3)
-    _check_dimensions(width, height)
-    components = _jpeg_components(content)
-    if width * height * 3 > SPOOL_THRESHOLD and components not in (1, 3):
+        # libjpeg tells what is wrong below
+        height = width = 0
+        components = None
+    # JpegReader: the output format first (grey or RGB), then the size.
+    if components is not None and components not in (1, 3):
         raise not_implemented_at("JpegReader.cpp:63")
+    _check_size("JPEG IMAGE", width * height * (components or 3))
+    _check_dimensions(width, height)
     shape = (height, width) if components == 1 else (height, width, 3)
     try:
         # libjpeg-turbo, as Orthanc
@@ -125,18 +127,6 @@ def read_jpeg(content, allocate=None):
     if pixels.ndim == 3 and pixels.shape[2] == 3:
         return Embedded("RGB24", np.ascontiguousarray(pixels))
     raise not_implemented_at("JpegReader.cpp:63")
-
-
-def _jpeg_components(content):
-    """The number of components of the first frame header, None if none."""
-    position = content.find(b"\xff\xc0")
-    for marker in (b"\xff\xc1", b"\xff\xc2"):
-        found = content.find(marker)
-        if found >= 0 and (position < 0 or found < position):
-            position = found
-    if position < 0 or position + 10 > len(content):
-        return None
-    return content[position + 9]
 
 
 # -- PAM --
