@@ -6,9 +6,10 @@ Where 1.13.0 transcodes, orthancd answers the same status with a file in
 the same transfer syntax, a new SOP Instance UID exactly when Orthanc gives
 one (lossy targets), and, for lossless targets, decoded pixels equal to
 the original's.  Where 1.13.0 fails, orthancd gives its error, except for
-the deliberate differences: orthancd also writes RLE and JPEG 2000
-lossless, and decodes JPEG 2000 sources (Orthanc's DCMTK does neither);
-there it must succeed losslessly.
+the deliberate differences: orthancd also writes RLE, JPEG 2000 (lossless
+and lossy) and HTJ2K, and decodes JPEG 2000 sources (Orthanc's DCMTK does
+neither); there it must succeed, losslessly but for lossy JPEG 2000
+(tests/test_transcode_jpeg2000.py has the details).
 """
 import io
 import json
@@ -38,7 +39,8 @@ TARGETS = [
 ]
 LOSSY = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81",
          "1.2.840.10008.1.2.4.91")
-BEYOND_ORTHANC = ("1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.90")
+BEYOND_ORTHANC = ("1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
+                  "1.2.840.10008.1.2.4.201")
 LOSSY_SOURCES = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
 JPEG_2000_SOURCES = ("1.2.840.10008.1.2.4.91",)
 EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"

@@ -13,6 +13,7 @@ import uuid
 
 from pydicom.dataset import Dataset
 
+from orthancd.creation.spool import PixelSpool
 from orthancd.dicom import charsets
 from orthancd.dicom.from_json import SPECIFIC_CHARACTER_SETS
 from orthancd.dicom.json_tags import dataset_to_json
@@ -26,6 +27,8 @@ from orthancd.modification import embedding, values
 from orthancd.modification.dataset import EditedFile
 from orthancd.modification.paths import parse_tag
 from orthancd.pixels.image import not_implemented_at
+from orthancd.storage.streaming import ReceivedFile
+from orthancd.uploads.spool import discard_payload
 
 EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
 
@@ -66,9 +69,11 @@ def _bad_request():
 
 
 class NewFile:
-    """One data set being created (ParsedDicomFile)."""
+    """One data set being created (ParsedDicomFile).  ``spool``: where a
+    large image goes (orthancd.creation.spool), None to keep it in memory."""
 
-    def __init__(self, encoding_name, with_identifiers=True):
+    def __init__(self, encoding_name, with_identifiers=True, spool=None):
+        self.spool = spool
         dataset = Dataset()
         dataset.set_original_encoding(True, True, None)
         self.encoding_name = encoding_name
@@ -104,7 +109,7 @@ class NewFile:
 
     def embed(self, uri):
         """ParsedDicomFile::EmbedContent."""
-        if not embedding.embed(self.edited, uri, self.encoding):
+        if not embedding.embed(self.edited, uri, self.encoding, self.spool):
             raise OrthancError(ErrorCode.BadFileFormat)
 
     def encapsulate(self, uri):
@@ -113,13 +118,17 @@ class NewFile:
 
     def clone(self):
         """Clone(false): the same tags, a new SOP Instance UID."""
-        copy = NewFile(self.encoding_name, with_identifiers=False)
+        copy = NewFile(self.encoding_name, with_identifiers=False, spool=self.spool)
         copy.edited.dataset = Dataset(self.edited.dataset)
         copy.edited.dataset.set_original_encoding(True, True, None)
         copy.put(SOP_INSTANCE_UID, generate_uid(ResourceLevel.INSTANCE))
         return copy
 
     def serialize(self, transfer_syntax=EXPLICIT_LITTLE):
+        """The file's bytes, or the ReceivedFile it was written to when its
+        image is held in the spool."""
+        if self.spool is not None and self.spool.holds(self.edited):
+            return self.spool.write(self.edited, transfer_syntax)
         return self.edited.serialize(transfer_syntax)
 
 
@@ -158,20 +167,24 @@ class Creator:
 
     async def create(self, body, origin):
         """The JSON answer of the request ``body`` (a dict)."""
-        if "Tags" in body:
-            return await self._create_v2(body, origin)
-        return await self._create_v1(body, origin)
+        spool = PixelSpool(self.server.storage.temporary_directory())
+        try:
+            if "Tags" in body:
+                return await self._create_v2(body, origin, spool)
+            return await self._create_v1(body, origin, spool)
+        finally:
+            spool.discard()
 
     # -- V1: {"PatientName": "...", "PixelData": "data:..."} --
 
-    async def _create_v1(self, body, origin):
+    async def _create_v1(self, body, origin, spool):
         for name, value in body.items():
             if not isinstance(value, str):
                 raise OrthancError(ErrorCode.CreateDicomNotString)
         encoding = self._default_encoding()
 
         def build():
-            new_file = NewFile(encoding)
+            new_file = NewFile(encoding, spool=spool)
             for name, value in body.items():
                 tag = parse_tag(name)
                 if tag == PIXEL_DATA:
@@ -184,7 +197,7 @@ class Creator:
 
     # -- V2 --
 
-    async def _create_v2(self, body, origin):
+    async def _create_v2(self, body, origin, spool):
         server = self.server
         tags = body["Tags"]
         if not isinstance(tags, dict):
@@ -232,7 +245,7 @@ class Creator:
         date, time = _now()
 
         def base():
-            new_file = NewFile(encoding)
+            new_file = NewFile(encoding, spool=spool)
             new_file.set_encoding(encoding)
             for tag, text in parent_strings:
                 new_file.put(tag, text)
@@ -341,7 +354,16 @@ class Creator:
         return {"ID": series, "Path": "/series/" + series, "Status": "Success"}
 
     async def _store(self, data, origin):
-        outcome = await self.server.ingest.store(data, origin)
+        """``data``: the file's bytes, or the spooled file (a ReceivedFile
+        the storage area adopts, removed here if it does not)."""
+        if isinstance(data, ReceivedFile):
+            try:
+                outcome = await self.server.ingest.store_file(data, origin)
+            finally:
+                if not data.moved:
+                    await self.server.file_io.run(discard_payload, data)
+        else:
+            outcome = await self.server.ingest.store(data, origin)
         if outcome.status == "Failure":
             raise OrthancError(ErrorCode.CannotStoreInstance)
         return outcome

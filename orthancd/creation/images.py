@@ -3,9 +3,13 @@ JpegReader and PamReader of Orthanc 1.13.0): PNG, JPEG and PAM read into
 pixels, with the formats, limits and errors of Orthanc's readers.
 
 The dimensions a header promises are checked before anything is decoded
-or allocated: beyond Orthanc's own 4 GB limit (whose message is kept),
-an image larger than MAX_EMBEDDED_IMAGE_SIZE is refused as a bad file, so
-that a forged header cannot exhaust memory.
+or allocated: beyond Orthanc's own 4 GB limit (whose message is kept), or
+wider or taller than a DICOM US can say (which Orthanc finds out once it
+has decoded the image, with the same error), nothing is decoded.  Within
+the limit, an image larger than SPOOL_THRESHOLD is decoded into the
+array ``allocate(shape, dtype)`` gives when the caller passes one (a
+file-backed memory map: orthancd.creation.spool), so that a 4 GB image
+costs no 4 GB of the daemon's own memory.
 """
 import struct
 
@@ -13,10 +17,14 @@ import imagecodecs
 import numpy as np
 
 from orthancd.errors import ErrorCode, OrthancError
+from orthancd.modification import values
 from orthancd.pixels.image import not_implemented_at
 
 MAX_IMAGE_FRAME_SIZE = 4294967296            # Orthanc's limit (4 GB)
-MAX_EMBEDDED_IMAGE_SIZE = 512 * 1024 * 1024  # orthancd's
+# Decoded images above this size go to a spool when the caller has one.
+SPOOL_THRESHOLD = 64 * 1024 * 1024
+MAX_DIMENSION = 0xFFFF                       # Rows and Columns are US
+COLUMNS, ROWS = 0x00280011, 0x00280010
 
 
 class Embedded:
@@ -44,10 +52,23 @@ def _bad(details=None):
 def _check_size(kind, total):
     if total > MAX_IMAGE_FRAME_SIZE:
         raise _bad("%s size overflow  (%d vs. %d)" % (kind, total, MAX_IMAGE_FRAME_SIZE))
-    if total > MAX_EMBEDDED_IMAGE_SIZE:
-        # Orthanc would try to allocate it, then fail on the missing data
-        # (a bad file, without details): the same answer, nothing allocated.
-        raise _bad()
+
+
+def _check_dimensions(width, height):
+    """What ParsedDicomFile answers when it writes Columns, then Rows, of
+    an image too wide or too tall for them; said before decoding."""
+    for tag, value in ((COLUMNS, width), (ROWS, height)):
+        if value > MAX_DIMENSION:
+            raise values.out_of_range(tag, value)
+
+
+def _decode(decode, content, shape, dtype, allocate):
+    """``decode(content)``, into a spooled array when the image is large
+    and the caller has a spool."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if allocate is None or size <= SPOOL_THRESHOLD:
+        return decode(content)
+    return decode(content, out=allocate(shape, dtype))
 
 
 # -- PNG --
@@ -56,7 +77,7 @@ _PNG_FORMATS = {(0, 8): ("Grayscale8", 1, 1), (0, 16): ("Grayscale16", 1, 2),
                 (2, 8): ("RGB24", 3, 1), (6, 8): ("RGBA32", 4, 1), (6, 16): ("RGBA64", 4, 2)}
 
 
-def read_png(content):
+def read_png(content, allocate=None):
     if len(content) < 8 or content[:8] != b"\x89PNG\r\n\x1a\n":
         raise _bad()
     if len(content) < 33 or content[12:16] != b"IHDR":
@@ -67,11 +88,14 @@ def read_png(content):
         raise not_implemented_at("PngReader.cpp:195")
     pixel_format, channels, size = found
     _check_size("PNG IMAGE", width * channels * size * height)
+    _check_dimensions(width, height)
+    expected = (height, width) if channels == 1 else (height, width, channels)
     try:
-        pixels = imagecodecs.png_decode(content)   # libpng, as Orthanc
+        # libpng, as Orthanc
+        pixels = _decode(imagecodecs.png_decode, content, expected,
+                         "<u2" if size == 2 else "u1", allocate)
     except Exception:   # imagecodecs' PngError, and whatever libpng reports
         raise _bad()
-    expected = (height, width) if channels == 1 else (height, width, channels)
     if pixels.shape != expected:
         raise _bad()
     return Embedded(pixel_format, np.ascontiguousarray(pixels))
@@ -79,15 +103,23 @@ def read_png(content):
 
 # -- JPEG --
 
-def read_jpeg(content):
-    from orthancd.pixels.codecs import CodecError, _jpeg_size
+def read_jpeg(content, allocate=None):
+    from orthancd.pixels.codecs import CodecError, jpeg_frame_header
     try:
-        height, width = _jpeg_size(content)
+        height, width, components = jpeg_frame_header(content)
     except (CodecError, struct.error):
-        height = width = 0   # libjpeg tells what is wrong below
-    _check_size("JPEG IMAGE", width * height * 3)
+        # libjpeg tells what is wrong below
+        height = width = 0
+        components = None
+    # JpegReader: the output format first (grey or RGB), then the size.
+    if components is not None and components not in (1, 3):
+        raise not_implemented_at("JpegReader.cpp:63")
+    _check_size("JPEG IMAGE", width * height * (components or 3))
+    _check_dimensions(width, height)
+    shape = (height, width) if components == 1 else (height, width, 3)
     try:
-        pixels = imagecodecs.jpeg8_decode(content)   # libjpeg-turbo, as Orthanc
+        # libjpeg-turbo, as Orthanc
+        pixels = _decode(imagecodecs.jpeg8_decode, content, shape, "u1", allocate)
     except Exception as e:   # imagecodecs' Jpeg8Error: libjpeg's message
         raise OrthancError(ErrorCode.InternalError, "Error during JPEG decoding: %s" % e)
     if pixels.ndim == 2:
@@ -99,7 +131,9 @@ def read_jpeg(content):
 
 # -- PAM --
 
-def read_pam(content):
+def read_pam(content, allocate=None):
+    """The pixels are a view of ``content`` (no copy; 16-bit values big
+    endian, as in the file)."""
     delimiter = b"ENDHDR\n"
     end = content.find(delimiter)
     if end < 0:
@@ -144,11 +178,11 @@ def read_pam(content):
         raise _bad("PAM image too large  (%d vs. %d)" % (total, MAX_IMAGE_FRAME_SIZE))
     if len(content) != end + len(delimiter) + total:
         raise _bad()
+    _check_dimensions(width, height)
     pixels = np.frombuffer(content, ">u2" if size == 2 else np.uint8,
                            width * height * channels, end + len(delimiter))
     shape = (height, width) if channels == 1 else (height, width, channels)
-    return Embedded(pixel_format, pixels.astype(np.uint16 if size == 2 else np.uint8)
-                    .reshape(shape))
+    return Embedded(pixel_format, pixels.reshape(shape))
 
 
 READERS = {"image/png": read_png, "image/jpeg": read_jpeg,

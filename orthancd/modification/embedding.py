@@ -43,9 +43,11 @@ _MODELS = {"model/mtl": "1.2.840.10008.5.1.4.1.1.104.5",
 _IMAGES = ("image/png", "image/jpeg", "image/x-portable-arbitrarymap")
 
 
-def embed(edited, uri, encoding):
+def embed(edited, uri, encoding, spool=None):
     """Put the content of the data URI ``uri`` in ``edited``; False when
-    ``uri`` is no data URI (it is then an ordinary value)."""
+    ``uri`` is no data URI (it is then an ordinary value).  ``spool``: an
+    orthancd.creation.spool.PixelSpool where a large image is decoded and
+    held instead of in memory."""
     decoded = values.decode_data_uri(uri)
     if decoded is None:
         return False
@@ -68,7 +70,8 @@ def embed(edited, uri, encoding):
         _set_if_absent(edited, MODALITY, "M3D", encoding)
     elif mime in _IMAGES:
         from orthancd.creation.images import READERS
-        _embed_image(edited, READERS[mime](content), encoding)
+        allocate = spool.allocate if spool is not None else None
+        _embed_image(edited, READERS[mime](content, allocate), encoding, spool)
     else:
         raise OrthancError(ErrorCode.NotImplemented,
                            "Unsupported MIME type for the content of a new DICOM file: " + mime)
@@ -133,9 +136,13 @@ def _configure_image_tags(edited, image, encoding):
     return pixels
 
 
-def _embed_image(edited, image, encoding):
+def _embed_image(edited, image, encoding, spool=None):
     """ParsedDicomFile::EmbedImage: uncompressed pixel data."""
     pixels = _configure_image_tags(edited, image, encoding)
+    from orthancd.creation.images import SPOOL_THRESHOLD
+    if spool is not None and pixels.size * pixels.dtype.itemsize > SPOOL_THRESHOLD:
+        spool.hold(edited, pixels)
+        return
     wide = pixels.dtype.itemsize == 2
     data = np.ascontiguousarray(pixels).astype("<u2" if wide else "u1", copy=False).tobytes()
     if len(data) % 2:

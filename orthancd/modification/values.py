@@ -87,7 +87,7 @@ def element_vr(tag, private_creator):
     return vr
 
 
-def _out_of_range(tag, value):
+def out_of_range(tag, value):
     return OrthancError(ErrorCode.BadFileFormat,
                         'While creating a DICOM instance, tag (%s) has out-of-range value: "%s"'
                         % (format_tag(tag), value))
@@ -132,7 +132,7 @@ def _numbers(text, vr, tag, little_endian):
     try:
         values = [parse(token, fmt) for token in text.split("\\")]
     except ValueError:
-        raise _out_of_range(tag, text)
+        raise out_of_range(tag, text)
     return struct.pack(("<" if little_endian else ">") + fmt * len(values), *values)
 
 
@@ -175,7 +175,7 @@ def string_value_bytes(tag, vr, text, encoding, decode_data_uri_scheme=True):
     if vr == "AT":
         return _attribute_tags(number_text, encoding.is_little_endian)
     # Sequences and DCMTK's internal VRs cannot hold a string.
-    raise _out_of_range(tag, number_text)
+    raise out_of_range(tag, number_text)
 
 
 def _written_vr(vr):
@@ -233,7 +233,7 @@ def json_element(tag, value, encoding, private_creator, decode_data_uri_scheme=T
     if value is None:
         vr = element_vr(tag, private_creator)
         if vr == "SQ":
-            raise _out_of_range(tag, "")
+            raise out_of_range(tag, "")
         return raw_element(tag, vr, string_value_bytes(tag, vr, "", encoding,
                                                        decode_data_uri_scheme), encoding)
     if isinstance(value, list):

@@ -42,6 +42,7 @@ from orthancd.net.client import (
     normalize_contexts,
 )
 from orthancd.net.transfer_syntaxes import (
+    EXPLICIT_BIG,
     EXPLICIT_LITTLE,
     IMPLICIT_LITTLE,
     UNCOMPRESSED,
@@ -200,20 +201,64 @@ class OutgoingInstance:
     # the instance must be transcoded (lossy compression allowed).
     preferred: str = EXPLICIT_LITTLE
 
+    @property
+    def proposed_preferred(self):
+        """The syntax proposed on a context of its own besides the stored
+        one: DicomScuPreferredTransferSyntax when transcoding, else explicit
+        little endian (what Orthanc's Store() gives its negotiation)."""
+        return self.preferred if self.may_transcode else EXPLICIT_LITTLE
+
+
+# DicomStoreUserConnection's uncompressed group, in its order.
+_UNCOMPRESSED_GROUP = (IMPLICIT_LITTLE, EXPLICIT_LITTLE, EXPLICIT_BIG)
+
+
+def storage_class_contexts(sop_class, sources, preferred):
+    """1.13.0's ProposeStorageClass: a context for each stored syntax of
+    the class, one for the preferred syntax when none of them is it, and
+    one proposing the uncompressed syntaxes that are left (implicit and
+    explicit little endian, explicit big endian)."""
+    contexts = [(sop_class, (syntax,)) for syntax in sources]
+    if preferred not in sources:
+        contexts.append((sop_class, (preferred,)))
+    rest = tuple(syntax for syntax in _UNCOMPRESSED_GROUP
+                 if syntax not in sources and syntax != preferred)
+    if rest:
+        contexts.append((sop_class, rest))
+    return contexts
+
+
+class StorageProposal:
+    """The presentation contexts of an association carrying several
+    instances: each storage class proposed as 1.13.0 proposes it with all
+    its stored syntaxes (its registered classes), at most 128 contexts."""
+
+    def __init__(self):
+        self._classes = {}     # SOP class -> (stored syntaxes, preferred)
+        self._counts = {}      # SOP class -> number of its contexts
+        self._total = 0
+
+    def add(self, instance):
+        """Propose ``instance`` too; False (and nothing added) when its
+        contexts would not fit, unless the proposal is still empty."""
+        sources, preferred = self._classes.get(
+            instance.sop_class, ([], instance.proposed_preferred))
+        if instance.transfer_syntax in sources:
+            return True
+        count = len(storage_class_contexts(instance.sop_class,
+                                           sources + [instance.transfer_syntax], preferred))
+        total = self._total - self._counts.get(instance.sop_class, 0) + count
+        if self._total and total > MAX_CONTEXTS:
+            return False
+        self._classes[instance.sop_class] = (sources + [instance.transfer_syntax], preferred)
+        self._counts[instance.sop_class] = count
+        self._total = total
+        return True
+
     def contexts(self):
-        """The presentation contexts that can carry it: its own syntax, the
-        preferred one and the uncompressed ones we can transcode it to."""
-        own = (self.sop_class, (self.transfer_syntax,))
-        if not self.may_transcode:
-            return [own]
-        uncompressed = (self.sop_class, (EXPLICIT_LITTLE, IMPLICIT_LITTLE))
-        if self.transfer_syntax in (EXPLICIT_LITTLE, IMPLICIT_LITTLE):
-            contexts = [uncompressed] if self.transfer_syntax == EXPLICIT_LITTLE \
-                else [own, uncompressed]
-        else:
-            contexts = [own, uncompressed]
-        if self.preferred not in (self.transfer_syntax, EXPLICIT_LITTLE, IMPLICIT_LITTLE):
-            contexts.insert(1, (self.sop_class, (self.preferred,)))
+        contexts = []
+        for sop_class, (sources, preferred) in self._classes.items():
+            contexts.extend(storage_class_contexts(sop_class, sources, preferred))
         return contexts
 
 
@@ -270,6 +315,17 @@ def candidate_contexts(association_contexts, instance):
 READ_WHOLE_LIMIT = 32 * 1024 * 1024
 
 
+def _dataset_start(path):
+    """Where the data set starts in a stored file: after its file meta
+    group, or at once in a bare data set (uploaded without a Part-10
+    header, which Orthanc accepts and sends all the same)."""
+    with open(path, "rb") as f:
+        f.seek(128)
+        if f.read(4) != b"DICM":
+            return 0
+    return split_dataset(Path(path))[1]
+
+
 def load_payload(server, instance, transfer_syntax):
     """Blocking (run in a thread): the data set bytes of ``instance`` in
     ``transfer_syntax``, or ``(fileobj, length)`` to stream a big file as is."""
@@ -280,9 +336,9 @@ def load_payload(server, instance, transfer_syntax):
                 data = f.read()
                 offset = dataset_offset(data)
                 if offset is None:
-                    offset = split_dataset(Path(instance.path))[1]
+                    offset = _dataset_start(instance.path)
                 return memoryview(data)[offset:]
-        offset = split_dataset(Path(instance.path))[1]
+        offset = _dataset_start(instance.path)
         fileobj = open(instance.path, "rb")
         fileobj.seek(offset)
         return fileobj, size - offset
@@ -336,17 +392,15 @@ def no_context(modality, sop_class, transfer_syntax):
 
 def _batches(instances):
     """Split the instances so that each association proposes <= 128 contexts."""
-    batch, contexts = [], []
+    batch, proposal = [], StorageProposal()
     for instance in instances:
-        needed = [c for c in instance.contexts() if c not in contexts]
-        if batch and len(contexts) + len(needed) > MAX_CONTEXTS:
-            yield batch, contexts
-            batch, contexts = [], []
-            needed = instance.contexts()
+        if not proposal.add(instance):
+            yield batch, proposal.contexts()
+            batch, proposal = [], StorageProposal()
+            proposal.add(instance)
         batch.append(instance)
-        contexts.extend(needed)
     if batch:
-        yield batch, contexts
+        yield batch, proposal.contexts()
 
 
 async def store(server, settings, modality, instance_ids, move_originator=None,
@@ -534,19 +588,18 @@ class InstanceSender:
     def _plan(self, position):
         """Describe the instances from ``position`` on until their contexts
         fill an association (cheap index reads)."""
-        batch, contexts = [], []
+        batch, proposal = [], StorageProposal()
         for index in range(position, len(self._ids)):
             try:
                 instance = outgoing_instance(self._server, self._ids[index], self._modality)
             except Exception as exc:
                 self._planned[index] = exc
                 continue
-            needed = [c for c in instance.contexts() if c not in contexts]
-            if batch and len(contexts) + len(needed) > MAX_CONTEXTS:
+            if not proposal.add(instance):
                 break
             batch.append(index)
-            contexts.extend(needed)
             self._planned[index] = instance
+        contexts = proposal.contexts()
         for index in batch:
             self._contexts[index] = contexts
 

@@ -157,6 +157,12 @@ _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xF7}
 
 def _jpeg_size(frame):
     """From the SOF (or JPEG-LS SOF55) marker segment."""
+    return jpeg_frame_header(frame)[:2]
+
+
+def jpeg_frame_header(frame):
+    """(rows, columns, components) of the SOF (or JPEG-LS SOF55) marker
+    segment."""
     position, size = 2, len(frame)
     if size < 4 or frame[0] != 0xFF or frame[1] != 0xD8:
         raise CodecError("not a JPEG codestream")
@@ -172,8 +178,7 @@ def _jpeg_size(frame):
             continue
         length = struct.unpack_from(">H", frame, position + 2)[0]
         if marker in _JPEG_SOF:
-            rows, columns = struct.unpack_from(">HH", frame, position + 5)
-            return rows, columns
+            return struct.unpack_from(">HHB", frame, position + 5)
         if marker == 0xDA:
             break
         position += 2 + length

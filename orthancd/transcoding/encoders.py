@@ -16,9 +16,19 @@
                        pydicom 3's encoder with pylibjpeg-openjpeg
                        (OpenJPEG, reversible 5/3 wavelet, no colour
                        transform)
+  JPEG 2000 (.4.91)    the same, lossy: irreversible 9/7 wavelet, one
+                       quality layer whose rate OpenJPEG allocates to
+                       reach a PSNR (see jpeg_2000_psnr)
+  HTJ2K (.4.201, .4.202, .4.203)
+                       imagecodecs' OpenJPH (BSD-2), lossless (reversible
+                       5/3, no colour transform; .4.203 allows lossy but
+                       lossless is valid there too); .4.202 with the RPCL
+                       options DICOM asks for: RPCL progression (OpenJPH's
+                       own order), a TLM marker, one tile-part per
+                       resolution, the lowest resolution at most 64x64
 
-RLE and JPEG 2000 go beyond Orthanc 1.13.0, whose DCMTK transcoder does
-not write them (it answers "Not implemented yet").
+RLE, JPEG 2000 and HTJ2K go beyond Orthanc 1.13.0, whose DCMTK transcoder
+does not write them (it answers "Not implemented yet").
 
 Pillow's libjpeg-turbo has no 12-bit nor lossless mode, pydicom 3 encodes
 JPEG-LS only through pyjpegls, and GDCM aborts the process on some
@@ -26,9 +36,12 @@ parameter errors: imagecodecs covers every syntax Orthanc 1.13.0 writes.
 """
 import struct
 
+import math
+
 import imagecodecs
 import numpy as np
-from pydicom.pixels.encoders import JPEG2000LosslessEncoder, RLELosslessEncoder
+from pydicom.pixels.encoders import (JPEG2000Encoder, JPEG2000LosslessEncoder,
+                                    RLELosslessEncoder)
 
 _APP14 = 0xEE
 _SOF3 = 0xC3
@@ -119,10 +132,10 @@ def rle(frame, bits_allocated, bits_stored, signed, photometric):
     return _run(RLELosslessEncoder.encode, data.tobytes(), encoding_plugin=plugin, **options)
 
 
-def jpeg_2000_lossless(frame, bits_allocated, bits_stored, signed, photometric):
-    """``frame``: unsigned values, interleaved; only the ``bits_stored``
-    low bits are coded (sign-extended from there when signed)."""
-    options = _image_options(frame, bits_allocated, bits_stored, signed, photometric)
+def _stored_values(frame, bits_allocated, bits_stored, signed):
+    """``frame``'s unsigned bit patterns as the values a JPEG 2000 coder
+    takes: only the ``bits_stored`` low bits, sign-extended from there
+    when signed."""
     values = frame.astype("<u%d" % (bits_allocated // 8), copy=False)
     if bits_stored < bits_allocated:
         values = values & ((1 << bits_stored) - 1)
@@ -131,5 +144,61 @@ def jpeg_2000_lossless(frame, bits_allocated, bits_stored, signed, photometric):
         if bits_stored < bits_allocated:
             shift = bits_allocated - bits_stored
             values = (values << shift) >> shift
-    return _run(JPEG2000LosslessEncoder.encode, np.ascontiguousarray(values), use_mct=False,
+    return np.ascontiguousarray(values)
+
+
+def jpeg_2000_lossless(frame, bits_allocated, bits_stored, signed, photometric):
+    """``frame``: unsigned values, interleaved."""
+    options = _image_options(frame, bits_allocated, bits_stored, signed, photometric)
+    return _run(JPEG2000LosslessEncoder.encode,
+                _stored_values(frame, bits_allocated, bits_stored, signed), use_mct=False,
                 encoding_plugin="pylibjpeg", **options)
+
+
+def jpeg_2000_psnr(quality, bits_stored):
+    """The PSNR (dB) a lossy JPEG 2000 frame is coded for, from Orthanc's
+    lossy quality (1..100, the IJG scale of its JPEG encoder).
+
+    The target is an RMS error in stored grey levels, so that one quality
+    means the same fidelity at every bit depth: measured on 12-bit MR/CR
+    samples, IJG quality q leaves about 0.3 + 0.07 s levels of RMS error,
+    s being IJG's scaling percentage (5000/q below 50, 200 - 2q above),
+    and growing as the square root of s below quality 50.  Quality 90
+    thus gives 1.7 levels (about 67 dB on 12 bits, 43 dB on 8), quality 50
+    gives 7.3, quality 100 0.3 (near-lossless, still the irreversible
+    wavelet)."""
+    scaling = 5000.0 / quality if quality < 50 else 200.0 - 2 * quality
+    if scaling <= 100:
+        rms_error = 0.3 + 0.07 * scaling
+    else:
+        rms_error = 7.3 * math.sqrt(scaling / 100.0)
+    peak = (1 << bits_stored) - 1
+    return 20 * math.log10(peak / rms_error)
+
+
+def jpeg_2000_lossy(frame, bits_allocated, bits_stored, signed, photometric, quality):
+    """``frame``: unsigned values, interleaved; no colour transform, so the
+    photometric interpretation stays what it was."""
+    options = _image_options(frame, bits_allocated, bits_stored, signed, photometric)
+    return _run(JPEG2000Encoder.encode,
+                _stored_values(frame, bits_allocated, bits_stored, signed),
+                j2k_psnr=[jpeg_2000_psnr(quality, bits_stored)], use_mct=False,
+                encoding_plugin="pylibjpeg", **options)
+
+
+HTJ2K_LOWEST_RESOLUTION = 64
+# imagecodecs' HTJ2K.TILEPART.RESOLUTIONS (the enumeration is not exported
+# by imagecodecs' lazy loader): a tile-part per resolution.
+_TILE_PART_PER_RESOLUTION = 1
+
+
+def htj2k_lossless(frame, bits_allocated, bits_stored, signed, rpcl_options=False):
+    """``frame``: unsigned values, interleaved.  The codestream's precision
+    is that of the array (8 or 16 bits): every stored value comes back."""
+    values = _stored_values(frame, bits_allocated, bits_stored, signed)
+    options = dict(reversible=True, rgb=False)
+    if rpcl_options:
+        longest = max(frame.shape[0], frame.shape[1])
+        levels = max(1, math.ceil(math.log2(max(1, longest) / HTJ2K_LOWEST_RESOLUTION)))
+        options.update(tlm=True, tilepart=_TILE_PART_PER_RESOLUTION, resolutions=levels)
+    return _run(imagecodecs.htj2k_encode, values, **options)

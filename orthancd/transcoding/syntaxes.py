@@ -8,8 +8,9 @@ transcoder fails, and each caller does what Orthanc does then).
 
 orthancd does all Orthanc does, in the same order of preference, and
 beyond: it decodes JPEG 2000 and HTJ2K too (orthancd.pixels' codecs), and
-writes RLE and JPEG 2000 lossless, tried after Orthanc's targets so that
-whatever Orthanc can do comes out as Orthanc does it.
+writes RLE, JPEG 2000 (lossless and lossy) and HTJ2K, tried after
+Orthanc's targets so that whatever Orthanc can do comes out as Orthanc
+does it; the lossless ones first, lossy JPEG 2000 last.
 """
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.net.transfer_syntaxes import KNOWN
@@ -26,6 +27,10 @@ JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
 JPEG_LS_LOSSY = "1.2.840.10008.1.2.4.81"
 RLE = "1.2.840.10008.1.2.5"
 JPEG_2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
+JPEG_2000_LOSSY = "1.2.840.10008.1.2.4.91"
+HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201"
+HTJ2K_RPCL_LOSSLESS = "1.2.840.10008.1.2.4.202"
+HTJ2K = "1.2.840.10008.1.2.4.203"                 # lossless or lossy: written lossless
 JPEG_2000 = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
              "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203")
 
@@ -36,8 +41,9 @@ TRANSCODER_ORDER = (IMPLICIT_LITTLE, EXPLICIT_LITTLE, EXPLICIT_BIG, DEFLATED_LIT
                     JPEG_BASELINE, JPEG_EXTENDED, JPEG_LOSSLESS, JPEG_LOSSLESS_SV1,
                     JPEG_LS_LOSSLESS, JPEG_LS_LOSSY,
                     # beyond Orthanc 1.13.0:
-                    RLE, JPEG_2000_LOSSLESS)
-LOSSY = frozenset((JPEG_BASELINE, JPEG_EXTENDED, JPEG_LS_LOSSY))
+                    RLE, JPEG_2000_LOSSLESS, HTJ2K_LOSSLESS, HTJ2K_RPCL_LOSSLESS, HTJ2K,
+                    JPEG_2000_LOSSY)
+LOSSY = frozenset((JPEG_BASELINE, JPEG_EXTENDED, JPEG_LS_LOSSY, JPEG_2000_LOSSY))
 
 # What DCMTK's registered decoders read (besides the uncompressed ones).
 _JPEG_PROCESSES = tuple("1.2.840.10008.1.2.4.%d" % n for n in range(50, 67)) + (JPEG_LOSSLESS_SV1,)

@@ -4,8 +4,8 @@ transcoder (DcmtkTranscoder::Transcode):
 - a file already in one of the allowed syntaxes comes back as it is;
 - else the allowed syntaxes are tried in DCMTK's order (uncompressed ones
   first, then JPEG baseline, extended, lossless, lossless SV1, JPEG-LS
-  lossless, JPEG-LS near-lossless; then, beyond Orthanc, RLE and JPEG 2000
-  lossless), the first that works wins;
+  lossless, JPEG-LS near-lossless; then, beyond Orthanc, RLE, JPEG 2000
+  lossless, HTJ2K and lossy JPEG 2000), the first that works wins;
 - lossy targets need leave to give the instance a new SOP Instance UID
   (JPEG-LS near-lossless is silently skipped without it), JPEG baseline
   needs 8 bits stored, JPEG extended at most 12;
@@ -44,6 +44,17 @@ _PALETTE_TAGS = (0x00281101, 0x00281102, 0x00281103, 0x00281199, 0x00281201, 0x0
 DEFAULT_LOSSY_QUALITY = 90
 JPEG_LS_NEAR = 2       # DCMTK's near-lossless deviation, as Orthanc asks it
 LOSSLESS_PREDICTORS = {syntaxes.JPEG_LOSSLESS: 6, syntaxes.JPEG_LOSSLESS_SV1: 1}
+
+
+def _htj2k(rpcl_options):
+    def encode(frame, bits_allocated, bits_stored, signed, photometric):
+        return encoders.htj2k_lossless(frame, bits_allocated, bits_stored, signed, rpcl_options)
+    return encode
+
+
+HTJ2K_OPTIONS = {syntaxes.HTJ2K_LOSSLESS: _htj2k(False),
+                 syntaxes.HTJ2K_RPCL_LOSSLESS: _htj2k(True),
+                 syntaxes.HTJ2K: _htj2k(False)}
 
 
 @dataclass
@@ -139,6 +150,10 @@ def _write(edited, source, target, quality):
         uid = _compress_lossless(edited, native, encoders.rle)
     elif target == syntaxes.JPEG_2000_LOSSLESS:
         uid = _compress_lossless(edited, native, encoders.jpeg_2000_lossless)
+    elif target == syntaxes.JPEG_2000_LOSSY:
+        uid = _compress_jpeg_2000_lossy(edited, native, quality)
+    elif target in HTJ2K_OPTIONS:
+        uid = _compress_lossless(edited, native, HTJ2K_OPTIONS[target])
     else:
         raise _Refused(target)
     return Transcoded(edited.serialize(target), target, uid, original_uid)
@@ -171,6 +186,20 @@ def _encapsulate(edited, codestreams):
     return sum(len(c) for c in codestreams)
 
 
+def _as_rgb_8_bits(edited, photometric, was_palette=True):
+    """The image module of colour pixel data compressed from RGB: a
+    palette's bits become 8-bit samples."""
+    for tag in _PALETTE_TAGS:
+        edited.remove(tag)
+    _put(edited, SAMPLES_PER_PIXEL, "3")
+    _put(edited, PHOTOMETRIC_INTERPRETATION, photometric)
+    _put(edited, PLANAR_CONFIGURATION, "0")
+    if was_palette:
+        for tag, text in ((BITS_ALLOCATED, "8"), (BITS_STORED, "8"), (HIGH_BIT, "7"),
+                          (PIXEL_REPRESENTATION, "0")):
+            _put(edited, tag, text)
+
+
 def _compress_jpeg_lossy(edited, native, target, quality):
     color = native.samples == 3 or native.is_palette
     bits = 8 if native.bits_stored <= 8 else 12
@@ -188,15 +217,7 @@ def _compress_jpeg_lossy(edited, native, target, quality):
     uncompressed = native.count * native.rows * native.columns * samples * (1 if bits == 8 else 2)
     compressed = _encapsulate(edited, codestreams)
     if color:
-        for tag in _PALETTE_TAGS:
-            edited.remove(tag)
-        _put(edited, SAMPLES_PER_PIXEL, "3")
-        _put(edited, PHOTOMETRIC_INTERPRETATION, "YBR_FULL_422")
-        _put(edited, PLANAR_CONFIGURATION, "0")
-        if native.is_palette:
-            for tag, text in ((BITS_ALLOCATED, "8"), (BITS_STORED, "8"), (HIGH_BIT, "7"),
-                              (PIXEL_REPRESENTATION, "0")):
-                _put(edited, tag, text)
+        _as_rgb_8_bits(edited, "YBR_FULL_422", native.is_palette)
     else:
         _put_image_module(edited, native, native.photometric, 0)
     ratio = attributes.ratio_text(uncompressed, compressed)
@@ -244,8 +265,37 @@ def _compress_jpeg_ls(edited, native, target):
     return attributes.new_instance(edited)
 
 
+def _compress_jpeg_2000_lossy(edited, native, quality):
+    """Lossy JPEG 2000, frame by frame, in the photometric interpretation
+    the native values have (no colour transform; a palette is looked up
+    into 8-bit RGB first, as for JPEG: its indexes cannot be compressed
+    lossily); marked as DCMTK marks its lossy compressions, with JPEG
+    2000's method, and a new instance."""
+    if native.is_palette:
+        frames = (native.rgb_frame(i) for i in range(native.count))
+        bits_allocated, bits_stored, signed, photometric = 8, 8, False, "RGB"
+    else:
+        frames = (native.frame(i) for i in range(native.count))
+        bits_allocated, bits_stored = native.bits_allocated, native.bits_stored
+        signed, photometric = native.is_signed, native.photometric
+    codestreams = [encoders.jpeg_2000_lossy(frame, bits_allocated, bits_stored, signed,
+                                            photometric, quality) for frame in frames]
+    compressed = _encapsulate(edited, codestreams)
+    if native.is_palette:
+        _as_rgb_8_bits(edited, "RGB")
+        uncompressed = native.count * native.rows * native.columns * 3
+    else:
+        _put_image_module(edited, native, native.photometric, 0)
+        uncompressed = native.count * native.frame_size
+    ratio = attributes.ratio_text(uncompressed, compressed)
+    attributes.describe(edited, "Lossy compression with JPEG 2000, quality factor %d, "
+                                "compression ratio %s" % (quality, ratio))
+    attributes.mark_lossy(edited, ratio, "ISO_15444_1")
+    return attributes.new_instance(edited)
+
+
 def _compress_lossless(edited, native, encode):
-    """RLE or JPEG 2000 lossless, frame by frame, in the photometric
+    """RLE, JPEG 2000 lossless or HTJ2K, frame by frame, in the photometric
     interpretation the native values have (interleaved)."""
     codestreams = [encode(native.frame(i), native.bits_allocated, native.bits_stored,
                           native.is_signed, native.photometric)
