@@ -2,13 +2,13 @@
 
 LMDB allows one write transaction at a time, and each commit costs an fsync.
 All index writes therefore go through one thread that takes every operation
-queued since its last commit, runs each in a child transaction - so one
-failing operation does not sink the batch - and commits them together.
-Before that, a durability thread makes the files the operations reference
-durable (up to ``max_batch`` operations at a time), so that syncing the
-files of the next operations overlaps the commit of the previous ones.
-Throughput grows with concurrency instead of being capped by fsyncs per
-second.  Deferreds fire on the reactor thread after the commit.
+queued since its last commit (up to ``max_batch``), runs each in a child
+transaction - so one failing operation does not sink the batch - and
+commits them together.  The files the operations reference must be durable
+before the commit: a durability thread syncs them while the writer runs the
+operations, so the sync and the operations' work overlap.  Throughput grows
+with concurrency instead of being capped by fsyncs per second.  Deferreds
+fire on the reactor thread after the commit.
 
 The writer is a service: its threads start in ``startService`` (after twistd
 has forked, when it daemonizes) and ``stopService`` commits what was queued
@@ -30,6 +30,32 @@ _STOP = object()
 
 class IndexStopped(Exception):
     """An index write was submitted after the writer stopped."""
+
+
+class _Durability:
+    """The durability thread's answer for one batch: None once its files
+    are durable, else the Failure.  Read as often as the batch is run
+    (again after the map grew)."""
+
+    def __init__(self):
+        self._answered = threading.Event()
+        self._failure = None
+
+    def answer(self, failure):
+        self._failure = failure
+        self._answered.set()
+
+    def outcome(self):
+        self._answered.wait()
+        return self._failure
+
+
+class _NotDurable(Exception):
+    """The files of a batch could not be made durable (``failure``)."""
+
+    def __init__(self, failure):
+        super().__init__(failure.getErrorMessage())
+        self.failure = failure
 
 
 class IndexWriter(service.Service):
@@ -103,29 +129,17 @@ class IndexWriter(service.Service):
             return operation(txn, *args)
 
     def _run_durability(self):
-        """First stage: make the files of the operations queued so far
-        durable, then hand them to the writer thread.  The files of one
-        batch are synced while the previous batch commits, and the writer
-        takes every batch made durable meanwhile in one commit: commits grow
-        with the load."""
+        """Make the files of each batch durable, on request of the writer
+        thread, which meanwhile runs the batch's operations."""
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < self._max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stops = [item for item in batch if item[0] is _STOP]
-            batch = [item for item in batch if item[0] is not _STOP]
-            if batch:
-                self._durable.put((batch, self._made_durable(batch)))
-            if stops:
-                self._durable.put((_STOP, stops[0][1]))
+            request = self._durable.get()
+            if request is _STOP:
                 return
+            files, durability = request
+            durability.answer(self._made_durable(files))
 
-    def _made_durable(self, batch):
-        """None once the batch's files are durable, else the Failure."""
-        files = [f for _, _, batch_files, _ in batch for f in batch_files]
+    def _made_durable(self, files):
+        """None once ``files`` are durable, else the Failure."""
         if not files or self._make_durable is None:
             return None
         started = time.perf_counter()
@@ -140,26 +154,24 @@ class IndexWriter(service.Service):
         return None
 
     def _run(self):
-        """Second stage: commit what the first made durable."""
+        """Take every operation queued (up to ``max_batch``), have their
+        files made durable by the durability thread while running them in
+        one transaction, then commit: commits grow with the load."""
         stopped = None
         while stopped is None:
-            items = [self._durable.get()]
-            while True:
+            batch = [self._queue.get()]
+            while len(batch) < self._max_batch:
                 try:
-                    items.append(self._durable.get_nowait())
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            batch = []
-            for first, second in items:
-                if first is _STOP:
-                    stopped = second
-                elif second is None:
-                    batch.extend(first)
-                else:
-                    self._reactor.callFromThread(
-                        self._deliver, [(d, second) for _, _, _, d in first], [])
+            stops = [item for item in batch if item[0] is _STOP]
+            batch = [item for item in batch if item[0] is not _STOP]
+            if stops:
+                stopped = stops[0][1]
             if batch:
                 self._commit(batch)
+        self._durable.put(_STOP)
         self._reactor.callFromThread(stopped.callback, None)
 
     def emit(self, event):
@@ -169,13 +181,18 @@ class IndexWriter(service.Service):
         self._events.append(event)
 
     def _commit(self, batch):
+        files = [f for _, _, batch_files, _ in batch for f in batch_files]
+        durability = None
+        if files and self._make_durable is not None:
+            durability = _Durability()
+            self._durable.put((files, durability))
         results = []
         events = []
         started = time.perf_counter()
         try:
             while True:
                 try:
-                    results, events = self._apply(batch)
+                    results, events = self._apply(batch, durability)
                     break
                 except lmdb.MapFullError:
                     if self._grow_map is None:
@@ -184,7 +201,10 @@ class IndexWriter(service.Service):
                     self._grow_map()
         except BaseException:
             failure = Failure()
-            self.log.failure("Index commit failed", failure)
+            if not failure.check(_NotDurable):
+                self.log.failure("Index commit failed", failure)
+            else:
+                failure = failure.value.failure
             results = [(d, failure) for _, _, _, d in batch]
             events = []
         self.last_batch_size = len(batch)
@@ -203,10 +223,13 @@ class IndexWriter(service.Service):
                     # Harmless: the start-up check settles what is left.
                     self.log.failure("Cannot settle committed files")
 
-    def _apply(self, batch):
+    def _apply(self, batch, durability):
         """Run the batch in one transaction; ([(Deferred, result or
-        Failure)], events) once committed.  MapFullError, from any
-        operation or the commit, leaves the whole transaction aborted."""
+        Failure)], events) once committed, which waits for ``durability``
+        (a _Durability, or None).
+        MapFullError, from any operation or the commit, leaves the whole
+        transaction aborted; so do files that could not be made durable
+        (_NotDurable)."""
         results = []
         events = []
         with self._begin_write() as txn:
@@ -225,6 +248,10 @@ class IndexWriter(service.Service):
                     child.commit()
                     results.append((d, result))
                     events.extend(self._events)
+            if durability is not None:
+                failure = durability.outcome()
+                if failure is not None:
+                    raise _NotDurable(failure)
         return results, events
 
     def _deliver(self, results, events):
