@@ -119,15 +119,25 @@ def test_a_file_written_but_never_indexed_is_removed(place):
     assert place.pending() == [".complete"]
 
 
+def settled_entry(place, uuid):
+    """The path of the pending entry of ``uuid``, once the writer removed it
+    (it settles an upload's entry just after answering the upload)."""
+    entry = os.path.join(place.storage.root, "pending", uuid)
+    deadline = time.monotonic() + 10
+    while os.path.lexists(entry) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return entry
+
+
 def test_a_file_indexed_before_the_crash_is_kept(place):
     instance = place.upload(SAMPLES[0]).ids[3]
     uuid = dicom_uuid(place, instance)
     # The crash between the commit and settling its pending entry.
     os.symlink(attachment_slot(ResourceLevel.INSTANCE, instance, ContentType.Dicom),
-               os.path.join(place.storage.root, "pending", uuid))
+               settled_entry(place, uuid))
     # and a pending entry from an older writer that named no owner
     other = place.upload(SAMPLES[1]).ids[3]
-    os.symlink("?", os.path.join(place.storage.root, "pending", dicom_uuid(place, other)))
+    os.symlink("?", settled_entry(place, dicom_uuid(place, other)))
     restart(place)
     assert place.files() == {uuid, dicom_uuid(place, other)}
     assert place.pending() == [".complete"]
