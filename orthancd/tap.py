@@ -128,8 +128,9 @@ def makeService(options, reactor=default_reactor):
         raise SystemExit("orthancd: cannot start: %s" % e)
     IndexService(server).setServiceParent(top)
     server.index.writer.setServiceParent(top)
-    file_io.setServiceParent(top)
+    # File I/O threads may wait for a hash: the hashing pool stops after them.
     hashing.setServiceParent(top)
+    file_io.setServiceParent(top)
     # Helper processes parsing the headers of incoming instances.
     parsers = ParserPool(reactor, server.temporary_directory,
                          {"extra_main_dicom_tags": configuration.get("ExtraMainDicomTags")},
