@@ -22,6 +22,7 @@ import lmdb
 
 from twisted.application import service
 from twisted.internet import defer
+from orthancd import logs
 from orthancd.logs import logger
 from twisted.python.failure import Failure
 
@@ -149,8 +150,9 @@ class IndexWriter(service.Service):
             failure = Failure()
             self.log.failure("Cannot make files durable", failure)
             return failure
-        self.log.debug("{count} files made durable in {durable:.2f} ms", count=len(files),
-                       durable=(time.perf_counter() - started) * 1000)
+        if logs.is_verbose("sqlite"):
+            self.log.debug("{count} files made durable in {durable:.2f} ms", count=len(files),
+                           durable=(time.perf_counter() - started) * 1000)
         return None
 
     def _run(self):
@@ -210,8 +212,9 @@ class IndexWriter(service.Service):
         self.last_batch_size = len(batch)
         self.commits += 1
         self.committed_operations += sum(1 for _, result in results if not isinstance(result, Failure))
-        self.log.debug("group commit: {count} operations, index committed in {commit:.2f} ms",
-                       count=len(batch), commit=(time.perf_counter() - started) * 1000)
+        if logs.is_verbose("sqlite"):
+            self.log.debug("group commit: {count} operations, index committed in {commit:.2f} ms",
+                           count=len(batch), commit=(time.perf_counter() - started) * 1000)
         self._reactor.callFromThread(self._deliver, results, events)
         if self._settle is not None:
             committed = [f for (_, _, files, _), (_, result) in zip(batch, results)
