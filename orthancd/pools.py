@@ -5,6 +5,7 @@ another (a slow Lua script does not hold up file reads).  A pool is built in
 makeService but starts its threads in ``startService``: when twistd
 daemonizes it forks in between, and threads do not survive a fork.
 """
+import collections
 import threading
 
 from twisted.application import service
@@ -50,3 +51,42 @@ class ThreadPoolService(service.Service):
             self._reactor.callFromThread(stopped.callback, None)
         threading.Thread(target=join, name=self.name + "-stop", daemon=True).start()
         return stopped
+
+
+class SerialLane:
+    """Items handled one at a time, in the order they were put, by
+    ``handle(item)`` in ``pool`` (anything with ``callInThread``): at most
+    one drain runs at a time, and it takes every item put meanwhile, so a
+    burst of items costs one hand-over.  Given a pool without threads (a
+    test's Clock), items are handled inline."""
+
+    def __init__(self, pool, handle):
+        self._pool = pool
+        self._handle = handle
+        self._threaded = hasattr(pool, "callInThread")
+        self._items = collections.deque()
+        self._lock = threading.Lock()
+        self._draining = False
+
+    def put(self, *items):
+        if not self._threaded:
+            self._items.extend(items)
+            self._drain()
+            return
+        with self._lock:
+            self._items.extend(items)
+            if self._draining:
+                return
+            self._draining = True
+        self._pool.callInThread(self._drain)
+
+    def _drain(self):
+        while True:
+            with self._lock:
+                if not self._items:
+                    self._draining = False
+                    return
+                items = list(self._items)
+                self._items.clear()
+            for item in items:
+                self._handle(item)

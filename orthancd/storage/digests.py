@@ -8,10 +8,11 @@ pool, each hash is computed there in a lane of its own, beside the other
 follows the file's last piece (the parse of its header), rather than
 before them.
 """
-import collections
 import dataclasses
 import hashlib
 import threading
+
+from orthancd.pools import SerialLane
 
 
 def uuid_from_sha256(hex_digest):
@@ -49,45 +50,28 @@ _END = object()
 
 
 class _HashLane:
-    """A hash of pieces fed in order, computed in ``pool`` (anything with
-    ``callInThread``), one drain at a time so the order holds.  Nothing run
-    there ever waits, so a reader waiting for the digest in another pool
-    cannot starve it."""
+    """A hash of pieces fed in order, computed in ``pool`` (a SerialLane).
+    Nothing run there ever waits, so a reader waiting for the digest in
+    another pool cannot starve it."""
 
     def __init__(self, pool, digest):
-        self._pool = pool
         self._digest = digest
-        self._pieces = collections.deque()
-        self._lock = threading.Lock()
-        self._draining = False
+        self._lane = SerialLane(pool, self._take)
         self._done = threading.Event()
         self._hex = None
 
     def update(self, data):
-        with self._lock:
-            self._pieces.append(data)
-            if self._draining:
-                return
-            self._draining = True
-        self._pool.callInThread(self._drain)
+        self._lane.put(data)
 
     def close(self):
-        self.update(_END)
+        self._lane.put(_END)
 
-    def _drain(self):
-        while True:
-            with self._lock:
-                if not self._pieces:
-                    self._draining = False
-                    return
-                pieces = list(self._pieces)
-                self._pieces.clear()
-            for piece in pieces:
-                if piece is _END:
-                    self._hex = self._digest.hexdigest()
-                    self._done.set()
-                else:
-                    self._digest.update(piece)
+    def _take(self, piece):
+        if piece is _END:
+            self._hex = self._digest.hexdigest()
+            self._done.set()
+        else:
+            self._digest.update(piece)
 
     def hexdigest(self):
         self._done.wait()

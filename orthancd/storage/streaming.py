@@ -6,12 +6,11 @@ writes them and feeds the ContentHasher.  hashlib and file writes release the
 GIL, so receiving the next PDUs and hashing the previous ones overlap.
 Given a reactor without threads (a test's Clock), it works inline.
 """
-import collections
 import os
-import threading
 
 from twisted.internet import defer
 
+from orthancd.pools import SerialLane
 from orthancd.storage.digests import ContentHasher
 from orthancd.storage.filesystem import start_writeback
 
@@ -44,14 +43,12 @@ class StreamingFileWriter:
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
-        self._pool = pool if pool is not None else reactor
-        self._threaded = hasattr(self._pool, "callInThread")
+        pool = pool if pool is not None else reactor
+        self._threaded = hasattr(pool, "callInThread")
         self.path = path
         self._file = open(path, "wb", buffering=_WRITE_BUFFER)
         self._hasher = ContentHasher(pool=hash_pool)
-        self._pending = collections.deque()
-        self._lock = threading.Lock()
-        self._draining = False
+        self._lane = SerialLane(pool, self._take)
         self._error = None
         self._closed = None
 
@@ -76,35 +73,18 @@ class StreamingFileWriter:
         self._enqueue(_CLOSE)
 
     def _enqueue(self, *items):
-        if not self._threaded:
-            self._pending.extend(items)
-            self._drain()
-            return
-        with self._lock:
-            self._pending.extend(items)
-            if self._draining:
-                return
-            self._draining = True
-        self._pool.callInThread(self._drain)
+        self._lane.put(*items)
 
-    def _drain(self):
-        while True:
-            with self._lock:
-                if not self._pending:
-                    self._draining = False
-                    return
-                items = list(self._pending)
-                self._pending.clear()
-            for item in items:
-                if item is _CLOSE:
-                    self._finish()
-                elif self._error is None and self._file is not None:
-                    try:
-                        # Hash lanes (with a hash pool) start on it meanwhile.
-                        self._hasher.update(item)
-                        self._file.write(item)
-                    except Exception as e:
-                        self._error = e
+    def _take(self, item):
+        if item is _CLOSE:
+            self._finish()
+        elif self._error is None and self._file is not None:
+            try:
+                # Hash lanes (with a hash pool) start on it meanwhile.
+                self._hasher.update(item)
+                self._file.write(item)
+            except Exception as e:
+                self._error = e
 
     def _finish(self):
         if self._file is None:
