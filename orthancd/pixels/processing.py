@@ -130,7 +130,8 @@ def stretch(pixels, parameters, source_format, minimum=None, maximum=None):
         table = np.zeros(1 << (8 * pixels.dtype.itemsize), dtype="u1")
         table[values.astype(pixels.dtype).view(unsigned)] = _stretch_values(values, parameters,
                                                                             source_format)
-        return table[pixels.view(unsigned)]
+        # np.take: about twice as fast as indexing (table[...]) for a lookup.
+        return np.take(table, pixels.view(unsigned))
     return _stretch_values(pixels, parameters, source_format)
 
 
