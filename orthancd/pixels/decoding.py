@@ -39,9 +39,17 @@ class DicomPixels:
         self.dataset = dataset
         self.syntax = transfer_syntax(dataset)
         self._index = None
+        self._information = None
 
     def frames_count(self):
         return frames_count(self.dataset)
+
+    def information(self):
+        """The dataset's ImageInformation, read once (an error reading it
+        is raised again on each call: nothing is kept)."""
+        if self._information is None:
+            self._information = ImageInformation(self.dataset)
+        return self._information
 
     def frame_index(self):
         if self._index is None:
@@ -62,7 +70,7 @@ class DicomPixels:
 
     def _decode_native(self, frame):
         dataset = self.dataset
-        information = ImageInformation(dataset)
+        information = self.information()
         pixel_format = information.pixel_format(ignore_photometric=False)
         if pixel_format is None:
             raise not_implemented_at("DicomImageDecoder.cpp:357")
@@ -104,7 +112,7 @@ class DicomPixels:
         dataset = self.dataset
         if not is_encapsulated(dataset):
             raise OrthancError(ErrorCode.BadFileFormat)
-        information = ImageInformation(dataset)
+        information = self.information()
         pixel_format = information.pixel_format(ignore_photometric=True)
         if pixel_format is None:
             raise not_implemented_at("DicomImageDecoder.cpp:357")

@@ -14,7 +14,7 @@ from orthancd.errors import ErrorCode, OrthancError
 from orthancd.pixels import encoders, processing
 from orthancd.pixels.frames import extract_pdf, raw_frame_mime
 from orthancd.pixels.image import PixelFormat
-from orthancd.pixels.information import PHOTOMETRIC_INTERPRETATION, ImageInformation, tag_text
+from orthancd.pixels.information import PHOTOMETRIC_INTERPRETATION, tag_text
 from orthancd.pixels.processing import ExtractionMode
 
 
@@ -70,7 +70,7 @@ def frame_image(pixels, frame, mode, encoding):
     image = _decode(pixels, frame)
     invert = False
     if mode is ExtractionMode.Preview:
-        invert = ImageInformation(pixels.dataset).photometric == "MONOCHROME1"
+        invert = pixels.information().photometric == "MONOCHROME1"
     return encode_image(image, mode, invert, encoding)
 
 
