@@ -8,6 +8,8 @@ import imagecodecs
 import numpy as np
 import pytest
 from PIL import Image as PilImage
+from pydicom import DataElement
+from pydicom.filewriter import dcmwrite
 
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.pixels import encoders, parsed_files
@@ -166,3 +168,36 @@ def test_cached_files_answer_as_freshly_parsed_ones(daemons):
     series = cached.get("/instances/%s/series" % cached.get("/instances").json()[0]).json()["ID"]
     path = "/series/%s/numpy" % series
     assert cached.get(path).body == uncached.get(path).body
+
+
+def _multiframe_file(little_endian):
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, generate_uid
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian if little_endian else ExplicitVRBigEndian
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 3, 4, 5
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.RescaleSlope, ds.RescaleIntercept = 3, 7
+    values = np.arange(5 * 3 * 4, dtype="u2") * 1000
+    ds["PixelData"] = DataElement(0x7FE00010, "OW", values.astype("<u2" if little_endian else ">u2").tobytes())
+    output = io.BytesIO()
+    dcmwrite(output, ds, implicit_vr=False, little_endian=little_endian, force_encoding=True)
+    return output.getvalue(), values.reshape(5, 3, 4)
+
+
+@pytest.mark.parametrize("little_endian", [True, False])
+def test_multiframe_volume_shares_the_pixel_data(little_endian):
+    data, values = _multiframe_file(little_endian)
+    pixels = parsed_files.parse(data)
+    volume = NumpyVolume(5, True)
+    for frame in range(5):
+        volume.write(pixels, frame)
+    # The frames are views on one host-order copy of the pixel data, made once.
+    assert pixels._native_bytes() is pixels._native_bytes()
+    expected = values.astype("f4") * np.float32(3) + np.float32(7)
+    assert (np.load(io.BytesIO(_volume_bytes(volume))) == expected[..., None]).all()

@@ -40,6 +40,7 @@ class DicomPixels:
         self.syntax = transfer_syntax(dataset)
         self._index = None
         self._information = None
+        self._native_data = None
 
     def frames_count(self):
         return frames_count(self.dataset)
@@ -76,12 +77,7 @@ class DicomPixels:
             raise not_implemented_at("DicomImageDecoder.cpp:357")
         width, height = information.width, information.height
         check_buffer_size(pixel_format, width, height)
-        if PIXEL_DATA in dataset:
-            data = native_pixel_bytes(dataset)
-        elif is_psmct_rle1(dataset):
-            data = decode_psmct_rle1(dataset)
-        else:
-            raise OrthancError(ErrorCode.BadFileFormat)
+        data = self._native_bytes()
         if information.bits_allocated > 32 or information.bits_stored >= 32:
             raise OrthancError(ErrorCode.NotImplemented,
                                "No support for BitsAllocated > 32 or BitsStored >= 32")
@@ -105,6 +101,21 @@ class DicomPixels:
                 pixels = pixels >> shift
             return Image(pixel_format, pixels)
         return _decode_value_by_value(information, pixel_format, data, frame, frame_size)
+
+    def _native_bytes(self):
+        """The native pixel data in host order, or Philips' decoded
+        PMSCT_RLE1: made once (a big endian file's swapped copy, the
+        decoded run-lengths), and shared by the frames, which are views on
+        it."""
+        if self._native_data is None:
+            dataset = self.dataset
+            if PIXEL_DATA in dataset:
+                self._native_data = native_pixel_bytes(dataset)
+            elif is_psmct_rle1(dataset):
+                self._native_data = decode_psmct_rle1(dataset)
+            else:
+                raise OrthancError(ErrorCode.BadFileFormat)
+        return self._native_data
 
     # -- encapsulated pixel data --
 

@@ -17,7 +17,7 @@ import threading
 
 from orthancd.dicom.reading import read_dataset
 from orthancd.pixels.decoding import DicomPixels
-from orthancd.pixels.frames import PIXEL_DATA
+from orthancd.pixels.frames import EXPLICIT_BIG_ENDIAN, PIXEL_DATA
 
 DEFAULT_CAPACITY_MB = 256
 
@@ -35,12 +35,14 @@ def parse(data):
 
 
 def estimated_size(pixels, file_size):
-    """Roughly the memory a parsed file holds: its pixel data as stored,
-    and its other elements as Python objects."""
+    """Roughly the memory a parsed file holds: its pixel data as stored
+    (twice for big endian files, whose frames are read from a swapped
+    copy), and its other elements as Python objects."""
     element = pixels.dataset.get(PIXEL_DATA)
     value = getattr(element, "value", None)
     pixel_bytes = len(value) if isinstance(value, (bytes, bytearray)) else 0
-    return pixel_bytes + HEADER_WEIGHT * max(0, file_size - pixel_bytes)
+    copies = 2 if pixels.syntax == EXPLICIT_BIG_ENDIAN else 1
+    return copies * pixel_bytes + HEADER_WEIGHT * max(0, file_size - pixel_bytes)
 
 
 class ParsedFiles:
