@@ -198,7 +198,7 @@ async def _send_pooled_chunks(request, count, make, pool):
 def install(app, server):
     pool = server.pixel_pool
     parsed_files = ParsedFiles(
-        int(server.configuration.get("DicomParserCacheSize", DEFAULT_CAPACITY_MB)) * 1024 * 1024)
+        server.configuration.get("DicomParserCacheSize", DEFAULT_CAPACITY_MB) * 1024 * 1024)
 
     def parsed(info):
         """The parsed file of an attachment (in a worker thread)."""
