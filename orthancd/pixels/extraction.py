@@ -9,7 +9,6 @@ with 415 whatever the reason, where numpy reports the reason.
 import threading
 import zlib
 
-
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.pixels import encoders, processing
 from orthancd.pixels.frames import extract_pdf, raw_frame_mime
