@@ -104,18 +104,20 @@ def test_numpy_volume_answers_the_array_orthanc_computes():
     rng = np.random.default_rng(2)
     frames = [rng.integers(-2000, 3000, (3, 4)).astype("<i2") for _ in range(3)]
     source = _Frames([Image(PixelFormat.SignedGrayscale16, f) for f in frames])
-    volume = NumpyVolume(3, True)
-    volume.write(source, 0)
-    volume.write(source, 2, 2)           # any order, at its index
-    volume.write(source, 1, 1)
-    data = _volume_bytes(volume)
-    assert len(data) == volume.size
     expected = np.stack(frames).astype("f4") * np.float32(2) + np.float32(-1024)
-    assert (np.load(io.BytesIO(data)) == expected[..., None]).all()
-    raw = NumpyVolume(3, False)
-    for n in range(3):
-        raw.write(source, n)
-    assert (np.load(io.BytesIO(_volume_bytes(raw))) == np.stack(frames)[..., None]).all()
+    # Frames kept as decoded, converted at once, or both.
+    for keeps in ((True, True, True), (False, False, False), (True, False, True)):
+        volume = NumpyVolume(3, True)
+        volume.write(source, 0, None, keeps[0])
+        volume.write(source, 2, 2, keeps[2])     # any order, at its index
+        volume.write(source, 1, 1, keeps[1])
+        data = _volume_bytes(volume)
+        assert len(data) == volume.size
+        assert (np.load(io.BytesIO(data)) == expected[..., None]).all()
+        raw = NumpyVolume(3, False)
+        for n in range(3):
+            raw.write(source, n, n, keeps[n])
+        assert (np.load(io.BytesIO(_volume_bytes(raw))) == np.stack(frames)[..., None]).all()
 
 
 def test_numpy_volume_refuses_before_any_byte():

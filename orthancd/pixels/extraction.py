@@ -9,6 +9,8 @@ with 415 whatever the reason, where numpy reports the reason.
 import threading
 import zlib
 
+import numpy as np
+
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.pixels import encoders, processing
 from orthancd.pixels.frames import extract_pdf, raw_frame_mime
@@ -139,22 +141,30 @@ class NumpyVolume:
 
     Each frame is decoded and checked when it is written (in any thread,
     at its index, once the first frame has fixed the format), so that
-    Orthanc's errors come before any byte of the answer.  It is kept as
-    decoded (for native pixel data, a view on the parsed file's bytes) and
-    only converted (rescaled to float32) when its chunk of the answer is
-    made, just before it is sent: there is no array of the whole volume,
-    whose fresh pages cost more to fault in than the conversion itself,
-    and the memory of a sent chunk is reused for the next."""
+    Orthanc's errors come before any byte of the answer.
+
+    A frame whose file stays in memory anyway (``keep``: the file is in the
+    cache of parsed files, or is the only one) is kept as decoded (for
+    native pixel data, a view on the file's bytes) and only converted
+    (rescaled to float32) when its chunk of the answer is made, just
+    before it is sent: no array of the whole volume, whose fresh pages
+    cost more to fault in than the conversion itself.  Any other frame is
+    converted at once into such an array (allocated at the first one: one
+    allocation, huge pages), so that its file's memory is freed and reused
+    for the next file."""
 
     def __init__(self, depth, rescale):
         self.depth = depth
         self.rescale = rescale
         self.written = 0
-        self._frames = [None] * max(depth, 1)   # (pixels, (intercept, slope) or None)
+        # Per frame: (pixels, (intercept, slope) or None), or None once
+        # converted into self._array.
+        self._frames = [None] * max(depth, 1)
+        self._array = None
         self._shape = None
         self._lock = threading.Lock()
 
-    def write(self, pixels, frame, index=None):
+    def write(self, pixels, frame, index=None, keep=True):
         image = pixels.decode(frame)
         if self._shape is None:
             self._shape = (image.width, image.height, image.format)
@@ -170,14 +180,35 @@ class NumpyVolume:
         if self.rescale and image.format is not PixelFormat.RGB24:
             processing.check_rescalable(image.format)
             rescaling = processing.rescale(pixels.dataset, frame)
+        position = self.written if index is None else index
+        if keep:
+            self._frames[position] = (image.pixels, rescaling)
+        else:
+            self._convert(image.pixels, rescaling, self._allocated()[position])
         with self._lock:
-            self._frames[self.written if index is None else index] = (image.pixels, rescaling)
             self.written += 1
 
     def _set_format(self, image, pixel_format):
         self._header = encoders.numpy_header(self.depth, image.width, image.height, pixel_format)
         self._dtype = encoders.numpy_dtype(pixel_format)
+        self._frame_shape = (image.height, image.width) + ((3,) if pixel_format.channels == 3 else ())
         self._frame_size = image.width * image.height * pixel_format.channels * self._dtype.itemsize
+
+    def _allocated(self):
+        with self._lock:
+            if self._array is None:
+                # np.empty: no page is touched before its frame is written.
+                self._array = np.empty((len(self._frames),) + self._frame_shape, dtype=self._dtype)
+            return self._array
+
+    def _convert(self, pixels, rescaling, target=None):
+        if rescaling is not None:
+            intercept, slope = rescaling
+            return processing.rescaled(pixels, intercept, slope, target)
+        if target is None:
+            return pixels.astype(self._dtype, copy=False)
+        target[...] = pixels.reshape(target.shape)
+        return target
 
     def _check_complete(self):
         if (self.depth == 0 and self.written != 1) or (self.depth and self.written != self.depth):
@@ -202,11 +233,10 @@ class NumpyVolume:
         if index == 0:
             self._check_complete()
             return self._header
-        pixels, rescaling = self._frames[index - 1]
-        if rescaling is not None:
-            intercept, slope = rescaling
-            return processing.rescaled(pixels, intercept, slope).tobytes()
-        return pixels.astype(self._dtype, copy=False).tobytes()
+        kept = self._frames[index - 1]
+        if kept is None:
+            return self._array[index - 1].tobytes()
+        return self._convert(*kept).tobytes()
 
     def answer(self, compress):
         self._check_complete()

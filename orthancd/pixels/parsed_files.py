@@ -78,6 +78,10 @@ class ParsedFiles:
                         self._size -= dropped
         return pixels
 
+    def __contains__(self, uuid):
+        with self._lock:
+            return uuid in self._entries
+
     def __len__(self):
         return len(self._entries)
 

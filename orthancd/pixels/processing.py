@@ -329,14 +329,17 @@ def check_rescalable(pixel_format):
         raise _not_implemented()
 
 
-def rescaled(pixels, intercept, slope):
+def rescaled(pixels, intercept, slope, out=None):
     """Orthanc's rescaling for numpy, float32 "slope * x + intercept", of
-    grayscale integers (see check_rescalable)."""
+    grayscale integers (see check_rescalable), into ``out`` if given."""
     a, b = F32(slope), F32(intercept)
     eps = 10 * np.finfo(F32).eps
     if abs(b) <= eps and abs(a - 1) <= eps:
-        return pixels.astype(F32)
+        if out is None:
+            return pixels.astype(F32)
+        out[...] = pixels
+        return out
     # One pass converts and multiplies (in float32, as Orthanc), one adds.
-    values = np.multiply(pixels, a, dtype=F32, casting="unsafe")
+    values = np.multiply(pixels, a, out=out, dtype=F32, casting="unsafe")
     values += b
     return values

@@ -361,8 +361,11 @@ def install(app, server):
             for info, frames, first in part:
                 try:
                     pixels = parsed(info)
+                    # Frames of a cached file are kept as decoded; the others
+                    # are converted at once, and their file freed.
+                    keep = info.uuid in parsed_files
                     for frame in range(frames):
-                        volume.write(pixels, frame, first + frame)
+                        volume.write(pixels, frame, first + frame, keep)
                 except Exception as e:
                     e.slice_index = first
                     raise
