@@ -7,10 +7,16 @@
                second;
 * memory       the server's peak resident memory (VmHWM) after the run.
 
+Both servers keep recently parsed files in memory (DicomParserCacheSize,
+256 MB by default in both): the requests cycle over 64 files, which then
+stay parsed.  --no-parser-cache sets it to 0 in both, to measure every
+request reading and parsing its file.
+
 The corpus, made once with pydicom: one series of 64 CT-like slices, 512x512,
 signed 16 bits, Explicit VR Little Endian, with rescale and positions.
 
 Usage: python3 bench/pixels_bench.py [--seconds 10] [--only orthancd|orthanc]
+                                     [--no-parser-cache]
 """
 import argparse
 import http.client
@@ -126,13 +132,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--only", choices=("orthancd", "orthanc"))
+    parser.add_argument("--no-parser-cache", action="store_true")
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         corpus = os.path.join(folder, "corpus")
         os.makedirs(corpus)
         files = make_series(corpus)
         results = {}
-        for name, factory in (("orthancd", lambda w: Daemon(w)), ("orthanc-1.13.0", lambda w: RealOrthanc(w))):
+        options = {"DicomParserCacheSize": 0} if arguments.no_parser_cache else {}
+        for name, factory in (("orthancd", lambda w: Daemon(w, **options)),
+                              ("orthanc-1.13.0", lambda w: RealOrthanc(w, **options))):
             if arguments.only and name.split("-")[0] != arguments.only:
                 continue
             workdir = os.path.join(folder, name)

@@ -68,6 +68,9 @@ OPTIONAL_OPTION_TYPES = {
     # and 4096, see orthancd.uploads.uploader).
     "MaximumRequestBodySizeMB": int,
     "MaximumFileSizeInArchiveMB": int,
+    # In 1.13.0's embedded defaults (256 MB), not in its documented file
+    # (orthancd.pixels.parsed_files).
+    "DicomParserCacheSize": int,
     # orthancd's own: how many helper processes parse the headers of
     # concurrent uploads (orthancd.ingest_workers.default_worker_count).
     "IngestWorkers": int,

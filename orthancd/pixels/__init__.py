@@ -11,5 +11,6 @@ Knows nothing of HTTP.  Layout:
   decoding.py     one frame of a dataset -> Image, with Orthanc's errors
   processing.py   Orthanc's extraction modes, stretching, windowing, resizing
   encoders.py     PNG, JPEG, PAM, numpy/npz, Matlab
-  extraction.py   the operations the REST API calls, from file bytes to answer
+  parsed_files.py a bounded cache of parsed files (Orthanc's DicomParserCacheSize)
+  extraction.py   the operations the REST API calls, from parsed file to answer
 """

@@ -39,9 +39,18 @@ class DicomPixels:
         self.dataset = dataset
         self.syntax = transfer_syntax(dataset)
         self._index = None
+        self._information = None
+        self._native_data = None
 
     def frames_count(self):
         return frames_count(self.dataset)
+
+    def information(self):
+        """The dataset's ImageInformation, read once (an error reading it
+        is raised again on each call: nothing is kept)."""
+        if self._information is None:
+            self._information = ImageInformation(self.dataset)
+        return self._information
 
     def frame_index(self):
         if self._index is None:
@@ -62,18 +71,13 @@ class DicomPixels:
 
     def _decode_native(self, frame):
         dataset = self.dataset
-        information = ImageInformation(dataset)
+        information = self.information()
         pixel_format = information.pixel_format(ignore_photometric=False)
         if pixel_format is None:
             raise not_implemented_at("DicomImageDecoder.cpp:357")
         width, height = information.width, information.height
         check_buffer_size(pixel_format, width, height)
-        if PIXEL_DATA in dataset:
-            data = native_pixel_bytes(dataset)
-        elif is_psmct_rle1(dataset):
-            data = decode_psmct_rle1(dataset)
-        else:
-            raise OrthancError(ErrorCode.BadFileFormat)
+        data = self._native_bytes()
         if information.bits_allocated > 32 or information.bits_stored >= 32:
             raise OrthancError(ErrorCode.NotImplemented,
                                "No support for BitsAllocated > 32 or BitsStored >= 32")
@@ -98,13 +102,28 @@ class DicomPixels:
             return Image(pixel_format, pixels)
         return _decode_value_by_value(information, pixel_format, data, frame, frame_size)
 
+    def _native_bytes(self):
+        """The native pixel data in host order, or Philips' decoded
+        PMSCT_RLE1: made once (a big endian file's swapped copy, the
+        decoded run-lengths), and shared by the frames, which are views on
+        it."""
+        if self._native_data is None:
+            dataset = self.dataset
+            if PIXEL_DATA in dataset:
+                self._native_data = native_pixel_bytes(dataset)
+            elif is_psmct_rle1(dataset):
+                self._native_data = decode_psmct_rle1(dataset)
+            else:
+                raise OrthancError(ErrorCode.BadFileFormat)
+        return self._native_data
+
     # -- encapsulated pixel data --
 
     def _decode_compressed(self, frame):
         dataset = self.dataset
         if not is_encapsulated(dataset):
             raise OrthancError(ErrorCode.BadFileFormat)
-        information = ImageInformation(dataset)
+        information = self.information()
         pixel_format = information.pixel_format(ignore_photometric=True)
         if pixel_format is None:
             raise not_implemented_at("DicomImageDecoder.cpp:357")

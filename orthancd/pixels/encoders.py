@@ -2,7 +2,7 @@
 
 The PNG encoder is our own: rows filtered with numpy and deflated with
 zlib in bands, so that a large image is encoded without a second full copy
-of it, and with a compression level chosen for speed (previews are
+of it, and with compression settings chosen for speed (previews are
 deflate-bound; see bench/pixels_bench.py)."""
 import io
 import struct
@@ -13,10 +13,14 @@ import numpy as np
 
 from orthancd.pixels.image import PixelFormat, internal_error_at, not_implemented_at
 
-# Previews are deflate-bound: zlib's fastest level deflates a 512x512 preview
-# about three times as fast as libpng's default (6), for a file some 10-15%
-# larger (bench/pixels_bench.py).
+# Previews are deflate-bound.  Rows filtered with "Up" are mostly runs of
+# the same byte: zlib's run-length strategy (matches at distance 1 only)
+# deflates them about twice as fast as its fastest general level (1), and
+# into smaller files: over the 210 decodable sample frames, 17.5 MB against
+# 18.9 MB at level 1 and 17.2 MB at libpng's default (level 6, three times
+# slower still).  Any zlib stream is a valid PNG, whatever its strategy.
 PNG_COMPRESSION_LEVEL = 1
+PNG_COMPRESSION_STRATEGY = zlib.Z_RLE
 _BAND_BYTES = 4 * 1024 * 1024
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -45,7 +49,7 @@ def png_rows_filtered(rows, previous_row):
     return out
 
 
-def encode_png(image, level=PNG_COMPRESSION_LEVEL):
+def encode_png(image, level=PNG_COMPRESSION_LEVEL, strategy=PNG_COMPRESSION_STRATEGY):
     try:
         depth, color, dtype = _PNG_TYPES[image.format]
     except KeyError:
@@ -56,7 +60,7 @@ def encode_png(image, level=PNG_COMPRESSION_LEVEL):
     # Signed values are written as their 16-bit two's complement.
     data = np.ascontiguousarray(image.pixels.astype(dtype, copy=False)).view("u1")
     data = data.reshape(height, -1) if height else data.reshape(0, 0)
-    compressor = zlib.compressobj(level)
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 15, 8, strategy)
     compressed = []
     band = max(1, _BAND_BYTES // max(1, data.shape[1] if height else 1))
     previous = None

@@ -1,6 +1,6 @@
-"""The operations behind the pixel routes, from a stored file's bytes to
-the bytes of the answer.  They run in the pixel pool (orthancd.tap), never
-on the reactor.
+"""The operations behind the pixel routes, from a parsed file (DicomPixels,
+see orthancd.pixels.parsed_files) to the bytes of the answer.  They run in
+the pixel pool (orthancd.tap), never on the reactor.
 
 Errors: OrthancError as Orthanc raises them.  ``DecodingFailed`` marks a
 frame that could not be decoded at all: Orthanc's image routes answer it
@@ -11,13 +11,11 @@ import zlib
 
 import numpy as np
 
-from orthancd.dicom.reading import read_dataset
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.pixels import encoders, processing
-from orthancd.pixels.decoding import DicomPixels
 from orthancd.pixels.frames import extract_pdf, raw_frame_mime
 from orthancd.pixels.image import PixelFormat
-from orthancd.pixels.information import PHOTOMETRIC_INTERPRETATION, ImageInformation, tag_text
+from orthancd.pixels.information import PHOTOMETRIC_INTERPRETATION, tag_text
 from orthancd.pixels.processing import ExtractionMode
 
 
@@ -45,10 +43,6 @@ class Unanswered(Exception):
     """Orthanc's handler answers nothing (an empty 404)."""
 
 
-def parse(data):
-    return DicomPixels(read_dataset(data))
-
-
 def _decode(pixels, frame):
     try:
         return pixels.decode(frame)
@@ -72,13 +66,12 @@ def encode_image(image, mode, invert, encoding):
     return encoders.encode_png(image)
 
 
-def frame_image(data, frame, mode, encoding):
+def frame_image(pixels, frame, mode, encoding):
     """/preview, /image-uint8, /image-uint16, /image-int16."""
-    pixels = parse(data)
     image = _decode(pixels, frame)
     invert = False
     if mode is ExtractionMode.Preview:
-        invert = ImageInformation(pixels.dataset).photometric == "MONOCHROME1"
+        invert = pixels.information().photometric == "MONOCHROME1"
     return encode_image(image, mode, invert, encoding)
 
 
@@ -95,8 +88,7 @@ class Rendering:
         self.refusal = refusal
 
 
-def rendered(data, frame, rendering, encoding):
-    pixels = parse(data)
+def rendered(pixels, frame, rendering, encoding):
     image = _decode(pixels, frame)
     dataset = pixels.dataset
     invert = (tag_text(dataset, PHOTOMETRIC_INTERPRETATION) or "").strip() == "MONOCHROME1"
@@ -113,15 +105,13 @@ def rendered(data, frame, rendering, encoding):
     return encode_image(image, mode, invert, encoding)
 
 
-def matlab(data, frame):
-    pixels = parse(data)
+def matlab(pixels, frame):
     image = _decode(pixels, frame)
     return encoders.encode_matlab(image)
 
 
-def raw_frame(data, frame, compress):
+def raw_frame(pixels, frame, compress):
     """(mime, bytes) of /frames/{n}/raw and raw.gz."""
-    pixels = parse(data)
     dataset = pixels.dataset
     from orthancd.pixels.frames import PIXEL_DATA, is_psmct_rle1
     if PIXEL_DATA not in dataset and not is_psmct_rle1(dataset):
@@ -135,62 +125,90 @@ def raw_frame(data, frame, compress):
     return raw_frame_mime(dataset), raw
 
 
-def frames_count(data):
-    return parse(data).frames_count()
+def frames_count(pixels):
+    return pixels.frames_count()
 
 
-def pdf(data):
-    return extract_pdf(read_dataset(data))
+def pdf(pixels):
+    return extract_pdf(pixels.dataset)
 
 
 # -- numpy --
 
 class NumpyVolume:
-    """Frames written one after the other into a .npy array, as Orthanc's
-    NumpyVisitor: every frame of the same size and format.  The array is
-    allocated once the first frame gives its size (one large allocation:
-    huge pages, few page faults), and each frame is converted straight into
-    its place.  Once the first frame is written, the others may be written
-    from several threads, each at its index.  The answer is the header,
-    then one chunk per frame, each made when it is about to be sent."""
+    """Frames answered one after the other as a .npy array, as Orthanc's
+    NumpyVisitor: every frame of the same size and format.
+
+    Each frame is decoded and checked when it is written (in any thread,
+    at its index, once the first frame has fixed the format), so that
+    Orthanc's errors come before any byte of the answer.
+
+    A frame whose file stays in memory anyway (``keep``: the file is in the
+    cache of parsed files, or is the only one) is kept as decoded (for
+    native pixel data, a view on the file's bytes) and only converted
+    (rescaled to float32) when its chunk of the answer is made, just
+    before it is sent: no array of the whole volume, whose fresh pages
+    cost more to fault in than the conversion itself.  Any other frame is
+    converted at once into such an array (allocated at the first one: one
+    allocation, huge pages), so that its file's memory is freed and reused
+    for the next file."""
 
     def __init__(self, depth, rescale):
         self.depth = depth
         self.rescale = rescale
         self.written = 0
-        self._frames = None
+        # Per frame: (pixels, (intercept, slope) or None), or None once
+        # converted into self._array.
+        self._frames = [None] * max(depth, 1)
+        self._array = None
         self._shape = None
         self._lock = threading.Lock()
 
-    def write(self, pixels, frame, index=None):
+    def write(self, pixels, frame, index=None, keep=True):
         image = pixels.decode(frame)
         if self._shape is None:
             self._shape = (image.width, image.height, image.format)
             rescaled = self.rescale and image.format is not PixelFormat.RGB24
-            self._allocate(image, PixelFormat.Float32 if rescaled else image.format)
+            self._set_format(image, PixelFormat.Float32 if rescaled else image.format)
         elif (image.width, image.height) != self._shape[:2]:
             raise OrthancError(ErrorCode.IncompatibleImageSize,
                                "The size of the frames varies across the instance(s)")
         elif image.format is not self._shape[2]:
             raise OrthancError(ErrorCode.IncompatibleImageFormat,
                                "The pixel format of the frames varies across the instance(s)")
-        rescaled = self.rescale and image.format is not PixelFormat.RGB24
-        target = self._frames[self.written if index is None else index]
-        if rescaled:
-            intercept, slope = processing.rescale(pixels.dataset, frame)
-            processing.rescale_into(target, image, intercept, slope)
+        rescaling = None
+        if self.rescale and image.format is not PixelFormat.RGB24:
+            processing.check_rescalable(image.format)
+            rescaling = processing.rescale(pixels.dataset, frame)
+        position = self.written if index is None else index
+        if keep:
+            self._frames[position] = (image.pixels, rescaling)
         else:
-            target[...] = image.pixels.reshape(target.shape)
+            self._convert(image.pixels, rescaling, self._allocated()[position])
         with self._lock:
             self.written += 1
 
-    def _allocate(self, image, pixel_format):
-        header = encoders.numpy_header(self.depth, image.width, image.height, pixel_format)
-        dtype = encoders.numpy_dtype(pixel_format)
-        self._header = header
-        # np.empty: no page is touched before its frame is written.
-        self._frames = np.empty((max(self.depth, 1), image.height, image.width) +
-                                ((3,) if pixel_format.channels == 3 else ()), dtype=dtype)
+    def _set_format(self, image, pixel_format):
+        self._header = encoders.numpy_header(self.depth, image.width, image.height, pixel_format)
+        self._dtype = encoders.numpy_dtype(pixel_format)
+        self._frame_shape = (image.height, image.width) + ((3,) if pixel_format.channels == 3 else ())
+        self._frame_size = image.width * image.height * pixel_format.channels * self._dtype.itemsize
+
+    def _allocated(self):
+        with self._lock:
+            if self._array is None:
+                # np.empty: no page is touched before its frame is written.
+                self._array = np.empty((len(self._frames),) + self._frame_shape, dtype=self._dtype)
+            return self._array
+
+    def _convert(self, pixels, rescaling, target=None):
+        if rescaling is not None:
+            intercept, slope = rescaling
+            return processing.rescaled(pixels, intercept, slope, target)
+        if target is None:
+            return pixels.astype(self._dtype, copy=False)
+        target[...] = pixels.reshape(target.shape)
+        return target
 
     def _check_complete(self):
         if (self.depth == 0 and self.written != 1) or (self.depth and self.written != self.depth):
@@ -198,7 +216,7 @@ class NumpyVolume:
 
     @property
     def size(self):
-        return len(self._header) + self._frames.nbytes
+        return len(self._header) + len(self._frames) * self._frame_size
 
     def chunks(self):
         """The .npy bytes, frame by frame (no copy of the whole array)."""
@@ -215,21 +233,23 @@ class NumpyVolume:
         if index == 0:
             self._check_complete()
             return self._header
-        return self._frames[index - 1].tobytes()
+        kept = self._frames[index - 1]
+        if kept is None:
+            return self._array[index - 1].tobytes()
+        return self._convert(*kept).tobytes()
 
     def answer(self, compress):
         self._check_complete()
         return encoders.finalize_numpy(list(self.chunks()), compress)
 
 
-def numpy_frame(data, frame, rescale):
+def numpy_frame(pixels, frame, rescale):
     volume = NumpyVolume(0, rescale)
-    volume.write(parse(data), frame)
+    volume.write(pixels, frame)
     return volume
 
 
-def numpy_instance(data, rescale):
-    pixels = parse(data)
+def numpy_instance(pixels, rescale):
     depth = pixels.frames_count()
     if depth == 0:
         raise OrthancError(ErrorCode.BadFileFormat, "Empty DICOM instance")

@@ -130,7 +130,8 @@ def stretch(pixels, parameters, source_format, minimum=None, maximum=None):
         table = np.zeros(1 << (8 * pixels.dtype.itemsize), dtype="u1")
         table[values.astype(pixels.dtype).view(unsigned)] = _stretch_values(values, parameters,
                                                                             source_format)
-        return table[pixels.view(unsigned)]
+        # np.take: about twice as fast as indexing (table[...]) for a lookup.
+        return np.take(table, pixels.view(unsigned))
     return _stretch_values(pixels, parameters, source_format)
 
 
@@ -319,19 +320,26 @@ def render(image, invert, intercept, slope, center, width, wanted_width, wanted_
 
 # -- numpy --
 
-def rescale_into(target, image, intercept, slope):
-    """Orthanc's rescaling for numpy, float32 "slope * x + intercept",
-    written into ``target`` (a float32 array)."""
-    source = image.pixels
-    if image.format not in (PixelFormat.Grayscale8, PixelFormat.Grayscale16,
-                            PixelFormat.Grayscale32, PixelFormat.SignedGrayscale16):
+_RESCALABLE = (PixelFormat.Grayscale8, PixelFormat.Grayscale16, PixelFormat.Grayscale32,
+               PixelFormat.SignedGrayscale16)
+
+
+def check_rescalable(pixel_format):
+    if pixel_format not in _RESCALABLE:
         raise _not_implemented()
+
+
+def rescaled(pixels, intercept, slope, out=None):
+    """Orthanc's rescaling for numpy, float32 "slope * x + intercept", of
+    grayscale integers (see check_rescalable), into ``out`` if given."""
     a, b = F32(slope), F32(intercept)
-    source = source.reshape(target.shape)
     eps = 10 * np.finfo(F32).eps
     if abs(b) <= eps and abs(a - 1) <= eps:
-        target[...] = source
-        return
+        if out is None:
+            return pixels.astype(F32)
+        out[...] = pixels
+        return out
     # One pass converts and multiplies (in float32, as Orthanc), one adds.
-    np.multiply(source, a, out=target, dtype=F32, casting="unsafe")
-    target += b
+    values = np.multiply(pixels, a, out=out, dtype=F32, casting="unsafe")
+    values += b
+    return values

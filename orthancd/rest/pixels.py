@@ -16,6 +16,7 @@ from orthancd.errors import ErrorCode, OrthancError
 from orthancd.index.base import UnknownResource
 from orthancd.pixels import extraction
 from orthancd.pixels.extraction import DecodingFailed, Encoding, Rendering, Unanswered
+from orthancd.pixels.parsed_files import DEFAULT_CAPACITY_MB, ParsedFiles
 from orthancd.pixels.processing import ExtractionMode, parse_double
 from orthancd.pixels.slice_ordering import ordered_slices, ordered_slices_json
 from orthancd.rest.http import (EmptyAnswer, bool_argument, get_argument, has_argument,
@@ -196,13 +197,19 @@ async def _send_pooled_chunks(request, count, make, pool):
 
 def install(app, server):
     pool = server.pixel_pool
+    parsed_files = ParsedFiles(
+        server.configuration.get("DicomParserCacheSize", DEFAULT_CAPACITY_MB) * 1024 * 1024)
+
+    def parsed(info):
+        """The parsed file of an attachment (in a worker thread)."""
+        return parsed_files.get(info.uuid, lambda: server.storage.read(info.uuid))
 
     def read_and(public_id, function, *args):
-        """Deferred ``function(file bytes, *args)``, read and run in the pixel pool."""
+        """Deferred ``function(parsed file, *args)``, read and run in the pixel pool."""
         info = server.dicom_attachment(public_id)
 
         def work():
-            return function(server.storage.read(info.uuid), *args)
+            return function(parsed(info), *args)
         return pool.run(work)
 
     async def image_answer(request, public_id, operation, *args):
@@ -237,9 +244,9 @@ def install(app, server):
         return number
 
     def encoded(function):
-        def run(data, *args):
+        def run(pixels, *args):
             encoding = args[-1]
-            body = function(data, *args)
+            body = function(pixels, *args)
             return body, encoding.mime
         return run
 
@@ -353,15 +360,19 @@ def install(app, server):
         def write(part):
             for info, frames, first in part:
                 try:
-                    pixels = extraction.parse(server.storage.read(info.uuid))
+                    pixels = parsed(info)
+                    # Frames of a cached file are kept as decoded; the others
+                    # are converted at once, and their file freed.
+                    keep = info.uuid in parsed_files
                     for frame in range(frames):
-                        volume.write(pixels, frame, first + frame)
+                        volume.write(pixels, frame, first + frame, keep)
                 except Exception as e:
                     e.slice_index = first
                     raise
         # The first instance fixes the array's format; the others are decoded
-        # in parallel parts (parsing holds the GIL, reading, decoding and
-        # converting mostly do not), written each at its place.
+        # in parallel parts (parsing holds the GIL, reading and decoding
+        # mostly do not), written each at its place.  Frames are converted
+        # (rescaled) as their chunks are sent.
         await pool.run(write, files[:1])
         rest = files[1:]
         parts = [rest[i::SERIES_NUMPY_PARTS] for i in range(SERIES_NUMPY_PARTS)]
