@@ -89,21 +89,29 @@ class StreamingFileWriter:
     def _finish(self):
         if self._file is None:
             return
-        try:
-            if self._error is None and self._closed is not None:
+        complete = self._error is None and self._closed is not None
+        if complete:
+            try:
                 self._file.flush()
+            except Exception as e:
+                self._error = e
+        delivered = complete and self._error is None
+        if delivered:
+            self._deliver(self._closed.callback, ReceivedFile(self.path, self._hasher.digests()))
+            # Only then: the data starts on its way to the disk while the
+            # file is parsed, rather than before.
+            try:
                 start_writeback(self._file.fileno())
+            except OSError:
+                pass  # a hint: durability comes from make_durable
+        try:
             self._file.close()
         except Exception as e:
             if self._error is None:
                 self._error = e
         self._file = None
-        if self._closed is None:
-            return
-        if self._error is not None:
+        if self._closed is not None and not delivered:
             self._deliver(self._closed.errback, self._error)
-        else:
-            self._deliver(self._closed.callback, ReceivedFile(self.path, self._hasher.digests()))
 
     def _deliver(self, fire, result):
         if self._threaded:
