@@ -133,6 +133,14 @@ class _Candidates:
         self.plan = plan_
         self.resources = L.ResourceCache(self.index)
 
+    def as_database_counts(self):
+        """Check the constraints on identifier tags as Orthanc's database
+        does (normalized values), which is what /tools/count-resources
+        counts."""
+        self.plan = dataclasses.replace(self.plan, on_tags=[
+            C.IdentifierConstraint(c, L.normalize_for_find) if c.tag in NORMALIZED_TAGS else c
+            for c in self.plan.on_tags])
+
     # -- candidate sources, each giving public IDs of the query level by ID --
 
     def _scope_ids(self):
@@ -173,6 +181,94 @@ class _Candidates:
             if modalities:
                 return sorted(set(L.studies_with_modalities(self.index, modalities[0])))
         return None
+
+    def count_identifiers(self):
+        """The count of a query constraining one identifier tag alone
+        (as_database_counts), from the identifiers entries of the range the
+        constraints allow: no resource is read.  None for other queries."""
+        query, plan_ = self.query, self.plan
+        if (query.scope is not None or query.labels or query.labels_constraint == NONE
+                or plan_.on_children or query.metadata_constraints or not plan_.on_tags):
+            return None
+        tag = plan_.on_tags[0].tag
+        if any(not isinstance(c, C.IdentifierConstraint) or c.tag != tag for c in plan_.on_tags):
+            return None
+        level = L.indexed_level(tag, query.level)
+        if level is None or len(T.MAIN_TAG_LEVELS.get(tag, ())) != 1:
+            return None
+        kinds = sorted(c.kind for c in plan_.on_tags)
+        first = plan_.on_tags[0].on_normalized
+        if kinds in ([C.EQUAL], [C.LIST]):
+            ranges = [(value, value, None) for value in dict.fromkeys(first.values)]
+        elif kinds == [C.WILDCARD]:
+            ranges = [("", None, first.literal_prefix())]
+        elif kinds in ([C.GREATER_OR_EQUAL], [C.SMALLER_OR_EQUAL],
+                       [C.GREATER_OR_EQUAL, C.SMALLER_OR_EQUAL]):
+            bounds = {c.kind: c.on_normalized.value for c in plan_.on_tags}
+            ranges = [(bounds.get(C.GREATER_OR_EQUAL, ""), bounds.get(C.SMALLER_OR_EQUAL),
+                       None)]
+        else:
+            return None
+        ids = []
+        for lower, upper, prefix in ranges:
+            for value, public_id in self.index.identifier_entries(level, tag, lower, upper,
+                                                                  prefix):
+                if len(value.encode("utf-8")) >= self.index.indexed_value_limit:
+                    # Maybe cut by the index: the whole value decides.
+                    try:
+                        tags = self.resources.merged_main_tags(public_id, level)
+                    except UnknownResource:
+                        continue
+                    if all(c.matches(tags.get(tag)) for c in plan_.on_tags):
+                        ids.append(public_id)
+                elif all(c.on_normalized.matches(value) for c in plan_.on_tags):
+                    ids.append(public_id)
+        if level is query.level:
+            return len(ids)
+        return len(L.lift(self.index, ids, level, query.level))
+
+    def decided_by_index(self):
+        """Are the candidates ``initial`` gives exactly the matches, so that
+        none needs checking (counting them reads no resource)?"""
+        query, plan_ = self.query, self.plan
+        if plan_.on_children or query.metadata_constraints or query.labels_constraint == NONE:
+            return False
+        if query.scope is not None:
+            return not (plan_.on_tags or query.labels)
+        if query.labels:
+            return not plan_.on_tags
+        return bool(plan_.on_tags) and self._tags_decided_by_index(plan_.on_tags)
+
+    def _tags_decided_by_index(self, constraints):
+        """Do the identifiers entries that ``L.narrow`` reads decide these
+        constraints alone?  They do for one tag of one level, matched case
+        insensitively by one exact value or list, one "literal*" wildcard or
+        one date/time range, when the index holds that tag's values (and the
+        query's) as they are, upper-cased: then the normalized index values
+        compare as the constraints compare the tags."""
+        tag = constraints[0].tag
+        if any(not isinstance(c, C.Constraint) or c.tag != tag or c.case_sensitive
+               for c in constraints):
+            return False
+        if len(T.MAIN_TAG_LEVELS.get(tag, ())) != 1:
+            return False
+        kinds = [c.kind for c in constraints]
+        if kinds in ([C.EQUAL], [C.LIST]):
+            values = constraints[0].values
+        elif kinds == [C.WILDCARD]:
+            literal = constraints[0].literal_prefix()
+            if not literal or constraints[0].value != literal + "*":
+                return False
+            values = [literal]
+        elif set(kinds) <= {C.GREATER_OR_EQUAL, C.SMALLER_OR_EQUAL} and \
+                len(set(kinds)) == len(kinds):
+            if L.range_bounds(constraints, tag) is None:
+                return False
+            values = [c.value for c in constraints]
+        else:
+            return False
+        level = L.indexed_level(tag, self.query.level)
+        return level is not None and self.index.indexes_exactly(level, tag, values)
 
     def walk(self, ids):
         if ids is None:
@@ -449,10 +545,16 @@ def count(server, query):
                            "MainDicomTags in the Database or when using case sensitive queries.")
     _check(query, plan_)
     candidates = _Candidates(server, query, plan_)
+    candidates.as_database_counts()
+    counted = candidates.count_identifiers()
+    if counted is not None:
+        return counted
     ids = candidates.initial()
     if ids is None and not (plan_.on_tags or plan_.on_children or query.labels
                             or query.labels_constraint == NONE or query.metadata_constraints):
         return server.index.count_resources(query.level)
+    if ids is not None and candidates.decided_by_index():
+        return len(ids)
     return sum(1 for public_id in candidates.walk(ids) if candidates.matches(public_id))
 
 

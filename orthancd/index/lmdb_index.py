@@ -23,7 +23,10 @@ resources (by public ID: the hex groups of the ID print the SHA-1 in order).
                    of a resource, dropped with it as SQLite's ON DELETE CASCADE
                    drops them in Orthanc)
   exports          8-byte seq -> JSON
-  meta             name -> value (schema version, counters, statistics)
+  meta             name -> value (schema version, counters, statistics; and per
+                   level and tag, "count:inexact:<level>:<tag>" -> how many
+                   indexed values differ from their upper-cased selves: while
+                   none does, the identifiers database answers a count alone)
   released         file UUID -> empty: files no longer referenced, not yet
                    removed (written in the transaction that drops the last
                    reference, so a crash before the removal leaves them listed
@@ -121,6 +124,19 @@ def identifier_key(level, tag, normalized_value):
     return bytes((int(level),)) + struct.pack(">I", tag) + value
 
 
+_INEXACT_COUNTED = b"inexact-counted"
+
+
+def _inexact_counter(level, tag):
+    # A name for _add_counter / _counter (b"count:" + name).
+    return "inexact:%d:%08x" % (int(level), tag)
+
+
+def _indexed_exactly(value, normalized):
+    """Is the indexed form of ``value`` exactly its upper-cased self?"""
+    return normalized == value.upper() and len(normalized) <= _MAX_INDEXED_VALUE
+
+
 _METADATA_REVISION = b"m"
 _ATTACHMENT_REVISION = b"a"
 _LAST_USER_TYPE = 65535
@@ -147,6 +163,8 @@ def metadata_value_key(level, metadata_type, value):
 
 
 class LmdbResourceIndex(ResourceIndex):
+    # Identifier values are indexed up to this many bytes (UTF-8).
+    indexed_value_limit = _MAX_INDEXED_VALUE
 
     def __init__(self, directory, reactor, identifier_tags=None, map_size=1 << 40,
                  make_durable=None, settle_files=None, changes=None):
@@ -188,6 +206,8 @@ class LmdbResourceIndex(ResourceIndex):
                        SCHEMA_VERSION.decode("ascii")))
             if txn.get(b"resource_changes", db=self.db["meta"]) is None:
                 self._index_changes_by_resource(txn)
+            if txn.get(_INEXACT_COUNTED, db=self.db["meta"]) is None:
+                self._count_inexact_values(txn)
 
     def _index_changes_by_resource(self, txn):
         """Indexes written before resource_changes existed."""
@@ -200,6 +220,14 @@ class LmdbResourceIndex(ResourceIndex):
                 continue
             txn.put(key, raw_seq, db=self.db["resource_changes"], dupdata=True)
         txn.put(b"resource_changes", b"1", db=self.db["meta"])
+
+    def _count_inexact_values(self, txn):
+        """The inexact counters of an index written before they existed
+        (once: every record is read)."""
+        cursor = txn.cursor(db=self.db["resources"])
+        for key, raw in cursor.iternext():
+            self._count_inexact(txn, ResourceLevel(key[0]), _loads(raw), 1)
+        txn.put(_INEXACT_COUNTED, b"1", db=self.db["meta"])
 
     def _begin_write(self, parent=None):
         return self.env.begin(write=True, parent=parent)
@@ -613,6 +641,32 @@ class LmdbResourceIndex(ResourceIndex):
             identifier_key(level, tag, lower or ""),
             lambda key: key[:5] == head and (stop is None or key <= stop), cap)
 
+    def identifier_entries(self, level, tag, lower="", upper=None, prefix=None):
+        """(normalized value, public ID) of the identifiers entries of ``tag``
+        at ``level``, in value order: those starting with ``prefix``, or else
+        those from ``lower`` to ``upper`` included (None: to the end).  A
+        value of ``indexed_value_limit`` bytes may have been cut there."""
+        head = bytes((int(level),)) + struct.pack(">I", tag)
+        if prefix is not None:
+            start = identifier_key(level, tag, prefix)
+
+            def within(key):
+                return key.startswith(start)
+        else:
+            start = identifier_key(level, tag, lower)
+            stop = None if upper is None else identifier_key(level, tag, upper)
+
+            def within(key):
+                return key[:5] == head and (stop is None or key <= stop)
+        with self._read() as txn:
+            cursor = txn.cursor(db=self.db["identifiers"])
+            if not cursor.set_range(start):
+                return
+            for key, value in cursor:
+                if not within(key):
+                    return
+                yield bytes(key[5:]).decode("utf-8", "replace"), _public_id(value)
+
     def _scan_identifiers(self, start, within, cap):
         out = []
         with self._read() as txn:
@@ -859,10 +913,11 @@ class LmdbResourceIndex(ResourceIndex):
         while found and cursor.key()[:_KEY_SIZE] == key:
             found = cursor.delete()
 
-    def _index_identifiers(self, txn, level, key, record, add=True):
-        """The identifiers entries of a resource record: its main tags, and
-        for a study the patient tags it holds a copy of (indexed at the
-        study level, so that a study query on PatientName needs no lift)."""
+    def _indexed_values(self, level, record):
+        """(tag, value) of the identifiers entries of a resource record: its
+        main tags, and for a study the patient tags it holds a copy of
+        (indexed at the study level, so that a study query on PatientName
+        needs no lift)."""
         sources = [(self.identifier_tags.get(level, ()), record.get("t", {}))]
         if level is ResourceLevel.STUDY:
             sources.append((self.identifier_tags.get(ResourceLevel.PATIENT, ()),
@@ -870,13 +925,36 @@ class LmdbResourceIndex(ResourceIndex):
         for tags_of_level, tags in sources:
             for tag, keyword in tags_of_level:
                 value = tags.get(keyword)
-                if value is None or not isinstance(value, str):
-                    continue
-                ikey = identifier_key(level, tag, self._normalize(value))
-                if add:
-                    txn.put(ikey, key, db=self.db["identifiers"], dupdata=True)
-                else:
-                    txn.delete(ikey, key, db=self.db["identifiers"])
+                if value is not None and isinstance(value, str):
+                    yield tag, value
+
+    def _index_identifiers(self, txn, level, key, record, add=True):
+        for tag, value in self._indexed_values(level, record):
+            normalized = self._normalize(value)
+            ikey = identifier_key(level, tag, normalized)
+            if add:
+                txn.put(ikey, key, db=self.db["identifiers"], dupdata=True)
+            else:
+                txn.delete(ikey, key, db=self.db["identifiers"])
+            if not _indexed_exactly(value, normalized):
+                self._add_counter(txn, _inexact_counter(level, tag), 1 if add else -1)
+
+    def _count_inexact(self, txn, level, record, delta):
+        for tag, value in self._indexed_values(level, record):
+            if not _indexed_exactly(value, self._normalize(value)):
+                self._add_counter(txn, _inexact_counter(level, tag), delta)
+
+    def indexes_exactly(self, level, tag, values=()):
+        """Does every value of ``tag`` indexed at ``level``, and every one of
+        ``values``, equal its indexed form upper-cased (printable ASCII, no
+        '%' or '_', no outer spaces, short enough to be indexed whole)?
+        Then the identifiers database matches case-insensitive query values
+        exactly, without reading records."""
+        if not all(_indexed_exactly(value, self._normalize(value)) for value in values):
+            return False
+        with self._read() as txn:
+            return (txn.get(_INEXACT_COUNTED, db=self.db["meta"]) is not None
+                    and self._counter(txn, _inexact_counter(level, tag)) == 0)
 
     def _create_resource(self, txn, level, public_id, parent_key, tags, sequences,
                          patient_tags):
