@@ -39,8 +39,10 @@ import hashlib
 import json
 import os
 import struct
+import threading
 
 import lmdb
+from twisted.internet import defer
 
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel, format_public_id, parse_public_id
@@ -50,7 +52,7 @@ from orthancd.index.base import (
     MetadataType, Resource, ResourceIndex, StorageFull, StoreOutcome, UnknownResource, now_iso,
     series_completeness)
 from orthancd.index.map_gate import MapGate
-from orthancd.index.writer import IndexWriter
+from orthancd.index.writer import IndexStopped, IndexWriter
 from orthancd.logs import logger
 from orthancd.storage.area import StoredFile
 
@@ -60,6 +62,8 @@ SCHEMA_VERSION = b"2"
 _U64 = struct.Struct(">Q")
 _U16 = struct.Struct(">H")
 _MAX_INDEXED_VALUE = 400  # LMDB keys are limited to 511 bytes; the index only narrows
+# How long removed files may wait for the next delete to be forgotten with it.
+_FORGET_DELAY = 0.1
 _KEY_SIZE = 21
 
 _DATABASES = ("resources", "children", "metadata", "metadata_values", "attachments",
@@ -182,6 +186,11 @@ class LmdbResourceIndex(ResourceIndex):
         # the writer is a service of its own, started after ``open``.
         # Readers and the map's growth take turns (orthancd.index.map_gate).
         self._gate = MapGate()
+        self._reactor = reactor
+        # Released files removed meanwhile, forgotten with the next delete.
+        self._removed = set()
+        self._removed_lock = threading.Lock()
+        self._forget_call = None
         self.writer = IndexWriter(self._begin_write, reactor,
                                   on_commit=changes.publish if changes is not None else None,
                                   make_durable=make_durable, settle=settle_files,
@@ -237,7 +246,12 @@ class LmdbResourceIndex(ResourceIndex):
         self._normalize = normalize
 
     def close(self):
-        """Once the writer has stopped."""
+        """Once the writer has stopped (removed files not forgotten yet stay
+        released: the next start-up forgets them)."""
+        with self._removed_lock:
+            if self._forget_call is not None and self._forget_call.active():
+                self._forget_call.cancel()
+            self._forget_call = None
         if self.env is not None:
             self.env.close()
             self.env = None
@@ -708,9 +722,19 @@ class LmdbResourceIndex(ResourceIndex):
             files=files)
 
     def delete_resource(self, public_id, level):
-        return self.writer.submit(
+        # The files removed after the previous deletes are forgotten by this
+        # one (again later, should it fail).
+        forgotten = self._take_removed()
+        deleted = self.writer.submit(
             _tracking_files(self._delete_resource_op, [], _obsolete_files, self.db),
-            public_id, level)
+            public_id, level, forgotten)
+        if forgotten:
+            deleted.addErrback(self._not_forgotten, forgotten)
+        return deleted
+
+    def _not_forgotten(self, failure, uuids):
+        self.forget_released(uuids)
+        return failure
 
     def set_metadata(self, public_id, level, metadata_type, value, expected=None):
         """Fires with the new revision.  ``expected``: None, or the (revision,
@@ -823,8 +847,35 @@ class LmdbResourceIndex(ResourceIndex):
         txn.delete(db_key, db=self.db["key_values"])
 
     def forget_released(self, uuids):
-        """The released files ``uuids`` are gone from the storage area."""
-        return self.writer.submit(self._forget_released_op, list(uuids))
+        """The released files ``uuids`` are gone from the storage area: the
+        next delete forgets them, or an operation of their own after
+        _FORGET_DELAY.  A write of their own after each removal would add a
+        commit to every delete of a run; until forgotten, they stay listed,
+        which costs a vain removal at the next start-up, no more."""
+        with self._removed_lock:
+            self._removed.update(uuids)
+            if self._forget_call is None:
+                self._forget_call = self._reactor.callLater(_FORGET_DELAY, self._forget_removed)
+        return defer.succeed(None)
+
+    def _take_removed(self):
+        with self._removed_lock:
+            uuids, self._removed = self._removed, set()
+        return sorted(uuids)
+
+    def _forget_removed(self):
+        # The delayed call, left to run when a delete took the files first
+        # (cancelling and scheduling it for each delete would cost more).
+        with self._removed_lock:
+            self._forget_call = None
+        uuids = self._take_removed()
+        if uuids:
+            self.writer.submit(self._forget_released_op, uuids).addErrback(
+                self._forget_failed)
+
+    def _forget_failed(self, failure):
+        if not failure.check(IndexStopped):  # stopping: the next start-up forgets them
+            log.failure("Cannot forget removed files", failure)
 
     def reconstruct_instance(self, summary, metadata, only_level=None):
         """Index the main tags of an instance anew from its file's
@@ -1158,11 +1209,13 @@ class LmdbResourceIndex(ResourceIndex):
                 txn.delete(raw_seq, db=self.db["changes"])
         txn.delete(key, db=self.db["resource_changes"])
 
-    def _delete_resource_op(self, txn, public_id, level):
+    def _delete_resource_op(self, txn, public_id, level, forgotten=()):
+        """``forgotten``: released files removed since, to forget."""
         key = resource_key(level, public_id)
         raw = txn.get(key, db=self.db["resources"])
         if raw is None:
             raise UnknownResource(public_id)
+        self._forget_released_op(txn, forgotten)
         record = _loads(raw)
         deleted = []
         files = self._delete_subtree(txn, level, key)
@@ -1176,7 +1229,7 @@ class LmdbResourceIndex(ResourceIndex):
             parent_key = resource_key(lv, parent_id)
             self._detach_child(txn, parent_key, child_key)
             parent_record = _loads(txn.get(parent_key, db=self.db["resources"]))
-            if self._children_keys(txn, parent_key):
+            if txn.cursor(db=self.db["children"]).set_key(parent_key):  # a child is left
                 remaining = self._to_resource(lv, parent_id, parent_record)
                 break
             files.extend(self._delete_subtree(txn, lv, parent_key))
