@@ -233,6 +233,7 @@ class LmdbResourceIndex(ResourceIndex):
     def _count_inexact_values(self, txn):
         """The inexact counters of an index written before they existed
         (once: every record is read)."""
+        log.info("Counting the values the index holds inexactly (once)")
         cursor = txn.cursor(db=self.db["resources"])
         for key, raw in cursor.iternext():
             self._count_inexact(txn, ResourceLevel(key[0]), _loads(raw), 1)

@@ -10,10 +10,14 @@ tag's values exactly as they are (upper-cased), and checks each candidate
 once one value is not.  The same crafted studies go to both servers, the
 same counts and finds too: before the values that make the index inexact
 arrive, with them, and after they are deleted again.
+
+Deletes: the files removed after a delete are forgotten by the next
+delete's own index operation, or by a delayed one.
 """
 import dataclasses
 import io
 import json
+import time
 
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -187,3 +191,66 @@ def test_the_index_knows_which_tags_it_holds_exactly(tmp_path):
         assert again.indexes_exactly(ResourceLevel.STUDY, 0x00080020)
     finally:
         again.close()
+
+
+class _ManualReactor(ImmediateReactor):
+    """Delayed calls run when the test says so."""
+
+    def __init__(self):
+        self.delayed = []
+
+    def callLater(self, delay, f, *args):
+        call = _ManualCall(f, args)
+        self.delayed.append(call)
+        return call
+
+
+class _ManualCall:
+    def __init__(self, f, args):
+        self.f, self.args, self.cancelled, self.called = f, args, False, False
+
+    def active(self):
+        return not (self.cancelled or self.called)
+
+    def cancel(self):
+        self.cancelled = True
+
+    def run(self):
+        if self.active():
+            self.called = True
+            self.f(*self.args)
+
+
+def test_removed_files_are_forgotten_by_the_next_delete(tmp_path):
+    """A delete forgets, in its own index operation, the files removed after
+    the previous ones; without a next delete, a delayed operation does."""
+    reactor = _ManualReactor()
+    index = LmdbResourceIndex(str(tmp_path / "index"), reactor)
+    index.open()
+    index.writer.startService()
+    try:
+        outcomes = [wait(index.store_instance(Summary("P", "S", "SE", "I%d" % n),
+                                              stored("file%d" % n), {}, False, None))
+                    for n in range(3)]
+        first = wait(index.delete_resource(outcomes[0].ids[ResourceLevel.INSTANCE],
+                                           ResourceLevel.INSTANCE))
+        assert [f.uuid for f in first.obsolete_files] == ["file0"]
+        assert index.released_files() == ["file0"]
+        wait(index.forget_released(["file0"]))  # file0 is gone from the storage area
+        assert index.released_files() == ["file0"]  # not forgotten yet
+        operations = index.writer.committed_operations
+        wait(index.delete_resource(outcomes[1].ids[ResourceLevel.INSTANCE],
+                                   ResourceLevel.INSTANCE))
+        assert index.released_files() == ["file1"]  # file0 forgotten with the delete
+        assert index.writer.committed_operations == operations + 1
+        wait(index.forget_released(["file1"]))
+        assert index.released_files() == ["file1"]
+        for call in reactor.delayed:  # no other delete came: the delayed call forgets
+            call.run()
+        deadline = time.time() + 10
+        while index.released_files() and time.time() < deadline:
+            time.sleep(0.01)
+        assert index.released_files() == []
+    finally:
+        wait(index.writer.stopService())
+        index.close()
