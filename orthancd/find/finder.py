@@ -182,38 +182,40 @@ class _Candidates:
                 return sorted(set(L.studies_with_modalities(self.index, modalities[0])))
         return None
 
-    def count_identifiers(self):
-        """The count of a query constraining one identifier tag alone
-        (as_database_counts), from the identifiers entries of the range the
-        constraints allow: no resource is read.  None for other queries."""
+    def count_from_identifiers(self):
+        """The count of a query constraining one main tag alone, read from
+        the identifiers entries the constraints allow (no resource is
+        read), or None when they cannot decide it.  They decide constraints
+        on identifier tags (as_database_counts: Orthanc's database compares
+        their normalized values, which the entries hold), and case
+        insensitive constraints on a tag whose values the index holds
+        exactly as they are, upper-cased (``indexes_exactly``)."""
         query, plan_ = self.query, self.plan
         if (query.scope is not None or query.labels or query.labels_constraint == NONE
                 or plan_.on_children or query.metadata_constraints or not plan_.on_tags):
             return None
         tag = plan_.on_tags[0].tag
-        if any(not isinstance(c, C.IdentifierConstraint) or c.tag != tag for c in plan_.on_tags):
-            return None
         level = L.indexed_level(tag, query.level)
-        if level is None or len(T.MAIN_TAG_LEVELS.get(tag, ())) != 1:
+        if (any(c.tag != tag for c in plan_.on_tags) or level is None
+                or len(T.MAIN_TAG_LEVELS.get(tag, ())) != 1):
             return None
-        kinds = sorted(c.kind for c in plan_.on_tags)
-        first = plan_.on_tags[0].on_normalized
-        if kinds in ([C.EQUAL], [C.LIST]):
-            ranges = [(value, value, None) for value in dict.fromkeys(first.values)]
-        elif kinds == [C.WILDCARD]:
-            ranges = [("", None, first.literal_prefix())]
-        elif kinds in ([C.GREATER_OR_EQUAL], [C.SMALLER_OR_EQUAL],
-                       [C.GREATER_OR_EQUAL, C.SMALLER_OR_EQUAL]):
-            bounds = {c.kind: c.on_normalized.value for c in plan_.on_tags}
-            ranges = [(bounds.get(C.GREATER_OR_EQUAL, ""), bounds.get(C.SMALLER_OR_EQUAL),
-                       None)]
+        on_identifier = isinstance(plan_.on_tags[0], C.IdentifierConstraint)
+        if on_identifier:
+            tests = [c.on_normalized for c in plan_.on_tags]
+        elif any(c.case_sensitive for c in plan_.on_tags) or \
+                not self.index.indexes_exactly(level, tag):
+            return None
         else:
+            tests = plan_.on_tags
+        ranges = _identifier_ranges(tests)
+        if ranges is None:
             return None
         ids = []
         for lower, upper, prefix in ranges:
             for value, public_id in self.index.identifier_entries(level, tag, lower, upper,
                                                                   prefix):
-                if len(value.encode("utf-8")) >= self.index.indexed_value_limit:
+                if on_identifier and \
+                        len(value.encode("utf-8")) >= self.index.indexed_value_limit:
                     # Maybe cut by the index: the whole value decides.
                     try:
                         tags = self.resources.merged_main_tags(public_id, level)
@@ -221,7 +223,7 @@ class _Candidates:
                         continue
                     if all(c.matches(tags.get(tag)) for c in plan_.on_tags):
                         ids.append(public_id)
-                elif all(c.on_normalized.matches(value) for c in plan_.on_tags):
+                elif all(c.matches(value) for c in tests):
                     ids.append(public_id)
         if level is query.level:
             return len(ids)
@@ -235,40 +237,7 @@ class _Candidates:
             return False
         if query.scope is not None:
             return not (plan_.on_tags or query.labels)
-        if query.labels:
-            return not plan_.on_tags
-        return bool(plan_.on_tags) and self._tags_decided_by_index(plan_.on_tags)
-
-    def _tags_decided_by_index(self, constraints):
-        """Do the identifiers entries that ``L.narrow`` reads decide these
-        constraints alone?  They do for one tag of one level, matched case
-        insensitively by one exact value or list, one "literal*" wildcard or
-        one date/time range, when the index holds that tag's values (and the
-        query's) as they are, upper-cased: then the normalized index values
-        compare as the constraints compare the tags."""
-        tag = constraints[0].tag
-        if any(not isinstance(c, C.Constraint) or c.tag != tag or c.case_sensitive
-               for c in constraints):
-            return False
-        if len(T.MAIN_TAG_LEVELS.get(tag, ())) != 1:
-            return False
-        kinds = [c.kind for c in constraints]
-        if kinds in ([C.EQUAL], [C.LIST]):
-            values = constraints[0].values
-        elif kinds == [C.WILDCARD]:
-            literal = constraints[0].literal_prefix()
-            if not literal or constraints[0].value != literal + "*":
-                return False
-            values = [literal]
-        elif set(kinds) <= {C.GREATER_OR_EQUAL, C.SMALLER_OR_EQUAL} and \
-                len(set(kinds)) == len(kinds):
-            if L.range_bounds(constraints, tag) is None:
-                return False
-            values = [c.value for c in constraints]
-        else:
-            return False
-        level = L.indexed_level(tag, self.query.level)
-        return level is not None and self.index.indexes_exactly(level, tag, values)
+        return bool(query.labels) and not plan_.on_tags
 
     def walk(self, ids):
         if ids is None:
@@ -521,6 +490,24 @@ def _computed_values(index, level, public_id, wanted):
     return computed.compute_tags(index, level, public_id, wanted)
 
 
+def _identifier_ranges(constraints):
+    """The (lower, upper, prefix) ranges of identifiers entries holding
+    every value that satisfies ``constraints`` (on one tag), as
+    ``identifier_entries`` takes them; None for other constraints."""
+    kinds = sorted(c.kind for c in constraints)
+    if kinds in ([C.EQUAL], [C.LIST]):
+        values = dict.fromkeys(L.normalize_for_find(v) for v in constraints[0].values)
+        return [(value, value, None) for value in values]
+    if kinds == [C.WILDCARD]:
+        return [("", None, L.normalize_for_find(constraints[0].literal_prefix()))]
+    if kinds in ([C.GREATER_OR_EQUAL], [C.SMALLER_OR_EQUAL],
+                 [C.GREATER_OR_EQUAL, C.SMALLER_OR_EQUAL]):
+        # Case-insensitive bounds compare upper-cased values, as indexed.
+        bounds = {c.kind: c.value.upper() for c in constraints}
+        return [(bounds.get(C.GREATER_OR_EQUAL, ""), bounds.get(C.SMALLER_OR_EQUAL), None)]
+    return None
+
+
 def _page(ids, since, limit):
     ids = ids[since:]
     return ids[:limit] if limit else ids
@@ -546,7 +533,7 @@ def count(server, query):
     _check(query, plan_)
     candidates = _Candidates(server, query, plan_)
     candidates.as_database_counts()
-    counted = candidates.count_identifiers()
+    counted = candidates.count_from_identifiers()
     if counted is not None:
         return counted
     ids = candidates.initial()

@@ -996,14 +996,11 @@ class LmdbResourceIndex(ResourceIndex):
             if not _indexed_exactly(value, self._normalize(value)):
                 self._add_counter(txn, _inexact_counter(level, tag), delta)
 
-    def indexes_exactly(self, level, tag, values=()):
-        """Does every value of ``tag`` indexed at ``level``, and every one of
-        ``values``, equal its indexed form upper-cased (printable ASCII, no
-        '%' or '_', no outer spaces, short enough to be indexed whole)?
-        Then the identifiers database matches case-insensitive query values
-        exactly, without reading records."""
-        if not all(_indexed_exactly(value, self._normalize(value)) for value in values):
-            return False
+    def indexes_exactly(self, level, tag):
+        """Is every value of ``tag`` indexed at ``level`` indexed as it is,
+        upper-cased (printable ASCII, no '%' or '_', no outer spaces, short
+        enough to be indexed whole)?  Then the identifiers entries decide
+        case-insensitive constraints on it without reading records."""
         with self._read() as txn:
             return (txn.get(_INEXACT_COUNTED, db=self.db["meta"]) is not None
                     and self._counter(txn, _inexact_counter(level, tag)) == 0)
