@@ -15,8 +15,10 @@ two phases, as Orthanc does:
    file (constraints on tags that are not main tags), as Orthanc's
    ``lookup->IsMatch`` does.
 
-``count`` runs the database phase only, and refuses queries that cannot be
-answered from the index.
+``count`` runs the database phase only, as Orthanc's database does (identifier
+tags compared by their normalized values), and refuses queries that cannot be
+answered from the index; a count constraining one main tag reads the
+identifiers entries alone when they decide it.
 """
 import dataclasses
 from typing import List, Optional
