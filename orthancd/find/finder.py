@@ -212,23 +212,32 @@ class _Candidates:
         ranges = _identifier_ranges(tests)
         if ranges is None:
             return None
+
+        def whole_value_matches(public_id):
+            # A value the index may have cut: the resource's decides.
+            try:
+                tags = self.resources.merged_main_tags(public_id, level)
+            except UnknownResource:
+                return False
+            return all(c.matches(tags.get(tag)) for c in plan_.on_tags)
+
+        if level is query.level:
+            test = _entry_test(tests, ranges, self.index.indexed_value_limit)
+            total = 0
+            for lower, upper, prefix in ranges:
+                counted, cut = self.index.count_identifier_entries(level, tag, lower, upper,
+                                                                   prefix, test)
+                total += counted + sum(1 for public_id in cut if whole_value_matches(public_id))
+            return total
         ids = []
         for lower, upper, prefix in ranges:
             for value, public_id in self.index.identifier_entries(level, tag, lower, upper,
                                                                   prefix):
-                if on_identifier and \
-                        len(value.encode("utf-8")) >= self.index.indexed_value_limit:
-                    # Maybe cut by the index: the whole value decides.
-                    try:
-                        tags = self.resources.merged_main_tags(public_id, level)
-                    except UnknownResource:
-                        continue
-                    if all(c.matches(tags.get(tag)) for c in plan_.on_tags):
+                if len(value.encode("utf-8")) >= self.index.indexed_value_limit:
+                    if whole_value_matches(public_id):
                         ids.append(public_id)
                 elif all(c.matches(value) for c in tests):
                     ids.append(public_id)
-        if level is query.level:
-            return len(ids)
         return len(L.lift(self.index, ids, level, query.level))
 
     def decided_by_index(self):
@@ -508,6 +517,25 @@ def _identifier_ranges(constraints):
         bounds = {c.kind: c.value.upper() for c in constraints}
         return [(bounds.get(C.GREATER_OR_EQUAL, ""), bounds.get(C.SMALLER_OR_EQUAL), None)]
     return None
+
+
+def _entry_test(tests, ranges, limit):
+    """The test of an entry's value, or None when every entry of the
+    ranges passes: the ranges are the matching values themselves (exact
+    values and bounds as indexed, shorter than ``limit`` bytes, or a
+    "literal*" wildcard scanned by its literal)."""
+    kinds = [c.kind for c in tests]
+    if kinds == [C.WILDCARD]:
+        literal = tests[0].literal_prefix()
+        if tests[0].value == literal + "*" and ranges[0][2] == literal:
+            return None
+    elif C.WILDCARD not in kinds and all(
+            L.normalize_for_find(v) == v.upper() and len(v.encode("utf-8")) < limit
+            for c in tests for v in c.values):
+        return None
+    if len(tests) == 1:
+        return tests[0].matches
+    return lambda value: all(c.matches(value) for c in tests)
 
 
 def _page(ids, since, limit):

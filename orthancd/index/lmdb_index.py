@@ -661,18 +661,7 @@ class LmdbResourceIndex(ResourceIndex):
         at ``level``, in value order: those starting with ``prefix``, or else
         those from ``lower`` to ``upper`` included (None: to the end).  A
         value of ``indexed_value_limit`` bytes may have been cut there."""
-        head = bytes((int(level),)) + struct.pack(">I", tag)
-        if prefix is not None:
-            start = identifier_key(level, tag, prefix)
-
-            def within(key):
-                return key.startswith(start)
-        else:
-            start = identifier_key(level, tag, lower)
-            stop = None if upper is None else identifier_key(level, tag, upper)
-
-            def within(key):
-                return key[:5] == head and (stop is None or key <= stop)
+        start, within = self._identifier_range(level, tag, lower, upper, prefix)
         with self._read() as txn:
             cursor = txn.cursor(db=self.db["identifiers"])
             if not cursor.set_range(start):
@@ -681,6 +670,39 @@ class LmdbResourceIndex(ResourceIndex):
                 if not within(key):
                     return
                 yield bytes(key[5:]).decode("utf-8", "replace"), _public_id(value)
+
+    def count_identifier_entries(self, level, tag, lower="", upper=None, prefix=None,
+                                 test=None):
+        """(count, cut): how many of the entries ``identifier_entries`` would
+        give have a value passing ``test`` (every one when None), and the
+        public IDs of the entries whose value may have been cut, which are
+        left for the caller to decide."""
+        start, within = self._identifier_range(level, tag, lower, upper, prefix)
+        limit = 5 + _MAX_INDEXED_VALUE
+        count, cut = 0, []
+        with self._read() as txn:
+            cursor = txn.cursor(db=self.db["identifiers"])
+            if not cursor.set_range(start):
+                return count, cut
+            for key, value in cursor:
+                if not within(key):
+                    break
+                if len(key) >= limit:
+                    cut.append(_public_id(value))
+                elif test is None or test(bytes(key[5:]).decode("utf-8", "replace")):
+                    count += 1
+        return count, cut
+
+    @staticmethod
+    def _identifier_range(level, tag, lower, upper, prefix):
+        """(first key, test of the keys within) of a range of identifiers."""
+        if prefix is not None:
+            start = identifier_key(level, tag, prefix)
+            return start, lambda key: key.startswith(start)
+        head = bytes((int(level),)) + struct.pack(">I", tag)
+        start = identifier_key(level, tag, lower)
+        stop = None if upper is None else identifier_key(level, tag, upper)
+        return start, lambda key: key[:5] == head and (stop is None or key <= stop)
 
     def _scan_identifiers(self, start, within, cap):
         out = []
