@@ -99,6 +99,9 @@ class OrthancServer:
         self.index.set_normalizer(normalize_for_find)
         self.ingest = Ingestor(self.index, self.storage, configuration, file_io)
         self.ingest.timed = self.metrics.timed
+        # The files deletes released, waiting for the removal in progress.
+        self._to_remove = []
+        self._removing = False
         self.stability = StabilityMonitor(self.index, configuration.get("StableAge", 60), reactor,
                                           self.changes)
         concurrent = int(configuration.get("ConcurrentJobs", 2)) or os.cpu_count() or 1
@@ -159,9 +162,25 @@ class OrthancServer:
         # Once the index no longer references the files, the deletion is
         # durable: the files go in the background (a crash leaves orphans,
         # which the start-up sweep removes).
-        self.ingest.remove_files(outcome.obsolete_files).addErrback(
-            lambda failure: log.failure("Cannot remove deleted files", failure))
+        self._remove_released(outcome.obsolete_files)
         return outcome
+
+    def _remove_released(self, files):
+        """One removal at a time: the files released while it runs go
+        together in the next, so that a run of deletes costs a few thread
+        hand-offs rather than one per delete."""
+        self._to_remove.extend(files)
+        if self._removing or not self._to_remove:
+            return
+        files, self._to_remove = self._to_remove, []
+        self._removing = True
+        removal = self.ingest.remove_files(files)
+        removal.addErrback(lambda failure: log.failure("Cannot remove deleted files", failure))
+        removal.addBoth(self._released_removed)
+
+    def _released_removed(self, _):
+        self._removing = False
+        self._remove_released([])
 
     # -- reconstruction: the index rebuilt from the files --
 

@@ -28,6 +28,24 @@ class ThreadReactor:
     def callFromThread(self, f, *args, **kwargs):
         f(*args, **kwargs)
 
+    def callLater(self, delay, f, *args, **kwargs):
+        timer = threading.Timer(delay, f, args, kwargs)
+        timer.start()
+        return _TimerCall(timer)
+
+
+class _TimerCall:
+    """The IDelayedCall of a threading.Timer."""
+
+    def __init__(self, timer):
+        self.timer = timer
+
+    def active(self):
+        return self.timer.is_alive()
+
+    def cancel(self):
+        self.timer.cancel()
+
 
 class InlinePool:
     """The file I/O pool, run inline: the test stays deterministic."""

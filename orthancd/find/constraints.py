@@ -119,6 +119,38 @@ class Constraint:
                                           "" if self.case_sensitive else " icase")
 
 
+class IdentifierConstraint:
+    """A constraint as Orthanc's database evaluates it on an identifier tag
+    (its DicomIdentifiers table): the tag's normalized value against the
+    normalized query values, whatever the case.  /tools/count-resources
+    counts what this matches; /tools/find checks its answers again against
+    the tag values themselves."""
+
+    __slots__ = ("tag", "kind", "normalize", "on_normalized")
+
+    def __init__(self, constraint, normalize):
+        self.tag = constraint.tag
+        self.kind = constraint.kind
+        self.normalize = normalize
+        # The same test, on values normalized beforehand.
+        self.on_normalized = Constraint(constraint.tag, constraint.kind,
+                                        [normalize(v) for v in constraint.values], False)
+
+    @property
+    def values(self):
+        return self.on_normalized.values
+
+    @property
+    def value(self):
+        return self.on_normalized.value
+
+    def literal_prefix(self):
+        return self.on_normalized.literal_prefix()
+
+    def matches(self, value):
+        return value is not None and self.on_normalized.matches(self.normalize(value))
+
+
 def constraints_for(tag, query_value, case_sensitive):
     """The constraints one non-empty query value stands for."""
     vr = T.value_representation(tag)

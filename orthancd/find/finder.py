@@ -15,8 +15,10 @@ two phases, as Orthanc does:
    file (constraints on tags that are not main tags), as Orthanc's
    ``lookup->IsMatch`` does.
 
-``count`` runs the database phase only, and refuses queries that cannot be
-answered from the index.
+``count`` runs the database phase only, as Orthanc's database does (identifier
+tags compared by their normalized values), and refuses queries that cannot be
+answered from the index; a count constraining one main tag reads the
+identifiers entries alone when they decide it.
 """
 import dataclasses
 from typing import List, Optional
@@ -133,6 +135,14 @@ class _Candidates:
         self.plan = plan_
         self.resources = L.ResourceCache(self.index)
 
+    def as_database_counts(self):
+        """Check the constraints on identifier tags as Orthanc's database
+        does (normalized values), which is what /tools/count-resources
+        counts."""
+        self.plan = dataclasses.replace(self.plan, on_tags=[
+            C.IdentifierConstraint(c, L.normalize_for_find) if c.tag in NORMALIZED_TAGS else c
+            for c in self.plan.on_tags])
+
     # -- candidate sources, each giving public IDs of the query level by ID --
 
     def _scope_ids(self):
@@ -173,6 +183,72 @@ class _Candidates:
             if modalities:
                 return sorted(set(L.studies_with_modalities(self.index, modalities[0])))
         return None
+
+    def count_from_identifiers(self):
+        """The count of a query constraining one main tag alone, read from
+        the identifiers entries the constraints allow (no resource is
+        read), or None when they cannot decide it.  They decide constraints
+        on identifier tags (as_database_counts: Orthanc's database compares
+        their normalized values, which the entries hold), and case
+        insensitive constraints on a tag whose values the index holds
+        exactly as they are, upper-cased (``indexes_exactly``)."""
+        query, plan_ = self.query, self.plan
+        if (query.scope is not None or query.labels or query.labels_constraint == NONE
+                or plan_.on_children or query.metadata_constraints or not plan_.on_tags):
+            return None
+        tag = plan_.on_tags[0].tag
+        level = L.indexed_level(tag, query.level)
+        if (any(c.tag != tag for c in plan_.on_tags) or level is None
+                or len(T.MAIN_TAG_LEVELS.get(tag, ())) != 1):
+            return None
+        on_identifier = isinstance(plan_.on_tags[0], C.IdentifierConstraint)
+        if on_identifier:
+            tests = [c.on_normalized for c in plan_.on_tags]
+        elif any(c.case_sensitive for c in plan_.on_tags) or \
+                not self.index.indexes_exactly(level, tag):
+            return None
+        else:
+            tests = plan_.on_tags
+        ranges = _identifier_ranges(tests)
+        if ranges is None:
+            return None
+
+        def whole_value_matches(public_id):
+            # A value the index may have cut: the resource's decides.
+            try:
+                tags = self.resources.merged_main_tags(public_id, level)
+            except UnknownResource:
+                return False
+            return all(c.matches(tags.get(tag)) for c in plan_.on_tags)
+
+        if level is query.level:
+            test = _entry_test(tests, ranges, self.index.indexed_value_limit)
+            total = 0
+            for lower, upper, prefix in ranges:
+                counted, cut = self.index.count_identifier_entries(level, tag, lower, upper,
+                                                                   prefix, test)
+                total += counted + sum(1 for public_id in cut if whole_value_matches(public_id))
+            return total
+        ids = []
+        for lower, upper, prefix in ranges:
+            for value, public_id in self.index.identifier_entries(level, tag, lower, upper,
+                                                                  prefix):
+                if len(value.encode("utf-8")) >= self.index.indexed_value_limit:
+                    if whole_value_matches(public_id):
+                        ids.append(public_id)
+                elif all(c.matches(value) for c in tests):
+                    ids.append(public_id)
+        return len(L.lift(self.index, ids, level, query.level))
+
+    def decided_by_index(self):
+        """Are the candidates ``initial`` gives exactly the matches, so that
+        none needs checking (counting them reads no resource)?"""
+        query, plan_ = self.query, self.plan
+        if plan_.on_children or query.metadata_constraints or query.labels_constraint == NONE:
+            return False
+        if query.scope is not None:
+            return not (plan_.on_tags or query.labels)
+        return bool(query.labels) and not plan_.on_tags
 
     def walk(self, ids):
         if ids is None:
@@ -425,6 +501,43 @@ def _computed_values(index, level, public_id, wanted):
     return computed.compute_tags(index, level, public_id, wanted)
 
 
+def _identifier_ranges(constraints):
+    """The (lower, upper, prefix) ranges of identifiers entries holding
+    every value that satisfies ``constraints`` (on one tag), as
+    ``identifier_entries`` takes them; None for other constraints."""
+    kinds = sorted(c.kind for c in constraints)
+    if kinds in ([C.EQUAL], [C.LIST]):
+        values = dict.fromkeys(L.normalize_for_find(v) for v in constraints[0].values)
+        return [(value, value, None) for value in values]
+    if kinds == [C.WILDCARD]:
+        return [("", None, L.normalize_for_find(constraints[0].literal_prefix()))]
+    if kinds in ([C.GREATER_OR_EQUAL], [C.SMALLER_OR_EQUAL],
+                 [C.GREATER_OR_EQUAL, C.SMALLER_OR_EQUAL]):
+        # Case-insensitive bounds compare upper-cased values, as indexed.
+        bounds = {c.kind: c.value.upper() for c in constraints}
+        return [(bounds.get(C.GREATER_OR_EQUAL, ""), bounds.get(C.SMALLER_OR_EQUAL), None)]
+    return None
+
+
+def _entry_test(tests, ranges, limit):
+    """The test of an entry's value, or None when every entry of the
+    ranges passes: the ranges are the matching values themselves (exact
+    values and bounds as indexed, shorter than ``limit`` bytes, or a
+    "literal*" wildcard scanned by its literal)."""
+    kinds = [c.kind for c in tests]
+    if kinds == [C.WILDCARD]:
+        literal = tests[0].literal_prefix()
+        if tests[0].value == literal + "*" and ranges[0][2] == literal:
+            return None
+    elif C.WILDCARD not in kinds and all(
+            L.normalize_for_find(v) == v.upper() and len(v.encode("utf-8")) < limit
+            for c in tests for v in c.values):
+        return None
+    if len(tests) == 1:
+        return tests[0].matches
+    return lambda value: all(c.matches(value) for c in tests)
+
+
 def _page(ids, since, limit):
     ids = ids[since:]
     return ids[:limit] if limit else ids
@@ -449,10 +562,16 @@ def count(server, query):
                            "MainDicomTags in the Database or when using case sensitive queries.")
     _check(query, plan_)
     candidates = _Candidates(server, query, plan_)
+    candidates.as_database_counts()
+    counted = candidates.count_from_identifiers()
+    if counted is not None:
+        return counted
     ids = candidates.initial()
     if ids is None and not (plan_.on_tags or plan_.on_children or query.labels
                             or query.labels_constraint == NONE or query.metadata_constraints):
         return server.index.count_resources(query.level)
+    if ids is not None and candidates.decided_by_index():
+        return len(ids)
     return sum(1 for public_id in candidates.walk(ids) if candidates.matches(public_id))
 
 

@@ -76,7 +76,7 @@ class ResourceCache:
             current = self.get(current.parent, lv)
 
 
-def _indexed_level(tag, level):
+def indexed_level(tag, level):
     """The level, at or above the query level, whose index holds ``tag``
     (patient tags are indexed with the studies too)."""
     levels = [lv for lv in T.MAIN_TAG_LEVELS.get(tag, ()) if lv <= level]
@@ -88,7 +88,7 @@ def _indexed_level(tag, level):
     return found
 
 
-def _range_bounds(constraints, tag):
+def range_bounds(constraints, tag):
     lower = upper = None
     for c in constraints:
         if c.tag != tag or c.kind not in (C.GREATER_OR_EQUAL, C.SMALLER_OR_EQUAL):
@@ -114,7 +114,7 @@ def narrow(index, level, constraints):
     constraint, or None when nothing is indexed."""
     exact, scans = [], []
     for c in constraints:
-        lv = _indexed_level(c.tag, level)
+        lv = indexed_level(c.tag, level)
         if lv is None:
             continue
         if c.kind in (C.EQUAL, C.LIST):
@@ -124,7 +124,7 @@ def narrow(index, level, constraints):
             if prefix:
                 scans.append((lv, "prefix", c.tag, prefix))
         elif T.value_representation(c.tag) in ("DA", "DT", "TM"):
-            bounds = _range_bounds(constraints, c.tag)
+            bounds = range_bounds(constraints, c.tag)
             if bounds is not None and ("range", c.tag) not in [(s[1], s[2]) for s in scans]:
                 scans.append((lv, "range", c.tag, bounds))
     if exact:

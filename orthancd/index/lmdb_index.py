@@ -23,7 +23,10 @@ resources (by public ID: the hex groups of the ID print the SHA-1 in order).
                    of a resource, dropped with it as SQLite's ON DELETE CASCADE
                    drops them in Orthanc)
   exports          8-byte seq -> JSON
-  meta             name -> value (schema version, counters, statistics)
+  meta             name -> value (schema version, counters, statistics; and per
+                   level and tag, "count:inexact:<level>:<tag>" -> how many
+                   indexed values differ from their upper-cased selves: while
+                   none does, the identifiers database answers a count alone)
   released         file UUID -> empty: files no longer referenced, not yet
                    removed (written in the transaction that drops the last
                    reference, so a crash before the removal leaves them listed
@@ -36,8 +39,10 @@ import hashlib
 import json
 import os
 import struct
+import threading
 
 import lmdb
+from twisted.internet import defer
 
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel, format_public_id, parse_public_id
@@ -47,7 +52,7 @@ from orthancd.index.base import (
     MetadataType, Resource, ResourceIndex, StorageFull, StoreOutcome, UnknownResource, now_iso,
     series_completeness)
 from orthancd.index.map_gate import MapGate
-from orthancd.index.writer import IndexWriter
+from orthancd.index.writer import IndexStopped, IndexWriter
 from orthancd.logs import logger
 from orthancd.storage.area import StoredFile
 
@@ -57,6 +62,8 @@ SCHEMA_VERSION = b"2"
 _U64 = struct.Struct(">Q")
 _U16 = struct.Struct(">H")
 _MAX_INDEXED_VALUE = 400  # LMDB keys are limited to 511 bytes; the index only narrows
+# How long removed files may wait for the next delete to be forgotten with it.
+_FORGET_DELAY = 0.1
 _KEY_SIZE = 21
 
 _DATABASES = ("resources", "children", "metadata", "metadata_values", "attachments",
@@ -121,6 +128,19 @@ def identifier_key(level, tag, normalized_value):
     return bytes((int(level),)) + struct.pack(">I", tag) + value
 
 
+_INEXACT_COUNTED = b"inexact-counted"
+
+
+def _inexact_counter(level, tag):
+    # A name for _add_counter / _counter (b"count:" + name).
+    return "inexact:%d:%08x" % (int(level), tag)
+
+
+def _indexed_exactly(value, normalized):
+    """Is the indexed form of ``value`` exactly its upper-cased self?"""
+    return normalized == value.upper() and len(normalized) <= _MAX_INDEXED_VALUE
+
+
 _METADATA_REVISION = b"m"
 _ATTACHMENT_REVISION = b"a"
 _LAST_USER_TYPE = 65535
@@ -147,6 +167,8 @@ def metadata_value_key(level, metadata_type, value):
 
 
 class LmdbResourceIndex(ResourceIndex):
+    # Identifier values are indexed up to this many bytes (UTF-8).
+    indexed_value_limit = _MAX_INDEXED_VALUE
 
     def __init__(self, directory, reactor, identifier_tags=None, map_size=1 << 40,
                  make_durable=None, settle_files=None, changes=None):
@@ -164,6 +186,11 @@ class LmdbResourceIndex(ResourceIndex):
         # the writer is a service of its own, started after ``open``.
         # Readers and the map's growth take turns (orthancd.index.map_gate).
         self._gate = MapGate()
+        self._reactor = reactor
+        # Released files removed meanwhile, forgotten with the next delete.
+        self._removed = set()
+        self._removed_lock = threading.Lock()
+        self._forget_call = None
         self.writer = IndexWriter(self._begin_write, reactor,
                                   on_commit=changes.publish if changes is not None else None,
                                   make_durable=make_durable, settle=settle_files,
@@ -188,6 +215,8 @@ class LmdbResourceIndex(ResourceIndex):
                        SCHEMA_VERSION.decode("ascii")))
             if txn.get(b"resource_changes", db=self.db["meta"]) is None:
                 self._index_changes_by_resource(txn)
+            if txn.get(_INEXACT_COUNTED, db=self.db["meta"]) is None:
+                self._count_inexact_values(txn)
 
     def _index_changes_by_resource(self, txn):
         """Indexes written before resource_changes existed."""
@@ -201,6 +230,15 @@ class LmdbResourceIndex(ResourceIndex):
             txn.put(key, raw_seq, db=self.db["resource_changes"], dupdata=True)
         txn.put(b"resource_changes", b"1", db=self.db["meta"])
 
+    def _count_inexact_values(self, txn):
+        """The inexact counters of an index written before they existed
+        (once: every record is read)."""
+        log.info("Counting the values the index holds inexactly (once)")
+        cursor = txn.cursor(db=self.db["resources"])
+        for key, raw in cursor.iternext():
+            self._count_inexact(txn, ResourceLevel(key[0]), _loads(raw), 1)
+        txn.put(_INEXACT_COUNTED, b"1", db=self.db["meta"])
+
     def _begin_write(self, parent=None):
         return self.env.begin(write=True, parent=parent)
 
@@ -209,7 +247,12 @@ class LmdbResourceIndex(ResourceIndex):
         self._normalize = normalize
 
     def close(self):
-        """Once the writer has stopped."""
+        """Once the writer has stopped (removed files not forgotten yet stay
+        released: the next start-up forgets them)."""
+        with self._removed_lock:
+            if self._forget_call is not None and self._forget_call.active():
+                self._forget_call.cancel()
+            self._forget_call = None
         if self.env is not None:
             self.env.close()
             self.env = None
@@ -613,6 +656,54 @@ class LmdbResourceIndex(ResourceIndex):
             identifier_key(level, tag, lower or ""),
             lambda key: key[:5] == head and (stop is None or key <= stop), cap)
 
+    def identifier_entries(self, level, tag, lower="", upper=None, prefix=None):
+        """(normalized value, public ID) of the identifiers entries of ``tag``
+        at ``level``, in value order: those starting with ``prefix``, or else
+        those from ``lower`` to ``upper`` included (None: to the end).  A
+        value of ``indexed_value_limit`` bytes may have been cut there."""
+        start, within = self._identifier_range(level, tag, lower, upper, prefix)
+        with self._read() as txn:
+            cursor = txn.cursor(db=self.db["identifiers"])
+            if not cursor.set_range(start):
+                return
+            for key, value in cursor:
+                if not within(key):
+                    return
+                yield bytes(key[5:]).decode("utf-8", "replace"), _public_id(value)
+
+    def count_identifier_entries(self, level, tag, lower="", upper=None, prefix=None,
+                                 test=None):
+        """(count, cut): how many of the entries ``identifier_entries`` would
+        give have a value passing ``test`` (every one when None), and the
+        public IDs of the entries whose value may have been cut, which are
+        left for the caller to decide."""
+        start, within = self._identifier_range(level, tag, lower, upper, prefix)
+        limit = 5 + _MAX_INDEXED_VALUE
+        count, cut = 0, []
+        with self._read() as txn:
+            cursor = txn.cursor(db=self.db["identifiers"])
+            if not cursor.set_range(start):
+                return count, cut
+            for key, value in cursor:
+                if not within(key):
+                    break
+                if len(key) >= limit:
+                    cut.append(_public_id(value))
+                elif test is None or test(bytes(key[5:]).decode("utf-8", "replace")):
+                    count += 1
+        return count, cut
+
+    @staticmethod
+    def _identifier_range(level, tag, lower, upper, prefix):
+        """(first key, test of the keys within) of a range of identifiers."""
+        if prefix is not None:
+            start = identifier_key(level, tag, prefix)
+            return start, lambda key: key.startswith(start)
+        head = bytes((int(level),)) + struct.pack(">I", tag)
+        start = identifier_key(level, tag, lower)
+        stop = None if upper is None else identifier_key(level, tag, upper)
+        return start, lambda key: key[:5] == head and (stop is None or key <= stop)
+
     def _scan_identifiers(self, start, within, cap):
         out = []
         with self._read() as txn:
@@ -654,9 +745,19 @@ class LmdbResourceIndex(ResourceIndex):
             files=files)
 
     def delete_resource(self, public_id, level):
-        return self.writer.submit(
+        # The files removed after the previous deletes are forgotten by this
+        # one (again later, should it fail).
+        forgotten = self._take_removed()
+        deleted = self.writer.submit(
             _tracking_files(self._delete_resource_op, [], _obsolete_files, self.db),
-            public_id, level)
+            public_id, level, forgotten)
+        if forgotten:
+            deleted.addErrback(self._not_forgotten, forgotten)
+        return deleted
+
+    def _not_forgotten(self, failure, uuids):
+        self.forget_released(uuids)
+        return failure
 
     def set_metadata(self, public_id, level, metadata_type, value, expected=None):
         """Fires with the new revision.  ``expected``: None, or the (revision,
@@ -769,8 +870,35 @@ class LmdbResourceIndex(ResourceIndex):
         txn.delete(db_key, db=self.db["key_values"])
 
     def forget_released(self, uuids):
-        """The released files ``uuids`` are gone from the storage area."""
-        return self.writer.submit(self._forget_released_op, list(uuids))
+        """The released files ``uuids`` are gone from the storage area: the
+        next delete forgets them, or an operation of their own after
+        _FORGET_DELAY.  A write of their own after each removal would add a
+        commit to every delete of a run; until forgotten, they stay listed,
+        which costs a vain removal at the next start-up, no more."""
+        with self._removed_lock:
+            self._removed.update(uuids)
+            if self._forget_call is None:
+                self._forget_call = self._reactor.callLater(_FORGET_DELAY, self._forget_removed)
+        return defer.succeed(None)
+
+    def _take_removed(self):
+        with self._removed_lock:
+            uuids, self._removed = self._removed, set()
+        return sorted(uuids)
+
+    def _forget_removed(self):
+        # The delayed call, left to run when a delete took the files first
+        # (cancelling and scheduling it for each delete would cost more).
+        with self._removed_lock:
+            self._forget_call = None
+        uuids = self._take_removed()
+        if uuids:
+            self.writer.submit(self._forget_released_op, uuids).addErrback(
+                self._forget_failed)
+
+    def _forget_failed(self, failure):
+        if not failure.check(IndexStopped):  # stopping: the next start-up forgets them
+            log.failure("Cannot forget removed files", failure)
 
     def reconstruct_instance(self, summary, metadata, only_level=None):
         """Index the main tags of an instance anew from its file's
@@ -859,10 +987,11 @@ class LmdbResourceIndex(ResourceIndex):
         while found and cursor.key()[:_KEY_SIZE] == key:
             found = cursor.delete()
 
-    def _index_identifiers(self, txn, level, key, record, add=True):
-        """The identifiers entries of a resource record: its main tags, and
-        for a study the patient tags it holds a copy of (indexed at the
-        study level, so that a study query on PatientName needs no lift)."""
+    def _indexed_values(self, level, record):
+        """(tag, value) of the identifiers entries of a resource record: its
+        main tags, and for a study the patient tags it holds a copy of
+        (indexed at the study level, so that a study query on PatientName
+        needs no lift)."""
         sources = [(self.identifier_tags.get(level, ()), record.get("t", {}))]
         if level is ResourceLevel.STUDY:
             sources.append((self.identifier_tags.get(ResourceLevel.PATIENT, ()),
@@ -870,13 +999,33 @@ class LmdbResourceIndex(ResourceIndex):
         for tags_of_level, tags in sources:
             for tag, keyword in tags_of_level:
                 value = tags.get(keyword)
-                if value is None or not isinstance(value, str):
-                    continue
-                ikey = identifier_key(level, tag, self._normalize(value))
-                if add:
-                    txn.put(ikey, key, db=self.db["identifiers"], dupdata=True)
-                else:
-                    txn.delete(ikey, key, db=self.db["identifiers"])
+                if value is not None and isinstance(value, str):
+                    yield tag, value
+
+    def _index_identifiers(self, txn, level, key, record, add=True):
+        for tag, value in self._indexed_values(level, record):
+            normalized = self._normalize(value)
+            ikey = identifier_key(level, tag, normalized)
+            if add:
+                txn.put(ikey, key, db=self.db["identifiers"], dupdata=True)
+            else:
+                txn.delete(ikey, key, db=self.db["identifiers"])
+            if not _indexed_exactly(value, normalized):
+                self._add_counter(txn, _inexact_counter(level, tag), 1 if add else -1)
+
+    def _count_inexact(self, txn, level, record, delta):
+        for tag, value in self._indexed_values(level, record):
+            if not _indexed_exactly(value, self._normalize(value)):
+                self._add_counter(txn, _inexact_counter(level, tag), delta)
+
+    def indexes_exactly(self, level, tag):
+        """Is every value of ``tag`` indexed at ``level`` indexed as it is,
+        upper-cased (printable ASCII, no '%' or '_', no outer spaces, short
+        enough to be indexed whole)?  Then the identifiers entries decide
+        case-insensitive constraints on it without reading records."""
+        with self._read() as txn:
+            return (txn.get(_INEXACT_COUNTED, db=self.db["meta"]) is not None
+                    and self._counter(txn, _inexact_counter(level, tag)) == 0)
 
     def _create_resource(self, txn, level, public_id, parent_key, tags, sequences,
                          patient_tags):
@@ -1080,11 +1229,13 @@ class LmdbResourceIndex(ResourceIndex):
                 txn.delete(raw_seq, db=self.db["changes"])
         txn.delete(key, db=self.db["resource_changes"])
 
-    def _delete_resource_op(self, txn, public_id, level):
+    def _delete_resource_op(self, txn, public_id, level, forgotten=()):
+        """``forgotten``: released files removed since, to forget."""
         key = resource_key(level, public_id)
         raw = txn.get(key, db=self.db["resources"])
         if raw is None:
             raise UnknownResource(public_id)
+        self._forget_released_op(txn, forgotten)
         record = _loads(raw)
         deleted = []
         files = self._delete_subtree(txn, level, key)
@@ -1098,7 +1249,7 @@ class LmdbResourceIndex(ResourceIndex):
             parent_key = resource_key(lv, parent_id)
             self._detach_child(txn, parent_key, child_key)
             parent_record = _loads(txn.get(parent_key, db=self.db["resources"]))
-            if self._children_keys(txn, parent_key):
+            if txn.cursor(db=self.db["children"]).set_key(parent_key):  # a child is left
                 remaining = self._to_resource(lv, parent_id, parent_record)
                 break
             files.extend(self._delete_subtree(txn, lv, parent_key))
