@@ -65,6 +65,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, REPO_ROOT)
 
 import rest_bench as RB  # noqa: E402
+from find_bench import median_ms  # noqa: E402
 
 WINDOW = 10000
 UID_ROOT = "1.2.826.0.1.3680043.8.498.99."
@@ -317,16 +318,6 @@ def call(connection, method, path, body=None):
     if answer.status != 200:
         raise RuntimeError("%s %s -> %d %r" % (method, path, answer.status, data[:200]))
     return data
-
-
-def median_ms(func, repeat):
-    func()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        func()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
 
 
 # --------------------------------------------------------------------------- phases

@@ -90,8 +90,9 @@ class IndexWriter(service.Service):
 
     @property
     def queue_depth(self):
-        """Operations waiting for the writer thread."""
-        return self._queue.qsize() + self._durable.qsize()
+        """Operations waiting for the writer thread (the durability
+        thread's queue holds requests for the batch being run)."""
+        return self._queue.qsize()
 
     def startService(self):
         super().startService()

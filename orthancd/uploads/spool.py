@@ -144,8 +144,9 @@ class BodyFile:
 
 
 class StreamedBody:
-    """The body of a DICOM upload (POST /instances), written and hashed in
-    the file I/O pool as it arrives, in order, as the C-STORE SCP writes
+    """The body of a DICOM upload (POST /instances), written in the file I/O
+    pool and hashed in the hashing pool as it arrives, in order, as the
+    C-STORE SCP writes
     what it receives (orthancd.storage.streaming): hashing overlaps with
     receiving instead of following it, and the reactor only hands pieces
     over.  ``complete()`` fires once the file is whole; it then becomes
@@ -164,7 +165,6 @@ class StreamedBody:
         self.size = 0
         self._completion = None
         self._outcome = None  # the ReceivedFile or the Failure, once written
-        self._received = None
         self._reader = None
         self._closed = False
         self._waiters = []
@@ -204,8 +204,6 @@ class StreamedBody:
 
     def _completed(self, outcome):
         self._outcome = outcome
-        if not isinstance(outcome, Failure):
-            self._received = outcome
         if self._closed:
             discard_payload(ReceivedFile(self.path, None))
         waiters, self._waiters = self._waiters, []
@@ -217,8 +215,9 @@ class StreamedBody:
 
     @property
     def received(self):
-        """The ReceivedFile, once ``complete()`` fired."""
-        return self._received
+        """The ReceivedFile, once ``complete()`` fired (None before, or if
+        it could not be written)."""
+        return None if isinstance(self._outcome, Failure) else self._outcome
 
     def tell(self):
         if self._reader is None:
@@ -238,7 +237,7 @@ class StreamedBody:
         return getattr(self._read_side(), name)
 
     def _read_side(self):
-        if self._received is None:
+        if self.received is None:
             raise ValueError("The body is not complete yet")
         if self._reader is None:
             self._reader = open(self.path, "rb")
@@ -256,4 +255,4 @@ class StreamedBody:
             self._writer.discard()
         elif self._outcome is not None:
             # Removed once written, by _completed, otherwise.
-            discard_payload(self._received or ReceivedFile(self.path, None))
+            discard_payload(self.received or ReceivedFile(self.path, None))
