@@ -13,6 +13,7 @@ import os
 from twisted.internet import defer
 
 from orthancd.dicom import main_tags
+from orthancd.dicom.header_scan import read_instance_header
 from orthancd.dicom.reading import DicomFormatError, read_dataset
 from orthancd.dicom.summary import summarize
 from orthancd.errors import ErrorCode, OrthancError
@@ -164,19 +165,17 @@ class Ingestor:
         self.parser_pool = None
         self._preparing = 0  # instances being parsed and written now
 
-    def _prepare(self, data):
-        dataset = read_dataset(data, stop_before_pixels=True)
-        summary = summarize(dataset, self.default_encoding)
+    def _prepare(self, data, dataset_needed=True):
+        summary, dataset = read_instance_header(data, self.default_encoding, dataset_needed)
         # Held until released after the commit.
         extra = self._store_header(summary, dataset, lambda size: data[:size])
         stored = self.storage.store(data, owner=self._slot_of(summary))
         return summary, stored, dataset, extra
 
-    def _prepare_file(self, path):
+    def _prepare_file(self, path, dataset_needed=True):
         # Only the header is parsed; the file becomes the stored attachment
         # as it is, hashed already when it was received (ReceivedFile).
-        dataset = read_dataset(path, stop_before_pixels=True)
-        summary = summarize(dataset, self.default_encoding)
+        summary, dataset = read_instance_header(path, self.default_encoding, dataset_needed)
 
         def head(size):
             with open(path, "rb") as f:
@@ -243,10 +242,12 @@ class Ingestor:
         # take the parses that would otherwise share the daemon's CPU.
         if (workers is None or needs_dataset or self._preparing < 2
                 or (small and len(source) > MAX_BYTES_REQUEST)):
-            return self._file_io.run(prepare, source)
+            # Without a filter that reads the dataset, plain headers get
+            # the quick reading (orthancd.dicom.header_scan).
+            return self._file_io.run(prepare, source, needs_dataset)
         parsing = workers.parse(source, self.default_encoding)
         if parsing is None:
-            return self._file_io.run(prepare, source)
+            return self._file_io.run(prepare, source, needs_dataset)
 
         def parsed(answer):
             summary, facts, spooled = answer
@@ -266,18 +267,18 @@ class Ingestor:
             self.log.warn("An ingest worker failed ({error}): parsing here",
                           error=failure.getErrorMessage())
             return self._file_io.run(self._parse_after_lost_worker, prepare, source,
-                                     failure.value.spool_path)
+                                     failure.value.spool_path, needs_dataset)
         parsing.addCallbacks(parsed, failed)
         return parsing
 
     @staticmethod
-    def _parse_after_lost_worker(prepare, source, spool_path):
+    def _parse_after_lost_worker(prepare, source, spool_path, dataset_needed):
         if spool_path is not None:
             try:
                 os.unlink(spool_path)  # what the worker may have written
             except FileNotFoundError:
                 pass
-        return prepare(source)
+        return prepare(source, dataset_needed)
 
     @staticmethod
     def _slot_of(summary):

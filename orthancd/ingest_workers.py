@@ -35,6 +35,7 @@ import uuid
 from twisted.application import service
 from twisted.internet import defer, protocol
 
+from orthancd.dicom.header_scan import HeaderFacts
 from orthancd.logs import logger
 
 _LENGTH = struct.Struct(">I")
@@ -44,16 +45,6 @@ _READY = "ready"
 MAX_BYTES_REQUEST = 256 * 1024
 # Requests queued on one worker before the next one is preferred.
 _PIPELINE = 2
-
-
-class HeaderFacts:
-    """What the ingest path reads from a parsed header besides its summary
-    (stands for the pydicom dataset where no one needs more)."""
-    __slots__ = ("pixel_data_offset", "pixel_data_vr")
-
-    def __init__(self, pixel_data_offset, pixel_data_vr):
-        self.pixel_data_offset = pixel_data_offset
-        self.pixel_data_vr = pixel_data_vr
 
 
 class ParserRefused(Exception):
@@ -252,12 +243,11 @@ class ParserPool(service.Service):
 # --------------------------------------------------------------------- worker
 
 def _parse(request):
-    from orthancd.dicom.reading import DicomFormatError, read_dataset
-    from orthancd.dicom.summary import summarize
+    from orthancd.dicom.header_scan import read_instance_header
+    from orthancd.dicom.reading import DicomFormatError
     kind, source, encoding, spool_path = request
     try:
-        dataset = read_dataset(source, stop_before_pixels=True)
-        summary = summarize(dataset, encoding)
+        summary, dataset = read_instance_header(source, encoding, dataset_needed=False)
     except DicomFormatError as e:
         return ("refused", getattr(e, "orthanc_error", "BadFileFormat"), e.details)
     # Plain values: this module runs as __main__ here.
