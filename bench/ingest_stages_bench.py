@@ -76,7 +76,7 @@ def install_tracer(output):
         if isinstance(content, spool.StreamedBody):
             stamp(content.path, "body")
 
-    def parsed(result, _ingestor, path):
+    def parsed(result, _ingestor, path, *_):
         stamp(str(path), "parse1")
         upload_of[result[1].uuid] = str(path)
 
@@ -96,7 +96,7 @@ def install_tracer(output):
 
     wrap(http.HTTPChannel, "allContentReceived", before=body)
     wrap(spool.StreamedBody, "_completed", before=lambda body, _: stamp(body.path, "handed"))
-    wrap(ingest.Ingestor, "_prepare_file", before=lambda _, path: stamp(str(path), "parse0"),
+    wrap(ingest.Ingestor, "_prepare_file", before=lambda _, path, *__: stamp(str(path), "parse0"),
          after=parsed)
     wrap(writer.IndexWriter, "submit", after=submitted)
     wrap(writer.IndexWriter, "_apply", before=batch("apply"), after=batch("committed"))

@@ -8,7 +8,16 @@ commits them together.  The files the operations reference must be durable
 before the commit: a durability thread syncs them while the writer runs the
 operations, so the sync and the operations' work overlap.  Throughput grows
 with concurrency instead of being capped by fsyncs per second.  Deferreds
-fire on the reactor thread after the commit.
+fire on the reactor thread once the commit is durable.
+
+When the index is given a ``sync_index`` (LMDB opened with MDB_NOMETASYNC),
+a commit syncs its data pages but not the meta page that makes it current:
+a crash could then undo the last commit, never corrupt the index.  A batch
+is acknowledged only after a later sync covered that meta page: the
+durability thread's, at the start of the next batch (in parallel with the
+writer running it), or the writer's own when nothing else is queued.  Under
+load one sync per batch leaves the writer's path; alone, a batch costs the
+same syncs as before.
 
 The writer is a service: its threads start in ``startService`` (after twistd
 has forked, when it daemonizes) and ``stopService`` commits what was queued
@@ -68,10 +77,13 @@ class IndexWriter(service.Service):
     name = "index-writer"
 
     def __init__(self, begin_write, reactor, max_batch=256, on_commit=None, make_durable=None,
-                 settle=None, grow_map=None):
+                 settle=None, grow_map=None, sync_index=None):
         """``grow_map()``: enlarge the LMDB map after a MapFullError (the
-        batch is then run again)."""
+        batch is then run again).  ``sync_index()``: make the last commit
+        durable, when commits leave their meta page unsynced (see above);
+        None when each commit is durable by itself."""
         self._begin_write = begin_write
+        self._sync_index = sync_index
         self._grow_map = grow_map
         self._make_durable = make_durable
         self._settle = settle
@@ -128,7 +140,10 @@ class IndexWriter(service.Service):
     def run_sync(self, operation, *args):
         """Blocking variant for start-up code, before the thread starts."""
         with self._begin_write() as txn:
-            return operation(txn, *args)
+            result = operation(txn, *args)
+        if self._sync_index is not None:
+            self._sync_index()
+        return result
 
     def _run_durability(self):
         """Make the files of each batch durable, on request of the writer
@@ -137,7 +152,9 @@ class IndexWriter(service.Service):
             request = self._durable.get()
             if request is _STOP:
                 return
-            files, durability = request
+            files, durability, unsynced = request
+            if unsynced is not None:
+                self._acknowledge(unsynced)
             durability.answer(self._made_durable(files))
 
     def _made_durable(self, files):
@@ -161,8 +178,18 @@ class IndexWriter(service.Service):
         files made durable by the durability thread while running them in
         one transaction, then commit: commits grow with the load."""
         stopped = None
+        unsynced = None  # the last batch committed, not acknowledged yet
         while stopped is None:
-            batch = [self._queue.get()]
+            if unsynced is None:
+                batch = [self._queue.get()]
+            else:
+                try:
+                    batch = [self._queue.get_nowait()]
+                except queue.Empty:
+                    # Nothing to sync it with: now, then wait.
+                    self._acknowledge(unsynced)
+                    unsynced = None
+                    continue
             while len(batch) < self._max_batch:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -173,7 +200,9 @@ class IndexWriter(service.Service):
             if stops:
                 stopped = stops[0][1]
             if batch:
-                self._commit(batch)
+                unsynced = self._commit(batch, unsynced)
+        if unsynced is not None:
+            self._acknowledge(unsynced)
         self._durable.put(_STOP)
         self._reactor.callFromThread(stopped.callback, None)
 
@@ -183,12 +212,17 @@ class IndexWriter(service.Service):
         operation fails."""
         self._events.append(event)
 
-    def _commit(self, batch):
+    def _commit(self, batch, unsynced):
+        """Commit ``batch``; ``unsynced``: the previous batch, acknowledged
+        by the durability thread before it syncs this batch's files.  Returns
+        what is left to acknowledge (see _acknowledge), or None."""
         files = [f for _, _, batch_files, _ in batch for f in batch_files]
+        if self._make_durable is None:
+            files = []
         durability = None
-        if files and self._make_durable is not None:
+        if files or unsynced is not None:
             durability = _Durability()
-            self._durable.put((files, durability))
+            self._durable.put((files, durability, unsynced))
         results = []
         events = []
         started = time.perf_counter()
@@ -216,16 +250,39 @@ class IndexWriter(service.Service):
         if logs.is_verbose("sqlite"):
             self.log.debug("group commit: {count} operations, index committed in {commit:.2f} ms",
                            count=len(batch), commit=(time.perf_counter() - started) * 1000)
+        committed = [f for (_, _, files, _), (_, result) in zip(batch, results)
+                     if not isinstance(result, Failure) for f in files]
+        outcome = (results, events, committed)
+        if self._sync_index is None or not any(
+                not isinstance(result, Failure) for _, result in results):
+            self._acknowledge(outcome, synced=True)  # durable already, or nothing to sync
+            return None
+        return outcome
+
+    def _acknowledge(self, outcome, synced=False):
+        """Once the index is synced (unless ``synced``): deliver a committed
+        batch's results and events, then settle its files (they no longer
+        need to be remembered as pending).  On the writer or the durability
+        thread: never both for one batch."""
+        results, events, committed = outcome
+        if not synced:
+            try:
+                self._sync_index()
+            except BaseException:
+                failure = Failure()
+                self.log.failure("Cannot sync the index", failure)
+                # Committed but maybe not durable: the clients hear of a
+                # failure; the start-up check settles the files.
+                results = [(d, failure) for d, _ in results]
+                self._reactor.callFromThread(self._deliver, results, [])
+                return
         self._reactor.callFromThread(self._deliver, results, events)
-        if self._settle is not None:
-            committed = [f for (_, _, files, _), (_, result) in zip(batch, results)
-                         if not isinstance(result, Failure) for f in files]
-            if committed:
-                try:
-                    self._settle(committed)
-                except Exception:
-                    # Harmless: the start-up check settles what is left.
-                    self.log.failure("Cannot settle committed files")
+        if self._settle is not None and committed:
+            try:
+                self._settle(committed)
+            except Exception:
+                # Harmless: the start-up check settles what is left.
+                self.log.failure("Cannot settle committed files")
 
     def _apply(self, batch, durability):
         """Run the batch in one transaction; ([(Deferred, result or
