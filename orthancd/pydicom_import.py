@@ -18,8 +18,11 @@ sys.modules is Python's documented way to say so; pydicom catches the
 ImportError and records its GDCM plugins as unavailable), and importable
 again afterwards.  Nothing is patched in pydicom.  If pydicom was imported
 before orthancd (a test process, a script), this changes nothing.
+pydicom's dictionaries are made with the collector paused (orthancd.collector).
 """
 import sys
+
+from orthancd import collector
 
 DEFERRED = ("gdcm", "requests")
 
@@ -29,8 +32,9 @@ def _import_pydicom():
     for name in hidden:
         sys.modules[name] = None
     try:
-        import pydicom  # noqa: F401
-        import pydicom.pixels  # noqa: F401  (where the plugins register)
+        with collector.paused():
+            import pydicom  # noqa: F401
+            import pydicom.pixels  # noqa: F401  (where the plugins register)
     finally:
         for name in hidden:
             if name in sys.modules and sys.modules[name] is None:

@@ -30,6 +30,7 @@ from twisted.internet import reactor as default_reactor
 from orthancd.logs import logger, route_standard_logging
 from twisted.python import usage
 
+from orthancd import collector
 from orthancd.config import ConfigurationError, load_configuration
 
 log = logger(__name__)
@@ -117,6 +118,12 @@ def lua_wanted(configuration):
 
 
 def makeService(options, reactor=default_reactor):
+    # Making the tree imports most of orthancd and builds the routes.
+    with collector.paused():
+        return _make_service(options, reactor)
+
+
+def _make_service(options, reactor):
     from orthancd.archives.service import Archives
     from orthancd.modalities import modality_registry
     from orthancd.net.scp_services import scp_services
