@@ -169,7 +169,6 @@ def _make_service(options, reactor):
         # only when asked for.
         from orthancd.lua_service import build_lua
         server.lua = build_lua(server, reactor, lua_pool, lua_filter_pool)
-    if server.lua is not None:
         lua_pool.setServiceParent(top)
         lua_filter_pool.setServiceParent(top)
         server.lua.setServiceParent(top)
