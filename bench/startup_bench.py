@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
-"""Start-up time of ``twistd -n orthancd`` on a large storage, and idle RSS.
+"""Start-up time and idle RSS of ``twistd -n orthancd`` and of the real
+Orthanc 1.13.0, side by side, on storages of the same instances.
 
 Fills a storage with --instances small instances (100,000 by default:
 1,000 patients, 2 series of 50 instances each) through orthancd's own ingest
 path run in-process (parse, summarize, content-addressed file with its
 pending entry, group-committed index operations), so the layout is the
-real one; then times, --runs times, the daemon from its launch until
-``GET /system`` answers, and reads its resident memory once idle.
+real one; Orthanc 1.13.0's storage gets the same instances through its REST
+API.  Then, --runs times each, starts the server and times it from its
+launch until ``GET /system`` answers, with the CPU time the process used
+until then (steadier than the wall clock on a loaded machine), and reads its
+resident memory (VmRSS) once idle, 1 s later.  --instances 0: empty
+storages.
 
     python3 bench/startup_bench.py [--instances N] [--runs 3] [--keep DIR]
-        [--baseline-code DIR] [--drop-caches]
+        [--baseline-code DIR] [--drop-caches] [--no-orthanc]
 
 --baseline-code runs the same measurement with another orthancd source tree
 on the same storage, e.g. the code before a change:
@@ -35,6 +40,7 @@ from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian  # noqa: E402
 
 from tests.support.daemon import free_port  # noqa: E402
+from tests.support.oracle import ORTHANC_BINARY  # noqa: E402
 
 # Fixed-width placeholders, replaced in the serialized bytes: building each
 # instance with pydicom would take longer than storing it.
@@ -132,67 +138,145 @@ def drop_caches():
         f.write("3\n")
 
 
-def rss_kib(pid):
+def status_kib(pid, field):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
 
-def start_once(code, config_path, http_port, workdir, cold):
-    if cold:
-        drop_caches()
-    env = dict(os.environ, PYTHONPATH=code)
-    # As installed: the bytecode compiled once (by the warm-up start), not at
-    # every start (PYTHONDONTWRITEBYTECODE, set on some machines, adds ~0.25 s).
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = os.path.join(workdir, "bytecode")
-    log = open(os.path.join(workdir, "daemon.log"), "ab")
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n",
-         "--pidfile=", "orthancd", "--config", config_path],
-        cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
+def cpu_seconds(pid):
+    """User and system CPU time the process has used so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Server:
+    """How to start one of the two servers on its storage."""
+
+    def __init__(self, label, command, env, http_port, workdir):
+        self.label, self.command, self.env = label, command, env
+        self.http_port, self.workdir = http_port, workdir
+
+    @classmethod
+    def orthancd(cls, label, code, config_path, http_port, workdir):
+        env = dict(os.environ, PYTHONPATH=code)
+        # As installed: the bytecode compiled once (by the warm-up start), not at
+        # every start (PYTHONDONTWRITEBYTECODE, set on some machines, adds ~0.25 s).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = os.path.join(workdir, "bytecode")
+        return cls(label, [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+                           "-n", "--pidfile=", "orthancd", "--config", config_path],
+                   env, http_port, workdir)
+
+    @classmethod
+    def orthanc(cls, config_path, http_port, workdir):
+        return cls("Orthanc 1.13.0", [ORTHANC_BINARY, config_path], dict(os.environ),
+                   http_port, workdir)
+
+    def launch(self):
+        log = open(os.path.join(self.workdir, "server.log"), "ab")
+        try:
+            return subprocess.Popen(self.command, cwd=self.workdir, env=self.env, stdout=log,
+                                    stderr=subprocess.STDOUT)
+        finally:
+            log.close()
+
+    def wait_answering(self, process):
         while True:
             if process.poll() is not None:
-                raise SystemExit("orthancd exited; see %s/daemon.log" % workdir)
+                raise SystemExit("%s exited; see %s/server.log" % (self.label, self.workdir))
             try:
-                with urllib.request.urlopen("http://127.0.0.1:%d/system" % http_port,
+                with urllib.request.urlopen("http://127.0.0.1:%d/system" % self.http_port,
                                             timeout=5) as answer:
                     answer.read()
-                break
+                return
             except OSError:
-                time.sleep(0.01)
-        elapsed = time.perf_counter() - started
-        with urllib.request.urlopen("http://127.0.0.1:%d/statistics" % http_port) as answer:
-            count = json.load(answer)["CountInstances"]
-        time.sleep(2)  # idle
-        return elapsed, rss_kib(process.pid), count
+                time.sleep(0.005)
+
+    def start_once(self, cold):
+        if cold:
+            drop_caches()
+        started = time.perf_counter()
+        process = self.launch()
+        try:
+            self.wait_answering(process)
+            elapsed = time.perf_counter() - started
+            cpu = cpu_seconds(process.pid)
+            with urllib.request.urlopen("http://127.0.0.1:%d/statistics"
+                                        % self.http_port) as answer:
+                count = json.load(answer)["CountInstances"]
+            time.sleep(1)  # idle
+            return elapsed, cpu, status_kib(process.pid, "VmRSS"), count
+        finally:
+            process.terminate()
+            process.wait(60)
+
+    def measure(self, runs, cold):
+        self.start_once(False)  # warm-up: compiles the bytecode, fills the page cache
+        figures = [self.start_once(cold) for _ in range(runs)]
+        times = [f[0] for f in figures]
+        print("%-16s start-up to /system: median %5.2f s (min %.2f, max %.2f), CPU %5.2f s"
+              "   idle RSS %5.0f MiB   %d instances"
+              % (self.label, statistics.median(times), min(times), max(times),
+                 statistics.median(f[1] for f in figures),
+                 statistics.median(f[2] for f in figures) / 1024, figures[-1][3]), flush=True)
+
+
+def fill_orthanc(server, count, connections=4):
+    """Store the instances in Orthanc 1.13.0 through its REST API."""
+    import http.client
+    import threading
+    process = server.launch()
+    try:
+        server.wait_answering(process)
+        source = iter(enumerate(instances(count), 1))
+        lock = threading.Lock()
+        started = time.perf_counter()
+        failures = []
+
+        def upload():
+            connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=600)
+            while True:
+                with lock:
+                    n, data = next(source, (None, None))
+                if data is None:
+                    break
+                connection.request("POST", "/instances", body=data,
+                                   headers={"Content-Type": "application/dicom"})
+                answer = connection.getresponse()
+                answer.read()
+                if answer.status != 200:
+                    failures.append(answer.status)
+                if n % 10000 == 0:
+                    print("  %6d instances stored (%.0f/s)"
+                          % (n, n / (time.perf_counter() - started)), flush=True)
+            connection.close()
+        threads = [threading.Thread(target=upload) for _ in range(connections)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise SystemExit("%d instances refused by Orthanc, e.g. %s"
+                             % (len(failures), failures[0]))
+        return time.perf_counter() - started
     finally:
         process.terminate()
-        process.wait(60)
-        log.close()
-
-
-def measure(label, code, config_path, http_port, workdir, runs, cold):
-    start_once(code, config_path, http_port, workdir, False)  # warm-up: compiles the bytecode
-    figures = [start_once(code, config_path, http_port, workdir, cold) for _ in range(runs)]
-    times = [t for t, _, _ in figures]
-    print("%-10s start-up to /system: median %6.2f s (min %.2f, max %.2f)   idle RSS %5.0f MiB"
-          "   %d instances" % (label, statistics.median(times), min(times), max(times),
-                               statistics.median(r for _, r, _ in figures) / 1024,
-                               figures[-1][2]), flush=True)
+        process.wait(120)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--instances", type=int, default=100000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--keep", help="storage folder to reuse (filled if empty) and keep")
+    parser.add_argument("--keep", help="folder of the storages to reuse (filled if empty) and keep")
     parser.add_argument("--baseline-code", help="another orthancd source tree to compare with")
     parser.add_argument("--drop-caches", action="store_true")
+    parser.add_argument("--no-orthanc", action="store_true",
+                        help="orthancd only, without Orthanc 1.13.0")
     options = parser.parse_args()
 
     workdir = options.keep or tempfile.mkdtemp(prefix="orthancd-startup-")
@@ -203,16 +287,36 @@ def main():
         json.dump({"StorageDirectory": os.path.join(workdir, "storage"), "HttpPort": http_port,
                    "DicomPort": free_port(), "RemoteAccessAllowed": False,
                    "SyncStorageArea": False}, f)
-    if not os.path.isdir(os.path.join(workdir, "storage", "index.lmdb")):
+    if options.instances and not os.path.isdir(os.path.join(workdir, "storage", "index.lmdb")):
         print("filling %s with %d instances" % (workdir, options.instances), flush=True)
         elapsed = fill(config_path, options.instances)
         print("  filled in %.0f s" % elapsed, flush=True)
+    orthanc = None
+    if not options.no_orthanc:
+        orthanc_folder = os.path.join(workdir, "orthanc")
+        os.makedirs(orthanc_folder, exist_ok=True)
+        orthanc_config = os.path.join(orthanc_folder, "orthanc.json")
+        orthanc_port = free_port()
+        with open(orthanc_config, "w") as f:
+            json.dump({"StorageDirectory": os.path.join(orthanc_folder, "db"),
+                       "IndexDirectory": os.path.join(orthanc_folder, "db"),
+                       "HttpPort": orthanc_port, "DicomPort": free_port(),
+                       "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+                       "Plugins": []}, f)
+        orthanc = Server.orthanc(orthanc_config, orthanc_port, orthanc_folder)
+        if options.instances and not os.path.isdir(os.path.join(orthanc_folder, "db")):
+            print("filling Orthanc 1.13.0's storage with %d instances" % options.instances,
+                  flush=True)
+            print("  filled in %.0f s" % fill_orthanc(orthanc, options.instances), flush=True)
     try:
-        measure("this code", REPO_ROOT, config_path, http_port, workdir, options.runs,
-                options.drop_caches)
+        Server.orthancd("orthancd", REPO_ROOT, config_path, http_port, workdir).measure(
+            options.runs, options.drop_caches)
         if options.baseline_code:
-            measure("baseline", os.path.abspath(options.baseline_code), config_path, http_port,
-                    workdir, options.runs, options.drop_caches)
+            Server.orthancd("orthancd (base)", os.path.abspath(options.baseline_code),
+                            config_path, http_port, workdir).measure(options.runs,
+                                                                     options.drop_caches)
+        if orthanc is not None:
+            orthanc.measure(options.runs, options.drop_caches)
     finally:
         if not options.keep:
             subprocess.run(["rm", "-rf", workdir])

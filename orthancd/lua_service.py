@@ -345,10 +345,8 @@ class LuaService(service.Service):
 
 
 def build_lua(server, reactor, pool, filter_pool):
-    """A LuaService when ExecuteLuaEnabled or LuaScripts ask for Lua, else None."""
+    """The LuaService, when orthancd.tap.lua_wanted."""
     configuration = server.configuration
-    if not configuration.get("ExecuteLuaEnabled", False) and not configuration.get("LuaScripts"):
-        return None
     client = InternalClient(server.rest_resource)
     calls = ServerCalls(server, reactor)
 

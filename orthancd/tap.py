@@ -30,6 +30,7 @@ from twisted.internet import reactor as default_reactor
 from orthancd.logs import logger, route_standard_logging
 from twisted.python import usage
 
+from orthancd import collector
 from orthancd.config import ConfigurationError, load_configuration
 
 log = logger(__name__)
@@ -111,9 +112,19 @@ def _endpoint(override, port, interface):
     return "tcp:%d:interface=%s" % (port, interface)
 
 
+def lua_wanted(configuration):
+    """Orthanc runs a Lua engine when ExecuteLuaEnabled or LuaScripts ask for one."""
+    return bool(configuration.get("ExecuteLuaEnabled", False) or configuration.get("LuaScripts"))
+
+
 def makeService(options, reactor=default_reactor):
+    # Making the tree imports most of orthancd and builds the routes.
+    with collector.paused():
+        return _make_service(options, reactor)
+
+
+def _make_service(options, reactor):
     from orthancd.archives.service import Archives
-    from orthancd.lua_service import build_lua
     from orthancd.modalities import modality_registry
     from orthancd.net.scp_services import scp_services
     from orthancd.net.server import DicomServerFactory
@@ -152,8 +163,12 @@ def makeService(options, reactor=default_reactor):
     site = build_site(server)
     lua_pool = ThreadPoolService("lua-pool", reactor, maxthreads=1, minthreads=1)
     lua_filter_pool = ThreadPoolService("lua-filter-pool", reactor, maxthreads=1, minthreads=1)
-    server.lua = build_lua(server, reactor, lua_pool, lua_filter_pool)
-    if server.lua is not None:
+    server.lua = None
+    if lua_wanted(configuration):
+        # Lua (lupa, the bindings, the internal REST client) is imported
+        # only when asked for.
+        from orthancd.lua_service import build_lua
+        server.lua = build_lua(server, reactor, lua_pool, lua_filter_pool)
         lua_pool.setServiceParent(top)
         lua_filter_pool.setServiceParent(top)
         server.lua.setServiceParent(top)

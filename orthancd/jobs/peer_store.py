@@ -2,8 +2,10 @@
 one per step (Orthanc's OrthancPeerStoreJob), optionally transcoded (by
 orthancd.transcoding, in the pixels pool) and gzip-compressed on the way.
 As in Orthanc, an instance that cannot be transcoded goes as it is.
+
+orthancd.peers (treq, twisted.web's client) is imported when a job runs or
+shows itself, not when the server starts.
 """
-from orthancd import peers
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.jobs.instances import InstanceNotStored, SetOfInstancesJob
 from orthancd.logs import logger
@@ -24,6 +26,7 @@ def check_transcode_target(uid):
 
 def _prepare(server, data, transcode_to, compress):
     """Blocking (pixels pool): the body to post."""
+    from orthancd import peers
     if transcode_to:
         data = server.transcoder.to_syntax_or_same(data, transcode_to)
     return peers.gzip_compress(data) if compress else bytes(data)
@@ -45,6 +48,7 @@ class OrthancPeerStoreJob(SetOfInstancesJob):
     async def handle_instance(self, instance_id):
         server = self._server
         if self._client is None:
+            from orthancd import peers
             self._client = await peers.open_peer_client(server, self.peer)
         try:
             data = await server.read_attachment(server.dicom_attachment(instance_id))
@@ -66,6 +70,7 @@ class OrthancPeerStoreJob(SetOfInstancesJob):
             client.close()
 
     def public_content(self):
+        from orthancd import peers
         content = super().public_content()
         content["Peer"] = peers.public_description(self.peer)
         content["Compress"] = self.compress

@@ -2,7 +2,6 @@
 sending to them (orthancd.peers, orthancd.jobs.peer_store)."""
 import json
 
-from orthancd import peers as peer_client
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.jobs.peer_store import OrthancPeerStoreJob, check_transcode_target
 from orthancd.peer_registry import check_client_certificate, peer_registry, public_view
@@ -69,6 +68,7 @@ def install(app, server):
 
     @app.route("/peers/<name>/system", methods=["GET"])
     async def peer_system(request, name):
+        from orthancd import peers as peer_client  # treq: at first use
         client = await peer_client.open_peer_client(server, peer_of(name))
         try:
             answer = await client.request("GET", "system")
@@ -82,6 +82,7 @@ def install(app, server):
 
     @app.route("/peers/<name>/store-straight", methods=["POST"])
     async def peer_store_straight(request, name):
+        from orthancd import peers as peer_client  # treq: at first use
         client = await peer_client.open_peer_client(server, peer_of(name))
         try:
             answer = await client.post_instance(read_body(request))
