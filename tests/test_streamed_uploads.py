@@ -17,7 +17,7 @@ from twisted.python.threadpool import ThreadPool
 
 from orthancd.storage.digests import ContentHasher, LateDigests, digests_of
 from orthancd.storage.filesystem import content_uuid
-from orthancd.storage.streaming import StreamingFileWriter
+from orthancd.storage.streaming import StreamingFileWriter, new_temporary_path
 from orthancd.uploads.spool import StreamedBody
 from tests.support.daemon import Daemon, sample
 
@@ -109,6 +109,55 @@ def test_writer_with_hash_pool_gives_late_digests(tmp_path, pool):
         assert f.read() == data
     assert received.digests.uuid == content_uuid(data)
     assert received.digests.md5 == hashlib.md5(data).hexdigest()
+
+
+class _HeldPool:
+    """A pool that runs what it is given only when told (run_all)."""
+
+    def __init__(self):
+        self.held = []
+
+    def callInThread(self, function, *args):
+        self.held.append((function, args))
+
+    def run_all(self):
+        while self.held:
+            function, args = self.held.pop(0)
+            function(*args)
+
+
+def test_the_file_is_created_in_the_pool_not_by_the_caller(tmp_path):
+    """The reactor only hands pieces over: the file is created (O_EXCL),
+    written and closed where the pool runs."""
+    pool = _HeldPool()
+    path = new_temporary_path(str(tmp_path), "cstore-", ".dcm")
+    assert os.path.dirname(path) == str(tmp_path) and path.endswith(".dcm")
+    writer = StreamingFileWriter(path, _Immediate(), pool)
+    writer.write(b"abc")
+    results = []
+    writer.close().addCallback(results.append)
+    assert not os.path.exists(path) and not results
+    pool.run_all()
+    assert results == [path] and open(path, "rb").read() == b"abc"
+    # A path taken meanwhile is not overwritten: the writer fails.
+    taken = StreamingFileWriter(path, _Immediate(), pool)
+    taken.write(b"other")
+    failures = []
+    taken.close().addErrback(failures.append)
+    pool.run_all()
+    assert failures and failures[0].check(FileExistsError)
+    assert open(path, "rb").read() == b"abc"
+
+
+def test_a_discarded_writer_leaves_no_file_whenever_the_pool_runs(tmp_path):
+    pool = _HeldPool()
+    path = new_temporary_path(str(tmp_path))
+    writer = StreamingFileWriter(path, _Immediate(), pool)
+    writer.write(b"partial")
+    writer.discard()
+    writer.write(b"late")  # what the reactor still had: dropped
+    pool.run_all()
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.fixture(scope="module")

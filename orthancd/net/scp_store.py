@@ -16,7 +16,6 @@ import fnmatch
 import functools
 import logging
 import os
-import tempfile
 import zlib
 from io import BytesIO
 
@@ -26,7 +25,7 @@ from twisted.internet import defer
 from orthancd.net import access, dimse, part10
 from orthancd.net.storage_sop_classes import DCMTK_ALL_STORAGE
 from orthancd.net.scu import move_receptions
-from orthancd.storage.streaming import StreamingFileWriter
+from orthancd.storage.streaming import StreamingFileWriter, new_temporary_path
 from orthancd.net.transfer_syntaxes import DEFLATED, is_implicit_vr, is_little_endian, negotiable
 
 log = logging.getLogger(__name__)
@@ -120,9 +119,8 @@ class IncomingInstance:
         try:
             header = part10.file_header(
                 self.sop_class_uid, self.sop_instance_uid, self.transfer_syntax)
-            fd, self.path = tempfile.mkstemp(prefix="cstore-", suffix=".dcm",
-                                             dir=service.temporary_directory)
-            os.close(fd)
+            # Created by the writer, in the file pool (no system call here).
+            self.path = new_temporary_path(service.temporary_directory, "cstore-", ".dcm")
             self._writer = StreamingFileWriter(self.path, request.association.clock,
                                                service.file_io, service.hashing)
             self._writer.write(header)

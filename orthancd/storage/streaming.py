@@ -2,11 +2,13 @@
 
 The reactor only queues the pieces (bytes-like objects it will not modify:
 slices of the received PDUs); one drain at a time runs in the thread pool,
-writes them and feeds the ContentHasher.  hashlib and file writes release the
-GIL, so receiving the next PDUs and hashing the previous ones overlap.
+creates the file, writes them and feeds the ContentHasher.  hashlib and file
+writes release the GIL, so receiving the next PDUs and hashing the previous
+ones overlap, and the reactor makes no system call for the file.
 Given a reactor without threads (a test's Clock), it works inline.
 """
 import os
+import uuid
 
 from twisted.internet import defer
 
@@ -16,6 +18,13 @@ from orthancd.storage.filesystem import start_writeback
 
 _WRITE_BUFFER = 256 * 1024
 _CLOSE = object()
+_DISCARD = object()
+
+
+def new_temporary_path(directory, prefix="", suffix=""):
+    """A path no file has in ``directory``, made without a system call (a
+    random UUID; the file is created with O_EXCL where it is written)."""
+    return os.path.join(directory, "%s%s%s" % (prefix, uuid.uuid4().hex, suffix))
 
 
 class ReceivedFile(str):
@@ -31,9 +40,10 @@ class ReceivedFile(str):
 
 
 class StreamingFileWriter:
-    """Create ``path`` and fill it from the reactor with ``write``; ``close``
-    returns a Deferred firing (on the reactor) with the ReceivedFile, or
-    failing with the first write error.  The writes run in ``pool`` (the
+    """Create ``path`` (a new file: see new_temporary_path) and fill it from
+    the reactor with ``write``; ``close`` returns a Deferred firing (on the
+    reactor) with the ReceivedFile, or failing with the first error (the
+    file could not be created or written).  The writes run in ``pool`` (the
     server's file I/O pool, anything with ``callInThread``), by default in
     the reactor's.  With ``hash_pool``, the file is hashed there, beside
     the writes: the ReceivedFile comes once it is written, with
@@ -46,7 +56,8 @@ class StreamingFileWriter:
         pool = pool if pool is not None else reactor
         self._threaded = hasattr(pool, "callInThread")
         self.path = path
-        self._file = open(path, "wb", buffering=_WRITE_BUFFER)
+        self._file = None  # created by the first item the pool takes
+        self._done = False  # closed or discarded
         self._hasher = ContentHasher(pool=hash_pool)
         self._lane = SerialLane(pool, self._take)
         self._error = None
@@ -66,19 +77,44 @@ class StreamingFileWriter:
 
     def discard(self):
         """Stop writing and remove the file (the transfer was abandoned)."""
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        self._enqueue(_CLOSE)
+        self._enqueue(_DISCARD)
 
     def _enqueue(self, *items):
         self._lane.put(*items)
 
+    def _open(self):
+        """Create the file (in the pool); False once that failed."""
+        if self._file is None and self._error is None:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                self._file = os.fdopen(fd, "wb", buffering=_WRITE_BUFFER)
+            except Exception as e:
+                self._error = e
+        return self._file is not None
+
     def _take(self, item):
+        if self._done:
+            return
+        if item is _DISCARD:
+            self._done = True
+            if self._file is not None:
+                try:
+                    self._file.close()
+                except Exception:
+                    pass
+                self._file = None
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            return
+        if not self._open():
+            if item is _CLOSE:
+                self._finish()
+            return
         if item is _CLOSE:
             self._finish()
-        elif self._error is None and self._file is not None:
+        elif self._error is None:
             try:
                 # Hash lanes (with a hash pool) start on it meanwhile.
                 self._hasher.update(item)
@@ -87,7 +123,10 @@ class StreamingFileWriter:
                 self._error = e
 
     def _finish(self):
+        self._done = True
         if self._file is None:
+            # Never created: nothing to remove.
+            self._deliver(self._closed.errback, self._error)
             return
         complete = self._error is None and self._closed is not None
         if complete:

@@ -13,7 +13,7 @@ from twisted.python.failure import Failure
 
 from orthancd.storage.digests import ContentHasher
 from orthancd.storage.filesystem import start_writeback
-from orthancd.storage.streaming import ReceivedFile, StreamingFileWriter
+from orthancd.storage.streaming import ReceivedFile, StreamingFileWriter, new_temporary_path
 
 # Beyond this, the bytes go to a file: inflated archive members can reach
 # gigabytes, and so can the parts of a form.
@@ -158,8 +158,8 @@ class StreamedBody:
     BATCH_SIZE = 256 * 1024
 
     def __init__(self, directory, pool, hash_pool=None, reactor=None):
-        fd, self.path = tempfile.mkstemp(dir=directory, suffix=".upload")
-        os.close(fd)
+        # Created by the writer, in the pool: the reactor makes no system call.
+        self.path = new_temporary_path(directory, suffix=".upload")
         self._writer = StreamingFileWriter(self.path, reactor, pool, hash_pool)
         self.head = b""
         self.size = 0
