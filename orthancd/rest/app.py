@@ -13,6 +13,7 @@ import tempfile
 from klein import Klein
 from orthancd import logs
 from orthancd.logs import logger
+from twisted.internet import tcp
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
 from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -345,7 +346,55 @@ class OrthancChannel(http.HTTPChannel):
             return False
         return super().checkPersistence(request, version)
 
+    # -- answers: the head is held until the body's first bytes (or the end
+    # of the request), then both go out in one send, straight to the socket
+    # when nothing waits in the transport's buffer.  Twisted would buffer
+    # them, register the socket for writing and send on the next turn of
+    # the reactor: three more system calls and a turn per answer.
+    _held = None
+
+    def writeHeaders(self, version, code, reason, headers):
+        head = [version, b" ", code, b" ", reason, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                head.extend((name, b": ", value, b"\r\n"))
+        head.append(b"\r\n")
+        self._flush_held()
+        self._held = b"".join(head)
+
+    def write(self, data):
+        if self._held is not None:
+            data, self._held = self._held + data, None
+        self._send(data)
+
+    def writeSequence(self, iovec):
+        self.write(b"".join(iovec))
+
+    def _flush_held(self):
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._send(held)
+
+    def _send(self, data):
+        transport = self.transport
+        if (data and type(transport) is tcp.Server and transport.connected
+                and not transport.disconnecting and not transport.dataBuffer
+                and not transport._tempDataBuffer):
+            try:
+                sent = transport.socket.send(data)
+            except OSError:
+                sent = 0  # Twisted's own write meets the error again and closes
+            if sent == len(data):
+                return
+            data = data[sent:]
+        transport.write(data)
+
+    def connectionLost(self, reason):
+        self._held = None
+        super().connectionLost(reason)
+
     def requestDone(self, request):
+        self._flush_held()
         self._data_received = False
         # Data of the next request received meanwhile is fed back to
         # dataReceived from here, or stays in the line buffer (LineReceiver's
