@@ -160,6 +160,60 @@ def test_a_discarded_writer_leaves_no_file_whenever_the_pool_runs(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+class _Producer:
+    def __init__(self):
+        self.paused = False
+        self.pauses = 0
+
+    def pauseProducing(self):
+        self.paused = True
+        self.pauses += 1
+
+    def resumeProducing(self):
+        self.paused = False
+
+
+def test_the_sender_is_paused_while_writes_and_hashes_lag(tmp_path):
+    """Flow control: past BACKLOG_HIGH bytes handed over and not yet both
+    written and hashed, the producer (the connection) is paused; it is
+    resumed once the backlog is down to BACKLOG_LOW."""
+    from orthancd.storage import streaming
+    writes, hashes = _HeldPool(), _HeldPool()
+    producer = _Producer()
+    path = new_temporary_path(str(tmp_path))
+    writer = StreamingFileWriter(path, _Immediate(), writes, hashes, producer)
+    piece = os.urandom(1 << 20)
+    sent = 0
+    while not producer.paused:
+        writer.write(piece)
+        sent += 1
+        assert sent * len(piece) <= streaming.BACKLOG_HIGH + len(piece)
+    writes.run_all()  # written, not hashed yet: still paused
+    assert producer.paused
+    hashes.run_all()
+    assert not producer.paused and producer.pauses == 1
+    results = []
+    writer.close().addCallback(results.append)
+    writes.run_all()
+    hashes.run_all()
+    (received,) = results
+    assert received.digests.md5 == hashlib.md5(piece * sent).hexdigest()
+    assert os.path.getsize(path) == sent * len(piece)
+
+
+def test_a_discarded_upload_resumes_its_sender(tmp_path):
+    writes = _HeldPool()
+    producer = _Producer()
+    writer = StreamingFileWriter(new_temporary_path(str(tmp_path)), _Immediate(), writes,
+                                 None, producer)
+    while not producer.paused:
+        writer.write(os.urandom(1 << 20))
+    writer.discard()
+    assert not producer.paused
+    writes.run_all()
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     server = Daemon(tmp_path_factory.mktemp("streamed")).start()

@@ -237,7 +237,8 @@ class OrthancRequest(server.Request):
         if self._body_refused:
             self.content = _Discarded()
             return
-        streamed = self._is_dicom_upload(length) and self.channel.site.streamed_body()
+        streamed = self._is_dicom_upload(length) and self.channel.site.streamed_body(
+            self.channel.transport)
         if streamed:
             self.content = streamed
         else:
@@ -486,13 +487,13 @@ class OrthancSite(server.Site):
             return tempfile.TemporaryFile()
         return BodyFile(directory)
 
-    def streamed_body(self):
-        """A StreamedBody for a DICOM upload, or None before the storage
-        area is there."""
+    def streamed_body(self, transport=None):
+        """A StreamedBody for a DICOM upload coming on ``transport`` (paused
+        while the disk lags), or None before the storage area is there."""
         directory = self.upload_directory() if self.upload_directory is not None else None
         if directory is None or self.upload_pool is None:
             return None
-        return StreamedBody(directory, self.upload_pool, self.upload_hashing)
+        return StreamedBody(directory, self.upload_pool, self.upload_hashing, producer=transport)
 
 
 def build_site(ctx):

@@ -54,8 +54,10 @@ class _HashLane:
     Nothing run there ever waits, so a reader waiting for the digest in
     another pool cannot starve it."""
 
-    def __init__(self, pool, digest):
+    def __init__(self, pool, digest, hashed=None):
+        """``hashed(size)``: called (in the pool) after each piece."""
         self._digest = digest
+        self._hashed = hashed
         self._lane = SerialLane(pool, self._take)
         self._done = threading.Event()
         self._hex = None
@@ -72,6 +74,8 @@ class _HashLane:
             self._done.set()
         else:
             self._digest.update(piece)
+            if self._hashed is not None:
+                self._hashed(len(piece))
 
     def hexdigest(self):
         self._done.wait()
@@ -84,13 +88,21 @@ class ContentHasher:
     With ``pool``, both hashes are computed there, each in a lane of its
     own (see the module's doc), and ``digests()`` gives LateDigests."""
 
-    def __init__(self, salt=b"", pool=None):
+    def __init__(self, salt=b"", pool=None, hashed=None):
+        """``hashed(lane, size)``: with a pool, called as each lane (0:
+        SHA-256, 1: MD5) is done with a piece (flow control)."""
         self._sha256 = hashlib.sha256(salt)
         self._md5 = hashlib.md5()
         if pool is not None:
-            self._sha256 = _HashLane(pool, self._sha256)
-            self._md5 = _HashLane(pool, self._md5)
+            self._sha256 = _HashLane(pool, self._sha256,
+                                     hashed and (lambda size: hashed(0, size)))
+            self._md5 = _HashLane(pool, self._md5, hashed and (lambda size: hashed(1, size)))
         self._size = 0
+
+    @property
+    def in_lanes(self):
+        """Whether the hashes are computed in a pool's lanes."""
+        return isinstance(self._md5, _HashLane)
 
     def update(self, data):
         self._md5.update(data)

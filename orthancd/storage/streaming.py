@@ -19,6 +19,12 @@ from orthancd.storage.filesystem import start_writeback
 _WRITE_BUFFER = 256 * 1024
 _CLOSE = object()
 _DISCARD = object()
+# Flow control: past this many bytes received and not yet written and
+# hashed, the sender is paused until the backlog is down to the low mark.
+# Without it, a client faster than the disk fills the memory (16 uploads of
+# 1 GiB at once over loopback: 8 GiB).
+BACKLOG_HIGH = 8 * 1024 * 1024
+BACKLOG_LOW = 2 * 1024 * 1024
 
 
 def new_temporary_path(directory, prefix="", suffix=""):
@@ -49,7 +55,9 @@ class StreamingFileWriter:
     the writes: the ReceivedFile comes once it is written, with
     orthancd.storage.digests.LateDigests."""
 
-    def __init__(self, path, reactor=None, pool=None, hash_pool=None):
+    def __init__(self, path, reactor=None, pool=None, hash_pool=None, producer=None):
+        """``producer``: what sends the bytes (a transport, an IPushProducer):
+        paused while too much of what it sent is neither written nor hashed."""
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
@@ -58,7 +66,17 @@ class StreamingFileWriter:
         self.path = path
         self._file = None  # created by the first item the pool takes
         self._done = False  # closed or discarded
-        self._hasher = ContentHasher(pool=hash_pool)
+        # Flow control: each count has one writer at a time (the reactor,
+        # the writing drain, each hash lane), so no lock is needed.
+        self._producer = producer
+        self._handed = 0
+        self._written = 0
+        self._hashed = [0, 0]
+        self._paused = False
+        self._resume_asked = False
+        self._hasher = ContentHasher(pool=hash_pool,
+                                     hashed=self._piece_hashed if producer is not None else None)
+        self._lanes = self._hasher.in_lanes
         self._lane = SerialLane(pool, self._take)
         self._error = None
         self._closed = None
@@ -78,9 +96,48 @@ class StreamingFileWriter:
     def discard(self):
         """Stop writing and remove the file (the transfer was abandoned)."""
         self._enqueue(_DISCARD)
+        if self._paused:
+            self._resume()
+        self._producer = None
 
     def _enqueue(self, *items):
+        if self._producer is not None:
+            self._handed += sum(len(item) for item in items
+                                if item is not _CLOSE and item is not _DISCARD)
         self._lane.put(*items)
+        if (self._producer is not None and not self._paused
+                and self._backlog() > BACKLOG_HIGH):
+            self._paused = True
+            self._producer.pauseProducing()
+            self._maybe_resume()  # all of it may be done already
+
+    def _backlog(self):
+        done = self._written
+        if self._lanes:
+            done = min(done, self._hashed[0], self._hashed[1])
+        return self._handed - done
+
+    def _piece_hashed(self, lane, size):
+        self._hashed[lane] += size
+        self._maybe_resume()
+
+    def _maybe_resume(self):
+        """From any thread: once the backlog is low, resume the sender."""
+        if self._paused and not self._resume_asked and self._backlog() <= BACKLOG_LOW:
+            self._resume_asked = True
+            if self._threaded:
+                self._reactor.callFromThread(self._resume)
+            else:
+                self._resume()
+
+    def _resume(self):
+        self._resume_asked = False
+        if not self._paused:
+            return
+        self._paused = False
+        producer = self._producer
+        if producer is not None:
+            producer.resumeProducing()
 
     def _open(self):
         """Create the file (in the pool); False once that failed."""
@@ -93,6 +150,37 @@ class StreamingFileWriter:
         return self._file is not None
 
     def _take(self, item):
+        if item is not _CLOSE and item is not _DISCARD:
+            hashed = False
+            try:
+                hashed = self._take_piece(item)
+            finally:
+                if self._producer is not None:
+                    if not hashed:  # skipped: no lane will count it
+                        self._hashed[0] += len(item)
+                        self._hashed[1] += len(item)
+                    self._written += len(item)
+                    self._maybe_resume()
+            return
+        self._take_sentinel(item)
+
+    def _take_piece(self, item):
+        """Whether the piece went to the hasher."""
+        if self._done or not self._open() or self._error is not None:
+            return False
+        try:
+            # Hash lanes (with a hash pool) start on it meanwhile.
+            self._hasher.update(item)
+        except Exception as e:
+            self._error = e
+            return False
+        try:
+            self._file.write(item)
+        except Exception as e:
+            self._error = e
+        return True
+
+    def _take_sentinel(self, item):
         if self._done:
             return
         if item is _DISCARD:
@@ -108,19 +196,8 @@ class StreamingFileWriter:
             except FileNotFoundError:
                 pass
             return
-        if not self._open():
-            if item is _CLOSE:
-                self._finish()
-            return
-        if item is _CLOSE:
-            self._finish()
-        elif self._error is None:
-            try:
-                # Hash lanes (with a hash pool) start on it meanwhile.
-                self._hasher.update(item)
-                self._file.write(item)
-            except Exception as e:
-                self._error = e
+        self._open()
+        self._finish()
 
     def _finish(self):
         self._done = True
