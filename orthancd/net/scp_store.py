@@ -121,8 +121,10 @@ class IncomingInstance:
                 self.sop_class_uid, self.sop_instance_uid, self.transfer_syntax)
             # Created by the writer, in the file pool (no system call here).
             self.path = new_temporary_path(service.temporary_directory, "cstore-", ".dcm")
-            self._writer = StreamingFileWriter(self.path, request.association.clock,
-                                               service.file_io, service.hashing)
+            # The association's connection pauses while the disk lags.
+            self._writer = StreamingFileWriter(
+                self.path, request.association.clock, service.file_io, service.hashing,
+                getattr(request.association, "transport", None))
             self._writer.write(header)
         except Exception as exc:
             log.error("cannot create a temporary file for C-STORE: %s", exc)
