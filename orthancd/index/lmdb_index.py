@@ -271,6 +271,12 @@ class LmdbResourceIndex(ResourceIndex):
             self.env.set_mapsize(self._map_size)
         log.info("The index map grew to {size} MiB", size=self._map_size >> 20)
 
+    def snapshot(self):
+        # A read transaction sees the last committed write transaction,
+        # whose ID LMDB increments with every commit.
+        with self._read() as txn:
+            return txn.id()
+
     def _get_record(self, txn, key):
         raw = txn.get(key, db=self.db["resources"])
         return None if raw is None else _loads(raw)
