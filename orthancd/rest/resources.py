@@ -215,11 +215,13 @@ def install(app, server):
                                 single=True)
 
         @app.route("/%s/<public_id>" % plural, methods=["DELETE"], endpoint="delete_" + plural)
-        async def delete_resource(request, public_id):
+        def delete_resource(request, public_id):
             if not index.exists(public_id, level):
                 raise no_answer(request)
-            outcome = await server.delete_resource(public_id, level)
-            return render_json(request, remaining_ancestor_json(outcome))
+            deleted = server.delete_resource(public_id, level)
+            deleted.addCallback(
+                lambda outcome: render_json(request, remaining_ancestor_json(outcome)))
+            return deleted
 
         @app.route("/%s/<public_id>/statistics" % plural, methods=["GET"],
                    endpoint="statistics_" + plural)
