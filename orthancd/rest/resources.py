@@ -86,6 +86,12 @@ def remaining_ancestor_json(outcome):
     }}
 
 
+def unknown_resource(failure, request):
+    """Orthanc answers nothing (an empty 404) for a resource it does not know."""
+    failure.trap(UnknownResource)
+    raise no_answer(request)
+
+
 def resource_level(index, public_id):
     """The level of a resource, None when there is none with that ID."""
     for level in LEVELS:
@@ -216,11 +222,12 @@ def install(app, server):
 
         @app.route("/%s/<public_id>" % plural, methods=["DELETE"], endpoint="delete_" + plural)
         def delete_resource(request, public_id):
-            if not index.exists(public_id, level):
-                raise no_answer(request)
+            # No existence check first: the delete finds out (one index
+            # read less for every delete that finds something).
             deleted = server.delete_resource(public_id, level)
-            deleted.addCallback(
-                lambda outcome: render_json(request, remaining_ancestor_json(outcome)))
+            deleted.addCallbacks(
+                lambda outcome: render_json(request, remaining_ancestor_json(outcome)),
+                lambda failure: unknown_resource(failure, request))
             return deleted
 
         @app.route("/%s/<public_id>/statistics" % plural, methods=["GET"],
