@@ -13,7 +13,7 @@ import collections
 
 class SnapshotCache:
 
-    def __init__(self, snapshot, max_entries=1024, max_body=64 * 1024):
+    def __init__(self, snapshot, max_entries=512, max_body=16 * 1024):
         """``snapshot()``: the index's current snapshot ID.  Bodies larger
         than ``max_body`` bytes are rendered each time (a listing of a
         large archive would hold megabytes)."""
