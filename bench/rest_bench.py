@@ -35,6 +35,7 @@ Usage:
     python3 bench/rest_bench.py --quick              # ~200 instances smoke run
     python3 bench/rest_bench.py --server orthanc     # only the reference
     python3 bench/rest_bench.py --json figures.json  # also write the figures
+    python3 bench/rest_bench.py --phases browse,delete  # the c=1 ingest, then those
 
 Every process started is stopped at the end, on errors and on Ctrl-C too.
 """
@@ -71,6 +72,9 @@ SERVER_LABELS = {"orthancd": "orthancd", "orthanc": "Orthanc 1.13.0"}
 
 BROWSE_ROUTES = ["/patients", "/studies/{id}", "/series/{id}",
                  "/instances/{id}/simplified-tags"]
+
+# What --phases may name, in the order they run.
+PHASES = ("ingest1", "disk", "browse", "delete", "ingest4")
 
 RSS_SAMPLE_PERIOD = 0.05
 REQUEST_TIMEOUT = 120
@@ -1046,19 +1050,26 @@ class Benchmark:
                 % (server.label, fmt(result.rate), result.errors, left))
 
     def run(self):
+        phases = self.options.phases
         try:
-            # Round 1: fresh servers, ingest one by one, then disk, browse, delete.
-            self.start_all()
-            self.ingest(1)
-            self.disk()
-            self.browse()
-            self.delete()
-            self.stop_all()
-            for server in self.servers:
-                server.died = None  # a new process: it gets its chance in round 2
+            # Round 1: fresh servers, ingest one by one, then disk, browse, delete
+            # (the ingest is needed by the others: it runs whenever one of them does).
+            if phases & {"ingest1", "disk", "browse", "delete"}:
+                self.start_all()
+                self.ingest(1)
+                if "disk" in phases:
+                    self.disk()
+                if "browse" in phases:
+                    self.browse()
+                if "delete" in phases:
+                    self.delete()
+                self.stop_all()
+                for server in self.servers:
+                    server.died = None  # a new process: it gets its chance in round 2
             # Round 2: fresh servers again, so the c=4 ingest starts from the same state.
-            self.start_all()
-            self.ingest(4)
+            if "ingest4" in phases:
+                self.start_all()
+                self.ingest(4)
         finally:
             self.stop_all()
         for server in self.servers:
@@ -1192,6 +1203,9 @@ def parse_arguments():
                         help="command starting Orthanc (same placeholders)")
     parser.add_argument("--client", choices=sorted(CLIENTS), default="loop",
                         help="HTTP client of the measured loops (see CLIENTS)")
+    parser.add_argument("--phases", default=",".join(PHASES),
+                        help="comma-separated phases to run, among %s (browse, disk and delete "
+                             "run after the c=1 ingest, which they need)" % ", ".join(PHASES))
     parser.add_argument("--keep", action="store_true", help="keep the servers' temporary folders")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     options = parser.parse_args()
@@ -1201,6 +1215,10 @@ def parse_arguments():
     if options.instances < 1 or not 1 <= options.studies <= options.instances:
         parser.error("need 1 <= --studies <= --instances")
     options.server = options.server or ["orthancd", "orthanc"]
+    options.phases = set(p.strip() for p in options.phases.split(",") if p.strip())
+    unknown = options.phases - set(PHASES)
+    if unknown:
+        parser.error("unknown phases: %s" % ", ".join(sorted(unknown)))
     return options
 
 

@@ -27,6 +27,7 @@ from orthancd.logs import logger
 from orthancd.metrics import ServerMetrics
 from orthancd.modification import jobs as modification_jobs
 from orthancd.net.transfer_syntaxes import KNOWN, accepted_storage_syntaxes
+from orthancd.pools import SerialLane
 from orthancd.stability import StabilityMonitor
 from orthancd.transcoding.ingest import configured as ingest_transcoding
 from orthancd.transcoding.service import Transcoder
@@ -99,9 +100,9 @@ class OrthancServer:
         self.index.set_normalizer(normalize_for_find)
         self.ingest = Ingestor(self.index, self.storage, configuration, file_io)
         self.ingest.timed = self.metrics.timed
-        # The files deletes released, waiting for the removal in progress.
-        self._to_remove = []
-        self._removing = False
+        # The files deletes released, removed one burst at a time: a run of
+        # deletes costs a few hand-offs to the pool, not one per delete.
+        self._removals = SerialLane(file_io, self._remove_now)
         self.stability = StabilityMonitor(self.index, configuration.get("StableAge", 60), reactor,
                                           self.changes)
         concurrent = int(configuration.get("ConcurrentJobs", 2)) or os.cpu_count() or 1
@@ -157,30 +158,32 @@ class OrthancServer:
 
     # -- deletes: the index removes entries, then the files go --
 
-    async def delete_resource(self, public_id, level):
-        outcome = await self.index.delete_resource(public_id, level)
+    def delete_resource(self, public_id, level):
+        """A Deferred DeleteOutcome, once the index committed the delete."""
+        deleted = self.index.delete_resource(public_id, level)
+        deleted.addCallback(self._remove_released)
+        return deleted
+
+    def _remove_released(self, outcome):
         # Once the index no longer references the files, the deletion is
-        # durable: the files go in the background (a crash leaves orphans,
-        # which the start-up sweep removes).
-        self._remove_released(outcome.obsolete_files)
+        # durable: the files go in the background (a crash leaves them
+        # listed as released, and the start-up check removes them).
+        if outcome.obsolete_files:
+            self._removals.put(outcome.obsolete_files)
         return outcome
 
-    def _remove_released(self, files):
-        """One removal at a time: the files released while it runs go
-        together in the next, so that a run of deletes costs a few thread
-        hand-offs rather than one per delete."""
-        self._to_remove.extend(files)
-        if self._removing or not self._to_remove:
-            return
-        files, self._to_remove = self._to_remove, []
-        self._removing = True
-        removal = self.ingest.remove_files(files)
-        removal.addErrback(lambda failure: log.failure("Cannot remove deleted files", failure))
-        removal.addBoth(self._released_removed)
-
-    def _released_removed(self, _):
-        self._removing = False
-        self._remove_released([])
+    def _remove_now(self, files):
+        """(In the file-io pool.)  Remove released files, then let the index
+        forget them (the next delete does, in its own transaction)."""
+        removed = []
+        for info in files:
+            try:
+                if self.storage.remove(info.uuid):
+                    removed.append(info.uuid)
+            except Exception:
+                log.failure("Cannot remove the deleted file {uuid}", uuid=info.uuid)
+        if removed:
+            self.index.forget_released(removed)
 
     # -- reconstruction: the index rebuilt from the files --
 

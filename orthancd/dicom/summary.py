@@ -226,6 +226,8 @@ def normalize_for_find(value):
     """
     if value is None:
         return ""
+    if value.isascii() and value.isprintable() and "%" not in value and "_" not in value:
+        return value.upper().strip()  # the usual value, kept whole: no loop over it
     kept = []
     for c in value:
         if c in "%_":

@@ -181,6 +181,11 @@ class ResourceIndex(abc.ABC):
 
     # -- reads (synchronous, cheap) --
     @abc.abstractmethod
+    def snapshot(self):
+        """An ID of the committed state that changes with every commit:
+        what was read at one snapshot holds until the next."""
+
+    @abc.abstractmethod
     def get_resource(self, public_id, level=None):
         """Return the Resource, or raise UnknownResource."""
 

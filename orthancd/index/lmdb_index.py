@@ -64,6 +64,7 @@ _U16 = struct.Struct(">H")
 _MAX_INDEXED_VALUE = 400  # LMDB keys are limited to 511 bytes; the index only narrows
 # How long removed files may wait for the next delete to be forgotten with it.
 _FORGET_DELAY = 0.1
+_SCHEDULING = object()  # the delayed forget, about to be scheduled on the reactor
 _KEY_SIZE = 21
 
 _DATABASES = ("resources", "children", "metadata", "metadata_values", "attachments",
@@ -256,7 +257,7 @@ class LmdbResourceIndex(ResourceIndex):
         """Once the writer has stopped (removed files not forgotten yet stay
         released: the next start-up forgets them)."""
         with self._removed_lock:
-            if self._forget_call is not None and self._forget_call.active():
+            if self._forget_call not in (None, _SCHEDULING) and self._forget_call.active():
                 self._forget_call.cancel()
             self._forget_call = None
         if self.env is not None:
@@ -276,6 +277,12 @@ class LmdbResourceIndex(ResourceIndex):
             self._map_size = self.env.info()["map_size"] * 2
             self.env.set_mapsize(self._map_size)
         log.info("The index map grew to {size} MiB", size=self._map_size >> 20)
+
+    def snapshot(self):
+        # A read transaction sees the last committed write transaction,
+        # whose ID LMDB increments with every commit.
+        with self._read() as txn:
+            return txn.id()
 
     def _get_record(self, txn, key):
         raw = txn.get(key, db=self.db["resources"])
@@ -880,12 +887,20 @@ class LmdbResourceIndex(ResourceIndex):
         next delete forgets them, or an operation of their own after
         _FORGET_DELAY.  A write of their own after each removal would add a
         commit to every delete of a run; until forgotten, they stay listed,
-        which costs a vain removal at the next start-up, no more."""
+        which costs a vain removal at the next start-up, no more.
+        Called from any thread (the removals run in a pool)."""
         with self._removed_lock:
             self._removed.update(uuids)
-            if self._forget_call is None:
-                self._forget_call = self._reactor.callLater(_FORGET_DELAY, self._forget_removed)
+            if self._forget_call is not None:
+                return defer.succeed(None)
+            self._forget_call = _SCHEDULING
+        self._reactor.callFromThread(self._schedule_forget)
         return defer.succeed(None)
+
+    def _schedule_forget(self):
+        with self._removed_lock:
+            if self._forget_call is _SCHEDULING:  # not closed meanwhile
+                self._forget_call = self._reactor.callLater(_FORGET_DELAY, self._forget_removed)
 
     def _take_removed(self):
         with self._removed_lock:
@@ -1188,25 +1203,31 @@ class LmdbResourceIndex(ResourceIndex):
     def _detach_child(self, txn, parent_key, child_key):
         txn.delete(parent_key, child_key, db=self.db["children"])
 
-    def _delete_subtree(self, txn, level, key):
+    def _delete_subtree(self, txn, level, key, record=None):
         """Remove a resource and everything below it; return the obsolete files.
         Orthanc does not log deletions, and its changes log forgets the
-        changes of what it deletes (ON DELETE CASCADE): so do we."""
+        changes of what it deletes (ON DELETE CASCADE): so do we.
+        ``record``: the resource's record, when the caller read it."""
         files = []
-        for child in self._children_in_creation_order(txn, key):
-            files.extend(self._delete_subtree(txn, ResourceLevel(child[0]), child))
-        raw = txn.get(key, db=self.db["resources"])
-        if raw is None:
-            return files
-        record = _loads(raw)
-        txn.delete(key, db=self.db["children"])
+        if level is not ResourceLevel.INSTANCE:  # instances have no children
+            for child in self._children_in_creation_order(txn, key):
+                files.extend(self._delete_subtree(txn, ResourceLevel(child[0]), child))
+            txn.delete(key, db=self.db["children"])
+        if record is None:
+            raw = txn.get(key, db=self.db["resources"])
+            if raw is None:
+                return files
+            record = _loads(raw)
+        disk = uncompressed = 0
         for content_type, info in self._attachments(txn, key).items():
             txn.delete(key + _U16.pack(content_type), db=self.db["attachments"])
-            self._add_counter(txn, "disk", -info.size)
-            self._add_counter(txn, "uncompressed", -info.uncompressed_size)
+            disk += info.size
+            uncompressed += info.uncompressed_size
             files.append(info)
-        for metadata_type in self._metadata(txn, key):
-            self._remove_metadata(txn, key, metadata_type, forget_revision=False)
+        if files:
+            self._add_counter(txn, "disk", -disk)
+            self._add_counter(txn, "uncompressed", -uncompressed)
+        self._delete_all_metadata(txn, key)
         self._forget_revisions(txn, key)
         for label in self._labels(txn, key):
             txn.delete(label.encode("utf-8"), key, db=self.db["labelled"])
@@ -1219,6 +1240,20 @@ class LmdbResourceIndex(ResourceIndex):
         self._add_counter(txn, _LEVEL_COUNTERS[level], -1)
         self._signal(ChangeType.Deleted.name, level, _public_id(key))
         return files
+
+    def _delete_all_metadata(self, txn, key):
+        """Every metadata of a resource, and its entries in metadata_values
+        (one walk over them, their values at hand)."""
+        values = self.db["metadata_values"]
+        cursor = txn.cursor(db=self.db["metadata"])
+        found = cursor.set_range(key)
+        while found:
+            mkey = cursor.key()
+            if mkey[:_KEY_SIZE] != key:
+                break
+            txn.delete(key[:1] + mkey[_KEY_SIZE:_KEY_SIZE + 2] + cursor.value()[:_MAX_INDEXED_VALUE],
+                       key, db=values)
+            found = cursor.delete()
 
     def _children_in_creation_order(self, txn, key):
         """Orthanc's database deletes children in the order of their
@@ -1244,7 +1279,7 @@ class LmdbResourceIndex(ResourceIndex):
         self._forget_released_op(txn, forgotten)
         record = _loads(raw)
         deleted = []
-        files = self._delete_subtree(txn, level, key)
+        files = self._delete_subtree(txn, level, key, record)
         deleted.append((level, public_id))
         # Walk up: an ancestor left without children goes too.
         parent_id, child_key = record.get("p"), key
@@ -1258,7 +1293,7 @@ class LmdbResourceIndex(ResourceIndex):
             if txn.cursor(db=self.db["children"]).set_key(parent_key):  # a child is left
                 remaining = self._to_resource(lv, parent_id, parent_record)
                 break
-            files.extend(self._delete_subtree(txn, lv, parent_key))
+            files.extend(self._delete_subtree(txn, lv, parent_key, parent_record))
             deleted.append((lv, parent_id))
             parent_id, child_key = parent_record.get("p"), parent_key
         return DeleteOutcome(remaining, deleted, files)

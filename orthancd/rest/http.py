@@ -45,7 +45,19 @@ def render_json(request, value, status=200):
     """Write ``value`` as Orthanc-styled JSON; returns the body for Klein."""
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", JSON_TYPE)
-    return sized(request, jsonfmt.dumps(value).encode("ascii"))
+    return sized(request, json_body_bytes(value))
+
+
+def render_json_body(request, body):
+    """An answer whose JSON was rendered (as ``render_json``) beforehand."""
+    request.setResponseCode(200)
+    request.setHeader(b"Content-Type", JSON_TYPE)
+    return sized(request, body)
+
+
+def json_body_bytes(value):
+    """``value`` as ``render_json`` writes it."""
+    return jsonfmt.dumps(value).encode("ascii")
 
 
 def content_disposition(filename):

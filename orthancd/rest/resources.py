@@ -16,10 +16,12 @@ from orthancd.dicom.json_tags import dataset_to_json
 from orthancd.rest import fields
 from orthancd.rest.find import parse_level
 from orthancd.rest.http import (bool_argument, dicom_format, get_argument, has_argument,
-                                json_body, no_answer, paging_arguments, read_body,
-                                render_json, render_text, requested_tags_argument, text_body)
+                                json_body, json_body_bytes, no_answer, paging_arguments,
+                                read_body, render_json, render_json_body, render_text,
+                                requested_tags_argument, text_body)
 from orthancd.rest.resource_json import (EXPAND, expand, parse_response_content,
                                         resource_to_json)
+from orthancd.rest.snapshot_cache import SnapshotCache
 
 LEVELS = list(ResourceLevel)
 
@@ -82,6 +84,12 @@ def remaining_ancestor_json(outcome):
         "Path": "/%s/%s" % (ancestor.level.plural, ancestor.public_id),
         "Type": ancestor.level.title,
     }}
+
+
+def unknown_resource(failure, request):
+    """Orthanc answers nothing (an empty 404) for a resource it does not know."""
+    failure.trap(UnknownResource)
+    raise no_answer(request)
 
 
 def resource_level(index, public_id):
@@ -171,6 +179,8 @@ async def render_found(server, request, level, ids, content, requested, fmt, sin
 
 def install(app, server):
     index = server.index
+    # The listings and resources browsers ask for again and again.
+    answers = SnapshotCache(index.snapshot)
 
     def make_level_routes(level):
         plural = level.plural
@@ -181,9 +191,13 @@ def install(app, server):
             check_requested(level, requested)
             content = response_content(request)
             since, limit = list_paging(request)
+            if content is None:  # at once, without a Deferred
+                def render_ids():
+                    return json_body_bytes(finder.select(
+                        server, finder.FindQuery(level, since=since, limit=limit or None)))
+                return render_json_body(request, answers.answer((level, since, limit),
+                                                                render_ids))
             ids = finder.select(server, finder.FindQuery(level, since=since, limit=limit or None))
-            if content is None:
-                return render_json(request, ids)  # at once, without a Deferred
             return render_found(server, request, level, ids, content, requested,
                                 dicom_format(request))
 
@@ -191,21 +205,30 @@ def install(app, server):
         def get_resource(request, public_id):
             requested = requested_tags_argument(request)
             check_requested(level, requested)
-            if not index.exists(public_id, level):
-                raise no_answer(request)  # Orthanc answers nothing, hence an empty 404
             fmt = dicom_format(request)
             if not requested:  # at once, without a Deferred
-                return render_json(request, resource_to_json(server, level, public_id, fmt, EXPAND,
-                                                             server.metadata_names))
+                def render_resource():
+                    if not index.exists(public_id, level):
+                        raise no_answer(request)  # Orthanc answers nothing: an empty 404
+                    return json_body_bytes(resource_to_json(server, level, public_id, fmt,
+                                                            EXPAND, server.metadata_names))
+                # IsStable is not in the index: in the key.
+                key = (level, public_id, fmt, server.stability.is_stable(level, public_id))
+                return render_json_body(request, answers.answer(key, render_resource))
+            if not index.exists(public_id, level):
+                raise no_answer(request)
             return render_found(server, request, level, [public_id], EXPAND, requested, fmt,
                                 single=True)
 
         @app.route("/%s/<public_id>" % plural, methods=["DELETE"], endpoint="delete_" + plural)
-        async def delete_resource(request, public_id):
-            if not index.exists(public_id, level):
-                raise no_answer(request)
-            outcome = await server.delete_resource(public_id, level)
-            return render_json(request, remaining_ancestor_json(outcome))
+        def delete_resource(request, public_id):
+            # No existence check first: the delete finds out (one index
+            # read less for every delete that finds something).
+            deleted = server.delete_resource(public_id, level)
+            deleted.addCallbacks(
+                lambda outcome: render_json(request, remaining_ancestor_json(outcome)),
+                lambda failure: unknown_resource(failure, request))
+            return deleted
 
         @app.route("/%s/<public_id>/statistics" % plural, methods=["GET"],
                    endpoint="statistics_" + plural)
