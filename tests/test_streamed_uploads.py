@@ -111,6 +111,28 @@ def test_writer_with_hash_pool_gives_late_digests(tmp_path, pool):
     assert received.digests.md5 == hashlib.md5(data).hexdigest()
 
 
+def test_an_adopted_received_file_gives_its_md5_when_read(tmp_path, pool):
+    """A file hashed in lanes is adopted before its MD5 is known: the
+    StoredFile reads it when the index writer records it."""
+    from orthancd.storage.area import LateStoredFile, StoredFile
+    from orthancd.storage.filesystem import FilesystemStorageArea
+    storage = FilesystemStorageArea(str(tmp_path / "storage"))
+    storage.prepare()
+    data = os.urandom(700000)
+    path = os.path.join(storage.temporary_directory(), "received")
+    with open(path, "wb") as f:
+        f.write(data)
+    hasher = ContentHasher(pool=pool)
+    hasher.update(data)
+    stored = storage.adopt(path, hasher.digests(), owner="slot")
+    assert isinstance(stored, LateStoredFile)
+    md5 = hashlib.md5(data).hexdigest()
+    expected = StoredFile(content_uuid(data), len(data), md5, len(data), md5, False)
+    assert stored == expected and expected == stored and hash(stored) == hash(expected)
+    assert stored.to_record() == expected.to_record()
+    assert storage.read(stored.uuid) == data
+
+
 class _HeldPool:
     """A pool that runs what it is given only when told (run_all)."""
 

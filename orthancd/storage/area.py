@@ -35,6 +35,36 @@ class StoredFile:
                    record["usize"], record["umd5"], record.get("compressed", False))
 
 
+class LateStoredFile(StoredFile):
+    """A StoredFile whose MD5 is still being computed (a received file's
+    LateDigests): reading ``md5`` waits for it.  The ingest path hands it to
+    the index writer, which reads it while the batch's files are synced, so
+    the end of the MD5 is not waited for on the way there."""
+
+    def __init__(self, uuid, size, digests):
+        object.__setattr__(self, "uuid", uuid)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "uncompressed_size", size)
+        object.__setattr__(self, "compressed", False)
+        object.__setattr__(self, "_digests", digests)
+
+    @property
+    def md5(self):
+        return self._digests.md5
+
+    @property
+    def uncompressed_md5(self):
+        return self._digests.md5
+
+    def __eq__(self, other):
+        # Equal to the StoredFile it will be.
+        if isinstance(other, StoredFile):
+            return dataclasses.astuple(self) == dataclasses.astuple(other)
+        return NotImplemented
+
+    __hash__ = StoredFile.__hash__
+
+
 class StorageError(Exception):
     """The storage area could not write or read a file."""
 

@@ -37,8 +37,8 @@ import tempfile
 import threading
 
 from orthancd.storage import compression
-from orthancd.storage.area import StorageArea, StoredFile
-from orthancd.storage.digests import digests_of, uuid_from_sha256
+from orthancd.storage.area import LateStoredFile, StorageArea, StoredFile
+from orthancd.storage.digests import LateDigests, digests_of, uuid_from_sha256
 
 
 def content_uuid(data, salt=b""):
@@ -264,8 +264,11 @@ class FilesystemStorageArea(StorageArea):
             digests = digests_of_file(path)
         if compress if compress is not None else self.compression:
             return self._adopt_compressed(path, digests, owner)
-        info = self._stored_file(digests.uuid, digests.size, digests.md5, digests.size,
-                                 digests.md5, False)
+        if isinstance(digests, LateDigests) and self._store_md5:
+            info = LateStoredFile(digests.uuid, digests.size, digests)
+        else:
+            info = self._stored_file(digests.uuid, digests.size, digests.md5, digests.size,
+                                     digests.md5, False)
         target = self._target(digests.uuid)
         self._pin(digests.uuid)
         try:
