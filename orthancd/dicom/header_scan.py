@@ -38,8 +38,8 @@ from pydicom.values import convert_string
 from orthancd.dicom import dictionary
 from orthancd.dicom.elements import is_misaligned
 from orthancd.dicom.reading import (DEFLATED_TRANSFER_SYNTAX, MISALIGNED_VRS, PIXEL_DATA,
-                                    _GuardedStream, _check_structure, _unexpected_pixel_data_vr,
-                                    _walk, read_dataset)
+                                    GuardedStream, check_structure, unexpected_pixel_data_vr,
+                                    walk_elements, read_dataset)
 from orthancd.dicom.summary import summarize
 
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
@@ -182,14 +182,14 @@ def _scan(data):
     if stop is not None:
         try:
             # The pixel data and what follows must not be cut short either.
-            _walk(data, stop, not implicit, True)
+            walk_elements(data, stop, not implicit, True)
         except Exception:
             return None
         tag = struct.unpack_from("<HH", data, stop)
         if (tag[0] << 16 | tag[1]) == PIXEL_DATA:
             offset = stop
             try:
-                vr = _unexpected_pixel_data_vr(data, stop, header)
+                vr = unexpected_pixel_data_vr(data, stop, header)
             except Exception:
                 return None
     return header, HeaderFacts(offset, vr)
@@ -279,7 +279,7 @@ def _data_set(data, position, implicit):
             return None
         if vr_name == "SQ":
             try:
-                _walk(data, start, explicit, True, end=end, in_sequence=True)
+                walk_elements(data, start, explicit, True, end=end, in_sequence=True)
             except Exception:
                 return None
         value = data[start:end] if length else empty_value_for_VR(vr, raw=True)
@@ -311,15 +311,15 @@ def _sequence(data, position, start, tag, vr, implicit, elements):
     elif vr != "SQ":
         return None
     try:
-        end = _walk(data, start, not implicit, True, until=_SEQUENCE_END, in_sequence=True)
-        stream = _GuardedStream(data)
+        end = walk_elements(data, start, not implicit, True, until=_SEQUENCE_END, in_sequence=True)
+        stream = GuardedStream(data)
         stream.seek(position)
         element = next(data_element_generator(stream, implicit, True,
                                               encoding=_encoding_so_far(elements)))
         if stream.tell() != end or not isinstance(element.value, Sequence):
             return None
         for item in element.value:
-            _check_structure(item, 1)
+            check_structure(item, 1)
     except Exception:
         return None
     return element, end

@@ -59,14 +59,14 @@ def read_dataset(source, stop_before_pixels=False):
     PixelData element as Orthanc does.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _read(bytes(source), _GuardedStream, stop_before_pixels)
+        return _read(bytes(source), GuardedStream, stop_before_pixels)
     # A file is mapped, not read: only its header is parsed, and the
     # truncation walk only looks at element headers.
     with open(source, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
-            return _read(b"", _GuardedStream, stop_before_pixels)
+            return _read(b"", GuardedStream, stop_before_pixels)
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            dataset = _read(data, _GuardedStream, stop_before_pixels)
+            dataset = _read(data, GuardedStream, stop_before_pixels)
     # Everything was read: drop pydicom's reference to the (closed) mapping.
     dataset.buffer = None
     return dataset
@@ -104,7 +104,7 @@ def _zero_run_end(data, position, end):
     return position + (stop - position) // 8 * 8
 
 
-class _GuardedStream:
+class GuardedStream:
     """The stream pydicom parses, over bytes or a mapping: it skips runs of
     empty elements after the first and stops a flood of reads."""
 
@@ -156,7 +156,7 @@ def _read(data, stream_of, stop_before_pixels):
                 raise DicomFormatError(invalid_file_details(len(data)))
             # Force the element walk now: pydicom parses lazily and a broken
             # file must be refused at upload, not when /tags is requested.
-            _check_structure(ds, 0)
+            check_structure(ds, 0)
     except DicomFormatError:
         raise
     except Exception:
@@ -181,11 +181,11 @@ def _read(data, stream_of, stop_before_pixels):
         stop_before_pixels and not deflated and has_preamble else None
     ds.pixel_data_vr = None
     if ds.pixel_data_offset is not None:
-        ds.pixel_data_vr = _unexpected_pixel_data_vr(data, position, ds)
+        ds.pixel_data_vr = unexpected_pixel_data_vr(data, position, ds)
     return ds
 
 
-def _unexpected_pixel_data_vr(data, position, ds):
+def unexpected_pixel_data_vr(data, position, ds):
     """The VR of native pixel data written explicitly in the file when it is
     not the one implied by BitsAllocated (OB up to 8 bits, OW above): Orthanc
     records it as the PixelDataVR metadata."""
@@ -220,11 +220,11 @@ def _dcmtk_meta_end(data):
         group, element = struct.unpack("<HH", data[position:position + 4])
         if (group, element) != (0x0002, 0x0000) or data[position + 4:position + 6] != b"UL" \
                 or struct.unpack("<H", data[position + 6:position + 8])[0] != 4:
-            return _walk(data, position, True, True, stop_group=0x0002)
+            return walk_elements(data, position, True, True, stop_group=0x0002)
         header_length = struct.unpack("<I", data[position + 8:position + 12])[0]
         start = position = position + 12
         while position - start < header_length and position < len(data):
-            position = _walk(data, position, True, True, end=_element_end(data, position))
+            position = walk_elements(data, position, True, True, end=_element_end(data, position))
         return position
     except (_Truncated, _Misaligned, struct.error):
         return None
@@ -273,7 +273,7 @@ def dataset_offset(data):
     if len(data) < 132 or data[128:132] != b"DICM":
         return None
     try:
-        return _walk(data, 132, True, True, stop_group=0x0002)
+        return walk_elements(data, 132, True, True, stop_group=0x0002)
     except (_Truncated, _TooManyElements, _Misaligned, struct.error):
         return None
 
@@ -283,7 +283,7 @@ MISALIGNED_VRS = frozenset(("AT", "OL", "OF", "OD", "OV"))
 MAX_SEQUENCE_DEPTH = 64
 
 
-def _check_structure(ds, depth):
+def check_structure(ds, depth):
     if depth > MAX_SEQUENCE_DEPTH:
         raise DicomFormatError("Too many nested sequences")
     for key in list(ds.keys()):
@@ -296,7 +296,7 @@ def _check_structure(ds, depth):
         value = getattr(element, "value", None)
         if isinstance(value, pydicom.sequence.Sequence):
             for item in value:
-                _check_structure(item, depth + 1)
+                check_structure(item, depth + 1)
 
 
 def _tag_at(data, position, ds):
@@ -336,8 +336,8 @@ def _check_not_truncated(data, ds, has_preamble):
         if has_preamble or bytes(data[:2]) == b"\x02\x00":
             # The file meta group (also found without the preamble) is
             # always explicit VR little endian.
-            position = _walk(data, position, True, True, stop_group=0x0002)
-        _walk(data, position, not implicit, little is not False)
+            position = walk_elements(data, position, True, True, stop_group=0x0002)
+        walk_elements(data, position, not implicit, little is not False)
     except (_Truncated, _TooManyElements, struct.error, RecursionError):
         # Too deep a nesting is refused like a broken file (Orthanc crashes).
         raise DicomFormatError(invalid_file_details(len(data)))
@@ -345,7 +345,7 @@ def _check_not_truncated(data, ds, has_preamble):
         raise DicomFormatError(None)
 
 
-def _walk(data, position, explicit, little, end=None, stop_group=None, until=None,
+def walk_elements(data, position, explicit, little, end=None, stop_group=None, until=None,
           budget=None, in_sequence=False):
     """Skip elements from ``position``; return where the walk stopped.  Stops at
     ``end``, at the first tag outside ``stop_group``, or after the delimiter
@@ -374,12 +374,12 @@ def _walk(data, position, explicit, little, end=None, stop_group=None, until=Non
                 return position
             if tag == _ITEM:
                 if length == _UNDEFINED:
-                    position = _walk(data, position, explicit, little, until=_ITEM_END,
+                    position = walk_elements(data, position, explicit, little, until=_ITEM_END,
                                      budget=budget)
                 elif in_sequence:
                     if position + length > end:
                         raise _Truncated()
-                    _walk(data, position, explicit, little, end=position + length, budget=budget)
+                    walk_elements(data, position, explicit, little, end=position + length, budget=budget)
                     position += length
                 else:
                     position += length
@@ -405,7 +405,7 @@ def _walk(data, position, explicit, little, end=None, stop_group=None, until=Non
         if length == _UNDEFINED:
             # A sequence (or encapsulated pixel data); UN content is implicit VR.
             nested_explicit = explicit and vr != b"UN"
-            position = _walk(data, position, nested_explicit, little, until=_SEQUENCE_END,
+            position = walk_elements(data, position, nested_explicit, little, until=_SEQUENCE_END,
                              budget=budget, in_sequence=vr_name in ("SQ", "UN", None))
             continue
         if vr_name in MISALIGNED_VRS and is_misaligned(length, vr_name):
@@ -413,7 +413,7 @@ def _walk(data, position, explicit, little, end=None, stop_group=None, until=Non
         if vr_name == "SQ":
             if position + length > end:
                 raise _Truncated()
-            _walk(data, position, explicit, little, end=position + length, budget=budget,
+            walk_elements(data, position, explicit, little, end=position + length, budget=budget,
                   in_sequence=True)
         position += length
         if position > end:
