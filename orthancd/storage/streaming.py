@@ -200,18 +200,18 @@ class StreamingFileWriter:
         self._finish()
 
     def _finish(self):
+        """On close (``_closed`` is set): deliver the file, or the error."""
         self._done = True
         if self._file is None:
             # Never created: nothing to remove.
             self._deliver(self._closed.errback, self._error)
             return
-        complete = self._error is None and self._closed is not None
-        if complete:
+        if self._error is None:
             try:
                 self._file.flush()
             except Exception as e:
                 self._error = e
-        delivered = complete and self._error is None
+        delivered = self._error is None
         if delivered:
             self._deliver(self._closed.callback, ReceivedFile(self.path, self._hasher.digests()))
             # Only then: the data starts on its way to the disk while the
@@ -226,7 +226,7 @@ class StreamingFileWriter:
             if self._error is None:
                 self._error = e
         self._file = None
-        if self._closed is not None and not delivered:
+        if not delivered:
             self._deliver(self._closed.errback, self._error)
 
     def _deliver(self, fire, result):
