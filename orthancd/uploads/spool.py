@@ -245,6 +245,16 @@ class StreamedBody:
             self._reader = open(self.path, "rb")
         return self._reader
 
+    def remove_read_file(self):
+        """Remove the complete file once it has been read (a zip archive),
+        before the answer goes: a client that sees the answer sees no file
+        left (blocking: off the reactor)."""
+        self._closed = True
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        discard_payload(self.received or ReceivedFile(self.path, None))
+
     def close(self):
         """Once the request is done: the file goes, unless the storage area
         took it (or it is still being written: it goes once written)."""

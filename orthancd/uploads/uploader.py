@@ -97,7 +97,10 @@ class Uploader:
         else:
             payload = await self._run(self._payload, body, content_encoding)
         if payload is _ZIP:
-            return await self._store_archive(body, origin)
+            outcomes = await self._store_archive(body, origin)
+            if isinstance(body, StreamedBody):
+                await self._run(body.remove_read_file)
+            return outcomes
         return await self._store(payload, origin)
 
     def _payload(self, body, content_encoding):
