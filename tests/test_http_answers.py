@@ -106,3 +106,25 @@ def test_answers_without_a_body(daemon):
             assert status.startswith(b"HTTP/1.1 404") and body == b""
     finally:
         connection.close()
+
+
+def test_the_channel_asks_its_address_once():
+    # twisted.web asks it for every request; the transport answers with a
+    # getsockname system call.
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+    from orthancd.rest.app import OrthancChannel
+
+    class CountingTransport(StringTransport):
+        asked = 0
+
+        def getHost(self):
+            self.asked += 1
+            return IPv4Address("TCP", "127.0.0.1", 8042)
+
+    channel = OrthancChannel()
+    transport = CountingTransport()
+    channel.makeConnection(transport)
+    assert channel.getHost() == IPv4Address("TCP", "127.0.0.1", 8042)
+    assert channel.getHost() is channel.getHost()
+    assert transport.asked == 1

@@ -10,7 +10,7 @@ from orthancd.dicom.reading import DicomFormatError, read_dataset
 from orthancd.net import dimse, part10
 from orthancd.storage.digests import digests_of
 from orthancd.storage.filesystem import FilesystemStorageArea, content_uuid
-from orthancd.storage.streaming import ReceivedFile, StreamingFileWriter
+from orthancd.storage.streaming import ReceivedFile, StreamingFileWriter, new_temporary_path
 from tests.support.daemon import read_sample
 
 COMMANDS = [
@@ -87,6 +87,26 @@ def test_discarded_stream_leaves_nothing(tmp_path):
     writer.write(b"partial")
     writer.discard()
     assert os.listdir(tmp_path) == []
+
+
+def test_temporary_names_never_repeat_nor_cross_a_fork(tmp_path):
+    names = {new_temporary_path(str(tmp_path), "cstore-", ".dcm") for _ in range(1000)}
+    assert len(names) == 1000
+    assert all(os.path.basename(name).startswith("cstore-") and name.endswith(".dcm")
+               for name in names)
+    # A forked child (an ingest worker) draws a random part of its own: the
+    # counter it inherits would otherwise give the parent's next names.
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(writer, new_temporary_path(str(tmp_path)).encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    os.close(writer)
+    in_child = os.read(reader, 4096).decode()
+    os.close(reader)
+    assert in_child != new_temporary_path(str(tmp_path))
+    assert in_child.rsplit("-", 1)[0] != new_temporary_path(str(tmp_path)).rsplit("-", 1)[0]
 
 
 def test_reading_a_file_matches_reading_its_bytes(tmp_path):

@@ -342,6 +342,16 @@ class OrthancChannel(http.HTTPChannel):
         # default is 64 kB per read, each one a trip through the HTTP parser).
         self.transport.bufferSize = 1 << 20
 
+    _host = None
+
+    def getHost(self):
+        # Each request asks (twisted.web's Request.__init__), and the
+        # transport answers with a getsockname system call: once per
+        # connection is enough.
+        if self._host is None:
+            self._host = self.transport.getHost()
+        return self._host
+
     def checkPersistence(self, request, version):
         if not self.keep_alive:
             return False

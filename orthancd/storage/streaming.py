@@ -7,6 +7,7 @@ writes release the GIL, so receiving the next PDUs and hashing the previous
 ones overlap, and the reactor makes no system call for the file.
 Given a reactor without threads (a test's Clock), it works inline.
 """
+import itertools
 import os
 import uuid
 
@@ -27,10 +28,26 @@ BACKLOG_HIGH = 8 * 1024 * 1024
 BACKLOG_LOW = 2 * 1024 * 1024
 
 
+_names = itertools.count()
+_name_base = None  # this process's random part (drawn again in a forked child)
+
+
+def _forget_name_base():
+    global _name_base
+    _name_base = None
+
+
+os.register_at_fork(after_in_child=_forget_name_base)
+
+
 def new_temporary_path(directory, prefix="", suffix=""):
-    """A path no file has in ``directory``, made without a system call (a
-    random UUID; the file is created with O_EXCL where it is written)."""
-    return os.path.join(directory, "%s%s%s" % (prefix, uuid.uuid4().hex, suffix))
+    """A path no file has in ``directory``, made without a system call: a
+    random part drawn once per process and a counter (the file is created
+    with O_EXCL where it is written, so a clash would fail, not overwrite)."""
+    global _name_base
+    if _name_base is None:
+        _name_base = uuid.uuid4().hex
+    return os.path.join(directory, "%s%s-%x%s" % (prefix, _name_base, next(_names), suffix))
 
 
 class ReceivedFile(str):
