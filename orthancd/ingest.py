@@ -187,6 +187,36 @@ class Ingestor:
             path.moved = True
         return summary, stored, dataset, extra
 
+    def preparation_where_received(self, origin):
+        """A function preparing a received file (a ReceivedFile) for the
+        index in the thread that wrote it (see store_prepared), or None
+        when its preparation must go through the usual path: transcoding,
+        a filter that reads the dataset, worker processes."""
+        if self.transcoding is not None or (self.parser_pool is not None
+                                            and self.parser_pool.size > 0):
+            return None
+        if self.instance_filter is not None and (
+                self.instance_filter_needed is None or self.instance_filter_needed(origin)):
+            return None
+        return self._prepare_received
+
+    def _prepare_received(self, path):
+        try:
+            return self._prepare_file(path, False)
+        except BaseException:
+            # Refused: the file goes before the answer does.
+            if not path.moved:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+            raise
+
+    def store_prepared(self, prepared, origin):
+        """Store a received file whose preparation (of
+        preparation_where_received) ``prepared`` fires with."""
+        return self._store(None, None, origin, prepared=prepared)
+
     def _store_header(self, summary, dataset, head):
         """As Orthanc with StorageCompression: the file up to its pixel data
         is stored too (DicomUntilPixelData), so that reading the tags does
@@ -322,16 +352,20 @@ class Ingestor:
             outcome = yield self._store(self._prepare_file, source, origin, attached_metadata)
         return outcome
 
-    def _store(self, prepare, source, origin, attached_metadata=None):
-        d = self._store_timed(prepare, source, origin, attached_metadata)
+    def _store(self, prepare, source, origin, attached_metadata=None, prepared=None):
+        d = self._store_timed(prepare, source, origin, attached_metadata, prepared)
         if self.timed is not None:
             d.addBoth(self.timed("orthanc_store_dicom_duration_ms"))
         return d
 
     @defer.inlineCallbacks
-    def _store_timed(self, prepare, source, origin, attached_metadata=None):
+    def _store_timed(self, prepare, source, origin, attached_metadata=None, prepared=None):
+        """``prepared``: the Deferred preparation, when it is already under
+        way (store_prepared)."""
+        if prepared is None:
+            prepared = self._prepared(prepare, source, origin)
         try:
-            summary, stored, dataset, extra = yield self._prepared(prepare, source, origin)
+            summary, stored, dataset, extra = yield prepared
         except DicomFormatError as e:
             # A file without its UIDs is an "inexistent tag" for Orthanc (404).
             code = ErrorCode[getattr(e, "orthanc_error", "BadFileFormat")]

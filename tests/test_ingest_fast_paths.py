@@ -89,6 +89,44 @@ def test_discarded_stream_leaves_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_work_after_close_gets_the_complete_file(tmp_path):
+    path = str(tmp_path / "incoming")
+    writer = StreamingFileWriter(path, Clock())
+    writer.write(b"first ")
+    writer.write(b"second")
+    closed = []
+    writer.close().addCallback(closed.append)
+
+    def work(received):
+        with open(received, "rb") as f:
+            return f.read(), received.digests.uuid
+
+    results = []
+    writer.after_close(work).addCallback(results.append)
+    assert closed == [path]
+    assert results == [(b"first second", content_uuid(b"first second"))]
+    # The work's own error is its Deferred's.
+    errors = []
+    writer.after_close(lambda received: 1 / 0).addErrback(errors.append)
+    assert errors[0].check(ZeroDivisionError)
+
+
+def test_work_after_a_failed_or_discarded_file_fails(tmp_path):
+    # Cannot be created: its folder is missing.
+    writer = StreamingFileWriter(str(tmp_path / "missing" / "incoming"), Clock())
+    writer.write(b"data")
+    writer.close().addErrback(lambda failure: None)
+    errors = []
+    writer.after_close(lambda received: "never").addErrback(errors.append)
+    assert errors[0].check(FileNotFoundError)
+    writer = StreamingFileWriter(str(tmp_path / "incoming"), Clock())
+    writer.write(b"data")
+    writer.discard()
+    errors = []
+    writer.after_close(lambda received: "never").addErrback(errors.append)
+    assert len(errors) == 1 and os.listdir(tmp_path) == []
+
+
 def test_temporary_names_never_repeat_nor_cross_a_fork(tmp_path):
     names = {new_temporary_path(str(tmp_path), "cstore-", ".dcm") for _ in range(1000)}
     assert len(names) == 1000

@@ -12,6 +12,7 @@ import os
 import uuid
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from orthancd.pools import SerialLane
 from orthancd.storage.digests import ContentHasher
@@ -20,6 +21,14 @@ from orthancd.storage.filesystem import start_writeback
 _WRITE_BUFFER = 256 * 1024
 _CLOSE = object()
 _DISCARD = object()
+
+
+class _After:
+    """Work queued behind the close (StreamingFileWriter.after_close)."""
+
+    def __init__(self, work, done):
+        self.work = work
+        self.done = done
 # Flow control: past this many bytes received and not yet written and
 # hashed, the sender is paused until the backlog is down to the low mark.
 # Without it, a client faster than the disk fills the memory (16 uploads of
@@ -38,6 +47,10 @@ def _forget_name_base():
 
 
 os.register_at_fork(after_in_child=_forget_name_base)
+
+
+def _is_sentinel(item):
+    return item is _CLOSE or item is _DISCARD or isinstance(item, _After)
 
 
 def new_temporary_path(directory, prefix="", suffix=""):
@@ -68,9 +81,9 @@ class StreamingFileWriter:
     reactor) with the ReceivedFile, or failing with the first error (the
     file could not be created or written).  The writes run in ``pool`` (the
     server's file I/O pool, anything with ``callInThread``), by default in
-    the reactor's.  With ``hash_pool``, the file is hashed there, beside
-    the writes: the ReceivedFile comes once it is written, with
-    orthancd.storage.digests.LateDigests."""
+    the reactor's.  With ``hash_pool``, its MD5 is computed there, beside
+    the writes (its SHA-256 as it is written): the ReceivedFile comes once
+    it is written, with orthancd.storage.digests.LateDigests."""
 
     def __init__(self, path, reactor=None, pool=None, hash_pool=None, producer=None):
         """``producer``: what sends the bytes (a transport, an IPushProducer):
@@ -97,6 +110,7 @@ class StreamingFileWriter:
         self._lane = SerialLane(pool, self._take)
         self._error = None
         self._closed = None
+        self._received = None  # the ReceivedFile, once complete
 
     def write(self, data):
         self._enqueue(data)
@@ -110,6 +124,16 @@ class StreamingFileWriter:
         self._enqueue(_CLOSE)
         return self._closed
 
+    def after_close(self, work):
+        """Deferred result of ``work(received_file)``, run in the pool once
+        the file is complete, in the drain that completed it (usually the
+        same thread): what follows the file (parsing its header, moving it
+        into place) then needs no trip to the reactor and back.  Fails as
+        ``close`` when the file could not be written.  Call after close."""
+        done = defer.Deferred()
+        self._enqueue(_After(work, done))
+        return done
+
     def discard(self):
         """Stop writing and remove the file (the transfer was abandoned)."""
         self._enqueue(_DISCARD)
@@ -119,8 +143,7 @@ class StreamingFileWriter:
 
     def _enqueue(self, *items):
         if self._producer is not None:
-            self._handed += sum(len(item) for item in items
-                                if item is not _CLOSE and item is not _DISCARD)
+            self._handed += sum(len(item) for item in items if not _is_sentinel(item))
         self._lane.put(*items)
         if (self._producer is not None and not self._paused
                 and self._backlog() > BACKLOG_HIGH):
@@ -167,6 +190,9 @@ class StreamingFileWriter:
         return self._file is not None
 
     def _take(self, item):
+        if isinstance(item, _After):
+            self._take_after(item)
+            return
         if item is not _CLOSE and item is not _DISCARD:
             hashed = False
             try:
@@ -186,7 +212,7 @@ class StreamingFileWriter:
         if self._done or not self._open() or self._error is not None:
             return False
         try:
-            # Hash lanes (with a hash pool) start on it meanwhile.
+            # SHA-256 here; the MD5 lane (with a hash pool) starts on it meanwhile.
             self._hasher.update(item)
         except Exception as e:
             self._error = e
@@ -216,6 +242,19 @@ class StreamingFileWriter:
         self._open()
         self._finish()
 
+    def _take_after(self, after):
+        received = self._received
+        if received is None:
+            error = self._error or RuntimeError("The file was not written")
+            self._deliver(after.done.errback, error)
+            return
+        try:
+            result = after.work(received)
+        except BaseException:
+            self._deliver(after.done.errback, Failure())
+        else:
+            self._deliver(after.done.callback, result)
+
     def _finish(self):
         """On close (``_closed`` is set): deliver the file, or the error."""
         self._done = True
@@ -230,7 +269,8 @@ class StreamingFileWriter:
                 self._error = e
         delivered = self._error is None
         if delivered:
-            self._deliver(self._closed.callback, ReceivedFile(self.path, self._hasher.digests()))
+            self._received = ReceivedFile(self.path, self._hasher.digests())
+            self._deliver(self._closed.callback, self._received)
             # Only then: the data starts on its way to the disk while the
             # file is parsed, rather than before.
             try:

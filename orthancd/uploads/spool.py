@@ -204,6 +204,14 @@ class StreamedBody:
         self._waiters.append(d)
         return d
 
+    def complete_then(self, work):
+        """Deferred result of ``work(received_file)``, run where the file
+        was written as soon as it is complete (StreamingFileWriter.after_close):
+        for work that would otherwise wait for ``complete()`` on the reactor
+        and then go back to a pool.  ``complete()`` still gives the file."""
+        self.complete().addErrback(lambda failure: None)  # reported by the work's Deferred
+        return self._writer.after_close(work)
+
     def _completed(self, outcome):
         self._outcome = outcome
         if self._closed:

@@ -86,6 +86,12 @@ class Uploader:
     async def store_body(self, body, content_encoding, origin):
         """Store what the body holds: the StoreOutcome of its instance, or
         the list of those of a zip archive's instances."""
+        if isinstance(body, StreamedBody) and body.size and not is_zip(body.head):
+            # One DICOM file, written and hashed as it came: prepared for
+            # the index right where it was written, when the ingest allows.
+            prepare = self.ingest.preparation_where_received(origin)
+            if prepare is not None:
+                return await self.ingest.store_prepared(body.complete_then(prepare), origin)
         if isinstance(body, StreamedBody):
             # Written and hashed as it came: its size, its first bytes and
             # the file are known without reading it.
