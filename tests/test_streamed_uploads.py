@@ -15,6 +15,7 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.python.threadpool import ThreadPool
 
+from orthancd.rest.app import OrthancSite
 from orthancd.storage.digests import ContentHasher, LateDigests, digests_of
 from orthancd.storage.filesystem import content_uuid
 from orthancd.storage.streaming import StreamingFileWriter, new_temporary_path
@@ -22,8 +23,9 @@ from orthancd.uploads.spool import StreamedBody
 from tests.support.daemon import Daemon, sample
 
 # Above the in-memory limit of the HTTP site (256 kB): these are streamed.
-LARGE_SAMPLES = ["Implicit-vr-us-palette.dcm",
-                 "TransferSyntaxes/1.2.840.10008.1.2.2.dcm",
+# Larger than the bodies kept in memory (OrthancSite.IN_MEMORY_BODY_LIMIT).
+LARGE_SAMPLES = ["Issue143.dcm",
+                 "ColorTestImageJ.dcm",
                  "PilatesArgenturGEUltrasoundOsiriX.dcm"]
 
 
@@ -253,7 +255,7 @@ def test_large_uploads_are_stored_as_sent(daemon, name):
     client = daemon.client()
     with open(sample(name), "rb") as f:
         data = f.read()
-    assert len(data) > 256 * 1024
+    assert len(data) > OrthancSite.IN_MEMORY_BODY_LIMIT
     stored = client.upload(data)
     instance = stored["ID"]
     assert client.get("/instances/%s/file" % instance).body == data
