@@ -40,9 +40,11 @@ from orthancd.logs import logger
 
 _LENGTH = struct.Struct(">I")
 _READY = "ready"
-# Bodies up to this size go to the worker as bytes; larger ones are written
-# to a temporary file by the daemon first (no copy through the pipes).
-MAX_BYTES_REQUEST = 256 * 1024
+# Bodies up to this size go to the worker as bytes: those the HTTP server
+# keeps in memory (orthancd.rest.app.OrthancSite.IN_MEMORY_BODY_LIMIT);
+# larger ones come as files, written by the daemon as they arrived (no
+# copy through the pipes).
+MAX_BYTES_REQUEST = 1024 * 1024
 # Requests queued on one worker before the next one is preferred.
 _PIPELINE = 2
 

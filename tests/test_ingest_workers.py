@@ -182,3 +182,11 @@ def test_default_worker_count():
     """None on 2 cores, where they slow ingest down (bench/rest_bench.py);
     the cores beyond two elsewhere, at most 4."""
     assert [default_worker_count(cores) for cores in (1, 2, 3, 4, 8, 64)] == [0, 0, 1, 2, 4, 4]
+
+
+def test_every_body_kept_in_memory_can_go_to_a_worker():
+    # Otherwise the bodies between the two sizes would never reach a
+    # worker: too large to send as bytes, and never written to a file.
+    from orthancd.ingest_workers import MAX_BYTES_REQUEST
+    from orthancd.rest.app import OrthancSite
+    assert MAX_BYTES_REQUEST >= OrthancSite.IN_MEMORY_BODY_LIMIT
