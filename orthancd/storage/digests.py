@@ -33,17 +33,13 @@ class ContentDigests:
 
 
 class LateDigests:
-    """ContentDigests still being computed in lanes: reading ``uuid`` or
-    ``md5`` waits for its hash (blocking: off the reactor)."""
+    """ContentDigests whose MD5 is still being computed in a lane: reading
+    ``md5`` waits for it (blocking: off the reactor)."""
 
-    def __init__(self, sha256_lane, md5_lane, size):
-        self._sha256_lane = sha256_lane
+    def __init__(self, uuid, md5_lane, size):
+        self.uuid = uuid
         self._md5_lane = md5_lane
         self.size = size
-
-    @property
-    def uuid(self):
-        return uuid_from_sha256(self._sha256_lane.hexdigest())
 
     @property
     def md5(self):
@@ -86,16 +82,6 @@ class _HashLane:
         return self._hex
 
 
-class _Computed:
-    """A digest already known, read as a lane's."""
-
-    def __init__(self, hex_digest):
-        self._hex = hex_digest
-
-    def hexdigest(self):
-        return self._hex
-
-
 class ContentHasher:
     """Incremental ContentDigests.  hashlib releases the GIL on big
     updates, so feeding it from a worker thread does not stall the reactor.
@@ -103,36 +89,32 @@ class ContentHasher:
     (see the module's doc), and ``digests()`` gives LateDigests."""
 
     def __init__(self, salt=b"", pool=None, hashed=None):
-        """``hashed(lane, size)``: with a pool, called as each hash (0:
-        SHA-256, by the caller; 1: MD5, in its lane) is done with a piece
-        (flow control)."""
+        """``hashed(size)``: with a pool, called as the MD5 lane is done
+        with a piece (flow control); SHA-256 is done when ``update`` returns."""
         self._sha256 = hashlib.sha256(salt)
         self._md5 = hashlib.md5()
-        self._sha256_hashed = None
         if pool is not None:
             # SHA-256 (the content address, needed as soon as the file is
             # complete) is computed by the caller as it goes; MD5 (needed
             # only by the index commit) in a lane beside it.
-            self._sha256_hashed = hashed and (lambda size: hashed(0, size))
-            self._md5 = _HashLane(pool, self._md5, hashed and (lambda size: hashed(1, size)))
+            self._md5 = _HashLane(pool, self._md5, hashed)
         self._size = 0
 
     @property
-    def in_lanes(self):
-        """Whether the hashes are computed in a pool's lanes."""
+    def in_lane(self):
+        """Whether MD5 is computed in a pool's lane."""
         return isinstance(self._md5, _HashLane)
 
     def update(self, data):
         self._md5.update(data)
         self._sha256.update(data)
         self._size += len(data)
-        if self._sha256_hashed is not None:
-            self._sha256_hashed(len(data))
 
     def digests(self):
         if isinstance(self._md5, _HashLane):
             self._md5.close()
-            return LateDigests(_Computed(self._sha256.hexdigest()), self._md5, self._size)
+            return LateDigests(uuid_from_sha256(self._sha256.hexdigest()), self._md5,
+                               self._size)
         return ContentDigests(uuid_from_sha256(self._sha256.hexdigest()),
                               self._md5.hexdigest(), self._size)
 

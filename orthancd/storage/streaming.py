@@ -21,6 +21,12 @@ from orthancd.storage.filesystem import start_writeback
 _WRITE_BUFFER = 256 * 1024
 _CLOSE = object()
 _DISCARD = object()
+# Flow control: past this many bytes received and not yet written and
+# hashed, the sender is paused until the backlog is down to the low mark.
+# Without it, a client faster than the disk fills the memory (16 uploads of
+# 1 GiB at once over loopback: 8 GiB).
+BACKLOG_HIGH = 8 * 1024 * 1024
+BACKLOG_LOW = 2 * 1024 * 1024
 
 
 class _After:
@@ -29,12 +35,6 @@ class _After:
     def __init__(self, work, done):
         self.work = work
         self.done = done
-# Flow control: past this many bytes received and not yet written and
-# hashed, the sender is paused until the backlog is down to the low mark.
-# Without it, a client faster than the disk fills the memory (16 uploads of
-# 1 GiB at once over loopback: 8 GiB).
-BACKLOG_HIGH = 8 * 1024 * 1024
-BACKLOG_LOW = 2 * 1024 * 1024
 
 
 _names = itertools.count()
@@ -97,16 +97,17 @@ class StreamingFileWriter:
         self._file = None  # created by the first item the pool takes
         self._done = False  # closed or discarded
         # Flow control: each count has one writer at a time (the reactor,
-        # the writing drain, each hash lane), so no lock is needed.
+        # the writing drain, the MD5 lane), so no lock is needed.  SHA-256
+        # is computed before each write: what is written is hashed by it.
         self._producer = producer
         self._handed = 0
         self._written = 0
-        self._hashed = [0, 0]
+        self._md5_hashed = 0
         self._paused = False
         self._resume_asked = False
         self._hasher = ContentHasher(pool=hash_pool,
                                      hashed=self._piece_hashed if producer is not None else None)
-        self._lanes = self._hasher.in_lanes
+        self._md5_lane = self._hasher.in_lane
         self._lane = SerialLane(pool, self._take)
         self._error = None
         self._closed = None
@@ -153,12 +154,12 @@ class StreamingFileWriter:
 
     def _backlog(self):
         done = self._written
-        if self._lanes:
-            done = min(done, self._hashed[0], self._hashed[1])
+        if self._md5_lane:
+            done = min(done, self._md5_hashed)
         return self._handed - done
 
-    def _piece_hashed(self, lane, size):
-        self._hashed[lane] += size
+    def _piece_hashed(self, size):
+        self._md5_hashed += size
         self._maybe_resume()
 
     def _maybe_resume(self):
@@ -199,9 +200,8 @@ class StreamingFileWriter:
                 hashed = self._take_piece(item)
             finally:
                 if self._producer is not None:
-                    if not hashed:  # skipped: no lane will count it
-                        self._hashed[0] += len(item)
-                        self._hashed[1] += len(item)
+                    if not hashed:  # skipped: the lane will not count it
+                        self._md5_hashed += len(item)
                     self._written += len(item)
                     self._maybe_resume()
             return
