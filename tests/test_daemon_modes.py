@@ -121,7 +121,8 @@ def test_foreground_mode_stops_cleanly_and_keeps_its_data(tmp_path):
     assert "Server Shut Down." in log and "Traceback" not in log, log
     storage = daemon.options["StorageDirectory"]
     # A clean stop leaves nothing pending and only the referenced files.
-    assert os.listdir(os.path.join(storage, "pending")) == [".complete"]
+    assert sorted(os.listdir(os.path.join(storage, "pending"))) == [".complete", "journal"]
+    assert os.path.getsize(os.path.join(storage, "pending", "journal")) == 0
     assert len(files_in(storage)) == len(kept)
 
     daemon.start()

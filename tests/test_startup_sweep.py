@@ -17,6 +17,7 @@ from orthancd.ids import ResourceLevel
 from orthancd.index.base import ContentType
 from orthancd.ingest import Origin, attachment_slot
 from orthancd.server import OrthancServer
+from orthancd.storage.pending import parse_journal
 from tests.support.daemon import Daemon, read_sample
 
 SAMPLES = ("DummyCT.dcm", "ColorTestMalaterre.dcm", "SignedCT.dcm")
@@ -101,10 +102,29 @@ class Workplace:
                 for f in os.listdir(os.path.join(root, a, b))}
 
     def pending(self):
-        return sorted(os.listdir(os.path.join(self.storage.root, "pending")))
+        """The UUIDs of the live marks of the pending record, read from disk."""
+        return pending_on_disk(self.storage.root)
+
+    def add_mark(self, uuid, owner):
+        """A mark as a crash leaves it: in the journal, never settled."""
+        with open(os.path.join(self.folder, "storage", "pending", "journal"), "ab") as f:
+            f.write(("+%s\t%s\n" % (uuid, owner)).encode())
 
     def upload(self, name):
         return wait(self.server.ingest.store(read_sample(name), Origin.rest("127.0.0.1")))
+
+
+def pending_on_disk(root):
+    """Sorted UUIDs of the live marks of a storage's pending record (its
+    journal, and the symbolic links of an earlier version), which must be
+    complete (a full sweep was done once)."""
+    folder = os.path.join(root, "pending")
+    assert os.path.exists(os.path.join(folder, ".complete"))
+    with open(os.path.join(folder, "journal"), "rb") as f:
+        marks = set(parse_journal(f.read()))
+    marks.update(name for name in os.listdir(folder)
+                 if os.path.islink(os.path.join(folder, name)))
+    return sorted(marks)
 
 
 @pytest.fixture
@@ -134,31 +154,38 @@ def test_a_file_written_but_never_indexed_is_removed(place):
     assert orphan.uuid in place.files() and orphan.uuid in place.pending()
     restart(place)
     assert place.files() == {dicom_uuid(place, kept)}
-    assert place.pending() == [".complete"]
+    assert place.pending() == []
 
 
-def settled_entry(place, uuid):
-    """The path of the pending entry of ``uuid``, once the writer removed it
-    (it settles an upload's entry just after answering the upload)."""
-    entry = os.path.join(place.storage.root, "pending", uuid)
+def wait_settled(place, uuid):
+    """Until the writer unmarked ``uuid`` (it settles an upload's files just
+    after answering the upload)."""
     deadline = time.monotonic() + 10
-    while os.path.lexists(entry) and time.monotonic() < deadline:
+    while uuid in place.pending() and time.monotonic() < deadline:
         time.sleep(0.01)
-    return entry
+    assert uuid not in place.pending()
 
 
 def test_a_file_indexed_before_the_crash_is_kept(place):
     instance = place.upload(SAMPLES[0]).ids[3]
     uuid = dicom_uuid(place, instance)
-    # The crash between the commit and settling its pending entry.
-    os.symlink(attachment_slot(ResourceLevel.INSTANCE, instance, ContentType.Dicom),
-               settled_entry(place, uuid))
-    # and a pending entry from an older writer that named no owner
     other = place.upload(SAMPLES[1]).ids[3]
-    os.symlink("?", settled_entry(place, dicom_uuid(place, other)))
-    restart(place)
-    assert place.files() == {uuid, dicom_uuid(place, other)}
-    assert place.pending() == [".complete"]
+    other_uuid = dicom_uuid(place, other)
+    unknown = place.upload(SAMPLES[2]).ids[3]
+    unknown_uuid = dicom_uuid(place, unknown)
+    for settled in (uuid, other_uuid, unknown_uuid):
+        wait_settled(place, settled)
+    place.crash()
+    # The crash between the commit and settling its pending mark,
+    place.add_mark(uuid, attachment_slot(ResourceLevel.INSTANCE, instance, ContentType.Dicom))
+    # a mark that named no owner,
+    place.add_mark(other_uuid, "?")
+    # and a mark left by an earlier orthancd, as a symbolic link.
+    os.symlink("?", os.path.join(place.folder, "storage", "pending", unknown_uuid))
+    assert place.pending() == sorted([uuid, other_uuid, unknown_uuid])
+    place.start()
+    assert place.files() == {uuid, other_uuid, unknown_uuid}
+    assert place.pending() == []
     assert place.server.storage.read(uuid) == read_sample(SAMPLES[0])
 
 
@@ -166,7 +193,7 @@ def test_a_file_of_unknown_owner_is_removed_when_nothing_references_it(place):
     orphan = place.storage.store(b"an attachment the index never heard of")
     restart(place)
     assert orphan.uuid not in place.files()
-    assert place.pending() == [".complete"]
+    assert place.pending() == []
 
 
 def test_files_released_before_the_crash_are_removed(place):
@@ -189,7 +216,7 @@ def test_files_released_before_the_crash_are_removed(place):
     wait(server.index.set_attachment(patient, ResourceLevel.PATIENT, 1026, third))
     wait(server.index.delete_attachment(patient, ResourceLevel.PATIENT, 1026))
     assert sorted(server.index.released_files()) == sorted([uuids[0], first.uuid, third.uuid])
-    assert place.pending() == [".complete"]  # every commit settled its files
+    assert place.pending() == []  # every commit settled its files
     restart(place)
     assert place.files() == {uuids[1], uuids[2], second.uuid}
     assert place.server.index.released_files() == []
@@ -247,7 +274,7 @@ def test_a_storage_without_pending_record_is_swept_once(place):
     os.unlink(os.path.join(place.folder, "storage", "pending", ".complete"))
     place.start()
     assert place.files() == {dicom_uuid(place, kept)}
-    assert place.pending() == [".complete"]
+    assert place.pending() == []
 
 
 def test_kill_during_deletes_leaves_no_orphan(tmp_path):
@@ -295,5 +322,5 @@ def test_kill_during_deletes_leaves_no_orphan(tmp_path):
     assert len(on_disk) == len(remaining) == rest.get_json("/statistics")["CountInstances"]
     for instance_id in remaining:
         assert rest.get("/instances/%s/file" % instance_id).status == 200
-    assert os.listdir(os.path.join(root, "pending")) == [".complete"]
+    assert pending_on_disk(root) == []
     daemon.stop()

@@ -17,14 +17,11 @@ format (orthancd.storage.compression) under its UUID plus ".zlib"; the
 compressed form of some content has a UUID of its own (``compressed_uuid``).
 ``read`` and ``open`` find either form and decompress, so readers never ask.
 
-Pending files (written, their index commit not yet done) are remembered as
-entries of the ``pending`` folder, one per file, created before the file
-appears and removed once the index references it (``settle``) or the file is
-removed.  An entry is a symbolic link named after the file whose target is
-the owner string: one system call to create, no data block, and, being a
-directory entry on the same file system as the files, it reaches the disk no
-later than the file it announces.  After a crash the start-up check reads
-that small folder instead of listing the whole storage.
+Pending files (written, their index commit not yet done) are marked in the
+storage's pending journal (orthancd.storage.pending) before the file
+appears, and unmarked once the index references it (``settle``) or the file
+is removed.  After a crash the start-up check reads the journal's live marks
+instead of listing the whole storage.
 """
 import ctypes
 import errno
@@ -39,6 +36,7 @@ import threading
 from orthancd.storage import compression
 from orthancd.storage.area import LateStoredFile, StorageArea, StoredFile
 from orthancd.storage.digests import LateDigests, digests_of, uuid_from_sha256
+from orthancd.storage.pending import PendingJournal
 
 
 def content_uuid(data, salt=b""):
@@ -108,8 +106,6 @@ def _fsync_directory(path):
         os.close(fd)
 
 
-_UNKNOWN_OWNER = "?"
-_COMPLETE = ".complete"  # in the pending folder: it lists every pending file
 # A compressed file (Orthanc's zlib format, orthancd.storage.compression)
 # carries this suffix: reading it by its UUID decompresses it.
 COMPRESSED_SUFFIX = ".zlib"
@@ -127,7 +123,7 @@ class FilesystemStorageArea(StorageArea):
         self.compression = compression
         self._store_md5 = store_md5
         self._tmp = os.path.join(self.root, "tmp")
-        self._pending = os.path.join(self.root, "pending")
+        self._pending = PendingJournal(os.path.join(self.root, "pending"), fsync)
         self._pending_known = True
         self._known_dirs = set()
         # Files handed out by store/adopt and not yet released: an index
@@ -145,21 +141,17 @@ class FilesystemStorageArea(StorageArea):
             except OSError:
                 pass
         # Without its mark (a new storage, or one written by an older
-        # orthancd), the pending folder may miss files: one full sweep first.
-        os.makedirs(self._pending, exist_ok=True)
-        self._pending_known = os.path.exists(os.path.join(self._pending, _COMPLETE))
+        # orthancd), the pending record may miss files: one full sweep first.
+        self._pending_known = self._pending.open()
+
+    def close(self):
+        self._pending.close()
 
     def _mark_pending(self, uuid, owner):
-        try:
-            os.symlink(owner or _UNKNOWN_OWNER, os.path.join(self._pending, uuid))
-        except FileExistsError:
-            pass  # the same bytes are being stored for the same owner
+        self._pending.mark(uuid, owner)
 
     def _unmark_pending(self, uuid):
-        try:
-            os.unlink(os.path.join(self._pending, uuid))
-        except FileNotFoundError:
-            pass
+        self._pending.unmark(uuid)
 
     def settle(self, files):
         for info in files:
@@ -168,26 +160,13 @@ class FilesystemStorageArea(StorageArea):
     def pending(self):
         if not self._pending_known:
             return None
-        entries = []
-        for name in os.listdir(self._pending):
-            if name == _COMPLETE:
-                continue
-            try:
-                owner = os.readlink(os.path.join(self._pending, name))
-            except OSError:
-                owner = _UNKNOWN_OWNER
-            entries.append((name, None if owner == _UNKNOWN_OWNER else owner))
-        return entries
+        return self._pending.entries()
 
     def forget_pending(self, uuids):
-        for uuid in uuids:
-            self._unmark_pending(uuid)
+        self._pending.forget(uuids)
 
     def full_sweep_done(self):
-        with open(os.path.join(self._pending, _COMPLETE), "wb"):
-            pass
-        if self._fsync:
-            _fsync_directory(self._pending)
+        self._pending.record_complete()
         self._pending_known = True
 
     def _pin(self, uuid):
@@ -351,7 +330,8 @@ class FilesystemStorageArea(StorageArea):
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
             folders.update((os.path.dirname(path), os.path.dirname(os.path.dirname(path))))
-        folders.update((self.root, self._pending))
+        self._pending.sync()
+        folders.add(self.root)
         for folder in folders:
             _fsync_directory(folder)
 
