@@ -33,7 +33,7 @@ import shutil
 import tempfile
 import threading
 
-from orthancd.storage import compression
+from orthancd.storage import compression, direct_io
 from orthancd.storage.area import LateStoredFile, StorageArea, StoredFile
 from orthancd.storage.digests import LateDigests, digests_of, uuid_from_sha256
 from orthancd.storage.pending import PendingJournal
@@ -189,6 +189,11 @@ class FilesystemStorageArea(StorageArea):
         path = self.path(info.uuid)
         return path + COMPRESSED_SUFFIX if info.compressed else path
 
+    @property
+    def writes_durably(self):
+        """Whether files are made durable (SyncStorageArea)."""
+        return self._fsync
+
     def temporary_directory(self):
         """A folder on the same file system, for data streamed in before it is stored."""
         return self._tmp
@@ -297,14 +302,28 @@ class FilesystemStorageArea(StorageArea):
 
     def _write_into_place(self, target, write):
         """``write(file)`` into a temporary file, then rename it to ``target``:
-        a reader never sees a partial file under a content address."""
+        a reader never sees a partial file under a content address.  When
+        the files are made durable, it is written with direct I/O
+        (orthancd.storage.direct_io): its bytes must reach the disk before
+        the answer anyway."""
         fd, tmp = tempfile.mkstemp(dir=self._tmp)
         try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-                if self._fsync:
-                    f.flush()
-                    start_writeback(f.fileno())
+            direct = None
+            if self._fsync:
+                try:
+                    direct = direct_io.from_descriptor(fd, tmp)
+                except BaseException:
+                    os.close(fd)
+                    raise
+            if direct is not None:
+                with direct:
+                    write(direct)
+            else:
+                with os.fdopen(fd, "wb") as f:
+                    write(f)
+                    if self._fsync:
+                        f.flush()
+                        start_writeback(f.fileno())
             os.rename(tmp, target)
         except BaseException:
             try:

@@ -1,0 +1,178 @@
+"""Files written with direct I/O (orthancd.storage.direct_io): identical
+bytes at every size around the alignment and the buffer, direct I/O really
+used, the page cache where the file system refuses it; and the storage area
+and the streamed writers use it when files are made durable."""
+import os
+
+import pytest
+
+from orthancd.storage import direct_io
+from orthancd.storage.filesystem import FilesystemStorageArea
+from orthancd.storage.streaming import StreamingFileWriter
+
+SIZES = [0, 1, 4095, 4096, 4097, direct_io.BUFFER_SIZE - 1, direct_io.BUFFER_SIZE,
+         direct_io.BUFFER_SIZE + 1, 3 * direct_io.BUFFER_SIZE + 12345]
+
+
+def payload(size):
+    return (bytes(range(256)) * (size // 256 + 1))[:size]
+
+
+def fd_flags(fd):
+    with open("/proc/self/fdinfo/%d" % fd) as f:
+        for line in f:
+            if line.startswith("flags:"):
+                return int(line.split()[1], 8)
+
+
+def direct_supported(folder):
+    probe = direct_io.create(os.path.join(folder, "probe"))
+    if probe is None:
+        return False
+    probe.close()
+    os.unlink(os.path.join(folder, "probe"))
+    return True
+
+
+@pytest.fixture
+def folder(tmp_path):
+    if not direct_supported(str(tmp_path)):
+        pytest.fail("the test folder's file system takes no direct I/O: run the tests on ext4/xfs")
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_bytes_are_identical_at_every_size(folder, size):
+    data = payload(size)
+    path = os.path.join(folder, "f")
+    f = direct_io.create(path)
+    assert fd_flags(f.fileno()) & os.O_DIRECT
+    # In pieces that cross the alignment and the buffer's end.
+    for start in range(0, size, 300001):
+        f.write(data[start:start + 300001])
+    f.close()
+    with open(path, "rb") as r:
+        assert r.read() == data
+    assert os.path.getsize(path) == size
+
+
+def test_no_write_after_flush_and_buffers_are_reused(folder):
+    f = direct_io.create(os.path.join(folder, "f"))
+    f.write(b"abc")
+    f.flush()
+    with pytest.raises(ValueError):
+        f.write(b"d")
+    f.close()
+    f.close()  # twice is harmless
+    kept = len(direct_io._free_buffers)
+    assert kept >= 1
+    g = direct_io.create(os.path.join(folder, "g"))
+    assert len(direct_io._free_buffers) == kept - 1
+    g.close()
+
+
+def test_an_existing_path_is_not_overwritten(folder):
+    path = os.path.join(folder, "f")
+    with open(path, "wb") as f:
+        f.write(b"kept")
+    with pytest.raises(FileExistsError):
+        direct_io.create(path)
+    with open(path, "rb") as f:
+        assert f.read() == b"kept"
+
+
+def test_a_file_system_refusing_direct_io_gets_the_page_cache(folder, monkeypatch):
+    """Some file systems refuse O_DIRECT at open (EINVAL): simulated, since
+    this kernel's tmpfs takes it."""
+    real_open = os.open
+
+    def refusing_open(path, flags, *args):
+        if flags & os.O_DIRECT:
+            raise OSError(22, "Invalid argument")
+        return real_open(path, flags, *args)
+    monkeypatch.setattr(os, "open", refusing_open)
+    try:
+        assert direct_io.create(os.path.join(folder, "f")) is None
+        assert not os.path.exists(os.path.join(folder, "f"))
+        assert not direct_io.available(folder)
+        # The streamed writer then writes through the page cache.
+        results = []
+        writer = StreamingFileWriter(os.path.join(folder, "s"), reactor=_Inline(), direct=True)
+        writer.write(b"y" * 5000)
+        writer.close().addCallback(results.append)
+        with open(results[0], "rb") as f:
+            assert f.read() == b"y" * 5000
+    finally:
+        direct_io._refused.discard(folder)
+
+
+def test_a_refused_direct_write_goes_on_through_the_page_cache(folder, monkeypatch):
+    """Aligned direct writes refused (EINVAL): the file is completed
+    through the page cache, with its exact size."""
+    real_write = os.write
+
+    def refusing_write(fd, data):
+        if fd_flags(fd) & os.O_DIRECT:
+            raise OSError(22, "Invalid argument")
+        return real_write(fd, data)
+    monkeypatch.setattr(os, "write", refusing_write)
+    data = payload(direct_io.BUFFER_SIZE + 4321)
+    try:
+        path = os.path.join(folder, "f")
+        f = direct_io.create(path)
+        f.write(data)
+        f.close()
+        with open(path, "rb") as r:
+            assert r.read() == data
+        assert not direct_io.available(folder)
+    finally:
+        direct_io._refused.discard(folder)
+
+
+def test_the_storage_area_writes_directly_when_it_makes_files_durable(folder, monkeypatch):
+    used = []
+    real = direct_io.from_descriptor
+
+    def spy(fd, path):
+        f = real(fd, path)
+        used.append(f is not None and bool(fd_flags(fd) & os.O_DIRECT))
+        return f
+    monkeypatch.setattr(direct_io, "from_descriptor", spy)
+    durable = FilesystemStorageArea(os.path.join(folder, "durable"))
+    durable.prepare()
+    data = payload(direct_io.BUFFER_SIZE + 5000)
+    info = durable.store(data)
+    assert used == [True] and durable.read(info.uuid) == data
+    compressed = durable.store(data, compress=True)
+    assert used == [True, True] and durable.read(compressed.uuid) == data
+    fast = FilesystemStorageArea(os.path.join(folder, "fast"), fsync=False)
+    fast.prepare()
+    fast.store(data)
+    assert used == [True, True]  # SyncStorageArea false: the page cache
+
+
+def test_the_streaming_writer_writes_directly_when_asked(folder):
+    data = payload(2 * direct_io.BUFFER_SIZE + 777)
+    results = []
+    for direct in (True, False):
+        path = os.path.join(folder, "stream-%s" % direct)
+        writer = StreamingFileWriter(path, reactor=_Inline(), direct=direct)
+        for start in range(0, len(data), 65536):
+            writer.write(data[start:start + 65536])
+        if direct:
+            assert isinstance(writer._file, direct_io.DirectFile)
+        else:
+            assert not isinstance(writer._file, direct_io.DirectFile)
+        writer.close().addCallback(results.append)
+    assert [os.path.basename(r) for r in results] == ["stream-True", "stream-False"]
+    for received in results:
+        with open(received, "rb") as f:
+            assert f.read() == data
+    assert results[0].digests.uuid == results[1].digests.uuid
+
+
+class _Inline:
+    """A reactor without threads: the writer works inline."""
+
+    def callFromThread(self, f, *args):
+        f(*args)
