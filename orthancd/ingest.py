@@ -22,6 +22,7 @@ from orthancd.index.base import ContentType, MetadataType, StorageFull, StoreOut
 from orthancd.index.base import now_iso
 from orthancd.ingest_workers import MAX_BYTES_REQUEST, ParserRefused, WorkerLost
 from orthancd.logs import logger
+from orthancd.storage.digests import ContentHasher
 from orthancd.storage.streaming import ReceivedFile
 
 
@@ -137,12 +138,14 @@ def parse_attachment_slot(owner):
 class Ingestor:
     log = logger(__name__)
 
-    def __init__(self, index, storage, configuration, file_io):
+    def __init__(self, index, storage, configuration, file_io, hashing=None):
         """``file_io``: the pool (orthancd.pools) where files are parsed,
-        written and removed."""
+        written and removed; ``hashing``: the one where the MD5 of a file
+        received in memory is computed meanwhile (None: in file_io too)."""
         self.index = index
         self.storage = storage
         self._file_io = file_io
+        self._hashing = hashing
         self.overwrite = configuration.overwrite_instances_mode  # "Never", "Always", "IfChanged"
         self.limits = (int(configuration.get("MaximumStorageSize", 0)) * 1024 * 1024,
                        int(configuration.get("MaximumPatientCount", 0)))
@@ -166,11 +169,23 @@ class Ingestor:
         self._preparing = 0  # instances being parsed and written now
 
     def _prepare(self, data, dataset_needed=True):
+        digests = self._digests_beside(data)
         summary, dataset = read_instance_header(data, self.default_encoding, dataset_needed)
         # Held until released after the commit.
         extra = self._store_header(summary, dataset, lambda size: data[:size])
-        stored = self.storage.store(data, owner=self._slot_of(summary))
+        stored = self.storage.store(data, owner=self._slot_of(summary), digests=digests)
         return summary, stored, dataset, extra
+
+    def _digests_beside(self, data):
+        """LateDigests of ``data``: its MD5 (0.7 ms for 513 KiB) is
+        computed in the hashing pool while this thread parses and writes,
+        and only the index commit waits for it.  None where the storage
+        area hashes what it stores itself (compressed files)."""
+        if self._hashing is None or self.storage.compression:
+            return None
+        hasher = ContentHasher(pool=self._hashing)
+        hasher.update(data)
+        return hasher.digests()
 
     def _prepare_file(self, path, dataset_needed=True):
         # Only the header is parsed; the file becomes the stored attachment

@@ -98,7 +98,7 @@ class OrthancServer:
                                        settle_files=self.storage.settle,
                                        changes=self.changes)
         self.index.set_normalizer(normalize_for_find)
-        self.ingest = Ingestor(self.index, self.storage, configuration, file_io)
+        self.ingest = Ingestor(self.index, self.storage, configuration, file_io, hashing)
         self.ingest.timed = self.metrics.timed
         # The files deletes released, removed one burst at a time: a run of
         # deletes costs a few hand-offs to the pool, not one per delete.

@@ -217,3 +217,43 @@ def test_a_file_being_indexed_survives_removal_of_identical_bytes(tmp_path):
     storage.release(second.uuid)
     assert storage.remove(first.uuid) is True
     assert not storage.exists(first.uuid)
+
+
+class _ThreadPool:
+    """A pool with a thread per job, as the hashing pool hands them out."""
+
+    def callInThread(self, f, *args, **kwargs):
+        import threading
+        threading.Thread(target=f, args=args, kwargs=kwargs).start()
+
+
+def test_bytes_stored_with_their_md5_computed_meanwhile(tmp_path):
+    """An upload received in memory: SHA-256 by the preparing thread, MD5
+    in the hashing pool meanwhile; the StoredFile waits for it only when
+    read (the index commit)."""
+    from orthancd.storage.area import LateStoredFile, StoredFile
+    from orthancd.storage.digests import ContentHasher, LateDigests
+    data = os.urandom(600000)
+
+    def late_digests():
+        hasher = ContentHasher(pool=_ThreadPool())
+        hasher.update(data)
+        digests = hasher.digests()
+        assert isinstance(digests, LateDigests)
+        return digests
+    storage = FilesystemStorageArea(str(tmp_path / "storage"))
+    storage.prepare()
+    stored = storage.store(data, owner="instances/x/1", digests=late_digests())
+    assert isinstance(stored, LateStoredFile)
+    assert stored == StoredFile(content_uuid(data), len(data), hashlib.md5(data).hexdigest(),
+                                len(data), hashlib.md5(data).hexdigest(), False)
+    assert storage.read(stored.uuid) == data
+    # Salted or compressed, the area hashes what it stores itself.
+    salted = storage.store(data, salt=b"slot", digests=late_digests())
+    assert salted.uuid == content_uuid(data, b"slot") != stored.uuid
+    compressed = storage.store(data, compress=True, digests=late_digests())
+    assert compressed.compressed and storage.read(compressed.uuid) == data
+    # Without StoreMD5ForAttachments, nothing waits for the MD5.
+    plain = FilesystemStorageArea(str(tmp_path / "plain"), store_md5=False)
+    plain.prepare()
+    assert plain.store(data, digests=late_digests()).md5 == ""

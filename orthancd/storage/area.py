@@ -89,7 +89,7 @@ class StorageArea(abc.ABC):
         """The server stops."""
 
     @abc.abstractmethod
-    def store(self, data, salt=b"", owner=None, compress=None):
+    def store(self, data, salt=b"", owner=None, compress=None, digests=None):
         """Write ``data`` (bytes), compressed when ``compress`` says so (None:
         as the area is configured); return a StoredFile.  The file is complete
         and in place, but durable only after ``make_durable`` (the index calls
@@ -97,7 +97,8 @@ class StorageArea(abc.ABC):
         bytes in different slots apart (attachments that are not DICOM files,
         whose content does not determine their owner).  ``owner`` (a short
         string) names what is about to reference the file; it comes back from
-        ``pending`` after a crash."""
+        ``pending`` after a crash.  ``digests``: the ContentDigests (or
+        LateDigests) of ``data`` when they were computed (without salt)."""
 
     def adopt(self, path, digests=None, owner=None, compress=None):
         """Take the complete file at ``path`` (written in

@@ -219,12 +219,15 @@ class FilesystemStorageArea(StorageArea):
             md5 = uncompressed_md5 = ""
         return StoredFile(uuid, size, md5, uncompressed_size, uncompressed_md5, compressed)
 
-    def store(self, data, salt=b"", owner=None, compress=None):
+    def store(self, data, salt=b"", owner=None, compress=None, digests=None):
         """``compress``: store the compressed form (None: as the area's
         ``compression`` says)."""
+        compress = compress if compress is not None else self.compression
+        if digests is not None and not salt and not compress:
+            return self._store_digested(data, digests, owner)
         uuid = content_uuid(data, salt)
         md5 = hashlib.md5(data).hexdigest()
-        if compress if compress is not None else self.compression:
+        if compress:
             stored_bytes = compression.compress(data)
             info = self._stored_file(compressed_uuid(uuid), len(stored_bytes),
                                      hashlib.md5(stored_bytes).hexdigest(), len(data), md5, True)
@@ -243,16 +246,37 @@ class FilesystemStorageArea(StorageArea):
             raise
         return info
 
+    def _stored_file_of(self, digests):
+        """The StoredFile of uncompressed content of these ContentDigests
+        (a LateStoredFile for LateDigests: their MD5 is waited for only by
+        whoever reads it)."""
+        if not self._store_md5:
+            return StoredFile(digests.uuid, digests.size, "", digests.size, "", False)
+        if isinstance(digests, LateDigests):
+            return LateStoredFile(digests.uuid, digests.size, digests)
+        return StoredFile(digests.uuid, digests.size, digests.md5, digests.size, digests.md5,
+                          False)
+
+    def _store_digested(self, data, digests, owner):
+        info = self._stored_file_of(digests)
+        target = self._target(info.uuid)
+        self._pin(info.uuid)
+        if self._already_stored(target, len(data)):
+            return info  # same content already there
+        try:
+            self._mark_pending(info.uuid, owner)
+            self._write_into_place(target, lambda f: f.write(data))
+        except BaseException:
+            self.release(info.uuid)
+            raise
+        return info
+
     def adopt(self, path, digests=None, owner=None, compress=None):
         if digests is None:
             digests = digests_of_file(path)
         if compress if compress is not None else self.compression:
             return self._adopt_compressed(path, digests, owner)
-        if isinstance(digests, LateDigests) and self._store_md5:
-            info = LateStoredFile(digests.uuid, digests.size, digests)
-        else:
-            info = self._stored_file(digests.uuid, digests.size, digests.md5, digests.size,
-                                     digests.md5, False)
+        info = self._stored_file_of(digests)
         target = self._target(digests.uuid)
         self._pin(digests.uuid)
         try:
