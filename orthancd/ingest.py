@@ -179,9 +179,11 @@ class Ingestor:
     def _digests_beside(self, data):
         """LateDigests of ``data``: its MD5 (0.7 ms for 513 KiB) is
         computed in the hashing pool while this thread parses and writes,
-        and only the index commit waits for it.  None where the storage
-        area hashes what it stores itself (compressed files)."""
-        if self._hashing is None or self.storage.compression:
+        and only the index commit waits for it.  Only for an upload alone:
+        side by side, uploads keep both cores busy anyway, and the hand-over
+        would cost more than it saves.  None where the storage area hashes
+        itself (compressed files, uploads side by side)."""
+        if self._hashing is None or self.storage.compression or self._preparing > 1:
             return None
         hasher = ContentHasher(pool=self._hashing)
         hasher.update(data)
