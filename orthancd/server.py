@@ -152,12 +152,6 @@ class OrthancServer:
         """Where the C-STORE SCP streams datasets before they are stored."""
         return self.storage.temporary_directory()
 
-    @property
-    def writes_durably(self):
-        """Whether the storage area makes its files durable before they are
-        indexed: received files are then written with direct I/O."""
-        return self.storage.writes_durably
-
     def store_file(self, path, origin):
         """Store a received Part-10 file through the same path as REST uploads."""
         return self.ingest.store_file(path, Origin(origin))

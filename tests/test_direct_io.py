@@ -1,14 +1,13 @@
 """Files written with direct I/O (orthancd.storage.direct_io): identical
 bytes at every size around the alignment and the buffer, direct I/O really
 used, the page cache where the file system refuses it; and the storage area
-and the streamed writers use it when files are made durable."""
+uses it when it makes its files durable."""
 import os
 
 import pytest
 
 from orthancd.storage import direct_io
 from orthancd.storage.filesystem import FilesystemStorageArea
-from orthancd.storage.streaming import StreamingFileWriter
 
 SIZES = [0, 1, 4095, 4096, 4097, direct_io.BUFFER_SIZE - 1, direct_io.BUFFER_SIZE,
          direct_io.BUFFER_SIZE + 1, 3 * direct_io.BUFFER_SIZE + 12345]
@@ -95,13 +94,11 @@ def test_a_file_system_refusing_direct_io_gets_the_page_cache(folder, monkeypatc
         assert direct_io.create(os.path.join(folder, "f")) is None
         assert not os.path.exists(os.path.join(folder, "f"))
         assert not direct_io.available(folder)
-        # The streamed writer then writes through the page cache.
-        results = []
-        writer = StreamingFileWriter(os.path.join(folder, "s"), reactor=_Inline(), direct=True)
-        writer.write(b"y" * 5000)
-        writer.close().addCallback(results.append)
-        with open(results[0], "rb") as f:
-            assert f.read() == b"y" * 5000
+        # The storage area then writes through the page cache.
+        area = FilesystemStorageArea(os.path.join(folder, "area"))
+        area.prepare()
+        info = area.store(b"y" * 5000)
+        assert area.read(info.uuid) == b"y" * 5000
     finally:
         direct_io._refused.discard(folder)
 
@@ -149,30 +146,3 @@ def test_the_storage_area_writes_directly_when_it_makes_files_durable(folder, mo
     fast.prepare()
     fast.store(data)
     assert used == [True, True]  # SyncStorageArea false: the page cache
-
-
-def test_the_streaming_writer_writes_directly_when_asked(folder):
-    data = payload(2 * direct_io.BUFFER_SIZE + 777)
-    results = []
-    for direct in (True, False):
-        path = os.path.join(folder, "stream-%s" % direct)
-        writer = StreamingFileWriter(path, reactor=_Inline(), direct=direct)
-        for start in range(0, len(data), 65536):
-            writer.write(data[start:start + 65536])
-        if direct:
-            assert isinstance(writer._file, direct_io.DirectFile)
-        else:
-            assert not isinstance(writer._file, direct_io.DirectFile)
-        writer.close().addCallback(results.append)
-    assert [os.path.basename(r) for r in results] == ["stream-True", "stream-False"]
-    for received in results:
-        with open(received, "rb") as f:
-            assert f.read() == data
-    assert results[0].digests.uuid == results[1].digests.uuid
-
-
-class _Inline:
-    """A reactor without threads: the writer works inline."""
-
-    def callFromThread(self, f, *args):
-        f(*args)

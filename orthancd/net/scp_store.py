@@ -124,7 +124,7 @@ class IncomingInstance:
             # The association's connection pauses while the disk lags.
             self._writer = StreamingFileWriter(
                 self.path, request.association.clock, service.file_io, service.hashing,
-                getattr(request.association, "transport", None), service.writes_durably)
+                getattr(request.association, "transport", None))
             self._writer.write(header)
         except Exception as exc:
             log.error("cannot create a temporary file for C-STORE: %s", exc)
@@ -236,12 +236,6 @@ class StoreService:
     def hashing(self):
         """The pool where received files get their MD5, when there is one."""
         return getattr(self._services, "hashing", None)
-
-    @property
-    def writes_durably(self):
-        """Whether stored files are made durable (then received ones are
-        written with direct I/O)."""
-        return getattr(self._services, "writes_durably", False)
 
     def abstract_syntaxes(self, settings):
         return accepted_sop_classes(settings.accepted_sop_classes, settings.rejected_sop_classes)

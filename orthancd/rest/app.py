@@ -469,7 +469,6 @@ class OrthancSite(server.Site):
     # The pool where DICOM uploads are written as they arrive, once known.
     upload_pool = None
     upload_hashing = None
-    upload_direct = staticmethod(lambda: False)  # direct I/O for streamed bodies
     requestFactory = OrthancRequest
     protocol = OrthancChannel
 
@@ -509,8 +508,7 @@ class OrthancSite(server.Site):
         directory = self.upload_directory() if self.upload_directory is not None else None
         if directory is None or self.upload_pool is None:
             return None
-        return StreamedBody(directory, self.upload_pool, self.upload_hashing, producer=transport,
-                            direct=self.upload_direct())
+        return StreamedBody(directory, self.upload_pool, self.upload_hashing, producer=transport)
 
 
 def build_site(ctx):
@@ -524,6 +522,5 @@ def build_site(ctx):
     site.upload_directory = lambda: getattr(ctx, "temporary_directory", None)
     site.upload_pool = ctx.file_io
     site.upload_hashing = getattr(ctx, "hashing", None)
-    site.upload_direct = lambda: getattr(ctx, "writes_durably", False)
     ctx.app = app
     return site

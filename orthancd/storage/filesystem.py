@@ -189,11 +189,6 @@ class FilesystemStorageArea(StorageArea):
         path = self.path(info.uuid)
         return path + COMPRESSED_SUFFIX if info.compressed else path
 
-    @property
-    def writes_durably(self):
-        """Whether files are made durable (SyncStorageArea)."""
-        return self._fsync
-
     def temporary_directory(self):
         """A folder on the same file system, for data streamed in before it is stored."""
         return self._tmp

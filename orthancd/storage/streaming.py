@@ -15,7 +15,6 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from orthancd.pools import SerialLane
-from orthancd.storage import direct_io
 from orthancd.storage.digests import ContentHasher
 from orthancd.storage.filesystem import start_writeback
 
@@ -84,13 +83,9 @@ class StreamingFileWriter:
     server's file I/O pool, anything with ``callInThread``), by default in
     the reactor's.  With ``hash_pool``, its MD5 is computed there, beside
     the writes (its SHA-256 as it is written): the ReceivedFile comes once
-    it is written, with orthancd.storage.digests.LateDigests.  With
-    ``direct``, the file is written with direct I/O where the file system
-    allows it (orthancd.storage.direct_io): for files that must reach the
-    disk before they are acknowledged anyway."""
+    it is written, with orthancd.storage.digests.LateDigests."""
 
-    def __init__(self, path, reactor=None, pool=None, hash_pool=None, producer=None,
-                 direct=False):
+    def __init__(self, path, reactor=None, pool=None, hash_pool=None, producer=None):
         """``producer``: what sends the bytes (a transport, an IPushProducer):
         paused while too much of what it sent is neither written nor hashed."""
         if reactor is None:
@@ -99,7 +94,6 @@ class StreamingFileWriter:
         pool = pool if pool is not None else reactor
         self._threaded = hasattr(pool, "callInThread")
         self.path = path
-        self._direct = direct
         self._file = None  # created by the first item the pool takes
         self._done = False  # closed or discarded
         # Flow control: each count has one writer at a time (the reactor,
@@ -190,11 +184,8 @@ class StreamingFileWriter:
         """Create the file (in the pool); False once that failed."""
         if self._file is None and self._error is None:
             try:
-                if self._direct:
-                    self._file = direct_io.create(self.path)
-                if self._file is None:
-                    fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                    self._file = os.fdopen(fd, "wb", buffering=_WRITE_BUFFER)
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                self._file = os.fdopen(fd, "wb", buffering=_WRITE_BUFFER)
             except Exception as e:
                 self._error = e
         return self._file is not None

@@ -157,14 +157,12 @@ class StreamedBody:
     HEAD_SIZE = 4
     BATCH_SIZE = 256 * 1024
 
-    def __init__(self, directory, pool, hash_pool=None, reactor=None, producer=None,
-                 direct=False):
+    def __init__(self, directory, pool, hash_pool=None, reactor=None, producer=None):
         """``producer``: the connection the body comes on, paused while the
-        writes and hashes lag too far behind (StreamingFileWriter); ``direct``:
-        written with direct I/O (the storage area makes its files durable)."""
+        writes and hashes lag too far behind (StreamingFileWriter)."""
         # Created by the writer, in the pool: the reactor makes no system call.
         self.path = new_temporary_path(directory, suffix=".upload")
-        self._writer = StreamingFileWriter(self.path, reactor, pool, hash_pool, producer, direct)
+        self._writer = StreamingFileWriter(self.path, reactor, pool, hash_pool, producer)
         self.head = b""
         self.size = 0
         self._completion = None
