@@ -367,6 +367,22 @@ def test_idle_timer_paused_while_storing(tmp_path):
     assert peer.transport.disconnecting
 
 
+def test_each_pdu_of_a_stalling_data_set_restarts_the_idle_count(tmp_path):
+    peer = Peer(tmp_path, {"DicomScpTimeout": 5})
+    peer.associate([(CT, [IMPLICIT_LITTLE])])
+    data = ct_dataset()
+    peer.command(1, store_fields(), dataset=data)
+    for start in range(0, 12000, 4000):
+        peer.clock.advance(4)  # 4 s between PDUs: 12 s in all, never 5 s idle
+        send_dataset(peer, data[start:start + 4000], finish=False)
+    assert not peer.transport.disconnecting
+    peer.clock.advance(4.9)
+    assert not peer.transport.disconnecting
+    peer.clock.advance(0.2)
+    assert peer.received()[-1] == (pdu.ABORT, b"\x00\x00\x00\x00")
+    assert peer.transport.disconnecting
+
+
 def test_release_waits_for_running_store(tmp_path):
     peer = Peer(tmp_path)
     peer.associate([(CT, [IMPLICIT_LITTLE])])

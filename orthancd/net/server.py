@@ -45,6 +45,7 @@ class DicomServerProtocol(UpperLayerProtocol):
         self._policy = access.AccessPolicy(settings)
         self._requests = []
         self._idle_timer = None
+        self._idle_since = 0.0
         self._release_pending = False
 
     def connectionMade(self):
@@ -136,9 +137,16 @@ class DicomServerProtocol(UpperLayerProtocol):
             self.event(fsm.RELEASE_RESPONSE)
 
     def _arm_idle_timer(self):
-        self._disarm_idle_timer()
-        if self.settings.scp_timeout > 0:
-            self._idle_timer = self.clock.callLater(self.settings.scp_timeout, self._idle_timeout)
+        """(Re)start the idle count.  Each PDU of a data set does: the timer
+        is not moved (a cancel and a new call, 34 times per CT image), the
+        time is noted and the timer, when it fires early, waits the rest."""
+        timeout = self.settings.scp_timeout
+        if timeout <= 0:
+            self._disarm_idle_timer()
+            return
+        self._idle_since = self.clock.seconds()
+        if self._idle_timer is None or not self._idle_timer.active():
+            self._idle_timer = self.clock.callLater(timeout, self._idle_timeout)
 
     def _disarm_idle_timer(self):
         if self._idle_timer is not None and self._idle_timer.active():
@@ -147,6 +155,10 @@ class DicomServerProtocol(UpperLayerProtocol):
 
     def _idle_timeout(self):
         self._idle_timer = None
+        remaining = self._idle_since + self.settings.scp_timeout - self.clock.seconds()
+        if remaining > 0:
+            self._idle_timer = self.clock.callLater(remaining, self._idle_timeout)
+            return
         if self.state == "Sta6" and not self._ended:
             log.info("association from %s idle for %s s, aborting",
                      self.remote_aet, self.settings.scp_timeout)
