@@ -156,6 +156,17 @@ class OrthancServer:
         """Store a received Part-10 file through the same path as REST uploads."""
         return self.ingest.store_file(path, Origin(origin))
 
+    def store_received(self, writer, origin):
+        """Store the Part-10 file that ``writer`` (a closed
+        StreamingFileWriter) completes, parsed and moved into place by the
+        thread that writes it (Ingestor.preparation_where_received); None
+        when the ingest must take it the usual way (store_file)."""
+        origin = Origin(origin)
+        prepare = self.ingest.preparation_where_received(origin)
+        if prepare is None:
+            return None
+        return self.ingest.store_prepared(writer.after_close(prepare), origin)
+
     # -- deletes: the index removes entries, then the files go --
 
     def delete_resource(self, public_id, level):

@@ -91,6 +91,23 @@ class FakeServices:
         return d
 
 
+class ServicesStoringWhereWritten(FakeServices):
+    """Services that take a received file in the thread that wrote it
+    (OrthancServer.store_received): the work runs once it is complete."""
+
+    def store_received(self, writer, origin):
+        d = defer.Deferred()
+
+        def work(path):
+            with open(path, "rb") as f:
+                content = f.read()
+            os.unlink(path)  # as the storage area moves it
+            path.moved = True
+            self.calls.append((path, content, origin, d))
+        writer.after_close(work).addErrback(d.errback)
+        return d
+
+
 class Result:
     def __init__(self, status):
         self.status = status
@@ -103,9 +120,9 @@ class DicomFormatError(Exception):
 class Peer:
     """Drives one server protocol and decodes what it answers."""
 
-    def __init__(self, tmp_path, config=None, remote_ip="10.0.0.7"):
+    def __init__(self, tmp_path, config=None, remote_ip="10.0.0.7", services=None):
         self.clock = Clock()
-        self.services = FakeServices(tmp_path)
+        self.services = services if services is not None else FakeServices(tmp_path)
         base = {"DicomAet": "ORTHANCD"}
         base.update(config or {})
         self.factory = DicomServerFactory(base, self.services, self.clock)
@@ -381,6 +398,32 @@ def test_each_pdu_of_a_stalling_data_set_restarts_the_idle_count(tmp_path):
     peer.clock.advance(0.2)
     assert peer.received()[-1] == (pdu.ABORT, b"\x00\x00\x00\x00")
     assert peer.transport.disconnecting
+
+
+def test_store_where_written_answers_after_storage(tmp_path):
+    peer = Peer(tmp_path, services=ServicesStoringWhereWritten(tmp_path))
+    peer.associate([(CT, [IMPLICIT_LITTLE])])
+    data = ct_dataset()
+    peer.command(1, store_fields(), dataset=data)
+    send_dataset(peer, data)
+    (path, content, origin, d), = peer.services.calls
+    assert content.endswith(data) and content[128:132] == b"DICM"
+    assert origin["RemoteAET"] == "SCU"
+    assert peer.responses() == []
+    d.callback(Result("Success"))
+    (rsp,) = peer.responses()
+    assert rsp.Status == 0 and os.listdir(tmp_path) == []
+
+
+def test_store_where_written_refuses_what_cannot_be_written(tmp_path):
+    peer = Peer(tmp_path, services=ServicesStoringWhereWritten(tmp_path / "missing"))
+    peer.associate([(CT, [IMPLICIT_LITTLE])])
+    data = ct_dataset()
+    peer.command(1, store_fields(), dataset=data)
+    send_dataset(peer, data)
+    assert peer.services.calls == []
+    (rsp,) = peer.responses()
+    assert rsp.Status == 0xA700
 
 
 def test_release_waits_for_running_store(tmp_path):

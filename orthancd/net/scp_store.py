@@ -104,6 +104,11 @@ def read_sop_uids(head, transfer_syntax, complete):
 class IncomingInstance:
     """The data set sink of one C-STORE request."""
 
+    # Fragments are handed to the writer in batches of this size: a PDU is
+    # 16 kB with Orthanc's default MaximumPduLength, and waking a pool
+    # thread for each one costs the reactor more than the write itself.
+    BATCH_SIZE = 256 * 1024
+
     def __init__(self, service, request):
         self._service = service
         self._request = request
@@ -114,8 +119,11 @@ class IncomingInstance:
         self._head = bytearray()
         self._head_complete = True
         self._writer = None
+        self._batch = []
+        self._batch_size = 0
         self.path = None
         self._open_error = None
+        self._write_error = False
         try:
             header = part10.file_header(
                 self.sop_class_uid, self.sop_instance_uid, self.transfer_syntax)
@@ -138,7 +146,16 @@ class IncomingInstance:
         if len(fragment) > room:
             self._head_complete = False
         if self._writer is not None:
-            self._writer.write(fragment)
+            self._batch.append(fragment)
+            self._batch_size += len(fragment)
+            if self._batch_size >= self.BATCH_SIZE:
+                self._hand_over()
+
+    def _hand_over(self):
+        if self._batch:
+            self._writer.write_pieces(self._batch)
+            self._batch = []
+            self._batch_size = 0
 
     def finish(self):
         if self._open_error is not None:
@@ -149,12 +166,24 @@ class IncomingInstance:
             self._drop_file()
             self._respond(status)
             return
+        self._hand_over()
         writer, self._writer = self._writer, None
-        writer.close().addCallbacks(self._written, self._write_failed)
+        closed = writer.close()
+        if not self._service.store_where_written(self, writer, closed):
+            closed.addCallbacks(self._written, self._write_failed)
 
     def _written(self, received):
         self.path = received
         self._service.store(self)
+
+    def received(self, received):
+        """The file is complete (its storage goes on where it was written)."""
+        self.path = received
+
+    def received_nothing(self, failure):
+        """The file could not be written (its storage fails with it)."""
+        log.error("cannot write the C-STORE temporary file: %s", failure.getErrorMessage())
+        self._write_error = True
 
     def _write_failed(self, failure):
         log.error("cannot write the C-STORE temporary file: %s", failure.getErrorMessage())
@@ -196,6 +225,9 @@ class IncomingInstance:
 
     def failed(self, failure):
         self.cleanup()
+        if self._write_error:
+            self._respond(dimse.REFUSED_OUT_OF_RESOURCES)
+            return
         status = _format_error_status(failure.value)
         log.warning("C-STORE of %s failed (status 0x%04x): %s",
                     self.sop_instance_uid, status, failure.getErrorMessage())
@@ -205,6 +237,7 @@ class IncomingInstance:
         self._drop_file()
 
     def _drop_file(self):
+        self._batch = []
         if self._writer is not None:
             self._writer.discard()
             self._writer = None
@@ -249,14 +282,35 @@ class StoreService:
             return None
         return IncomingInstance(self, request)
 
-    def store(self, instance):
+    @staticmethod
+    def _origin(instance):
         association = instance._request.association
-        origin = {
+        return {
             "RemoteAET": association.remote_aet,
             "CalledAET": association.called_aet,
             "RemoteIP": association.remote_ip,
             "Origin": "DicomProtocol",
         }
-        d = defer.maybeDeferred(self._services.store_file, instance.path, origin)
-        d.addCallbacks(instance.stored, instance.failed)
-        d.addErrback(lambda failure: log.error("C-STORE response failed: %s", failure))
+
+    def store(self, instance):
+        """Store the complete file of ``instance``, then answer."""
+        self._answer(instance, defer.maybeDeferred(self._services.store_file, instance.path,
+                                                   self._origin(instance)))
+
+    def store_where_written(self, instance, writer, closed):
+        """Whether the file ``writer`` completes (``closed``: its close) is
+        stored from the thread that writes it, as soon as it is complete,
+        without a trip through the reactor (the services' store_received):
+        then the answer follows.  False when the services cannot."""
+        store_received = getattr(self._services, "store_received", None)
+        stored = store_received(writer, self._origin(instance)) if store_received else None
+        if stored is None:
+            return False
+        closed.addCallbacks(instance.received, instance.received_nothing)
+        self._answer(instance, stored)
+        return True
+
+    @staticmethod
+    def _answer(instance, stored):
+        stored.addCallbacks(instance.stored, instance.failed)
+        stored.addErrback(lambda failure: log.error("C-STORE response failed: %s", failure))
