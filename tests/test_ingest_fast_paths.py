@@ -257,3 +257,37 @@ def test_bytes_stored_with_their_md5_computed_meanwhile(tmp_path):
     plain = FilesystemStorageArea(str(tmp_path / "plain"), store_md5=False)
     plain.prepare()
     assert plain.store(data, digests=late_digests()).md5 == ""
+
+
+def test_pieces_are_handed_to_the_pool_in_batches(tmp_path):
+    """With a batch size, the pool is woken once per batch and at the close,
+    not for every piece; what is written is the same."""
+    class CountingPool:
+        def __init__(self):
+            self.hand_overs = 0
+
+        def callInThread(self, f, *args, **kwargs):
+            self.hand_overs += 1
+            f(*args, **kwargs)
+    data = os.urandom(1000000)
+    pool = CountingPool()
+    path = str(tmp_path / "batched")
+    writer = StreamingFileWriter(path, _InlineReactor(), pool, batch_size=256 * 1024)
+    for i in range(0, len(data), 16384):
+        writer.write(data[i:i + 16384])
+    results = []
+    writer.close().addCallback(results.append)
+    assert pool.hand_overs == 4  # three full batches, then the rest with the close
+    with open(results[0], "rb") as f:
+        assert f.read() == data
+    # A discarded writer drops what it had not handed over.
+    dropped = StreamingFileWriter(str(tmp_path / "dropped"), _InlineReactor(), CountingPool(),
+                                  batch_size=256 * 1024)
+    dropped.write(b"x" * 1000)
+    dropped.discard()
+    assert not os.path.exists(str(tmp_path / "dropped"))
+
+
+class _InlineReactor:
+    def callFromThread(self, f, *args, **kwargs):
+        f(*args, **kwargs)

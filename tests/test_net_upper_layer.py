@@ -14,6 +14,7 @@ from twisted.internet.testing import StringTransport
 
 from orthancd.net import dimse, fsm, pdu
 from orthancd.net.negotiation import requestor_primitive
+from orthancd.net.scp_store import IncomingInstance
 from orthancd.net.server import DicomServerFactory
 from orthancd.net.transfer_syntaxes import EXPLICIT_LITTLE, IMPLICIT_LITTLE, accepted_storage_syntaxes
 
@@ -338,7 +339,9 @@ def test_store_without_sop_uids_cannot_be_understood(tmp_path):
     assert rsp.Status == dimse.ERROR_CANNOT_UNDERSTAND
 
 
-def test_abort_mid_store_stores_nothing(tmp_path):
+def test_abort_mid_store_stores_nothing(tmp_path, monkeypatch):
+    # Small batches: the file exists once the first fragments are written.
+    monkeypatch.setattr(IncomingInstance, "BATCH_SIZE", 4096)
     peer = Peer(tmp_path)
     peer.associate([(CT, [IMPLICIT_LITTLE])])
     data = ct_dataset()

@@ -104,9 +104,8 @@ def read_sop_uids(head, transfer_syntax, complete):
 class IncomingInstance:
     """The data set sink of one C-STORE request."""
 
-    # Fragments are handed to the writer in batches of this size: a PDU is
-    # 16 kB with Orthanc's default MaximumPduLength, and waking a pool
-    # thread for each one costs the reactor more than the write itself.
+    # Fragments are handed to the file pool in batches of this size: a PDU
+    # is 16 kB with Orthanc's default MaximumPduLength.
     BATCH_SIZE = 256 * 1024
 
     def __init__(self, service, request):
@@ -119,8 +118,6 @@ class IncomingInstance:
         self._head = bytearray()
         self._head_complete = True
         self._writer = None
-        self._batch = []
-        self._batch_size = 0
         self.path = None
         self._open_error = None
         self._write_error = False
@@ -132,7 +129,7 @@ class IncomingInstance:
             # The association's connection pauses while the disk lags.
             self._writer = StreamingFileWriter(
                 self.path, request.association.clock, service.file_io, service.hashing,
-                getattr(request.association, "transport", None))
+                getattr(request.association, "transport", None), self.BATCH_SIZE)
             self._writer.write(header)
         except Exception as exc:
             log.error("cannot create a temporary file for C-STORE: %s", exc)
@@ -146,16 +143,7 @@ class IncomingInstance:
         if len(fragment) > room:
             self._head_complete = False
         if self._writer is not None:
-            self._batch.append(fragment)
-            self._batch_size += len(fragment)
-            if self._batch_size >= self.BATCH_SIZE:
-                self._hand_over()
-
-    def _hand_over(self):
-        if self._batch:
-            self._writer.write_pieces(self._batch)
-            self._batch = []
-            self._batch_size = 0
+            self._writer.write(fragment)
 
     def finish(self):
         if self._open_error is not None:
@@ -166,7 +154,6 @@ class IncomingInstance:
             self._drop_file()
             self._respond(status)
             return
-        self._hand_over()
         writer, self._writer = self._writer, None
         closed = writer.close()
         if not self._service.store_where_written(self, writer, closed):
@@ -237,7 +224,6 @@ class IncomingInstance:
         self._drop_file()
 
     def _drop_file(self):
-        self._batch = []
         if self._writer is not None:
             self._writer.discard()
             self._writer = None

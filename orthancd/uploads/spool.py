@@ -155,14 +155,15 @@ class StreamedBody:
     does so off the reactor, once it is complete."""
 
     HEAD_SIZE = 4
-    BATCH_SIZE = 256 * 1024
+    BATCH_SIZE = 256 * 1024  # bytes handed to the file pool at once
 
     def __init__(self, directory, pool, hash_pool=None, reactor=None, producer=None):
         """``producer``: the connection the body comes on, paused while the
         writes and hashes lag too far behind (StreamingFileWriter)."""
         # Created by the writer, in the pool: the reactor makes no system call.
         self.path = new_temporary_path(directory, suffix=".upload")
-        self._writer = StreamingFileWriter(self.path, reactor, pool, hash_pool, producer)
+        self._writer = StreamingFileWriter(self.path, reactor, pool, hash_pool, producer,
+                                           self.BATCH_SIZE)
         self.head = b""
         self.size = 0
         self._completion = None
@@ -170,31 +171,16 @@ class StreamedBody:
         self._reader = None
         self._closed = False
         self._waiters = []
-        self._batch = []
-        self._batch_size = 0
 
     def write(self, data):
         if len(self.head) < self.HEAD_SIZE:
             self.head = (self.head + bytes(data[:self.HEAD_SIZE]))[:self.HEAD_SIZE]
         self.size += len(data)
-        # Handed over in batches: waking a pool thread for every piece the
-        # socket gave (tens of kB when uploads run side by side) costs the
-        # reactor more than the write itself.
-        self._batch.append(data)
-        self._batch_size += len(data)
-        if self._batch_size >= self.BATCH_SIZE:
-            self._hand_over()
-
-    def _hand_over(self):
-        if self._batch:
-            self._writer.write_pieces(self._batch)
-            self._batch = []
-            self._batch_size = 0
+        self._writer.write(data)
 
     def complete(self):
         """Deferred firing with the whole body as a ReceivedFile (hashed)."""
         if self._completion is None:
-            self._hand_over()
             self._completion = self._writer.close()
             self._completion.addBoth(self._completed)
         if self._outcome is not None:
