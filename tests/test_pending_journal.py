@@ -95,3 +95,12 @@ def test_without_its_completeness_mark_the_record_says_so(tmp_path):
     assert record.open() is False
     record.record_complete()
     assert PendingJournal(str(tmp_path / "pending")).open() is True
+
+
+def test_marks_after_the_close_are_ignored(tmp_path):
+    """A file pool thread may still store a file while the server stops."""
+    record = journal(tmp_path)
+    record.close()
+    record.mark(UUIDS[0], "instances/late/1")
+    record.unmark(UUIDS[0])
+    assert on_disk(tmp_path) == {}

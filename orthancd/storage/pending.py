@@ -158,6 +158,8 @@ class PendingJournal:
     # -- internals (the lock held) --
 
     def _append(self, line):
+        if self._fd is None:
+            return  # closed: the server stops (a file still being written is an orphan)
         data = line.encode("utf-8")
         os.write(self._fd, data)
         self._size += len(data)
