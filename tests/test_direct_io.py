@@ -137,11 +137,16 @@ def test_the_storage_area_writes_directly_when_it_makes_files_durable(folder, mo
     monkeypatch.setattr(direct_io, "from_descriptor", spy)
     durable = FilesystemStorageArea(os.path.join(folder, "durable"))
     durable.prepare()
-    data = payload(direct_io.BUFFER_SIZE + 5000)
+    data = os.urandom(direct_io.BUFFER_SIZE + 5000)  # compressed, as large
     info = durable.store(data)
     assert used == [True] and durable.read(info.uuid) == data
     compressed = durable.store(data, compress=True)
     assert used == [True, True] and durable.read(compressed.uuid) == data
+    # Small files, and highly compressible ones, go through the page cache.
+    small = durable.store(os.urandom(direct_io.SMALLEST_FILE - 1))
+    squeezed = durable.store(payload(direct_io.BUFFER_SIZE), compress=True)
+    assert used == [True, True] and durable.read(squeezed.uuid) == payload(direct_io.BUFFER_SIZE)
+    assert len(durable.read(small.uuid)) == direct_io.SMALLEST_FILE - 1
     fast = FilesystemStorageArea(os.path.join(folder, "fast"), fsync=False)
     fast.prepare()
     fast.store(data)

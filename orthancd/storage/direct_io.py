@@ -31,6 +31,11 @@ import threading
 
 ALIGNMENT = 4096  # covers 512-byte and 4 KiB logical sectors
 BUFFER_SIZE = 1 << 20
+# Smaller files go through the page cache: a few pages cost little there,
+# and a direct write makes the writing thread wait for the device.  Measured
+# with small instances (8 kB) at c=4: 315 uploads/s written directly against
+# 400/s through the page cache.
+SMALLEST_FILE = 128 * 1024
 _KEPT_BUFFERS = 8  # idle buffers kept for reuse (resident: 8 MiB at most)
 _ZEROS = bytes(ALIGNMENT)
 

@@ -235,7 +235,7 @@ class FilesystemStorageArea(StorageArea):
             return info  # same content already there
         try:
             self._mark_pending(info.uuid, owner)
-            self._write_into_place(target, lambda f: f.write(stored_bytes))
+            self._write_into_place(target, lambda f: f.write(stored_bytes), len(stored_bytes))
         except BaseException:
             self.release(info.uuid)
             raise
@@ -260,7 +260,7 @@ class FilesystemStorageArea(StorageArea):
             return info  # same content already there
         try:
             self._mark_pending(info.uuid, owner)
-            self._write_into_place(target, lambda f: f.write(data))
+            self._write_into_place(target, lambda f: f.write(data), len(data))
         except BaseException:
             self.release(info.uuid)
             raise
@@ -304,7 +304,7 @@ class FilesystemStorageArea(StorageArea):
                 with open(path, "rb") as source:
                     outcome["stored"] = compression.compress_file(source, destination,
                                                                   digests.size)
-            self._write_into_place(target, write)
+            self._write_into_place(target, write, digests.size)
             os.unlink(path)
         except BaseException:
             self.release(uuid)
@@ -319,16 +319,17 @@ class FilesystemStorageArea(StorageArea):
                 shutil.copyfileobj(source, destination, 1 << 20)
         self._write_into_place(target, copy)
 
-    def _write_into_place(self, target, write):
+    def _write_into_place(self, target, write, size=None):
         """``write(file)`` into a temporary file, then rename it to ``target``:
         a reader never sees a partial file under a content address.  When
-        the files are made durable, it is written with direct I/O
+        the files are made durable and are large (``size``: about how many
+        bytes ``write`` writes), it is written with direct I/O
         (orthancd.storage.direct_io): its bytes must reach the disk before
         the answer anyway."""
         fd, tmp = tempfile.mkstemp(dir=self._tmp)
         try:
             direct = None
-            if self._fsync:
+            if self._fsync and size is not None and size >= direct_io.SMALLEST_FILE:
                 try:
                     direct = direct_io.from_descriptor(fd, tmp)
                 except BaseException:
