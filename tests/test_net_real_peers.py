@@ -238,7 +238,11 @@ def test_abort_mid_store_over_tcp(server):
             "AffectedSOPClassUID": CT, "CommandField": dimse.C_STORE_RQ, "MessageID": 1,
             "Priority": 0, "AffectedSOPInstanceUID": "1.2.3", "CommandDataSetType": 1})
         s.sendall(pdu.p_data_tf(1, 0x03, command))
-        s.sendall(pdu.p_data_tf(1, 0x00, b"\x08\x00\x16\x00" + b"\x00" * 5000))
+        # More than the 256 kB the SCP hands to the file pool at once: the
+        # temporary file exists mid-transfer.
+        data = b"\x08\x00\x16\x00" + b"\x00" * 300000
+        for start in range(0, len(data), 16000):
+            s.sendall(pdu.p_data_tf(1, 0x00, data[start:start + 16000]))
         deadline = time.time() + 5
         while not os.listdir(server.tmp) and time.time() < deadline:
             time.sleep(0.02)
