@@ -248,6 +248,14 @@ def status_kib(pid, field):
     return 0
 
 
+def settle_disk():
+    """Before a measured phase: nothing left dirty in the page cache by what
+    ran before (the other server's uploads).  A server that syncs the file
+    system before answering (orthancd's syncfs) would otherwise write the
+    other server's files back too, during its own measurement."""
+    os.sync()
+
+
 def cpu_seconds(pids):
     """User + system CPU time of the given processes (clock ticks -> seconds)."""
     total = 0
@@ -955,6 +963,7 @@ class Benchmark:
         for server in self.interleaved():
             server.phase = phase
             log("%s: %s of %d instances..." % (server.label, phase, len(bodies)))
+            settle_disk()
             with RssSampler(server.pid) as rss:
                 result = run_requests(server, make_request, concurrency, count=len(bodies),
                                       client=self.client)
@@ -1040,6 +1049,7 @@ class Benchmark:
 
             server.phase = "delete_c4"
             log("%s: deleting %d instances..." % (server.label, len(ids)))
+            settle_disk()
             result = run_requests(server, make_request, 4, count=len(ids), client=self.client)
             self.record(server, "delete_c4", result.as_dict())
             self.add_errors(server, result)
