@@ -2,6 +2,7 @@
 bytes at every size around the alignment and the buffer, direct I/O really
 used, the page cache where the file system refuses it; and the storage area
 uses it when it makes its files durable."""
+import fcntl
 import os
 
 import pytest
@@ -24,8 +25,19 @@ def fd_flags(fd):
                 return int(line.split()[1], 8)
 
 
+def create(path):
+    """A new file at ``path`` (as the storage area's mkstemp makes it),
+    written directly, or None where direct I/O is refused."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    direct = direct_io.from_descriptor(fd, path)
+    if direct is None:
+        os.close(fd)
+        os.unlink(path)
+    return direct
+
+
 def direct_supported(folder):
-    probe = direct_io.create(os.path.join(folder, "probe"))
+    probe = create(os.path.join(folder, "probe"))
     if probe is None:
         return False
     probe.close()
@@ -44,7 +56,7 @@ def folder(tmp_path):
 def test_bytes_are_identical_at_every_size(folder, size):
     data = payload(size)
     path = os.path.join(folder, "f")
-    f = direct_io.create(path)
+    f = create(path)
     assert fd_flags(f.fileno()) & os.O_DIRECT
     # In pieces that cross the alignment and the buffer's end.
     for start in range(0, size, 300001):
@@ -56,7 +68,7 @@ def test_bytes_are_identical_at_every_size(folder, size):
 
 
 def test_no_write_after_flush_and_buffers_are_reused(folder):
-    f = direct_io.create(os.path.join(folder, "f"))
+    f = create(os.path.join(folder, "f"))
     f.write(b"abc")
     f.flush()
     with pytest.raises(ValueError):
@@ -65,42 +77,34 @@ def test_no_write_after_flush_and_buffers_are_reused(folder):
     f.close()  # twice is harmless
     kept = len(direct_io._free_buffers)
     assert kept >= 1
-    g = direct_io.create(os.path.join(folder, "g"))
+    g = create(os.path.join(folder, "g"))
     assert len(direct_io._free_buffers) == kept - 1
     g.close()
 
 
-def test_an_existing_path_is_not_overwritten(folder):
-    path = os.path.join(folder, "f")
-    with open(path, "wb") as f:
-        f.write(b"kept")
-    with pytest.raises(FileExistsError):
-        direct_io.create(path)
-    with open(path, "rb") as f:
-        assert f.read() == b"kept"
-
-
 def test_a_file_system_refusing_direct_io_gets_the_page_cache(folder, monkeypatch):
-    """Some file systems refuse O_DIRECT at open (EINVAL): simulated, since
-    this kernel's tmpfs takes it."""
-    real_open = os.open
+    """Some file systems refuse O_DIRECT (EINVAL): simulated, since this
+    kernel's tmpfs takes it."""
+    real_fcntl = fcntl.fcntl
 
-    def refusing_open(path, flags, *args):
-        if flags & os.O_DIRECT:
+    def refusing_fcntl(fd, command, arg=0):
+        if command == fcntl.F_SETFL and arg & os.O_DIRECT:
             raise OSError(22, "Invalid argument")
-        return real_open(path, flags, *args)
-    monkeypatch.setattr(os, "open", refusing_open)
+        return real_fcntl(fd, command, arg)
+    monkeypatch.setattr(fcntl, "fcntl", refusing_fcntl)
+    area = FilesystemStorageArea(os.path.join(folder, "area"))
+    area.prepare()
     try:
-        assert direct_io.create(os.path.join(folder, "f")) is None
-        assert not os.path.exists(os.path.join(folder, "f"))
+        assert create(os.path.join(folder, "f")) is None
         assert not direct_io.available(folder)
         # The storage area then writes through the page cache.
-        area = FilesystemStorageArea(os.path.join(folder, "area"))
-        area.prepare()
-        info = area.store(b"y" * 5000)
-        assert area.read(info.uuid) == b"y" * 5000
+        data = os.urandom(direct_io.SMALLEST_FILE * 2)
+        info = area.store(data)
+        assert area.read(info.uuid) == data
+        assert not direct_io.available(area.temporary_directory())
     finally:
         direct_io._refused.discard(folder)
+        direct_io._refused.discard(area.temporary_directory())
 
 
 def test_a_refused_direct_write_goes_on_through_the_page_cache(folder, monkeypatch):
@@ -116,7 +120,7 @@ def test_a_refused_direct_write_goes_on_through_the_page_cache(folder, monkeypat
     data = payload(direct_io.BUFFER_SIZE + 4321)
     try:
         path = os.path.join(folder, "f")
-        f = direct_io.create(path)
+        f = create(path)
         f.write(data)
         f.close()
         with open(path, "rb") as r:

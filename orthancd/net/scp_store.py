@@ -173,7 +173,7 @@ class IncomingInstance:
         self._write_error = True
 
     def _write_failed(self, failure):
-        log.error("cannot write the C-STORE temporary file: %s", failure.getErrorMessage())
+        self.received_nothing(failure)
         self._drop_file()
         self._respond(dimse.REFUSED_OUT_OF_RESOURCES)
 

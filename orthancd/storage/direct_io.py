@@ -18,10 +18,11 @@ Files received piece by piece (C-STORE, uploads above 1 MiB) are not written
 this way: their parse reads the header back, from the disk then, and their
 bytes reach the page cache while the rest is still being received.  With
 direct I/O, C-STORE of 513 KiB instances with storescu was 20-30% slower
-(and used more CPU) on this VM.  Where direct I/O
-is refused (tmpfs, some network file systems: EINVAL), ``create`` returns
-None and callers write through the page cache; if a write is refused, the
-file goes on through the page cache.
+(and used more CPU) on this VM.
+
+Where direct I/O is refused (some file systems: EINVAL), ``from_descriptor``
+returns None and the caller writes through the page cache; if a write is
+refused, the file goes on through the page cache.
 """
 import errno
 import fcntl
@@ -66,30 +67,16 @@ def available(directory):
     return bool(_O_DIRECT) and directory not in _refused
 
 
-def create(path, mode=0o600):
-    """A DirectFile creating ``path`` (which must not exist), or None when
-    direct I/O cannot be used there."""
-    return _direct_file(path, lambda: os.open(
-        path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_DIRECT, mode))
-
-
 def from_descriptor(fd, path):
     """A DirectFile writing the new, empty file ``path`` open as ``fd``
     (its flags changed to direct I/O), or None when direct I/O cannot be
     used there."""
-    def switch():
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-        fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT)
-        return fd
-    return _direct_file(path, switch)
-
-
-def _direct_file(path, open_direct):
     directory = os.path.dirname(path)
     if not available(directory):
         return None
     try:
-        fd = open_direct()
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT)
     except OSError as e:
         if e.errno != errno.EINVAL:
             raise

@@ -36,6 +36,7 @@ import threading
 from orthancd.storage import compression, direct_io
 from orthancd.storage.area import LateStoredFile, StorageArea, StoredFile
 from orthancd.storage.digests import LateDigests, digests_of, uuid_from_sha256
+from orthancd.storage.fsync import fsync_directory
 from orthancd.storage.pending import PendingJournal
 
 
@@ -96,14 +97,6 @@ def start_writeback(fd):
     Durability still comes from make_durable only."""
     if _sync_file_range is not None:
         _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
-
-
-def _fsync_directory(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # A compressed file (Orthanc's zlib format, orthancd.storage.compression)
@@ -372,7 +365,7 @@ class FilesystemStorageArea(StorageArea):
         self._pending.sync()
         folders.add(self.root)
         for folder in folders:
-            _fsync_directory(folder)
+            fsync_directory(folder)
 
     def _open_stored(self, uuid):
         """(open file, compressed?) of ``uuid`` as stored."""

@@ -23,6 +23,8 @@ are still read, and removed with the journal's at start-up.
 import os
 import threading
 
+from orthancd.storage.fsync import fsync_directory
+
 JOURNAL = "journal"
 COMPLETE = ".complete"  # the pending record lists every pending file
 UNKNOWN_OWNER = "?"
@@ -43,14 +45,6 @@ def parse_journal(data):
         elif text.startswith("-"):
             live.pop(text[1:], None)
     return live
-
-
-def _fsync_directory(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class PendingJournal:
@@ -121,7 +115,7 @@ class PendingJournal:
         with open(os.path.join(self.folder, COMPLETE), "wb"):
             pass
         if self._fsync:
-            _fsync_directory(self.folder)
+            fsync_directory(self.folder)
 
     # -- while running --
 
@@ -183,7 +177,7 @@ class PendingJournal:
             os.close(fd)
             raise
         if self._fsync:
-            _fsync_directory(self.folder)
+            fsync_directory(self.folder)
         if self._fd is not None:
             os.close(self._fd)
         self._fd = fd
