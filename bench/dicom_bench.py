@@ -5,11 +5,15 @@
 Measures, for each server:
   - C-STORE ingest: one DCMTK ``storescu`` association sending the whole
     corpus (CT-like 512x512 16-bit, the REST benchmark's generator);
+  - C-STORE x4: four ``storescu`` at once, each sending a quarter of it, to
+    a server just started (as several modalities sending at once);
   - C-MOVE: one ``movescu`` of the study to a ``storescp --ignore`` (which
     receives but does not write, so the sender is what is measured);
   - store job: ``POST /modalities/scp/store`` of the study (a synchronous
     DicomModalityStore job) to the same ``storescp --ignore``.
-Figures are instances per second, best of the rounds.  
+Figures are instances per second, best of the rounds; the servers take
+turns within each round, so that both see the same spells of this machine's
+speed.
 """
 import argparse
 import os
@@ -62,31 +66,55 @@ def study_uid(paths):
     return str(pydicom.dcmread(paths[0], stop_before_pixels=True).StudyInstanceUID)
 
 
-def run(kind, paths, rounds, scp_port):
-    best_store, best_move, best_job = 0.0, 0.0, 0.0
+def parallel_storescu(aet, port, paths, associations):
+    """Seconds for ``associations`` storescu at once, each with its share."""
+    started = time.perf_counter()
+    senders = [subprocess.Popen(["/usr/bin/storescu", "-aet", BENCH_AET, "-aec", aet,
+                                 "127.0.0.1", str(port)] + paths[i::associations],
+                                env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+               for i in range(associations)]
+    errors = [sender.communicate(timeout=3600)[1] for sender in senders]
+    elapsed = time.perf_counter() - started
+    for sender, error in zip(senders, errors):
+        if sender.returncode != 0:
+            raise RuntimeError("storescu failed: %s" % error[-2000:])
+    return elapsed
+
+
+def run_round(kind, paths, scp_port):
+    """Instances/s of (C-STORE, C-STORE x4, C-MOVE, store job)."""
     uid = study_uid(paths)
-    for _ in range(rounds):
-        folder = tempfile.mkdtemp(prefix="dicom-bench-%s-" % kind)
-        server, aet = start_server(kind, folder, scp_port)
-        try:
-            elapsed = dcmtk("storescu", "-aet", BENCH_AET, "-aec", aet,
-                            "127.0.0.1", str(server.dicom_port), *paths)
-            best_store = max(best_store, len(paths) / elapsed)
-            elapsed = dcmtk("movescu", "-S", "-aet", BENCH_AET, "-aec", aet, "-aem", SCP_AET,
-                            "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID=" + uid,
-                            "127.0.0.1", str(server.dicom_port))
-            best_move = max(best_move, len(paths) / elapsed)
-            client = server.client()
-            study = client.get_json("/studies")[0]
-            started = time.perf_counter()
-            answer = client.post("/modalities/scp/store", [study])
-            elapsed = time.perf_counter() - started
-            assert answer.status == 200, answer.body
-            best_job = max(best_job, len(paths) / elapsed)
-        finally:
-            server.stop()
-            subprocess.run(["rm", "-rf", folder])
-    return best_store, best_move, best_job
+    folder = tempfile.mkdtemp(prefix="dicom-bench-%s-" % kind)
+    server, aet = start_server(kind, folder, scp_port)
+    try:
+        elapsed = dcmtk("storescu", "-aet", BENCH_AET, "-aec", aet,
+                        "127.0.0.1", str(server.dicom_port), *paths)
+        store = len(paths) / elapsed
+        elapsed = dcmtk("movescu", "-S", "-aet", BENCH_AET, "-aec", aet, "-aem", SCP_AET,
+                        "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID=" + uid,
+                        "127.0.0.1", str(server.dicom_port))
+        move = len(paths) / elapsed
+        client = server.client()
+        study = client.get_json("/studies")[0]
+        started = time.perf_counter()
+        answer = client.post("/modalities/scp/store", [study])
+        elapsed = time.perf_counter() - started
+        assert answer.status == 200, answer.body
+        job = len(paths) / elapsed
+    finally:
+        server.stop()
+        subprocess.run(["rm", "-rf", folder])
+    subprocess.run(["sync"])
+    folder = tempfile.mkdtemp(prefix="dicom-bench-%s-" % kind)
+    server, aet = start_server(kind, folder, scp_port)
+    try:
+        store4 = len(paths) / parallel_storescu(aet, server.dicom_port, paths, 4)
+    finally:
+        server.stop()
+        subprocess.run(["rm", "-rf", folder])
+    subprocess.run(["sync"])
+    return store, store4, move, job
 
 
 def main():
@@ -104,21 +132,24 @@ def main():
                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.3)
     kinds = ["orthancd", "orthanc"] if options.server == "both" else [options.server]
-    figures = {}
+    figures = {kind: [0.0] * 4 for kind in kinds}
     try:
-        for kind in kinds:
-            figures[kind] = run(kind, paths, options.rounds, scp_port)
+        for _ in range(options.rounds):
+            for kind in kinds:
+                measured = run_round(kind, paths, scp_port)
+                figures[kind] = [max(a, b) for a, b in zip(figures[kind], measured)]
     finally:
         scp.terminate()
         scp.wait(10)
     print("%d instances, best of %d rounds (instances/s)" % (len(paths), options.rounds))
-    print("%-10s %12s %12s %12s" % ("server", "C-STORE", "C-MOVE", "store job"))
-    for kind, (store, move, job) in figures.items():
-        print("%-10s %12.1f %12.1f %12.1f" % (kind, store, move, job))
+    columns = ("C-STORE", "C-STORE x4", "C-MOVE", "store job")
+    print("%-10s" % "server" + "".join("%12s" % column for column in columns))
+    for kind, values in figures.items():
+        print("%-10s" % kind + "".join("%12.1f" % value for value in values))
     if "orthancd" in figures and "orthanc" in figures:
         ours, theirs = figures["orthancd"], figures["orthanc"]
-        print("%-10s %11.2fx %11.2fx %11.2fx   (goal 1.5x)" % (
-            "ratio", ours[0] / theirs[0], ours[1] / theirs[1], ours[2] / theirs[2]))
+        print("%-10s" % "ratio" + "".join("%11.2fx" % (a / b) for a, b in zip(ours, theirs))
+              + "   (goal 1.5x)")
 
 
 if __name__ == "__main__":

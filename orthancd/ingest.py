@@ -135,6 +135,16 @@ def parse_attachment_slot(owner):
         return None
 
 
+# Up to this size, an instance received (a REST body, a C-STORE data set) is
+# kept in memory and stored by one job of the file pool (Ingestor.store):
+# hashed, parsed and written directly to the disk.  Larger ones are streamed
+# to a temporary file as they arrive (orthancd.storage.streaming), which
+# bounds the memory however many large uploads run at once, but costs more
+# CPU per byte: the pages of a new file in the page cache, the hand-overs of
+# its pieces, reading its header back.
+IN_MEMORY_LIMIT = 1024 * 1024
+
+
 class Ingestor:
     log = logger(__name__)
 

@@ -156,6 +156,11 @@ class OrthancServer:
         """Store a received Part-10 file through the same path as REST uploads."""
         return self.ingest.store_file(path, Origin(origin))
 
+    def store_bytes(self, data, origin):
+        """Store a Part-10 file received in memory (the C-STORE SCP's, up to
+        orthancd.ingest.IN_MEMORY_LIMIT) through the same path as REST uploads."""
+        return self.ingest.store(data, Origin(origin))
+
     def store_received(self, writer, origin):
         """Store the Part-10 file that ``writer`` (a closed
         StreamingFileWriter) completes, parsed and moved into place by the

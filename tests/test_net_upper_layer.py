@@ -14,7 +14,8 @@ from twisted.internet.testing import StringTransport
 
 from orthancd.net import dimse, fsm, pdu
 from orthancd.net.negotiation import requestor_primitive
-from orthancd.net.scp_store import IncomingInstance
+from orthancd.net import scp_store
+from orthancd.net.scp_store import IncomingInstance, StoreService
 from orthancd.net.server import DicomServerFactory
 from orthancd.net.transfer_syntaxes import EXPLICIT_LITTLE, IMPLICIT_LITTLE, accepted_storage_syntaxes
 
@@ -109,6 +110,16 @@ class ServicesStoringWhereWritten(FakeServices):
         return d
 
 
+class ServicesStoringBytes(ServicesStoringWhereWritten):
+    """Services that also store an instance received in memory
+    (OrthancServer.store_bytes)."""
+
+    def store_bytes(self, data, origin):
+        d = defer.Deferred()
+        self.calls.append((None, data, origin, d))
+        return d
+
+
 class Result:
     def __init__(self, status):
         self.status = status
@@ -121,12 +132,16 @@ class DicomFormatError(Exception):
 class Peer:
     """Drives one server protocol and decodes what it answers."""
 
-    def __init__(self, tmp_path, config=None, remote_ip="10.0.0.7", services=None):
-        self.clock = Clock()
-        self.services = services if services is not None else FakeServices(tmp_path)
-        base = {"DicomAet": "ORTHANCD"}
-        base.update(config or {})
-        self.factory = DicomServerFactory(base, self.services, self.clock)
+    def __init__(self, tmp_path, config=None, remote_ip="10.0.0.7", services=None, beside=None):
+        """``beside``: a Peer whose server (listener) this one connects to."""
+        if beside is not None:
+            self.clock, self.services, self.factory = beside.clock, beside.services, beside.factory
+        else:
+            self.clock = Clock()
+            self.services = services if services is not None else FakeServices(tmp_path)
+            base = {"DicomAet": "ORTHANCD"}
+            base.update(config or {})
+            self.factory = DicomServerFactory(base, self.services, self.clock)
         self.protocol = self.factory.buildProtocol(None)
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", remote_ip, 5555))
         self.protocol.makeConnection(self.transport)
@@ -427,6 +442,96 @@ def test_store_where_written_refuses_what_cannot_be_written(tmp_path):
     assert peer.services.calls == []
     (rsp,) = peer.responses()
     assert rsp.Status == 0xA700
+
+
+def store_service(peer):
+    (service,) = [s for s in peer.factory.dispatcher.services if isinstance(s, StoreService)]
+    return service
+
+
+def test_store_side_by_side_is_kept_in_memory(tmp_path):
+    first = Peer(tmp_path, services=ServicesStoringBytes(tmp_path))
+    first.associate([(CT, [IMPLICIT_LITTLE])])
+    data = ct_dataset()
+    first.command(1, store_fields(), dataset=data)
+    send_dataset(first, data)
+    # Alone: streamed to a file as it came.
+    (path, streamed, _, first_stored), = first.services.calls
+    assert path is not None and streamed.endswith(data)
+    # While that one is being stored, another association sends one: it is
+    # kept in memory, and handed over as the same Part-10 file.
+    second = Peer(tmp_path, remote_ip="10.0.0.8", beside=first)
+    second.associate([(CT, [IMPLICIT_LITTLE])], calling="OTHER")
+    second.command(1, store_fields(), dataset=data)
+    send_dataset(second, data)
+    path, in_memory, origin, second_stored = first.services.calls[1]
+    assert path is None and in_memory == streamed
+    assert origin == {"RemoteAET": "OTHER", "CalledAET": "ORTHANCD",
+                      "RemoteIP": "10.0.0.8", "Origin": "DicomProtocol"}
+    assert os.listdir(tmp_path) == []
+    assert second.responses() == []        # nothing before the storage is durable
+    second_stored.callback(Result("Success"))
+    assert [r.Status for r in second.responses()] == [0]
+    first_stored.callback(Result("Success"))
+    assert [r.Status for r in first.responses()] == [0]
+    assert store_service(first).in_flight == 0
+    # Alone again: streamed.
+    second.command(1, store_fields(), dataset=data)
+    send_dataset(second, data)
+    assert first.services.calls[2][0] is not None
+
+
+def test_store_side_by_side_outgrowing_the_memory_limit_is_streamed(tmp_path, monkeypatch):
+    monkeypatch.setattr(scp_store, "IN_MEMORY_LIMIT", 10000)
+    first = Peer(tmp_path, services=ServicesStoringBytes(tmp_path))
+    first.associate([(CT, [IMPLICIT_LITTLE])])
+    second = Peer(tmp_path, beside=first)
+    second.associate([(CT, [IMPLICIT_LITTLE])])
+    data = ct_dataset()
+    first.command(1, store_fields(), dataset=data)
+    send_dataset(first, data[:4000], finish=False)
+    second.command(1, store_fields(), dataset=data)
+    send_dataset(second, data)             # 30 kB: past the limit, written as it comes
+    (path, content, _, stored), = first.services.calls
+    assert path is not None and content.endswith(data) and content[128:132] == b"DICM"
+    stored.callback(Result("Success"))
+    assert [r.Status for r in second.responses()] == [0]
+    send_dataset(first, data[4000:])
+    assert first.services.calls[1][1] == content
+
+
+@pytest.mark.parametrize("error,status", [(DicomFormatError("bad"), 0xC000),
+                                          (IOError("disk full"), 0xA700)])
+def test_store_in_memory_failure_statuses(tmp_path, error, status):
+    first = Peer(tmp_path, services=ServicesStoringBytes(tmp_path))
+    first.associate([(CT, [IMPLICIT_LITTLE])])
+    second = Peer(tmp_path, beside=first)
+    second.associate([(CT, [IMPLICIT_LITTLE])])
+    data = ct_dataset()
+    first.command(1, store_fields(), dataset=data)
+    send_dataset(first, data[:4000], finish=False)
+    second.command(1, store_fields(), dataset=data)
+    send_dataset(second, data)
+    (path, _, _, stored), = first.services.calls
+    assert path is None
+    stored.errback(error)
+    assert [r.Status for r in second.responses()] == [status]
+
+
+def test_abort_mid_store_in_memory_stores_nothing(tmp_path):
+    first = Peer(tmp_path, services=ServicesStoringBytes(tmp_path))
+    first.associate([(CT, [IMPLICIT_LITTLE])])
+    second = Peer(tmp_path, beside=first)
+    second.associate([(CT, [IMPLICIT_LITTLE])])
+    data = ct_dataset()
+    first.command(1, store_fields(), dataset=data)
+    send_dataset(first, data[:4000], finish=False)
+    second.command(1, store_fields(), dataset=data)
+    send_dataset(second, data[:12000], finish=False)
+    second.send(pdu.abort())
+    first.protocol.connectionLost(None)
+    assert first.services.calls == [] and os.listdir(tmp_path) == []
+    assert store_service(first).in_flight == 0
 
 
 def test_release_waits_for_running_store(tmp_path):

@@ -1,15 +1,27 @@
-"""C-STORE SCP: stream each incoming instance to a temporary Part-10 file,
-hand it to ``services.store_file`` and answer once it is durably stored.
+"""C-STORE SCP: receive each incoming instance as a Part-10 file, hand it
+to the services and answer once it is durably stored.
 
-The file is written and hashed in a worker thread as the PDUs arrive
-(``StreamingFileWriter``), and handed over as a ``ReceivedFile`` carrying its
-digests, so the storage area can rename it into place without reading it.
+The data set bytes are kept exactly as received (never re-encoded) after a
+file meta group built from the command set and the presentation context.
+An instance takes one of two paths:
 
-The data set bytes are written exactly as received (never re-encoded) after
-a file meta group built from the command set and the presentation context.
-Ownership of the temporary file passes to ``store_file`` for the duration of
-the call (it may move it into the storage area); whatever is left at that
-path afterwards is deleted.
+- Streamed: written and hashed in a worker thread as the PDUs arrive
+  (``StreamingFileWriter``), and handed over as a ``ReceivedFile`` carrying
+  its digests, so the storage area can rename it into place without reading
+  it.  Ownership of the temporary file passes to ``store_file`` for the
+  duration of the call (it may move it into the storage area); whatever is
+  left at that path afterwards is deleted.  The writing and hashing overlap
+  the transfer, which gives the shortest answer to a sender alone.
+- In memory: while other instances are being received at the same time,
+  one of up to IN_MEMORY_LIMIT bytes (most of them: a CT slice is half a
+  MiB) is kept in memory, then stored as REST uploads of that size are
+  (``services.store_bytes``): one job of the file pool hashes, parses and
+  writes it, directly to the disk.  That costs less CPU than streaming it
+  (no new pages in the page cache, no hand-over per batch, no header read
+  back), and under load the CPU is what bounds the throughput: with four
+  storescu at once, 170-180 instances/s against 144/s streamed.  Alone, the
+  transfer then no longer overlaps the writing: 6-10% slower.  An instance
+  that outgrows the limit is streamed from there on.
 """
 
 import fnmatch
@@ -22,6 +34,7 @@ from io import BytesIO
 from pydicom.filereader import read_dataset
 from twisted.internet import defer
 
+from orthancd.ingest import IN_MEMORY_LIMIT
 from orthancd.net import access, dimse, part10
 from orthancd.net.storage_sop_classes import DCMTK_ALL_STORAGE
 from orthancd.net.scu import move_receptions
@@ -121,16 +134,39 @@ class IncomingInstance:
         self.path = None
         self._open_error = None
         self._write_error = False
+        # The file while it is kept in memory: its pieces (the meta group,
+        # then slices of the PDUs, which nothing modifies) and their size.
+        self._pieces = None
+        self._size = 0
+        self._counted = False
         try:
             header = part10.file_header(
                 self.sop_class_uid, self.sop_instance_uid, self.transfer_syntax)
+        except Exception as exc:
+            log.error("cannot make the file meta group for C-STORE: %s", exc)
+            self._open_error = exc
+            return
+        # Counted until answered or abandoned.
+        service.in_flight += 1
+        self._counted = True
+        if service.stores_bytes and service.in_flight > 1:
+            self._pieces = [header]
+            self._size = len(header)
+        else:
+            self._stream([header])
+
+    def _stream(self, pieces):
+        """Go on writing the file to a temporary file, from ``pieces``."""
+        try:
             # Created by the writer, in the file pool (no system call here).
-            self.path = new_temporary_path(service.temporary_directory, "cstore-", ".dcm")
+            self.path = new_temporary_path(self._service.temporary_directory, "cstore-", ".dcm")
             # The association's connection pauses while the disk lags.
+            association = self._request.association
             self._writer = StreamingFileWriter(
-                self.path, request.association.clock, service.file_io, service.hashing,
-                getattr(request.association, "transport", None), self.BATCH_SIZE)
-            self._writer.write(header)
+                self.path, association.clock, self._service.file_io, self._service.hashing,
+                getattr(association, "transport", None), self.BATCH_SIZE)
+            for piece in pieces:
+                self._writer.write(piece)
         except Exception as exc:
             log.error("cannot create a temporary file for C-STORE: %s", exc)
             self._open_error = exc
@@ -142,7 +178,13 @@ class IncomingInstance:
             self._head += fragment[:room]
         if len(fragment) > room:
             self._head_complete = False
-        if self._writer is not None:
+        if self._pieces is not None:
+            self._pieces.append(fragment)
+            self._size += len(fragment)
+            if self._size > IN_MEMORY_LIMIT:
+                pieces, self._pieces = self._pieces, None
+                self._stream(pieces)
+        elif self._writer is not None:
             self._writer.write(fragment)
 
     def finish(self):
@@ -153,6 +195,10 @@ class IncomingInstance:
         if status is not None:
             self._drop_file()
             self._respond(status)
+            return
+        if self._pieces is not None:
+            data, self._pieces = b"".join(self._pieces), None
+            self._service.store_bytes(self, data)
             return
         writer, self._writer = self._writer, None
         closed = writer.close()
@@ -179,7 +225,13 @@ class IncomingInstance:
 
     def discard(self):
         """The association ended mid-transfer: store nothing."""
+        self._uncount()
         self._drop_file()
+
+    def _uncount(self):
+        if self._counted:
+            self._counted = False
+            self._service.in_flight -= 1
 
     def _check_sop_uids(self):
         try:
@@ -198,6 +250,7 @@ class IncomingInstance:
         return None
 
     def _respond(self, status):
+        self._uncount()
         self._request.respond(status, AffectedSOPInstanceUID=self.sop_instance_uid or None)
 
     def stored(self, result):
@@ -224,6 +277,7 @@ class IncomingInstance:
         self._drop_file()
 
     def _drop_file(self):
+        self._pieces = None
         if self._writer is not None:
             self._writer.discard()
             self._writer = None
@@ -241,6 +295,9 @@ class StoreService:
 
     def __init__(self, services):
         self._services = services
+        # Instances being received or stored, not answered yet, on all
+        # associations (they all run on the reactor).
+        self.in_flight = 0
 
     @property
     def temporary_directory(self):
@@ -255,6 +312,11 @@ class StoreService:
     def hashing(self):
         """The pool where received files get their MD5, when there is one."""
         return getattr(self._services, "hashing", None)
+
+    @property
+    def stores_bytes(self):
+        """Whether the services store an instance received in memory."""
+        return getattr(self._services, "store_bytes", None) is not None
 
     def abstract_syntaxes(self, settings):
         return accepted_sop_classes(settings.accepted_sop_classes, settings.rejected_sop_classes)
@@ -281,6 +343,12 @@ class StoreService:
     def store(self, instance):
         """Store the complete file of ``instance``, then answer."""
         self._answer(instance, defer.maybeDeferred(self._services.store_file, instance.path,
+                                                   self._origin(instance)))
+
+    def store_bytes(self, instance, data):
+        """Store the complete file of ``instance``, received in memory (its
+        bytes: ``data``), then answer."""
+        self._answer(instance, defer.maybeDeferred(self._services.store_bytes, data,
                                                    self._origin(instance)))
 
     def store_where_written(self, instance, writer, closed):
