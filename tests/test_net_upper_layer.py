@@ -534,6 +534,16 @@ def test_abort_mid_store_in_memory_stores_nothing(tmp_path):
     assert store_service(first).in_flight == 0
 
 
+def test_connections_read_in_large_gulps(tmp_path):
+    from orthancd.net.server import RECEIVE_SIZE
+    factory = DicomServerFactory({"DicomAet": "ORTHANCD"}, FakeServices(tmp_path), Clock())
+    protocol = factory.buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.7", 5555))
+    transport.bufferSize = 65536  # Twisted's default for TCP connections
+    protocol.makeConnection(transport)
+    assert transport.bufferSize == RECEIVE_SIZE >= 1 << 20
+
+
 def test_release_waits_for_running_store(tmp_path):
     peer = Peer(tmp_path)
     peer.associate([(CT, [IMPLICIT_LITTLE])])

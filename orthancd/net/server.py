@@ -30,6 +30,9 @@ from orthancd.net.upper_layer import UpperLayerProtocol
 log = logging.getLogger(__name__)
 
 
+RECEIVE_SIZE = 1 << 20
+
+
 class DicomServerProtocol(UpperLayerProtocol):
     """One incoming association."""
 
@@ -59,6 +62,10 @@ class DicomServerProtocol(UpperLayerProtocol):
                 set_no_delay(True)
             except (OSError, socket.error):
                 pass
+        # Data sets are hundreds of kB: read them in large gulps (Twisted's
+        # default is 64 kB per read, each one a turn of the reactor).
+        if hasattr(self.transport, "bufferSize"):
+            self.transport.bufferSize = RECEIVE_SIZE
         self.factory.associations.add(self)
         self.event(fsm.TRANSPORT_INDICATION)
 
