@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from rest_bench import corpus_folder, generate_corpus  # noqa: E402
+from rest_bench import corpus_folder, cpu_seconds, generate_corpus  # noqa: E402
 from tests.support import oracle  # noqa: E402
 from tests.support.daemon import Daemon, free_port  # noqa: E402
 
@@ -83,14 +83,17 @@ def parallel_storescu(aet, port, paths, associations):
 
 
 def run_round(kind, paths, scp_port):
-    """Instances/s of (C-STORE, C-STORE x4, C-MOVE, store job)."""
+    """Instances/s of (C-STORE, C-STORE x4, C-MOVE, store job), and the
+    server's CPU milliseconds per instance of (C-STORE, C-STORE x4)."""
     uid = study_uid(paths)
     folder = tempfile.mkdtemp(prefix="dicom-bench-%s-" % kind)
     server, aet = start_server(kind, folder, scp_port)
     try:
+        cpu = cpu_seconds([server.process.pid])
         elapsed = dcmtk("storescu", "-aet", BENCH_AET, "-aec", aet,
                         "127.0.0.1", str(server.dicom_port), *paths)
         store = len(paths) / elapsed
+        store_cpu = (cpu_seconds([server.process.pid]) - cpu) * 1000 / len(paths)
         elapsed = dcmtk("movescu", "-S", "-aet", BENCH_AET, "-aec", aet, "-aem", SCP_AET,
                         "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID=" + uid,
                         "127.0.0.1", str(server.dicom_port))
@@ -109,12 +112,14 @@ def run_round(kind, paths, scp_port):
     folder = tempfile.mkdtemp(prefix="dicom-bench-%s-" % kind)
     server, aet = start_server(kind, folder, scp_port)
     try:
+        cpu = cpu_seconds([server.process.pid])
         store4 = len(paths) / parallel_storescu(aet, server.dicom_port, paths, 4)
+        store4_cpu = (cpu_seconds([server.process.pid]) - cpu) * 1000 / len(paths)
     finally:
         server.stop()
         subprocess.run(["rm", "-rf", folder])
     subprocess.run(["sync"])
-    return store, store4, move, job
+    return (store, store4, move, job), (store_cpu, store4_cpu)
 
 
 def main():
@@ -133,11 +138,13 @@ def main():
     time.sleep(0.3)
     kinds = ["orthancd", "orthanc"] if options.server == "both" else [options.server]
     figures = {kind: [0.0] * 4 for kind in kinds}
+    cpu = {kind: [] for kind in kinds}
     try:
         for _ in range(options.rounds):
             for kind in kinds:
-                measured = run_round(kind, paths, scp_port)
+                measured, measured_cpu = run_round(kind, paths, scp_port)
                 figures[kind] = [max(a, b) for a, b in zip(figures[kind], measured)]
+                cpu[kind].append(measured_cpu)
     finally:
         scp.terminate()
         scp.wait(10)
@@ -150,6 +157,9 @@ def main():
         ours, theirs = figures["orthancd"], figures["orthanc"]
         print("%-10s" % "ratio" + "".join("%11.2fx" % (a / b) for a, b in zip(ours, theirs))
               + "   (goal 1.5x)")
+    print("server CPU per instance (ms), each round: C-STORE / C-STORE x4")
+    for kind, rounds in cpu.items():
+        print("%-10s %s" % (kind, "   ".join("%.2f / %.2f" % r for r in rounds)))
 
 
 if __name__ == "__main__":
