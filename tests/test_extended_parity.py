@@ -217,6 +217,12 @@ def test_labels(servers, ids):
                                                 "Direction": "ASC"}]},
     {"Level": "Study", "Query": {}, "OrderBy": [{"Type": "Metadata", "Key": "LastUpdate",
                                                 "Direction": "Up"}]},
+    # Instances' metadata are not indexed by value (METADATA_VALUE_LEVELS):
+    # ordering by them reads them.
+    {"Level": "Instance", "Query": {}, "OrderBy": [{"Type": "Metadata", "Key": "IndexInSeries",
+                                                   "Direction": "DESC"}], "Limit": 4},
+    {"Level": "Instance", "Query": {}, "OrderBy": [{"Type": "Metadata", "Key": "SopClassUid",
+                                                   "Direction": "ASC"}], "Limit": 5, "Since": 1},
     {"Level": "Instance", "Query": {}, "MetadataQuery": {"TransferSyntax": "1.2.840.10008.1.2.1"}},
     {"Level": "Instance", "Query": {}, "MetadataQuery": {"SopClassUid": "*.4"}},
     {"Level": "Instance", "Query": {}, "MetadataQuery": {"Bogus": "x"}},

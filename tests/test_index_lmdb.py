@@ -219,3 +219,52 @@ def test_committed_changes_are_published_in_order(tmp_path):
     finally:
         idx.writer.stopService()
         idx.close()
+
+
+def metadata_value_entries(index):
+    with index.env.begin() as txn:
+        return [(bytes(key), bytes(value))
+                for key, value in txn.cursor(db=index.db["metadata_values"]).iternext()]
+
+
+def test_only_patients_studies_and_series_metadata_are_indexed_by_value(index):
+    s = Summary("P1", "1.1", "1.1.1", "1.1.1.1")
+    outcome = store(index, s, "a")
+    series_id, instance_id = outcome.ids[ResourceLevel.SERIES], outcome.ids[ResourceLevel.INSTANCE]
+    levels = {key[0] for key, _ in metadata_value_entries(index)}
+    assert int(ResourceLevel.SERIES) in levels and int(ResourceLevel.INSTANCE) not in levels
+    assert [i for _, i in index.iter_metadata_values(ResourceLevel.SERIES,
+                                                     MetadataType.RemoteAET)] == [series_id]
+    with pytest.raises(ValueError):
+        list(index.iter_metadata_values(ResourceLevel.INSTANCE, MetadataType.Origin))
+    # Still set, read and removed as any metadata.
+    assert index.get_metadata_value(instance_id, ResourceLevel.INSTANCE,
+                                    MetadataType.Origin) == "Test"
+    wait(index.delete_resource(instance_id, ResourceLevel.INSTANCE))
+    assert metadata_value_entries(index) == []
+
+
+def test_instances_metadata_indexed_by_an_earlier_version_are_dropped_once(tmp_path):
+    index = LmdbResourceIndex(str(tmp_path / "index"), ImmediateReactor())
+    index.open()
+    index.writer.startService()
+    try:
+        outcome = store(index, Summary("P1", "1.1", "1.1.1", "1.1.1.1"), "a")
+    finally:
+        wait(index.writer.stopService())
+    kept = metadata_value_entries(index)
+    # As an earlier version left it: instances' entries, and no mark.
+    instance_key = bytes((int(ResourceLevel.INSTANCE),)) + bytes(20)
+    with index.env.begin(write=True) as txn:
+        for n in range(3):
+            txn.put(bytes((int(ResourceLevel.INSTANCE),)) + b"\0\1value%d" % n, instance_key,
+                    db=index.db["metadata_values"], dupdata=True)
+        txn.delete(b"instance-metadata-values-dropped", db=index.db["meta"])
+    index.close()
+    index.open()
+    try:
+        assert metadata_value_entries(index) == kept
+        assert index.get_metadata_value(outcome.ids[ResourceLevel.INSTANCE],
+                                        ResourceLevel.INSTANCE, MetadataType.Origin) == "Test"
+    finally:
+        index.close()

@@ -29,7 +29,7 @@ from orthancd.find import constraints as C
 from orthancd.find import lookup as L
 from orthancd.find import tags as T
 from orthancd.ids import ResourceLevel
-from orthancd.index.base import UnknownResource
+from orthancd.index.base import METADATA_VALUE_LEVELS, UnknownResource
 
 ALL, ANY, NONE = "All", "Any", "None"
 
@@ -400,7 +400,8 @@ class _Candidates:
         if len(query.orderings) != 1 or not limit:
             return None
         ordering = query.orderings[0]
-        if ordering.kind != "metadata" or ordering.cast != "string":
+        if (ordering.kind != "metadata" or ordering.cast != "string"
+                or query.level not in METADATA_VALUE_LEVELS):
             return None
         total = self.index.count_resources(query.level)
         members = None

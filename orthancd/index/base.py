@@ -173,6 +173,15 @@ class DeleteOutcome:
     obsolete_files: list
 
 
+# The levels whose metadata the index keeps by value too (ordering by a
+# metadata, such as Orthanc Explorer 2's study pages by LastUpdate).  Not
+# instances: each one brings ten metadata, set once at its reception, and
+# indexing them by value would cost every store and delete of an instance
+# ten more index entries; ordering instances by a metadata reads them, as
+# Orthanc's SQL does.
+METADATA_VALUE_LEVELS = (ResourceLevel.PATIENT, ResourceLevel.STUDY, ResourceLevel.SERIES)
+
+
 class ResourceIndex(abc.ABC):
     """What the REST layer, ingest and the DICOM services need from an index.
 
@@ -247,11 +256,13 @@ class ResourceIndex(abc.ABC):
 
     @abc.abstractmethod
     def iter_metadata_values(self, level, metadata_type, reverse=False):
-        """(value, public ID) of the resources having a metadata, by value."""
+        """(value, public ID) of the resources having a metadata, by value;
+        for the levels of METADATA_VALUE_LEVELS only."""
 
     @abc.abstractmethod
     def lookup_metadata(self, level, metadata_type, value):
-        """Public IDs whose metadata equals ``value``."""
+        """Public IDs whose metadata equals ``value``; for the levels of
+        METADATA_VALUE_LEVELS only."""
 
     @abc.abstractmethod
     def lookup_identifier(self, level, tag, normalized_value):

@@ -10,8 +10,8 @@ resources (by public ID: the hex groups of the ID print the SHA-1 in order).
                    x: protected, r: recycling seq}
   children         parent key -> child key                   (dupsort: by ID)
   metadata         key + 2-byte type -> UTF-8 value
-  metadata_values  level byte + 2-byte type + value -> key   (dupsort, ordering
-                   and MetadataQuery)
+  metadata_values  level byte + 2-byte type + value -> key   (dupsort, ordering;
+                   patients, studies and series only: METADATA_VALUE_LEVELS)
   attachments      key + 2-byte content type -> JSON StoredFile record
   identifiers      level byte + 4-byte tag + normalized value -> key
                    (dupsort, for find; studies also under their patient tags)
@@ -49,8 +49,8 @@ from orthancd.ids import ResourceLevel, format_public_id, parse_public_id
 from orthancd.changes import LABEL_ADDED, LABEL_REMOVED
 from orthancd.index.base import (
     USER_CONTENT_START, USER_METADATA_START, Change, ChangeType, ContentType, DeleteOutcome,
-    MetadataType, Resource, ResourceIndex, StorageFull, StoreOutcome, UnknownResource, now_iso,
-    series_completeness)
+    METADATA_VALUE_LEVELS, MetadataType, Resource, ResourceIndex, StorageFull, StoreOutcome,
+    UnknownResource, now_iso, series_completeness)
 from orthancd.index.map_gate import MapGate
 from orthancd.index.writer import IndexStopped, IndexWriter
 from orthancd.logs import logger
@@ -130,6 +130,10 @@ def identifier_key(level, tag, normalized_value):
 
 
 _INEXACT_COUNTED = b"inexact-counted"
+# Set once an index written when instances' metadata were indexed by value
+# too no longer holds those entries.
+_INSTANCE_VALUES_DROPPED = b"instance-metadata-values-dropped"
+_VALUE_LEVEL_BYTES = frozenset(int(level) for level in METADATA_VALUE_LEVELS)
 
 
 def _inexact_counter(level, tag):
@@ -160,6 +164,12 @@ def _check_revision(expected, revision, md5):
 
 def _md5_text(value):
     return hashlib.md5(value.encode("utf-8")).hexdigest()
+
+
+def _check_value_level(level):
+    level = ResourceLevel(level)
+    if level not in METADATA_VALUE_LEVELS:
+        raise ValueError("metadata of the %s level are not indexed by value" % level.name)
 
 
 def metadata_value_key(level, metadata_type, value):
@@ -218,6 +228,8 @@ class LmdbResourceIndex(ResourceIndex):
                 self._index_changes_by_resource(txn)
             if txn.get(_INEXACT_COUNTED, db=self.db["meta"]) is None:
                 self._count_inexact_values(txn)
+            if txn.get(_INSTANCE_VALUES_DROPPED, db=self.db["meta"]) is None:
+                self._drop_instance_metadata_values(txn)
         self._sync()
 
     def _sync(self):
@@ -245,6 +257,18 @@ class LmdbResourceIndex(ResourceIndex):
         for key, raw in cursor.iternext():
             self._count_inexact(txn, ResourceLevel(key[0]), _loads(raw), 1)
         txn.put(_INEXACT_COUNTED, b"1", db=self.db["meta"])
+
+    def _drop_instance_metadata_values(self, txn):
+        """The entries of instances in metadata_values, in an index written
+        when they were kept (see METADATA_VALUE_LEVELS); once."""
+        level = bytes((int(ResourceLevel.INSTANCE),))
+        cursor = txn.cursor(db=self.db["metadata_values"])
+        if cursor.set_range(level):
+            log.info("Dropping the index of instances' metadata by value (once)")
+        # A cursor.delete() of the last entry leaves the cursor on no key (b"").
+        while cursor.key()[:1] == level:
+            cursor.delete()
+        txn.put(_INSTANCE_VALUES_DROPPED, b"1", db=self.db["meta"])
 
     def _begin_write(self, parent=None):
         return self.env.begin(write=True, parent=parent)
@@ -500,7 +524,9 @@ class LmdbResourceIndex(ResourceIndex):
     def iter_metadata_values(self, level, metadata_type, reverse=False):
         """(value, public ID) of the resources of ``level`` having the
         metadata, in value order (then by ID); values longer than the index
-        keeps are truncated: callers check them against get_metadata."""
+        keeps are truncated: callers check them against get_metadata.
+        ``level``: one of METADATA_VALUE_LEVELS."""
+        _check_value_level(level)
         head = bytes((int(level),)) + _U16.pack(int(metadata_type))
         with self._read() as txn:
             cursor = txn.cursor(db=self.db["metadata_values"])
@@ -522,7 +548,9 @@ class LmdbResourceIndex(ResourceIndex):
                 found = step()
 
     def lookup_metadata(self, level, metadata_type, value):
-        """Public IDs whose metadata equals ``value`` (indexed form)."""
+        """Public IDs whose metadata equals ``value`` (indexed form);
+        ``level``: one of METADATA_VALUE_LEVELS."""
+        _check_value_level(level)
         key = metadata_value_key(level, metadata_type, value)
         with self._read() as txn:
             cursor = txn.cursor(db=self.db["metadata_values"])
@@ -970,13 +998,16 @@ class LmdbResourceIndex(ResourceIndex):
         the metadata the store of an instance writes, always revision 0)."""
         value = str(value)
         mkey = key + _U16.pack(int(metadata_type))
-        old = txn.get(mkey, db=self.db["metadata"])
-        if old is not None:
-            txn.delete(metadata_value_key(key[0], metadata_type, old.decode("utf-8")), key,
-                       db=self.db["metadata_values"])
+        by_value = key[0] in _VALUE_LEVEL_BYTES
+        if by_value:
+            old = txn.get(mkey, db=self.db["metadata"])
+            if old is not None:
+                txn.delete(metadata_value_key(key[0], metadata_type, old.decode("utf-8")), key,
+                           db=self.db["metadata_values"])
         txn.put(mkey, value.encode("utf-8"), db=self.db["metadata"])
-        txn.put(metadata_value_key(key[0], metadata_type, value), key,
-                db=self.db["metadata_values"], dupdata=True)
+        if by_value:
+            txn.put(metadata_value_key(key[0], metadata_type, value), key,
+                    db=self.db["metadata_values"], dupdata=True)
         if revision is not None:
             self._set_revision(txn, key, _METADATA_REVISION, metadata_type, revision)
 
@@ -994,8 +1025,9 @@ class LmdbResourceIndex(ResourceIndex):
         old = txn.get(mkey, db=self.db["metadata"])
         if old is None:
             return False
-        txn.delete(metadata_value_key(key[0], metadata_type, old.decode("utf-8")), key,
-                   db=self.db["metadata_values"])
+        if key[0] in _VALUE_LEVEL_BYTES:
+            txn.delete(metadata_value_key(key[0], metadata_type, old.decode("utf-8")), key,
+                       db=self.db["metadata_values"])
         txn.delete(mkey, db=self.db["metadata"])
         if forget_revision:
             self._set_revision(txn, key, _METADATA_REVISION, metadata_type, 0)
@@ -1245,14 +1277,16 @@ class LmdbResourceIndex(ResourceIndex):
         """Every metadata of a resource, and its entries in metadata_values
         (one walk over them, their values at hand)."""
         values = self.db["metadata_values"]
+        by_value = key[0] in _VALUE_LEVEL_BYTES
         cursor = txn.cursor(db=self.db["metadata"])
         found = cursor.set_range(key)
         while found:
             mkey = cursor.key()
             if mkey[:_KEY_SIZE] != key:
                 break
-            txn.delete(key[:1] + mkey[_KEY_SIZE:_KEY_SIZE + 2] + cursor.value()[:_MAX_INDEXED_VALUE],
-                       key, db=values)
+            if by_value:
+                txn.delete(key[:1] + mkey[_KEY_SIZE:_KEY_SIZE + 2]
+                           + cursor.value()[:_MAX_INDEXED_VALUE], key, db=values)
             found = cursor.delete()
 
     def _children_in_creation_order(self, txn, key):
