@@ -7,7 +7,6 @@ files: the sample files sent by one storescu to one daemon and by four
 storescu at once to another give the same instances, byte for byte, with
 the same MD5s and main tags.
 """
-import glob
 import hashlib
 import os
 import subprocess
@@ -18,9 +17,8 @@ import pydicom
 import pytest
 
 from orthancd.net.scp_store import STORAGE_SOP_CLASSES
-from tests.support.daemon import Daemon
+from tests.support.daemon import Daemon, sample_files
 
-SAMPLES = "/work/shared/dicom-samples"
 UNCOMPRESSED = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 ENV = dict(os.environ, TCP_NODELAY="1")
 
@@ -29,9 +27,7 @@ def uncompressed_samples():
     """Sample files storescu sends as they are (uncompressed, of a storage
     class), small and large (some above the 1 MiB kept in memory)."""
     chosen = []
-    for path in sorted(glob.glob(os.path.join(SAMPLES, "**", "*"), recursive=True)):
-        if not os.path.isfile(path):
-            continue
+    for path in sample_files():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

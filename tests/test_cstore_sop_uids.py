@@ -3,7 +3,6 @@ against its command.  Plain data sets are read by a walk over their first
 element headers (scp_store._plain_sop_uids); it must find what the full
 reading with pydicom finds, on every sample file, and leave anything unusual
 to that reading."""
-import glob
 import os
 import warnings
 from pathlib import Path
@@ -15,15 +14,13 @@ from pynetdicom.dsutils import encode, split_dataset
 from orthancd.net import scp_store
 from orthancd.net.scp_store import HEAD_LIMIT, read_sop_uids
 from orthancd.net.transfer_syntaxes import DEFLATED, is_implicit_vr, is_little_endian
+from tests.support.daemon import sample_files
 
-SAMPLES = "/work/shared/dicom-samples"
 
 
 def sample_heads():
     heads = []
-    for path in sorted(glob.glob(os.path.join(SAMPLES, "**", "*"), recursive=True)):
-        if not os.path.isfile(path):
-            continue
+    for path in sample_files():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

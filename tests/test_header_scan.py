@@ -3,9 +3,7 @@ against the full one (reading.read_dataset + summarize): on every sample
 file, and on damaged copies of them, the quick reading either steps aside
 (None) or gives exactly what the full reading gives; it never takes a file
 the full reading refuses."""
-import glob
 import io
-import os
 import random
 
 import pydicom
@@ -17,16 +15,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate
 from orthancd.dicom import header_scan
 from orthancd.dicom.reading import read_dataset
 from orthancd.dicom.summary import summarize
-
-SAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "dicom-samples")
-
-
-def sample_files():
-    found = sorted(f for f in glob.glob(os.path.join(SAMPLES, "**", "*"), recursive=True)
-                   if os.path.isfile(f))
-    assert len(found) > 200, "the shared DICOM samples are missing"
-    return found
-
+from tests.support.daemon import sample_files
 
 def full_reading(data, encoding="Latin1"):
     """(summary, (pixel data offset, VR)), or the refusal's exception type."""

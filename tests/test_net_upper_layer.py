@@ -481,8 +481,9 @@ def test_store_side_by_side_is_kept_in_memory(tmp_path):
     assert first.services.calls[2][0] is not None
 
 
-def test_store_side_by_side_outgrowing_the_memory_limit_is_streamed(tmp_path, monkeypatch):
-    monkeypatch.setattr(scp_store, "IN_MEMORY_LIMIT", 10000)
+def store_beside_another(tmp_path):
+    """Two associations of one listener: the first one's data set is half
+    received when the second one's C-STORE starts (the test sends its data)."""
     first = Peer(tmp_path, services=ServicesStoringBytes(tmp_path))
     first.associate([(CT, [IMPLICIT_LITTLE])])
     second = Peer(tmp_path, beside=first)
@@ -491,6 +492,12 @@ def test_store_side_by_side_outgrowing_the_memory_limit_is_streamed(tmp_path, mo
     first.command(1, store_fields(), dataset=data)
     send_dataset(first, data[:4000], finish=False)
     second.command(1, store_fields(), dataset=data)
+    return first, second, data
+
+
+def test_store_side_by_side_outgrowing_the_memory_limit_is_streamed(tmp_path, monkeypatch):
+    monkeypatch.setattr(scp_store, "IN_MEMORY_LIMIT", 10000)
+    first, second, data = store_beside_another(tmp_path)
     send_dataset(second, data)             # 30 kB: past the limit, written as it comes
     (path, content, _, stored), = first.services.calls
     assert path is not None and content.endswith(data) and content[128:132] == b"DICM"
@@ -503,14 +510,7 @@ def test_store_side_by_side_outgrowing_the_memory_limit_is_streamed(tmp_path, mo
 @pytest.mark.parametrize("error,status", [(DicomFormatError("bad"), 0xC000),
                                           (IOError("disk full"), 0xA700)])
 def test_store_in_memory_failure_statuses(tmp_path, error, status):
-    first = Peer(tmp_path, services=ServicesStoringBytes(tmp_path))
-    first.associate([(CT, [IMPLICIT_LITTLE])])
-    second = Peer(tmp_path, beside=first)
-    second.associate([(CT, [IMPLICIT_LITTLE])])
-    data = ct_dataset()
-    first.command(1, store_fields(), dataset=data)
-    send_dataset(first, data[:4000], finish=False)
-    second.command(1, store_fields(), dataset=data)
+    first, second, data = store_beside_another(tmp_path)
     send_dataset(second, data)
     (path, _, _, stored), = first.services.calls
     assert path is None
@@ -519,14 +519,7 @@ def test_store_in_memory_failure_statuses(tmp_path, error, status):
 
 
 def test_abort_mid_store_in_memory_stores_nothing(tmp_path):
-    first = Peer(tmp_path, services=ServicesStoringBytes(tmp_path))
-    first.associate([(CT, [IMPLICIT_LITTLE])])
-    second = Peer(tmp_path, beside=first)
-    second.associate([(CT, [IMPLICIT_LITTLE])])
-    data = ct_dataset()
-    first.command(1, store_fields(), dataset=data)
-    send_dataset(first, data[:4000], finish=False)
-    second.command(1, store_fields(), dataset=data)
+    first, second, data = store_beside_another(tmp_path)
     send_dataset(second, data[:12000], finish=False)
     second.send(pdu.abort())
     first.protocol.connectionLost(None)

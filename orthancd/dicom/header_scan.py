@@ -156,6 +156,19 @@ def scan_header(data):
         return None
 
 
+def plain_top_elements(data, implicit, last_tag):
+    """{tag: RawDataElement, or the DataElement of a sequence} of the
+    top-level elements up to ``last_tag`` of a plain little endian data set
+    (``data``: its first bytes, without file meta), as scan_header reads
+    them; None when they are not plain (or cut short before an element past
+    ``last_tag``), and the full reading must decide."""
+    try:
+        walked = _data_set(data, 0, implicit, last_tag)
+    except _NOT_PLAIN:
+        return None
+    return None if walked is None else walked[0]
+
+
 def _scan(data):
     size = len(data)
     if size < 152 or data[128:132] != b"DICM" or _DEFLATED in data[:1024]:
@@ -228,9 +241,10 @@ def _meta_group(data, meta_length):
     return transfer_syntax, end
 
 
-def _data_set(data, position, implicit):
+def _data_set(data, position, implicit, last_tag=None):
     """({tag: RawDataElement or DataElement of a sequence}, where the pixel
-    data starts or None) of the top level of the data set, or None."""
+    data starts or None) of the top level of the data set (up to
+    ``last_tag``, when given), or None."""
     size = len(data)
     elements = {}
     previous = 0
@@ -260,6 +274,8 @@ def _data_set(data, position, implicit):
         tag = group << 16 | element
         if tag in _PIXEL_TAGS:
             return elements, position
+        if last_tag is not None and tag > last_tag:
+            return elements, None
         if tag <= previous or group in (0x0000, 0x0002) or group >= 0xFFFE:
             return None
         first = False

@@ -1,5 +1,6 @@
 """Start the real ``twistd -n orthancd`` daemon for a test, on free ports."""
 import base64
+import glob
 import json
 import os
 import signal
@@ -23,6 +24,14 @@ def free_port():
 
 def sample(*parts):
     return os.path.join(SAMPLES, *parts)
+
+
+def sample_files():
+    """Every file of the shared DICOM samples, sorted."""
+    found = sorted(f for f in glob.glob(os.path.join(SAMPLES, "**", "*"), recursive=True)
+                   if os.path.isfile(f))
+    assert len(found) > 200, "the shared DICOM samples are missing"
+    return found
 
 
 def read_sample(*parts):
