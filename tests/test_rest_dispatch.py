@@ -11,10 +11,11 @@ from orthancd.index.base import UnknownResource
 from orthancd.rest.app import render_failure
 from orthancd.rest.dispatch import RestResource
 from orthancd.rest.http import render_json
+from orthancd.rest.routing import RestApp
 
 
-def make_app():
-    app = Klein()
+def make_app(app_class=RestApp):
+    app = app_class()
 
     @app.route("/things", methods=["GET"])
     def things(request):
@@ -76,3 +77,25 @@ class RestDispatchTests(SynchronousTestCase):
         self.assertEqual(response.code, 405)
         self.assertEqual(response.headers.getRawHeaders(b"allow"), [b"GET,DELETE"])
         self.assertEqual(body, b"")
+
+
+class RouteMapTests(SynchronousTestCase):
+    """RestApp's map (orthancd.rest.routing) defers werkzeug's URL builders:
+    it matches, and builds when asked, as Klein's own map does."""
+
+    def test_same_matches_and_urls_as_klein(self):
+        ours, klein = make_app().url_map, make_app(Klein).url_map
+        for path, method in (("/things", "GET"), ("/things/x%20y", "DELETE"),
+                             ("/things/a", "GET")):
+            self.assertEqual(ours.bind("localhost").match(path, method),
+                             klein.bind("localhost").match(path, method))
+        for endpoint, values in (("things", {}), ("thing", {"name": "a b", "extra": "1"}),
+                                 ("delete", {"name": "z"})):
+            self.assertEqual(ours.bind("localhost").build(endpoint, values),
+                             klein.bind("localhost").build(endpoint, values))
+
+    def test_builders_are_compiled_when_first_used(self):
+        rule = next(r for r in make_app().url_map.iter_rules() if r.endpoint == "thing")
+        self.assertEqual(rule._build.__name__, "build")  # still the deferred one
+        self.assertEqual(rule.build({"name": "q"}), ("", "/things/q"))
+        self.assertEqual(rule.build({"name": "q"}, append_unknown=False), ("", "/things/q"))

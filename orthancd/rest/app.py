@@ -10,7 +10,6 @@ import hmac
 import io
 import tempfile
 
-from klein import Klein
 from orthancd import logs
 from orthancd.logs import logger
 from twisted.internet import tcp
@@ -22,6 +21,7 @@ from orthancd.errors import ErrorCode, OrthancError
 from orthancd.index.base import UnknownResource
 from orthancd.ingest import IN_MEMORY_LIMIT
 from orthancd.rest.dispatch import RestResource, effective_method
+from orthancd.rest.routing import RestApp
 from orthancd.rest.uri import url_decode
 from orthancd.rest.http import EmptyAnswer, error_body, sized
 from orthancd.uploads.spool import BodyFile, StreamedBody
@@ -47,7 +47,7 @@ def _route_modules():
 
 def build_app(ctx):
     """A Klein app serving the whole REST API over the server context ``ctx``."""
-    app = Klein()
+    app = RestApp()
     for module in _route_modules():
         module.install(app, ctx)
     app.handle_errors(Exception)(render_failure)
