@@ -268,3 +268,86 @@ def test_instances_metadata_indexed_by_an_earlier_version_are_dropped_once(tmp_p
                                         ResourceLevel.INSTANCE, MetadataType.Origin) == "Test"
     finally:
         index.close()
+
+
+def metadata_entries(index):
+    with index.env.begin() as txn:
+        return [(bytes(key), bytes(value))
+                for key, value in txn.cursor(db=index.db["metadata"]).iternext()]
+
+
+def test_metadata_records_round_trip():
+    from orthancd.index.lmdb_index import metadata_entry, pack_metadata, unpack_metadata
+    values = {1024: "user", 3: "", 7: "Gr\u00fc\u00dfe \u6f22\u5b57", 1: "x" * 70000}
+    record = pack_metadata(values)
+    assert list(unpack_metadata(record).items()) == sorted(values.items())
+    for metadata_type, value in values.items():
+        assert metadata_entry(record, metadata_type) == value
+    assert metadata_entry(record, 2) is None and metadata_entry(record, 5000) is None
+    assert unpack_metadata(pack_metadata({})) == {} and metadata_entry(b"", 1) is None
+
+
+def test_one_metadata_record_per_resource(index):
+    """An instance's ten metadata are one entry, written once and deleted
+    with it; setting or removing one metadata rewrites its resource's record."""
+    outcome = store(index, Summary("P1", "1.1", "1.1.1", "1.1.1.1", expected_instances=3), "a")
+    ids = outcome.ids
+    assert len(metadata_entries(index)) == 4
+    instance_id, series_id = ids[ResourceLevel.INSTANCE], ids[ResourceLevel.SERIES]
+    assert index.get_metadata(series_id, ResourceLevel.SERIES)[
+        MetadataType.ExpectedNumberOfInstances] == "3"
+    assert index.get_metadata(series_id, ResourceLevel.SERIES)[MetadataType.RemoteAET] == "AET"
+    assert wait(index.set_metadata(instance_id, ResourceLevel.INSTANCE, 1025, "b")) == 0
+    assert wait(index.set_metadata(instance_id, ResourceLevel.INSTANCE, 1024, "a")) == 0
+    assert wait(index.set_metadata(instance_id, ResourceLevel.INSTANCE, 1024, "c")) == 1
+    metadata = index.get_metadata(instance_id, ResourceLevel.INSTANCE)
+    assert list(metadata) == sorted(metadata) and metadata[1024] == "c"
+    assert index.metadata_with_revision(instance_id, ResourceLevel.INSTANCE, 1024) == ("c", 1)
+    wait(index.delete_metadata(instance_id, ResourceLevel.INSTANCE, 1024))
+    assert 1024 not in index.get_metadata(instance_id, ResourceLevel.INSTANCE)
+    assert len(metadata_entries(index)) == 4
+    wait(index.delete_resource(instance_id, ResourceLevel.INSTANCE))
+    assert metadata_entries(index) == [] and metadata_value_entries(index) == []
+
+
+def test_metadata_of_an_earlier_version_are_packed_once(tmp_path, monkeypatch):
+    """An index written with an entry per metadata (key + 2-byte type) gets a
+    record per resource at start-up, by transactions of a few resources; a
+    start-up interrupted after some of them goes on with the others."""
+    from orthancd.index import lmdb_index
+    monkeypatch.setattr(lmdb_index, "_PACKED_PER_TRANSACTION", 2)
+    index = LmdbResourceIndex(str(tmp_path / "index"), ImmediateReactor())
+    index.open()
+    index.writer.startService()
+    try:
+        outcomes = [store(index, Summary("P%d" % n, "1.%d" % n, "1.%d.1" % n, "1.%d.1.1" % n),
+                          "f%d" % n) for n in range(3)]
+        wait(index.set_metadata(outcomes[0].ids[ResourceLevel.INSTANCE],
+                                ResourceLevel.INSTANCE, 1024, "\u00e9t\u00e9"))
+    finally:
+        wait(index.writer.stopService())
+    expected = {(level, outcome.ids[level]): index.get_metadata(outcome.ids[level], level)
+                for outcome in outcomes for level in ResourceLevel}
+    values = metadata_value_entries(index)
+
+    def unpack_all(first_packed):
+        # As an earlier version wrote them, but for the first resources.
+        with index.env.begin(write=True) as txn:
+            for n, (key, record) in enumerate(metadata_entries(index)):
+                if n < first_packed:
+                    continue
+                txn.delete(key, db=index.db["metadata"])
+                for metadata_type, value in lmdb_index.unpack_metadata(record).items():
+                    txn.put(key + metadata_type.to_bytes(2, "big"), value.encode("utf-8"),
+                            db=index.db["metadata"])
+            txn.delete(b"metadata-packed", db=index.db["meta"])
+
+    for first_packed in (0, 5):
+        unpack_all(first_packed)
+        assert len(metadata_entries(index)) > 12
+        index.close()
+        index.open()
+        assert len(metadata_entries(index)) == 12
+        assert {key: index.get_metadata(key[1], key[0]) for key in expected} == expected
+        assert metadata_value_entries(index) == values
+    index.close()

@@ -9,7 +9,10 @@ resources (by public ID: the hex groups of the ID print the SHA-1 in order).
                    q: main sequences (full JSON), pt: patient tags (studies),
                    x: protected, r: recycling seq}
   children         parent key -> child key                   (dupsort: by ID)
-  metadata         key + 2-byte type -> UTF-8 value
+  metadata         key -> the resource's metadata, one record: per type in
+                   ascending order, 2-byte type + 4-byte length + UTF-8 value
+                   (one entry per resource, not per metadata: an instance
+                   brings ten, written and deleted together)
   metadata_values  level byte + 2-byte type + value -> key   (dupsort, ordering;
                    patients, studies and series only: METADATA_VALUE_LEVELS)
   attachments      key + 2-byte content type -> JSON StoredFile record
@@ -133,6 +136,10 @@ _INEXACT_COUNTED = b"inexact-counted"
 # Set once an index written when instances' metadata were indexed by value
 # too no longer holds those entries.
 _INSTANCE_VALUES_DROPPED = b"instance-metadata-values-dropped"
+_METADATA_PACKED = b"metadata-packed"
+# Resources whose metadata one transaction of that migration packs: a write
+# transaction holds a bounded number of dirty pages (MDB_TXN_FULL).
+_PACKED_PER_TRANSACTION = 20000
 _VALUE_LEVEL_BYTES = frozenset(int(level) for level in METADATA_VALUE_LEVELS)
 
 
@@ -170,6 +177,45 @@ def _check_value_level(level):
     level = ResourceLevel(level)
     if level not in METADATA_VALUE_LEVELS:
         raise ValueError("metadata of the %s level are not indexed by value" % level.name)
+
+
+_METADATA_ENTRY = struct.Struct(">HI")
+
+
+def pack_metadata(values):
+    """{metadata type: str} -> the record of a resource's metadata."""
+    parts = []
+    for metadata_type in sorted(values):
+        raw = values[metadata_type].encode("utf-8")
+        parts.append(_METADATA_ENTRY.pack(metadata_type, len(raw)))
+        parts.append(raw)
+    return b"".join(parts)
+
+
+def unpack_metadata(record):
+    """A record of ``pack_metadata`` -> {metadata type: str}, by type."""
+    values = {}
+    offset, end, size = 0, len(record), _METADATA_ENTRY.size
+    while offset < end:
+        metadata_type, length = _METADATA_ENTRY.unpack_from(record, offset)
+        offset += size
+        values[metadata_type] = record[offset:offset + length].decode("utf-8")
+        offset += length
+    return values
+
+
+def metadata_entry(record, metadata_type):
+    """One value of a record of ``pack_metadata``, None when absent."""
+    offset, end, size = 0, len(record), _METADATA_ENTRY.size
+    while offset < end:
+        found, length = _METADATA_ENTRY.unpack_from(record, offset)
+        offset += size
+        if found == metadata_type:
+            return record[offset:offset + length].decode("utf-8")
+        if found > metadata_type:
+            return None
+        offset += length
+    return None
 
 
 def metadata_value_key(level, metadata_type, value):
@@ -230,6 +276,11 @@ class LmdbResourceIndex(ResourceIndex):
                 self._count_inexact_values(txn)
             if txn.get(_INSTANCE_VALUES_DROPPED, db=self.db["meta"]) is None:
                 self._drop_instance_metadata_values(txn)
+            if version is None:
+                txn.put(_METADATA_PACKED, b"1", db=self.db["meta"])
+            packed = txn.get(_METADATA_PACKED, db=self.db["meta"]) is not None
+        if not packed:
+            self._pack_metadata_records()
         self._sync()
 
     def _sync(self):
@@ -269,6 +320,38 @@ class LmdbResourceIndex(ResourceIndex):
         while cursor.key()[:1] == level:
             cursor.delete()
         txn.put(_INSTANCE_VALUES_DROPPED, b"1", db=self.db["meta"])
+
+    def _pack_metadata_records(self):
+        """Rewrites the metadata of an index written when each had an entry
+        of its own (key + 2-byte type -> value) as one record per resource;
+        once, a few thousand resources per transaction.  A resource is
+        packed in one transaction: after a crash the next start-up goes on
+        with the resources left."""
+        log.info("Packing the metadata of each resource into one record (once)")
+        old_key_size = _KEY_SIZE + 2
+        db, found, resume = self.db["metadata"], True, None
+        while found:
+            with self.env.begin(write=True) as txn:
+                cursor = txn.cursor(db=db)
+                found = cursor.first() if resume is None else cursor.set_range(resume)
+                for _ in range(_PACKED_PER_TRANSACTION):
+                    # Past the resources packed already (a crash interrupted
+                    # an earlier start-up).
+                    while found and len(cursor.key()) != old_key_size:
+                        found = cursor.set_range(cursor.key() + b"\xff" * 3)
+                    if not found:
+                        break
+                    key, values = cursor.key()[:_KEY_SIZE], {}
+                    while found and cursor.key()[:_KEY_SIZE] == key:
+                        values[_U16.unpack(cursor.key()[_KEY_SIZE:])[0]] = \
+                            cursor.value().decode("utf-8")
+                        # After deleting its last entry a cursor is on no key.
+                        found = cursor.delete() and cursor.key() != b""
+                    txn.put(key, pack_metadata(values), db=db)
+                    resume = key + b"\xff" * 3
+                    found = cursor.set_range(resume)
+                if not found:
+                    txn.put(_METADATA_PACKED, b"1", db=self.db["meta"])
 
     def _begin_write(self, parent=None):
         return self.env.begin(write=True, parent=parent)
@@ -406,14 +489,12 @@ class LmdbResourceIndex(ResourceIndex):
         return self.get_descendants(public_id, level, ResourceLevel.INSTANCE)
 
     def _metadata(self, txn, key):
-        cursor = txn.cursor(db=self.db["metadata"])
-        out = {}
-        if cursor.set_range(key):
-            for k, v in cursor:
-                if k[:_KEY_SIZE] != key:
-                    break
-                out[_U16.unpack(k[_KEY_SIZE:_KEY_SIZE + 2])[0]] = v.decode("utf-8")
-        return out
+        record = txn.get(key, db=self.db["metadata"])
+        return {} if record is None else unpack_metadata(record)
+
+    def _metadata_value(self, txn, key, metadata_type):
+        record = txn.get(key, db=self.db["metadata"])
+        return None if record is None else metadata_entry(record, int(metadata_type))
 
     def get_metadata(self, public_id, level):
         with self._read() as txn:
@@ -425,9 +506,7 @@ class LmdbResourceIndex(ResourceIndex):
     def get_metadata_value(self, public_id, level, metadata_type):
         """One metadata value, None when unset (no existence check)."""
         with self._read() as txn:
-            raw = txn.get(resource_key(level, public_id) + _U16.pack(int(metadata_type)),
-                          db=self.db["metadata"])
-            return None if raw is None else raw.decode("utf-8")
+            return self._metadata_value(txn, resource_key(level, public_id), metadata_type)
 
     def _revision(self, txn, key, kind, number):
         raw = txn.get(_revision_key(key, kind, number), db=self.db["revisions"])
@@ -447,10 +526,10 @@ class LmdbResourceIndex(ResourceIndex):
             key = resource_key(level, public_id)
             if txn.get(key, db=self.db["resources"]) is None:
                 raise UnknownResource(public_id)
-            raw = txn.get(key + _U16.pack(int(metadata_type)), db=self.db["metadata"])
-            if raw is None:
+            value = self._metadata_value(txn, key, metadata_type)
+            if value is None:
                 return None
-            return raw.decode("utf-8"), self._revision(txn, key, _METADATA_REVISION, metadata_type)
+            return value, self._revision(txn, key, _METADATA_REVISION, metadata_type)
 
     def attachment_with_revision(self, public_id, level, content_type):
         """(StoredFile, revision) of one attachment, None when absent;
@@ -996,39 +1075,47 @@ class LmdbResourceIndex(ResourceIndex):
     def _put_metadata(self, txn, key, metadata_type, value, revision=None):
         """``revision``: the metadata's new revision (None: leave it, for
         the metadata the store of an instance writes, always revision 0)."""
-        value = str(value)
-        mkey = key + _U16.pack(int(metadata_type))
-        by_value = key[0] in _VALUE_LEVEL_BYTES
-        if by_value:
-            old = txn.get(mkey, db=self.db["metadata"])
-            if old is not None:
-                txn.delete(metadata_value_key(key[0], metadata_type, old.decode("utf-8")), key,
-                           db=self.db["metadata_values"])
-        txn.put(mkey, value.encode("utf-8"), db=self.db["metadata"])
-        if by_value:
-            txn.put(metadata_value_key(key[0], metadata_type, value), key,
-                    db=self.db["metadata_values"], dupdata=True)
+        self._put_metadata_values(txn, key, {int(metadata_type): value})
         if revision is not None:
             self._set_revision(txn, key, _METADATA_REVISION, metadata_type, revision)
+
+    def _put_metadata_values(self, txn, key, changes):
+        """Sets several metadata of a resource ({type: value}), its record
+        read and written once."""
+        values = self._metadata(txn, key)
+        by_value = key[0] in _VALUE_LEVEL_BYTES
+        for metadata_type, value in changes.items():
+            metadata_type, value = int(metadata_type), str(value)
+            if by_value:
+                old = values.get(metadata_type)
+                if old is not None:
+                    txn.delete(metadata_value_key(key[0], metadata_type, old), key,
+                               db=self.db["metadata_values"])
+                txn.put(metadata_value_key(key[0], metadata_type, value), key,
+                        db=self.db["metadata_values"], dupdata=True)
+            values[metadata_type] = value
+        txn.put(key, pack_metadata(values), db=self.db["metadata"])
 
     def _replace_metadata(self, txn, key, metadata_type, value):
         """Set a metadata as Orthanc's reconstruction does: a new revision
         when it was set already."""
-        mkey = key + _U16.pack(int(metadata_type))
         revision = 0
-        if txn.get(mkey, db=self.db["metadata"]) is not None:
+        if self._metadata_value(txn, key, metadata_type) is not None:
             revision = self._revision(txn, key, _METADATA_REVISION, metadata_type) + 1
         self._put_metadata(txn, key, metadata_type, value, revision)
 
     def _remove_metadata(self, txn, key, metadata_type, forget_revision=True):
-        mkey = key + _U16.pack(int(metadata_type))
-        old = txn.get(mkey, db=self.db["metadata"])
+        values = self._metadata(txn, key)
+        old = values.pop(int(metadata_type), None)
         if old is None:
             return False
         if key[0] in _VALUE_LEVEL_BYTES:
-            txn.delete(metadata_value_key(key[0], metadata_type, old.decode("utf-8")), key,
+            txn.delete(metadata_value_key(key[0], metadata_type, old), key,
                        db=self.db["metadata_values"])
-        txn.delete(mkey, db=self.db["metadata"])
+        if values:
+            txn.put(key, pack_metadata(values), db=self.db["metadata"])
+        else:
+            txn.delete(key, db=self.db["metadata"])
         if forget_revision:
             self._set_revision(txn, key, _METADATA_REVISION, metadata_type, 0)
         return True
@@ -1160,22 +1247,24 @@ class LmdbResourceIndex(ResourceIndex):
                     db=self.db["attachments"])
             self._add_counter(txn, "disk", info.size)
             self._add_counter(txn, "uncompressed", info.uncompressed_size)
-        for metadata_type, value in metadata.get(ResourceLevel.INSTANCE, {}).items():
-            self._put_metadata(txn, instance_key, metadata_type, value)
+        # Each resource's metadata record is written once (later values win).
+        changes = [{} for _ in keys]
+        changes[ResourceLevel.INSTANCE].update(metadata.get(ResourceLevel.INSTANCE, {}))
         # Metadata of the other levels is written once, when they are created
         # (as Orthanc does), except LastUpdate, refreshed by every instance.
         for lv in new_levels:
             if lv is not ResourceLevel.INSTANCE:
-                for metadata_type, value in metadata.get(lv, {}).items():
-                    self._put_metadata(txn, keys[lv], metadata_type, value)
+                changes[lv].update(metadata.get(lv, {}))
         for lv, values in (attached or {}).items():
-            for metadata_type, value in values.items():
-                self._put_metadata(txn, keys[lv], metadata_type, value)
+            changes[lv].update(values)
         if ResourceLevel.SERIES in new_levels and summary.expected_instances is not None:
-            self._put_metadata(txn, keys[2], MetadataType.ExpectedNumberOfInstances,
-                               summary.expected_instances)
-        for key in keys[:3]:
-            self._put_metadata(txn, key, MetadataType.LastUpdate, now)
+            changes[ResourceLevel.SERIES][MetadataType.ExpectedNumberOfInstances] = \
+                summary.expected_instances
+        for lv in (ResourceLevel.PATIENT, ResourceLevel.STUDY, ResourceLevel.SERIES):
+            changes[lv][MetadataType.LastUpdate] = now
+        for key, values in zip(keys, changes):
+            if values:
+                self._put_metadata_values(txn, key, values)
         self._touch_patient_recycling(txn, keys[0], records[0])
         # Orthanc logs the instance first, then whatever ancestors it created,
         # then whether the series is complete, then signals a new child to
@@ -1192,19 +1281,17 @@ class LmdbResourceIndex(ResourceIndex):
         return StoreOutcome("Success", ids, tuple(reversed(new_levels)), obsolete, recycled)
 
     def _series_complete(self, txn, series_key):
-        expected = txn.get(series_key + _U16.pack(MetadataType.ExpectedNumberOfInstances),
-                           db=self.db["metadata"])
+        expected = self._metadata_value(txn, series_key, MetadataType.ExpectedNumberOfInstances)
         if expected is None:
             return False
-        expected = expected.decode("utf-8")
         children = self._children_keys(txn, series_key)
         if not expected.strip().isdigit() or len(children) < int(expected.strip()):
             return False  # cannot be complete: spare reading every instance
         values = []
         for child in children:
-            raw = txn.get(child + _U16.pack(MetadataType.IndexInSeries), db=self.db["metadata"])
-            if raw is not None:
-                values.append(raw.decode("utf-8"))
+            value = self._metadata_value(txn, child, MetadataType.IndexInSeries)
+            if value is not None:
+                values.append(value)
         return series_completeness(expected, values)[0] == "Complete"
 
     def _make_room(self, txn, patient_key, incoming_size, limits, obsolete):
@@ -1276,18 +1363,14 @@ class LmdbResourceIndex(ResourceIndex):
     def _delete_all_metadata(self, txn, key):
         """Every metadata of a resource, and its entries in metadata_values
         (one walk over them, their values at hand)."""
-        values = self.db["metadata_values"]
-        by_value = key[0] in _VALUE_LEVEL_BYTES
-        cursor = txn.cursor(db=self.db["metadata"])
-        found = cursor.set_range(key)
-        while found:
-            mkey = cursor.key()
-            if mkey[:_KEY_SIZE] != key:
-                break
-            if by_value:
-                txn.delete(key[:1] + mkey[_KEY_SIZE:_KEY_SIZE + 2]
-                           + cursor.value()[:_MAX_INDEXED_VALUE], key, db=values)
-            found = cursor.delete()
+        record = txn.get(key, db=self.db["metadata"])
+        if record is None:
+            return
+        if key[0] in _VALUE_LEVEL_BYTES:
+            for metadata_type, value in unpack_metadata(record).items():
+                txn.delete(metadata_value_key(key[0], metadata_type, value), key,
+                           db=self.db["metadata_values"])
+        txn.delete(key, db=self.db["metadata"])
 
     def _children_in_creation_order(self, txn, key):
         """Orthanc's database deletes children in the order of their
@@ -1341,12 +1424,12 @@ class LmdbResourceIndex(ResourceIndex):
 
     def _set_metadata_op(self, txn, public_id, level, metadata_type, value, expected=None):
         key, _ = self._require(txn, public_id, level)
-        old = txn.get(key + _U16.pack(int(metadata_type)), db=self.db["metadata"])
+        old = self._metadata_value(txn, key, metadata_type)
         if old is None:
             revision = 0  # a new sequence of revisions: If-Match does not matter
         else:
             current = self._revision(txn, key, _METADATA_REVISION, metadata_type)
-            _check_revision(expected, current, _md5_text(old.decode("utf-8")))
+            _check_revision(expected, current, _md5_text(old))
             revision = current + 1
         self._put_metadata(txn, key, metadata_type, value, revision)
         if USER_METADATA_START <= metadata_type <= _LAST_USER_TYPE:
@@ -1355,11 +1438,11 @@ class LmdbResourceIndex(ResourceIndex):
 
     def _delete_metadata_op(self, txn, public_id, level, metadata_type, expected=None):
         key, _ = self._require(txn, public_id, level)
-        old = txn.get(key + _U16.pack(int(metadata_type)), db=self.db["metadata"])
+        old = self._metadata_value(txn, key, metadata_type)
         if old is None:
             raise KeyError(metadata_type)
         _check_revision(expected, self._revision(txn, key, _METADATA_REVISION, metadata_type),
-                        _md5_text(old.decode("utf-8")))
+                        _md5_text(old))
         self._remove_metadata(txn, key, metadata_type)
         if USER_METADATA_START <= metadata_type <= _LAST_USER_TYPE:
             self._log_change(txn, ChangeType.UpdatedMetadata.name, level, public_id, now_iso())
