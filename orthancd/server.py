@@ -88,7 +88,8 @@ class OrthancServer:
         self.storage = MeteredStorageArea(FilesystemStorageArea(
             storage_dir, fsync=bool(configuration.get("SyncStorageArea", True)),
             compression=bool(configuration.get("StorageCompression", False)),
-            store_md5=bool(configuration.get("StoreMD5ForAttachments", True))),
+            store_md5=bool(configuration.get("StoreMD5ForAttachments", True)),
+            background=getattr(file_io, "callInThread", None)),
             self.metrics.registry)
         # Every committed change, and every job event, goes through here.
         self.changes = ChangeStream()
@@ -151,6 +152,11 @@ class OrthancServer:
     def temporary_directory(self):
         """Where the C-STORE SCP streams datasets before they are stored."""
         return self.storage.temporary_directory()
+
+    def create_temporary_file(self, path):
+        """The new file ``path`` of temporary_directory: its descriptor
+        (FilesystemStorageArea.create_temporary_file)."""
+        return self.storage.create_temporary_file(path)
 
     def store_file(self, path, origin):
         """Store a received Part-10 file through the same path as REST uploads."""

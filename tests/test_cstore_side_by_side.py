@@ -17,7 +17,7 @@ import pydicom
 import pytest
 
 from orthancd.net.scp_store import STORAGE_SOP_CLASSES
-from tests.support.daemon import Daemon, sample_files
+from tests.support.daemon import Daemon, sample_files, temporary_leftovers
 
 UNCOMPRESSED = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 ENV = dict(os.environ, TCP_NODELAY="1")
@@ -96,7 +96,7 @@ def test_several_modalities_at_once_store_what_one_stores(tmp_path, samples):
             assert got[uid][1] == md5 == hashlib.md5(data).hexdigest(), uid
             assert got[uid][2] == tags, uid
         # Nothing left behind in the temporary folder.
-        assert os.listdir(os.path.join(together.options["StorageDirectory"], "tmp")) == []
+        assert temporary_leftovers(together.options["StorageDirectory"]) == []
     finally:
         alone.stop()
         together.stop()

@@ -10,7 +10,8 @@ from orthancd.dicom.reading import DicomFormatError, read_dataset
 from orthancd.net import dimse, part10
 from orthancd.storage.digests import digests_of
 from orthancd.storage.filesystem import FilesystemStorageArea, content_uuid
-from orthancd.storage.streaming import ReceivedFile, StreamingFileWriter, new_temporary_path
+from orthancd.storage.streaming import ReceivedFile, StreamingFileWriter
+from orthancd.storage.temporary_files import new_temporary_path
 from tests.support.daemon import read_sample
 
 COMMANDS = [

@@ -13,7 +13,7 @@ import pytest
 from orthancd.dicom.reading import DicomFormatError, read_dataset
 from orthancd.dicom.summary import summarize
 from orthancd.ingest_workers import _parse, default_worker_count
-from tests.support.daemon import SAMPLES, Daemon
+from tests.support.daemon import SAMPLES, Daemon, temporary_leftovers
 
 WORKER_MODULE = b"orthancd.ingest_workers"
 
@@ -140,7 +140,7 @@ def test_uploads_through_workers_give_the_same_resources(daemon):
         data = f.read()
     instance = client.upload(data)["ID"]
     assert client.get("/instances/%s/file" % instance).body == data
-    assert os.listdir(os.path.join(daemon.workdir, "storage", "tmp")) == []
+    assert temporary_leftovers(os.path.join(daemon.workdir, "storage")) == []
 
 
 def test_a_killed_worker_loses_no_request(daemon):
@@ -160,7 +160,7 @@ def test_a_killed_worker_loses_no_request(daemon):
         killing.result()
     check_answers(answers)
     assert daemon.process.poll() is None
-    assert os.listdir(os.path.join(daemon.workdir, "storage", "tmp")) == []
+    assert temporary_leftovers(os.path.join(daemon.workdir, "storage")) == []
 
 
 def test_stopping_the_daemon_stops_its_workers(tmp_path):

@@ -18,9 +18,10 @@ from twisted.python.threadpool import ThreadPool
 from orthancd.rest.app import OrthancSite
 from orthancd.storage.digests import ContentHasher, LateDigests, digests_of
 from orthancd.storage.filesystem import content_uuid
-from orthancd.storage.streaming import StreamingFileWriter, new_temporary_path
+from orthancd.storage.streaming import StreamingFileWriter
+from orthancd.storage.temporary_files import new_temporary_path
 from orthancd.uploads.spool import StreamedBody
-from tests.support.daemon import Daemon, sample
+from tests.support.daemon import Daemon, sample, temporary_leftovers
 
 # Above the in-memory limit of the HTTP site (256 kB): these are streamed.
 # Larger than the bodies kept in memory (OrthancSite.IN_MEMORY_BODY_LIMIT).
@@ -246,8 +247,7 @@ def daemon(tmp_path_factory):
 
 
 def _temporary_files(daemon):
-    folder = os.path.join(daemon.options["StorageDirectory"], "tmp")
-    return [name for name in os.listdir(folder)]
+    return temporary_leftovers(daemon.options["StorageDirectory"])
 
 
 @pytest.mark.parametrize("name", LARGE_SAMPLES)

@@ -39,7 +39,8 @@ from orthancd.ingest import IN_MEMORY_LIMIT
 from orthancd.net import access, dimse, part10
 from orthancd.net.storage_sop_classes import DCMTK_ALL_STORAGE
 from orthancd.net.scu import move_receptions
-from orthancd.storage.streaming import StreamingFileWriter, new_temporary_path
+from orthancd.storage.streaming import StreamingFileWriter
+from orthancd.storage.temporary_files import new_temporary_path
 from orthancd.net.transfer_syntaxes import DEFLATED, is_implicit_vr, is_little_endian, negotiable
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,8 @@ class IncomingInstance:
             association = self._request.association
             self._writer = StreamingFileWriter(
                 self.path, association.clock, self._service.file_io, self._service.hashing,
-                getattr(association, "transport", None), self.BATCH_SIZE)
+                getattr(association, "transport", None), self.BATCH_SIZE,
+                self._service.create_temporary_file)
             for piece in pieces:
                 self._writer.write(piece)
         except Exception as exc:
@@ -334,6 +336,12 @@ class StoreService:
     @property
     def temporary_directory(self):
         return self._services.temporary_directory
+
+    @property
+    def create_temporary_file(self):
+        """What makes the files of temporary_directory, when the services
+        say (the storage area's spare files), else None."""
+        return getattr(self._services, "create_temporary_file", None)
 
     @property
     def file_io(self):

@@ -30,7 +30,6 @@ import mmap
 import os
 import collections
 import shutil
-import tempfile
 import threading
 
 from orthancd.storage import compression, direct_io
@@ -38,6 +37,7 @@ from orthancd.storage.area import LateStoredFile, StorageArea, StoredFile
 from orthancd.storage.digests import LateDigests, digests_of, uuid_from_sha256
 from orthancd.storage.fsync import fsync_directory
 from orthancd.storage.pending import PendingJournal
+from orthancd.storage.temporary_files import SpareFiles, new_temporary_path
 
 
 def content_uuid(data, salt=b""):
@@ -106,16 +106,18 @@ COMPRESSED_SUFFIX = ".zlib"
 
 class FilesystemStorageArea(StorageArea):
 
-    def __init__(self, root, fsync=True, compression=False, store_md5=True):
+    def __init__(self, root, fsync=True, compression=False, store_md5=True, background=None):
         """``compression``: whether new files are compressed unless the
         caller says otherwise (StorageCompression); ``store_md5``: whether
         the StoredFiles carry MD5s (StoreMD5ForAttachments: Orthanc leaves
-        them empty otherwise)."""
+        them empty otherwise); ``background``: ``callInThread`` of the file
+        I/O pool, where spare temporary files are made (SpareFiles)."""
         self.root = os.path.abspath(root)
         self._fsync = fsync
         self.compression = compression
         self._store_md5 = store_md5
         self._tmp = os.path.join(self.root, "tmp")
+        self._spare_files = SpareFiles(self._tmp, background)
         self._pending = PendingJournal(os.path.join(self.root, "pending"), fsync)
         self._pending_known = True
         self._known_dirs = set()
@@ -133,11 +135,13 @@ class FilesystemStorageArea(StorageArea):
                 os.unlink(os.path.join(self._tmp, name))
             except OSError:
                 pass
+        self._spare_files.open()
         # Without its mark (a new storage, or one written by an older
         # orthancd), the pending record may miss files: one full sweep first.
         self._pending_known = self._pending.open()
 
     def close(self):
+        self._spare_files.close()
         self._pending.close()
 
     def _mark_pending(self, uuid, owner):
@@ -185,6 +189,12 @@ class FilesystemStorageArea(StorageArea):
     def temporary_directory(self):
         """A folder on the same file system, for data streamed in before it is stored."""
         return self._tmp
+
+    def create_temporary_file(self, path):
+        """The new empty file ``path`` of the temporary folder (a name of
+        temporary_files.new_temporary_path), open for reading and writing: its
+        descriptor.  Made ahead of need when possible (SpareFiles)."""
+        return self._spare_files.create(path)
 
     def _target(self, uuid, compressed=False):
         """The path of ``uuid``, its folders created."""
@@ -319,7 +329,8 @@ class FilesystemStorageArea(StorageArea):
         bytes ``write`` writes), it is written with direct I/O
         (orthancd.storage.direct_io): its bytes must reach the disk before
         the answer anyway."""
-        fd, tmp = tempfile.mkstemp(dir=self._tmp)
+        tmp = new_temporary_path(self._tmp)
+        fd = self._spare_files.create(tmp)
         try:
             direct = None
             if self._fsync and size is not None and size >= direct_io.SMALLEST_FILE:

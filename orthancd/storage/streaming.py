@@ -7,9 +7,7 @@ writes release the GIL, so receiving the next PDUs and hashing the previous
 ones overlap, and the reactor makes no system call for the file.
 Given a reactor without threads (a test's Clock), it works inline.
 """
-import itertools
 import os
-import uuid
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
@@ -37,30 +35,8 @@ class _After:
         self.done = done
 
 
-_names = itertools.count()
-_name_base = None  # this process's random part (drawn again in a forked child)
-
-
-def _forget_name_base():
-    global _name_base
-    _name_base = None
-
-
-os.register_at_fork(after_in_child=_forget_name_base)
-
-
 def _is_sentinel(item):
     return item is _CLOSE or item is _DISCARD or isinstance(item, _After)
-
-
-def new_temporary_path(directory, prefix="", suffix=""):
-    """A path no file has in ``directory``, made without a system call: a
-    random part drawn once per process and a counter (the file is created
-    with O_EXCL where it is written, so a clash would fail, not overwrite)."""
-    global _name_base
-    if _name_base is None:
-        _name_base = uuid.uuid4().hex
-    return os.path.join(directory, "%s%s-%x%s" % (prefix, _name_base, next(_names), suffix))
 
 
 class ReceivedFile(str):
@@ -86,19 +62,22 @@ class StreamingFileWriter:
     it is written, with orthancd.storage.digests.LateDigests."""
 
     def __init__(self, path, reactor=None, pool=None, hash_pool=None, producer=None,
-                 batch_size=0):
+                 batch_size=0, create=None):
         """``producer``: what sends the bytes (a transport, an IPushProducer):
         paused while too much of what it sent is neither written nor hashed.
         ``batch_size``: pieces written are handed to the pool once they add
         up to this many bytes (and at the close): waking a pool thread for
         every piece the socket gave (16 kB PDUs, tens of kB when uploads run
-        side by side) costs the reactor more than the write itself."""
+        side by side) costs the reactor more than the write itself.
+        ``create(path)``: makes the new file (in the pool), its descriptor
+        (the storage area's create_temporary_file); by default os.open."""
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
         pool = pool if pool is not None else reactor
         self._threaded = hasattr(pool, "callInThread")
         self.path = path
+        self._create = create
         self._file = None  # created by the first item the pool takes
         self._done = False  # closed or discarded
         # Flow control: each count has one writer at a time (the reactor,
@@ -201,7 +180,10 @@ class StreamingFileWriter:
         """Create the file (in the pool); False once that failed."""
         if self._file is None and self._error is None:
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                if self._create is not None:
+                    fd = self._create(self.path)
+                else:
+                    fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 self._file = os.fdopen(fd, "wb", buffering=_WRITE_BUFFER)
             except Exception as e:
                 self._error = e

@@ -13,7 +13,8 @@ from twisted.python.failure import Failure
 
 from orthancd.storage.digests import ContentHasher
 from orthancd.storage.filesystem import start_writeback
-from orthancd.storage.streaming import ReceivedFile, StreamingFileWriter, new_temporary_path
+from orthancd.storage.streaming import ReceivedFile, StreamingFileWriter
+from orthancd.storage.temporary_files import new_temporary_path
 
 # Beyond this, the bytes go to a file: inflated archive members can reach
 # gigabytes, and so can the parts of a form.
@@ -157,13 +158,14 @@ class StreamedBody:
     HEAD_SIZE = 4
     BATCH_SIZE = 256 * 1024  # bytes handed to the file pool at once
 
-    def __init__(self, directory, pool, hash_pool=None, reactor=None, producer=None):
+    def __init__(self, directory, pool, hash_pool=None, reactor=None, producer=None,
+                 create=None):
         """``producer``: the connection the body comes on, paused while the
         writes and hashes lag too far behind (StreamingFileWriter)."""
         # Created by the writer, in the pool: the reactor makes no system call.
         self.path = new_temporary_path(directory, suffix=".upload")
         self._writer = StreamingFileWriter(self.path, reactor, pool, hash_pool, producer,
-                                           self.BATCH_SIZE)
+                                           self.BATCH_SIZE, create)
         self.head = b""
         self.size = 0
         self._completion = None

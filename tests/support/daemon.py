@@ -26,6 +26,14 @@ def sample(*parts):
     return os.path.join(SAMPLES, *parts)
 
 
+def temporary_leftovers(storage_directory):
+    """The files left in a storage's temporary folder, but its spare ones
+    (orthancd.storage.temporary_files: made ahead, empty, meant to stay)."""
+    from orthancd.storage.temporary_files import SPARE_PREFIX
+    folder = os.path.join(storage_directory, "tmp")
+    return sorted(name for name in os.listdir(folder) if not name.startswith(SPARE_PREFIX))
+
+
 def sample_files():
     """Every file of the shared DICOM samples, sorted."""
     found = sorted(f for f in glob.glob(os.path.join(SAMPLES, "**", "*"), recursive=True)
