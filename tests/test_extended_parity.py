@@ -211,6 +211,11 @@ def test_labels(servers, ids):
                                                  "Direction": "DESC"}]},
     {"Level": "Study", "Query": {}, "OrderBy": [{"Type": "Metadata", "Key": "LastUpdate",
                                                 "Direction": "DESC"}], "Limit": 4, "Since": 1},
+    # Pages past whole groups of equal stamps (skipped without sorting them).
+    {"Level": "Study", "Query": {}, "OrderBy": [{"Type": "Metadata", "Key": "LastUpdate",
+                                                "Direction": "DESC"}], "Limit": 2, "Since": 3},
+    {"Level": "Study", "Query": {}, "OrderBy": [{"Type": "Metadata", "Key": "LastUpdate",
+                                                "Direction": "ASC"}], "Limit": 3, "Since": 2},
     {"Level": "Study", "Query": {}, "OrderBy": [{"Type": "Metadata", "Key": "LastUpdate",
                                                 "Direction": "ASC"}]},
     {"Level": "Study", "Query": {}, "OrderBy": [{"Type": "Bogus", "Key": "LastUpdate",

@@ -299,6 +299,12 @@ class _Candidates:
                 return False
         return True
 
+    def _matches_everything(self):
+        """Whether ``matches`` is true of any resource of the level."""
+        query = self.query
+        return not (self.plan.on_tags or self.plan.on_children or query.labels
+                    or query.labels_constraint == NONE or query.metadata_constraints)
+
     def matches(self, public_id):
         """Does a candidate satisfy everything the index can check?"""
         try:
@@ -411,9 +417,15 @@ class _Candidates:
             members = set(ids)
         out, skipped, seen = [], 0, 0
         group_value, group = None, []
+        everything_matches = self._matches_everything()
 
         def flush():
             nonlocal skipped
+            if everything_matches and skipped + len(group) <= since:
+                # Skipped whole: their order among themselves does not matter.
+                skipped += len(group)
+                group.clear()
+                return
             # Ties in creation order, whatever the direction.
             group.sort(key=lambda i: self.resources.get(i, query.level).seq)
             for public_id in group:
