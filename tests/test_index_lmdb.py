@@ -351,3 +351,27 @@ def test_metadata_of_an_earlier_version_are_packed_once(tmp_path, monkeypatch):
         assert {key: index.get_metadata(key[1], key[0]) for key in expected} == expected
         assert metadata_value_entries(index) == values
     index.close()
+
+
+def test_attachment_records_round_trip():
+    """Attachments are kept in 50-66 bytes; a UUID or MD5 of an unusual
+    form, and the JSON records of earlier versions, still round-trip."""
+    import json
+    from orthancd.index.lmdb_index import pack_attachment, unpack_attachment
+    uuid = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"
+    md5, other = "0123456789abcdef0123456789abcdef", "fedcba98765432100123456789abcdef"
+    cases = [StoredFile(uuid, 513000, md5, 513000, md5),
+             StoredFile(uuid, 100, md5, 4000, other, True),
+             StoredFile(uuid, 10, "", 10, ""),
+             StoredFile(uuid, 2 ** 40, md5, 2 ** 40, md5)]
+    for stored in cases:
+        record = pack_attachment(stored)
+        assert len(record) <= 66 and record[:1] == b"\x01"
+        assert unpack_attachment(record) == stored
+    odd = [StoredFile("not-a-uuid", 1, md5, 1, md5), StoredFile(uuid.upper(), 1, md5, 1, md5),
+           StoredFile(uuid, 1, md5.upper(), 1, md5.upper()), StoredFile(uuid, 1, md5, 1, "")]
+    for stored in odd:
+        record = pack_attachment(stored)
+        assert record[:1] == b"{" and unpack_attachment(record) == stored
+    earlier = json.dumps(cases[1].to_record()).encode()
+    assert unpack_attachment(earlier) == cases[1]

@@ -15,7 +15,9 @@ resources (by public ID: the hex groups of the ID print the SHA-1 in order).
                    brings ten, written and deleted together)
   metadata_values  level byte + 2-byte type + value -> key   (dupsort, ordering;
                    patients, studies and series only: METADATA_VALUE_LEVELS)
-  attachments      key + 2-byte content type -> JSON StoredFile record
+  attachments      key + 2-byte content type -> StoredFile: 50 bytes or so
+                   (pack_attachment), or a JSON record (written by earlier
+                   versions, or with UUIDs or MD5s of an unusual form)
   identifiers      level byte + 4-byte tag + normalized value -> key
                    (dupsort, for find; studies also under their patient tags)
   labels           key -> label                              (dupsort)
@@ -101,6 +103,63 @@ def _dumps(value):
 
 def _loads(raw):
     return json.loads(bytes(raw))
+
+
+_ATTACHMENT = struct.Struct(">BBQQ16s16s")
+_BINARY_ATTACHMENT = 1  # a JSON record begins with "{"
+_COMPRESSED, _NO_MD5, _OWN_UNCOMPRESSED_MD5 = 1, 2, 4
+
+
+def _uuid_bytes(text):
+    """The 16 bytes of a canonical (lower-case) UUID, else None."""
+    if len(text) != 36 or text[8] != "-" or text[13] != "-" or text[18] != "-" \
+            or text[23] != "-":
+        return None
+    return _hex_bytes(text.replace("-", ""), 16)
+
+
+def _hex_bytes(text, size):
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return raw if len(raw) == size and raw.hex() == text else None
+
+
+def _uuid_text(raw):
+    text = raw.hex()
+    return "%s-%s-%s-%s-%s" % (text[:8], text[8:12], text[12:16], text[16:20], text[20:])
+
+
+def pack_attachment(stored):
+    """The attachments database's record of a StoredFile."""
+    uuid, md5, uncompressed_md5 = _uuid_bytes(stored.uuid), stored.md5, stored.uncompressed_md5
+    flags = _COMPRESSED if stored.compressed else 0
+    extra = b""
+    if not md5 and not uncompressed_md5:
+        flags |= _NO_MD5
+        md5_bytes = bytes(16)
+    else:
+        md5_bytes = _hex_bytes(md5, 16)
+        if uncompressed_md5 != md5:
+            flags |= _OWN_UNCOMPRESSED_MD5
+            extra = _hex_bytes(uncompressed_md5, 16)
+    if uuid is None or md5_bytes is None or extra is None:
+        return _dumps(stored.to_record())
+    return _ATTACHMENT.pack(_BINARY_ATTACHMENT, flags, stored.size, stored.uncompressed_size,
+                            uuid, md5_bytes) + extra
+
+
+def unpack_attachment(raw):
+    """The StoredFile of a record of pack_attachment (or of a JSON one)."""
+    if raw[0] != _BINARY_ATTACHMENT:
+        return StoredFile.from_record(_loads(raw))
+    _, flags, size, uncompressed_size, uuid, md5 = _ATTACHMENT.unpack_from(raw)
+    md5 = "" if flags & _NO_MD5 else md5.hex()
+    uncompressed_md5 = (bytes(raw[_ATTACHMENT.size:]).hex() if flags & _OWN_UNCOMPRESSED_MD5
+                        else md5)
+    return StoredFile(_uuid_text(uuid), size, md5, uncompressed_size, uncompressed_md5,
+                      bool(flags & _COMPRESSED))
 
 
 def _obsolete_files(outcome):
@@ -541,7 +600,7 @@ class LmdbResourceIndex(ResourceIndex):
             raw = txn.get(key + _U16.pack(int(content_type)), db=self.db["attachments"])
             if raw is None:
                 return None
-            return (StoredFile.from_record(_loads(raw)),
+            return (unpack_attachment(raw),
                     self._revision(txn, key, _ATTACHMENT_REVISION, content_type))
 
     def _attachments(self, txn, key):
@@ -551,7 +610,7 @@ class LmdbResourceIndex(ResourceIndex):
             for k, v in cursor:
                 if k[:_KEY_SIZE] != key:
                     break
-                out[_U16.unpack(k[_KEY_SIZE:_KEY_SIZE + 2])[0]] = StoredFile.from_record(_loads(v))
+                out[_U16.unpack(k[_KEY_SIZE:_KEY_SIZE + 2])[0]] = unpack_attachment(v)
         return out
 
     def get_attachments(self, public_id, level):
@@ -1202,11 +1261,11 @@ class LmdbResourceIndex(ResourceIndex):
         existing = txn.get(keys[3], db=self.db["resources"])
         if existing is not None:
             raw = txn.get(keys[3] + _U16.pack(ContentType.Dicom), db=self.db["attachments"])
-            current = None if raw is None else _loads(raw)
+            current = None if raw is None else unpack_attachment(raw)
             # OverwriteInstances: "Never", "Always", "IfChanged" (the MD5 differs);
             # older configurations give a Boolean.
             mode = {True: "Always", False: "Never"}.get(overwrite, overwrite)
-            unchanged = current is not None and current["md5"] == stored.md5
+            unchanged = current is not None and current.md5 == stored.md5
             if mode not in ("Always", "IfChanged") or (mode == "IfChanged" and unchanged):
                 # The bytes just written are useless unless identical to the stored ones.
                 kept = self._attachments(txn, keys[3])
@@ -1238,12 +1297,12 @@ class LmdbResourceIndex(ResourceIndex):
             records.append(record)
             parent = key
         instance_key = keys[3]
-        txn.put(instance_key + _U16.pack(ContentType.Dicom), _dumps(stored.to_record()),
+        txn.put(instance_key + _U16.pack(ContentType.Dicom), pack_attachment(stored),
                 db=self.db["attachments"])
         self._add_counter(txn, "disk", stored.size)
         self._add_counter(txn, "uncompressed", stored.uncompressed_size)
         for content_type, info in extra:
-            txn.put(instance_key + _U16.pack(int(content_type)), _dumps(info.to_record()),
+            txn.put(instance_key + _U16.pack(int(content_type)), pack_attachment(info),
                     db=self.db["attachments"])
             self._add_counter(txn, "disk", info.size)
             self._add_counter(txn, "uncompressed", info.uncompressed_size)
@@ -1468,13 +1527,13 @@ class LmdbResourceIndex(ResourceIndex):
         previous = None
         revision = 0  # a new sequence of revisions: If-Match does not matter
         if old is not None:
-            previous = StoredFile.from_record(_loads(old))
+            previous = unpack_attachment(old)
             current = self._revision(txn, key, _ATTACHMENT_REVISION, content_type)
             _check_revision(expected, current, previous.uncompressed_md5)
             revision = current + 1
             self._add_counter(txn, "disk", -previous.size)
             self._add_counter(txn, "uncompressed", -previous.uncompressed_size)
-        txn.put(akey, _dumps(stored.to_record()), db=self.db["attachments"])
+        txn.put(akey, pack_attachment(stored), db=self.db["attachments"])
         self._set_revision(txn, key, _ATTACHMENT_REVISION, content_type, revision)
         self._add_counter(txn, "disk", stored.size)
         self._add_counter(txn, "uncompressed", stored.uncompressed_size)
@@ -1489,7 +1548,7 @@ class LmdbResourceIndex(ResourceIndex):
         old = txn.get(akey, db=self.db["attachments"])
         if old is None:
             raise KeyError(content_type)
-        previous = StoredFile.from_record(_loads(old))
+        previous = unpack_attachment(old)
         _check_revision(expected, self._revision(txn, key, _ATTACHMENT_REVISION, content_type),
                         previous.uncompressed_md5)
         txn.delete(akey, db=self.db["attachments"])
@@ -1558,4 +1617,5 @@ class LmdbResourceIndex(ResourceIndex):
     def referenced_uuids(self):
         """Every attachment UUID the index points at (start-up orphan sweep)."""
         with self._read() as txn:
-            return {_loads(v)["uuid"] for v in txn.cursor(db=self.db["attachments"]).iternext(keys=False)}
+            return {unpack_attachment(v).uuid
+                    for v in txn.cursor(db=self.db["attachments"]).iternext(keys=False)}
