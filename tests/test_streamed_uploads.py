@@ -22,6 +22,7 @@ from orthancd.storage.streaming import StreamingFileWriter
 from orthancd.storage.temporary_files import new_temporary_path
 from orthancd.uploads.spool import StreamedBody
 from tests.support.daemon import Daemon, sample, temporary_leftovers
+from tests.support.pools import HeldPool
 
 # Above the in-memory limit of the HTTP site (256 kB): these are streamed.
 # Larger than the bodies kept in memory (OrthancSite.IN_MEMORY_BODY_LIMIT).
@@ -136,25 +137,10 @@ def test_an_adopted_received_file_gives_its_md5_when_read(tmp_path, pool):
     assert storage.read(stored.uuid) == data
 
 
-class _HeldPool:
-    """A pool that runs what it is given only when told (run_all)."""
-
-    def __init__(self):
-        self.held = []
-
-    def callInThread(self, function, *args):
-        self.held.append((function, args))
-
-    def run_all(self):
-        while self.held:
-            function, args = self.held.pop(0)
-            function(*args)
-
-
 def test_the_file_is_created_in_the_pool_not_by_the_caller(tmp_path):
     """The reactor only hands pieces over: the file is created (O_EXCL),
     written and closed where the pool runs."""
-    pool = _HeldPool()
+    pool = HeldPool()
     path = new_temporary_path(str(tmp_path), "cstore-", ".dcm")
     assert os.path.dirname(path) == str(tmp_path) and path.endswith(".dcm")
     writer = StreamingFileWriter(path, _Immediate(), pool)
@@ -175,7 +161,7 @@ def test_the_file_is_created_in_the_pool_not_by_the_caller(tmp_path):
 
 
 def test_a_discarded_writer_leaves_no_file_whenever_the_pool_runs(tmp_path):
-    pool = _HeldPool()
+    pool = HeldPool()
     path = new_temporary_path(str(tmp_path))
     writer = StreamingFileWriter(path, _Immediate(), pool)
     writer.write(b"partial")
@@ -203,7 +189,7 @@ def test_the_sender_is_paused_while_writes_and_hashes_lag(tmp_path):
     written and hashed, the producer (the connection) is paused; it is
     resumed once the backlog is down to BACKLOG_LOW."""
     from orthancd.storage import streaming
-    writes, hashes = _HeldPool(), _HeldPool()
+    writes, hashes = HeldPool(), HeldPool()
     producer = _Producer()
     path = new_temporary_path(str(tmp_path))
     writer = StreamingFileWriter(path, _Immediate(), writes, hashes, producer)
@@ -227,7 +213,7 @@ def test_the_sender_is_paused_while_writes_and_hashes_lag(tmp_path):
 
 
 def test_a_discarded_upload_resumes_its_sender(tmp_path):
-    writes = _HeldPool()
+    writes = HeldPool()
     producer = _Producer()
     writer = StreamingFileWriter(new_temporary_path(str(tmp_path)), _Immediate(), writes,
                                  None, producer)

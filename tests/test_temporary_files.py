@@ -2,21 +2,7 @@
 import os
 
 from orthancd.storage.temporary_files import SPARE_PREFIX, SpareFiles, new_temporary_path
-
-
-class LaterPool:
-    """A background pool whose work runs when the test says."""
-
-    def __init__(self):
-        self.work = []
-
-    def __call__(self, function, *args):
-        self.work.append((function, args))
-
-    def run(self):
-        work, self.work = self.work, []
-        for function, args in work:
-            function(*args)
+from tests.support.pools import HeldPool
 
 
 def spares(folder):
@@ -24,15 +10,15 @@ def spares(folder):
 
 
 def test_files_come_from_the_spares_which_the_background_refills(tmp_path):
-    pool = LaterPool()
-    files = SpareFiles(str(tmp_path), pool, count=3)
+    pool = HeldPool()
+    files = SpareFiles(str(tmp_path), pool.callInThread, count=3)
     files.open()
-    assert len(spares(tmp_path)) == 3 and len(files) == 3 and pool.work == []
+    assert len(spares(tmp_path)) == 3 and len(files) == 3 and pool.held == []
     made = [new_temporary_path(str(tmp_path), suffix=".dcm") for _ in range(4)]
     descriptors = [files.create(path) for path in made]
     # Three were spares (renamed), the fourth was created on demand; one
     # refill was asked for.
-    assert spares(tmp_path) == [] and len(pool.work) == 1
+    assert spares(tmp_path) == [] and len(pool.held) == 1
     for path, fd in zip(made, descriptors):
         assert os.path.getsize(path) == 0
         os.write(fd, b"written")
@@ -41,13 +27,13 @@ def test_files_come_from_the_spares_which_the_background_refills(tmp_path):
         os.close(fd)
         with open(path, "rb") as f:
             assert f.read() == b"written"
-    pool.run()
+    pool.run_all()
     assert len(spares(tmp_path)) == 3 and len(files) == 3
     files.close()
     assert spares(tmp_path) == [] and len(files) == 0
     # Closed: files are still made, on demand, and no refill is asked for.
     os.close(files.create(os.path.join(str(tmp_path), "after")))
-    assert os.path.exists(os.path.join(str(tmp_path), "after")) and pool.work == []
+    assert os.path.exists(os.path.join(str(tmp_path), "after")) and pool.held == []
 
 
 def test_without_a_background_pool_files_are_made_on_demand(tmp_path):
@@ -60,10 +46,10 @@ def test_without_a_background_pool_files_are_made_on_demand(tmp_path):
 
 
 def test_a_spare_gone_or_a_folder_gone_is_no_failure(tmp_path):
-    pool = LaterPool()
+    pool = HeldPool()
     folder = tmp_path / "tmp"
     folder.mkdir()
-    files = SpareFiles(str(folder), pool, count=2)
+    files = SpareFiles(str(folder), pool.callInThread, count=2)
     files.open()
     for name in spares(folder):
         os.unlink(folder / name)  # removed behind its back
@@ -73,7 +59,7 @@ def test_a_spare_gone_or_a_folder_gone_is_no_failure(tmp_path):
     for name in os.listdir(folder):
         os.unlink(folder / name)
     folder.rmdir()
-    pool.run()  # the refill fails: logged, and files are made on demand
+    pool.run_all()  # the refill fails: logged, and files are made on demand
     folder.mkdir()
     path = new_temporary_path(str(folder))
     os.close(files.create(path))

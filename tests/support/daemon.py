@@ -3,6 +3,7 @@ import base64
 import glob
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,10 +17,39 @@ SAMPLES = os.environ.get("ORTHANCD_SAMPLES",
                          os.path.join(os.path.dirname(ROOT), "shared", "dicom-samples"))
 
 
+_GIVEN_PORTS = set()
+
+
+def _ephemeral_ports():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(value) for value in f.read().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return low, high
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port for a server of the tests: one nothing is bound to, given to
+    no other server of this process, and below the ephemeral range.  The
+    kernel takes the local ports of outgoing connections from that range: a
+    port found free there (bind to 0) could be some connection's before the
+    server binds it, and a server that cannot bind (the real Orthanc exits)
+    leaves the port to whatever answers there."""
+    low, _ = _ephemeral_ports()
+    first = max(10000, low - 12000)
+    for _ in range(1000):
+        port = random.randrange(first, low)
+        if port in _GIVEN_PORTS:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+        _GIVEN_PORTS.add(port)
+        return port
+    raise RuntimeError("no free port below %d" % low)
 
 
 def sample(*parts):
