@@ -23,7 +23,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 
 from tests.support import oracle
-from tests.support.daemon import Daemon, read_sample
+from tests.support.daemon import Daemon, read_sample, temporary_leftovers
 
 MB = 1024 * 1024
 # Small limits, so that the limits themselves can be compared.
@@ -558,7 +558,7 @@ def test_refused_uploads_leave_stored_data_alone(pair):
              for server in (pair.ours, pair.theirs)]
     assert after == before
     # No spool file is left behind.
-    assert os.listdir(os.path.join(pair.ours.workdir, "storage", "tmp")) == []
+    assert temporary_leftovers(os.path.join(pair.ours.workdir, "storage")) == []
 
 
 # -- OverwriteInstances ------------------------------------------------------------
@@ -678,7 +678,7 @@ def test_bombs_under_default_limits_are_answered_with_bounded_memory(tmp_path_fa
             assert answer.status == 404 and answer.json()["OrthancError"] == "Inexistent tag"
         assert memory.growth < 128 * MB
         assert send(daemon, "GET", "/instances").json() == []
-        assert os.listdir(os.path.join(daemon.workdir, "storage", "tmp")) == []
+        assert temporary_leftovers(os.path.join(daemon.workdir, "storage")) == []
     finally:
         daemon.stop()
 
