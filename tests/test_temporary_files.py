@@ -65,3 +65,20 @@ def test_a_spare_gone_or_a_folder_gone_is_no_failure(tmp_path):
     os.close(files.create(path))
     assert os.path.exists(path)
     files.close()
+
+
+def test_take_hands_a_spare_out_as_it_is(tmp_path):
+    pool = HeldPool()
+    files = SpareFiles(str(tmp_path), pool.callInThread, count=1)
+    files.open()
+    (spare,) = spares(tmp_path)
+    fd, path = files.take()
+    assert os.path.basename(path) == spare and os.path.getsize(path) == 0
+    os.close(fd)
+    # None left: a new file, created at once; the refill was asked for once.
+    fd, other = files.take()
+    os.close(fd)
+    assert other != path and os.path.exists(other) and len(pool.held) == 1
+    pool.run_all()
+    assert len(files) == 1
+    files.close()

@@ -37,7 +37,7 @@ from orthancd.storage.area import LateStoredFile, StorageArea, StoredFile
 from orthancd.storage.digests import LateDigests, digests_of, uuid_from_sha256
 from orthancd.storage.fsync import fsync_directory
 from orthancd.storage.pending import PendingJournal
-from orthancd.storage.temporary_files import SpareFiles, new_temporary_path
+from orthancd.storage.temporary_files import SpareFiles
 
 
 def content_uuid(data, salt=b""):
@@ -329,8 +329,7 @@ class FilesystemStorageArea(StorageArea):
         bytes ``write`` writes), it is written with direct I/O
         (orthancd.storage.direct_io): its bytes must reach the disk before
         the answer anyway."""
-        tmp = new_temporary_path(self._tmp)
-        fd = self._spare_files.create(tmp)
+        fd, tmp = self._spare_files.take()
         try:
             direct = None
             if self._fsync and size is not None and size >= direct_io.SMALLEST_FILE:

@@ -6,7 +6,10 @@ into place.  Creating a file allocates an inode: on the machine the figures
 of issue #10 come from (ext4), 0.3-0.4 ms of system time on the path of each
 answer, in the thread that writes the file.  ``SpareFiles`` keeps a few
 empty files created in the background, in the file I/O pool, and hands one
-out under the name asked for: a rename within the folder (about 12 µs).
+out: as it is (``take``: the REST bodies written at once), or under the name
+asked for (``create``: a rename within the folder, about 12 µs, for the
+receptions that named their file before it existed).  Each rename out of the
+folder waits for a creation in it (the folder's lock), hence ``take``.
 With all spares taken (a burst), files are created as before.
 
 Spares carry names of their own (``spare-``...).  A crash leaves them in the
@@ -58,8 +61,8 @@ def create_file(path):
 
 
 class SpareFiles:
-    """``create(path)`` gives a new empty file in ``directory``, open for
-    reading and writing, from the spares when there is one.  ``background``
+    """``take()`` and ``create(path)`` give new empty files in ``directory``,
+    open for reading and writing, from the spares when there are.  ``background``
     (``callInThread`` of the file I/O pool) refills them; without it no
     spare is made."""
 
@@ -96,14 +99,20 @@ class SpareFiles:
     def __len__(self):
         return len(self._spares)
 
+    def take(self):
+        """A new empty file of the folder, open for reading and writing:
+        (descriptor, path), a spare when there is one (no rename: the file
+        keeps the spare's name)."""
+        spare = self._pop()
+        if spare is not None:
+            return spare
+        path = new_temporary_path(self._directory)
+        return create_file(path), path
+
     def create(self, path):
-        with self._lock:
-            spare = self._spares.popleft() if self._spares else None
-            refill = not self._refilling and not self._closed and self._background is not None
-            if refill:
-                self._refilling = True
-        if refill:
-            self._background(self._refill)
+        """The new empty file ``path`` of the folder, open for reading and
+        writing: its descriptor, a spare renamed when there is one."""
+        spare = self._pop()
         if spare is not None:
             fd, spare_path = spare
             try:
@@ -117,6 +126,16 @@ class SpareFiles:
                 except OSError:
                     pass
         return create_file(path)
+
+    def _pop(self):
+        with self._lock:
+            spare = self._spares.popleft() if self._spares else None
+            refill = not self._refilling and not self._closed and self._background is not None
+            if refill:
+                self._refilling = True
+        if refill:
+            self._background(self._refill)
+        return spare
 
     def _refill(self):
         """(In the file I/O pool.)  Create spares up to the count."""

@@ -61,7 +61,14 @@ def temporary_leftovers(storage_directory):
     (orthancd.storage.temporary_files: made ahead, empty, meant to stay)."""
     from orthancd.storage.temporary_files import SPARE_PREFIX
     folder = os.path.join(storage_directory, "tmp")
-    return sorted(name for name in os.listdir(folder) if not name.startswith(SPARE_PREFIX))
+
+    def spare(name):
+        try:
+            return name.startswith(SPARE_PREFIX) and \
+                os.path.getsize(os.path.join(folder, name)) == 0
+        except FileNotFoundError:
+            return True  # taken meanwhile: not a leftover
+    return sorted(name for name in os.listdir(folder) if not spare(name))
 
 
 def sample_files():
