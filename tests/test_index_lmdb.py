@@ -244,7 +244,10 @@ def test_only_patients_studies_and_series_metadata_are_indexed_by_value(index):
     assert metadata_value_entries(index) == []
 
 
-def test_instances_metadata_indexed_by_an_earlier_version_are_dropped_once(tmp_path):
+def test_instances_metadata_indexed_by_an_earlier_version_are_dropped_once(tmp_path,
+                                                                         monkeypatch):
+    from orthancd.index import lmdb_index
+    monkeypatch.setattr(lmdb_index, "_DELETED_PER_TRANSACTION", 2)  # by several transactions
     index = LmdbResourceIndex(str(tmp_path / "index"), ImmediateReactor())
     index.open()
     index.writer.startService()
@@ -256,7 +259,7 @@ def test_instances_metadata_indexed_by_an_earlier_version_are_dropped_once(tmp_p
     # As an earlier version left it: instances' entries, and no mark.
     instance_key = bytes((int(ResourceLevel.INSTANCE),)) + bytes(20)
     with index.env.begin(write=True) as txn:
-        for n in range(3):
+        for n in range(5):
             txn.put(bytes((int(ResourceLevel.INSTANCE),)) + b"\0\1value%d" % n, instance_key,
                     db=index.db["metadata_values"], dupdata=True)
         txn.delete(b"instance-metadata-values-dropped", db=index.db["meta"])

@@ -199,6 +199,7 @@ _METADATA_PACKED = b"metadata-packed"
 # Resources whose metadata one transaction of that migration packs: a write
 # transaction holds a bounded number of dirty pages (MDB_TXN_FULL).
 _PACKED_PER_TRANSACTION = 20000
+_DELETED_PER_TRANSACTION = 200000
 _VALUE_LEVEL_BYTES = frozenset(int(level) for level in METADATA_VALUE_LEVELS)
 
 
@@ -333,11 +334,13 @@ class LmdbResourceIndex(ResourceIndex):
                 self._index_changes_by_resource(txn)
             if txn.get(_INEXACT_COUNTED, db=self.db["meta"]) is None:
                 self._count_inexact_values(txn)
-            if txn.get(_INSTANCE_VALUES_DROPPED, db=self.db["meta"]) is None:
-                self._drop_instance_metadata_values(txn)
             if version is None:
                 txn.put(_METADATA_PACKED, b"1", db=self.db["meta"])
+                txn.put(_INSTANCE_VALUES_DROPPED, b"1", db=self.db["meta"])
+            dropped = txn.get(_INSTANCE_VALUES_DROPPED, db=self.db["meta"]) is not None
             packed = txn.get(_METADATA_PACKED, db=self.db["meta"]) is not None
+        if not dropped:
+            self._drop_instance_metadata_values()
         if not packed:
             self._pack_metadata_records()
         self._sync()
@@ -368,17 +371,29 @@ class LmdbResourceIndex(ResourceIndex):
             self._count_inexact(txn, ResourceLevel(key[0]), _loads(raw), 1)
         txn.put(_INEXACT_COUNTED, b"1", db=self.db["meta"])
 
-    def _drop_instance_metadata_values(self, txn):
+    def _drop_instance_metadata_values(self):
         """The entries of instances in metadata_values, in an index written
-        when they were kept (see METADATA_VALUE_LEVELS); once."""
+        when they were kept (see METADATA_VALUE_LEVELS); once, by
+        transactions of a bounded size (MDB_TXN_FULL), which a crash
+        interrupts harmlessly."""
         level = bytes((int(ResourceLevel.INSTANCE),))
-        cursor = txn.cursor(db=self.db["metadata_values"])
-        if cursor.set_range(level):
-            log.info("Dropping the index of instances' metadata by value (once)")
-        # A cursor.delete() of the last entry leaves the cursor on no key (b"").
-        while cursor.key()[:1] == level:
-            cursor.delete()
-        txn.put(_INSTANCE_VALUES_DROPPED, b"1", db=self.db["meta"])
+        logged, done = False, False
+        while not done:
+            with self.env.begin(write=True) as txn:
+                cursor = txn.cursor(db=self.db["metadata_values"])
+                if cursor.set_range(level) and not logged:
+                    log.info("Dropping the index of instances' metadata by value (once)")
+                    logged = True
+                # A cursor.delete() of the last entry leaves the cursor on no key (b"").
+                for _ in range(_DELETED_PER_TRANSACTION):
+                    if cursor.key()[:1] != level:
+                        done = True
+                        break
+                    cursor.delete()
+                else:
+                    done = cursor.key()[:1] != level
+                if done:
+                    txn.put(_INSTANCE_VALUES_DROPPED, b"1", db=self.db["meta"])
 
     def _pack_metadata_records(self):
         """Rewrites the metadata of an index written when each had an entry
