@@ -371,61 +371,69 @@ class LmdbResourceIndex(ResourceIndex):
             self._count_inexact(txn, ResourceLevel(key[0]), _loads(raw), 1)
         txn.put(_INEXACT_COUNTED, b"1", db=self.db["meta"])
 
-    def _drop_instance_metadata_values(self):
-        """The entries of instances in metadata_values, in an index written
-        when they were kept (see METADATA_VALUE_LEVELS); once, by
-        transactions of a bounded size (MDB_TXN_FULL), which a crash
-        interrupts harmlessly."""
-        level = bytes((int(ResourceLevel.INSTANCE),))
-        logged, done = False, False
+    def _in_bounded_transactions(self, step, flag):
+        """A one-time migration: ``step(txn)`` in write transactions until it
+        says it is done, then ``flag`` set in the meta database.  A write
+        transaction holds a bounded number of dirty pages (MDB_TXN_FULL),
+        hence steps of a bounded size; a crash between two leaves a
+        consistent index, which the next start-up goes on migrating."""
+        done = False
         while not done:
             with self.env.begin(write=True) as txn:
-                cursor = txn.cursor(db=self.db["metadata_values"])
-                if cursor.set_range(level) and not logged:
-                    log.info("Dropping the index of instances' metadata by value (once)")
-                    logged = True
-                # A cursor.delete() of the last entry leaves the cursor on no key (b"").
-                for _ in range(_DELETED_PER_TRANSACTION):
-                    if cursor.key()[:1] != level:
-                        done = True
-                        break
-                    cursor.delete()
-                else:
-                    done = cursor.key()[:1] != level
+                done = step(txn)
                 if done:
-                    txn.put(_INSTANCE_VALUES_DROPPED, b"1", db=self.db["meta"])
+                    txn.put(flag, b"1", db=self.db["meta"])
+
+    def _drop_instance_metadata_values(self):
+        """The entries of instances in metadata_values, in an index written
+        when they were kept (see METADATA_VALUE_LEVELS); once."""
+        log.info("Dropping the index of instances' metadata by value (once)")
+        level = bytes((int(ResourceLevel.INSTANCE),))
+
+        def step(txn):
+            cursor = txn.cursor(db=self.db["metadata_values"])
+            cursor.set_range(level)
+            # A cursor.delete() of the last entry leaves the cursor on no key (b"").
+            for _ in range(_DELETED_PER_TRANSACTION):
+                if cursor.key()[:1] != level:
+                    break
+                cursor.delete()
+            return cursor.key()[:1] != level
+        self._in_bounded_transactions(step, _INSTANCE_VALUES_DROPPED)
 
     def _pack_metadata_records(self):
         """Rewrites the metadata of an index written when each had an entry
         of its own (key + 2-byte type -> value) as one record per resource;
-        once, a few thousand resources per transaction.  A resource is
-        packed in one transaction: after a crash the next start-up goes on
-        with the resources left."""
+        once, each resource in one transaction."""
         log.info("Packing the metadata of each resource into one record (once)")
         old_key_size = _KEY_SIZE + 2
-        db, found, resume = self.db["metadata"], True, None
-        while found:
-            with self.env.begin(write=True) as txn:
-                cursor = txn.cursor(db=db)
-                found = cursor.first() if resume is None else cursor.set_range(resume)
-                for _ in range(_PACKED_PER_TRANSACTION):
-                    # Past the resources packed already (a crash interrupted
-                    # an earlier start-up).
-                    while found and len(cursor.key()) != old_key_size:
-                        found = cursor.set_range(cursor.key() + b"\xff" * 3)
-                    if not found:
-                        break
-                    key, values = cursor.key()[:_KEY_SIZE], {}
-                    while found and cursor.key()[:_KEY_SIZE] == key:
-                        values[_U16.unpack(cursor.key()[_KEY_SIZE:])[0]] = \
-                            cursor.value().decode("utf-8")
-                        # After deleting its last entry a cursor is on no key.
-                        found = cursor.delete() and cursor.key() != b""
-                    txn.put(key, pack_metadata(values), db=db)
-                    resume = key + b"\xff" * 3
-                    found = cursor.set_range(resume)
+        db = self.db["metadata"]
+        resume = [None]
+
+        def after(key):
+            return key[:_KEY_SIZE] + b"\xff" * 3  # past every entry of that resource
+
+        def step(txn):
+            cursor = txn.cursor(db=db)
+            found = cursor.first() if resume[0] is None else cursor.set_range(resume[0])
+            for _ in range(_PACKED_PER_TRANSACTION):
+                # Past the resources packed already (a crash interrupted an
+                # earlier start-up).
+                while found and len(cursor.key()) != old_key_size:
+                    found = cursor.set_range(after(cursor.key()))
                 if not found:
-                    txn.put(_METADATA_PACKED, b"1", db=self.db["meta"])
+                    return True
+                key, values = cursor.key()[:_KEY_SIZE], {}
+                while found and cursor.key()[:_KEY_SIZE] == key:
+                    values[_U16.unpack(cursor.key()[_KEY_SIZE:])[0]] = \
+                        cursor.value().decode("utf-8")
+                    # After deleting its last entry a cursor is on no key.
+                    found = cursor.delete() and cursor.key() != b""
+                txn.put(key, pack_metadata(values), db=db)
+                resume[0] = after(key)
+                found = cursor.set_range(resume[0])
+            return not found
+        self._in_bounded_transactions(step, _METADATA_PACKED)
 
     def _begin_write(self, parent=None):
         return self.env.begin(write=True, parent=parent)
@@ -1435,8 +1443,8 @@ class LmdbResourceIndex(ResourceIndex):
         return files
 
     def _delete_all_metadata(self, txn, key):
-        """Every metadata of a resource, and its entries in metadata_values
-        (one walk over them, their values at hand)."""
+        """Every metadata of a resource (its record), and its entries in
+        metadata_values."""
         record = txn.get(key, db=self.db["metadata"])
         if record is None:
             return
