@@ -15,12 +15,15 @@ import gc
 
 
 @contextlib.contextmanager
-def paused():
+def paused(freeze=True):
+    """``freeze``: False for what is made while the daemon runs, when live
+    objects of requests would be frozen too (their cycles never collected)."""
     collecting = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if freeze:
+            gc.freeze()
         if collecting:
             gc.enable()

@@ -13,17 +13,20 @@ import os
 from twisted.internet import defer
 
 from orthancd.dicom import main_tags
-from orthancd.dicom.header_scan import read_instance_header
-from orthancd.dicom.reading import DicomFormatError, read_dataset
-from orthancd.dicom.summary import summarize
+from orthancd.dicom.format_error import DicomFormatError
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import ContentType, MetadataType, StorageFull, StoreOutcome
 from orthancd.index.base import now_iso
+from orthancd.lazy_modules import LazyModule
 from orthancd.ingest_workers import MAX_BYTES_REQUEST, ParserRefused, WorkerLost
 from orthancd.logs import logger
 from orthancd.storage.digests import ContentHasher
 from orthancd.storage.streaming import ReceivedFile
+
+# The header reading (pydicom): imported with the first instance received
+# (orthancd.lazy_modules).
+header_scan = LazyModule("orthancd.dicom.header_scan")
 
 
 class Origin(dict):
@@ -180,7 +183,8 @@ class Ingestor:
 
     def _prepare(self, data, dataset_needed=True):
         digests = self._digests_beside(data)
-        summary, dataset = read_instance_header(data, self.default_encoding, dataset_needed)
+        summary, dataset = header_scan.read_instance_header(data, self.default_encoding,
+                                                            dataset_needed)
         # Held until released after the commit.
         extra = self._store_header(summary, dataset, lambda size: data[:size])
         stored = self.storage.store(data, owner=self._slot_of(summary), digests=digests)
@@ -206,7 +210,8 @@ class Ingestor:
     def _prepare_file(self, path, dataset_needed=True):
         # Only the header is parsed; the file becomes the stored attachment
         # as it is, hashed already when it was received (ReceivedFile).
-        summary, dataset = read_instance_header(path, self.default_encoding, dataset_needed)
+        summary, dataset = header_scan.read_instance_header(path, self.default_encoding,
+                                                            dataset_needed)
 
         def head(size):
             with open(path, "rb") as f:
@@ -453,6 +458,8 @@ class Ingestor:
 
     def summarize_stored(self, info):
         """The summary of a stored DICOM file (blocking: run off the reactor)."""
+        from orthancd.dicom.reading import read_dataset
+        from orthancd.dicom.summary import summarize
         dataset = read_dataset(self.storage.read(info.uuid), stop_before_pixels=True)
         return summarize(dataset, self.default_encoding)
 

@@ -35,7 +35,6 @@ import uuid
 from twisted.application import service
 from twisted.internet import defer, protocol
 
-from orthancd.dicom.header_scan import HeaderFacts
 from orthancd.logs import logger
 
 _LENGTH = struct.Struct(">I")
@@ -97,6 +96,7 @@ class _WorkerProtocol(protocol.ProcessProtocol):
                 continue
             d = self.waiting.popleft()
             if answer[0] == "parsed":
+                from orthancd.dicom.header_scan import HeaderFacts
                 _, summary, (offset, vr), received = answer
                 d.callback((summary, HeaderFacts(offset, vr), received))
             elif answer[0] == "refused":

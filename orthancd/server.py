@@ -11,8 +11,7 @@ import os
 from orthancd.changes import ChangeStream
 from orthancd.config import ConfigurationError
 from orthancd.dicom import dictionary, main_tags
-from orthancd.dicom.reading import read_dataset
-from orthancd.dicom.summary import MAIN_DICOM_TAGS, normalize_for_find
+from orthancd.dicom.main_tags import normalize_for_find
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.find.lookup import instances_in_creation_order
@@ -25,7 +24,7 @@ from orthancd.ingest import (Ingestor, Origin, attachment_slot, parse_attachment
                              reconstruction_metadata)
 from orthancd.logs import logger
 from orthancd.metrics import ServerMetrics
-from orthancd.modification import jobs as modification_jobs
+from orthancd.modification import saved_jobs as modification_jobs
 from orthancd.net.transfer_syntaxes import KNOWN, accepted_storage_syntaxes
 from orthancd.pools import SerialLane
 from orthancd.stability import StabilityMonitor
@@ -42,7 +41,7 @@ def _identifier_tags():
     /tools/find and C-FIND, under the name the resources' main tags use."""
     return {level: sorted((tag, name) for tag, name in tags.items()
                           if tag not in main_tags.SEQUENCE_TAGS)
-            for level, tags in MAIN_DICOM_TAGS.items()}
+            for level, tags in main_tags.MAIN_DICOM_TAGS.items()}
 
 
 _LABEL_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
@@ -337,6 +336,7 @@ class OrthancServer:
         info = self.dicom_attachment(instance_id)
 
         def load():
+            from orthancd.dicom.reading import read_dataset
             data = self.storage.read(info.uuid)
             return render(read_dataset(data, stop_before_pixels=stop_before_pixels))
         return self.file_io.run(load)

@@ -19,19 +19,13 @@ from collections import OrderedDict
 
 from twisted.internet import defer
 
-from orthancd.dicom.summary import normalize_for_find
+from orthancd.dicom.main_tags import normalize_for_find
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.find.lookup import instances_in_creation_order
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import MetadataType, UnknownResource
 from orthancd.modalities import modality_registry
-from orthancd.net import scu
-from orthancd.net.storage_commitment import (
-    Failure,
-    Reference,
-    request_commitment,
-    send_report,
-)
+from orthancd.lazy_modules import LazyModule
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +54,11 @@ FAILURE_DESCRIPTIONS = {
     DUPLICATE_TRANSACTION_UID: "The Transaction UID of the Storage Commitment Request is "
                                "already in use",
 }
+
+# DICOM networking (pynetdicom, pydicom): imported by the first use
+# (orthancd.lazy_modules).
+scu = LazyModule("orthancd.net.scu")
+commitment = LazyModule("orthancd.net.storage_commitment")
 
 
 def describe_failure(reason):
@@ -160,7 +159,7 @@ async def instance_references(server, instance_ids):
             raise OrthancError(ErrorCode.InternalError,
                                "Cannot retrieve SOP Class/Instance UID of Orthanc instance: %s"
                                % instance_id)
-        references.append(Reference(sop_class, sop_instance))
+        references.append(commitment.Reference(sop_class, sop_instance))
     return references
 
 
@@ -184,7 +183,7 @@ async def request(server, settings, modality, references, transaction_uid=None):
         log.warning("Issuing an outgoing storage commitment request that is empty: %s",
                     transaction_uid)
     reports(server).store(transaction_uid, Report(modality["AET"]))
-    await request_commitment(server.reactor, settings, modality, transaction_uid, references)
+    await commitment.request_commitment(server.reactor, settings, modality, transaction_uid, references)
     return transaction_uid
 
 
@@ -283,7 +282,7 @@ async def check_instances(server, references):
         if reason == SUCCESS:
             successes.append(reference)
         else:
-            failures.append(Failure(reference.sop_class_uid, reference.sop_instance_uid, reason))
+            failures.append(commitment.Failure(reference.sop_class_uid, reference.sop_instance_uid, reason))
     return successes, failures
 
 
@@ -301,7 +300,7 @@ class CommitmentJob:
         settings = scu.ScuSettings.for_modality(self.server.configuration, self.modality)
         # Orthanc answers as the AET the modality called.
         settings.local_aet = self.called_aet
-        await send_report(self.server.reactor, settings, self.modality, self.transaction_uid,
+        await commitment.send_report(self.server.reactor, settings, self.modality, self.transaction_uid,
                           successes, failures)
 
     def start(self):

@@ -21,6 +21,7 @@ the one started after it has stopped):
   metrics        the metrics (subscribes to the change stream, probes the reactor)
   HTTP, DICOM    the listening ports
 """
+import functools
 import gc
 import os
 
@@ -117,6 +118,13 @@ def lua_wanted(configuration):
     return bool(configuration.get("ExecuteLuaEnabled", False) or configuration.get("LuaScripts"))
 
 
+def _dicom_services(server):
+    """The DICOM listener's services, made at its first association: with
+    them come pydicom and pynetdicom (orthancd.pydicom_import)."""
+    from orthancd.net.scp_services import scp_services
+    return scp_services(server)
+
+
 def makeService(options, reactor=default_reactor):
     # Making the tree imports most of orthancd and builds the routes.
     with collector.paused():
@@ -126,7 +134,6 @@ def makeService(options, reactor=default_reactor):
 def _make_service(options, reactor):
     from orthancd.archives.service import Archives
     from orthancd.modalities import modality_registry
-    from orthancd.net.scp_services import scp_services
     from orthancd.net.server import DicomServerFactory
     from orthancd.ingest_workers import ParserPool, default_worker_count
     from orthancd.pools import ThreadPoolService
@@ -189,7 +196,7 @@ def _make_service(options, reactor):
         dicom_endpoint = _endpoint(options["dicom-endpoint"],
                                    configuration.get("DicomPort", 4242), "0.0.0.0")
         factory = DicomServerFactory(configuration, server, reactor,
-                                     scp_services=scp_services(server),
+                                     scp_services=functools.partial(_dicom_services, server),
                                      modalities=modality_registry(server))
         server.dicom_settings_listeners.append(factory.apply_runtime_settings)
         strports.service(dicom_endpoint, factory).setServiceParent(top)

@@ -17,15 +17,23 @@ import pytest
 
 from tests.support.daemon import ROOT, Daemon, read_sample
 
-# Imported at first use: GDCM (12-bit JPEG; pydicom never uses it), the
+# Imported at first use: pydicom and what it brings (numpy, Pillow,
+# pylibjpeg), pynetdicom, orthancd's modules that import them at their top
+# (orthancd.lazy_modules), GDCM (12-bit JPEG; pydicom never uses it), the
 # peers' HTTP client, the Lua engine (off here), and what pydicom's test-file
 # downloader would bring (requests and its character-set detection).
-DEFERRED_MODULES = ("gdcm", "requests", "charset_normalizer", "urllib3", "treq",
+DEFERRED_MODULES = ("pydicom", "numpy", "PIL", "pylibjpeg", "pynetdicom",
+                    "orthancd.dicom.reading", "orthancd.dicom.header_scan",
+                    "orthancd.dicom.json_tags", "orthancd.net.acceptor", "orthancd.net.scu",
+                    "orthancd.pixels.extraction", "orthancd.modification.jobs",
+                    "orthancd.transcoding.transcoder", "orthancd.creation.create_dicom",
+                    "gdcm", "requests", "charset_normalizer", "urllib3", "treq",
                     "twisted.web.client", "orthancd.peers", "orthancd.lua_service",
                     "orthancd.lua")
 
 # The same, as shared objects (pure-Python modules map nothing).
-DEFERRED_LIBRARIES = ("/_gdcm/", "libgdcm", "/charset_normalizer/", "/lupa/")
+DEFERRED_LIBRARIES = ("/numpy/", "/PIL/", "/_gdcm/", "libgdcm", "/charset_normalizer/",
+                      "/lupa/")
 
 SERVICE_TREE_MODULES = r"""
 import json, sys
@@ -62,10 +70,8 @@ def test_service_tree_imports_no_deferred_module(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     modules = set(json.loads(result.stdout.splitlines()[-1]))
-    assert "orthancd.rest.app" in modules and "pydicom" in modules
+    assert {"orthancd.rest.app", "orthancd.net.server", "orthancd.ingest"} <= modules
     assert [name for name in DEFERRED_MODULES if name in modules] == []
-    # pydicom itself, and the codecs orthancd asks it for, are there.
-    assert {"pydicom.pixels", "pylibjpeg", "PIL", "numpy"} <= modules
 
 
 def test_service_tree_with_lua_imports_the_lua_engine(tmp_path):
@@ -87,8 +93,25 @@ def idle_daemon(tmp_path_factory):
 
 def test_idle_daemon_maps_no_deferred_library(idle_daemon):
     libraries = _loaded_libraries(idle_daemon.process.pid)
-    assert _mapped(libraries, "/numpy/")  # the view works: pydicom's numpy is there
+    assert _mapped(libraries, "/lmdb/")  # the view works: the index's library is there
     assert [path for marker in DEFERRED_LIBRARIES for path in _mapped(libraries, marker)] == []
+    # /system names the versions of what it has not imported yet.
+    import pydicom
+    import pynetdicom
+    versions = idle_daemon.client().get_json("/system")["ThirdPartyVersions"]
+    assert (versions["pydicom"], versions["pynetdicom"]) == (pydicom.__version__,
+                                                             pynetdicom.__version__)
+
+
+def test_first_association_loads_the_dicom_side(idle_daemon):
+    """The DICOM listener answers its first association although pynetdicom
+    and pydicom come with it (orthancd.net.server imports them then)."""
+    assert not _mapped(_loaded_libraries(idle_daemon.process.pid), "/numpy/")
+    echo = subprocess.run(["/usr/bin/echoscu", "-aec", "ORTHANCD", "127.0.0.1",
+                           str(idle_daemon.dicom_port)], capture_output=True, text=True,
+                          timeout=60)
+    assert echo.returncode == 0, echo.stderr
+    assert _mapped(_loaded_libraries(idle_daemon.process.pid), "/numpy/")
 
 
 def test_first_12_bit_jpeg_loads_gdcm_and_decodes(idle_daemon):

@@ -528,7 +528,7 @@ def test_abort_mid_store_in_memory_stores_nothing(tmp_path):
 
 
 def test_connections_read_in_large_gulps(tmp_path):
-    from orthancd.net.server import RECEIVE_SIZE
+    from orthancd.net.acceptor import RECEIVE_SIZE
     factory = DicomServerFactory({"DicomAet": "ORTHANCD"}, FakeServices(tmp_path), Clock())
     protocol = factory.buildProtocol(None)
     transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.7", 5555))

@@ -157,3 +157,24 @@ def signature(level):
 
 _signatures = {}
 on_change(_signatures.clear)
+
+
+def normalize_for_find(value):
+    """Orthanc's NormalizeIdentifier, used for the case-insensitive matching
+    of identifier tags (PatientID, the UIDs, AccessionNumber) in the index.
+
+    Only printable ASCII survives (accented letters are dropped, as Orthanc's
+    ASCII conversion does), '%' and '_' become spaces so they cannot act as
+    SQL wildcards, then the text is upper-cased and trimmed.
+    """
+    if value is None:
+        return ""
+    if value.isascii() and value.isprintable() and "%" not in value and "_" not in value:
+        return value.upper().strip()  # the usual value, kept whole: no loop over it
+    kept = []
+    for c in value:
+        if c in "%_":
+            kept.append(" ")
+        elif " " <= c <= "~":
+            kept.append(c)
+    return "".join(kept).upper().strip()

@@ -5,8 +5,11 @@ level (its DicomTag::AddTagsForModule, tables of DICOM PS 3.3: Patient,
 General Study, General Series, SOP Common); the list is reproduced verbatim,
 including its (0029,0109) typo for LargestPixelValueInSeries.
 """
-from orthancd.dicom.json_tags import MODES, dataset_to_json, MAX_STRING_LENGTH
+from orthancd.lazy_modules import LazyModule
 from orthancd.ids import ResourceLevel
+
+# Data sets to JSON (pydicom): imported by the first use (orthancd.lazy_modules).
+json_tags = LazyModule("orthancd.dicom.json_tags")
 
 MODULE_TAGS = {
     ResourceLevel.PATIENT: frozenset((
@@ -40,9 +43,9 @@ def module_to_json(ds, module, mode="full", default_encoding="Latin1", ignore_le
     module_to_json(ds, ResourceLevel.PATIENT)."""
     if not isinstance(module, ResourceLevel):
         module = ResourceLevel.parse(module)
-    if mode not in MODES:
+    if mode not in json_tags.MODES:
         raise ValueError("Unknown JSON format: %r" % (mode,))
-    full = dataset_to_json(ds, "full", default_encoding, ignore_length=ignore_length)
+    full = json_tags.dataset_to_json(ds, "full", default_encoding, ignore_length=ignore_length)
     wanted = {_key(tag) for tag in MODULE_TAGS[module]}
     selected = {key: node for key, node in full.items() if key in wanted}
     return convert_full_json(selected, mode)
@@ -67,11 +70,12 @@ def convert_full_json(full, mode):
 def shared_tags_to_json(datasets, mode="full", default_encoding="Latin1"):
     """/{level}/{id}/shared-tags: top-level text elements whose value is the
     same in every instance (sequences, binary and too-long values never are)."""
-    if mode not in MODES:
+    if mode not in json_tags.MODES:
         raise ValueError("Unknown JSON format: %r" % (mode,))
     shared = None
     for ds in datasets:
-        tags = dataset_to_json(ds, "full", default_encoding, MAX_STRING_LENGTH)
+        tags = json_tags.dataset_to_json(ds, "full", default_encoding,
+                                         json_tags.MAX_STRING_LENGTH)
         strings = {key: node for key, node in tags.items() if node["Type"] == "String"}
         if shared is None:
             shared = strings

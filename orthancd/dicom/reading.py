@@ -5,7 +5,6 @@ the 128-byte preamble, guessing the transfer syntax.  Whatever cannot be read
 is refused with 'Bad file format' and the details string built below.
 """
 import io
-import logging
 import mmap
 import os
 import re
@@ -17,26 +16,11 @@ from pydicom.dataelem import RawDataElement
 
 from orthancd.dicom import dictionary
 from orthancd.dicom.elements import is_misaligned
+# Where they were first defined (they are for modules without pydicom).
+from orthancd.dicom.format_error import DicomFormatError, invalid_file_details  # noqa: F401
 
 PIXEL_DATA = 0x7FE00010
 DEFLATED_TRANSFER_SYNTAX = "1.2.840.10008.1.2.1.99"
-
-# pydicom reports every oddity of real-world files through warnings and its
-# logger; the server would print them for each upload.
-logging.getLogger("pydicom").setLevel(logging.ERROR)
-pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
-
-
-class DicomFormatError(Exception):
-    """The payload is not a DICOM file Orthanc would store ('Bad file format')."""
-
-    def __init__(self, details):
-        super().__init__(details)
-        self.details = details
-
-
-def invalid_file_details(size):
-    return "Cannot parse an invalid DICOM file (size: %d bytes)" % size
 
 
 def _looks_like_bare_dataset(data):

@@ -10,8 +10,10 @@ from typing import Dict, Optional, Tuple
 from pydicom.dataset import Dataset
 
 from orthancd.dicom import elements, main_tags
+# Where it was first defined (normalizing needs no pydicom).
+from orthancd.dicom.main_tags import normalize_for_find  # noqa: F401
 from orthancd.dicom.json_tags import elements_to_json
-from orthancd.dicom.reading import DicomFormatError
+from orthancd.dicom.format_error import DicomFormatError
 from orthancd.ids import ResourceLevel, resource_ids
 
 PATIENT_ID = 0x00100020
@@ -214,24 +216,3 @@ def summarize(ds, default_encoding="Latin1"):
         number_of_frames=frames,
         encoding=encoding,
     )
-
-
-def normalize_for_find(value):
-    """Orthanc's NormalizeIdentifier, used for the case-insensitive matching
-    of identifier tags (PatientID, the UIDs, AccessionNumber) in the index.
-
-    Only printable ASCII survives (accented letters are dropped, as Orthanc's
-    ASCII conversion does), '%' and '_' become spaces so they cannot act as
-    SQL wildcards, then the text is upper-cased and trimmed.
-    """
-    if value is None:
-        return ""
-    if value.isascii() and value.isprintable() and "%" not in value and "_" not in value:
-        return value.upper().strip()  # the usual value, kept whole: no loop over it
-    kept = []
-    for c in value:
-        if c in "%_":
-            kept.append(" ")
-        elif " " <= c <= "~":
-            kept.append(c)
-    return "".join(kept).upper().strip()

@@ -11,9 +11,7 @@ import dataclasses
 from typing import Dict, List, Optional
 
 
-from orthancd.dicom.json_tags import dataset_to_json
-from orthancd.dicom.reading import read_dataset
-from orthancd.dicom.summary import normalize_for_find
+from orthancd.dicom.main_tags import normalize_for_find
 from orthancd.find import constraints as C
 from orthancd.find import tags as T
 from orthancd.ids import ResourceLevel
@@ -201,6 +199,7 @@ def file_tags_of(dataset, default_encoding="Latin1"):
     """{tag: str or None} of the top-level elements of a dataset, as Orthanc's
     DicomMap::FromDicomAsJson sees them (strings only; binary, too long and
     sequences are null)."""
+    from orthancd.dicom.json_tags import dataset_to_json
     out = {}
     for key, node in dataset_to_json(dataset, "full", default_encoding).items():
         tag = (int(key[:4], 16) << 16) | int(key[5:], 16)
@@ -214,6 +213,7 @@ def read_instance_tags(server, instance_id):
     encoding = getattr(server, "default_encoding", "Latin1")
 
     def load():
+        from orthancd.dicom.reading import read_dataset
         ds = read_dataset(server.storage.read(info.uuid), stop_before_pixels=True)
         return file_tags_of(ds, encoding), ds
     return server.file_io.run(load)

@@ -16,8 +16,6 @@ Values are strings, None, or (for sequences) Orthanc's full JSON node.
 
 from orthancd.dicom import main_tags as M
 from orthancd.errors import ErrorCode, OrthancError
-from orthancd.dicom.json_tags import dataset_to_json
-from orthancd.dicom.reading import read_dataset
 from orthancd.find import tags as T
 from orthancd.find.lookup import representative_instance
 from orthancd.ids import ResourceLevel
@@ -120,6 +118,8 @@ def _read_file_tags(server, instance_id, tags):
     before_pixels = all(tag < PIXEL_DATA for tag in tags)
 
     def load():
+        from orthancd.dicom.json_tags import dataset_to_json
+        from orthancd.dicom.reading import read_dataset
         dataset = read_dataset(server.storage.read(info.uuid), stop_before_pixels=before_pixels)
         # The requested tags come whole, however long (ignoreTagLength).
         full = dataset_to_json(dataset, "full", encoding, max_length=0)

@@ -6,7 +6,6 @@ in hexadecimal.  The main DICOM tags of each level are what the index holds;
 anything else can only be matched by opening a file.
 """
 from orthancd.dicom import dictionary, main_tags
-from orthancd.dicom.summary import MAIN_DICOM_TAGS
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 
@@ -96,7 +95,7 @@ def _rebuild():
     whole for display, never matched)."""
     MAIN_TAG_LEVELS.clear()
     MAIN_TAG_NAMES.clear()
-    for level, tags in MAIN_DICOM_TAGS.items():
+    for level, tags in main_tags.MAIN_DICOM_TAGS.items():
         for tag, name in tags.items():
             if tag in main_tags.SEQUENCE_TAGS:
                 continue

@@ -7,19 +7,21 @@ instances that came to us through it.  The progress is that of the
 retrieve under way, from the sub-operation counts of its pending responses,
 as Orthanc reports it.
 """
-from pydicom.dataset import Dataset
-
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.jobs import model
 from orthancd.logs import logger
-from orthancd.net import scu
-from orthancd.net.retrieve import query_json, retrieve_one
+from orthancd.lazy_modules import LazyModule
 
 log = logger(__name__)
 
 MOVE_JOB_TYPE = "DicomMoveScu"
 GET_JOB_TYPE = "DicomGetScu"
+
+# DICOM networking (pynetdicom, pydicom): imported by the first use
+# (orthancd.lazy_modules).
+scu = LazyModule("orthancd.net.scu")
+retrieve = LazyModule("orthancd.net.retrieve")
 
 
 class RetrieveCommand:
@@ -33,6 +35,7 @@ class RetrieveCommand:
 
 def query_from_json(fields):
     """A query Dataset from its short JSON ({"gggg,eeee": value})."""
+    from pydicom.dataset import Dataset
     dataset = Dataset()
     for key, value in fields.items():
         scu.set_element(dataset, key, value)
@@ -79,7 +82,7 @@ class DicomRetrieveScuJob(model.Job):
         command = self.commands[self.position]
         counts = self._counts = scu.RetrieveCounts()
         try:
-            await retrieve_one(self._server, self._settings(), self.modality, self.level,
+            await retrieve.retrieve_one(self._server, self._settings(), self.modality, self.level,
                                self.method, self.target_aet, command.query, counts)
         except OrthancError as error:
             payload = error.payload or {}
@@ -105,7 +108,7 @@ class DicomRetrieveScuJob(model.Job):
 
     def details(self):
         return [{"DimseErrorStatus": command.dimse_status,
-                 "Query": query_json(self._server, command.query, "short"),
+                 "Query": retrieve.query_json(self._server, command.query, "short"),
                  "ReceivedInstancesIds": list(command.received)} for command in self.commands]
 
     def public_content(self):
@@ -113,7 +116,7 @@ class DicomRetrieveScuJob(model.Job):
             "Description": self.description,
             "LocalAet": self.local_aet,
             "RemoteAet": self.modality["AET"],
-            "Query": [query_json(self._server, command.query, self.query_format)
+            "Query": [retrieve.query_json(self._server, command.query, self.query_format)
                       for command in self.commands],
             "Details": self.details(),
         }
@@ -133,7 +136,7 @@ class DicomRetrieveScuJob(model.Job):
             "Timeout": self.timeout,
             "Level": self.level.title,
             "QueryFormat": self.query_format,
-            "Commands": [{"Query": query_json(self._server, command.query, "short"),
+            "Commands": [{"Query": retrieve.query_json(self._server, command.query, "short"),
                           "DimseErrorStatus": command.dimse_status,
                           "ReceivedInstancesIds": list(command.received)}
                          for command in self.commands],

@@ -7,10 +7,14 @@ association pool when the job stops (success, failure, pause, cancel).
 """
 from orthancd import storage_commitment
 from orthancd.jobs.instances import InstanceNotStored, SetOfInstancesJob
-from orthancd.net import scu
-from orthancd.net.storage_commitment import Reference
+from orthancd.lazy_modules import LazyModule
 
 JOB_TYPE = "DicomModalityStore"
+
+# DICOM networking (pynetdicom, pydicom): imported by the first use
+# (orthancd.lazy_modules).
+scu = LazyModule("orthancd.net.scu")
+commitment = LazyModule("orthancd.net.storage_commitment")
 
 
 class DicomModalityStoreJob(SetOfInstancesJob):
@@ -61,7 +65,7 @@ class DicomModalityStoreJob(SetOfInstancesJob):
 
     async def _request_commitment(self):
         self._close_sender()
-        references = [Reference(sop_class, sop_instance)
+        references = [commitment.Reference(sop_class, sop_instance)
                       for sop_class, sop_instance in self.committed]
         await storage_commitment.request(self._server, self._settings(), self.modality,
                                          references, self.transaction_uid)

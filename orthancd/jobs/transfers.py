@@ -1,5 +1,8 @@
 """The transfer jobs (DICOM store, move, get; peer store), registered with
-the engine so that saved ones come back after a restart (SaveJobs)."""
+the engine so that saved ones come back after a restart (SaveJobs).
+
+Their modules import the DICOM client (pynetdicom, pydicom) only when a
+job runs (orthancd.lazy_modules)."""
 from orthancd.jobs.dicom_retrieve import DicomGetScuJob, DicomMoveScuJob
 from orthancd.jobs.dicom_store import DicomModalityStoreJob
 from orthancd.jobs.peer_store import OrthancPeerStoreJob

@@ -660,10 +660,3 @@ class MergeStudyJob(_CommandsJob):
         job.removals = {int(t.replace(",", ""), 16) for t in saved.get("Removals", [])}
         return job
 
-
-def register(server):
-    """Let the engine rebuild the saved jobs of this module after a restart."""
-    for job_class in (ResourceModificationJob, SplitStudyJob, MergeStudyJob):
-        server.jobs.register_type(
-            job_class.job_type,
-            lambda saved, job_class=job_class: job_class.unserialize(server, saved))

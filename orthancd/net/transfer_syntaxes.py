@@ -3,8 +3,6 @@
 import fnmatch
 from io import BytesIO
 
-from pydicom.filereader import read_dataset
-from pynetdicom.dsutils import encode
 
 IMPLICIT_LITTLE = "1.2.840.10008.1.2"
 EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
@@ -91,6 +89,7 @@ def is_little_endian(uid):
 def encode_in(dataset, transfer_syntax):
     """The bytes of ``dataset`` (no file meta) in ``transfer_syntax``; None
     when pydicom cannot encode it."""
+    from pynetdicom.dsutils import encode
     return encode(dataset, is_implicit_vr(transfer_syntax), is_little_endian(transfer_syntax),
                   deflated=transfer_syntax == DEFLATED_EXPLICIT_LITTLE)
 
@@ -98,5 +97,6 @@ def encode_in(dataset, transfer_syntax):
 def decode_in(data, transfer_syntax):
     """A Dataset from bytes encoded in an uncompressed ``transfer_syntax``
     (identifiers, query answers)."""
+    from pydicom.filereader import read_dataset
     return read_dataset(BytesIO(data), is_implicit_vr(transfer_syntax),
                         is_little_endian(transfer_syntax))

@@ -15,11 +15,9 @@ the cached pixel data).
 import collections
 import threading
 
-from orthancd.dicom.reading import read_dataset
-from orthancd.pixels.decoding import DicomPixels
-from orthancd.pixels.frames import EXPLICIT_BIG_ENDIAN, PIXEL_DATA
-
 DEFAULT_CAPACITY_MB = 256
+PIXEL_DATA = 0x7FE00010
+EXPLICIT_BIG_ENDIAN = "1.2.840.10008.1.2.2"
 
 # A parsed header holds Python objects for what the file holds in a few
 # bytes: its elements are counted this many times their size in the file.
@@ -27,6 +25,10 @@ HEADER_WEIGHT = 16
 
 
 def parse(data):
+    # pydicom and numpy: imported by the first image asked for
+    # (orthancd.lazy_modules).
+    from orthancd.dicom.reading import read_dataset
+    from orthancd.pixels.decoding import DicomPixels
     dataset = read_dataset(data)
     # Everything was read: pydicom's reference to the stream would keep the
     # file's bytes alive beside the parsed elements.

@@ -5,23 +5,16 @@ modes (preview, uint8, uint16, int16), the rendering of /rendered
 Arithmetic follows Orthanc's: float32 where it computes in float, its
 rounding (half away from zero) or truncation, its clamping.
 """
-import enum
 import re
 
 import numpy as np
 
 from orthancd.errors import ErrorCode, OrthancError
+from orthancd.pixels.extraction_modes import ExtractionMode
 from orthancd.pixels.image import Image, PixelFormat, not_implemented_at
 from orthancd.pixels.information import tag_text
 
 F32 = np.float32
-
-
-class ExtractionMode(enum.Enum):
-    Preview = "preview"
-    UInt8 = "image-uint8"
-    UInt16 = "image-uint16"
-    Int16 = "image-int16"
 
 
 def _not_implemented():

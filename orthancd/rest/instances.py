@@ -1,9 +1,7 @@
 """POST /instances (a DICOM file, a zip, a gzip body or an HTML form; see
 orthancd.uploads) and the content of one instance:
 /file, /tags, /simplified-tags, /header, /content/..."""
-from orthancd.dicom.dicomweb import dataset_to_dicomweb, dicomweb_to_xml, format_float
-from orthancd.dicom.json_tags import (ContentPathError, PixelBlockError, content_at,
-                                      dataset_to_json, header_to_json)
+from orthancd.lazy_modules import LazyModule
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.ingest import Origin
@@ -15,6 +13,11 @@ from orthancd.rest.render_cache import RenderCache
 from orthancd.uploads.multipart import form_data_boundary
 from orthancd.uploads.uploader import Uploader
 from orthancd.rest.resources import ignored_length_tags, parse_tag_or_fail, tags_format
+
+# Data sets to JSON and DICOMweb (pydicom): imported by the first use
+# (orthancd.lazy_modules).
+json_tags = LazyModule("orthancd.dicom.json_tags")
+dicomweb = LazyModule("orthancd.dicom.dicomweb")
 
 INSTANCE = ResourceLevel.INSTANCE
 
@@ -68,11 +71,11 @@ def install(app, server):
             encoding = server.default_encoding
             if accept == b"application/dicom+json":
                 def render(ds):
-                    return jsonfmt.dumps(dataset_to_dicomweb(ds, encoding), "\t",
-                                         format_float).encode("ascii") + b"\n"
+                    return jsonfmt.dumps(dicomweb.dataset_to_dicomweb(ds, encoding), "\t",
+                                         dicomweb.format_float).encode("ascii") + b"\n"
             else:
                 def render(ds):
-                    return dicomweb_to_xml(dataset_to_dicomweb(ds, encoding)).encode("utf-8")
+                    return dicomweb.dicomweb_to_xml(dicomweb.dataset_to_dicomweb(ds, encoding)).encode("utf-8")
             body = await server.render_dataset(public_id, render)
             request.setHeader(b"Content-Type", accept)
             return sized(request, body)
@@ -113,21 +116,21 @@ def install(app, server):
         mode, ignored = tags_format(request), ignored_length_tags(request)
         encoding = server.default_encoding
         return cached_json(request, public_id, ("tags", ignored), mode,
-                           lambda ds: dataset_to_json(ds, mode, encoding, ignore_length=ignored))
+                           lambda ds: json_tags.dataset_to_json(ds, mode, encoding, ignore_length=ignored))
 
     @app.route("/instances/<public_id>/simplified-tags", methods=["GET"])
     def simplified_tags(request, public_id):
         ignored = ignored_length_tags(request)
         encoding = server.default_encoding
         return cached_json(request, public_id, ("tags", ignored), "simplify",
-                           lambda ds: dataset_to_json(ds, "simplify", encoding,
+                           lambda ds: json_tags.dataset_to_json(ds, "simplify", encoding,
                                                       ignore_length=ignored))
 
     @app.route("/instances/<public_id>/header", methods=["GET"])
     def header(request, public_id):
         mode = tags_format(request)
         return cached_json(request, public_id, "header", mode,
-                           lambda ds: header_to_json(ds, mode), stop_before_pixels=True)
+                           lambda ds: json_tags.header_to_json(ds, mode), stop_before_pixels=True)
 
     @app.route("/instances/<public_id>/content", methods=["GET"])
     @app.route("/instances/<public_id>/content/", methods=["GET"])
@@ -139,11 +142,11 @@ def install(app, server):
             # Tags sit at even positions (tag / item / tag ...), named as
             # Orthanc accepts them: "0010-0010", "0010,0010", "00100010" or
             # "PatientName"; each is parsed when the walk reaches it.
-            value = content_at(dataset, parts, parse_tag_or_fail)
-        except ContentPathError:
+            value = json_tags.content_at(dataset, parts, parse_tag_or_fail)
+        except json_tags.ContentPathError:
             # Orthanc answers a path leading nowhere with an empty 404.
             raise no_answer(request)
-        except PixelBlockError as e:
+        except json_tags.PixelBlockError as e:
             raise OrthancError(ErrorCode.BadFileFormat, str(e))
         if isinstance(value, list):
             return render_json(request, value)

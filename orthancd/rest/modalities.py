@@ -11,7 +11,7 @@ from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.config import parse_modality
 from orthancd.modalities import check_description, modality_registry, normalized_description
-from orthancd.net import scu
+from orthancd.lazy_modules import LazyModule
 from orthancd.rest.http import (
     bool_argument, read_body, render_bytes, render_json, render_text, sized)
 from orthancd.rest.scu_requests import option, read_unsigned, submit_commands_job
@@ -20,17 +20,19 @@ from orthancd.jobs.dicom_retrieve import retrieve_job
 from orthancd.jobs.dicom_store import DicomModalityStoreJob
 from orthancd.jobs.instances import (
     log_exported_resource, ordered_child_instances, resource_level)
-from orthancd.dicom.from_json import dataset_from_json
-from orthancd.dicom.summary import MAIN_DICOM_TAGS
+from orthancd.dicom import main_tags
 from orthancd.find import tags as find_tags
 from orthancd.rest.queries import (
     answer_json, create_query, query_retrieve_size, query_to_dataset)
+
+# DICOM networking (pynetdicom, pydicom): imported by the first request
+# that uses it (orthancd.lazy_modules).
+scu = LazyModule("orthancd.net.scu")
 
 # What GET /modalities/{id} lists in Orthanc 1.13.0.
 MODALITY_ROUTES = ["configuration", "echo", "find", "find-instance", "find-patient",
                    "find-series", "find-study", "find-worklist", "get", "move", "query",
                    "storage-commitment", "store", "store-straight"]
-
 
 
 def parse_json_value(request, error="Must provide a JSON value"):
@@ -207,7 +209,7 @@ def find_fields(level, body):
         except OrthancError:
             raise OrthancError(ErrorCode.UnknownDicomTag, name, http_status=500) from None
         merged[find_tags.format_tag(tag)] = _json_as_string(value)
-    kept = {find_tags.format_tag(tag) for tag in MAIN_DICOM_TAGS[level]}
+    kept = {find_tags.format_tag(tag) for tag in main_tags.MAIN_DICOM_TAGS[level]}
     kept.difference_update(FIND_IGNORED.get(level, ()))
     kept.update(FIND_IDENTIFIERS[level])
     return {key: value for key, value in merged.items() if key in kept}
@@ -476,6 +478,7 @@ def install(app, server):
             fields, mode = body["Query"], worklist_format(body)
         else:
             fields, mode = body, "simplify"  # the form of Orthanc <= 1.9.4
+        from orthancd.dicom.from_json import dataset_from_json
         query = dataset_from_json(fields, server.default_encoding)
         answers = await scu.find_worklist(server.reactor, settings(modality, body), modality,
                                           query)

@@ -9,11 +9,17 @@ larger runs as a job).
 """
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
-from orthancd.modification import jobs, paths, requests
+from orthancd.lazy_modules import LazyModule
+from orthancd.modification import paths
 from orthancd.rest import fields
 from orthancd.rest.http import render_bytes
 from orthancd.rest.instances import request_origin
 from orthancd.rest.submit import UNHANDLED_EXCEPTION, parse_json_body, submit_job
+
+# Modification and its jobs (pydicom): imported by the first request that
+# uses them (orthancd.lazy_modules).
+jobs = LazyModule("orthancd.modification.jobs")
+requests = LazyModule("orthancd.modification.requests")
 
 
 def _instance_transcoding(body):

@@ -14,11 +14,9 @@ from zope.interface import implementer
 
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.index.base import UnknownResource
-from orthancd.pixels import extraction
-from orthancd.pixels.extraction import DecodingFailed, Encoding, Rendering, Unanswered
+from orthancd.lazy_modules import LazyModule
+from orthancd.pixels.extraction_modes import ExtractionMode
 from orthancd.pixels.parsed_files import DEFAULT_CAPACITY_MB, ParsedFiles
-from orthancd.pixels.processing import ExtractionMode, parse_double
-from orthancd.pixels.slice_ordering import ordered_slices, ordered_slices_json
 from orthancd.rest.http import (EmptyAnswer, bool_argument, get_argument, has_argument,
                                 no_answer, render_bytes, render_json, request_uri, sized)
 
@@ -27,6 +25,12 @@ SERIES_NUMPY_PARTS = 2
 
 _IMAGE_KINDS = (("png", "image", "png"), ("jpeg", "image", "jpeg"),
                 ("pam", "image", "x-portable-arbitrarymap"))
+
+# Decoding, processing and encoding (pydicom, numpy, codecs): imported by
+# the first image asked for (orthancd.lazy_modules).
+extraction = LazyModule("orthancd.pixels.extraction")
+processing = LazyModule("orthancd.pixels.processing")
+slice_ordering = LazyModule("orthancd.pixels.slice_ordering")
 
 
 def negotiate(accept):
@@ -68,7 +72,7 @@ def negotiate(accept):
 def _quality(parameters):
     if "q" not in parameters:
         return 1.0
-    value = parse_double(parameters["q"])
+    value = processing.parse_double(parameters["q"])
     if value is None or not 0.0 <= value <= 1.0:
         raise OrthancError(ErrorCode.BadRequest,
                            "Quality parameter out of range in a HTTP request (must be between "
@@ -88,9 +92,9 @@ def _image_encoding(request):
                                "number between 0 and 100): " + text)
         accept = request.getHeader(b"accept")
         kind = negotiate(None if accept is None else accept.decode("latin-1"))
-        return Encoding(kind, quality)
+        return extraction.Encoding(kind, quality)
     except OrthancError as e:
-        return Encoding(refusal=e)
+        return extraction.Encoding(refusal=e)
 
 
 _INTEGER = re.compile(r"^[+-]?\d+$")
@@ -111,7 +115,7 @@ def _rendering(request):
         values = {}
         for name, key in (("window-width", "window_width"), ("window-center", "window_center")):
             if has_argument(request, name):
-                value = parse_double(get_argument(request, name))
+                value = processing.parse_double(get_argument(request, name))
                 if value is None:
                     raise OrthancError(ErrorCode.ParameterOutOfRange,
                                        "Bad value for argument: " + name)
@@ -133,9 +137,9 @@ def _rendering(request):
             if text not in ("true", "1", "false", "0"):
                 raise OrthancError(ErrorCode.BadRequest)
             values["smooth"] = text in ("true", "1")
-        return Rendering(**values)
+        return extraction.Rendering(**values)
     except OrthancError as e:
-        return Rendering(refusal=e)
+        return extraction.Rendering(refusal=e)
 
 
 @implementer(IPushProducer)
@@ -220,9 +224,9 @@ def install(app, server):
             body, mime = await read_and(public_id, operation, *args)
         except UnknownResource:
             raise EmptyAnswer(404)
-        except Unanswered:
+        except extraction.Unanswered:
             raise EmptyAnswer(404)
-        except (DecodingFailed, OrthancError) as e:
+        except (extraction.DecodingFailed, OrthancError) as e:
             if isinstance(e, OrthancError) and e.code in (ErrorCode.ParameterOutOfRange,
                                                           ErrorCode.UnknownResource):
                 raise EmptyAnswer(404)
@@ -243,15 +247,17 @@ def install(app, server):
             raise EmptyAnswer(404)
         return number
 
-    def encoded(function):
+    def encoded(name):
+        """extraction.<name> (imported by the first image asked for), with
+        the MIME type of the encoding its last argument names."""
         def run(pixels, *args):
             encoding = args[-1]
-            body = function(pixels, *args)
+            body = getattr(extraction, name)(pixels, *args)
             return body, encoding.mime
         return run
 
-    frame_image = encoded(extraction.frame_image)
-    rendered = encoded(extraction.rendered)
+    frame_image = encoded("frame_image")
+    rendered = encoded("rendered")
 
     for mode in ExtractionMode:
         def make(mode):
@@ -281,7 +287,7 @@ def install(app, server):
     async def matlab(request, public_id, frame):
         try:
             body = await read_and(public_id, extraction.matlab, frame)
-        except DecodingFailed:
+        except extraction.DecodingFailed:
             raise OrthancError(ErrorCode.NotImplemented)
         return render_bytes(request, body, b"text/plain")
 
@@ -345,12 +351,12 @@ def install(app, server):
 
     @app.route("/series/<public_id>/ordered-slices", methods=["GET"])
     def series_ordered_slices(request, public_id):
-        return render_json(request, ordered_slices_json(server.index, public_id))
+        return render_json(request, slice_ordering.ordered_slices_json(server.index, public_id))
 
     @app.route("/series/<public_id>/numpy", methods=["GET"])
     async def series_numpy(request, public_id):
         rescale, compress = numpy_arguments(request)
-        slices = ordered_slices(server.index, public_id)
+        slices = slice_ordering.ordered_slices(server.index, public_id)
         files, index = [], 0
         for instance, frames in slices:
             files.append((server.dicom_attachment(instance), frames, index))

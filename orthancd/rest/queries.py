@@ -9,16 +9,21 @@ import uuid
 from collections import OrderedDict
 
 from orthancd.config import RETRIEVE_METHODS
-from orthancd.dicom.json_tags import dataset_to_json
+from orthancd.lazy_modules import LazyModule
 from orthancd.automation import find_filters
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
 from orthancd.modalities import modality_registry
-from orthancd.net import find_modules, scu
+from orthancd.net import find_modules
 from orthancd.jobs.dicom_retrieve import retrieve_job
 from orthancd.rest.http import bool_argument, has_argument, read_body, render_json, render_text
 from orthancd.rest.scu_requests import submit_commands_job
 from orthancd.serialization import read_field
+
+# Data sets to JSON (pydicom): imported by the first use (orthancd.lazy_modules).
+json_tags = LazyModule("orthancd.dicom.json_tags")
+# DICOM networking (pynetdicom, pydicom): imported by the first use.
+scu = LazyModule("orthancd.net.scu")
 
 # Tags Orthanc adds (empty, for universal matching) to a query at each level.
 LEVEL_KEYS = {
@@ -116,7 +121,7 @@ def query_to_dataset(server, level, fields, normalize=True):
 
 
 def answer_json(server, answer, mode="full"):
-    return dataset_to_json(answer, mode, server.default_encoding)
+    return json_tags.dataset_to_json(answer, mode, server.default_encoding)
 
 
 def retrieve_options(raw):

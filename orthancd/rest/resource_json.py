@@ -6,13 +6,16 @@ one by one.  DICOM tags come in one of three formats: "human" (names as
 keys), "short" ("gggg,eeee" keys) or "full" (Name/Type/Value nodes).
 """
 from orthancd.dicom import main_tags as M
-from orthancd.dicom.json_tags import convert_full_node
+from orthancd.lazy_modules import LazyModule
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.find import tags as T
 from orthancd.find.requested_tags import requested_tags
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import (ContentType, MetadataType, parse_unsigned,
                                  series_completeness)
+
+# Data sets to JSON (pydicom): imported by the first use (orthancd.lazy_modules).
+json_tags = LazyModule("orthancd.dicom.json_tags")
 
 # Orthanc's ResponseContentFlags, by the names ResponseContent accepts.
 RESPONSE_CONTENT = ("MainDicomTags", "RequestedTags", "Metadata", "Status", "Parent",
@@ -63,10 +66,10 @@ def format_tag_value(tag, value, fmt):
     sequence = isinstance(value, dict)
     if fmt == "human":
         key = T.tag_name(tag) if not sequence else value["Name"]
-        return key, convert_full_node(value, "simplify") if sequence else value
+        return key, json_tags.convert_full_node(value, "simplify") if sequence else value
     key = T.format_tag(tag)
     if fmt == "short":
-        return key, convert_full_node(value, "short") if sequence else value
+        return key, json_tags.convert_full_node(value, "short") if sequence else value
     if sequence:
         return key, value
     return key, {"Name": T.tag_name(tag), "Type": "Null" if value is None else "String",

@@ -12,7 +12,7 @@ from orthancd.find.requested_tags import check_requested
 from orthancd.find.tags import parse_tag
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import UnknownResource
-from orthancd.dicom.json_tags import dataset_to_json
+from orthancd.lazy_modules import LazyModule
 from orthancd.rest import fields
 from orthancd.rest.find import parse_level
 from orthancd.rest.http import (bool_argument, dicom_format, get_argument, has_argument,
@@ -22,6 +22,9 @@ from orthancd.rest.http import (bool_argument, dicom_format, get_argument, has_a
 from orthancd.rest.resource_json import (EXPAND, expand, parse_response_content,
                                         resource_to_json)
 from orthancd.rest.snapshot_cache import SnapshotCache
+
+# Data sets to JSON (pydicom): imported by the first use (orthancd.lazy_modules).
+json_tags = LazyModule("orthancd.dicom.json_tags")
 
 LEVELS = list(ResourceLevel)
 
@@ -372,7 +375,7 @@ def install(app, server):
             tags = {}
             for instance in descendants(server, public_id, level, ResourceLevel.INSTANCE):
                 tags[instance] = await server.render_dataset(
-                    instance, lambda ds: dataset_to_json(ds, mode, encoding,
+                    instance, lambda ds: json_tags.dataset_to_json(ds, mode, encoding,
                                                          ignore_length=ignored), True)
             return render_json(request, tags)
 

@@ -10,11 +10,15 @@ import json
 
 from orthancd import storage_commitment
 from orthancd.errors import ErrorCode, OrthancError
+from orthancd.lazy_modules import LazyModule
 from orthancd.modalities import modality_registry
-from orthancd.net import scu
-from orthancd.net.storage_commitment import Reference
 from orthancd.rest import jsonfmt
 from orthancd.rest.http import read_body, render_bytes, render_json
+
+# DICOM networking (pynetdicom, pydicom): imported by the first use
+# (orthancd.lazy_modules).
+scu = LazyModule("orthancd.net.scu")
+commitment = LazyModule("orthancd.net.storage_commitment")
 
 RESOURCES = "Resources"
 DICOM_INSTANCES = "DicomInstances"
@@ -68,14 +72,14 @@ def dicom_instances(body):
             if len(entry) != 2 or not all(isinstance(uid, str) for uid in entry):
                 raise _bad("An instance entry must provide an array with 2 strings: "
                            "SOP Class UID and SOP Instance UID")
-            references.append(Reference(entry[0], entry[1]))
+            references.append(commitment.Reference(entry[0], entry[1]))
         elif isinstance(entry, dict):
             sop_class, sop_instance = entry.get("SOPClassUID"), entry.get("SOPInstanceUID")
             if not isinstance(sop_class, str) or not isinstance(sop_instance, str):
                 # (sic) Orthanc's message.
                 raise _bad('An instance entry must provide an object with 2 string fiels: '
                            '"SOPClassUID" and "SOPInstanceUID')
-            references.append(Reference(sop_class, sop_instance))
+            references.append(commitment.Reference(sop_class, sop_instance))
         else:
             raise _bad("JSON array or object is expected to specify one instance to be "
                        "queried, found: %s" % _styled(entry))

@@ -1,5 +1,6 @@
 """/system and /statistics."""
 import hashlib
+import importlib.metadata
 import os
 import sys
 
@@ -61,23 +62,22 @@ def main_dicom_tags_signatures():
 
 
 def _third_party_versions():
-    """The libraries orthancd is built on (Orthanc lists its own)."""
+    """The libraries orthancd is built on (Orthanc lists its own).  Those
+    an idle daemon has not imported (pydicom, pynetdicom, lupa: see
+    orthancd.lazy_modules) are read from their installed metadata."""
     import lmdb
-    import pydicom
-    import pynetdicom
     import twisted
     versions = {
         "lmdb": ".".join(str(v) for v in lmdb.version()),
         "py-lmdb": lmdb.__version__,
-        "pydicom": pydicom.__version__,
-        "pynetdicom": pynetdicom.__version__,
+        "pydicom": importlib.metadata.version("pydicom"),
+        "pynetdicom": importlib.metadata.version("pynetdicom"),
         "python": "%d.%d.%d" % sys.version_info[:3],
         "twisted": twisted.__version__,
     }
     try:
-        import lupa
-        versions["lupa"] = lupa.__version__
-    except ImportError:
+        versions["lupa"] = importlib.metadata.version("lupa")
+    except importlib.metadata.PackageNotFoundError:
         pass
     return versions
 

@@ -4,13 +4,10 @@ import json
 import time
 import uuid
 
-from pydicom.uid import generate_uid
-
 from orthancd import logs
-from orthancd.dicom.summary import normalize_for_find
+from orthancd.dicom.main_tags import normalize_for_find
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.ids import ResourceLevel
-from orthancd.net.conformance import accepted_sop_classes, conformance_statement
 from orthancd.rest.http import (get_argument, json_body, no_answer, render_json,
                                 render_text, text_body)
 
@@ -75,6 +72,7 @@ def install(app, server):
             raise no_answer(request)  # Orthanc leaves a missing or bad level unanswered
         if level is ResourceLevel.PATIENT:
             return render_text(request, str(uuid.uuid4()))
+        from pydicom.uid import generate_uid
         return render_text(request, generate_uid(prefix=_UID_ROOT + _UID_LEVEL_DIGIT[level] + "."))
 
     @app.route("/tools/lookup", methods=["POST"])
@@ -147,10 +145,12 @@ def install(app, server):
 
     @app.route("/tools/dicom-conformance", methods=["GET"])
     def dicom_conformance(request):
+        from orthancd.net.conformance import conformance_statement
         return render_text(request, conformance_statement(server))
 
     @app.route("/tools/accepted-sop-classes", methods=["GET"])
     def get_accepted_sop_classes(request):
+        from orthancd.net.conformance import accepted_sop_classes
         return render_json(request, accepted_sop_classes(server))
 
     @app.route("/tools/bulk-delete", methods=["POST"])

@@ -6,12 +6,10 @@ leave them alone (an uncompressed file without pixel data is never
 compressed).  When the transcoder fails, the file is stored as it came."""
 import io
 
-from pydicom.filereader import read_preamble, _read_file_meta_info
-
 from orthancd.config import ConfigurationError
-from orthancd.modification.dataset import EditedFile
-from orthancd.pixels.frames import PIXEL_DATA
 from orthancd.transcoding import syntaxes
+
+PIXEL_DATA = 0x7FE00010
 
 
 def configured(configuration, transcoder):
@@ -29,6 +27,7 @@ def configured(configuration, transcoder):
 
 def _source_syntax(head):
     """The transfer syntax of the file meta information, None without."""
+    from pydicom.filereader import read_preamble, _read_file_meta_info
     try:
         stream = io.BytesIO(head)
         read_preamble(stream, False)
@@ -67,6 +66,7 @@ class IngestTranscoding:
             with open(source, "rb") as f:
                 data = f.read()
         syntax = _source_syntax(data[:65536])
+        from orthancd.modification.dataset import EditedFile
         parsed = []
 
         def parse():

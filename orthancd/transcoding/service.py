@@ -2,7 +2,13 @@
 "DicomLossyTranscodingQuality"), run in the pixels pool, never on the
 reactor thread."""
 from orthancd.errors import ErrorCode, OrthancError
-from orthancd.transcoding.transcoder import DEFAULT_LOSSY_QUALITY, transcode
+from orthancd.lazy_modules import LazyModule
+
+# Codecs, pydicom and numpy: imported by the first transcoding
+# (orthancd.lazy_modules).
+transcoder = LazyModule("orthancd.transcoding.transcoder")
+# DicomLossyTranscodingQuality's default (Orthanc's).
+DEFAULT_LOSSY_QUALITY = 90
 
 
 class Transcoder:
@@ -20,8 +26,8 @@ class Transcoder:
         """For callers already off the reactor: the Transcoded file, or None
         when none of the ``allowed`` syntaxes can be written."""
         quality = self.lossy_quality if lossy_quality is None else lossy_quality
-        return transcode(data, allowed, allow_new_uid, quality, self.default_encoding(),
-                         preserve_uid)
+        return transcoder.transcode(data, allowed, allow_new_uid, quality,
+                                    self.default_encoding(), preserve_uid)
 
     def transcode(self, data, allowed, lossy_quality=None, preserve_uid=False):
         """Deferred Transcoded (or None), computed in the pixels pool."""

@@ -26,6 +26,7 @@ from orthancd.modification.dataset import EditedFile
 from orthancd.pixels.information import parse_unsigned
 from orthancd.transcoding import attributes, encoders, syntaxes
 from orthancd.transcoding.native import NativePixels
+from orthancd.transcoding.service import DEFAULT_LOSSY_QUALITY
 
 log = logger(__name__)
 
@@ -41,7 +42,6 @@ PIXEL_REPRESENTATION = 0x00280103
 _PALETTE_TAGS = (0x00281101, 0x00281102, 0x00281103, 0x00281199, 0x00281201, 0x00281202,
                  0x00281203, 0x00281221, 0x00281222, 0x00281223)
 
-DEFAULT_LOSSY_QUALITY = 90
 JPEG_LS_NEAR = 2       # DCMTK's near-lossless deviation, as Orthanc asks it
 LOSSLESS_PREDICTORS = {syntaxes.JPEG_LOSSLESS: 6, syntaxes.JPEG_LOSSLESS_SV1: 1}
 
