@@ -25,6 +25,7 @@ class Summary:
     series_uid: str
     sop_uid: str
     expected_instances: int | None = None
+    modality: str | None = None
 
     @property
     def ids(self):
@@ -35,7 +36,8 @@ class Summary:
         return {
             ResourceLevel.PATIENT: {"PatientID": self.patient_id, "PatientName": "DOE^JOHN"},
             ResourceLevel.STUDY: {"StudyInstanceUID": self.study_uid},
-            ResourceLevel.SERIES: {"SeriesInstanceUID": self.series_uid},
+            ResourceLevel.SERIES: dict({"SeriesInstanceUID": self.series_uid},
+                                       **({"Modality": self.modality} if self.modality else {})),
             ResourceLevel.INSTANCE: {"SOPInstanceUID": self.sop_uid},
         }
 
@@ -114,6 +116,45 @@ def test_children_are_listed_by_id_and_counted(index):
     stats = index.get_statistics()
     assert stats["instances"] == 4 and stats["series"] == 1 and stats["disk"] == 400
     assert index.list_resources(ResourceLevel.INSTANCE, since=1, limit=2) == children[1:3]
+
+
+def test_descendants_are_counted_and_their_values_gathered_in_one_reading(index):
+    # Two studies of one patient; the first with two series (modalities CT
+    # and MR; instances of two SOP classes, one without) and 3 instances.
+    layout = [("S1", "SE1", "1", "CT", "1.2.840.10008.5.1.4.1.1.2"),
+              ("S1", "SE1", "2", "CT", "1.2.840.10008.5.1.4.1.1.2"),
+              ("S1", "SE2", "3", "MR", None),
+              ("S2", "SE3", "4", None, "1.2.840.10008.5.1.4.1.1.4")]
+    for n, (study, series, sop, modality, sop_class) in enumerate(layout):
+        summary = Summary("P", study, series, sop, modality=modality)
+        metadata = {ResourceLevel.INSTANCE: {MetadataType.Origin: "Test"}}
+        if sop_class is not None:
+            metadata[ResourceLevel.INSTANCE][MetadataType.SopClassUid] = sop_class
+        assert wait(index.store_instance(summary, stored("f%d" % n), metadata, False,
+                                         None)).status == "Success"
+    patient, study, _, _ = Summary("P", "S1", "SE1", "1").ids
+    other_study = Summary("P", "S2", "SE3", "4").ids[1]
+    P, ST, SE, I = (ResourceLevel.PATIENT, ResourceLevel.STUDY, ResourceLevel.SERIES,
+                    ResourceLevel.INSTANCE)
+    assert index.count_descendants(patient, P, ST) == 2
+    assert index.count_descendants(patient, P, SE) == 3
+    assert index.count_descendants(patient, P, I) == 4
+    assert index.count_descendants(study, ST, SE) == 2
+    assert index.count_descendants(study, ST, I) == 3
+    assert index.count_descendants(other_study, ST, I) == 1
+    assert index.descendants_main_tag_values(study, ST, SE, "Modality") == {"CT", "MR"}
+    assert index.descendants_main_tag_values(other_study, ST, SE, "Modality") == set()
+    assert index.descendants_metadata_values(study, ST, I, MetadataType.SopClassUid) == \
+        {"1.2.840.10008.5.1.4.1.1.2"}
+    assert index.descendants_metadata_values(patient, P, I, MetadataType.SopClassUid) == \
+        {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"}
+    # The same as listing them.
+    assert index.count_descendants(patient, P, I) == len(index.get_descendants(patient, P, I))
+    with pytest.raises(UnknownResource):
+        index.count_descendants("0" * 8 + "-" + "0" * 8 + "-" + "0" * 8 + "-" + "0" * 8
+                                + "-" + "0" * 8, ST, I)
+    with pytest.raises(ValueError):
+        index.count_descendants(study, ST, ST)
 
 
 def test_cascade_delete(index):

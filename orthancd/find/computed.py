@@ -14,56 +14,37 @@ _BY_LEVEL = {
     ResourceLevel.SERIES: (T.NUMBER_OF_SERIES_RELATED_INSTANCES,),
 }
 
+# The counts: tag -> (the level where it is computed, the level counted).
+COUNTS = {
+    T.NUMBER_OF_PATIENT_RELATED_STUDIES: (ResourceLevel.PATIENT, ResourceLevel.STUDY),
+    T.NUMBER_OF_PATIENT_RELATED_SERIES: (ResourceLevel.PATIENT, ResourceLevel.SERIES),
+    T.NUMBER_OF_PATIENT_RELATED_INSTANCES: (ResourceLevel.PATIENT, ResourceLevel.INSTANCE),
+    T.NUMBER_OF_STUDY_RELATED_SERIES: (ResourceLevel.STUDY, ResourceLevel.SERIES),
+    T.NUMBER_OF_STUDY_RELATED_INSTANCES: (ResourceLevel.STUDY, ResourceLevel.INSTANCE),
+    T.NUMBER_OF_SERIES_RELATED_INSTANCES: (ResourceLevel.SERIES, ResourceLevel.INSTANCE),
+}
+
 
 def computable(level):
     """The computed tags that make sense at ``level``."""
     return _BY_LEVEL.get(level, ())
 
 
-def _below(index, ids, level):
-    out = []
-    for public_id in ids:
-        out.extend(index.get_children(public_id, level))
-    return out
-
-
 def compute_tags(index, level, public_id, wanted):
-    """{tag: str} for the computed tags in ``wanted`` that apply at ``level``."""
+    """{tag: str} for the computed tags in ``wanted`` that apply at ``level``
+    (each read in one reading of the index: orthancd.index.base)."""
     wanted = [t for t in computable(level) if t in wanted]
     if not wanted:
         return {}
     out = {}
-    if level is ResourceLevel.PATIENT:
-        studies = index.get_children(public_id, level)
-        out[T.NUMBER_OF_PATIENT_RELATED_STUDIES] = str(len(studies))
-        if T.NUMBER_OF_PATIENT_RELATED_SERIES in wanted or \
-                T.NUMBER_OF_PATIENT_RELATED_INSTANCES in wanted:
-            series = _below(index, studies, ResourceLevel.STUDY)
-            out[T.NUMBER_OF_PATIENT_RELATED_SERIES] = str(len(series))
-            if T.NUMBER_OF_PATIENT_RELATED_INSTANCES in wanted:
-                out[T.NUMBER_OF_PATIENT_RELATED_INSTANCES] = str(
-                    sum(index.count_children(s, ResourceLevel.SERIES) for s in series))
-    elif level is ResourceLevel.STUDY:
-        series = index.get_children(public_id, level)
-        out[T.NUMBER_OF_STUDY_RELATED_SERIES] = str(len(series))
-        if T.MODALITIES_IN_STUDY in wanted:
-            modalities = set()
-            for series_id in series:
-                value = index.get_resource(series_id, ResourceLevel.SERIES).main_tags.get("Modality")
-                if value is not None:
-                    modalities.add(value)
-            out[T.MODALITIES_IN_STUDY] = "\\".join(sorted(modalities))
-        if T.NUMBER_OF_STUDY_RELATED_INSTANCES in wanted or T.SOP_CLASSES_IN_STUDY in wanted:
-            instances = _below(index, series, ResourceLevel.SERIES)
-            out[T.NUMBER_OF_STUDY_RELATED_INSTANCES] = str(len(instances))
-            if T.SOP_CLASSES_IN_STUDY in wanted:
-                classes = set()
-                for instance_id in instances:
-                    value = index.get_metadata(instance_id, ResourceLevel.INSTANCE).get(
-                        MetadataType.SopClassUid)
-                    if value:
-                        classes.add(value)
-                out[T.SOP_CLASSES_IN_STUDY] = "\\".join(sorted(classes))
-    else:
-        out[T.NUMBER_OF_SERIES_RELATED_INSTANCES] = str(index.count_children(public_id, level))
-    return {tag: value for tag, value in out.items() if tag in wanted}
+    for tag in wanted:
+        if tag in COUNTS:
+            out[tag] = str(index.count_descendants(public_id, level, COUNTS[tag][1]))
+        elif tag == T.MODALITIES_IN_STUDY:
+            out[tag] = "\\".join(sorted(index.descendants_main_tag_values(
+                public_id, level, ResourceLevel.SERIES, "Modality")))
+        elif tag == T.SOP_CLASSES_IN_STUDY:
+            classes = index.descendants_metadata_values(public_id, level, ResourceLevel.INSTANCE,
+                                                        MetadataType.SopClassUid)
+            out[tag] = "\\".join(sorted(value for value in classes if value))
+    return out

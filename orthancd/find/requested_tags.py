@@ -16,6 +16,7 @@ Values are strings, None, or (for sequences) Orthanc's full JSON node.
 
 from orthancd.dicom import main_tags as M
 from orthancd.errors import ErrorCode, OrthancError
+from orthancd.find import computed
 from orthancd.find import tags as T
 from orthancd.find.lookup import representative_instance
 from orthancd.ids import ResourceLevel
@@ -25,14 +26,7 @@ INSTANCE_AVAILABILITY = T.INSTANCE_AVAILABILITY
 SOP_CLASS_UID = 0x00080016
 PIXEL_DATA = 0x7FE00010
 
-_COUNTS = {
-    T.NUMBER_OF_PATIENT_RELATED_STUDIES: (ResourceLevel.PATIENT, ResourceLevel.STUDY),
-    T.NUMBER_OF_PATIENT_RELATED_SERIES: (ResourceLevel.PATIENT, ResourceLevel.SERIES),
-    T.NUMBER_OF_PATIENT_RELATED_INSTANCES: (ResourceLevel.PATIENT, ResourceLevel.INSTANCE),
-    T.NUMBER_OF_STUDY_RELATED_SERIES: (ResourceLevel.STUDY, ResourceLevel.SERIES),
-    T.NUMBER_OF_STUDY_RELATED_INSTANCES: (ResourceLevel.STUDY, ResourceLevel.INSTANCE),
-    T.NUMBER_OF_SERIES_RELATED_INSTANCES: (ResourceLevel.SERIES, ResourceLevel.INSTANCE),
-}
+_COUNTS = computed.COUNTS
 _ALWAYS_COMPUTED = (T.MODALITIES_IN_STUDY, T.SOP_CLASSES_IN_STUDY, INSTANCE_AVAILABILITY)
 
 
@@ -43,35 +37,8 @@ def computed_here(level, tags):
             if t in _ALWAYS_COMPUTED or (t in _COUNTS and _COUNTS[t][0] is level)}
 
 
-def _descendant_count(index, public_id, level, target):
-    ids = [public_id]
-    while level < target:
-        ids = [c for i in ids for c in index.get_children(i, level)]
-        level = level.child
-    return len(ids)
-
-
 def computed_values(index, level, public_id, tags):
-    out = {}
-    for tag in tags:
-        if tag in _COUNTS and _COUNTS[tag][0] is level:
-            out[tag] = str(_descendant_count(index, public_id, level, _COUNTS[tag][1]))
-    if level is ResourceLevel.STUDY:
-        if T.MODALITIES_IN_STUDY in tags:
-            modalities = set()
-            for series in index.get_children(public_id, level):
-                value = index.get_resource(series, ResourceLevel.SERIES).main_tags.get("Modality")
-                if value is not None:
-                    modalities.add(value)
-            out[T.MODALITIES_IN_STUDY] = "\\".join(sorted(modalities))
-        if T.SOP_CLASSES_IN_STUDY in tags:
-            classes = set()
-            for instance in index.get_descendants(public_id, level, ResourceLevel.INSTANCE):
-                value = index.get_metadata_value(instance, ResourceLevel.INSTANCE,
-                                                 MetadataType.SopClassUid)
-                if value is not None:
-                    classes.add(value)
-            out[T.SOP_CLASSES_IN_STUDY] = "\\".join(sorted(classes))
+    out = computed.compute_tags(index, level, public_id, tags)
     if level is ResourceLevel.INSTANCE and INSTANCE_AVAILABILITY in tags:
         out[INSTANCE_AVAILABILITY] = "ONLINE"
     return out

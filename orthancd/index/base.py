@@ -230,6 +230,26 @@ class ResourceIndex(abc.ABC):
     def get_descendants(self, public_id, level, target):
         """Public IDs at ``target`` level at or below a resource, by ID."""
 
+    # What the computed tags (ModalitiesInStudy, NumberOfStudyRelatedInstances,
+    # SOPClassesInStudy...) read of a resource's descendants, each in one
+    # reading of the index: Orthanc Explorer 2 asks for them for every
+    # study of its list.
+    @abc.abstractmethod
+    def count_descendants(self, public_id, level, target):
+        """How many resources at ``target`` level below a resource."""
+
+    @abc.abstractmethod
+    def descendants_main_tag_values(self, public_id, level, target, name):
+        """The distinct values of the main tag ``name`` of the resources at
+        ``target`` level below a resource (a set; those without it are left
+        out)."""
+
+    @abc.abstractmethod
+    def descendants_metadata_values(self, public_id, level, target, metadata_type):
+        """The distinct values of one metadata of the resources at
+        ``target`` level below a resource (a set; those without it are left
+        out)."""
+
     @abc.abstractmethod
     def get_metadata(self, public_id, level):
         """{MetadataType int: str}."""

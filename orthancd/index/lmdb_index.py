@@ -554,17 +554,55 @@ class LmdbResourceIndex(ResourceIndex):
                 return 0
             return cursor.count()
 
+    def _descendant_keys(self, txn, public_id, level, target):
+        """The keys of the resources of ``target`` level at or below a
+        resource, in no particular order."""
+        key = resource_key(level, public_id)
+        if txn.get(key, db=self.db["resources"]) is None:
+            raise UnknownResource(public_id)
+        keys = [key]
+        for _ in range(int(target) - int(level)):
+            keys = [c for k in keys for c in self._children_keys(txn, k)]
+        return keys
+
     def get_descendants(self, public_id, level, target):
         """Public IDs of the resources of ``target`` level at or below a
         resource, sorted by ID (the order of 1.13.0's child routes)."""
         with self._read() as txn:
-            key = resource_key(level, public_id)
-            if txn.get(key, db=self.db["resources"]) is None:
-                raise UnknownResource(public_id)
-            keys = [key]
-            for _ in range(int(target) - int(level)):
-                keys = [c for k in keys for c in self._children_keys(txn, k)]
-            return sorted(_public_id(k) for k in keys)
+            return sorted(_public_id(k) for k in self._descendant_keys(txn, public_id, level,
+                                                                      target))
+
+    def count_descendants(self, public_id, level, target):
+        if target <= level:
+            raise ValueError("%s is not below %s" % (target, level))
+        with self._read() as txn:
+            # The last level is counted, not listed: LMDB counts a key's
+            # duplicates (its children) from their page.
+            parents = self._descendant_keys(txn, public_id, level, target.parent)
+            cursor = txn.cursor(db=self.db["children"])
+            return sum(cursor.count() for key in parents if cursor.set_key(key))
+
+    def descendants_main_tag_values(self, public_id, level, target, name):
+        with self._read() as txn:
+            values = set()
+            for key in self._descendant_keys(txn, public_id, level, target):
+                record = self._get_record(txn, key)
+                value = None if record is None else record.get("t", {}).get(name)
+                if value is not None:
+                    values.add(value)
+            return values
+
+    def descendants_metadata_values(self, public_id, level, target, metadata_type):
+        metadata_type = int(metadata_type)
+        db = self.db["metadata"]
+        with self._read() as txn:
+            values = set()
+            for key in self._descendant_keys(txn, public_id, level, target):
+                record = txn.get(key, db=db)
+                value = None if record is None else metadata_entry(record, metadata_type)
+                if value is not None:
+                    values.add(value)
+            return values
 
     def get_descendant_instances(self, public_id, level):
         """Public IDs of every instance below (or at) a resource, by ID."""
