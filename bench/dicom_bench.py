@@ -58,6 +58,11 @@ def start_server(kind, folder, scp_port):
         server = oracle.RealOrthanc(folder, DicomModalities=modalities, StableAge=60)
         aet = "ORACLE"
     server.start()
+    # Before anything is measured: orthancd imports its DICOM libraries at
+    # the first association (about 0.2 s, once per process:
+    # orthancd.lazy_modules), which a round of a few seconds would
+    # otherwise carry.  Both servers get the same C-ECHO.
+    dcmtk("echoscu", "-aet", BENCH_AET, "-aec", aet, "127.0.0.1", str(server.dicom_port))
     return server, aet
 
 
