@@ -183,7 +183,8 @@ async def request(server, settings, modality, references, transaction_uid=None):
         log.warning("Issuing an outgoing storage commitment request that is empty: %s",
                     transaction_uid)
     reports(server).store(transaction_uid, Report(modality["AET"]))
-    await commitment.request_commitment(server.reactor, settings, modality, transaction_uid, references)
+    await commitment.request_commitment(server.reactor, settings, modality, transaction_uid,
+                                        references)
     return transaction_uid
 
 
@@ -282,7 +283,8 @@ async def check_instances(server, references):
         if reason == SUCCESS:
             successes.append(reference)
         else:
-            failures.append(commitment.Failure(reference.sop_class_uid, reference.sop_instance_uid, reason))
+            failures.append(commitment.Failure(reference.sop_class_uid,
+                                               reference.sop_instance_uid, reason))
     return successes, failures
 
 
@@ -300,8 +302,8 @@ class CommitmentJob:
         settings = scu.ScuSettings.for_modality(self.server.configuration, self.modality)
         # Orthanc answers as the AET the modality called.
         settings.local_aet = self.called_aet
-        await commitment.send_report(self.server.reactor, settings, self.modality, self.transaction_uid,
-                          successes, failures)
+        await commitment.send_report(self.server.reactor, settings, self.modality,
+                                     self.transaction_uid, successes, failures)
 
     def start(self):
         """Run in the background; failures are logged (Orthanc's job fails)."""

@@ -75,7 +75,8 @@ def install(app, server):
                                          dicomweb.format_float).encode("ascii") + b"\n"
             else:
                 def render(ds):
-                    return dicomweb.dicomweb_to_xml(dicomweb.dataset_to_dicomweb(ds, encoding)).encode("utf-8")
+                    xml = dicomweb.dicomweb_to_xml(dicomweb.dataset_to_dicomweb(ds, encoding))
+                    return xml.encode("utf-8")
             body = await server.render_dataset(public_id, render)
             request.setHeader(b"Content-Type", accept)
             return sized(request, body)
@@ -116,7 +117,8 @@ def install(app, server):
         mode, ignored = tags_format(request), ignored_length_tags(request)
         encoding = server.default_encoding
         return cached_json(request, public_id, ("tags", ignored), mode,
-                           lambda ds: json_tags.dataset_to_json(ds, mode, encoding, ignore_length=ignored))
+                           lambda ds: json_tags.dataset_to_json(ds, mode, encoding,
+                                                                ignore_length=ignored))
 
     @app.route("/instances/<public_id>/simplified-tags", methods=["GET"])
     def simplified_tags(request, public_id):
