@@ -74,6 +74,22 @@ def test_service_tree_imports_no_deferred_module(tmp_path):
     assert [name for name in DEFERRED_MODULES if name in modules] == []
 
 
+def test_service_tree_leaves_the_dicom_dictionary_unread(tmp_path):
+    """DCMTK's dictionary (2.4 MB once parsed) is read at the first lookup
+    of a tag by name or number, not at start."""
+    script = SERVICE_TREE_MODULES.replace(
+        "print(json.dumps(sorted(sys.modules)))",
+        "from orthancd.dicom import dictionary\n"
+        "print(json.dumps(dictionary._tables is None))\n"
+        "print(json.dumps(dictionary.tag_name(0x00100010)))\n")
+    result = subprocess.run([sys.executable, "-c", script, _configuration(str(tmp_path))],
+                            cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=ROOT),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line) for line in result.stdout.splitlines()[-2:]] == [True,
+                                                                             "PatientName"]
+
+
 def test_service_tree_with_lua_imports_the_lua_engine(tmp_path):
     result = subprocess.run([sys.executable, "-c", SERVICE_TREE_MODULES,
                              _configuration(str(tmp_path), ExecuteLuaEnabled=True)],

@@ -7,7 +7,8 @@ configuration option (register_configured).  Their tag names differ from pydicom
 keywords in places (retired tags are 'RETIRED_...', unknown ones are
 'Unknown Tag & Data', private creators are 'PrivateCreator') and their VRs
 decide how implicit-VR files are rendered, so the two DCMTK files are shipped
-here (comments stripped, gzip'd) and parsed once at import.
+here (comments stripped, gzip'd) and parsed once, at the first lookup (an
+idle daemon does without their 2.4 MB and 25 ms: orthancd.lazy_modules).
 
 DCMTK range syntax: '(6000-60FF,0010)' repeats over even groups,
 '(gggg-o-gggg,...)' over odd ones, '(gggg-u-gggg,...)' over both; the element
@@ -16,6 +17,7 @@ is the low byte of the element (the high byte is the creator's block).
 """
 import gzip
 import os
+import threading
 
 UNKNOWN_NAME = "Unknown Tag & Data"
 
@@ -88,7 +90,28 @@ def _load():
     return public, public_ranges, private, private_ranges
 
 
-_PUBLIC, _PUBLIC_RANGES, _PRIVATE, _PRIVATE_RANGES = _load()
+_tables = None   # (public, public ranges, private, private ranges), once loaded
+_loading = threading.Lock()
+
+
+def _loaded():
+    global _tables
+    with _loading:
+        if _tables is None:
+            _tables = _load()
+    return _tables
+
+
+def public_entries():
+    """{tag: DictEntry} of the public dictionary (with the configured entries)."""
+    return (_tables or _loaded())[0]
+
+
+def private_entries():
+    """{(group, creator, element low byte or whole): DictEntry}."""
+    return (_tables or _loaded())[2]
+
+
 _RANGE_CACHE = {}
 # Built into DCMTK rather than read from dicom.dic.
 _GENERIC_GROUP_LENGTH = DictEntry("UL", "GenericGroupLength")
@@ -101,17 +124,18 @@ def lookup(tag, creator=None):
     without it only the generic private entries (group length, creator
     elements) match.
     """
+    public, public_ranges, private, private_ranges = _tables or _loaded()
     group, element = tag >> 16, tag & 0xFFFF
     if group % 2 == 1 and creator is not None and element >= 0x1000:
         low = element & 0xFF
-        entry = _PRIVATE.get((group, creator, low)) or _PRIVATE.get((group, creator, element))
+        entry = private.get((group, creator, low)) or private.get((group, creator, element))
         if entry is not None:
             return entry
-        for g, c, e, entry in _PRIVATE_RANGES:
+        for g, c, e, entry in private_ranges:
             if c == creator and e in (low, element) and _in_range(group, g):
                 return entry
         return None
-    entry = _PUBLIC.get(tag)
+    entry = public.get(tag)
     if entry is not None:
         return entry
     if element == 0 and group % 2 == 0:
@@ -122,7 +146,7 @@ def lookup(tag, creator=None):
     if key in _RANGE_CACHE:
         return _RANGE_CACHE[key]
     found = None
-    for g, e, entry in _PUBLIC_RANGES:
+    for g, e, entry in public_ranges:
         if _in_range(group, g) and _in_range(element, e):
             found = entry
             break
@@ -135,7 +159,7 @@ def lookup_vr(tag, creator=None):
     its creator, else an entry registered for the tag without creator."""
     entry = lookup(tag, creator)
     if entry is None and creator is not None:
-        entry = _PUBLIC.get(tag)
+        entry = public_entries().get(tag)
     return entry.vr if entry is not None else None
 
 
@@ -189,7 +213,7 @@ def parse_configured(option):
             raise DictionaryError(
                 "Trying to register private tag (%04x,%04x), but it must have an odd "
                 "group >= 0x0009" % (group, tag & 0xFFFF))
-        if not creator and (tag in _PUBLIC or any(k[0] == tag for k in entries if not k[2])):
+        if not creator and (tag in public_entries() or any(k[0] == tag for k in entries if not k[2])):
             raise DictionaryError(
                 "Cannot register twice the tag (%04x,%04x), whose symbolic name is \"%s\""
                 % (group, tag & 0xFFFF, name))
@@ -203,9 +227,9 @@ def register_configured(option):
     for tag, entry, creator in parse_configured(option):
         if creator:
             # DCMTK matches private entries on the low byte of the element.
-            _PRIVATE[(tag >> 16, creator, tag & 0xFFFF)] = entry
+            private_entries()[(tag >> 16, creator, tag & 0xFFFF)] = entry
         else:
-            _PUBLIC[tag] = entry
+            public_entries()[tag] = entry
     _RANGE_CACHE.clear()
 
 

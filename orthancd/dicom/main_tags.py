@@ -104,7 +104,7 @@ def _parse_extra_tag(text):
         except ValueError:
             pass
     if isinstance(text, str):
-        for tag, entry in dictionary._PUBLIC.items():
+        for tag, entry in dictionary.public_entries().items():
             if entry.name == text and isinstance(tag, int):
                 return tag
     raise MainTagsError("Unknown DICOM tag in ExtraMainDicomTags: %r" % (text,))

@@ -38,7 +38,7 @@ def _names():
     global _NAMES
     if _NAMES is None:
         names = {}
-        for tag, entry in dictionary._PUBLIC.items():
+        for tag, entry in dictionary.public_entries().items():
             names.setdefault(entry.name, tag)
         _NAMES = names
     return _NAMES

@@ -40,7 +40,7 @@ def parse_tag(name):
         return find_tags.parse_tag(name)
     except OrthancError:
         pass
-    for (group, _creator, element), entry in list(dictionary._PRIVATE.items()):
+    for (group, _creator, element), entry in list(dictionary.private_entries().items()):
         if entry.name == name:
             return (group << 16) | element
     raise OrthancError(ErrorCode.UnknownDicomTag, name, http_status=500)
