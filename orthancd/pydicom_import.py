@@ -67,10 +67,11 @@ def configure(pydicom):
 
 class _GuardedLoader(importlib.abc.Loader):
     """pydicom's own loader, its execution wrapped in the guard; once done,
-    the module names its own loader again."""
+    the module names its own loader again, and ``done()`` is called."""
 
-    def __init__(self, loader):
+    def __init__(self, loader, done):
         self.loader = loader
+        self._done = done
 
     def __getattr__(self, name):
         # What else importlib asks of a loader (resource readers...).
@@ -90,11 +91,13 @@ class _GuardedLoader(importlib.abc.Loader):
         finally:
             module.__loader__ = self.loader
             module.__spec__.loader = self.loader
+        self._done()
 
 
 class PydicomFirstImport(importlib.abc.MetaPathFinder):
-    """Finds pydicom once, as the path finder would, with a guarded loader,
-    then leaves ``sys.meta_path``."""
+    """Finds pydicom as the finders after it would, with a guarded loader;
+    leaves ``sys.meta_path`` once pydicom is imported (a failed import, or
+    a mere ``importlib.util.find_spec``, leaves it in place for the next)."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -102,14 +105,22 @@ class PydicomFirstImport(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name != "pydicom":
             return None
+        for finder in list(sys.meta_path):
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None:
+            spec.loader = _GuardedLoader(spec.loader, self._leave)
+        return spec
+
+    def _leave(self):
         with self._lock:
             if self in sys.meta_path:
                 sys.meta_path.remove(self)
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        if spec is None or spec.loader is None:
-            return spec
-        spec.loader = _GuardedLoader(spec.loader)
-        return spec
 
 
 def install():

@@ -64,6 +64,8 @@ FIRST_PYDICOM_IMPORT = r"""
 import importlib.machinery, json, logging, sys
 import orthancd
 from orthancd.pydicom_import import PydicomFirstImport
+import importlib.util
+importlib.util.find_spec("pydicom")   # a mere look leaves the guard in place
 before = {"pydicom": "pydicom" in sys.modules,
           "finder": any(isinstance(f, PydicomFirstImport) for f in sys.meta_path)}
 from pydicom.dataset import Dataset   # the first import, from anywhere
