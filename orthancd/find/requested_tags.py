@@ -119,6 +119,8 @@ async def requested_tags(server, level, public_id, requested):
     computed = computed_here(level, remaining)
     out = computed_values(index, level, public_id, computed)
     remaining -= computed
+    if not remaining:
+        return out  # only computed tags (Orthanc Explorer 2's study list)
     chain = []
     resource = index.get_resource(public_id, level)
     lv = level
