@@ -8,8 +8,8 @@ from orthancd.dicom.dictionary import lookup, tag_name
 from orthancd.dicom.json_tags import ContentPathError, content_at, dataset_to_json
 from orthancd.dicom.modules import shared_tags_to_json
 from orthancd.dicom.reading import DicomFormatError, read_dataset
-from orthancd.dicom.summary import (MissingTagError, compute_expected_instances,
-                                    normalize_for_find, summarize)
+from orthancd.dicom.main_tags import normalize_for_find
+from orthancd.dicom.summary import MissingTagError, compute_expected_instances, summarize
 from orthancd.ids import ResourceLevel
 
 SAMPLES = "/work/shared/dicom-samples"

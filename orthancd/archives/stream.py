@@ -14,7 +14,12 @@ worker task), and the DICOMDIR is the last file of the archive.
 import collections
 
 from orthancd.archives import zipformat
+from orthancd.lazy_modules import LazyModule
 from orthancd.logs import logger
+
+# DICOMDIR's records read instances with pydicom: imported by the first
+# media archive (orthancd.lazy_modules).
+media = LazyModule("orthancd.archives.dicomdir")
 
 log = logger(__name__)
 
@@ -60,12 +65,7 @@ class ArchiveStream:
         self.default_encoding = default_encoding
         self.transcode = transcode
         self.directory = zipformat.ZipDirectory(plan.zip64)
-        self.dicomdir = None
-        if is_media:
-            # DICOMDIR's records read instances with pydicom: imported by
-            # the first media archive (orthancd.pydicom_import).
-            from orthancd.archives.dicomdir import DicomDir
-            self.dicomdir = DicomDir()
+        self.dicomdir = media.DicomDir() if is_media else None
         self.steps_done = 0        # Orthanc's steps, for the progress
         self.size = 0              # bytes of the archive handed out so far
         self._queue = collections.deque()
@@ -116,8 +116,7 @@ class ArchiveStream:
         parts = zipformat.deflate_whole(entry, data, self.plan.zip64)
         described = None
         if self.is_media:
-            from orthancd.archives.dicomdir import describe_instance
-            described = describe_instance(data, planned.media_id, self.extended,
+            described = media.describe_instance(data, planned.media_id, self.extended,
                                           self.default_encoding)
         return entry, parts, described
 
@@ -202,8 +201,7 @@ class ArchiveStream:
     def _describe_stored(self, planned):
         source = self.storage.path(planned.attachment.uuid) if hasattr(self.storage, "path") \
             else self.storage.read(planned.attachment.uuid)
-        from orthancd.archives.dicomdir import describe_instance
-        return describe_instance(source, planned.media_id, self.extended, self.default_encoding)
+        return media.describe_instance(source, planned.media_id, self.extended, self.default_encoding)
 
     async def _finish(self):
         if self._finished:

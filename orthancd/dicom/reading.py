@@ -16,8 +16,7 @@ from pydicom.dataelem import RawDataElement
 
 from orthancd.dicom import dictionary
 from orthancd.dicom.elements import is_misaligned
-# Where they were first defined (they are for modules without pydicom).
-from orthancd.dicom.format_error import DicomFormatError, invalid_file_details  # noqa: F401
+from orthancd.dicom.format_error import DicomFormatError, invalid_file_details
 
 PIXEL_DATA = 0x7FE00010
 DEFLATED_TRANSFER_SYNTAX = "1.2.840.10008.1.2.1.99"

@@ -10,8 +10,6 @@ from typing import Dict, Optional, Tuple
 from pydicom.dataset import Dataset
 
 from orthancd.dicom import elements, main_tags
-# Where it was first defined (normalizing needs no pydicom).
-from orthancd.dicom.main_tags import normalize_for_find  # noqa: F401
 from orthancd.dicom.json_tags import elements_to_json
 from orthancd.dicom.format_error import DicomFormatError
 from orthancd.ids import ResourceLevel, resource_ids

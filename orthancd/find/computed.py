@@ -5,15 +5,6 @@ from orthancd.find import tags as T
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import MetadataType
 
-_BY_LEVEL = {
-    ResourceLevel.PATIENT: (T.NUMBER_OF_PATIENT_RELATED_STUDIES,
-                            T.NUMBER_OF_PATIENT_RELATED_SERIES,
-                            T.NUMBER_OF_PATIENT_RELATED_INSTANCES),
-    ResourceLevel.STUDY: (T.NUMBER_OF_STUDY_RELATED_SERIES, T.NUMBER_OF_STUDY_RELATED_INSTANCES,
-                          T.MODALITIES_IN_STUDY, T.SOP_CLASSES_IN_STUDY),
-    ResourceLevel.SERIES: (T.NUMBER_OF_SERIES_RELATED_INSTANCES,),
-}
-
 # The counts: tag -> (the level where it is computed, the level counted).
 COUNTS = {
     T.NUMBER_OF_PATIENT_RELATED_STUDIES: (ResourceLevel.PATIENT, ResourceLevel.STUDY),
@@ -23,6 +14,11 @@ COUNTS = {
     T.NUMBER_OF_STUDY_RELATED_INSTANCES: (ResourceLevel.STUDY, ResourceLevel.INSTANCE),
     T.NUMBER_OF_SERIES_RELATED_INSTANCES: (ResourceLevel.SERIES, ResourceLevel.INSTANCE),
 }
+
+# The computed tags of each level: its counts, and a study's two lists.
+_BY_LEVEL = {level: tuple(tag for tag, (at, _) in COUNTS.items() if at is level)
+             for level in (ResourceLevel.PATIENT, ResourceLevel.STUDY, ResourceLevel.SERIES)}
+_BY_LEVEL[ResourceLevel.STUDY] += (T.MODALITIES_IN_STUDY, T.SOP_CLASSES_IN_STUDY)
 
 
 def computable(level):

@@ -26,7 +26,6 @@ INSTANCE_AVAILABILITY = T.INSTANCE_AVAILABILITY
 SOP_CLASS_UID = 0x00080016
 PIXEL_DATA = 0x7FE00010
 
-_COUNTS = computed.COUNTS
 _ALWAYS_COMPUTED = (T.MODALITIES_IN_STUDY, T.SOP_CLASSES_IN_STUDY, INSTANCE_AVAILABILITY)
 
 
@@ -34,7 +33,7 @@ def computed_here(level, tags):
     """The requested tags that count as computed at ``level`` (they never
     go to the file)."""
     return {t for t in tags
-            if t in _ALWAYS_COMPUTED or (t in _COUNTS and _COUNTS[t][0] is level)}
+            if t in _ALWAYS_COMPUTED or (t in computed.COUNTS and computed.COUNTS[t][0] is level)}
 
 
 def computed_values(index, level, public_id, tags):

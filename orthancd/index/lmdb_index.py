@@ -582,27 +582,28 @@ class LmdbResourceIndex(ResourceIndex):
             cursor = txn.cursor(db=self.db["children"])
             return sum(cursor.count() for key in parents if cursor.set_key(key))
 
-    def descendants_main_tag_values(self, public_id, level, target, name):
+    def _descendants_values(self, public_id, level, target, value_of):
+        """The distinct ``value_of(txn, key)`` of the resources at ``target``
+        level below a resource, None left out; in one read transaction."""
         with self._read() as txn:
-            values = set()
-            for key in self._descendant_keys(txn, public_id, level, target):
-                record = self._get_record(txn, key)
-                value = None if record is None else record.get("t", {}).get(name)
-                if value is not None:
-                    values.add(value)
-            return values
+            values = {value_of(txn, key)
+                      for key in self._descendant_keys(txn, public_id, level, target)}
+        values.discard(None)
+        return values
+
+    def descendants_main_tag_values(self, public_id, level, target, name):
+        def value_of(txn, key):
+            record = self._get_record(txn, key)
+            return None if record is None else record.get("t", {}).get(name)
+        return self._descendants_values(public_id, level, target, value_of)
 
     def descendants_metadata_values(self, public_id, level, target, metadata_type):
-        metadata_type = int(metadata_type)
-        db = self.db["metadata"]
-        with self._read() as txn:
-            values = set()
-            for key in self._descendant_keys(txn, public_id, level, target):
-                record = txn.get(key, db=db)
-                value = None if record is None else metadata_entry(record, metadata_type)
-                if value is not None:
-                    values.add(value)
-            return values
+        metadata_type, db = int(metadata_type), self.db["metadata"]
+
+        def value_of(txn, key):
+            record = txn.get(key, db=db)
+            return None if record is None else metadata_entry(record, metadata_type)
+        return self._descendants_values(public_id, level, target, value_of)
 
     def get_descendant_instances(self, public_id, level):
         """Public IDs of every instance below (or at) a resource, by ID."""

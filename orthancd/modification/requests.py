@@ -4,7 +4,7 @@ order (a refused request changes nothing).
 """
 import os
 
-from orthancd.dicom.summary import MAIN_DICOM_TAGS, normalize_for_find
+from orthancd.dicom.main_tags import MAIN_DICOM_TAGS, normalize_for_find
 from orthancd.errors import ErrorCode, OrthancError
 from orthancd.find.lookup import instances_in_creation_order
 from orthancd.ids import ResourceLevel

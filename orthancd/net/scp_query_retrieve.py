@@ -16,7 +16,7 @@ import logging
 
 from twisted.internet import defer
 
-from orthancd.dicom.summary import normalize_for_find
+from orthancd.dicom.main_tags import normalize_for_find
 from orthancd.ids import ResourceLevel
 from orthancd.index.base import UnknownResource
 from orthancd.net import dimse

@@ -2,21 +2,15 @@
 import json
 
 from orthancd.errors import ErrorCode, OrthancError
+from orthancd.lazy_modules import LazyModule
 from orthancd.rest.http import read_body, render_json
 from orthancd.rest.instances import request_origin
 
+# The creation (pydicom): imported by the first request (orthancd.lazy_modules).
+creation = LazyModule("orthancd.creation.create_dicom")
+
 
 def install(app, server):
-    creators = []
-
-    def creator():
-        """The server's Creator, made (and pydicom imported) at the first
-        request (orthancd.lazy_modules)."""
-        if not creators:
-            from orthancd.creation.create_dicom import Creator
-            creators.append(Creator(server))
-        return creators[0]
-
     @app.route("/tools/create-dicom", methods=["POST"])
     async def create_dicom(request):
         try:
@@ -25,4 +19,5 @@ def install(app, server):
             body = None
         if not isinstance(body, dict):
             raise OrthancError(ErrorCode.BadRequest)
-        return render_json(request, await creator().create(body, request_origin(request)))
+        created = await creation.Creator(server).create(body, request_origin(request))
+        return render_json(request, created)
