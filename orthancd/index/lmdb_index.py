@@ -1348,7 +1348,9 @@ class LmdbResourceIndex(ResourceIndex):
         parent = None
         records = []
         for lv, key, public_id in zip(levels, keys, ids):
-            raw = txn.get(key, db=self.db["resources"])
+            # The instance is new here (an existing one returned above, or
+            # was deleted to be overwritten): one read fewer.
+            raw = None if lv is ResourceLevel.INSTANCE else txn.get(key, db=self.db["resources"])
             if raw is None:
                 patient_tags = tags[ResourceLevel.PATIENT] if lv is ResourceLevel.STUDY else None
                 key, record = self._create_resource(txn, lv, public_id, parent, tags[lv],
@@ -1420,10 +1422,10 @@ class LmdbResourceIndex(ResourceIndex):
         configured limits would be exceeded.  Returns the recycled patient IDs."""
         max_size, max_patients = limits or (0, 0)
         recycled = []
-        while True:
+        while max_size or max_patients:
             too_big = max_size and self._counter(txn, "disk") + incoming_size > max_size
-            new_patient = txn.get(patient_key, db=self.db["resources"]) is None
-            too_many = (max_patients and new_patient
+            too_many = (max_patients
+                        and txn.get(patient_key, db=self.db["resources"]) is None
                         and self._counter(txn, "patients") + 1 > max_patients)
             if not (too_big or too_many):
                 return recycled
@@ -1432,6 +1434,7 @@ class LmdbResourceIndex(ResourceIndex):
                 raise StorageFull("The storage is full and no patient can be recycled")
             obsolete.extend(self._delete_subtree(txn, ResourceLevel.PATIENT, victim))
             recycled.append(_public_id(victim))
+        return recycled
 
     def _oldest_recyclable(self, txn, keep_key):
         cursor = txn.cursor(db=self.db["recycling"])
