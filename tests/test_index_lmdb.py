@@ -191,6 +191,45 @@ def test_recycling_and_full_storage(index):
     assert index.get_statistics()["patients"] == 2
 
 
+def test_recycling_order_follows_the_last_instance_stored(index):
+    """A patient that receives instances in a row keeps its place at the end
+    of the recycling order (nothing rewritten); one that receives an
+    instance after others moves there."""
+    patient = {name: Summary(name, "", "", "").ids[0] for name in ("P1", "P2", "P3", "P4")}
+    store(index, Summary("P1", "S1", "SE1", "1"), "f1", limits=(0, 3))
+    store(index, Summary("P1", "S1", "SE1", "1b"), "f1b", limits=(0, 3))  # P1 stays last
+    store(index, Summary("P2", "S2", "SE2", "2"), "f2", limits=(0, 3))
+    store(index, Summary("P3", "S3", "SE3", "3"), "f3", limits=(0, 3))
+    store(index, Summary("P1", "S1", "SE1", "1c"), "f1c", limits=(0, 3))  # P1 last again
+    store(index, Summary("P1", "S1", "SE1", "1d"), "f1d", limits=(0, 3))
+    outcome = store(index, Summary("P4", "S4", "SE4", "4"), "f4", limits=(0, 3))
+    assert outcome.recycled == [patient["P2"]]
+    outcome = store(index, Summary("P4", "S4", "SE4", "4b"), "f4b", limits=(0, 3))
+    assert outcome.recycled == []
+    outcome = store(index, Summary("P2", "S2", "SE2", "2b"), "f2b", limits=(0, 3))
+    assert outcome.recycled == [patient["P3"]]
+    assert sorted(index.iter_ids(ResourceLevel.PATIENT)) == sorted(
+        [patient["P1"], patient["P2"], patient["P4"]])
+
+
+def test_last_update_rewritten_only_when_it_changes(index):
+    """Each instance sets its ancestors' LastUpdate; the study is found by
+    its value whether it changed or not."""
+    first = Summary("P1", "S1", "SE1", "1")
+    store(index, first, "f1")
+    study = first.ids[1]
+    before = index.get_metadata_value(study, ResourceLevel.STUDY, MetadataType.LastUpdate)
+    store(index, Summary("P1", "S1", "SE1", "2"), "f2")
+    after = index.get_metadata_value(study, ResourceLevel.STUDY, MetadataType.LastUpdate)
+    assert after >= before
+    found = [key for key in index.lookup_metadata(ResourceLevel.STUDY, MetadataType.LastUpdate,
+                                                   after)]
+    assert len(found) == 1
+    values = [value for value, _ in index.iter_metadata_values(ResourceLevel.STUDY,
+                                                                 MetadataType.LastUpdate)]
+    assert values == [after]
+
+
 def test_group_commit_with_concurrent_writers(index):
     errors = []
 

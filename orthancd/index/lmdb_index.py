@@ -192,6 +192,7 @@ def identifier_key(level, tag, normalized_value):
 
 
 _INEXACT_COUNTED = b"inexact-counted"
+_NEXT_RECYCLING = b"next:recycling"  # the next place in the recycling order (_next)
 # Set once an index written when instances' metadata were indexed by value
 # too no longer holds those entries.
 _INSTANCE_VALUES_DROPPED = b"instance-metadata-values-dropped"
@@ -1200,13 +1201,19 @@ class LmdbResourceIndex(ResourceIndex):
         if revision is not None:
             self._set_revision(txn, key, _METADATA_REVISION, metadata_type, revision)
 
-    def _put_metadata_values(self, txn, key, changes):
+    def _put_metadata_values(self, txn, key, changes, new=False):
         """Sets several metadata of a resource ({type: value}), its record
-        read and written once."""
-        values = self._metadata(txn, key)
+        read and written once, and not at all when no value changes (the
+        LastUpdate of a study that each of its instances sets again, to
+        the same second).  ``new``: the resource has no metadata yet."""
+        values = {} if new else self._metadata(txn, key)
+        changes = [(int(metadata_type), str(value)) for metadata_type, value in changes.items()]
+        changes = [(metadata_type, value) for metadata_type, value in changes
+                   if values.get(metadata_type) != value]
+        if not changes:
+            return
         by_value = key[0] in _VALUE_LEVEL_BYTES
-        for metadata_type, value in changes.items():
-            metadata_type, value = int(metadata_type), str(value)
+        for metadata_type, value in changes:
             if by_value:
                 old = values.get(metadata_type)
                 if old is not None:
@@ -1304,7 +1311,15 @@ class LmdbResourceIndex(ResourceIndex):
         self._add_counter(txn, _LEVEL_COUNTERS[level], 1)
         return key, record
 
-    def _touch_patient_recycling(self, txn, patient_key, record):
+    def _touch_patient_recycling(self, txn, patient_key, record, stay_if_last=False):
+        """Make the patient the last to be recycled (unless protected).
+        ``stay_if_last``: a patient last already keeps its place, and its
+        record is left as it is (the instances of one patient, stored one
+        after the other, rewrite nothing)."""
+        if stay_if_last and record.get("r") is not None and not record.get("x"):
+            raw = txn.get(_NEXT_RECYCLING, db=self.db["meta"])
+            if raw is not None and _U64.unpack(raw)[0] == record["r"] + 1:
+                return
         if record.get("r") is not None:
             txn.delete(_U64.pack(record["r"]), db=self.db["recycling"])
         if record.get("x"):
@@ -1385,10 +1400,10 @@ class LmdbResourceIndex(ResourceIndex):
                 summary.expected_instances
         for lv in (ResourceLevel.PATIENT, ResourceLevel.STUDY, ResourceLevel.SERIES):
             changes[lv][MetadataType.LastUpdate] = now
-        for key, values in zip(keys, changes):
+        for level, key, values in zip(levels, keys, changes):
             if values:
-                self._put_metadata_values(txn, key, values)
-        self._touch_patient_recycling(txn, keys[0], records[0])
+                self._put_metadata_values(txn, key, values, new=level in new_levels)
+        self._touch_patient_recycling(txn, keys[0], records[0], stay_if_last=True)
         # Orthanc logs the instance first, then whatever ancestors it created,
         # then whether the series is complete, then signals a new child to
         # every ancestor.
