@@ -26,6 +26,7 @@ from orthancd import logs
 from orthancd.logs import logger
 from orthancd.rest import xmlfmt
 from orthancd.rest.http import EmptyAnswer, get_argument, sized
+from orthancd.rest.route_cache import RouteCache
 from orthancd.rest.uri import normalized_path, route_path
 
 log = logger(__name__)
@@ -67,6 +68,7 @@ class RestResource(resource.Resource):
         self._app = app
         self._render_failure = render_failure
         self._map = app.url_map
+        self._routes = RouteCache()
 
     def render(self, request):
         request.orthanc_uri = normalized_path(request.path)
@@ -92,9 +94,14 @@ class RestResource(resource.Resource):
     def _execute(self, request, path):
         method = request.method.decode("ascii")
         # werkzeug's NotFound and MethodNotAllowed are rendered like any error.
-        adapter = self._map.bind("localhost", path_info=path, default_method=method)
+        adapter = None
+
+        def match():
+            nonlocal adapter
+            adapter = self._map.bind("localhost", path_info=path, default_method=method)
+            return adapter.match()
         try:
-            endpoint, arguments = adapter.match()
+            endpoint, arguments = self._routes.match(method, path, match)
         except RequestRedirect as redirect:
             # A rule declared with a final slash: the same resource to Orthanc.
             endpoint, arguments = adapter.match(unquote(urlsplit(redirect.new_url).path))
