@@ -1,11 +1,11 @@
 """C-STORE from several modalities at once, against the real daemon.
 
-While other instances are being received, the SCP keeps an instance of up to
-1 MiB in memory and stores it as REST uploads are stored; alone, it streams
-it to a file (orthancd.net.scp_store).  Both paths must store the same
-files: the sample files sent by one storescu to one daemon and by four
-storescu at once to another give the same instances, byte for byte, with
-the same MD5s and main tags.
+The SCP keeps an instance of up to 1 MiB in memory and stores it as REST
+uploads are stored; a larger one is streamed to a file as it arrives
+(orthancd.net.scp_store).  Both paths, one association or four at once,
+must store the same files: the sample files sent by one storescu to one
+daemon and by four storescu at once to another give the same instances,
+byte for byte, with the same MD5s and main tags.
 """
 import hashlib
 import os
