@@ -1,25 +1,34 @@
 #!/usr/bin/env python3
 """Where an upload's time goes inside orthancd: per-stage latencies of
-POST /instances at concurrency 1 and 4 (orthancd alone; rest_bench.py
-compares with Orthanc).
+POST /instances at concurrency 1 and 4, and the CPU of each of the daemon's
+threads (orthancd alone; rest_bench.py compares with Orthanc).
 
 The daemon is started with a tracer (``--tracer``, this file imported in the
 daemon's process before twistd runs) that wraps a few methods of the ingest
-path and stamps each upload as it passes:
+path and stamps each upload as it passes.  An upload of up to 1 MiB is kept
+in memory (most of them: a CT slice is half a MiB):
 
-  body       the last byte of the body is in (HTTPChannel.allContentReceived)
-  handed     the streamed file is written and handed to the reactor
-  parse0/1   the header's parse and the file's adoption start / end
+  store      the upload handler hands the bytes to the ingest path
+  parse0/1   the file pool's job (hash, parse, write) starts / ends
   submit     the index operation is queued for the writer
   apply      the writer starts the batch holding it (files syncing meanwhile)
   committed  the batch is durable and committed
   deliver    the reactor gets the outcome (the answer follows)
 
-It prints the median and 90th percentile of each step, the whole
-body-to-deliver latency, the rate and the server's CPU per instance.  The
-wrappers cost a little: the rates are lower than rest_bench's.
+A larger one is streamed to a file as it arrives; its first stages are
+
+  body       the last byte of the body is in (HTTPChannel.allContentReceived)
+  parse0/1   the header's parse and the file's adoption start / end, in the
+             thread that wrote the file's last piece
+
+It prints the median and 90th percentile of each step, the whole latency,
+the rate and the server's CPU per instance (user and system), then each
+thread's CPU per instance: the reactor, the index writer and its
+durability thread, the pools (their threads summed).  The wrappers cost a
+little: the rates are lower than rest_bench's.
 
     python3 bench/ingest_stages_bench.py [--instances 600] [--concurrency 1,4]
+        [--pad-kib N]   (each file padded by N KiB: past 1 MiB, streamed)
 """
 import argparse
 import collections
@@ -28,6 +37,7 @@ import json
 import os
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -36,14 +46,19 @@ import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH)
-STAGES = ["body", "handed", "parse0", "parse1", "submit", "apply", "committed", "deliver"]
+IN_MEMORY_STAGES = ["store", "parse0", "parse1", "submit", "apply", "committed", "deliver"]
+STREAMED_STAGES = ["body", "parse0", "parse1", "submit", "apply", "committed", "deliver"]
 
 
 # -------------------------------------------------------------- in the daemon
 
 def install_tracer(output):
-    """Wrap the ingest path's methods to stamp every streamed upload; the
-    stamps go to ``output`` (JSON) when the reactor stops."""
+    """Wrap the ingest path's methods to stamp every upload; the stamps,
+    and the name of each thread, go to ``output`` (JSON) when the reactor
+    stops."""
+    import itertools
+    import threading
+
     from twisted.internet import reactor
     from twisted.web import http
 
@@ -51,8 +66,9 @@ def install_tracer(output):
     from orthancd.index import writer
     from orthancd.uploads import spool
 
-    stamps = collections.defaultdict(dict)  # upload path -> {stage: time}
-    upload_of = {}  # stored uuid or id(Deferred) -> upload path
+    stamps = {}  # upload token -> {stage: time}
+    tokens = itertools.count()
+    upload_of = {}  # body path, id(bytes), stored uuid or id(Deferred) -> token
 
     def wrap(cls, name, before=None, after=None):
         original = getattr(cls, name)
@@ -66,26 +82,40 @@ def install_tracer(output):
             return result
         setattr(cls, name, traced)
 
+    def begin(key, stage):
+        token = next(tokens)
+        upload_of[key] = token  # a key reused by a later upload starts anew
+        stamps[token] = {stage: time.perf_counter()}
+
     def stamp(key, stage):
-        path = upload_of.get(key, key)
-        if isinstance(path, str):
-            stamps[path][stage] = time.perf_counter()
+        token = upload_of.get(key)
+        if token is not None:
+            stamps[token][stage] = time.perf_counter()
 
     def body(channel):
         content = getattr(channel.requests[-1], "content", None)
         if isinstance(content, spool.StreamedBody):
-            stamp(content.path, "body")
+            begin(content.path, "body")
 
-    def parsed(result, _ingestor, path, *_):
-        stamp(str(path), "parse1")
-        upload_of[result[1].uuid] = str(path)
+    def stored(data, *_, **__):
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            begin(id(data), "store")
+
+    def parsed_key(source):
+        return id(source) if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
+
+    def parsed(result, _ingestor, source, *_):
+        stamp(parsed_key(source), "parse1")
+        token = upload_of.get(parsed_key(source))
+        if token is not None:
+            upload_of[result[1].uuid] = token
 
     def submitted(d, _writer, _operation, *args, files=()):
         for f in files:
-            path = upload_of.get(getattr(f, "uuid", None))
-            if path is not None:
-                upload_of[id(d)] = path
-                stamp(path, "submit")
+            token = upload_of.get(getattr(f, "uuid", None))
+            if token is not None:
+                upload_of[id(d)] = token
+                stamp(id(d), "submit")
 
     def batch(stage):
         def mark(*args):
@@ -94,19 +124,26 @@ def install_tracer(output):
                 stamp(id(d), stage)
         return mark
 
+    def preparation(name):
+        wrap(ingest.Ingestor, name,
+             before=lambda _, source, *__: stamp(parsed_key(source), "parse0"), after=parsed)
+
     wrap(http.HTTPChannel, "allContentReceived", before=body)
-    wrap(spool.StreamedBody, "_completed", before=lambda body, _: stamp(body.path, "handed"))
-    wrap(ingest.Ingestor, "_prepare_file", before=lambda _, path, *__: stamp(str(path), "parse0"),
-         after=parsed)
+    wrap(ingest.Ingestor, "store", before=lambda _, data, *a, **k: stored(data))
+    preparation("_prepare")
+    preparation("_prepare_file")
     wrap(writer.IndexWriter, "submit", after=submitted)
     wrap(writer.IndexWriter, "_apply", before=batch("apply"), after=batch("committed"))
     wrap(writer.IndexWriter, "_deliver",
          before=lambda _, results, events: [stamp(id(d), "deliver") for d, _ in results])
 
     def dump():
+        threads = {thread.native_id: thread.name for thread in threading.enumerate()
+                   if thread.native_id is not None}
         with open(output, "w") as f:
-            json.dump(stamps, f)
-    reactor.addSystemEventTrigger("after", "shutdown", dump)
+            json.dump({"stamps": stamps, "threads": threads}, f)
+    # Before the services stop: their threads are still there to be named.
+    reactor.addSystemEventTrigger("before", "shutdown", dump)
 
 
 # ------------------------------------------------------------------ the driver
@@ -117,9 +154,18 @@ def free_port():
         return s.getsockname()[1]
 
 
-def cpu_seconds(pid):
-    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def thread_cpu(pid):
+    """{thread id: (user, system) CPU seconds} of a process's threads."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        found[int(tid)] = (int(fields[11]) / ticks, int(fields[12]) / ticks)
+    return found
 
 
 def run(bodies, concurrency, folder):
@@ -164,36 +210,65 @@ def run(bodies, concurrency, folder):
                 answer.read()
                 if answer.status != 200:
                     errors.append(answer.status)
-        cpu_before, started = cpu_seconds(server.pid), time.monotonic()
+        cpu_before, started = thread_cpu(server.pid), time.monotonic()
         clients = [threading.Thread(target=client) for _ in range(concurrency)]
         for thread in clients:
             thread.start()
         for thread in clients:
             thread.join()
         elapsed = time.monotonic() - started
-        cpu = cpu_seconds(server.pid) - cpu_before
+        cpu_after = thread_cpu(server.pid)
     finally:
         server.terminate()
         server.wait()
     with open(stamps_path) as f:
-        stamps = json.load(f)
-    return len(bodies) / elapsed, cpu / len(bodies) * 1000, errors, stamps
+        traced = json.load(f)
+    cpu = {tid: (user - cpu_before.get(tid, (0, 0))[0], system - cpu_before.get(tid, (0, 0))[1])
+           for tid, (user, system) in cpu_after.items()}
+    names = {int(tid): name for tid, name in traced["threads"].items()}
+    names[server.pid] = "reactor"
+    return len(bodies) / elapsed, errors, traced["stamps"], cpu, names
 
 
-def report(concurrency, rate, cpu_ms, errors, stamps):
-    rows = [s for s in stamps.values() if all(stage in s for stage in STAGES)]
-    rows = rows[len(rows) // 10:]  # the first uploads warm up
-    print("c=%d: %.1f instances/s, server CPU %.2f ms/instance, %d errors, %d uploads traced"
-          % (concurrency, rate, cpu_ms, len(errors), len(rows)))
-    if not rows:
-        return
-    for first, second in zip(STAGES, STAGES[1:]):
-        spans = sorted((row[second] - row[first]) * 1000 for row in rows)
-        print("  %-9s -> %-9s  median %7.3f ms   p90 %7.3f ms"
-              % (first, second, statistics.median(spans), spans[int(len(spans) * 0.9)]))
-    spans = sorted((row["deliver"] - row["body"]) * 1000 for row in rows)
-    print("  body -> deliver          median %7.3f ms   p90 %7.3f ms"
-          % (statistics.median(spans), spans[int(len(spans) * 0.9)]))
+def thread_group(name):
+    """Pool threads (PoolThread-file-io-3) are summed by pool."""
+    if name.startswith("PoolThread-"):
+        return name[len("PoolThread-"):].rsplit("-", 1)[0] + " pool"
+    return name
+
+
+def report(concurrency, instances, rate, errors, stamps, cpu, names):
+    user = sum(u for u, _ in cpu.values())
+    system = sum(s for _, s in cpu.values())
+    print("c=%d: %.1f instances/s, server CPU %.2f ms/instance (user %.2f, system %.2f), %d errors"
+          % (concurrency, rate, (user + system) / instances * 1000, user / instances * 1000,
+             system / instances * 1000, len(errors)))
+    groups = collections.Counter()
+    for tid, (u, s) in cpu.items():
+        groups[thread_group(names.get(tid, "other threads"))] += u + s
+    for group, seconds in groups.most_common():
+        if seconds > 0:
+            print("  CPU of %-22s %6.3f ms/instance" % (group, seconds / instances * 1000))
+    for label, stages in (("in memory", IN_MEMORY_STAGES), ("streamed", STREAMED_STAGES)):
+        rows = [s for s in stamps.values() if all(stage in s for stage in stages)]
+        rows = rows[len(rows) // 10:]  # the first uploads warm up
+        if not rows:
+            continue
+        print("  %d uploads traced, %s:" % (len(rows), label))
+        for first, second in zip(stages, stages[1:]):
+            spans = sorted((row[second] - row[first]) * 1000 for row in rows)
+            print("    %-9s -> %-9s  median %7.3f ms   p90 %7.3f ms"
+                  % (first, second, statistics.median(spans), spans[int(len(spans) * 0.9)]))
+        spans = sorted((row["deliver"] - row[stages[0]]) * 1000 for row in rows)
+        print("    %-9s -> deliver    median %7.3f ms   p90 %7.3f ms"
+              % (stages[0], statistics.median(spans), spans[int(len(spans) * 0.9)]))
+
+
+def padded(body, kib):
+    """The file with a Data Set Trailing Padding element (FFFC,FFFC) of
+    ``kib`` KiB at its end (the corpus is Explicit VR Little Endian)."""
+    size = kib * 1024
+    return body + struct.pack("<HH2sHI", 0xFFFC, 0xFFFC, b"OB", 0, size) + bytes(size)
 
 
 def main():
@@ -204,14 +279,18 @@ def main():
     parser.add_argument("--studies", type=int, default=40)
     parser.add_argument("--concurrency", default="1,4")
     parser.add_argument("--corpus-dir", default=rest_bench.DEFAULT_CORPUS_DIR)
+    parser.add_argument("--pad-kib", type=int, default=0,
+                        help="pad each file by this many KiB (past 1 MiB: streamed uploads)")
     options = parser.parse_args()
     paths = rest_bench.generate_corpus(
         rest_bench.corpus_folder(options.corpus_dir, options.instances, options.studies),
         options.instances, options.studies)
     bodies, _ = rest_bench.load_corpus(paths)
+    if options.pad_kib:
+        bodies = [padded(body, options.pad_kib) for body in bodies]
     for concurrency in (int(c) for c in options.concurrency.split(",")):
         with tempfile.TemporaryDirectory(prefix="ingest-stages-") as folder:
-            report(concurrency, *run(bodies, concurrency, folder))
+            report(concurrency, len(bodies), *run(bodies, concurrency, folder))
 
 
 if __name__ == "__main__":
