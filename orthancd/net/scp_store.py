@@ -5,26 +5,21 @@ The data set bytes are kept exactly as received (never re-encoded) after a
 file meta group built from the command set and the presentation context.
 An instance takes one of two paths:
 
-- Streamed: written and hashed in a worker thread as the PDUs arrive
-  (``StreamingFileWriter``), and handed over as a ``ReceivedFile`` carrying
-  its digests, so the storage area can rename it into place without reading
-  it.  Ownership of the temporary file passes to ``store_file`` for the
-  duration of the call (it may move it into the storage area); whatever is
-  left at that path afterwards is deleted.  The writing and hashing overlap
-  the transfer, which gives the shortest answer to a sender alone.
 - In memory: an instance of up to IN_MEMORY_LIMIT bytes (most of them: a
   CT slice is half a MiB) is kept in memory, then stored as REST uploads of
   that size are (``services.store_bytes``): one job of the file pool
   hashes, parses and writes it, directly to the disk.  That costs less CPU
   than streaming it (no new pages in the page cache, no hand-over per
-  batch, no header read back), and the CPU is what bounds the throughput:
-  with four storescu at once, 170-180 instances/s against 144/s streamed
-  (measured on an earlier machine).  Alone, the transfer no longer overlaps
-  the writing, which cost 6-10% on that machine, where syncs were slow; on
-  the next one, with quick syncs, one storescu went from 220 to 260
-  instances/s (CPU per instance 4.2 -> 3.4 ms) when kept in memory too, so
-  it always is.  An instance that outgrows the limit is streamed from
-  there on.
+  batch, no header read back), alone as with several senders at once:
+  one storescu, 220 -> 260 instances/s (CPU per instance 4.2 -> 3.4 ms).
+- Streamed: an instance that outgrows the limit (or when the services
+  cannot store bytes) is written and hashed in a worker thread as the PDUs
+  arrive (``StreamingFileWriter``), and handed over as a ``ReceivedFile``
+  carrying its digests, so the storage area can rename it into place
+  without reading it; the writing and hashing overlap the transfer, and
+  memory stays bounded.  Ownership of the temporary file passes to
+  ``store_file`` for the duration of the call (it may move it into the
+  storage area); whatever is left at that path afterwards is deleted.
 """
 
 import fnmatch

@@ -94,18 +94,17 @@ class RestResource(resource.Resource):
     def _execute(self, request, path):
         method = request.method.decode("ascii")
         # werkzeug's NotFound and MethodNotAllowed are rendered like any error.
-        adapter = None
-
-        def match():
-            nonlocal adapter
-            adapter = self._map.bind("localhost", path_info=path, default_method=method)
-            return adapter.match()
         try:
-            endpoint, arguments = self._routes.match(method, path, match)
+            endpoint, arguments = self._routes.match(
+                method, path, lambda: self._adapter(path, method).match())
         except RequestRedirect as redirect:
             # A rule declared with a final slash: the same resource to Orthanc.
-            endpoint, arguments = adapter.match(unquote(urlsplit(redirect.new_url).path))
+            endpoint, arguments = self._adapter(path, method).match(
+                unquote(urlsplit(redirect.new_url).path))
         return self._app.execute_endpoint(endpoint, request, **arguments)
+
+    def _adapter(self, path, method):
+        return self._map.bind("localhost", path_info=path, default_method=method)
 
     def _negotiate_later(self, body, request):
         return self._negotiate(request, body)
