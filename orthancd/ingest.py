@@ -21,7 +21,6 @@ from orthancd.index.base import now_iso
 from orthancd.lazy_modules import LazyModule
 from orthancd.ingest_workers import MAX_BYTES_REQUEST, ParserRefused, WorkerLost
 from orthancd.logs import logger
-from orthancd.storage.digests import ContentHasher
 from orthancd.storage.streaming import ReceivedFile
 
 # The header reading (pydicom): imported with the first instance received
@@ -128,6 +127,13 @@ def attachment_slot(level, public_id, content_type):
     return "%d/%s/%d" % (int(level), public_id, int(content_type))
 
 
+def attachment_salt(public_id, content_type):
+    """What the name of an attachment a client stores is made with, beside
+    its content (orthancd.storage.filesystem.content_uuid): equal bytes in
+    two slots are two files, each removed with its own slot."""
+    return ("%s/%d" % (public_id, int(content_type))).encode()
+
+
 def parse_attachment_slot(owner):
     """(ResourceLevel, public ID, content type) of an ``attachment_slot``,
     or None."""
@@ -151,14 +157,12 @@ IN_MEMORY_LIMIT = 1024 * 1024
 class Ingestor:
     log = logger(__name__)
 
-    def __init__(self, index, storage, configuration, file_io, hashing=None):
+    def __init__(self, index, storage, configuration, file_io):
         """``file_io``: the pool (orthancd.pools) where files are parsed,
-        written and removed; ``hashing``: the one where the MD5 of a file
-        received in memory is computed meanwhile (None: in file_io too)."""
+        written and removed."""
         self.index = index
         self.storage = storage
         self._file_io = file_io
-        self._hashing = hashing
         self.overwrite = configuration.overwrite_instances_mode  # "Never", "Always", "IfChanged"
         self.limits = (int(configuration.get("MaximumStorageSize", 0)) * 1024 * 1024,
                        int(configuration.get("MaximumPatientCount", 0)))
@@ -182,30 +186,12 @@ class Ingestor:
         self._preparing = 0  # instances being parsed and written now
 
     def _prepare(self, data, dataset_needed=True):
-        digests = self._digests_beside(data)
         summary, dataset = header_scan.read_instance_header(data, self.default_encoding,
                                                             dataset_needed)
         # Held until released after the commit.
         extra = self._store_header(summary, dataset, lambda size: data[:size])
-        stored = self.storage.store(data, owner=self._slot_of(summary), digests=digests)
+        stored = self.storage.store(data, owner=self._slot_of(summary))
         return summary, stored, dataset, extra
-
-    # Below this size, an MD5 costs less than the hand-over (8 kB: 10 µs).
-    MD5_BESIDE_FROM = 128 * 1024
-
-    def _digests_beside(self, data):
-        """LateDigests of ``data``: its MD5 (0.7 ms for 513 KiB) is
-        computed in the hashing pool while this thread parses and writes,
-        and only the index commit waits for it.  Only for an upload alone:
-        side by side, uploads keep both cores busy anyway, and the hand-over
-        would cost more than it saves.  None where the storage area hashes
-        itself (compressed files, uploads side by side)."""
-        if (self._hashing is None or self.storage.compression or self._preparing > 1
-                or len(data) < self.MD5_BESIDE_FROM):
-            return None
-        hasher = ContentHasher(pool=self._hashing)
-        hasher.update(data)
-        return hasher.digests()
 
     def _prepare_file(self, path, dataset_needed=True):
         # Only the header is parsed; the file becomes the stored attachment

@@ -20,8 +20,9 @@ from orthancd.index.lmdb_index import LmdbResourceIndex
 from orthancd.index.numbered_names import NumberedNames
 from orthancd.jobs.engine import JobsEngine
 from orthancd.jobs.transfers import register_transfer_jobs
-from orthancd.ingest import (Ingestor, Origin, attachment_slot, parse_attachment_slot,
-                             reconstruction_metadata)
+from orthancd.checksums import AttachmentChecksums
+from orthancd.ingest import (Ingestor, Origin, attachment_salt, attachment_slot,
+                             parse_attachment_slot, reconstruction_metadata)
 from orthancd.logs import logger
 from orthancd.metrics import ServerMetrics
 from orthancd.modification import saved_jobs as modification_jobs
@@ -30,6 +31,7 @@ from orthancd.pools import SerialLane
 from orthancd.stability import StabilityMonitor
 from orthancd.transcoding.ingest import configured as ingest_transcoding
 from orthancd.transcoding.service import Transcoder
+from orthancd.storage.area import ContentCorrupted
 from orthancd.storage.filesystem import FilesystemStorageArea
 from orthancd.storage.metered import MeteredStorageArea
 
@@ -61,11 +63,9 @@ class OrthancServer:
     """Built by makeService, before twistd forks: nothing here opens a file
     or starts a thread; ``open`` does at start-up.  ``file_io`` is the pool
     (orthancd.pools) that reads, writes and parses files; ``pixel_pool``
-    the one that decodes and encodes images (file_io when not given);
-    ``hashing`` the one where received files get their MD5 beside the rest
-    (orthancd.storage.digests; none: where they are written)."""
+    the one that decodes and encodes images (file_io when not given)."""
 
-    def __init__(self, configuration, reactor, file_io, pixel_pool=None, hashing=None):
+    def __init__(self, configuration, reactor, file_io, pixel_pool=None):
         self.configuration = configuration
         # Orthanc extends DCMTK's global dictionary; so does orthancd, once
         # (before the main tags, which may name the tags it declares).
@@ -80,7 +80,6 @@ class OrthancServer:
         self.reactor = reactor
         self.file_io = file_io
         self.pixel_pool = pixel_pool or file_io
-        self.hashing = hashing
         storage_dir = configuration.storage_directory
         index_dir = configuration.index_directory
         self.metrics = ServerMetrics(self, reactor, bool(configuration.get("MetricsEnabled", True)))
@@ -98,8 +97,10 @@ class OrthancServer:
                                        settle_files=self.storage.settle,
                                        changes=self.changes)
         self.index.set_normalizer(normalize_for_find)
-        self.ingest = Ingestor(self.index, self.storage, configuration, file_io, hashing)
+        self.ingest = Ingestor(self.index, self.storage, configuration, file_io)
         self.ingest.timed = self.metrics.timed
+        # The MD5s of attachments, derived when first asked.
+        self.checksums = AttachmentChecksums(self.storage, self.index, file_io)
         # The files deletes released, removed one burst at a time: a run of
         # deletes costs a few hand-offs to the pool, not one per delete.
         self._removals = SerialLane(file_io, self._remove_now)
@@ -276,8 +277,10 @@ class OrthancServer:
         """Store ``data`` as an attachment (compressed as StorageCompression
         says, unless ``compress``); fires (StoredFile, new revision).
         ``expected``: the If-Match (revision, MD5), checked by the index."""
-        salt = ("%s/%d" % (public_id, content_type)).encode()
-        stored = await self.file_io.run(self.storage.store, data, salt,
+        if expected is not None:
+            await self._md5s_recorded(public_id, level, content_type)
+        stored = await self.file_io.run(self.storage.store, data,
+                                        attachment_salt(public_id, content_type),
                                         owner=attachment_slot(level, public_id, content_type),
                                         compress=compress)
         try:
@@ -302,7 +305,22 @@ class OrthancServer:
             return None
         return None if found is None else found[0].uuid
 
+    async def _md5s_recorded(self, public_id, level, content_type):
+        """Before a write that an If-Match guards: the MD5 it names is in
+        the index, derived now if it was not yet (orthancd.checksums)."""
+        try:
+            found = self.index.attachment_with_revision(public_id, level, content_type)
+        except UnknownResource:
+            return
+        if found is not None and found[0].md5_pending:
+            try:
+                await self.checksums.complete(public_id, level, content_type, found[0])
+            except (ContentCorrupted, FileNotFoundError):
+                pass  # no MD5 to match: the If-Match fails in the index
+
     async def delete_attachment(self, public_id, level, content_type, expected=None):
+        if expected is not None:
+            await self._md5s_recorded(public_id, level, content_type)
         previous = await self.index.delete_attachment(public_id, level, content_type, expected)
         await self.ingest.remove_files([previous])
 
@@ -316,6 +334,7 @@ class OrthancServer:
         info, revision = found
         if info.compressed == compress:
             return
+        info = await self.checksums.complete(public_id, level, content_type, info)
         data = await self.read_attachment(info)
         await self.put_attachment(public_id, level, content_type, data,
                                   expected=(revision, info.uncompressed_md5), compress=compress)

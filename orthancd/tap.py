@@ -45,7 +45,6 @@ DEFLATE_THREADS = max(2, os.cpu_count() or 1)
 # memory that concurrent decodes take (bench/pixels_bench.py).
 PIXEL_THREADS = 4
 # MD5s of received files, computed beside their writing and parsing.
-HASHING_THREADS = 2
 
 
 class Options(usage.Options):
@@ -145,17 +144,14 @@ def _make_service(options, reactor):
     top = StackedServices()
     file_io = ThreadPoolService("file-io", reactor, maxthreads=FILE_IO_THREADS)
     pixel_pool = ThreadPoolService("pixels", reactor, maxthreads=PIXEL_THREADS)
-    hashing = ThreadPoolService("hashing", reactor, maxthreads=HASHING_THREADS)
     try:
-        server = OrthancServer(configuration, reactor, file_io, pixel_pool, hashing)
+        server = OrthancServer(configuration, reactor, file_io, pixel_pool)
     except ConfigurationError as e:
         # Options whose values only the server checks (ExtraMainDicomTags,
         # IngestTranscoding): the same message as a configuration mistake.
         raise SystemExit("orthancd: cannot start: %s" % e)
     IndexService(server).setServiceParent(top)
     server.index.writer.setServiceParent(top)
-    # File I/O threads may wait for a hash: the hashing pool stops after them.
-    hashing.setServiceParent(top)
     file_io.setServiceParent(top)
     # Helper processes parsing the headers of incoming instances.
     parsers = ParserPool(reactor, server.temporary_directory,

@@ -72,10 +72,9 @@ def test_streamed_file_digests_and_adoption(tmp_path):
     assert isinstance(received, ReceivedFile) and received == path
     assert received.digests == digests_of(data)
     assert received.digests.uuid == content_uuid(data)
-    assert received.digests.md5 == hashlib.md5(data).hexdigest()
     stored = storage.adopt(received, received.digests)
     assert not os.path.exists(path) and storage.read(stored.uuid) == data
-    assert (stored.size, stored.md5) == (len(data), received.digests.md5)
+    assert (stored.size, stored.md5) == (len(data), None)  # derived when asked
     # The same content again: the copy already in place is kept.
     with open(path, "wb") as f:
         f.write(data)
@@ -220,44 +219,41 @@ def test_a_file_being_indexed_survives_removal_of_identical_bytes(tmp_path):
     assert not storage.exists(first.uuid)
 
 
-class _ThreadPool:
-    """A pool with a thread per job, as the hashing pool hands them out."""
-
-    def callInThread(self, f, *args, **kwargs):
-        import threading
-        threading.Thread(target=f, args=args, kwargs=kwargs).start()
-
-
-def test_bytes_stored_with_their_md5_computed_meanwhile(tmp_path):
-    """An upload received in memory: SHA-256 by the preparing thread, MD5
-    in the hashing pool meanwhile; the StoredFile waits for it only when
-    read (the index commit)."""
-    from orthancd.storage.area import LateStoredFile, StoredFile
-    from orthancd.storage.digests import ContentHasher, LateDigests
+def test_md5s_are_derived_from_the_content_and_checked_against_its_name(tmp_path):
+    """Content written uncompressed is stored without its MD5s (None); they
+    are derived from the file when asked, once it is checked against its
+    name (the SHA-256 it was stored with, after the salt it was stored
+    with).  A compressed file gets its MD5s as it is compressed."""
+    from orthancd.storage.area import ContentCorrupted
     data = os.urandom(600000)
-
-    def late_digests():
-        hasher = ContentHasher(pool=_ThreadPool())
-        hasher.update(data)
-        digests = hasher.digests()
-        assert isinstance(digests, LateDigests)
-        return digests
+    md5 = hashlib.md5(data).hexdigest()
     storage = FilesystemStorageArea(str(tmp_path / "storage"))
     storage.prepare()
-    stored = storage.store(data, owner="instances/x/1", digests=late_digests())
-    assert isinstance(stored, LateStoredFile)
-    assert stored == StoredFile(content_uuid(data), len(data), hashlib.md5(data).hexdigest(),
-                                len(data), hashlib.md5(data).hexdigest(), False)
-    assert storage.read(stored.uuid) == data
-    # Salted or compressed, the area hashes what it stores itself.
-    salted = storage.store(data, salt=b"slot", digests=late_digests())
-    assert salted.uuid == content_uuid(data, b"slot") != stored.uuid
-    compressed = storage.store(data, compress=True, digests=late_digests())
-    assert compressed.compressed and storage.read(compressed.uuid) == data
-    # Without StoreMD5ForAttachments, nothing waits for the MD5.
+    stored = storage.store(data, owner="instances/x/1", digests=digests_of(data))
+    assert (stored.uuid, stored.md5, stored.uncompressed_md5) == (content_uuid(data), None, None)
+    assert stored.md5_pending
+    assert storage.derive_md5s(stored) == (md5, md5)
+    salted = storage.store(data, salt=b"slot")
+    assert (salted.uuid, salted.md5) == (content_uuid(data, b"slot"), None)
+    with pytest.raises(ContentCorrupted):
+        storage.derive_md5s(salted)  # not a name of the content without its salt
+    assert storage.derive_md5s(salted, (b"", b"slot")) == (md5, md5)
+    compressed = storage.store(data, compress=True)
+    on_disk = storage.read_stored(compressed.uuid)
+    assert (compressed.md5, compressed.uncompressed_md5) == (hashlib.md5(on_disk).hexdigest(), md5)
+    assert not compressed.md5_pending
+    assert storage.derive_md5s(compressed) == (compressed.md5, md5)
+    # A file changed on the disk gets no MD5 of what it holds now.
+    with open(storage.path(stored.uuid), "r+b") as f:
+        f.seek(1000)
+        f.write(b"\xff" * 8)
+    with pytest.raises(ContentCorrupted):
+        storage.derive_md5s(stored)
+    # Without StoreMD5ForAttachments, no MD5 at all.
     plain = FilesystemStorageArea(str(tmp_path / "plain"), store_md5=False)
     plain.prepare()
-    assert plain.store(data, digests=late_digests()).md5 == ""
+    kept = plain.store(data, digests=digests_of(data))
+    assert (kept.md5, kept.uncompressed_md5, kept.md5_pending) == ("", "", False)
 
 
 def test_pieces_are_handed_to_the_pool_in_batches(tmp_path):

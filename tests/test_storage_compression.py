@@ -211,7 +211,8 @@ def test_format_is_orthancs_zlib_with_size():
 def test_compressing_a_file_piece_by_piece_gives_the_same_bytes():
     data = read_sample("2020-08-12-Christopher.dcm") * 3
     target = io.BytesIO()
-    size, md5 = compression.compress_file(io.BytesIO(data), target, len(data))
+    size, md5, content_md5 = compression.compress_file(io.BytesIO(data), target, len(data))
+    assert content_md5 == hashlib.md5(data).hexdigest()
     assert target.getvalue() == compression.compress(data)
     assert (size, md5) == (len(target.getvalue()), hashlib.md5(target.getvalue()).hexdigest())
     reader = io.BufferedReader(compression.DecompressingReader(io.BytesIO(target.getvalue())))

@@ -1,8 +1,8 @@
 """Large DICOM uploads (POST /instances) are written and hashed while they
-arrive (orthancd.uploads.spool.StreamedBody), with their hashes computed in
-lanes of the hashing pool (orthancd.storage.digests): the stored file, its
-content address and its MD5 are those of the bytes sent, whatever shape the
-body came in, and nothing is left behind when an upload fails or stops."""
+arrive (orthancd.uploads.spool.StreamedBody): the stored file, its content
+address and its MD5 (derived when asked, orthancd.checksums) are those of
+the bytes sent, whatever shape the body came in, and nothing is left behind
+when an upload fails or stops."""
 import hashlib
 import io
 import os
@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from twisted.python.threadpool import ThreadPool
 
 from orthancd.rest.app import OrthancSite
-from orthancd.storage.digests import ContentHasher, LateDigests, digests_of
+from orthancd.storage.digests import ContentHasher, digests_of
 from orthancd.storage.filesystem import content_uuid
 from orthancd.storage.streaming import StreamingFileWriter
 from orthancd.storage.temporary_files import new_temporary_path
@@ -33,32 +33,27 @@ LARGE_SAMPLES = ["Issue143.dcm",
 
 @pytest.fixture(scope="module")
 def pool():
-    threads = ThreadPool(minthreads=0, maxthreads=2, name="test-hashing")
+    threads = ThreadPool(minthreads=0, maxthreads=2, name="test-writes")
     threads.start()
     yield threads
     threads.stop()
 
 
 @pytest.mark.parametrize("piece", [1, 4096, 65536, 1 << 20])
-def test_hash_lanes_give_the_digests_of_the_bytes(pool, piece):
+def test_pieces_hashed_give_the_digests_of_the_bytes(piece):
     data = os.urandom(300001)
-    hasher = ContentHasher(pool=pool)
+    hasher = ContentHasher()
     for i in range(0, len(data), piece):
         hasher.update(memoryview(data)[i:i + piece])
-    late = hasher.digests()
-    assert isinstance(late, LateDigests)
-    expected = digests_of(data)
-    assert (late.uuid, late.md5, late.size) == (expected.uuid, expected.md5, expected.size)
-
-
-def test_empty_input_through_lanes(pool):
-    late = ContentHasher(pool=pool).digests()
-    assert (late.uuid, late.md5, late.size) == (content_uuid(b""), hashlib.md5().hexdigest(), 0)
+    assert hasher.digests() == digests_of(data)
+    assert hasher.digests().uuid == content_uuid(data)
+    empty = ContentHasher().digests()
+    assert (empty.uuid, empty.size) == (content_uuid(b""), 0)
 
 
 def test_streamed_body_lifecycle(tmp_path, pool):
     data = os.urandom(700000)
-    body = StreamedBody(str(tmp_path), pool, pool, reactor=_Immediate())
+    body = StreamedBody(str(tmp_path), pool, reactor=_Immediate())
     for i in range(0, len(data), 100000):
         body.write(data[i:i + 100000])
     assert (body.size, body.head, body.tell()) == (len(data), data[:4], len(data))
@@ -74,8 +69,7 @@ def test_streamed_body_lifecycle(tmp_path, pool):
     assert done.wait(10)
     (received,) = results
     assert received == body.path and body.received is received
-    assert (received.digests.uuid, received.digests.md5) == (content_uuid(data),
-                                                            hashlib.md5(data).hexdigest())
+    assert received.digests == digests_of(data)
     # Read back like a file, off the reactor (a zip archive is).
     assert body.read(10) == data[:10] and body.seek(0, 2) == len(data)
     body.close()
@@ -99,42 +93,20 @@ class _Immediate:
         function(*args)
 
 
-def test_writer_with_hash_pool_gives_late_digests(tmp_path, pool):
+def test_writer_gives_the_digests_of_what_it_wrote(tmp_path, pool):
     data = os.urandom(200000)
     path = str(tmp_path / "incoming")
-    # Written inline (a reactor without threads), hashed in the pool.
-    writer = StreamingFileWriter(path, _Immediate(), None, pool)
+    writer = StreamingFileWriter(path, _Immediate(), pool)
     for i in range(0, len(data), 30000):
         writer.write(data[i:i + 30000])
+    done = threading.Event()
     results = []
-    writer.close().addCallback(results.append)
+    writer.close().addCallback(lambda received: (results.append(received), done.set()))
+    assert done.wait(10)
     (received,) = results
     with open(received, "rb") as f:
         assert f.read() == data
-    assert received.digests.uuid == content_uuid(data)
-    assert received.digests.md5 == hashlib.md5(data).hexdigest()
-
-
-def test_an_adopted_received_file_gives_its_md5_when_read(tmp_path, pool):
-    """A file hashed in lanes is adopted before its MD5 is known: the
-    StoredFile reads it when the index writer records it."""
-    from orthancd.storage.area import LateStoredFile, StoredFile
-    from orthancd.storage.filesystem import FilesystemStorageArea
-    storage = FilesystemStorageArea(str(tmp_path / "storage"))
-    storage.prepare()
-    data = os.urandom(700000)
-    path = os.path.join(storage.temporary_directory(), "received")
-    with open(path, "wb") as f:
-        f.write(data)
-    hasher = ContentHasher(pool=pool)
-    hasher.update(data)
-    stored = storage.adopt(path, hasher.digests(), owner="slot")
-    assert isinstance(stored, LateStoredFile)
-    md5 = hashlib.md5(data).hexdigest()
-    expected = StoredFile(content_uuid(data), len(data), md5, len(data), md5, False)
-    assert stored == expected and expected == stored and hash(stored) == hash(expected)
-    assert stored.to_record() == expected.to_record()
-    assert storage.read(stored.uuid) == data
+    assert received.digests == digests_of(data)
 
 
 def test_the_file_is_created_in_the_pool_not_by_the_caller(tmp_path):
@@ -185,30 +157,28 @@ class _Producer:
 
 
 def test_the_sender_is_paused_while_writes_and_hashes_lag(tmp_path):
-    """Flow control: past BACKLOG_HIGH bytes handed over and not yet both
-    written and hashed, the producer (the connection) is paused; it is
+    """Flow control: past BACKLOG_HIGH bytes handed over and not yet
+    written (and hashed), the producer (the connection) is paused; it is
     resumed once the backlog is down to BACKLOG_LOW."""
     from orthancd.storage import streaming
-    writes, hashes = HeldPool(), HeldPool()
+    writes = HeldPool()
     producer = _Producer()
     path = new_temporary_path(str(tmp_path))
-    writer = StreamingFileWriter(path, _Immediate(), writes, hashes, producer)
+    writer = StreamingFileWriter(path, _Immediate(), writes, producer)
     piece = os.urandom(1 << 20)
     sent = 0
     while not producer.paused:
         writer.write(piece)
         sent += 1
         assert sent * len(piece) <= streaming.BACKLOG_HIGH + len(piece)
-    writes.run_all()  # written, not hashed yet: still paused
     assert producer.paused
-    hashes.run_all()
+    writes.run_all()
     assert not producer.paused and producer.pauses == 1
     results = []
     writer.close().addCallback(results.append)
     writes.run_all()
-    hashes.run_all()
     (received,) = results
-    assert received.digests.md5 == hashlib.md5(piece * sent).hexdigest()
+    assert received.digests == digests_of(piece * sent)
     assert os.path.getsize(path) == sent * len(piece)
 
 
@@ -216,7 +186,7 @@ def test_a_discarded_upload_resumes_its_sender(tmp_path):
     writes = HeldPool()
     producer = _Producer()
     writer = StreamingFileWriter(new_temporary_path(str(tmp_path)), _Immediate(), writes,
-                                 None, producer)
+                                 producer)
     while not producer.paused:
         writer.write(os.urandom(1 << 20))
     writer.discard()

@@ -383,6 +383,12 @@ class ResourceIndex(abc.ABC):
         """Remove an attachment; fires the removed StoredFile."""
 
     @abc.abstractmethod
+    def record_attachment_md5s(self, public_id, level, content_type, derived):
+        """Record the MD5s derived from an attachment's content (``derived``:
+        its StoredFile with them) while it is still that file; no revision
+        nor change.  Fires whether it was recorded."""
+
+    @abc.abstractmethod
     def reconstruct_instance(self, summary, metadata, only_level=None):
         """Index the main tags of an instance and its ancestors anew."""
 

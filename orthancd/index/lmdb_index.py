@@ -108,6 +108,10 @@ def _loads(raw):
 _ATTACHMENT = struct.Struct(">BBQQ16s16s")
 _BINARY_ATTACHMENT = 1  # a JSON record begins with "{"
 _COMPRESSED, _NO_MD5, _OWN_UNCOMPRESSED_MD5 = 1, 2, 4
+# MD5s not known yet, to be derived from the content (StoredFile): that of
+# the bytes stored, that of the content when the record has no MD5 of its own
+# for it.
+_MD5_PENDING, _UNCOMPRESSED_MD5_PENDING = 8, 16
 
 
 def _uuid_bytes(text):
@@ -136,12 +140,19 @@ def pack_attachment(stored):
     uuid, md5, uncompressed_md5 = _uuid_bytes(stored.uuid), stored.md5, stored.uncompressed_md5
     flags = _COMPRESSED if stored.compressed else 0
     extra = b""
-    if not md5 and not uncompressed_md5:
+    if md5 == "" and uncompressed_md5 == "":
         flags |= _NO_MD5
         md5_bytes = bytes(16)
     else:
-        md5_bytes = _hex_bytes(md5, 16)
-        if uncompressed_md5 != md5:
+        if md5 is None:
+            flags |= _MD5_PENDING
+            md5_bytes = bytes(16)
+        else:
+            md5_bytes = _hex_bytes(md5, 16)
+        if uncompressed_md5 is None:
+            if md5 is not None:
+                flags |= _UNCOMPRESSED_MD5_PENDING
+        elif uncompressed_md5 != md5:
             flags |= _OWN_UNCOMPRESSED_MD5
             extra = _hex_bytes(uncompressed_md5, 16)
     if uuid is None or md5_bytes is None or extra is None:
@@ -155,9 +166,13 @@ def unpack_attachment(raw):
     if raw[0] != _BINARY_ATTACHMENT:
         return StoredFile.from_record(_loads(raw))
     _, flags, size, uncompressed_size, uuid, md5 = _ATTACHMENT.unpack_from(raw)
-    md5 = "" if flags & _NO_MD5 else md5.hex()
-    uncompressed_md5 = (bytes(raw[_ATTACHMENT.size:]).hex() if flags & _OWN_UNCOMPRESSED_MD5
-                        else md5)
+    md5 = "" if flags & _NO_MD5 else None if flags & _MD5_PENDING else md5.hex()
+    if flags & _OWN_UNCOMPRESSED_MD5:
+        uncompressed_md5 = bytes(raw[_ATTACHMENT.size:]).hex()
+    elif flags & _UNCOMPRESSED_MD5_PENDING:
+        uncompressed_md5 = None
+    else:
+        uncompressed_md5 = md5
     return StoredFile(_uuid_text(uuid), size, md5, uncompressed_size, uncompressed_md5,
                       bool(flags & _COMPRESSED))
 
@@ -221,6 +236,15 @@ _LAST_USER_TYPE = 65535
 
 def _revision_key(key, kind, number):
     return key + kind + _U16.pack(int(number))
+
+
+def _same_content(a, b):
+    """Whether two StoredFiles hold the same content: the same name (a
+    content address), or the same MD5 of their content where both are
+    known (one compressed, the other not)."""
+    if a.uuid == b.uuid:
+        return True
+    return bool(a.uncompressed_md5) and a.uncompressed_md5 == b.uncompressed_md5
 
 
 def _check_revision(expected, revision, md5):
@@ -1054,6 +1078,29 @@ class LmdbResourceIndex(ResourceIndex):
             _tracking_files(self._delete_attachment_op, [], _deleted_file, self.db),
             public_id, level, content_type, expected)
 
+    def record_attachment_md5s(self, public_id, level, content_type, derived):
+        """Record the MD5s derived from an attachment's content
+        (``derived``: its StoredFile with them), if the attachment is
+        still that file; neither its revision nor the changes log move.
+        Fires with whether it was recorded."""
+        return self.writer.submit(self._record_attachment_md5s_op, public_id, level,
+                                  content_type, derived)
+
+    def _record_attachment_md5s_op(self, txn, public_id, level, content_type, derived):
+        key = resource_key(level, public_id)
+        akey = key + _U16.pack(int(content_type))
+        raw = txn.get(akey, db=self.db["attachments"])
+        if raw is None:
+            return False
+        current = unpack_attachment(raw)
+        if current.uuid != derived.uuid or not current.md5_pending:
+            return False
+        txn.put(akey, pack_attachment(current.with_md5s(
+            current.md5 if current.md5 is not None else derived.md5,
+            current.uncompressed_md5 if current.uncompressed_md5 is not None
+            else derived.uncompressed_md5)), db=self.db["attachments"])
+        return True
+
     def save_jobs(self, serialized):
         """Keep the serialized jobs (SaveJobs); fires once committed."""
         return self.writer.submit(self._save_jobs_op, serialized)
@@ -1339,10 +1386,10 @@ class LmdbResourceIndex(ResourceIndex):
         if existing is not None:
             raw = txn.get(keys[3] + _U16.pack(ContentType.Dicom), db=self.db["attachments"])
             current = None if raw is None else unpack_attachment(raw)
-            # OverwriteInstances: "Never", "Always", "IfChanged" (the MD5 differs);
-            # older configurations give a Boolean.
+            # OverwriteInstances: "Never", "Always", "IfChanged" (the content
+            # differs); older configurations give a Boolean.
             mode = {True: "Always", False: "Never"}.get(overwrite, overwrite)
-            unchanged = current is not None and current.md5 == stored.md5
+            unchanged = current is not None and _same_content(current, stored)
             if mode not in ("Always", "IfChanged") or (mode == "IfChanged" and unchanged):
                 # The bytes just written are useless unless identical to the stored ones.
                 kept = self._attachments(txn, keys[3])

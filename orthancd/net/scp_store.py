@@ -190,7 +190,7 @@ class IncomingInstance:
             # The association's connection pauses while the disk lags.
             association = self._request.association
             self._writer = StreamingFileWriter(
-                self.path, association.clock, self._service.file_io, self._service.hashing,
+                self.path, association.clock, self._service.file_io,
                 getattr(association, "transport", None), self.BATCH_SIZE,
                 self._service.create_temporary_file)
             for piece in pieces:
@@ -331,11 +331,6 @@ class StoreService:
     def file_io(self):
         """The pool that writes received files, when the services have one."""
         return getattr(self._services, "file_io", None)
-
-    @property
-    def hashing(self):
-        """The pool where received files get their MD5, when there is one."""
-        return getattr(self._services, "hashing", None)
 
     @property
     def stores_bytes(self):

@@ -467,7 +467,6 @@ class OrthancSite(server.Site):
     upload_directory = None
     # The pool where DICOM uploads are written as they arrive, once known.
     upload_pool = None
-    upload_hashing = None
     create_upload_file = None
     requestFactory = OrthancRequest
     protocol = OrthancChannel
@@ -508,7 +507,7 @@ class OrthancSite(server.Site):
         directory = self.upload_directory() if self.upload_directory is not None else None
         if directory is None or self.upload_pool is None:
             return None
-        return StreamedBody(directory, self.upload_pool, self.upload_hashing, producer=transport,
+        return StreamedBody(directory, self.upload_pool, producer=transport,
                             create=self.create_upload_file)
 
 
@@ -522,7 +521,6 @@ def build_site(ctx):
     # Known once the storage area has started (nothing is opened before).
     site.upload_directory = lambda: getattr(ctx, "temporary_directory", None)
     site.upload_pool = ctx.file_io
-    site.upload_hashing = getattr(ctx, "hashing", None)
     site.create_upload_file = getattr(ctx, "create_temporary_file", None)
     ctx.app = app
     return site

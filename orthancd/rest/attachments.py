@@ -11,6 +11,7 @@ from orthancd.rest.http import (EmptyAnswer, get_argument, has_argument, no_answ
 from orthancd.rest.ranges import parse_http_range
 from orthancd.rest.revisions import (answer_etag, expected_for_delete, expected_for_write,
                                      md5_of, set_etag)
+from orthancd.storage.area import ContentCorrupted
 
 _LAST_USER_CONTENT_TYPE = 65535
 _BINARY = "application/octet-stream"
@@ -65,13 +66,16 @@ def install(app, server):
             return None
         return index.attachment_with_revision(public_id, level, number)
 
-    def attachment(request, public_id, level, name):
+    async def attachment(request, public_id, level, name):
         """The StoredFile, its ETag on the answer (Orthanc's
         GetAttachmentInfo: 304 when the client has it already)."""
-        found = lookup(public_id, level, names.number(name))
+        number = names.number(name)
+        found = lookup(public_id, level, number)
         if found is None:
             raise OrthancError(ErrorCode.UnknownResource)
         info, revision = found
+        # The MD5s, derived if they were not known yet (orthancd.checksums).
+        info = await server.checksums.complete_for_answer(public_id, level, number, info)
         answer_etag(request, revision, info.uncompressed_md5)
         return info
 
@@ -90,12 +94,13 @@ def install(app, server):
             return render_json(request, [names.name(k) for k in attachments])
 
         @route("/<name>", ["GET"], "operations")
-        def operations(request, public_id, name):
-            return render_json(request, _operations(attachment(request, public_id, level, name)))
+        async def operations(request, public_id, name):
+            return render_json(request, _operations(
+                await attachment(request, public_id, level, name)))
 
         @route("/<name>/info", ["GET"], "info")
-        def info(request, public_id, name):
-            stored = attachment(request, public_id, level, name)
+        async def info(request, public_id, name):
+            stored = await attachment(request, public_id, level, name)
             return render_json(request, {
                 "CompressedMD5": stored.md5,
                 "CompressedSize": stored.size,
@@ -110,7 +115,7 @@ def install(app, server):
             async def data(request, public_id, name):
                 wanted = request.getHeader(b"Range")
                 byte_range = None if wanted is None else parse_http_range(wanted)
-                stored = attachment(request, public_id, level, name)
+                stored = await attachment(request, public_id, level, name)
                 if byte_range is not None:
                     full_size = stored.uncompressed_size if uncompress else stored.size
                     start, end = byte_range.bounds(full_size)
@@ -132,8 +137,8 @@ def install(app, server):
 
         def text_property(suffix, getter, needs=None):
             @route("/<name>/" + suffix, ["GET"], suffix.replace("-", "_"))
-            def prop(request, public_id, name):
-                stored = attachment(request, public_id, level, name)
+            async def prop(request, public_id, name):
+                stored = await attachment(request, public_id, level, name)
                 if needs is not None and not needs(stored):
                     raise no_answer(request)  # no MD5 stored: Orthanc answers nothing
                 return render_text(request, str(getter(stored)))
@@ -146,10 +151,19 @@ def install(app, server):
 
         @route("/<name>/verify-md5", ["POST"], "verify_md5")
         async def verify_md5(request, public_id, name):
-            found = lookup(public_id, level, names.number(name))
-            if found is None or not found[0].md5 or not found[0].uncompressed_md5:
+            number = names.number(name)
+            found = lookup(public_id, level, number)
+            if found is None or found[0].md5 == "" or found[0].uncompressed_md5 == "":
                 raise no_answer(request)  # unknown, or no MD5 to check
             stored = found[0]
+            if stored.md5_pending:
+                # Derived now from the file as it is, which is checked
+                # against its name (the SHA-256 it was stored with) meanwhile.
+                try:
+                    await server.checksums.complete(public_id, level, number, stored)
+                except (ContentCorrupted, FileNotFoundError):
+                    raise no_answer(request)
+                return _empty_json(request)
             # The bytes as stored first, then (if compressed) the content.
             good = hashlib.md5(await server.read_stored_attachment(stored)).hexdigest() == stored.md5
             if good and stored.compressed:

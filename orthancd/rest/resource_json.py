@@ -95,7 +95,9 @@ def _level_tags(level, names, sequences):
 
 
 def resource_to_json(server, level, public_id, fmt="human", content=EXPAND,
-                     metadata_names=None):
+                     metadata_names=None, attachments=None):
+    """``attachments``: {content type: StoredFile} with their MD5s known
+    (expand derives them), for "Attachments"."""
     index = server.index
     resource = index.get_resource(public_id, level)
     out = {"ID": public_id, "Type": level.title}
@@ -151,14 +153,20 @@ def resource_to_json(server, level, public_id, fmt="human", content=EXPAND,
             "UncompressedMD5": info.uncompressed_md5,
             "UncompressedSize": info.uncompressed_size,
             "Uuid": info.uuid,
-        } for content_type, info in sorted(index.get_attachments(public_id, level).items())]
+        } for content_type, info in sorted((attachments if attachments is not None else
+                                            index.get_attachments(public_id, level)).items())]
     return out
 
 
 async def expand(server, level, public_id, fmt="human", content=EXPAND, requested=()):
     """The JSON of one resource, with its RequestedTags when any are asked."""
+    attachments = None
+    if "Attachments" in content:
+        attachments = server.index.get_attachments(public_id, level)
+        if any(info.md5_pending for info in attachments.values()):
+            attachments = await server.checksums.complete_all(public_id, level, attachments)
     out = resource_to_json(server, level, public_id, fmt, content,
-                           getattr(server, "metadata_names", None))
+                           getattr(server, "metadata_names", None), attachments)
     if requested:
         values = await requested_tags(server, level, public_id, requested)
         out["RequestedTags"] = format_tags(values, fmt)

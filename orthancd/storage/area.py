@@ -11,18 +11,33 @@ stored (/compressed-data, verify-md5).
 """
 import abc
 import dataclasses
+import hashlib
 import os
 
 
 @dataclasses.dataclass(frozen=True)
 class StoredFile:
-    """What the index records about one stored attachment."""
+    """What the index records about one stored attachment.
+
+    An MD5 is None until it is known: the storage area does not compute the
+    MD5 of content it writes uncompressed (its SHA-256 names the file
+    already); the first reader derives it (orthancd.storage.checksums) and
+    the index records it.  "" means that no MD5 is kept at all
+    (StoreMD5ForAttachments false), as Orthanc records them."""
     uuid: str
     size: int            # bytes on disk
-    md5: str             # hex MD5 of the bytes on disk
+    md5: str             # hex MD5 of the bytes on disk (None: not known yet)
     uncompressed_size: int
-    uncompressed_md5: str
+    uncompressed_md5: str  # hex MD5 of the content (None: not known yet)
     compressed: bool = False
+
+    @property
+    def md5_pending(self):
+        """Whether an MD5 is still to be derived from the content."""
+        return self.md5 is None or self.uncompressed_md5 is None
+
+    def with_md5s(self, md5, uncompressed_md5):
+        return dataclasses.replace(self, md5=md5, uncompressed_md5=uncompressed_md5)
 
     def to_record(self):
         return {"uuid": self.uuid, "size": self.size, "md5": self.md5,
@@ -35,38 +50,23 @@ class StoredFile:
                    record["usize"], record["umd5"], record.get("compressed", False))
 
 
-class LateStoredFile(StoredFile):
-    """A StoredFile whose MD5 is still being computed (a received file's
-    LateDigests): reading ``md5`` waits for it.  The ingest path hands it to
-    the index writer, which reads it while the batch's files are synced, so
-    the end of the MD5 is not waited for on the way there."""
-
-    def __init__(self, uuid, size, digests):
-        object.__setattr__(self, "uuid", uuid)
-        object.__setattr__(self, "size", size)
-        object.__setattr__(self, "uncompressed_size", size)
-        object.__setattr__(self, "compressed", False)
-        object.__setattr__(self, "_digests", digests)
-
-    @property
-    def md5(self):
-        return self._digests.md5
-
-    @property
-    def uncompressed_md5(self):
-        return self._digests.md5
-
-    def __eq__(self, other):
-        # Equal to the StoredFile it will be.
-        if isinstance(other, StoredFile):
-            return dataclasses.astuple(self) == dataclasses.astuple(other)
-        return NotImplemented
-
-    __hash__ = StoredFile.__hash__
+def hash_stream(f, *hashes, chunk=1 << 20):
+    """Feed every hash in ``hashes`` with the rest of the binary file ``f``,
+    a piece at a time; returns them."""
+    while True:
+        piece = f.read(chunk)
+        if not piece:
+            return hashes
+        for h in hashes:
+            h.update(piece)
 
 
 class StorageError(Exception):
     """The storage area could not write or read a file."""
+
+
+class ContentCorrupted(StorageError):
+    """A stored file's bytes are not those it was stored with."""
 
 
 class StorageArea(abc.ABC):
@@ -97,8 +97,8 @@ class StorageArea(abc.ABC):
         bytes in different slots apart (attachments that are not DICOM files,
         whose content does not determine their owner).  ``owner`` (a short
         string) names what is about to reference the file; it comes back from
-        ``pending`` after a crash.  ``digests``: the ContentDigests (or
-        LateDigests) of ``data`` when they were computed (without salt)."""
+        ``pending`` after a crash.  ``digests``: the ContentDigests of ``data`` when they
+        were computed (without salt)."""
 
     def adopt(self, path, digests=None, owner=None, compress=None):
         """Take the complete file at ``path`` (written in
@@ -165,6 +165,18 @@ class StorageArea(abc.ABC):
         """Remove the file (and its pending record) unless a store/adopt not
         yet released holds it; a missing file is not an error.  Returns
         whether it was removed."""
+
+    def derive_md5s(self, info, salts=(b"",)):
+        """(MD5 of the bytes stored, MD5 of the content) of the StoredFile
+        ``info``, read from its file.  An area that names files after their
+        content checks it on the way (``salts``: those its name may have
+        been made with) and raises ContentCorrupted when it does not match."""
+        with self.open_stored(info.uuid) as f:
+            stored = hash_stream(f, hashlib.md5())[0].hexdigest()
+        if not info.compressed:
+            return stored, stored
+        with self.open(info.uuid) as f:
+            return stored, hash_stream(f, hashlib.md5())[0].hexdigest()
 
     @abc.abstractmethod
     def exists(self, uuid):

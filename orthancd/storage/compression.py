@@ -53,8 +53,9 @@ def decompress(stored):
 def compress_file(source, target, size):
     """Compress the open binary file ``source`` (``size`` bytes) into the
     open binary file ``target``; returns (stored size, MD5 of the stored
-    bytes)."""
+    bytes, MD5 of the content)."""
     md5 = hashlib.md5()
+    content_md5 = hashlib.md5()
     written = 0
 
     def emit(piece):
@@ -71,9 +72,10 @@ def compress_file(source, target, size):
             piece = source.read(_CHUNK)
             if not piece:
                 break
+            content_md5.update(piece)
             emit(compressor.compress(piece))
         emit(compressor.flush())
-    return written, md5.hexdigest()
+    return written, md5.hexdigest(), content_md5.hexdigest()
 
 
 class DecompressingReader(io.RawIOBase):

@@ -33,8 +33,8 @@ import shutil
 import threading
 
 from orthancd.storage import compression, direct_io
-from orthancd.storage.area import LateStoredFile, StorageArea, StoredFile
-from orthancd.storage.digests import LateDigests, digests_of, uuid_from_sha256
+from orthancd.storage.area import ContentCorrupted, StorageArea, StoredFile, hash_stream
+from orthancd.storage.digests import digests_of, uuid_from_sha256
 from orthancd.storage.fsync import fsync_directory
 from orthancd.storage.pending import PendingJournal
 from orthancd.storage.temporary_files import SpareFiles
@@ -110,8 +110,11 @@ class FilesystemStorageArea(StorageArea):
         """``compression``: whether new files are compressed unless the
         caller says otherwise (StorageCompression); ``store_md5``: whether
         the StoredFiles carry MD5s (StoreMD5ForAttachments: Orthanc leaves
-        them empty otherwise); ``background``: ``callInThread`` of the file
-        I/O pool, where spare temporary files are made (SpareFiles)."""
+        them empty otherwise): those of content written uncompressed are
+        left to be derived when asked (None: orthancd.storage.checksums), a
+        compressed file gets those its compression can compute;
+        ``background``: ``callInThread`` of the file I/O pool, where spare
+        temporary files are made (SpareFiles)."""
         self.root = os.path.abspath(root)
         self._fsync = fsync
         self.compression = compression
@@ -224,14 +227,14 @@ class FilesystemStorageArea(StorageArea):
         if digests is not None and not salt and not compress:
             return self._store_digested(data, digests, owner)
         uuid = content_uuid(data, salt)
-        md5 = hashlib.md5(data).hexdigest()
         if compress:
             stored_bytes = compression.compress(data)
             info = self._stored_file(compressed_uuid(uuid), len(stored_bytes),
-                                     hashlib.md5(stored_bytes).hexdigest(), len(data), md5, True)
+                                     hashlib.md5(stored_bytes).hexdigest(), len(data),
+                                     hashlib.md5(data).hexdigest(), True)
         else:
             stored_bytes = data
-            info = self._stored_file(uuid, len(data), md5, len(data), md5, False)
+            info = self._stored_file(uuid, len(data), None, len(data), None, False)
         target = self._target(info.uuid, info.compressed)
         self._pin(info.uuid)  # before looking: a removal can no longer slip in
         if self._already_stored(target, len(stored_bytes)):
@@ -246,14 +249,8 @@ class FilesystemStorageArea(StorageArea):
 
     def _stored_file_of(self, digests):
         """The StoredFile of uncompressed content of these ContentDigests
-        (a LateStoredFile for LateDigests: their MD5 is waited for only by
-        whoever reads it)."""
-        if not self._store_md5:
-            return StoredFile(digests.uuid, digests.size, "", digests.size, "", False)
-        if isinstance(digests, LateDigests):
-            return LateStoredFile(digests.uuid, digests.size, digests)
-        return StoredFile(digests.uuid, digests.size, digests.md5, digests.size, digests.md5,
-                          False)
+        (its MD5 to be derived when asked)."""
+        return self._stored_file(digests.uuid, digests.size, None, digests.size, None, False)
 
     def _store_digested(self, data, digests, owner):
         info = self._stored_file_of(digests)
@@ -312,8 +309,8 @@ class FilesystemStorageArea(StorageArea):
         except BaseException:
             self.release(uuid)
             raise
-        size, md5 = outcome["stored"]
-        return self._stored_file(uuid, size, md5, digests.size, digests.md5, True)
+        size, md5, content_md5 = outcome["stored"]
+        return self._stored_file(uuid, size, md5, digests.size, content_md5, True)
 
     def _copy_into_place(self, path, target):
         """``path`` lies on another file system: copy, then rename."""
@@ -384,6 +381,30 @@ class FilesystemStorageArea(StorageArea):
             return open(path, "rb"), False
         except FileNotFoundError:
             return open(path + COMPRESSED_SUFFIX, "rb"), True
+
+    def derive_md5s(self, info, salts=(b"",)):
+        """See StorageArea.  The content is checked against the file's name,
+        the SHA-256 of the content (after one of ``salts``) that was stored
+        (of its compressed form's name for a compressed file): a file that
+        changed on the disk is not given MD5s of what it holds now."""
+        with self.open_stored(info.uuid) as f:
+            md5 = hashlib.md5()
+            if info.compressed:
+                hash_stream(f, md5)
+                content_md5 = hashlib.md5()
+                names = [hashlib.sha256(salt) for salt in salts]
+                with self.open(info.uuid) as content:
+                    hash_stream(content, content_md5, *names)
+            else:
+                names = [hashlib.sha256(salt) for salt in salts]
+                hash_stream(f, md5, *names)
+                content_md5 = md5
+        for name in names:
+            uuid = uuid_from_sha256(name.hexdigest())
+            if (compressed_uuid(uuid) if info.compressed else uuid) == info.uuid:
+                return md5.hexdigest(), content_md5.hexdigest()
+        raise ContentCorrupted("The stored file %s does not hold the content it was stored with"
+                               % info.uuid)
 
     def read(self, uuid):
         f, compressed = self._open_stored(uuid)

@@ -57,11 +57,9 @@ class StreamingFileWriter:
     reactor) with the ReceivedFile, or failing with the first error (the
     file could not be created or written).  The writes run in ``pool`` (the
     server's file I/O pool, anything with ``callInThread``), by default in
-    the reactor's.  With ``hash_pool``, its MD5 is computed there, beside
-    the writes (its SHA-256 as it is written): the ReceivedFile comes once
-    it is written, with orthancd.storage.digests.LateDigests."""
+    the reactor's.  Its SHA-256 is computed as it is written."""
 
-    def __init__(self, path, reactor=None, pool=None, hash_pool=None, producer=None,
+    def __init__(self, path, reactor=None, pool=None, producer=None,
                  batch_size=0, create=None):
         """``producer``: what sends the bytes (a transport, an IPushProducer):
         paused while too much of what it sent is neither written nor hashed.
@@ -81,17 +79,14 @@ class StreamingFileWriter:
         self._file = None  # created by the first item the pool takes
         self._done = False  # closed or discarded
         # Flow control: each count has one writer at a time (the reactor,
-        # the writing drain, the MD5 lane), so no lock is needed.  SHA-256
-        # is computed before each write: what is written is hashed by it.
+        # the writing drain), so no lock is needed.  SHA-256 is computed
+        # before each write: what is written is hashed by it.
         self._producer = producer
         self._handed = 0
         self._written = 0
-        self._md5_hashed = 0
         self._paused = False
         self._resume_asked = False
-        self._hasher = ContentHasher(pool=hash_pool,
-                                     hashed=self._piece_hashed if producer is not None else None)
-        self._md5_lane = self._hasher.in_lane
+        self._hasher = ContentHasher()
         self._lane = SerialLane(pool, self._take)
         self._batch_size = batch_size
         self._batch = []
@@ -149,14 +144,7 @@ class StreamingFileWriter:
             self._maybe_resume()  # all of it may be done already
 
     def _backlog(self):
-        done = self._written
-        if self._md5_lane:
-            done = min(done, self._md5_hashed)
-        return self._handed - done
-
-    def _piece_hashed(self, size):
-        self._md5_hashed += size
-        self._maybe_resume()
+        return self._handed - self._written
 
     def _maybe_resume(self):
         """From any thread: once the backlog is low, resume the sender."""
@@ -194,33 +182,23 @@ class StreamingFileWriter:
             self._take_after(item)
             return
         if item is not _CLOSE and item is not _DISCARD:
-            hashed = False
             try:
-                hashed = self._take_piece(item)
+                self._take_piece(item)
             finally:
                 if self._producer is not None:
-                    if not hashed:  # skipped: the lane will not count it
-                        self._md5_hashed += len(item)
                     self._written += len(item)
                     self._maybe_resume()
             return
         self._take_sentinel(item)
 
     def _take_piece(self, item):
-        """Whether the piece went to the hasher."""
         if self._done or not self._open() or self._error is not None:
-            return False
+            return
         try:
-            # SHA-256 here; the MD5 lane (with a hash pool) starts on it meanwhile.
             self._hasher.update(item)
-        except Exception as e:
-            self._error = e
-            return False
-        try:
             self._file.write(item)
         except Exception as e:
             self._error = e
-        return True
 
     def _take_sentinel(self, item):
         if self._done:

@@ -145,9 +145,8 @@ class BodyFile:
 
 
 class StreamedBody:
-    """The body of a DICOM upload (POST /instances), written in the file I/O
-    pool and hashed in the hashing pool as it arrives, in order, as the
-    C-STORE SCP writes
+    """The body of a DICOM upload (POST /instances), written and hashed in
+    the file I/O pool as it arrives, in order, as the C-STORE SCP writes
     what it receives (orthancd.storage.streaming): hashing overlaps with
     receiving instead of following it, and the reactor only hands pieces
     over.  ``complete()`` fires once the file is whole; it then becomes
@@ -158,13 +157,12 @@ class StreamedBody:
     HEAD_SIZE = 4
     BATCH_SIZE = 256 * 1024  # bytes handed to the file pool at once
 
-    def __init__(self, directory, pool, hash_pool=None, reactor=None, producer=None,
-                 create=None):
+    def __init__(self, directory, pool, reactor=None, producer=None, create=None):
         """``producer``: the connection the body comes on, paused while the
         writes and hashes lag too far behind (StreamingFileWriter)."""
         # Created by the writer, in the pool: the reactor makes no system call.
         self.path = new_temporary_path(directory, suffix=".upload")
-        self._writer = StreamingFileWriter(self.path, reactor, pool, hash_pool, producer,
+        self._writer = StreamingFileWriter(self.path, reactor, pool, producer,
                                            self.BATCH_SIZE, create)
         self.head = b""
         self.size = 0
