@@ -21,6 +21,7 @@ from zope.interface import implementer
 
 from orthancd.net import dimse, fsm, pdu
 from orthancd.net.reassembly import MessageAssembler, ProtocolViolation
+from orthancd.send_now import send_now
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,8 @@ class UpperLayerProtocol(Protocol):
 
     def _write(self, data):
         if self.transport is not None:
-            self.transport.write(data)
+            # A PDU is written whole: sent at once when the socket takes it.
+            send_now(self.transport, data)
 
     def _close(self):
         if self.transport is not None:

@@ -12,7 +12,6 @@ import tempfile
 
 from orthancd import logs
 from orthancd.logs import logger
-from twisted.internet import tcp
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
 from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -23,6 +22,7 @@ from orthancd.ingest import IN_MEMORY_LIMIT
 from orthancd.rest.dispatch import RestResource, effective_method
 from orthancd.rest.routing import RestApp
 from orthancd.rest.uri import url_decode
+from orthancd.send_now import send_now
 from orthancd.rest.http import EmptyAnswer, error_body, sized
 from orthancd.uploads.spool import BodyFile, StreamedBody
 from orthancd.uploads.uploader import maximum_request_body_size
@@ -388,18 +388,7 @@ class OrthancChannel(http.HTTPChannel):
             self._send(held)
 
     def _send(self, data):
-        transport = self.transport
-        if (data and type(transport) is tcp.Server and transport.connected
-                and not transport.disconnecting and not transport.dataBuffer
-                and not transport._tempDataBuffer):
-            try:
-                sent = transport.socket.send(data)
-            except OSError:
-                sent = 0  # Twisted's own write meets the error again and closes
-            if sent == len(data):
-                return
-            data = data[sent:]
-        transport.write(data)
+        send_now(self.transport, data)
 
     def connectionLost(self, reason):
         self._held = None
