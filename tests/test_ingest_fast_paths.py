@@ -38,6 +38,53 @@ def test_packed_command_sets_are_pydicoms(fields):
     assert decoded.CommandField == fields["CommandField"]
 
 
+PADDED_TEXTS = [
+    {"CommandField": dimse.C_MOVE_RQ, "MessageID": 2, "Priority": 0,
+     "CommandDataSetType": dimse.HAS_DATASET, "MoveDestination": " DEST  ",
+     "AffectedSOPClassUID": "1.2.840.10008.5.1.4.1.2.2.2"},
+    {"CommandField": dimse.C_STORE_RQ, "MessageID": 9, "Priority": 2,
+     "AffectedSOPClassUID": "1.2.840.10008.5.1.4.1.1.2", "AffectedSOPInstanceUID": "1.2.3",
+     "MoveOriginatorApplicationEntityTitle": "  SCU ", "MoveOriginatorMessageID": 3,
+     "CommandDataSetType": dimse.HAS_DATASET},
+    {"CommandField": dimse.C_FIND_RSP, "MessageIDBeingRespondedTo": 4, "Status": 0xA700,
+     "ErrorComment": " out of  resources ", "CommandDataSetType": dimse.NO_DATASET},
+]
+
+
+@pytest.mark.parametrize("fields", COMMANDS + PADDED_TEXTS)
+def test_command_sets_are_decoded_as_pydicom_decodes_them(fields):
+    """The direct decoding (a CommandSet) gives every element the value
+    pydicom gives it, padding removed as pydicom removes it."""
+    from io import BytesIO
+    from pydicom.filereader import read_dataset
+    encoded = dimse._encode_with_pydicom(fields)
+    decoded = dimse.decode_command(encoded)
+    assert isinstance(decoded, dimse.CommandSet)
+    reference = read_dataset(BytesIO(encoded), True, True)
+    for element in reference:
+        assert decoded.get(element.keyword) == element.value, element.keyword
+        assert getattr(decoded, element.keyword) == element.value
+        assert element.keyword in decoded
+    assert decoded.get("NumberOfCompletedSuboperations", "none") == \
+        reference.get("NumberOfCompletedSuboperations", "none")
+    with pytest.raises(AttributeError):
+        decoded.NoSuchKeyword
+
+
+def test_unusual_command_sets_are_decoded_by_pydicom():
+    """Multiple values, attribute tags, empty values: the Dataset pydicom
+    reads, which is read the same way."""
+    for fields in ({"CommandField": dimse.C_CANCEL_RQ, "MessageIDBeingRespondedTo": 1,
+                    "CommandDataSetType": dimse.NO_DATASET, "OffendingElement": [0x00100010]},
+                   {"CommandField": dimse.C_FIND_RSP, "MessageIDBeingRespondedTo": 1,
+                    "Status": 0xC000, "ErrorComment": "two\\values"},
+                   {"CommandField": dimse.C_ECHO_RQ, "MessageID": 1,
+                    "AffectedSOPClassUID": ""}):
+        decoded = dimse.decode_command(dimse._encode_with_pydicom(fields))
+        assert not isinstance(decoded, dimse.CommandSet)
+        assert decoded.CommandField == fields["CommandField"]
+
+
 def test_unusual_command_fields_go_through_pydicom():
     fields = {"CommandField": dimse.C_CANCEL_RQ, "MessageIDBeingRespondedTo": 1,
               "CommandDataSetType": dimse.NO_DATASET, "OffendingElement": [0x00100010]}
