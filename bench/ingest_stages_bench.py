@@ -5,7 +5,7 @@ threads (orthancd alone; rest_bench.py compares with Orthanc).
 
 The daemon is started with a tracer (``--tracer``, this file imported in the
 daemon's process before twistd runs) that wraps a few methods of the ingest
-path and stamps each upload as it passes.  An upload of up to 1 MiB is kept
+path and stamps each upload as it passes.  An upload of up to 4 MiB is kept
 in memory (most of them: a CT slice is half a MiB):
 
   store      the upload handler hands the bytes to the ingest path
@@ -28,7 +28,7 @@ durability thread, the pools (their threads summed).  The wrappers cost a
 little: the rates are lower than rest_bench's.
 
     python3 bench/ingest_stages_bench.py [--instances 600] [--concurrency 1,4]
-        [--pad-kib N]   (each file padded by N KiB: past 1 MiB, streamed)
+        [--pad-kib N]   (each file padded by N KiB: past 4 MiB, streamed)
 """
 import argparse
 import collections
@@ -280,7 +280,7 @@ def main():
     parser.add_argument("--concurrency", default="1,4")
     parser.add_argument("--corpus-dir", default=rest_bench.DEFAULT_CORPUS_DIR)
     parser.add_argument("--pad-kib", type=int, default=0,
-                        help="pad each file by this many KiB (past 1 MiB: streamed uploads)")
+                        help="pad each file by this many KiB (past 4 MiB: streamed uploads)")
     options = parser.parse_args()
     paths = rest_bench.generate_corpus(
         rest_bench.corpus_folder(options.corpus_dir, options.instances, options.studies),

@@ -150,8 +150,11 @@ def parse_attachment_slot(owner):
 # to a temporary file as they arrive (orthancd.storage.streaming), which
 # bounds the memory however many large uploads run at once, but costs more
 # CPU per byte: the pages of a new file in the page cache, the hand-overs of
-# its pieces, reading its header back.
-IN_MEMORY_LIMIT = 1024 * 1024
+# its pieces, reading its header back.  Measured with CT slices padded to
+# 2.5 MiB: at c=4, 130 uploads/s streamed against 214/s in memory (CPU per
+# instance 11.3 -> 5.2 ms); at c=1, 99 -> 118/s.  Sixteen uploads at once
+# hold 64 MiB this way at most; Orthanc keeps every file whole in memory.
+IN_MEMORY_LIMIT = 4 * 1024 * 1024
 
 
 class Ingestor:

@@ -43,7 +43,7 @@ _READY = "ready"
 # keeps in memory (orthancd.rest.app.OrthancSite.IN_MEMORY_BODY_LIMIT);
 # larger ones come as files, written by the daemon as they arrived (no
 # copy through the pipes).
-MAX_BYTES_REQUEST = 1024 * 1024
+MAX_BYTES_REQUEST = 4 * 1024 * 1024
 # Requests queued on one worker before the next one is preferred.
 _PIPELINE = 2
 

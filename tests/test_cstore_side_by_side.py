@@ -1,8 +1,8 @@
 """C-STORE from several modalities at once, against the real daemon.
 
-The SCP keeps an instance of up to 1 MiB in memory and stores it as REST
+The SCP keeps an instance of up to 4 MiB in memory and stores it as REST
 uploads are stored; a larger one is streamed to a file as it arrives
-(orthancd.net.scp_store).  Both paths, one association or four at once,
+(orthancd.net.scp_store): the samples include a real one padded past that.  Both paths, one association or four at once,
 must store the same files: the sample files sent by one storescu to one
 daemon and by four storescu at once to another give the same instances,
 byte for byte, with the same MD5s and main tags.
@@ -16,8 +16,9 @@ import warnings
 import pydicom
 import pytest
 
+from orthancd.ingest import IN_MEMORY_LIMIT
 from orthancd.net.scp_store import STORAGE_SOP_CLASSES
-from tests.support.daemon import Daemon, sample_files, temporary_leftovers
+from tests.support.daemon import Daemon, padded_past, sample_files, temporary_leftovers
 
 UNCOMPRESSED = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 ENV = dict(os.environ, TCP_NODELAY="1")
@@ -25,7 +26,7 @@ ENV = dict(os.environ, TCP_NODELAY="1")
 
 def uncompressed_samples():
     """Sample files storescu sends as they are (uncompressed, of a storage
-    class), small and large (some above the 1 MiB kept in memory)."""
+    class), small and large."""
     chosen = []
     for path in sample_files():
         try:
@@ -63,10 +64,21 @@ def stored_instances(daemon):
 
 
 @pytest.fixture(scope="module")
-def samples():
+def samples(tmp_path_factory):
     paths = uncompressed_samples()
     assert len(paths) > 60 and any(os.path.getsize(p) > (1 << 20) for p in paths)
-    return paths
+    # The largest Explicit VR Little Endian one, padded past what is kept
+    # in memory, in its place: one instance takes the streamed path.
+    for large in sorted(paths, key=os.path.getsize, reverse=True):
+        with open(large, "rb") as f:
+            try:
+                padded = padded_past(f.read(), IN_MEMORY_LIMIT)
+            except AssertionError:
+                continue
+        copy = tmp_path_factory.mktemp("padded") / os.path.basename(large)
+        copy.write_bytes(padded)
+        return [str(copy) if p == large else p for p in paths]
+    raise AssertionError("no Explicit VR Little Endian sample to pad")
 
 
 def test_several_modalities_at_once_store_what_one_stores(tmp_path, samples):

@@ -21,14 +21,18 @@ from orthancd.storage.filesystem import content_uuid
 from orthancd.storage.streaming import StreamingFileWriter
 from orthancd.storage.temporary_files import new_temporary_path
 from orthancd.uploads.spool import StreamedBody
-from tests.support.daemon import Daemon, sample, temporary_leftovers
+from tests.support.daemon import Daemon, padded_past, read_sample, sample, temporary_leftovers
 from tests.support.pools import HeldPool
 
-# Above the in-memory limit of the HTTP site (256 kB): these are streamed.
-# Larger than the bodies kept in memory (OrthancSite.IN_MEMORY_BODY_LIMIT).
+# Real samples, padded past the bodies kept in memory
+# (OrthancSite.IN_MEMORY_BODY_LIMIT): these are streamed.
 LARGE_SAMPLES = ["Issue143.dcm",
                  "ColorTestImageJ.dcm",
                  "PilatesArgenturGEUltrasoundOsiriX.dcm"]
+
+
+def large_sample(name):
+    return padded_past(read_sample(name), OrthancSite.IN_MEMORY_BODY_LIMIT)
 
 
 @pytest.fixture(scope="module")
@@ -209,8 +213,7 @@ def _temporary_files(daemon):
 @pytest.mark.parametrize("name", LARGE_SAMPLES)
 def test_large_uploads_are_stored_as_sent(daemon, name):
     client = daemon.client()
-    with open(sample(name), "rb") as f:
-        data = f.read()
+    data = large_sample(name)
     assert len(data) > OrthancSite.IN_MEMORY_BODY_LIMIT
     stored = client.upload(data)
     instance = stored["ID"]
@@ -240,8 +243,7 @@ def test_large_zip_upload_is_read_back_from_the_streamed_file(daemon):
 def test_large_bad_bodies_are_refused_and_leave_nothing(daemon):
     client = daemon.client()
     before = client.get_json("/statistics")["CountInstances"]
-    with open(sample(LARGE_SAMPLES[0]), "rb") as f:
-        data = f.read()
+    data = large_sample(LARGE_SAMPLES[0])
     truncated = client.post("/instances", data[:-1000])
     assert truncated.status == 400
     assert truncated.json()["OrthancError"] == "Bad file format"
@@ -303,8 +305,7 @@ def _read_answers(s, count):
 def test_headers_body_and_next_request_in_one_read(daemon):
     """The head of a request is cut off a large read before the body: the
     body, and a request sent right behind it, arrive intact."""
-    with open(sample(LARGE_SAMPLES[1]), "rb") as f:
-        data = f.read()
+    data = large_sample(LARGE_SAMPLES[1])
     upload = (b"POST /instances HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(data)
               + data)
     with socket.create_connection(("127.0.0.1", daemon.http_port)) as s:

@@ -14,7 +14,7 @@ the ``syncfs`` that follows 0.02 ms per file instead of 0.35 ms.
 Files are written in chunks of the buffer's size; the last one is padded to
 the alignment and the file is then truncated to its size.
 
-Files received piece by piece (C-STORE, uploads above 1 MiB) are not written
+Files received piece by piece (C-STORE, uploads above 4 MiB) are not written
 this way: their parse reads the header back, from the disk then, and their
 bytes reach the page cache while the rest is still being received.  With
 direct I/O, C-STORE of 513 KiB instances with storescu was 20-30% slower

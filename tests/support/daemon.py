@@ -56,6 +56,21 @@ def sample(*parts):
     return os.path.join(SAMPLES, *parts)
 
 
+def padded_past(data, size):
+    """``data``, a Part-10 file whose data set is Explicit VR Little Endian,
+    made longer than ``size`` bytes by a Data Set Trailing Padding element
+    (FFFC,FFFC) at its end: a real sample that takes the paths of files
+    larger than those kept in memory (orthancd.ingest.IN_MEMORY_LIMIT)."""
+    import struct
+    import pydicom
+    from io import BytesIO
+    syntax = pydicom.dcmread(BytesIO(data), stop_before_pixels=True).file_meta.TransferSyntaxUID
+    assert syntax.is_little_endian and not syntax.is_implicit_VR and not syntax.is_deflated
+    padding = max(0, size + 1 - len(data))
+    padding += padding % 2
+    return data + struct.pack("<HH2sHI", 0xFFFC, 0xFFFC, b"OB", 0, padding) + bytes(padding)
+
+
 def temporary_leftovers(storage_directory):
     """The files left in a storage's temporary folder, but its spare ones
     (orthancd.storage.temporary_files: made ahead, empty, meant to stay)."""
