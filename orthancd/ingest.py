@@ -193,7 +193,11 @@ class Ingestor:
                                                             dataset_needed)
         # Held until released after the commit.
         extra = self._store_header(summary, dataset, lambda size: data[:size])
-        stored = self.storage.store(data, owner=self._slot_of(summary))
+        # Alone, the bytes are written while their name is computed (the
+        # storage area's write_beside pool); side by side, uploads keep both
+        # cores busy anyway and the hand-over would cost more than it saves.
+        stored = self.storage.store(data, owner=self._slot_of(summary),
+                                    beside=self._preparing <= 1)
         return summary, stored, dataset, extra
 
     def _prepare_file(self, path, dataset_needed=True):

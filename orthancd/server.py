@@ -63,9 +63,11 @@ class OrthancServer:
     """Built by makeService, before twistd forks: nothing here opens a file
     or starts a thread; ``open`` does at start-up.  ``file_io`` is the pool
     (orthancd.pools) that reads, writes and parses files; ``pixel_pool``
-    the one that decodes and encodes images (file_io when not given)."""
+    the one that decodes and encodes images (file_io when not given);
+    ``storage_writes`` the one where the storage area writes a file while
+    the thread storing it hashes it (none: one after the other)."""
 
-    def __init__(self, configuration, reactor, file_io, pixel_pool=None):
+    def __init__(self, configuration, reactor, file_io, pixel_pool=None, storage_writes=None):
         self.configuration = configuration
         # Orthanc extends DCMTK's global dictionary; so does orthancd, once
         # (before the main tags, which may name the tags it declares).
@@ -87,7 +89,8 @@ class OrthancServer:
             storage_dir, fsync=bool(configuration.get("SyncStorageArea", True)),
             compression=bool(configuration.get("StorageCompression", False)),
             store_md5=bool(configuration.get("StoreMD5ForAttachments", True)),
-            background=getattr(file_io, "callInThread", None)),
+            background=getattr(file_io, "callInThread", None),
+            write_beside=getattr(storage_writes, "callInThread", None)),
             self.metrics.registry)
         # Every committed change, and every job event, goes through here.
         self.changes = ChangeStream()

@@ -44,7 +44,9 @@ DEFLATE_THREADS = max(2, os.cpu_count() or 1)
 # the GIL for most of it.  A few threads keep both cores busy, and bound the
 # memory that concurrent decodes take (bench/pixels_bench.py).
 PIXEL_THREADS = 4
-# MD5s of received files, computed beside their writing and parsing.
+# Files written while the thread storing them hashes them (an upload
+# alone): each job is one write, which never waits for anything.
+STORAGE_WRITE_THREADS = 2
 
 
 class Options(usage.Options):
@@ -144,14 +146,18 @@ def _make_service(options, reactor):
     top = StackedServices()
     file_io = ThreadPoolService("file-io", reactor, maxthreads=FILE_IO_THREADS)
     pixel_pool = ThreadPoolService("pixels", reactor, maxthreads=PIXEL_THREADS)
+    storage_writes = ThreadPoolService("storage-writes", reactor,
+                                       maxthreads=STORAGE_WRITE_THREADS)
     try:
-        server = OrthancServer(configuration, reactor, file_io, pixel_pool)
+        server = OrthancServer(configuration, reactor, file_io, pixel_pool, storage_writes)
     except ConfigurationError as e:
         # Options whose values only the server checks (ExtraMainDicomTags,
         # IngestTranscoding): the same message as a configuration mistake.
         raise SystemExit("orthancd: cannot start: %s" % e)
     IndexService(server).setServiceParent(top)
     server.index.writer.setServiceParent(top)
+    # File I/O threads may wait for a write: its pool stops after them.
+    storage_writes.setServiceParent(top)
     file_io.setServiceParent(top)
     # Helper processes parsing the headers of incoming instances.
     parsers = ParserPool(reactor, server.temporary_directory,

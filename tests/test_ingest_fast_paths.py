@@ -303,6 +303,46 @@ def test_md5s_are_derived_from_the_content_and_checked_against_its_name(tmp_path
     assert (kept.md5, kept.uncompressed_md5, kept.md5_pending) == ("", "", False)
 
 
+class _Threads:
+    """A pool (``callInThread``) with a thread per job."""
+
+    def callInThread(self, function, *args):
+        import threading
+        threading.Thread(target=function, args=args).start()
+
+
+def test_bytes_written_beside_their_hashing_are_stored_as_in_one_go(tmp_path):
+    """store(..., beside=True): the bytes are written in the write_beside
+    pool while the caller computes their name; the stored file is the same
+    as one stored in one go, and nothing is left in the temporary folder,
+    whether the content was new, already there, or could not be written."""
+    from tests.support.daemon import temporary_leftovers
+    data = os.urandom(600000)
+    storage = FilesystemStorageArea(str(tmp_path / "storage"), write_beside=_Threads().callInThread)
+    storage.prepare()
+    storage.full_sweep_done()  # a new storage: its pending record is complete
+    alone = FilesystemStorageArea(str(tmp_path / "alone"))
+    alone.prepare()
+    stored = storage.store(data, owner="instances/x/1", beside=True)
+    assert stored == alone.store(data, owner="instances/x/1")
+    assert storage.read(stored.uuid) == data
+    assert (stored.uuid, "instances/x/1") in list(storage.pending())  # marked before in place
+    again = storage.store(data, owner="instances/x/1", beside=True)  # already there
+    assert again == stored
+    salted = storage.store(data, salt=b"slot", beside=True)
+    assert salted.uuid == content_uuid(data, b"slot") and storage.read(salted.uuid) == data
+    small = storage.store(b"small", beside=True)  # too small to be written directly: in one go
+    assert storage.read(small.uuid) == b"small"
+    assert temporary_leftovers(storage.root) == []
+
+    def refuse(*args):
+        raise OSError(28, "No space left on device")
+    storage._write_temporary = refuse
+    with pytest.raises(OSError):
+        storage.store(os.urandom(600000), beside=True)
+    assert temporary_leftovers(storage.root) == []
+
+
 def test_pieces_are_handed_to_the_pool_in_batches(tmp_path):
     """With a batch size, the pool is woken once per batch and at the close,
     not for every piece; what is written is the same."""

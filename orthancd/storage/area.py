@@ -89,7 +89,7 @@ class StorageArea(abc.ABC):
         """The server stops."""
 
     @abc.abstractmethod
-    def store(self, data, salt=b"", owner=None, compress=None, digests=None):
+    def store(self, data, salt=b"", owner=None, compress=None, digests=None, beside=False):
         """Write ``data`` (bytes), compressed when ``compress`` says so (None:
         as the area is configured); return a StoredFile.  The file is complete
         and in place, but durable only after ``make_durable`` (the index calls
@@ -98,7 +98,9 @@ class StorageArea(abc.ABC):
         whose content does not determine their owner).  ``owner`` (a short
         string) names what is about to reference the file; it comes back from
         ``pending`` after a crash.  ``digests``: the ContentDigests of ``data`` when they
-        were computed (without salt)."""
+        were computed (without salt).  ``beside``: the caller is alone and
+        wants the answer soon: an area that can write the bytes in another
+        thread while it hashes them does (it may ignore it)."""
 
     def adopt(self, path, digests=None, owner=None, compress=None):
         """Take the complete file at ``path`` (written in
