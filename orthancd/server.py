@@ -9,6 +9,7 @@ import fnmatch
 import os
 
 from orthancd.changes import ChangeStream
+from orthancd.checksums import AttachmentChecksums
 from orthancd.config import ConfigurationError
 from orthancd.dicom import dictionary, main_tags
 from orthancd.dicom.main_tags import normalize_for_find
@@ -20,7 +21,6 @@ from orthancd.index.lmdb_index import LmdbResourceIndex
 from orthancd.index.numbered_names import NumberedNames
 from orthancd.jobs.engine import JobsEngine
 from orthancd.jobs.transfers import register_transfer_jobs
-from orthancd.checksums import AttachmentChecksums
 from orthancd.ingest import (Ingestor, Origin, attachment_salt, attachment_slot,
                              parse_attachment_slot, reconstruction_metadata)
 from orthancd.logs import logger
