@@ -40,6 +40,14 @@ from orthancd.storage.pending import PendingJournal
 from orthancd.storage.temporary_files import SpareFiles
 
 
+def _unlink_quietly(path):
+    """Remove a temporary file of ours that may be gone already."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 class _Outcome:
     """The result of a function run in another thread, or what it raised,
     waited for by the thread that needs it."""
@@ -256,49 +264,44 @@ class FilesystemStorageArea(StorageArea):
         _store_written_beside)."""
         compress = compress if compress is not None else self.compression
         if digests is not None and not salt and not compress:
-            return self._store_digested(data, digests, owner)
-        if (beside and self._write_beside is not None and not compress
+            info, stored_bytes = self._stored_file_of(digests), data
+        elif (beside and self._write_beside is not None and not compress
                 and self._direct_write(len(data))):
             return self._store_written_beside(data, salt, owner)
-        uuid = content_uuid(data, salt)
-        if compress:
+        elif compress:
             stored_bytes = compression.compress(data)
-            info = self._stored_file(compressed_uuid(uuid), len(stored_bytes),
-                                     hashlib.md5(stored_bytes).hexdigest(), len(data),
-                                     hashlib.md5(data).hexdigest(), True)
+            info = self._stored_file(compressed_uuid(content_uuid(data, salt)),
+                                     len(stored_bytes), hashlib.md5(stored_bytes).hexdigest(),
+                                     len(data), hashlib.md5(data).hexdigest(), True)
         else:
             stored_bytes = data
-            info = self._stored_file(uuid, len(data), None, len(data), None, False)
+            info = self._stored_file(content_uuid(data, salt), len(data), None, len(data),
+                                     None, False)
+        self._place(info, owner, len(stored_bytes), lambda target: self._write_into_place(
+            target, lambda f: f.write(stored_bytes), len(stored_bytes)))
+        return info
+
+    def _place(self, info, owner, size, place):
+        """Put the file of the StoredFile ``info`` (``size`` bytes on disk)
+        in place with ``place(target path)``, marked pending first, unless
+        the same content is there already; either way it stays pinned until
+        released.  Returns whether it was placed."""
         target = self._target(info.uuid, info.compressed)
         self._pin(info.uuid)  # before looking: a removal can no longer slip in
-        if self._already_stored(target, len(stored_bytes)):
-            return info  # same content already there
+        if self._already_stored(target, size):
+            return False
         try:
             self._mark_pending(info.uuid, owner)
-            self._write_into_place(target, lambda f: f.write(stored_bytes), len(stored_bytes))
+            place(target)
         except BaseException:
             self.release(info.uuid)
             raise
-        return info
+        return True
 
     def _stored_file_of(self, digests):
         """The StoredFile of uncompressed content of these ContentDigests
         (its MD5 to be derived when asked)."""
         return self._stored_file(digests.uuid, digests.size, None, digests.size, None, False)
-
-    def _store_digested(self, data, digests, owner):
-        info = self._stored_file_of(digests)
-        target = self._target(info.uuid)
-        self._pin(info.uuid)
-        if self._already_stored(target, len(data)):
-            return info  # same content already there
-        try:
-            self._mark_pending(info.uuid, owner)
-            self._write_into_place(target, lambda f: f.write(data), len(data))
-        except BaseException:
-            self.release(info.uuid)
-            raise
-        return info
 
     def adopt(self, path, digests=None, owner=None, compress=None):
         if digests is None:
@@ -373,26 +376,17 @@ class FilesystemStorageArea(StorageArea):
             uuid = content_uuid(data, salt)
         except BaseException:
             try:
-                os.unlink(written.wait())
+                _unlink_quietly(written.wait())
             except BaseException:
-                pass
+                pass  # the write failed too: it left nothing
             raise
         tmp = written.wait()  # raises what the write raised
         info = self._stored_file(uuid, len(data), None, len(data), None, False)
-        self._pin(uuid)
         try:
-            target = self._target(uuid)
-            if self._already_stored(target, len(data)):
-                os.unlink(tmp)  # same content already there
-                return info
-            self._mark_pending(uuid, owner)
-            os.rename(tmp, target)
+            if not self._place(info, owner, len(data), lambda target: os.rename(tmp, target)):
+                _unlink_quietly(tmp)  # same content already there
         except BaseException:
-            self.release(uuid)
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            _unlink_quietly(tmp)
             raise
         return info
 
@@ -419,10 +413,7 @@ class FilesystemStorageArea(StorageArea):
                         f.flush()
                         start_writeback(f.fileno())
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            _unlink_quietly(tmp)
             raise
         return tmp
 
@@ -433,10 +424,7 @@ class FilesystemStorageArea(StorageArea):
         try:
             os.rename(tmp, target)
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            _unlink_quietly(tmp)
             raise
 
     def make_durable(self, files):
