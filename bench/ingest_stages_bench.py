@@ -11,7 +11,7 @@ in memory (most of them: a CT slice is half a MiB):
   store      the upload handler hands the bytes to the ingest path
   parse0/1   the file pool's job (hash, parse, write) starts / ends
   submit     the index operation is queued for the writer
-  apply      the writer starts the batch holding it (files syncing meanwhile)
+  apply      the writer takes the batch holding it (syncs its files, runs it)
   committed  the batch is durable and committed
   deliver    the reactor gets the outcome (the answer follows)
 
@@ -23,8 +23,7 @@ A larger one is streamed to a file as it arrives; its first stages are
 
 It prints the median and 90th percentile of each step, the whole latency,
 the rate and the server's CPU per instance (user and system), then each
-thread's CPU per instance: the reactor, the index writer and its
-durability thread, the pools (their threads summed).  The wrappers cost a
+thread's CPU per instance: the reactor, the index writer, the pools (their threads summed).  The wrappers cost a
 little: the rates are lower than rest_bench's.
 
     python3 bench/ingest_stages_bench.py [--instances 600] [--concurrency 1,4]
@@ -133,7 +132,8 @@ def install_tracer(output):
     preparation("_prepare")
     preparation("_prepare_file")
     wrap(writer.IndexWriter, "submit", after=submitted)
-    wrap(writer.IndexWriter, "_apply", before=batch("apply"), after=batch("committed"))
+    wrap(writer.IndexWriter, "_commit", before=batch("apply"))
+    wrap(writer.IndexWriter, "_apply", after=batch("committed"))
     wrap(writer.IndexWriter, "_deliver",
          before=lambda _, results, events: [stamp(id(d), "deliver") for d, _ in results])
 

@@ -1,10 +1,9 @@
 """The index writer's group commits (orthancd.index.writer): the files of a
-batch are made durable while its operations run, and the commit waits for
-them; a batch whose files cannot be made durable commits nothing; a full map
-grows and the batch runs again without asking for durability twice.  With
-commits that leave their meta page unsynced (sync_index), a batch is
-acknowledged, and its files settled, only after a sync that followed its
-commit."""
+batch are made durable before its operations commit; a batch whose files
+cannot be made durable commits nothing; a full map grows and the batch runs
+again without asking for durability twice; batches queued behind a slow one
+commit together, in order, each synced by LMDB before it is acknowledged
+and its files settled."""
 import queue
 import threading
 
@@ -38,11 +37,11 @@ def env(tmp_path):
     environment.close()
 
 
-def _writer(env, reactor, make_durable=None, grow_map=None, sync_index=None, settle=None):
+def _writer(env, reactor, make_durable=None, grow_map=None, settle=None):
     def begin_write(parent=None):
         return env.begin(write=True, parent=parent)
     writer = IndexWriter(begin_write, reactor, make_durable=make_durable, grow_map=grow_map,
-                         sync_index=sync_index, settle=settle)
+                         settle=settle)
     writer.startService()
     return writer
 
@@ -60,34 +59,32 @@ def _stop(writer, reactor):
     reactor.run_until(lambda: done)
 
 
-def test_operations_run_while_files_are_made_durable_and_commit_after(env):
+def test_files_are_made_durable_before_the_batch_commits(env):
     reactor = ThreadedReactor()
-    syncing = threading.Event()
-    operation_ran = threading.Event()
-    release = threading.Event()
+    journal = []
 
     def make_durable(files):
-        syncing.set()
-        # Not over before the operation ran: they overlap.
-        assert operation_ran.wait(10)
-        assert release.wait(10)
+        with env.begin() as txn:
+            journal.append(("durable", tuple(files), txn.get(b"k")))
 
-    writer = _writer(env, reactor, make_durable)
-    results = []
+    def settle(files):
+        journal.append(("settled", tuple(files)))
+
+    writer = _writer(env, reactor, make_durable, settle=settle)
 
     def operation(txn):
-        assert syncing.wait(10)  # the sync started: this runs beside it
         txn.put(b"k", b"v")
-        operation_ran.set()
+        journal.append("ran")
         return "done"
-    writer.submit(operation, files=["a file"]).addCallback(results.append)
-    assert operation_ran.wait(10)
-    # Not committed while the files are not durable.
-    with env.begin() as txn:
-        assert txn.get(b"k") is None
-    release.set()
-    reactor.run_until(lambda: results)
-    assert results == ["done"]
+    writer.submit(operation, files=["a file"]).addCallback(
+        lambda result: journal.append(("acknowledged", result)))
+    reactor.run_until(lambda: ("acknowledged", "done") in journal)
+    reactor.run_until(lambda: ("settled", ("a file",)) in journal)
+    # Durable first (nothing committed yet), then run, committed and
+    # acknowledged; settled after the commit.
+    assert journal[0] == ("durable", ("a file",), None)
+    assert journal.index("ran") < journal.index(("acknowledged", "done"))
+    assert journal.index("ran") < journal.index(("settled", ("a file",)))
     with env.begin() as txn:
         assert txn.get(b"k") == b"v"
     _stop(writer, reactor)
@@ -137,63 +134,12 @@ def test_full_map_grows_and_the_batch_runs_again(env):
     _stop(writer, reactor)
 
 
-def _nometasync_env(tmp_path):
-    return lmdb.open(str(tmp_path / "nometasync"), map_size=1 << 20, max_dbs=2,
-                     metasync=False)
-
-
-def test_a_batch_is_acknowledged_only_after_a_sync_that_followed_its_commit(tmp_path):
-    env = _nometasync_env(tmp_path)
+def test_operations_queued_meanwhile_commit_together_in_order(env):
     reactor = ThreadedReactor()
-    journal = []  # what happened, in order
-
-    def sync_index():
-        env.sync(True)
-        journal.append("sync")
-
-    def settle(files):
-        journal.append(("settled", tuple(files)))
-
-    writer = _writer(env, reactor, make_durable=lambda files: None, sync_index=sync_index,
-                     settle=settle)
-
-    def operation(txn):
-        txn.put(b"k", b"v")
-        journal.append("committing")
-        return "stored"
-    results = []
-    writer.submit(operation, files=["f"]).addCallback(
-        lambda result: journal.append(("acknowledged", result)))
-    reactor.run_until(lambda: any(isinstance(e, tuple) and e[0] == "acknowledged"
-                                  for e in journal))
-    acknowledged = journal.index(("acknowledged", "stored"))
-    # Alone, the batch is synced by the writer as soon as it committed.
-    assert journal.index("committing") < journal.index("sync") < acknowledged
-    reactor.run_until(lambda: ("settled", ("f",)) in journal)
-    assert journal.index("sync") < journal.index(("settled", ("f",)))
-    _stop(writer, reactor)
-    with env.begin() as txn:
-        assert txn.get(b"k") == b"v"
-    env.close()
-    del results
-
-
-def test_under_load_the_next_batch_syncs_the_previous_one(tmp_path):
-    """Batches queued behind each other: each is acknowledged in order, by
-    the sync the durability thread makes for the next batch, so there are
-    fewer syncs than commits and none is skipped."""
-    env = _nometasync_env(tmp_path)
-    reactor = ThreadedReactor()
-    syncs = []
     gate = threading.Event()
-
-    def sync_index():
-        env.sync(True)
-        syncs.append(threading.current_thread().name)
-
-    writer = _writer(env, reactor, make_durable=lambda files: None, sync_index=sync_index)
-
     started = threading.Event()
+    durable = []
+    writer = _writer(env, reactor, make_durable=durable.append)
 
     def slow_first(txn):
         started.set()
@@ -209,29 +155,55 @@ def test_under_load_the_next_batch_syncs_the_previous_one(tmp_path):
     gate.set()
     reactor.run_until(lambda: len(acknowledged) == 40)
     assert acknowledged == list(range(40))  # in the order they were submitted
-    assert writer.commits == 2
-    # The first batch was synced by the durability thread as the second
-    # started; the second by the writer, with nothing queued after it.
-    assert syncs == ["lmdb-durability", "lmdb-writer"]
+    assert writer.commits == 2 and writer.last_batch_size == 39
+    # One make_durable per batch, with the files of all its operations.
+    assert durable == [["0"], [str(i) for i in range(1, 40)]]
     _stop(writer, reactor)
-    env.close()
 
 
-def test_a_failed_index_sync_fails_the_batch_and_settles_nothing(tmp_path):
-    env = _nometasync_env(tmp_path)
+def test_an_operation_that_fails_leaves_the_others_of_its_batch(env):
     reactor = ThreadedReactor()
+    gate = threading.Event()
+    started = threading.Event()
     settled = []
+    writer = _writer(env, reactor, make_durable=lambda files: None, settle=settled.extend)
 
-    def sync_index():
-        raise OSError(5, "Input/output error")
+    def slow_first(txn):
+        started.set()
+        assert gate.wait(10)
+        txn.put(b"first", b"1")
+        return "first"
 
-    writer = _writer(env, reactor, make_durable=lambda files: None, sync_index=sync_index,
-                     settle=settled.extend)
-    failures = []
-    writer.submit(_put(b"k", b"v"), files=["f"]).addErrback(failures.append)
-    reactor.run_until(lambda: failures)
-    assert failures[0].check(OSError)
-    assert settled == []
-    writer._sync_index = None  # the stop has nothing left to sync
+    def failing(txn):
+        txn.put(b"half", b"written")
+        raise ValueError("refused")
+    outcomes = []
+    writer.submit(slow_first).addCallback(outcomes.append)
+    assert started.wait(10)
+    writer.submit(_put(b"a", b"1"), files=["a"]).addCallback(outcomes.append)
+    writer.submit(failing, files=["bad"]).addErrback(lambda f: outcomes.append(f.type))
+    writer.submit(_put(b"b", b"2"), files=["b"]).addCallback(outcomes.append)
+    gate.set()
+    reactor.run_until(lambda: len(outcomes) == 4)
+    assert outcomes == ["first", b"a", ValueError, b"b"]
+    reactor.run_until(lambda: len(settled) == 2)
+    assert settled == ["a", "b"]  # not the file of the failed operation
+    with env.begin() as txn:
+        assert txn.get(b"half") is None
+        assert txn.get(b"a") == b"1" and txn.get(b"b") == b"2"
     _stop(writer, reactor)
-    env.close()
+
+
+def test_a_stop_commits_what_was_submitted_before_it(env):
+    reactor = ThreadedReactor()
+    writer = _writer(env, reactor)
+    results = []
+    for i in range(5):
+        writer.submit(_put(b"s%d" % i, b"v")).addCallback(results.append)
+    _stop(writer, reactor)
+    reactor.run_until(lambda: len(results) == 5)
+    with env.begin() as txn:
+        assert all(txn.get(b"s%d" % i) == b"v" for i in range(5))
+    failures = []
+    writer.submit(_put(b"late", b"v")).addErrback(failures.append)
+    assert failures and failures[0].type.__name__ == "IndexStopped"
