@@ -194,6 +194,27 @@ def test_an_operation_that_fails_leaves_the_others_of_its_batch(env):
     _stop(writer, reactor)
 
 
+def test_an_operation_alone_that_fails_commits_nothing(env):
+    reactor = ThreadedReactor()
+    settled = []
+    writer = _writer(env, reactor, make_durable=lambda files: None, settle=settled.extend)
+
+    def failing(txn):
+        txn.put(b"half", b"written")
+        raise ValueError("refused")
+    outcomes = []
+    writer.submit(failing, files=["bad"]).addErrback(lambda f: outcomes.append(f.type))
+    reactor.run_until(lambda: outcomes)
+    writer.submit(_put(b"next", b"1"), files=["next"]).addCallback(outcomes.append)
+    reactor.run_until(lambda: len(outcomes) == 2)
+    assert outcomes == [ValueError, b"next"] and writer.commits == 2
+    reactor.run_until(lambda: settled)
+    assert settled == ["next"]
+    with env.begin() as txn:
+        assert txn.get(b"half") is None and txn.get(b"next") == b"1"
+    _stop(writer, reactor)
+
+
 def test_a_stop_commits_what_was_submitted_before_it(env):
     reactor = ThreadedReactor()
     writer = _writer(env, reactor)
