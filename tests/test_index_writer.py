@@ -2,8 +2,11 @@
 batch are made durable before its operations commit; a batch whose files
 cannot be made durable commits nothing; a full map grows and the batch runs
 again without asking for durability twice; batches queued behind a slow one
-commit together, in order, each synced by LMDB before it is acknowledged
-and its files settled."""
+commit together, in order.  With commits that leave their meta page
+unsynced (sync_index), a batch is acknowledged, and its files settled,
+only after a sync that followed its commit: the writer's for a batch with
+files, the acknowledging thread's for one without (one sync for all those
+waiting), in the order of the commits."""
 import queue
 import threading
 
@@ -37,11 +40,11 @@ def env(tmp_path):
     environment.close()
 
 
-def _writer(env, reactor, make_durable=None, grow_map=None, settle=None):
+def _writer(env, reactor, make_durable=None, grow_map=None, settle=None, sync_index=None):
     def begin_write(parent=None):
         return env.begin(write=True, parent=parent)
     writer = IndexWriter(begin_write, reactor, make_durable=make_durable, grow_map=grow_map,
-                         settle=settle)
+                         settle=settle, sync_index=sync_index)
     writer.startService()
     return writer
 
@@ -228,3 +231,145 @@ def test_a_stop_commits_what_was_submitted_before_it(env):
     failures = []
     writer.submit(_put(b"late", b"v")).addErrback(failures.append)
     assert failures and failures[0].type.__name__ == "IndexStopped"
+
+
+def _nometasync_env(tmp_path):
+    return lmdb.open(str(tmp_path / "nometasync"), map_size=1 << 20, max_dbs=2,
+                     metasync=False)
+
+
+@pytest.mark.parametrize("files", [["f"], []], ids=["with files", "without files"])
+def test_a_batch_is_acknowledged_only_after_a_sync_that_followed_its_commit(tmp_path, files):
+    env = _nometasync_env(tmp_path)
+    reactor = ThreadedReactor()
+    journal = []  # what happened, in order
+
+    def sync_index():
+        env.sync(True)
+        journal.append(("sync", threading.current_thread().name))
+
+    writer = _writer(env, reactor, make_durable=lambda files: None, sync_index=sync_index,
+                     settle=lambda settled: journal.append(("settled", tuple(settled))))
+
+    def operation(txn):
+        txn.put(b"k", b"v")
+        journal.append("committing")
+        return "stored"
+    writer.submit(operation, files=files).addCallback(
+        lambda result: journal.append(("acknowledged", result)))
+    reactor.run_until(lambda: ("acknowledged", "stored") in journal)
+    syncs = [e for e in journal if isinstance(e, tuple) and e[0] == "sync"]
+    # Alone, a batch is synced by the writer, with files or without.
+    assert syncs == [("sync", "lmdb-writer")]
+    assert journal.index("committing") < journal.index(syncs[0]) \
+        < journal.index(("acknowledged", "stored"))
+    if files:
+        reactor.run_until(lambda: ("settled", ("f",)) in journal)
+        assert journal.index(syncs[0]) < journal.index(("settled", ("f",)))
+    _stop(writer, reactor)
+    with env.begin() as txn:
+        assert txn.get(b"k") == b"v"
+    env.close()
+
+
+def test_acknowledgements_keep_the_order_of_the_commits(tmp_path):
+    """Batches without files and with files, committed while the first
+    one's acknowledgement waits: they are acknowledged in the order they
+    committed, and the acknowledging thread syncs once for all that wait
+    there together."""
+    env = _nometasync_env(tmp_path)
+    reactor = ThreadedReactor()
+    syncing = threading.Event()
+    release = threading.Event()
+    syncs = []
+
+    def sync_index():
+        if threading.current_thread().name == "lmdb-acknowledge" and not syncs:
+            syncing.set()
+            assert release.wait(10)  # the writer commits more meanwhile
+        env.sync(True)
+        syncs.append(threading.current_thread().name)
+
+    writer = _writer(env, reactor, make_durable=lambda files: None, sync_index=sync_index)
+    gate = threading.Event()
+    started = threading.Event()
+
+    def slow_first(txn):
+        started.set()
+        assert gate.wait(10)
+        txn.put(b"first", b"1")
+        return 0
+    acknowledged = []
+    done = []
+    writer.submit(slow_first).addCallback(acknowledged.append)
+    assert started.wait(10)
+    # Queued when the first commits: the first goes to the acknowledging thread.
+    writer.submit(_put(b"k1", b"v")).addCallback(lambda key: done.append(1))
+    gate.set()
+    assert syncing.wait(10)  # held in the acknowledging thread's first sync
+    for i in range(2, 7):
+        writer.submit(_put(b"k%d" % i, b"v"), files=["f%d" % i] if i % 2 else []).addCallback(
+            lambda key, i=i: done.append(i))
+    # All committed, and handed to the acknowledging thread.
+    while writer.committed_operations < 7 or writer._handed < writer.commits:
+        threading.Event().wait(0.01)
+    release.set()
+    reactor.run_until(lambda: len(done) == 6)
+    assert acknowledged + done == list(range(7))
+    # The batches committed while the first sync was held waited behind it
+    # in the acknowledging thread (those with files too): one more sync
+    # covered them all.
+    assert syncs == ["lmdb-acknowledge", "lmdb-acknowledge"]
+    _stop(writer, reactor)
+    env.close()
+
+
+def test_batches_without_files_under_load_need_fewer_syncs_than_commits(tmp_path):
+    env = _nometasync_env(tmp_path)
+    reactor = ThreadedReactor()
+    syncs = []
+    gate = threading.Event()
+
+    def sync_index():
+        env.sync(True)
+        syncs.append(1)
+
+    writer = _writer(env, reactor, sync_index=sync_index)
+    acknowledged = []
+    started = threading.Event()
+
+    def slow(txn):
+        started.set()
+        assert gate.wait(10)
+        txn.put(b"slow", b"1")
+        return 0
+    writer.submit(slow).addCallback(acknowledged.append)
+    assert started.wait(10)
+    for i in range(1, 40):
+        writer.submit(_put(b"k%d" % i, b"v")).addCallback(lambda key, i=i: acknowledged.append(i))
+    gate.set()
+    reactor.run_until(lambda: len(acknowledged) == 40)
+    assert acknowledged == list(range(40))
+    assert writer.commits == 2 and 1 <= len(syncs) <= 2
+    _stop(writer, reactor)
+    env.close()
+
+
+def test_a_failed_index_sync_fails_the_batch_and_settles_nothing(tmp_path):
+    env = _nometasync_env(tmp_path)
+    reactor = ThreadedReactor()
+    settled = []
+
+    def sync_index():
+        raise OSError(5, "Input/output error")
+
+    writer = _writer(env, reactor, make_durable=lambda files: None, sync_index=sync_index,
+                     settle=settled.extend)
+    failures = []
+    writer.submit(_put(b"k", b"v"), files=["f"]).addErrback(failures.append)
+    writer.submit(_put(b"j", b"v")).addErrback(failures.append)
+    reactor.run_until(lambda: len(failures) == 2)
+    assert all(f.check(OSError) for f in failures)
+    assert settled == []
+    _stop(writer, reactor)
+    env.close()

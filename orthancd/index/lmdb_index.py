@@ -336,13 +336,13 @@ class LmdbResourceIndex(ResourceIndex):
         self.writer = IndexWriter(self._begin_write, reactor,
                                   on_commit=changes.publish if changes is not None else None,
                                   make_durable=make_durable, settle=settle_files,
-                                  grow_map=self._grow_map)
+                                  grow_map=self._grow_map, sync_index=self._sync)
 
     def open(self):
         os.makedirs(self.directory, exist_ok=True)
         self.env = lmdb.open(self.directory, map_size=self._map_size,
                              max_dbs=len(_DATABASES) + 2, max_readers=512, subdir=True,
-                             sync=True, metasync=True)
+                             sync=True, metasync=False)  # see IndexWriter
         for name in _DATABASES:
             self.db[name] = self.env.open_db(name.encode(), dupsort=name in _DUPSORT)
         with self.env.begin(write=True) as txn:
@@ -368,6 +368,12 @@ class LmdbResourceIndex(ResourceIndex):
             self._drop_instance_metadata_values()
         if not packed:
             self._pack_metadata_records()
+        self._sync()
+
+    def _sync(self):
+        """Make the last commit durable: commits sync their data pages but
+        leave their meta page to the next sync (MDB_NOMETASYNC)."""
+        self.env.sync(True)
 
     def _index_changes_by_resource(self, txn):
         """Indexes written before resource_changes existed."""
