@@ -56,6 +56,31 @@ def _put(key, value):
     return operation
 
 
+class HeldOperation:
+    """An operation that, once running, waits for ``release()``: what is
+    submitted meanwhile queues up behind it."""
+
+    def __init__(self, key=b"first", result=0):
+        self._key, self._result = key, result
+        self.started = threading.Event()
+        self._gate = threading.Event()
+
+    def __call__(self, txn):
+        self.started.set()
+        assert self._gate.wait(10)
+        txn.put(self._key, b"1")
+        return self._result
+
+    def submit_to(self, writer, files=()):
+        """Submit it and wait until it runs; its Deferred."""
+        d = writer.submit(self, files=files)
+        assert self.started.wait(10)
+        return d
+
+    def release(self):
+        self._gate.set()
+
+
 def _stop(writer, reactor):
     done = []
     writer.stopService().addCallback(done.append)
@@ -139,23 +164,15 @@ def test_full_map_grows_and_the_batch_runs_again(env):
 
 def test_operations_queued_meanwhile_commit_together_in_order(env):
     reactor = ThreadedReactor()
-    gate = threading.Event()
-    started = threading.Event()
     durable = []
     writer = _writer(env, reactor, make_durable=durable.append)
-
-    def slow_first(txn):
-        started.set()
-        assert gate.wait(10)  # the others queue up meanwhile
-        txn.put(b"first", b"1")
-        return 0
+    first = HeldOperation()
     acknowledged = []
-    writer.submit(slow_first, files=["0"]).addCallback(acknowledged.append)
-    assert started.wait(10)
+    first.submit_to(writer, files=["0"]).addCallback(acknowledged.append)
     for i in range(1, 40):
         writer.submit(_put(b"k%d" % i, b"v"), files=[str(i)]).addCallback(
             lambda key, i=i: acknowledged.append(i))
-    gate.set()
+    first.release()
     reactor.run_until(lambda: len(acknowledged) == 40)
     assert acknowledged == list(range(40))  # in the order they were submitted
     assert writer.commits == 2 and writer.last_batch_size == 39
@@ -166,27 +183,19 @@ def test_operations_queued_meanwhile_commit_together_in_order(env):
 
 def test_an_operation_that_fails_leaves_the_others_of_its_batch(env):
     reactor = ThreadedReactor()
-    gate = threading.Event()
-    started = threading.Event()
     settled = []
     writer = _writer(env, reactor, make_durable=lambda files: None, settle=settled.extend)
-
-    def slow_first(txn):
-        started.set()
-        assert gate.wait(10)
-        txn.put(b"first", b"1")
-        return "first"
+    first = HeldOperation(result="first")
 
     def failing(txn):
         txn.put(b"half", b"written")
         raise ValueError("refused")
     outcomes = []
-    writer.submit(slow_first).addCallback(outcomes.append)
-    assert started.wait(10)
+    first.submit_to(writer).addCallback(outcomes.append)
     writer.submit(_put(b"a", b"1"), files=["a"]).addCallback(outcomes.append)
     writer.submit(failing, files=["bad"]).addErrback(lambda f: outcomes.append(f.type))
     writer.submit(_put(b"b", b"2"), files=["b"]).addCallback(outcomes.append)
-    gate.set()
+    first.release()
     reactor.run_until(lambda: len(outcomes) == 4)
     assert outcomes == ["first", b"a", ValueError, b"b"]
     reactor.run_until(lambda: len(settled) == 2)
@@ -291,21 +300,13 @@ def test_acknowledgements_keep_the_order_of_the_commits(tmp_path):
         syncs.append(threading.current_thread().name)
 
     writer = _writer(env, reactor, make_durable=lambda files: None, sync_index=sync_index)
-    gate = threading.Event()
-    started = threading.Event()
-
-    def slow_first(txn):
-        started.set()
-        assert gate.wait(10)
-        txn.put(b"first", b"1")
-        return 0
+    first = HeldOperation()
     acknowledged = []
     done = []
-    writer.submit(slow_first).addCallback(acknowledged.append)
-    assert started.wait(10)
+    first.submit_to(writer).addCallback(acknowledged.append)
     # Queued when the first commits: the first goes to the acknowledging thread.
     writer.submit(_put(b"k1", b"v")).addCallback(lambda key: done.append(1))
-    gate.set()
+    first.release()
     assert syncing.wait(10)  # held in the acknowledging thread's first sync
     for i in range(2, 7):
         writer.submit(_put(b"k%d" % i, b"v"), files=["f%d" % i] if i % 2 else []).addCallback(
@@ -328,26 +329,18 @@ def test_batches_without_files_under_load_need_fewer_syncs_than_commits(tmp_path
     env = _nometasync_env(tmp_path)
     reactor = ThreadedReactor()
     syncs = []
-    gate = threading.Event()
 
     def sync_index():
         env.sync(True)
         syncs.append(1)
 
     writer = _writer(env, reactor, sync_index=sync_index)
+    first = HeldOperation()
     acknowledged = []
-    started = threading.Event()
-
-    def slow(txn):
-        started.set()
-        assert gate.wait(10)
-        txn.put(b"slow", b"1")
-        return 0
-    writer.submit(slow).addCallback(acknowledged.append)
-    assert started.wait(10)
+    first.submit_to(writer).addCallback(acknowledged.append)
     for i in range(1, 40):
         writer.submit(_put(b"k%d" % i, b"v")).addCallback(lambda key, i=i: acknowledged.append(i))
-    gate.set()
+    first.release()
     reactor.run_until(lambda: len(acknowledged) == 40)
     assert acknowledged == list(range(40))
     assert writer.commits == 2 and 1 <= len(syncs) <= 2

@@ -49,6 +49,24 @@ from twisted.python.failure import Failure
 _STOP = object()
 
 
+def _taken(items, limit=None):
+    """The next item of the queue ``items`` (waiting for one) and every
+    other one there now, up to ``limit`` in all."""
+    taken = [items.get()]
+    while limit is None or len(taken) < limit:
+        try:
+            taken.append(items.get_nowait())
+        except queue.Empty:
+            break
+    return taken
+
+
+def _without_stop(taken):
+    """(the items taken but _STOP's, the Deferred of the first _STOP or None)."""
+    stops = [item[1] for item in taken if item[0] is _STOP]
+    return [item for item in taken if item[0] is not _STOP], (stops[0] if stops else None)
+
+
 class IndexStopped(Exception):
     """An index write was submitted after the writer stopped."""
 
@@ -145,16 +163,7 @@ class IndexWriter(service.Service):
         their acknowledgement: commits grow with the load."""
         stopped = None
         while stopped is None:
-            batch = [self._queue.get()]
-            while len(batch) < self._max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stops = [item for item in batch if item[0] is _STOP]
-            batch = [item for item in batch if item[0] is not _STOP]
-            if stops:
-                stopped = stops[0][1]
+            batch, stopped = _without_stop(_taken(self._queue, self._max_batch))
             if batch:
                 self._acknowledge_later_or_now(batch, self._commit(batch))
         self._acks.put((_STOP, stopped))
@@ -171,9 +180,7 @@ class IndexWriter(service.Service):
             not isinstance(result, Failure) for _, result in results)
         with_files = any(files for _, _, files, _ in batch)
         if (with_files or self._queue.empty()) and self._acknowledged == self._handed:
-            if sync:
-                outcome = self._synced(outcome)
-            self._acknowledge(outcome)
+            self._acknowledge(self._after_sync(outcome, self._synced()) if sync else outcome)
         else:
             self._handed += 1
             self._acks.put((outcome, sync))
@@ -182,36 +189,29 @@ class IndexWriter(service.Service):
         """Acknowledge committed batches in their order; one sync covers
         every batch waiting (each commit's sync covers those before it)."""
         while True:
-            waiting = [self._acks.get()]
-            while True:
-                try:
-                    waiting.append(self._acks.get_nowait())
-                except queue.Empty:
-                    break
-            stop = [item for item in waiting if item[0] is _STOP]
-            waiting = [item for item in waiting if item[0] is not _STOP]
-            if any(sync for _, sync in waiting):
-                synced = self._synced(None)
+            waiting, stopped = _without_stop(_taken(self._acks))
+            failure = self._synced() if any(sync for _, sync in waiting) else None
             for outcome, sync in waiting:
-                self._acknowledge(self._synced(outcome, synced) if sync else outcome)
+                self._acknowledge(self._after_sync(outcome, failure) if sync else outcome)
             self._acknowledged += len(waiting)
-            if stop:
-                self._reactor.callFromThread(stop[0][1].callback, None)
+            if stopped is not None:
+                self._reactor.callFromThread(stopped.callback, None)
                 return
 
-    def _synced(self, outcome, failure=False):
-        """``outcome`` once the index is synced (``failure``: the outcome of
-        that sync when made already: None, or the Failure); with
-        outcome None, syncs and returns that outcome."""
-        if failure is False:
-            failure = None
-            try:
-                self._sync_index()
-            except BaseException:
-                failure = Failure()
-                self.log.failure("Cannot sync the index", failure)
-        if outcome is None:
+    def _synced(self):
+        """Sync the index: None once done, else the Failure."""
+        try:
+            self._sync_index()
+        except BaseException:
+            failure = Failure()
+            self.log.failure("Cannot sync the index", failure)
             return failure
+        return None
+
+    @staticmethod
+    def _after_sync(outcome, failure):
+        """``outcome`` as its clients hear of it after the sync that
+        ``failure`` tells of (None: it succeeded)."""
         if failure is None:
             return outcome
         # Committed but maybe not durable: the clients hear of a failure;
