@@ -23,6 +23,13 @@ Phases are interleaved: a phase runs on server A, then on server B, before the n
 phase starts, so slow drift of the machine hits both servers; the order alternates
 from one phase to the next (A B, B A, A B...).
 
+With --ingest-rounds N, each ingest (c=1, c=4) runs N times, each time into freshly
+started servers, interleaved the same way.  Rates vary by several per cent from one
+run to the next on a small VM (Orthanc's more than orthancd's), so the table then
+gives the run with the median rate of each server, and below it every round's
+rates with the ratio of the two servers within that round, and the median of those
+ratios: the figure to quote.
+
 The client is the same for both servers: keep-alive connections (one per unit of
 concurrency) multiplexed by one epoll loop, request bodies read into memory
 beforehand (--client threads / http.client: one thread per connection instead).  Its own CPU time is
@@ -40,6 +47,7 @@ Usage:
     python3 bench/rest_bench.py --server orthanc     # only the reference
     python3 bench/rest_bench.py --json figures.json  # also write the figures
     python3 bench/rest_bench.py --phases browse,delete  # the c=1 ingest, then those
+    python3 bench/rest_bench.py --phases ingest1,ingest4 --ingest-rounds 3
 
 Every process started is stopped at the end, on errors and on Ctrl-C too.
 """
@@ -54,6 +62,7 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -934,6 +943,15 @@ class Benchmark:
     def record(self, server, name, value):
         self.figures[server.kind][name] = value
 
+    def record_round(self, server, phase, figures):
+        """One more run of ``phase``: kept under phase + "_rounds"; the
+        phase's figures are those of the run with the median rate (the
+        lower middle one for an even count)."""
+        rounds = self.figures[server.kind].setdefault(phase + "_rounds", [])
+        rounds.append(figures)
+        ranked = sorted(rounds, key=lambda f: f["rate_per_s"])
+        self.record(server, phase, ranked[(len(ranked) - 1) // 2])
+
     def add_errors(self, server, result):
         figures = self.figures[server.kind]
         figures.setdefault("errors", 0)
@@ -1000,8 +1018,9 @@ class Benchmark:
             with RssSampler(server.pid) as rss:
                 result = run_requests(server, make_request, concurrency, count=len(bodies),
                                       client=self.client)
-            self.record(server, phase, result.as_dict())
-            self.record(server, phase + "_peak_rss_kib", rss.peak_kib)
+            self.record_round(server, phase, result.as_dict())
+            self.record(server, phase + "_peak_rss_kib",
+                        max(rss.peak_kib, self.figures[server.kind].get(phase + "_peak_rss_kib", 0)))
             self.record(server, phase + "_vmhwm_kib", status_kib(server.pid, "VmHWM"))
             self.add_errors(server, result)
             self.note_client(phase, server, result)
@@ -1113,6 +1132,15 @@ class Benchmark:
             if "ingest4" in phases:
                 self.start_all()
                 self.ingest(4)
+            # More rounds of each ingest, each into fresh servers.
+            for _ in range(self.options.ingest_rounds - 1):
+                for concurrency in (1, 4):
+                    if "ingest%d" % concurrency in phases:
+                        self.stop_all()
+                        for server in self.servers:
+                            server.died = None
+                        self.start_all()
+                        self.ingest(concurrency)
         finally:
             self.stop_all()
         for server in self.servers:
@@ -1182,6 +1210,23 @@ def build_rows(benchmark):
     return rows
 
 
+def print_ingest_rounds(benchmark):
+    """Each round's ingest rates when there were several, with the ratio
+    of the two servers within the round and the median of those ratios."""
+    ours, theirs = benchmark.figures.get("orthancd", {}), benchmark.figures.get("orthanc", {})
+    for phase in ("ingest_c1", "ingest_c4"):
+        a, b = ours.get(phase + "_rounds", []), theirs.get(phase + "_rounds", [])
+        if len(a) < 2 or len(a) != len(b):
+            continue
+        ratios = [x["rate_per_s"] / y["rate_per_s"] for x, y in zip(a, b) if y["rate_per_s"]]
+        median = statistics.median(ratios)
+        benchmark.figures["orthancd"][phase + "_median_ratio"] = median
+        print("%s rounds (instances/s, orthancd / Orthanc = ratio): %s; median ratio %.2fx"
+              % (phase.replace("_", " "),
+                 ", ".join("%.1f / %.1f = %.2fx" % (x["rate_per_s"], y["rate_per_s"], r)
+                           for x, y, r in zip(a, b, ratios)), median))
+
+
 def print_report(benchmark, corpus_summary):
     kinds = [s.kind for s in benchmark.servers]
     rows = build_rows(benchmark)
@@ -1216,6 +1261,8 @@ def print_report(benchmark, corpus_summary):
         samples = benchmark.figures[server.kind].get("error_samples")
         if samples:
             print("!! %s errors, e.g.: %s" % (server.label, "; ".join(samples[:3])))
+    if compare:
+        print_ingest_rounds(benchmark)
     print()
     print("client check (same client for both; 'max' = requests/s one core could send at that CPU cost;")
     print("'other' = CPU used meanwhile by neither client nor server: other processes, kernel write-back):")
@@ -1251,6 +1298,9 @@ def parse_arguments():
     parser.add_argument("--phases", default=",".join(PHASES),
                         help="comma-separated phases to run, among %s (browse, disk and delete "
                              "run after the c=1 ingest, which they need)" % ", ".join(PHASES))
+    parser.add_argument("--ingest-rounds", type=int, default=1,
+                        help="runs of each ingest, each into fresh servers (the table gives "
+                             "the median run; the ratio of each round is printed below it)")
     parser.add_argument("--keep", action="store_true", help="keep the servers' temporary folders")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     options = parser.parse_args()
@@ -1259,6 +1309,8 @@ def parse_arguments():
         options.browse_seconds = min(options.browse_seconds, 2.0)
     if options.instances < 1 or not 1 <= options.studies <= options.instances:
         parser.error("need 1 <= --studies <= --instances")
+    if options.ingest_rounds < 1:
+        parser.error("need --ingest-rounds >= 1")
     options.server = options.server or ["orthancd", "orthanc"]
     options.phases = set(p.strip() for p in options.phases.split(",") if p.strip())
     unknown = options.phases - set(PHASES)
