@@ -242,14 +242,18 @@ def test_a_stop_commits_what_was_submitted_before_it(env):
     assert failures and failures[0].type.__name__ == "IndexStopped"
 
 
-def _nometasync_env(tmp_path):
-    return lmdb.open(str(tmp_path / "nometasync"), map_size=1 << 20, max_dbs=2,
-                     metasync=False)
+@pytest.fixture
+def nometasync_env(tmp_path):
+    """An index whose commits leave their meta page unsynced, as orthancd's."""
+    environment = lmdb.open(str(tmp_path / "nometasync"), map_size=1 << 20, max_dbs=2,
+                            metasync=False)
+    yield environment
+    environment.close()
 
 
 @pytest.mark.parametrize("files", [["f"], []], ids=["with files", "without files"])
-def test_a_batch_is_acknowledged_only_after_a_sync_that_followed_its_commit(tmp_path, files):
-    env = _nometasync_env(tmp_path)
+def test_a_batch_is_acknowledged_only_after_a_sync_that_followed_its_commit(nometasync_env, files):
+    env = nometasync_env
     reactor = ThreadedReactor()
     journal = []  # what happened, in order
 
@@ -278,15 +282,14 @@ def test_a_batch_is_acknowledged_only_after_a_sync_that_followed_its_commit(tmp_
     _stop(writer, reactor)
     with env.begin() as txn:
         assert txn.get(b"k") == b"v"
-    env.close()
 
 
-def test_acknowledgements_keep_the_order_of_the_commits(tmp_path):
+def test_acknowledgements_keep_the_order_of_the_commits(nometasync_env):
     """Batches without files and with files, committed while the first
     one's acknowledgement waits: they are acknowledged in the order they
     committed, and the acknowledging thread syncs once for all that wait
     there together."""
-    env = _nometasync_env(tmp_path)
+    env = nometasync_env
     reactor = ThreadedReactor()
     syncing = threading.Event()
     release = threading.Event()
@@ -322,11 +325,10 @@ def test_acknowledgements_keep_the_order_of_the_commits(tmp_path):
     # covered them all.
     assert syncs == ["lmdb-acknowledge", "lmdb-acknowledge"]
     _stop(writer, reactor)
-    env.close()
 
 
-def test_batches_without_files_under_load_need_fewer_syncs_than_commits(tmp_path):
-    env = _nometasync_env(tmp_path)
+def test_batches_without_files_under_load_need_fewer_syncs_than_commits(nometasync_env):
+    env = nometasync_env
     reactor = ThreadedReactor()
     syncs = []
 
@@ -345,11 +347,10 @@ def test_batches_without_files_under_load_need_fewer_syncs_than_commits(tmp_path
     assert acknowledged == list(range(40))
     assert writer.commits == 2 and 1 <= len(syncs) <= 2
     _stop(writer, reactor)
-    env.close()
 
 
-def test_a_failed_index_sync_fails_the_batch_and_settles_nothing(tmp_path):
-    env = _nometasync_env(tmp_path)
+def test_a_failed_index_sync_fails_the_batch_and_settles_nothing(nometasync_env):
+    env = nometasync_env
     reactor = ThreadedReactor()
     settled = []
 
@@ -365,4 +366,3 @@ def test_a_failed_index_sync_fails_the_batch_and_settles_nothing(tmp_path):
     assert all(f.check(OSError) for f in failures)
     assert settled == []
     _stop(writer, reactor)
-    env.close()

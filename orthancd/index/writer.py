@@ -71,14 +71,6 @@ class IndexStopped(Exception):
     """An index write was submitted after the writer stopped."""
 
 
-class _NotDurable(Exception):
-    """The files of a batch could not be made durable (``failure``)."""
-
-    def __init__(self, failure):
-        super().__init__(failure.getErrorMessage())
-        self.failure = failure
-
-
 class IndexWriter(service.Service):
     """``begin_write(parent=None)`` opens an LMDB write transaction (a child
     one when ``parent`` is given).  ``make_durable(files)`` runs before each
@@ -239,23 +231,24 @@ class IndexWriter(service.Service):
 
     def _commit(self, batch):
         started = time.perf_counter()
-        try:
-            self._files_made_durable(batch)
-            while True:
-                try:
-                    results, events = self._apply(batch)
-                    break
-                except lmdb.MapFullError:
-                    if self._grow_map is None:
-                        raise
-                    # Nothing of the batch was committed: grow, then again.
-                    self._grow_map()
-        except BaseException:
-            failure = Failure()
-            if not failure.check(_NotDurable):
+        # Files that cannot be made durable fail the whole batch: nothing
+        # of it is committed.
+        failure = self._durability_failure(batch)
+        if failure is None:
+            try:
+                while True:
+                    try:
+                        results, events = self._apply(batch)
+                        break
+                    except lmdb.MapFullError:
+                        if self._grow_map is None:
+                            raise
+                        # Nothing of the batch was committed: grow, then again.
+                        self._grow_map()
+            except BaseException:
+                failure = Failure()
                 self.log.failure("Index commit failed", failure)
-            else:
-                failure = failure.value.failure
+        if failure is not None:
             results = [(d, failure) for _, _, _, d in batch]
             events = []
         self.last_batch_size = len(batch)
@@ -268,22 +261,23 @@ class IndexWriter(service.Service):
                      if not isinstance(result, Failure) for f in files]
         return results, events, committed
 
-    def _files_made_durable(self, batch):
-        """Make the files the batch references durable, or raise _NotDurable
-        (the whole batch then fails: nothing of it is committed)."""
+    def _durability_failure(self, batch):
+        """Make the files the batch references durable: None once done,
+        else the Failure."""
         files = [f for _, _, batch_files, _ in batch for f in batch_files]
         if not files or self._make_durable is None:
-            return
+            return None
         started = time.perf_counter()
         try:
             self._make_durable(files)
         except BaseException:
             failure = Failure()
             self.log.failure("Cannot make files durable", failure)
-            raise _NotDurable(failure)
+            return failure
         if logs.is_verbose("sqlite"):
             self.log.debug("{count} files made durable in {durable:.2f} ms", count=len(files),
                            durable=(time.perf_counter() - started) * 1000)
+        return None
 
     def _apply(self, batch):
         """Run the batch in one transaction; ([(Deferred, result or
