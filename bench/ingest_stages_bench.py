@@ -43,6 +43,8 @@ import tempfile
 import threading
 import time
 
+from bytecode import compiled_environment
+
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH)
 IN_MEMORY_STAGES = ["store", "parse0", "parse1", "submit", "apply", "committed", "deliver"]
@@ -180,7 +182,7 @@ def run(bodies, concurrency, folder):
     launcher = ("import sys; sys.path.insert(0, %r); import ingest_stages_bench as b; "
                 "b.install_tracer(%r); from twisted.scripts.twistd import run; run()"
                 % (BENCH, stamps_path))
-    env = dict(os.environ, PYTHONPATH=REPO_ROOT)
+    env = compiled_environment(dict(os.environ, PYTHONPATH=REPO_ROOT), REPO_ROOT)
     with open(os.path.join(folder, "orthancd.log"), "wb") as log:
         server = subprocess.Popen([sys.executable, "-c", launcher, "-n", "--pidfile=", "orthancd",
                                    "--config", config], cwd=REPO_ROOT, env=env,

@@ -69,6 +69,8 @@ import tempfile
 import threading
 import time
 
+from bytecode import compiled_environment
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DEFAULT_CORPUS_DIR = "/tmp/orthancd-bench-corpus"
@@ -374,6 +376,8 @@ class ServerUnderTest:
         command = "exec " + self.command_template.format(
             config=shlex.quote(config_path), http_port=self.http_port, dicom_port=self.dicom_port)
         env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        if self.kind == "orthancd":
+            env = compiled_environment(env, REPO_ROOT)
         with open(self.log_path, "ab") as log_file:
             # Own session: a Ctrl-C in the terminal reaches us only, and we stop it cleanly.
             self.process = subprocess.Popen(command, shell=True, cwd=self.cwd, env=env,

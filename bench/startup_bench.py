@@ -39,6 +39,7 @@ sys.path.insert(0, REPO_ROOT)
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian  # noqa: E402
 
+from bytecode import compiled_environment  # noqa: E402
 from tests.support.daemon import free_port  # noqa: E402
 from tests.support.oracle import ORTHANC_BINARY  # noqa: E402
 
@@ -162,11 +163,7 @@ class Server:
 
     @classmethod
     def orthancd(cls, label, code, config_path, http_port, workdir):
-        env = dict(os.environ, PYTHONPATH=code)
-        # As installed: the bytecode compiled once (by the warm-up start), not at
-        # every start (PYTHONDONTWRITEBYTECODE, set on some machines, adds ~0.25 s).
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = os.path.join(workdir, "bytecode")
+        env = compiled_environment(dict(os.environ, PYTHONPATH=code), code)
         return cls(label, [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
                            "-n", "--pidfile=", "orthancd", "--config", config_path],
                    env, http_port, workdir)
@@ -215,7 +212,7 @@ class Server:
             process.wait(60)
 
     def measure(self, runs, cold):
-        self.start_once(False)  # warm-up: compiles the bytecode, fills the page cache
+        self.start_once(False)  # warm-up: fills the page cache
         figures = [self.start_once(cold) for _ in range(runs)]
         times = [f[0] for f in figures]
         print("%-16s start-up to /system: median %5.2f s (min %.2f, max %.2f), CPU %5.2f s"
