@@ -6,27 +6,22 @@ source tree instead compiles each module it imports, at every start, when
 Python may not write the bytecode beside the sources
 (PYTHONDONTWRITEBYTECODE, set on some machines): some 0.08 s at the start
 and more at the first upload (the modules reading DICOM), which an installed
-server does not pay.  ``compiled_environment`` compiles the tree once per
-bench run, in its __pycache__ folders (as scripts/test does; git ignores
-them).  Not in a folder of its own (PYTHONPYCACHEPREFIX): Python would then
-look there for every package's bytecode, and compile Twisted, pydicom and
-numpy anew.
+server does not pay.  ``compile_tree`` compiles the tree once per bench run,
+in its __pycache__ folders (as scripts/test does; git ignores them), where
+Python reads bytecode even when it may not write it.  Not in a folder of
+its own (PYTHONPYCACHEPREFIX): Python would then look there for every
+package's bytecode, and compile Twisted, pydicom and numpy anew.
 """
+import compileall
 import os
-import subprocess
-import sys
 
 _compiled = set()  # the source trees compiled in this run
 
 
-def compiled_environment(env, code_root):
-    """A copy of ``env`` (PYTHONPATH already naming ``code_root``) for a
-    daemon that runs orthancd from ``code_root``'s compiled bytecode."""
-    env = dict(env)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    if code_root not in _compiled:
-        subprocess.run([sys.executable, "-m", "compileall", "-q",
-                        os.path.join(code_root, "orthancd"), os.path.join(code_root, "twisted")],
-                       env=env, check=True, stdout=subprocess.DEVNULL)
-        _compiled.add(code_root)
-    return env
+def compile_tree(code_root):
+    """Compile orthancd's modules (and its twistd plugin) in ``code_root``."""
+    if code_root in _compiled:
+        return
+    for folder in ("orthancd", "twisted"):
+        compileall.compile_dir(os.path.join(code_root, folder), quiet=1)
+    _compiled.add(code_root)

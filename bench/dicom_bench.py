@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from rest_bench import corpus_folder, cpu_seconds, generate_corpus  # noqa: E402
 from tests.support import oracle  # noqa: E402
+from bytecode import compile_tree  # noqa: E402
 from tests.support.daemon import Daemon, free_port  # noqa: E402
 
 # Orthanc (through DCMTK) reads it too: without it Nagle caps its C-STORE rate.
@@ -128,6 +129,7 @@ def run_round(kind, paths, scp_port):
 
 
 def main():
+    compile_tree(ROOT)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--instances", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=2)

@@ -42,7 +42,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
 
-from tests.support.daemon import Daemon  # noqa: E402
+from bytecode import compile_tree  # noqa: E402
+from tests.support.daemon import ROOT, Daemon  # noqa: E402
 from tests.support.oracle import RealOrthanc  # noqa: E402
 
 UID_ROOT = "1.2.826.0.1.3680043.8.498.7"
@@ -154,6 +155,7 @@ def measure(name, url, dicom_port, aet, repeat, findscu_repeat, studies):
 
 
 def main():
+    compile_tree(ROOT)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=10000)
     parser.add_argument("--repeat", type=int, default=50)

@@ -43,7 +43,7 @@ import tempfile
 import threading
 import time
 
-from bytecode import compiled_environment
+from bytecode import compile_tree
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH)
@@ -182,7 +182,8 @@ def run(bodies, concurrency, folder):
     launcher = ("import sys; sys.path.insert(0, %r); import ingest_stages_bench as b; "
                 "b.install_tracer(%r); from twisted.scripts.twistd import run; run()"
                 % (BENCH, stamps_path))
-    env = compiled_environment(dict(os.environ, PYTHONPATH=REPO_ROOT), REPO_ROOT)
+    compile_tree(REPO_ROOT)
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT)
     with open(os.path.join(folder, "orthancd.log"), "wb") as log:
         server = subprocess.Popen([sys.executable, "-c", launcher, "-n", "--pidfile=", "orthancd",
                                    "--config", config], cwd=REPO_ROOT, env=env,

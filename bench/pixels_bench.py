@@ -30,7 +30,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.support.daemon import Daemon  # noqa: E402
+from bytecode import compile_tree  # noqa: E402
+from tests.support.daemon import ROOT, Daemon  # noqa: E402
 from tests.support.oracle import RealOrthanc  # noqa: E402
 
 SLICES = 64
@@ -129,6 +130,7 @@ def measure(name, server, files, seconds):
 
 
 def main():
+    compile_tree(ROOT)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--only", choices=("orthancd", "orthanc"))

@@ -69,7 +69,7 @@ import tempfile
 import threading
 import time
 
-from bytecode import compiled_environment
+from bytecode import compile_tree
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -377,7 +377,7 @@ class ServerUnderTest:
             config=shlex.quote(config_path), http_port=self.http_port, dicom_port=self.dicom_port)
         env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
         if self.kind == "orthancd":
-            env = compiled_environment(env, REPO_ROOT)
+            compile_tree(REPO_ROOT)
         with open(self.log_path, "ab") as log_file:
             # Own session: a Ctrl-C in the terminal reaches us only, and we stop it cleanly.
             self.process = subprocess.Popen(command, shell=True, cwd=self.cwd, env=env,

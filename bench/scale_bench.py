@@ -65,7 +65,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, REPO_ROOT)
 
 import rest_bench as RB  # noqa: E402
-from bytecode import compiled_environment  # noqa: E402
+from bytecode import compile_tree  # noqa: E402
 from find_bench import median_ms  # noqa: E402
 
 WINDOW = 10000
@@ -258,7 +258,7 @@ class ScaleServer:
         """Seconds from the launch until GET /system answers."""
         env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
         if self.kind == "orthancd":
-            env = compiled_environment(env, REPO_ROOT)
+            compile_tree(REPO_ROOT)
         log_file = open(os.path.join(self.folder, "server.log"), "ab")
         started = time.monotonic()
         self.process = subprocess.Popen(self.command, shell=True, cwd=self.folder, env=env,

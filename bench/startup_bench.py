@@ -39,7 +39,7 @@ sys.path.insert(0, REPO_ROOT)
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian  # noqa: E402
 
-from bytecode import compiled_environment  # noqa: E402
+from bytecode import compile_tree  # noqa: E402
 from tests.support.daemon import free_port  # noqa: E402
 from tests.support.oracle import ORTHANC_BINARY  # noqa: E402
 
@@ -163,7 +163,8 @@ class Server:
 
     @classmethod
     def orthancd(cls, label, code, config_path, http_port, workdir):
-        env = compiled_environment(dict(os.environ, PYTHONPATH=code), code)
+        compile_tree(code)
+        env = dict(os.environ, PYTHONPATH=code)
         return cls(label, [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
                            "-n", "--pidfile=", "orthancd", "--config", config_path],
                    env, http_port, workdir)
