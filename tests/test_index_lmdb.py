@@ -157,6 +157,31 @@ def test_descendants_are_counted_and_their_values_gathered_in_one_reading(index)
         index.count_descendants(study, ST, ST)
 
 
+def test_resources_are_read_together(index):
+    first, second = Summary("P", "S1", "SE1", "I1"), Summary("P", "S2", "SE2", "I2")
+    store(index, first, "a")
+    store(index, second, "b")
+    studies = [first.ids[1], second.ids[1]]
+    unknown = Summary("Q", "S9", "SE9", "I9").ids[1]
+    found = index.get_resources(studies + [unknown, "not an ID", first.ids[2]],
+                                ResourceLevel.STUDY)
+    # Only the studies that exist, as get_resource reads them one by one.
+    assert found == {study: index.get_resource(study, ResourceLevel.STUDY) for study in studies}
+
+
+def test_a_queried_tag_is_read_as_the_merged_tags_have_it(index):
+    from orthancd.find import tags as T
+    from orthancd.find.lookup import ResourceCache
+    summary = Summary("P", "S", "SE", "I", modality="CT")
+    store(index, summary, "a")
+    resources = ResourceCache(index)
+    for level, public_id in zip(ResourceLevel, summary.ids):
+        merged = resources.merged_main_tags(public_id, level)
+        assert merged  # a series sees its study's and its patient's tags
+        for tag in T.MAIN_TAG_NAMES:
+            assert resources.main_tag(public_id, level, tag) == merged.get(tag), (level, tag)
+
+
 def test_cascade_delete(index):
     a = Summary("P", "S", "SE", "1")
     b = Summary("P", "S", "SE2", "2")

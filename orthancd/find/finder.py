@@ -21,6 +21,7 @@ answered from the index; a count constraining one main tag reads the
 identifiers entries alone when they decide it.
 """
 import dataclasses
+import itertools
 from typing import List, Optional
 
 from orthancd.errors import ErrorCode, OrthancError
@@ -37,6 +38,11 @@ ALL, ANY, NONE = "All", "Any", "None"
 # '%' as spaces, see normalize_for_find) in its DicomIdentifiers table: it
 # orders by these normalized values, and cannot match them case-sensitively
 # in its database.
+# Candidates whose resources a walk reads at once: the first chunk, and the
+# size the chunks double up to.
+_FIRST_PREFETCH = 16
+_LAST_PREFETCH = 256
+
 NORMALIZED_TAGS = frozenset((
     0x00100020, 0x00100010, 0x00100030,                          # PatientID, Name, BirthDate
     0x0020000D, 0x00080050, 0x00081030, 0x00080020,              # StudyInstanceUID, Accession...
@@ -252,8 +258,25 @@ class _Candidates:
 
     def walk(self, ids):
         if ids is None:
-            return self.index.iter_ids(self.query.level)
-        return iter(ids)
+            ids = self.index.iter_ids(self.query.level)
+        if not self.plan.on_tags:
+            return iter(ids)
+        return self._prefetched(ids)
+
+    def _prefetched(self, ids):
+        """``ids``, their resources read a chunk at a time as the walk
+        reaches them, since ``matches`` checks their tags next: one read
+        transaction per chunk instead of one per candidate.  The chunks
+        grow, so that a walk stopped early (a Limit) read few in vain."""
+        ids = iter(ids)
+        level, size = self.query.level, _FIRST_PREFETCH
+        while True:
+            chunk = list(itertools.islice(ids, size))
+            if not chunk:
+                return
+            self.resources.prefetch(chunk, level)
+            yield from chunk
+            size = min(size * 2, _LAST_PREFETCH)
 
     def filters(self):
         """Does anything but the level restrict the candidates?"""
@@ -309,8 +332,9 @@ class _Candidates:
         """Does a candidate satisfy everything the index can check?"""
         try:
             if self.plan.on_tags:
-                tags = self.resources.merged_main_tags(public_id, self.query.level)
-                if not all(c.matches(tags.get(c.tag)) for c in self.plan.on_tags):
+                level, resources = self.query.level, self.resources
+                if not all(c.matches(resources.main_tag(public_id, level, c.tag))
+                           for c in self.plan.on_tags):
                     return False
             if self.plan.on_children and not self._children_match(public_id):
                 return False

@@ -53,6 +53,33 @@ class ResourceCache:
             self._cache[key] = self.index.get_resource(public_id, level)
         return self._cache[key]
 
+    def prefetch(self, public_ids, level):
+        """Read the resources ``public_ids`` of ``level`` not cached yet, at
+        once (the unknown ones stay unknown: ``get`` raises for them)."""
+        cache = self._cache
+        missing = [i for i in public_ids if (level, i) not in cache]
+        if missing:
+            for public_id, resource in self.index.get_resources(missing, level).items():
+                cache[(level, public_id)] = resource
+
+    def main_tag(self, public_id, level, tag):
+        """The value ``merged_main_tags(public_id, level)`` has for ``tag``,
+        without merging the others (a candidate is often refused by its
+        first tag)."""
+        name = T.MAIN_TAG_NAMES.get(tag)
+        if name is None:
+            return None
+        current, lv = self.get(public_id, level), level
+        while True:
+            if name in current.main_tags:
+                return current.main_tags[name]
+            if lv is ResourceLevel.STUDY:
+                return (current.patient_tags or {}).get(name)
+            if lv is ResourceLevel.PATIENT or current.parent is None:
+                return None
+            lv = lv.parent
+            current = self.get(current.parent, lv)
+
     def merged_main_tags(self, public_id, level, resource=None):
         """{tag: value} of the resource's main tags and its ancestors'."""
         out = {}

@@ -199,6 +199,12 @@ class ResourceIndex(abc.ABC):
         """Return the Resource, or raise UnknownResource."""
 
     @abc.abstractmethod
+    def get_resources(self, public_ids, level):
+        """{public ID: Resource} of those of ``public_ids`` that exist at
+        ``level``, read together (a query checking many candidates reads
+        them at once, not one read each)."""
+
+    @abc.abstractmethod
     def exists(self, public_id, level):
         """Is there such a resource?"""
 

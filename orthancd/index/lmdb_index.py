@@ -102,7 +102,11 @@ def _dumps(value):
 
 
 def _loads(raw):
-    return json.loads(bytes(raw))
+    # From text, json skips guessing the encoding of bytes: records are UTF-8.
+    return _decode_json(str(raw, "utf-8"))
+
+
+_decode_json = json.JSONDecoder().decode
 
 
 _ATTACHMENT = struct.Struct(">BBQQ16s16s")
@@ -515,6 +519,19 @@ class LmdbResourceIndex(ResourceIndex):
                 if record is not None:
                     return self._to_resource(lv, public_id, record)
         raise UnknownResource(public_id)
+
+    def get_resources(self, public_ids, level):
+        found = {}
+        with self._read() as txn:
+            for public_id in public_ids:
+                try:
+                    key = resource_key(level, public_id)
+                except UnknownResource:
+                    continue
+                record = self._get_record(txn, key)
+                if record is not None:
+                    found[public_id] = self._to_resource(level, public_id, record)
+        return found
 
     def exists(self, public_id, level):
         try:
