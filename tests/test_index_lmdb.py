@@ -169,6 +169,23 @@ def test_resources_are_read_together(index):
     assert found == {study: index.get_resource(study, ResourceLevel.STUDY) for study in studies}
 
 
+def test_reads_together_see_one_state_of_the_index(index):
+    store(index, Summary("P", "S1", "SE1", "I1"), "a")
+    elsewhere = []
+    with index.reading_together():
+        store(index, Summary("P", "S2", "SE2", "I2"), "b")  # committed meanwhile
+        with index.reading_together():  # nested: the same reading
+            assert index.count_resources(ResourceLevel.STUDY) == 1
+        assert len(index.list_resources(ResourceLevel.INSTANCE)) == 1
+        # Other threads read on their own.
+        reader = threading.Thread(
+            target=lambda: elsewhere.append(index.count_resources(ResourceLevel.STUDY)))
+        reader.start()
+        reader.join()
+    assert elsewhere == [2]
+    assert index.count_resources(ResourceLevel.STUDY) == 2
+
+
 def test_a_queried_tag_is_read_as_the_merged_tags_have_it(index):
     from orthancd.find import tags as T
     from orthancd.find.lookup import ResourceCache

@@ -28,10 +28,15 @@ def computable(level):
 
 def compute_tags(index, level, public_id, wanted):
     """{tag: str} for the computed tags in ``wanted`` that apply at ``level``
-    (each read in one reading of the index: orthancd.index.base)."""
+    (all read in one reading of the index)."""
     wanted = [t for t in computable(level) if t in wanted]
     if not wanted:
         return {}
+    with index.reading_together():
+        return _computed(index, level, public_id, wanted)
+
+
+def _computed(index, level, public_id, wanted):
     out = {}
     for tag in wanted:
         if tag in COUNTS:

@@ -598,6 +598,11 @@ def count(server, query):
                            "Unable to count resources when querying tags that are not stored as "
                            "MainDicomTags in the Database or when using case sensitive queries.")
     _check(query, plan_)
+    with server.index.reading_together():
+        return _count(server, query, plan_)
+
+
+def _count(server, query, plan_):
     candidates = _Candidates(server, query, plan_)
     candidates.as_database_counts()
     counted = candidates.count_from_identifiers()
@@ -621,7 +626,8 @@ def select(server, query):
     _check(query, plan_)
     if any(not c.from_modalities_in_study for c in plan_.on_children):
         return []  # see find()
-    return _Candidates(server, query, plan_).select()
+    with server.index.reading_together():
+        return _Candidates(server, query, plan_).select()
 
 
 async def find(server, query):
@@ -643,7 +649,8 @@ async def find(server, query):
     if plan_.unanswerable:
         return L.FindOutcome([], True)
     candidates = _Candidates(server, query, plan_)
-    selected = candidates.select()
+    with server.index.reading_together():
+        selected = candidates.select()
     checked = [c for c in query.constraints if not c.from_modalities_in_study]
     wanted_computed = {c.tag for c in plan_.on_computed}
     matches = []

@@ -199,6 +199,14 @@ class ResourceIndex(abc.ABC):
         """Return the Resource, or raise UnknownResource."""
 
     @abc.abstractmethod
+    def reading_together(self):
+        """A context manager within which the calling thread's reads see
+        one state of the index, read at once (one read transaction for the
+        many reads of a resource's JSON, say): for synchronous code only,
+        never held across a Deferred or an await, and no lazy iterator
+        begun inside may be read after it."""
+
+    @abc.abstractmethod
     def get_resources(self, public_ids, level):
         """{public ID: Resource} of those of ``public_ids`` that exist at
         ``level``, read together (a query checking many candidates reads

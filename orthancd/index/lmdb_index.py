@@ -40,6 +40,7 @@ resources (by public ID: the hex groups of the ID print the SHA-1 in order).
                    metadata or an attachment (Orthanc's revisions, for ETags
                    and If-Match); absent means revision 0, which most have
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -312,6 +313,21 @@ def metadata_value_key(level, metadata_type, value):
             + value.encode("utf-8")[:_MAX_INDEXED_VALUE])
 
 
+class _SharedReading:
+    """The read transaction of reading_together, as ``_read`` gives it:
+    leaving it does not end it."""
+    __slots__ = ("_txn",)
+
+    def __init__(self, txn):
+        self._txn = txn
+
+    def __enter__(self):
+        return self._txn
+
+    def __exit__(self, *exc_info):
+        return False
+
+
 class LmdbResourceIndex(ResourceIndex):
     # Identifier values are indexed up to this many bytes (UTF-8).
     indexed_value_limit = _MAX_INDEXED_VALUE
@@ -332,6 +348,7 @@ class LmdbResourceIndex(ResourceIndex):
         # the writer is a service of its own, started after ``open``.
         # Readers and the map's growth take turns (orthancd.index.map_gate).
         self._gate = MapGate()
+        self._shared = threading.local()  # reading_together's, per thread
         self._reactor = reactor
         # Released files removed meanwhile, forgotten with the next delete.
         self._removed = set()
@@ -485,7 +502,24 @@ class LmdbResourceIndex(ResourceIndex):
     # ------------------------------------------------------------------ reads
 
     def _read(self):
+        shared = getattr(self._shared, "reading", None)
+        if shared is not None:
+            return shared
         return self._gate.reading(self.env)
+
+    @contextlib.contextmanager
+    def reading_together(self):
+        # This thread's reads meanwhile take the one read transaction
+        # opened here (through the map gate, held open until the end).
+        if getattr(self._shared, "reading", None) is not None:
+            yield  # already inside one
+            return
+        with self._gate.reading(self.env) as txn:
+            self._shared.reading = _SharedReading(txn)
+            try:
+                yield
+            finally:
+                self._shared.reading = None
 
     def _grow_map(self):
         """Double the map (the writer thread, between transactions, after a

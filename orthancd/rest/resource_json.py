@@ -98,6 +98,12 @@ def resource_to_json(server, level, public_id, fmt="human", content=EXPAND,
                      metadata_names=None, attachments=None):
     """``attachments``: {content type: StoredFile} with their MD5s known
     (expand derives them), for "Attachments"."""
+    with server.index.reading_together():
+        return _resource_json(server, level, public_id, fmt, content, metadata_names,
+                              attachments)
+
+
+def _resource_json(server, level, public_id, fmt, content, metadata_names, attachments):
     index = server.index
     resource = index.get_resource(public_id, level)
     out = {"ID": public_id, "Type": level.title}
