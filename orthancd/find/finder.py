@@ -259,8 +259,8 @@ class _Candidates:
     def walk(self, ids):
         if ids is None:
             ids = self.index.iter_ids(self.query.level)
-        if not self.plan.on_tags:
-            return iter(ids)
+        if not self.plan.on_tags or (isinstance(ids, list) and len(ids) < 2):
+            return iter(ids)  # nothing to read, or one read anyway
         return self._prefetched(ids)
 
     def _prefetched(self, ids):
