@@ -34,15 +34,15 @@ from orthancd.index.base import METADATA_VALUE_LEVELS, UnknownResource
 
 ALL, ANY, NONE = "All", "Any", "None"
 
-# The tags Orthanc 1.13.0 also keeps normalized (upper-case ASCII, '_' and
-# '%' as spaces, see normalize_for_find) in its DicomIdentifiers table: it
-# orders by these normalized values, and cannot match them case-sensitively
-# in its database.
 # Candidates whose resources a walk reads at once: the first chunk, and the
 # size the chunks double up to.
 _FIRST_PREFETCH = 16
 _LAST_PREFETCH = 256
 
+# The tags Orthanc 1.13.0 also keeps normalized (upper-case ASCII, '_' and
+# '%' as spaces, see normalize_for_find) in its DicomIdentifiers table: it
+# orders by these normalized values, and cannot match them case-sensitively
+# in its database.
 NORMALIZED_TAGS = frozenset((
     0x00100020, 0x00100010, 0x00100030,                          # PatientID, Name, BirthDate
     0x0020000D, 0x00080050, 0x00081030, 0x00080020,              # StudyInstanceUID, Accession...
