@@ -1222,13 +1222,15 @@ def print_ingest_rounds(benchmark):
         a, b = ours.get(phase + "_rounds", []), theirs.get(phase + "_rounds", [])
         if len(a) < 2 or len(a) != len(b):
             continue
-        ratios = [x["rate_per_s"] / y["rate_per_s"] for x, y in zip(a, b) if y["rate_per_s"]]
-        median = statistics.median(ratios)
+        # A round where Orthanc stored nothing has no ratio.
+        pairs = [(x["rate_per_s"], y["rate_per_s"]) for x, y in zip(a, b) if y["rate_per_s"]]
+        if not pairs:
+            continue
+        median = statistics.median(x / y for x, y in pairs)
         benchmark.figures["orthancd"][phase + "_median_ratio"] = median
         print("%s rounds (instances/s, orthancd / Orthanc = ratio): %s; median ratio %.2fx"
               % (phase.replace("_", " "),
-                 ", ".join("%.1f / %.1f = %.2fx" % (x["rate_per_s"], y["rate_per_s"], r)
-                           for x, y, r in zip(a, b, ratios)), median))
+                 ", ".join("%.1f / %.1f = %.2fx" % (x, y, x / y) for x, y in pairs), median))
 
 
 def print_report(benchmark, corpus_summary):

@@ -69,36 +69,35 @@ class ResourceCache:
         name = T.MAIN_TAG_NAMES.get(tag)
         if name is None:
             return None
-        current, lv = self.get(public_id, level), level
-        while True:
-            if name in current.main_tags:
-                return current.main_tags[name]
-            if lv is ResourceLevel.STUDY:
-                return (current.patient_tags or {}).get(name)
-            if lv is ResourceLevel.PATIENT or current.parent is None:
-                return None
-            lv = lv.parent
-            current = self.get(current.parent, lv)
+        for tags in self._tags_upwards(self.get(public_id, level), level):
+            if name in tags:
+                return tags[name]
+        return None
 
     def merged_main_tags(self, public_id, level, resource=None):
         """{tag: value} of the resource's main tags and its ancestors'."""
         out = {}
-        current, lv = resource or self.get(public_id, level), level
-        while True:
-            for name, value in current.main_tags.items():
+        for tags in self._tags_upwards(resource or self.get(public_id, level), level):
+            for name, value in tags.items():
                 tag = T.MAIN_TAG_NUMBERS.get(name)
                 if tag is not None:
                     out.setdefault(tag, value)
-            if lv is ResourceLevel.STUDY:
-                for name, value in (current.patient_tags or {}).items():
-                    tag = T.MAIN_TAG_NUMBERS.get(name)
-                    if tag is not None:
-                        out.setdefault(tag, value)
-                return out
+        return out
+
+    def _tags_upwards(self, resource, level):
+        """[The main tags {name: value} of ``resource``, then of each of its
+        ancestors]; a study's own copy of its patient's tags stands for the
+        patient.  (A list, not a generator: cheaper for the one or two
+        levels a query's candidate has.)"""
+        chain, current, lv = [resource.main_tags], resource, level
+        while lv is not ResourceLevel.STUDY:
             if lv is ResourceLevel.PATIENT or current.parent is None:
-                return out
+                return chain
             lv = lv.parent
             current = self.get(current.parent, lv)
+            chain.append(current.main_tags)
+        chain.append(current.patient_tags or {})
+        return chain
 
 
 def indexed_level(tag, level):
