@@ -187,6 +187,8 @@ class Ingestor:
         # when the daemon runs them.
         self.parser_pool = None
         self._preparing = 0  # instances being parsed and written now
+        # Each is indexed right after: a group commit may wait for them.
+        index.expect_writes_from(lambda: self._preparing)
 
     def _prepare(self, data, dataset_needed=True):
         summary, dataset = header_scan.read_instance_header(data, self.default_encoding,

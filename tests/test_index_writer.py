@@ -6,7 +6,8 @@ commit together, in order.  With commits that leave their meta page
 unsynced (sync_index), a batch is acknowledged, and its files settled,
 only after a sync that followed its commit: the writer's for a batch with
 files, the acknowledging thread's for one without (one sync for all those
-waiting), in the order of the commits."""
+waiting), in the order of the commits.  A batch waits, a moment at most,
+for the writes it is told are on their way."""
 import queue
 import threading
 
@@ -40,11 +41,12 @@ def env(tmp_path):
     environment.close()
 
 
-def _writer(env, reactor, make_durable=None, grow_map=None, settle=None, sync_index=None):
+def _writer(env, reactor, make_durable=None, grow_map=None, settle=None, sync_index=None,
+            **options):
     def begin_write(parent=None):
         return env.begin(write=True, parent=parent)
     writer = IndexWriter(begin_write, reactor, make_durable=make_durable, grow_map=grow_map,
-                         settle=settle, sync_index=sync_index)
+                         settle=settle, sync_index=sync_index, **options)
     writer.startService()
     return writer
 
@@ -178,6 +180,45 @@ def test_operations_queued_meanwhile_commit_together_in_order(env):
     assert writer.commits == 2 and writer.last_batch_size == 39
     # One make_durable per batch, with the files of all its operations.
     assert durable == [["0"], [str(i) for i in range(1, 40)]]
+    _stop(writer, reactor)
+
+
+def test_a_batch_waits_for_the_writes_on_their_way(env):
+    reactor = ThreadedReactor()
+    on_the_way = [1]
+    writer = _writer(env, reactor, gather_limit=60)
+    writer.on_the_way = lambda: on_the_way[0]
+    results = []
+    writer.submit(_put(b"a", b"1")).addCallback(results.append)
+    # Long after the first write, the one on its way comes: one commit for both.
+    threading.Event().wait(0.2)
+    on_the_way[0] = 0
+    writer.submit(_put(b"b", b"2")).addCallback(results.append)
+    reactor.run_until(lambda: len(results) == 2)
+    assert results == [b"a", b"b"]
+    assert writer.commits == 1 and writer.last_batch_size == 2
+    _stop(writer, reactor)
+
+
+def test_a_batch_waits_no_longer_than_the_gather_limit(env):
+    reactor = ThreadedReactor()
+    writer = _writer(env, reactor, gather_limit=0.05)
+    writer.on_the_way = lambda: 1  # announced, never coming
+    results = []
+    writer.submit(_put(b"a", b"1")).addCallback(results.append)
+    reactor.run_until(lambda: results)
+    assert writer.commits == 1
+    _stop(writer, reactor)
+
+
+def test_nothing_on_its_way_means_no_wait(env):
+    reactor = ThreadedReactor()
+    writer = _writer(env, reactor, gather_limit=3600)
+    writer.on_the_way = lambda: 0
+    results = []
+    writer.submit(_put(b"a", b"1")).addCallback(results.append)
+    reactor.run_until(lambda: results, timeout=10)
+    assert results == [b"a"]
     _stop(writer, reactor)
 
 

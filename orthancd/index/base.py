@@ -348,6 +348,12 @@ class ResourceIndex(abc.ABC):
         """Every attachment UUID the index points at."""
 
     # -- writes (each returns a Deferred fired after commit) --
+    def expect_writes_from(self, on_the_way):
+        """``on_the_way()``: how many writes are coming soon (instances
+        being parsed and written, whose store_instance follows).  An index
+        that commits writes in groups may wait a moment for them, so that
+        one commit covers them too; others need not ask."""
+
     @abc.abstractmethod
     def store_instance(self, summary, stored, metadata, overwrite, limits, attached=None,
                        extra=()):

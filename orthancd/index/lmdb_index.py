@@ -1051,6 +1051,9 @@ class LmdbResourceIndex(ResourceIndex):
 
     # ----------------------------------------------------------------- writes
 
+    def expect_writes_from(self, on_the_way):
+        self.writer.on_the_way = on_the_way
+
     def store_instance(self, summary, stored, metadata, overwrite, limits, attached=None,
                        extra=()):
         """``extra``: (content type, StoredFile) of the instance's other

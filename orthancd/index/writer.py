@@ -30,6 +30,17 @@ than the overlap saved: 467 against 500 uploads/s.  Deletes, bound by
 syncs, are the other way round: 1,331/s with every batch synced by the
 writer, 1,572/s with the overlap.
 
+A batch also waits a moment for the writes known to be on their way
+(``on_the_way``: uploads being parsed and written, each followed by its
+index write), up to ``gather_limit``: at 4 clients uploading at once, a
+commit otherwise took about 1.7 uploads, its syncs then costing each
+upload more than that wait.  Measured on 2 cores (513 KiB instances, 4
+clients, runs alternated): 548 -> 614 uploads/s, server CPU 2.02 -> 1.70
+ms per upload, 3.1 uploads per commit, with a limit of 3 ms (1 ms gave
+557/s, 2 ms 599/s, 4 ms 593/s); 2 clients 450 -> 510/s; 16 clients
+unchanged (676/670).  One client alone has nothing on its way when its
+write comes, and never waits.
+
 The writer is a service: its threads start in ``startService`` (after
 twistd has forked, when it daemonizes) and ``stopService`` commits and
 acknowledges what was queued before it, then lets the threads end.
@@ -61,6 +72,21 @@ def _taken(items, limit=None):
     return taken
 
 
+def _gathered(items, taken, limit, on_the_way, wait):
+    """``taken`` and what comes into the queue ``items`` while ``on_the_way()``
+    says more is coming, for ``wait`` seconds at most, up to ``limit`` in all."""
+    deadline = time.monotonic() + wait
+    while len(taken) < limit and on_the_way() > 0:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            taken.append(items.get(timeout=remaining))
+        except queue.Empty:
+            break
+    return taken
+
+
 def _without_stop(taken):
     """(the items taken but _STOP's, the Deferred of the first _STOP or None)."""
     stops = [item[1] for item in taken if item[0] is _STOP]
@@ -80,11 +106,12 @@ class IndexWriter(service.Service):
     name = "index-writer"
 
     def __init__(self, begin_write, reactor, max_batch=256, on_commit=None, make_durable=None,
-                 settle=None, grow_map=None, sync_index=None):
+                 settle=None, grow_map=None, sync_index=None, gather_limit=0.003):
         """``grow_map()``: enlarge the LMDB map after a MapFullError (the
         batch is then run again).  ``sync_index()``: make the last commit
         durable, when commits leave their meta page unsynced (see above);
-        None when each commit is durable by itself."""
+        None when each commit is durable by itself.  ``gather_limit``: how
+        long (seconds) a batch may wait for the writes on their way."""
         self._begin_write = begin_write
         self._grow_map = grow_map
         self._make_durable = make_durable
@@ -92,6 +119,10 @@ class IndexWriter(service.Service):
         self._sync_index = sync_index
         self._reactor = reactor
         self._max_batch = max_batch
+        self._gather_limit = gather_limit
+        # () -> how many writes are on their way (read from the writer
+        # thread); set by whoever knows (ResourceIndex.expect_writes_from).
+        self.on_the_way = None
         self._queue = queue.SimpleQueue()  # submitted operations
         self._acks = queue.SimpleQueue()  # (outcome, sync?) for the acknowledging thread
         self._handed = 0  # outcomes handed to the acknowledging thread (writer thread)
@@ -155,7 +186,11 @@ class IndexWriter(service.Service):
         their acknowledgement: commits grow with the load."""
         stopped = None
         while stopped is None:
-            batch, stopped = _without_stop(_taken(self._queue, self._max_batch))
+            taken = _taken(self._queue, self._max_batch)
+            if self.on_the_way is not None and self._gather_limit > 0:
+                taken = _gathered(self._queue, taken, self._max_batch, self.on_the_way,
+                                  self._gather_limit)
+            batch, stopped = _without_stop(taken)
             if batch:
                 self._acknowledge_later_or_now(batch, self._commit(batch))
         self._acks.put((_STOP, stopped))
