@@ -181,9 +181,11 @@ class IndexWriter(service.Service):
         return result
 
     def _run(self):
-        """Take every operation queued (up to ``max_batch``), make their
-        files durable, run them in one transaction, commit, then see to
-        their acknowledgement: commits grow with the load."""
+        """Take every operation queued (up to ``max_batch``), and those
+        that come while more are on their way (for ``gather_limit`` at
+        most), make their files durable, run them in one transaction,
+        commit, then see to their acknowledgement: commits grow with the
+        load."""
         stopped = None
         while stopped is None:
             taken = _taken(self._queue, self._max_batch)
