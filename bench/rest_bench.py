@@ -30,6 +30,16 @@ gives the run with the median rate of each server, and below it every round's
 rates with the ratio of the two servers within that round, and the median of those
 ratios: the figure to quote.
 
+With --baseline TREE, the second server is not Orthanc but orthancd run from
+another source tree (a git worktree of an earlier commit, say), in the same
+interleaved way: a before/after comparison of a change.  The ratio column is
+then this tree's orthancd over the baseline's, and the goals do not apply.
+--drop-caches also drops the clean page cache before each measured phase
+(root only): consecutive runs on this project's VM drifted down by up to 15%
+as the page cache filled, and came back once it was dropped.  It evicts the
+servers' libraries too, so the first upload after the next start then
+includes reading pydicom from the disk.
+
 The client is the same for both servers: keep-alive connections (one per unit of
 concurrency) multiplexed by one epoll loop, request bodies read into memory
 beforehand (--client threads / http.client: one thread per connection instead).  Its own CPU time is
@@ -48,6 +58,8 @@ Usage:
     python3 bench/rest_bench.py --json figures.json  # also write the figures
     python3 bench/rest_bench.py --phases browse,delete  # the c=1 ingest, then those
     python3 bench/rest_bench.py --phases ingest1,ingest4 --ingest-rounds 3
+    python3 bench/rest_bench.py --phases ingest4 --ingest-rounds 5 --drop-caches \
+        --baseline ../before    # this tree against a worktree of the code before
 
 Every process started is stopped at the end, on errors and on Ctrl-C too.
 """
@@ -263,12 +275,19 @@ def status_kib(pid, field):
     return 0
 
 
-def settle_disk():
+def settle_disk(drop_caches=False):
     """Before a measured phase: nothing left dirty in the page cache by what
     ran before (the other server's uploads).  A server that syncs the file
     system before answering (orthancd's syncfs) would otherwise write the
-    other server's files back too, during its own measurement."""
+    other server's files back too, during its own measurement.  With
+    ``drop_caches`` (--drop-caches), the clean page cache goes too."""
     os.sync()
+    if drop_caches:
+        try:
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("1")
+        except OSError as e:
+            log("cannot drop the page cache (%s): measuring with it" % e)
 
 
 def cpu_seconds(pids):
@@ -337,9 +356,13 @@ def disk_usage_bytes(folders):
 class ServerUnderTest:
     """One server process started from a command, with its own temporary folder."""
 
-    def __init__(self, kind, command_template, cwd, keep_folder=False):
+    def __init__(self, kind, command_template, cwd, keep_folder=False, label=None,
+                 orthancd_tree=None):
+        """``orthancd_tree``: the source tree of an orthancd command (put on
+        PYTHONPATH and compiled before each start); None for Orthanc."""
         self.kind = kind
-        self.label = SERVER_LABELS[kind]
+        self.label = label or SERVER_LABELS[kind]
+        self.orthancd_tree = orthancd_tree
         self.command_template = command_template
         self.cwd = cwd
         self.keep_folder = keep_folder
@@ -375,9 +398,10 @@ class ServerUnderTest:
         # exec: the shell becomes the server, so the pid we sample is the server's.
         command = "exec " + self.command_template.format(
             config=shlex.quote(config_path), http_port=self.http_port, dicom_port=self.dicom_port)
-        env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        if self.kind == "orthancd":
-            compile_tree(REPO_ROOT)
+        tree = self.orthancd_tree or REPO_ROOT
+        env = dict(os.environ, PYTHONPATH=tree + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        if self.orthancd_tree is not None:
+            compile_tree(self.orthancd_tree)
         with open(self.log_path, "ab") as log_file:
             # Own session: a Ctrl-C in the terminal reaches us only, and we stop it cleanly.
             self.process = subprocess.Popen(command, shell=True, cwd=self.cwd, env=env,
@@ -1018,7 +1042,7 @@ class Benchmark:
         for server in self.interleaved():
             server.phase = phase
             log("%s: %s of %d instances..." % (server.label, phase, len(bodies)))
-            settle_disk()
+            settle_disk(self.options.drop_caches)
             with RssSampler(server.pid) as rss:
                 result = run_requests(server, make_request, concurrency, count=len(bodies),
                                       client=self.client)
@@ -1105,7 +1129,7 @@ class Benchmark:
 
             server.phase = "delete_c4"
             log("%s: deleting %d instances..." % (server.label, len(ids)))
-            settle_disk()
+            settle_disk(self.options.drop_caches)
             result = run_requests(server, make_request, 4, count=len(ids), client=self.client)
             self.record(server, "delete_c4", result.as_dict())
             self.add_errors(server, result)
@@ -1228,8 +1252,9 @@ def print_ingest_rounds(benchmark):
             continue
         median = statistics.median(x / y for x, y in pairs)
         benchmark.figures["orthancd"][phase + "_median_ratio"] = median
-        print("%s rounds (instances/s, orthancd / Orthanc = ratio): %s; median ratio %.2fx"
-              % (phase.replace("_", " "),
+        labels = {s.kind: s.label for s in benchmark.servers}
+        print("%s rounds (instances/s, %s / %s = ratio): %s; median ratio %.2fx"
+              % (phase.replace("_", " "), labels["orthancd"], labels["orthanc"],
                  ", ".join("%.1f / %.1f = %.2fx" % (x, y, x / y) for x, y in pairs), median))
 
 
@@ -1237,10 +1262,13 @@ def print_report(benchmark, corpus_summary):
     kinds = [s.kind for s in benchmark.servers]
     rows = build_rows(benchmark)
     compare = "orthancd" in kinds and "orthanc" in kinds
-    header = ["metric"] + [SERVER_LABELS[k] for k in kinds] + (["ratio", "goal", ""] if compare else [])
+    header = ["metric"] + [s.label for s in benchmark.servers] + (["ratio", "goal", ""] if compare else [])
     table = [header]
     verdicts = {}
+    # The goals are against Orthanc, not against another orthancd.
+    goals_apply = not getattr(benchmark.options, "baseline", None)
     for metric, values, goal, passes in rows:
+        goal = goal if goals_apply else None
         line = [metric] + [fmt(values.get(k)) for k in kinds]
         if compare:
             a, b = values.get("orthancd"), values.get("orthanc")
@@ -1307,6 +1335,10 @@ def parse_arguments():
     parser.add_argument("--ingest-rounds", type=int, default=1,
                         help="runs of each ingest, each into fresh servers (the table gives "
                              "the median run; the ratio of each round is printed below it)")
+    parser.add_argument("--baseline", metavar="TREE",
+                        help="compare with orthancd run from this source tree instead of Orthanc")
+    parser.add_argument("--drop-caches", action="store_true",
+                        help="drop the clean page cache before each measured phase (root)")
     parser.add_argument("--keep", action="store_true", help="keep the servers' temporary folders")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     options = parser.parse_args()
@@ -1347,7 +1379,17 @@ def main():
     log(corpus_summary)
 
     commands = {"orthancd": options.orthancd_cmd, "orthanc": options.orthanc_cmd}
-    servers = [ServerUnderTest(kind, commands[kind], cwd=REPO_ROOT, keep_folder=options.keep)
+    trees = {"orthancd": REPO_ROOT, "orthanc": None}
+    labels = dict(SERVER_LABELS)
+    if options.baseline:
+        # The reference's slot holds orthancd from the baseline tree.
+        commands["orthanc"] = options.orthancd_cmd
+        trees["orthanc"] = os.path.abspath(options.baseline)
+        labels["orthancd"] = "orthancd (this tree)"
+        labels["orthanc"] = "orthancd @ %s" % options.baseline
+    servers = [ServerUnderTest(kind, commands[kind], cwd=trees[kind] or REPO_ROOT,
+                               keep_folder=options.keep, label=labels[kind],
+                               orthancd_tree=trees[kind])
                for kind in options.server]
     benchmark = Benchmark(servers, bodies, options)
     interrupted = False
