@@ -30,7 +30,7 @@ gives the run with the median rate of each server, and below it every round's
 rates with the ratio of the two servers within that round, and the median of those
 ratios: the figure to quote.
 
-With --baseline TREE, the second server is not Orthanc but orthancd run from
+With --baseline-code TREE, the second server is not Orthanc but orthancd run from
 another source tree (a git worktree of an earlier commit, say), in the same
 interleaved way: a before/after comparison of a change.  The ratio column is
 then this tree's orthancd over the baseline's, and the goals do not apply.
@@ -59,7 +59,7 @@ Usage:
     python3 bench/rest_bench.py --phases browse,delete  # the c=1 ingest, then those
     python3 bench/rest_bench.py --phases ingest1,ingest4 --ingest-rounds 3
     python3 bench/rest_bench.py --phases ingest4 --ingest-rounds 5 --drop-caches \
-        --baseline ../before    # this tree against a worktree of the code before
+        --baseline-code ../before    # this tree against a worktree of the code before
 
 Every process started is stopped at the end, on errors and on Ctrl-C too.
 """
@@ -1266,7 +1266,7 @@ def print_report(benchmark, corpus_summary):
     table = [header]
     verdicts = {}
     # The goals are against Orthanc, not against another orthancd.
-    goals_apply = not getattr(benchmark.options, "baseline", None)
+    goals_apply = not getattr(benchmark.options, "baseline_code", None)
     for metric, values, goal, passes in rows:
         goal = goal if goals_apply else None
         line = [metric] + [fmt(values.get(k)) for k in kinds]
@@ -1335,7 +1335,7 @@ def parse_arguments():
     parser.add_argument("--ingest-rounds", type=int, default=1,
                         help="runs of each ingest, each into fresh servers (the table gives "
                              "the median run; the ratio of each round is printed below it)")
-    parser.add_argument("--baseline", metavar="TREE",
+    parser.add_argument("--baseline-code", metavar="TREE",
                         help="compare with orthancd run from this source tree instead of Orthanc")
     parser.add_argument("--drop-caches", action="store_true",
                         help="drop the clean page cache before each measured phase (root)")
@@ -1381,12 +1381,12 @@ def main():
     commands = {"orthancd": options.orthancd_cmd, "orthanc": options.orthanc_cmd}
     trees = {"orthancd": REPO_ROOT, "orthanc": None}
     labels = dict(SERVER_LABELS)
-    if options.baseline:
+    if options.baseline_code:
         # The reference's slot holds orthancd from the baseline tree.
         commands["orthanc"] = options.orthancd_cmd
-        trees["orthanc"] = os.path.abspath(options.baseline)
+        trees["orthanc"] = os.path.abspath(options.baseline_code)
         labels["orthancd"] = "orthancd (this tree)"
-        labels["orthanc"] = "orthancd @ %s" % options.baseline
+        labels["orthanc"] = "orthancd @ %s" % options.baseline_code
     servers = [ServerUnderTest(kind, commands[kind], cwd=trees[kind] or REPO_ROOT,
                                keep_folder=options.keep, label=labels[kind],
                                orthancd_tree=trees[kind])
