@@ -65,9 +65,12 @@ class OrthancServer:
     (orthancd.pools) that reads, writes and parses files; ``pixel_pool``
     the one that decodes and encodes images (file_io when not given);
     ``storage_writes`` the one where the storage area writes a file while
-    the thread storing it hashes it (none: one after the other)."""
+    the thread storing it hashes it (none: one after the other);
+    ``small_files`` the one where small uploads are parsed and written, one
+    at a time (orthancd.ingest.Ingestor; file_io when not given)."""
 
-    def __init__(self, configuration, reactor, file_io, pixel_pool=None, storage_writes=None):
+    def __init__(self, configuration, reactor, file_io, pixel_pool=None, storage_writes=None,
+                 small_files=None):
         self.configuration = configuration
         # Orthanc extends DCMTK's global dictionary; so does orthancd, once
         # (before the main tags, which may name the tags it declares).
@@ -100,7 +103,7 @@ class OrthancServer:
                                        settle_files=self.storage.settle,
                                        changes=self.changes)
         self.index.set_normalizer(normalize_for_find)
-        self.ingest = Ingestor(self.index, self.storage, configuration, file_io)
+        self.ingest = Ingestor(self.index, self.storage, configuration, file_io, small_files)
         self.ingest.timed = self.metrics.timed
         # The MD5s of attachments, derived when first asked.
         self.checksums = AttachmentChecksums(self.storage, self.index, file_io)

@@ -10,6 +10,7 @@ the one started after it has stopped):
                  left pending; closes them last
   index-writer   the LMDB writer thread (group commits)
   file-io        the pool that reads, writes and parses files
+  small-files    the thread that parses and writes small uploads
   ingest-workers the helper processes parsing incoming headers
   pixels         the pool that decodes and encodes images
   lua-pool, lua-filter-pool, lua
@@ -148,8 +149,10 @@ def _make_service(options, reactor):
     pixel_pool = ThreadPoolService("pixels", reactor, maxthreads=PIXEL_THREADS)
     storage_writes = ThreadPoolService("storage-writes", reactor,
                                        maxthreads=STORAGE_WRITE_THREADS)
+    small_files = ThreadPoolService("small-files", reactor, maxthreads=1)
     try:
-        server = OrthancServer(configuration, reactor, file_io, pixel_pool, storage_writes)
+        server = OrthancServer(configuration, reactor, file_io, pixel_pool, storage_writes,
+                               small_files)
     except ConfigurationError as e:
         # Options whose values only the server checks (ExtraMainDicomTags,
         # IngestTranscoding): the same message as a configuration mistake.
@@ -159,6 +162,7 @@ def _make_service(options, reactor):
     # File I/O threads may wait for a write: its pool stops after them.
     storage_writes.setServiceParent(top)
     file_io.setServiceParent(top)
+    small_files.setServiceParent(top)
     # Helper processes parsing the headers of incoming instances.
     parsers = ParserPool(reactor, server.temporary_directory,
                          {"extra_main_dicom_tags": configuration.get("ExtraMainDicomTags")},

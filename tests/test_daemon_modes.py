@@ -106,8 +106,8 @@ def test_make_service_starts_no_thread_and_opens_nothing(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["orthanc.json", "startup.lua"]
     names = [child.name for child in top]
     # Start order: what is used starts before its users, and stops after them.
-    assert names[:9] == ["index", "index-writer", "storage-writes", "file-io", "ingest-workers",
-                         "pixels", "lua-pool", "lua-filter-pool", "lua"]
+    assert names[:10] == ["index", "index-writer", "storage-writes", "file-io", "small-files",
+                          "ingest-workers", "pixels", "lua-pool", "lua-filter-pool", "lua"]
 
 
 def test_foreground_mode_stops_cleanly_and_keeps_its_data(tmp_path):

@@ -43,3 +43,28 @@ def test_instances_being_prepared_are_on_their_way_to_the_index():
     second.addErrback(failures.append)
     pool.held[1][0].errback(RuntimeError("refused"))
     assert index.on_the_way() == 0 and failures
+
+
+def test_small_uploads_are_prepared_in_their_own_pool():
+    """Below SMALL_UPLOAD, preparations (mostly Python) go one at a time to
+    the small-files pool; larger ones, and files received piece by piece,
+    to the file I/O pool."""
+    from orthancd.ingest import SMALL_UPLOAD
+    from orthancd.storage.streaming import ReceivedFile
+    file_io, small_files = HeldPool(), HeldPool()
+    ingest = Ingestor(RecordingIndex(), None, load_configuration(), file_io, small_files)
+    origin = Origin.rest("127.0.0.1")
+
+    def prepare(source, dataset_needed):
+        return source
+    ingest._prepared(prepare, bytes(SMALL_UPLOAD - 1), origin)
+    ingest._prepared(prepare, bytes(SMALL_UPLOAD), origin)
+    ingest._prepared(prepare, ReceivedFile("/nowhere/received", None), origin)
+    assert [len(args[0]) for _, _, args in small_files.held] == [SMALL_UPLOAD - 1]
+    assert [args[0] if isinstance(args[0], str) else len(args[0])
+            for _, _, args in file_io.held] == [SMALL_UPLOAD, "/nowhere/received"]
+    # Without a pool of its own, everything goes to the file I/O pool.
+    alone = HeldPool()
+    Ingestor(RecordingIndex(), None, load_configuration(), alone)._prepared(prepare, b"1",
+                                                                            origin)
+    assert len(alone.held) == 1
