@@ -6,7 +6,7 @@ import time
 import pytest
 
 from orthancd.ids import ResourceLevel, resource_ids
-from orthancd.index.base import MetadataType, StorageFull, UnknownResource
+from orthancd.index.base import DescendantsSummary, MetadataType, StorageFull, UnknownResource
 from orthancd.index.lmdb_index import LmdbResourceIndex
 from orthancd.storage.area import StoredFile
 
@@ -136,25 +136,27 @@ def test_descendants_are_counted_and_their_values_gathered_in_one_reading(index)
     other_study = Summary("P", "S2", "SE3", "4").ids[1]
     P, ST, SE, I = (ResourceLevel.PATIENT, ResourceLevel.STUDY, ResourceLevel.SERIES,
                     ResourceLevel.INSTANCE)
-    assert index.count_descendants(patient, P, ST) == 2
-    assert index.count_descendants(patient, P, SE) == 3
-    assert index.count_descendants(patient, P, I) == 4
-    assert index.count_descendants(study, ST, SE) == 2
-    assert index.count_descendants(study, ST, I) == 3
-    assert index.count_descendants(other_study, ST, I) == 1
-    assert index.descendants_main_tag_values(study, ST, SE, "Modality") == {"CT", "MR"}
-    assert index.descendants_main_tag_values(other_study, ST, SE, "Modality") == set()
-    assert index.descendants_metadata_values(study, ST, I, MetadataType.SopClassUid) == \
-        {"1.2.840.10008.5.1.4.1.1.2"}
-    assert index.descendants_metadata_values(patient, P, I, MetadataType.SopClassUid) == \
-        {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"}
+    sop_class = MetadataType.SopClassUid
+    assert index.summarize_descendants(patient, P) == DescendantsSummary({ST: 2, SE: 3, I: 4})
+    assert index.summarize_descendants(study, ST) == DescendantsSummary({SE: 2, I: 3})
+    assert index.summarize_descendants(other_study, ST) == DescendantsSummary({SE: 1, I: 1})
+    assert index.summarize_descendants(study, ST, "Modality", sop_class) == DescendantsSummary(
+        {SE: 2, I: 3}, {"CT", "MR"}, {"1.2.840.10008.5.1.4.1.1.2"})
+    assert index.summarize_descendants(other_study, ST, "Modality").series_values == set()
+    assert index.summarize_descendants(patient, P, instance_metadata=sop_class) == \
+        DescendantsSummary({ST: 2, SE: 3, I: 4}, set(),
+                           {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"})
+    series = Summary("P", "S1", "SE2", "3").ids[2]
+    assert index.summarize_descendants(series, SE, "Modality", sop_class) == \
+        DescendantsSummary({I: 1})
     # The same as listing them.
-    assert index.count_descendants(patient, P, I) == len(index.get_descendants(patient, P, I))
+    assert index.summarize_descendants(patient, P).counts[I] == \
+        len(index.get_descendants(patient, P, I))
     with pytest.raises(UnknownResource):
-        index.count_descendants("0" * 8 + "-" + "0" * 8 + "-" + "0" * 8 + "-" + "0" * 8
-                                + "-" + "0" * 8, ST, I)
-    with pytest.raises(ValueError):
-        index.count_descendants(study, ST, ST)
+        index.summarize_descendants(Summary("Q", "S9", "SE9", "9").ids[1], ST)
+    instance = Summary("P", "S1", "SE1", "1").ids[3]
+    assert index.summarize_descendants(instance, I, "Modality", sop_class) == \
+        DescendantsSummary({})
 
 
 def test_resources_are_read_together(index):

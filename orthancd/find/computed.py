@@ -28,24 +28,21 @@ def computable(level):
 
 def compute_tags(index, level, public_id, wanted):
     """{tag: str} for the computed tags in ``wanted`` that apply at ``level``
-    (all read in one reading of the index)."""
+    (all from one walk down the resource's descendants)."""
     wanted = [t for t in computable(level) if t in wanted]
     if not wanted:
         return {}
-    with index.reading_together():
-        return _computed(index, level, public_id, wanted)
-
-
-def _computed(index, level, public_id, wanted):
+    summary = index.summarize_descendants(
+        public_id, level,
+        series_main_tag="Modality" if T.MODALITIES_IN_STUDY in wanted else None,
+        instance_metadata=(MetadataType.SopClassUid if T.SOP_CLASSES_IN_STUDY in wanted
+                           else None))
     out = {}
     for tag in wanted:
         if tag in COUNTS:
-            out[tag] = str(index.count_descendants(public_id, level, COUNTS[tag][1]))
+            out[tag] = str(summary.counts[COUNTS[tag][1]])
         elif tag == T.MODALITIES_IN_STUDY:
-            out[tag] = "\\".join(sorted(index.descendants_main_tag_values(
-                public_id, level, ResourceLevel.SERIES, "Modality")))
+            out[tag] = "\\".join(sorted(summary.series_values))
         elif tag == T.SOP_CLASSES_IN_STUDY:
-            classes = index.descendants_metadata_values(public_id, level, ResourceLevel.INSTANCE,
-                                                        MetadataType.SopClassUid)
-            out[tag] = "\\".join(sorted(value for value in classes if value))
+            out[tag] = "\\".join(sorted(value for value in summary.instance_values if value))
     return out

@@ -13,6 +13,7 @@ Tags of the file meta header are never given.
 
 Values are strings, None, or (for sequences) Orthanc's full JSON node.
 """
+import functools
 
 from orthancd.dicom import main_tags as M
 from orthancd.errors import ErrorCode, OrthancError
@@ -43,7 +44,10 @@ def computed_values(index, level, public_id, tags):
     return out
 
 
+@functools.lru_cache(maxsize=64)
 def _signature_tags(signature):
+    """The frozenset of tags a MainDicomTagsSignature names (resources
+    indexed under one configuration share it: parsed once)."""
     out = set()
     for item in (signature or "").split(";"):
         if len(item) == 9:
@@ -51,16 +55,32 @@ def _signature_tags(signature):
                 out.add((int(item[:4], 16) << 16) | int(item[5:], 16))
             except ValueError:
                 continue
-    return out
+    return frozenset(out)
+
+
+_names_of_level = {}  # level -> {main tag name: tag} of a resource of that level
+
+
+def _tags_by_name(level):
+    names = _names_of_level.get(level)
+    if names is None:
+        names = {name: tag for tag, name in M.MAIN_DICOM_TAGS[level].items()}
+        if level is ResourceLevel.STUDY:  # a study holds the patient's main tags too
+            names.update({name: tag for tag, name
+                          in M.MAIN_DICOM_TAGS[ResourceLevel.PATIENT].items()})
+        _names_of_level[level] = names
+    return names
+
+
+M.on_change(_names_of_level.clear)
 
 
 def _level_values(index, resource, level):
     """{tag: value} of the main tags a resource of ``level`` holds (a study
     holds the patient's too), and the tags it was indexed with."""
     values = {}
-    names = {name: tag for tag, name in M.MAIN_DICOM_TAGS[level].items()}
+    names = _tags_by_name(level)
     if level is ResourceLevel.STUDY:
-        names.update({name: tag for tag, name in M.MAIN_DICOM_TAGS[ResourceLevel.PATIENT].items()})
         for name, value in (resource.patient_tags or {}).items():
             if name in names:
                 values[names[name]] = value
@@ -72,7 +92,7 @@ def _level_values(index, resource, level):
     saved = _signature_tags(index.get_metadata_value(resource.public_id, level,
                                                      MetadataType.MainDicomTagsSignature))
     if level is ResourceLevel.STUDY and saved:
-        saved |= set(M.ORTHANC_MAIN_DICOM_TAGS[ResourceLevel.PATIENT])
+        saved = saved | set(M.ORTHANC_MAIN_DICOM_TAGS[ResourceLevel.PATIENT])
     return values, saved
 
 
@@ -120,20 +140,20 @@ async def requested_tags(server, level, public_id, requested):
     remaining -= computed
     if not remaining:
         return out  # only computed tags (Orthanc Explorer 2's study list)
+    # The resource and its ancestors up to the study: below the patient,
+    # the patient's tags come from the study's copy.
     chain = []
     resource = index.get_resource(public_id, level)
     lv = level
     while True:
         chain.append((lv, resource))
-        if resource.parent is None:
+        if resource.parent is None or lv.parent is ResourceLevel.PATIENT:
             break
         lv = lv.parent
         resource = index.get_resource(resource.parent, lv)
-    for lv, resource in reversed(chain):  # patient level first
+    for lv, resource in reversed(chain):  # the highest level first
         if not remaining:
             break
-        if lv is ResourceLevel.PATIENT and level is not ResourceLevel.PATIENT:
-            continue  # below the patient, its tags come from the study's copy
         values, saved = _level_values(index, resource, lv)
         for tag in list(remaining):
             if tag in values:

@@ -167,6 +167,13 @@ class StoreOutcome:
 
 
 @dataclasses.dataclass
+class DescendantsSummary:
+    counts: dict                                   # ResourceLevel -> how many below
+    series_values: set = dataclasses.field(default_factory=set)
+    instance_values: set = dataclasses.field(default_factory=set)
+
+
+@dataclasses.dataclass
 class DeleteOutcome:
     remaining_ancestor: Resource | None
     deleted: list                    # (level, public_id) of every removed resource
@@ -245,24 +252,16 @@ class ResourceIndex(abc.ABC):
         """Public IDs at ``target`` level at or below a resource, by ID."""
 
     # What the computed tags (ModalitiesInStudy, NumberOfStudyRelatedInstances,
-    # SOPClassesInStudy...) read of a resource's descendants, each in one
-    # reading of the index: Orthanc Explorer 2 asks for them for every
-    # study of its list.
+    # SOPClassesInStudy...) read of a resource's descendants: Orthanc
+    # Explorer 2 asks for them for every study of its list.
     @abc.abstractmethod
-    def count_descendants(self, public_id, level, target):
-        """How many resources at ``target`` level below a resource."""
-
-    @abc.abstractmethod
-    def descendants_main_tag_values(self, public_id, level, target, name):
-        """The distinct values of the main tag ``name`` of the resources at
-        ``target`` level below a resource (a set; those without it are left
-        out)."""
-
-    @abc.abstractmethod
-    def descendants_metadata_values(self, public_id, level, target, metadata_type):
-        """The distinct values of one metadata of the resources at
-        ``target`` level below a resource (a set; those without it are left
-        out)."""
+    def summarize_descendants(self, public_id, level, series_main_tag=None,
+                              instance_metadata=None):
+        """A DescendantsSummary of the resources below a resource, from one
+        walk down in one reading: how many at each level below, and the
+        distinct values of the series' main tag ``series_main_tag`` and of
+        the instances' metadata ``instance_metadata`` (those asked for;
+        resources without them are left out)."""
 
     @abc.abstractmethod
     def get_metadata(self, public_id, level):

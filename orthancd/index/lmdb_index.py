@@ -55,8 +55,8 @@ from orthancd.ids import ResourceLevel, format_public_id, parse_public_id
 from orthancd.changes import LABEL_ADDED, LABEL_REMOVED
 from orthancd.index.base import (
     USER_CONTENT_START, USER_METADATA_START, Change, ChangeType, ContentType, DeleteOutcome,
-    METADATA_VALUE_LEVELS, MetadataType, Resource, ResourceIndex, StorageFull, StoreOutcome,
-    UnknownResource, now_iso, series_completeness)
+    DescendantsSummary, METADATA_VALUE_LEVELS, MetadataType, Resource, ResourceIndex,
+    StorageFull, StoreOutcome, UnknownResource, now_iso, series_completeness)
 from orthancd.index.map_gate import MapGate
 from orthancd.index.writer import IndexStopped, IndexWriter
 from orthancd.logs import logger
@@ -648,38 +648,40 @@ class LmdbResourceIndex(ResourceIndex):
             return sorted(_public_id(k) for k in self._descendant_keys(txn, public_id, level,
                                                                       target))
 
-    def count_descendants(self, public_id, level, target):
-        if target <= level:
-            raise ValueError("%s is not below %s" % (target, level))
+    def summarize_descendants(self, public_id, level, series_main_tag=None,
+                              instance_metadata=None):
+        summary = DescendantsSummary({})
         with self._read() as txn:
-            # The last level is counted, not listed: LMDB counts a key's
-            # duplicates (its children) from their page.
-            parents = self._descendant_keys(txn, public_id, level, target.parent)
-            cursor = txn.cursor(db=self.db["children"])
-            return sum(cursor.count() for key in parents if cursor.set_key(key))
-
-    def _descendants_values(self, public_id, level, target, value_of):
-        """The distinct ``value_of(txn, key)`` of the resources at ``target``
-        level below a resource, None left out; in one read transaction."""
-        with self._read() as txn:
-            values = {value_of(txn, key)
-                      for key in self._descendant_keys(txn, public_id, level, target)}
-        values.discard(None)
-        return values
-
-    def descendants_main_tag_values(self, public_id, level, target, name):
-        def value_of(txn, key):
-            record = self._get_record(txn, key)
-            return None if record is None else record.get("t", {}).get(name)
-        return self._descendants_values(public_id, level, target, value_of)
-
-    def descendants_metadata_values(self, public_id, level, target, metadata_type):
-        metadata_type, db = int(metadata_type), self.db["metadata"]
-
-        def value_of(txn, key):
-            record = txn.get(key, db=db)
-            return None if record is None else metadata_entry(record, metadata_type)
-        return self._descendants_values(public_id, level, target, value_of)
+            key = resource_key(level, public_id)
+            if txn.get(key, db=self.db["resources"]) is None:
+                raise UnknownResource(public_id)
+            children = txn.cursor(db=self.db["children"])
+            keys, below = [key], level
+            while below is not ResourceLevel.INSTANCE:
+                below = below.child
+                if below is ResourceLevel.INSTANCE and instance_metadata is None:
+                    # Counted, not listed: LMDB counts a key's duplicates
+                    # (its children) from their page.
+                    summary.counts[below] = sum(children.count() for k in keys
+                                                if children.set_key(k))
+                    break
+                keys = [child for k in keys if children.set_key(k)
+                        for child in children.iternext_dup()]
+                summary.counts[below] = len(keys)
+                if below is ResourceLevel.SERIES and series_main_tag is not None:
+                    for k in keys:
+                        record = self._get_record(txn, k)
+                        if record is not None:
+                            summary.series_values.add(record.get("t", {}).get(series_main_tag))
+                elif below is ResourceLevel.INSTANCE:
+                    metadata_type, db = int(instance_metadata), self.db["metadata"]
+                    for k in keys:
+                        record = txn.get(k, db=db)
+                        if record is not None:
+                            summary.instance_values.add(metadata_entry(record, metadata_type))
+        summary.series_values.discard(None)
+        summary.instance_values.discard(None)
+        return summary
 
     def get_descendant_instances(self, public_id, level):
         """Public IDs of every instance below (or at) a resource, by ID."""
