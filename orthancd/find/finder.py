@@ -675,5 +675,6 @@ async def find(server, query):
             tags.update(values)
             if not all(c.matches_answer(tags.get(c.tag)) for c in checked):
                 continue
-        matches.append(L.Match(public_id, main_tags, file_tags))
+        matches.append(L.Match(public_id, main_tags, file_tags,
+                               candidates.resources.get(public_id, query.level)))
     return L.FindOutcome(matches, True)

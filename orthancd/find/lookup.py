@@ -15,7 +15,7 @@ from orthancd.dicom.main_tags import normalize_for_find
 from orthancd.find import constraints as C
 from orthancd.find import tags as T
 from orthancd.ids import ResourceLevel
-from orthancd.index.base import UnknownResource
+from orthancd.index.base import Resource, UnknownResource
 
 _RANGE_SAFE = set("0123456789.+-: ")
 
@@ -27,6 +27,8 @@ class Match:
     main_tags: Dict[int, str]
     # {tag int: value or None} of the instance file, when it had to be read.
     file_tags: Optional[Dict[int, Optional[str]]] = None
+    # The Resource as the find read it (its JSON needs it again).
+    resource: Optional[Resource] = None
 
 
 @dataclasses.dataclass

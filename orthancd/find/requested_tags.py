@@ -131,8 +131,9 @@ def check_requested(level, requested):
         raise OrthancError(ErrorCode.ParameterOutOfRange)
 
 
-async def requested_tags(server, level, public_id, requested):
-    """{tag: value} of the ``requested`` tags (ints) for one resource."""
+async def requested_tags(server, level, public_id, requested, resource=None):
+    """{tag: value} of the ``requested`` tags (ints) for one resource
+    (``resource``: its Resource, when the caller read it already)."""
     index = server.index
     remaining = set(requested)
     computed = computed_here(level, remaining)
@@ -143,7 +144,8 @@ async def requested_tags(server, level, public_id, requested):
     # The resource and its ancestors up to the study: below the patient,
     # the patient's tags come from the study's copy.
     chain = []
-    resource = index.get_resource(public_id, level)
+    if resource is None:
+        resource = index.get_resource(public_id, level)
     lv = level
     while True:
         chain.append((lv, resource))

@@ -216,8 +216,9 @@ def install(app, server):
         outcome = await finder.find(server, query)
         if content is None:
             return render_json(request, outcome.ids)
-        answer = [await expand(server, query.level, public_id, fmt, content, requested)
-                  for public_id in outcome.ids]
+        answer = [await expand(server, query.level, match.public_id, fmt, content, requested,
+                               resource=match.resource)
+                  for match in outcome.matches]
         return render_json(request, answer)
 
     @app.route("/tools/count-resources", methods=["POST"])

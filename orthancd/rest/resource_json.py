@@ -95,17 +95,20 @@ def _level_tags(level, names, sequences):
 
 
 def resource_to_json(server, level, public_id, fmt="human", content=EXPAND,
-                     metadata_names=None, attachments=None):
+                     metadata_names=None, attachments=None, resource=None):
     """``attachments``: {content type: StoredFile} with their MD5s known
-    (expand derives them), for "Attachments"."""
+    (expand derives them), for "Attachments"; ``resource``: the Resource,
+    when the caller read it already (a find)."""
     with server.index.reading_together():
         return _resource_json(server, level, public_id, fmt, content, metadata_names,
-                              attachments)
+                              attachments, resource)
 
 
-def _resource_json(server, level, public_id, fmt, content, metadata_names, attachments):
+def _resource_json(server, level, public_id, fmt, content, metadata_names, attachments,
+                   resource=None):
     index = server.index
-    resource = index.get_resource(public_id, level)
+    if resource is None:
+        resource = index.get_resource(public_id, level)
     out = {"ID": public_id, "Type": level.title}
     metadata = None
     if content & {"MetadataLegacy", "Metadata", "Status"}:
@@ -164,16 +167,18 @@ def _resource_json(server, level, public_id, fmt, content, metadata_names, attac
     return out
 
 
-async def expand(server, level, public_id, fmt="human", content=EXPAND, requested=()):
-    """The JSON of one resource, with its RequestedTags when any are asked."""
+async def expand(server, level, public_id, fmt="human", content=EXPAND, requested=(),
+                 resource=None):
+    """The JSON of one resource, with its RequestedTags when any are asked
+    (``resource``: as resource_to_json)."""
     attachments = None
     if "Attachments" in content:
         attachments = server.index.get_attachments(public_id, level)
         if any(info.md5_pending for info in attachments.values()):
             attachments = await server.checksums.complete_all(public_id, level, attachments)
     out = resource_to_json(server, level, public_id, fmt, content,
-                           getattr(server, "metadata_names", None), attachments)
+                           getattr(server, "metadata_names", None), attachments, resource)
     if requested:
-        values = await requested_tags(server, level, public_id, requested)
+        values = await requested_tags(server, level, public_id, requested, resource)
         out["RequestedTags"] = format_tags(values, fmt)
     return out
