@@ -58,28 +58,11 @@ def _signature_tags(signature):
     return frozenset(out)
 
 
-_names_of_level = {}  # level -> {main tag name: tag} of a resource of that level
-
-
-def _tags_by_name(level):
-    names = _names_of_level.get(level)
-    if names is None:
-        names = {name: tag for tag, name in M.MAIN_DICOM_TAGS[level].items()}
-        if level is ResourceLevel.STUDY:  # a study holds the patient's main tags too
-            names.update({name: tag for tag, name
-                          in M.MAIN_DICOM_TAGS[ResourceLevel.PATIENT].items()})
-        _names_of_level[level] = names
-    return names
-
-
-M.on_change(_names_of_level.clear)
-
-
 def _level_values(index, resource, level):
     """{tag: value} of the main tags a resource of ``level`` holds (a study
     holds the patient's too), and the tags it was indexed with."""
     values = {}
-    names = _tags_by_name(level)
+    names = T.LEVEL_TAG_NUMBERS[level]
     if level is ResourceLevel.STUDY:
         for name, value in (resource.patient_tags or {}).items():
             if name in names:

@@ -88,6 +88,9 @@ MAIN_TAG_LEVELS = {}
 # tag -> the name the index stores it under, whatever the level.
 MAIN_TAG_NAMES = {}
 MAIN_TAG_NUMBERS = {}
+# level -> {name: tag} of the main tags a resource of that level holds,
+# sequences included (a study holds its patient's too).
+LEVEL_TAG_NUMBERS = {}
 
 
 def _rebuild():
@@ -103,6 +106,10 @@ def _rebuild():
             MAIN_TAG_NAMES[tag] = name
     MAIN_TAG_NUMBERS.clear()
     MAIN_TAG_NUMBERS.update({name: tag for tag, name in MAIN_TAG_NAMES.items()})
+    LEVEL_TAG_NUMBERS.clear()
+    for level, tags in main_tags.MAIN_DICOM_TAGS.items():
+        LEVEL_TAG_NUMBERS[ResourceLevel(level)] = {name: tag for tag, name in tags.items()}
+    LEVEL_TAG_NUMBERS[ResourceLevel.STUDY].update(LEVEL_TAG_NUMBERS[ResourceLevel.PATIENT])
 
 
 _rebuild()
