@@ -101,7 +101,8 @@ class OrthancServer:
                                        identifier_tags=_identifier_tags(),
                                        make_durable=self.storage.make_durable,
                                        settle_files=self.storage.settle,
-                                       changes=self.changes)
+                                       changes=self.changes,
+                                       durable_with_files=self.storage.durable_with)
         self.index.set_normalizer(normalize_for_find)
         self.ingest = Ingestor(self.index, self.storage, configuration, file_io, small_files)
         self.ingest.timed = self.metrics.timed
@@ -381,7 +382,11 @@ class OrthancServer:
         released files and their removal.  Only those files are looked at:
         the storage area lists the pending ones, the index the released ones.
         Start-up time does not grow with the number of stored files (but
-        for one full sweep of a storage written by an older orthancd)."""
+        for one full sweep of a storage written by an older orthancd).
+        First, the files of the last commit made durable together with
+        them: an instance (or attachment) whose file a crash kept from the
+        disk leaves the index (it was never acknowledged)."""
+        self._check_unsettled()
         pending = self.storage.pending()
         if pending is None:
             removed = self._full_sweep()
@@ -395,6 +400,18 @@ class OrthancServer:
         if removed:
             log.info("Removed {n} orphan file(s) from the storage area", n=removed)
         return removed
+
+    def _check_unsettled(self):
+        unsettled = self.index.unsettled_files()
+        if not unsettled:
+            return
+        missing = [entry for entry in unsettled if not self.storage.holds(entry[3])]
+        for level, public_id, content_type, info in missing:
+            log.warn("The file {uuid} of {kind} {id} (content type {type}) did not reach the "
+                     "disk before the server stopped: its upload was never acknowledged, "
+                     "it leaves the index", uuid=info.uuid, kind=level.name.lower(),
+                     id=public_id, type=int(content_type))
+        self.index.settle_unsettled_now(missing)
 
     def _full_sweep(self):
         log.info("Checking every file of the storage area once")

@@ -7,7 +7,10 @@ unsynced (sync_index), a batch is acknowledged, and its files settled,
 only after a sync that followed its commit: the writer's for a batch with
 files, the acknowledging thread's for one without (one sync for all those
 waiting), in the order of the commits.  A batch waits, a moment at most,
-for the writes it is told are on their way."""
+for the writes it is told are on their way.  Where make_durable covers the
+index too (record_files), a batch with files commits first, recording the
+files of its operations that succeeded, and one make_durable then makes both
+durable; if it fails, the clients hear of it."""
 import queue
 import threading
 
@@ -406,4 +409,78 @@ def test_a_failed_index_sync_fails_the_batch_and_settles_nothing(nometasync_env)
     reactor.run_until(lambda: len(failures) == 2)
     assert all(f.check(OSError) for f in failures)
     assert settled == []
+    _stop(writer, reactor)
+
+
+def test_files_made_durable_with_the_index_follow_the_commit(nometasync_env):
+    """Where make_durable covers the index too (record_files given), a batch
+    with files commits first, records the files of its operations that
+    succeeded (in its own transaction), then one make_durable makes the
+    files and the commit durable: no index sync of its own."""
+    env = nometasync_env
+    reactor = ThreadedReactor()
+    journal = []
+
+    def make_durable(files):
+        with env.begin() as txn:
+            journal.append(("durable", tuple(files), txn.get(b"a"), txn.get(b"recorded")))
+
+    def record_files(txn, files):
+        txn.put(b"recorded", repr(files).encode())
+
+    writer = _writer(env, reactor, make_durable, sync_index=lambda: journal.append("sync"),
+                     settle=lambda settled: journal.append(("settled", tuple(settled))),
+                     record_files=record_files)
+    first = HeldOperation()
+    acknowledged, failures = [], []
+    first.submit_to(writer).addCallback(acknowledged.append)
+
+    def failing(txn):
+        txn.put(b"b", b"1")
+        raise ValueError("refused")
+    # Both wait behind the first: one batch.
+    writer.submit(_put(b"a", b"1"), files=["file a"], slots=["slot a"]).addCallback(
+        acknowledged.append)
+    writer.submit(failing, files=["file b"], slots=["slot b"]).addErrback(failures.append)
+    first.release()
+    reactor.run_until(lambda: len(acknowledged) == 2 and failures)
+    reactor.run_until(lambda: ("settled", ("file a",)) in journal)
+    # The first batch had no files: synced as before (here or in the
+    # acknowledging thread).  The second was durable once its files were:
+    # committed (with its record) before.
+    durable = [e for e in journal if e[0] == "durable"]
+    assert durable == [("durable", ("file a", "file b"), b"1",
+                        repr([("file a", "slot a")]).encode())]
+    assert journal.count("sync") == 1
+    assert journal.index(("settled", ("file a",))) > journal.index(durable[0])
+    _stop(writer, reactor)
+
+
+def test_files_that_cannot_be_made_durable_after_the_commit_fail_their_batch(nometasync_env):
+    """The commit happened: the clients hear of the failure, nothing is
+    settled, and the record names the files for the start-up check."""
+    env = nometasync_env
+    reactor = ThreadedReactor()
+    settled = []
+
+    def make_durable(files):
+        raise OSError(5, "Input/output error")
+
+    def record_files(txn, files):
+        txn.put(b"recorded", repr(files).encode())
+
+    writer = _writer(env, reactor, make_durable, sync_index=lambda: env.sync(True),
+                     settle=settled.extend, record_files=record_files)
+    failures = []
+    writer.submit(_put(b"a", b"1"), files=["file a"], slots=["slot a"]).addErrback(
+        failures.append)
+    reactor.run_until(lambda: failures)
+    assert failures[0].check(OSError)
+    assert settled == []
+    with env.begin() as txn:
+        assert txn.get(b"recorded") == repr([("file a", "slot a")]).encode()
+    # The writer goes on.
+    results = []
+    writer.submit(_put(b"c", b"1")).addCallback(results.append)
+    reactor.run_until(lambda: results)
     _stop(writer, reactor)

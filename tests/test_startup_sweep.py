@@ -2,8 +2,8 @@
 the files that may be unreferenced are looked at, never the whole storage.
 
 Crashes are simulated in-process by stopping at each dangerous point (after
-the file write, after the commit, after a release); the last test kills a
-real daemon during deletes."""
+the file write, after the commit, after a release, a commit on the disk
+without its files); one test kills a real daemon during deletes."""
 import json
 import os
 import threading
@@ -324,3 +324,80 @@ def test_kill_during_deletes_leaves_no_orphan(tmp_path):
         assert rest.get("/instances/%s/file" % instance_id).status == 200
     assert pending_on_disk(root) == []
     daemon.stop()
+
+
+def _lose(place, uuid, truncate=False):
+    """What a crash in the middle of a group commit's syncfs may leave: the
+    index committed (its meta page reached the disk), the file not."""
+    path = place.storage.path(uuid)
+    if truncate:
+        with open(path, "r+b") as f:
+            f.truncate(100)
+    else:
+        os.unlink(path)
+
+
+@pytest.mark.parametrize("truncate", [False, True], ids=["missing", "truncated"])
+def test_an_instance_whose_file_a_crash_lost_leaves_the_index(place, truncate):
+    """The index and the storage share a file system here: a commit that
+    references files is made durable together with them, and records them.
+    After a crash, an instance of that last commit whose file is not whole
+    leaves the index, with the ancestors it leaves empty; the instances of
+    earlier commits, and the other instances of its series, stay."""
+    assert place.server.index.writer.record_files is not None
+    kept = place.upload(SAMPLES[0])
+    kept_uuid = dicom_uuid(place, kept.ids[3])
+    lost = place.upload(SAMPLES[1])
+    lost_uuid = dicom_uuid(place, lost.ids[3])
+    wait_settled(place, lost_uuid)
+    assert [entry[3].uuid for entry in place.server.index.unsettled_files()] == [lost_uuid]
+    place.crash()
+    _lose(place, lost_uuid, truncate)
+    place.start()
+    index = place.server.index
+    assert index.exists(kept.ids[3], ResourceLevel.INSTANCE)
+    for level in ResourceLevel:
+        if lost.ids[level] != kept.ids[level]:
+            assert not index.exists(lost.ids[level], level)
+    assert place.files() == {kept_uuid}
+    assert index.unsettled_files() == []
+    assert place.server.storage.read(kept_uuid) == read_sample(SAMPLES[0])
+    # The same upload again is a new instance.
+    assert place.upload(SAMPLES[1]).status == "Success"
+    assert index.exists(lost.ids[3], ResourceLevel.INSTANCE)
+
+
+def test_the_files_of_the_last_commit_that_reached_the_disk_stay(place):
+    instance = place.upload(SAMPLES[0]).ids[3]
+    uuid = dicom_uuid(place, instance)
+    wait_settled(place, uuid)
+    restart(place)
+    assert place.server.index.exists(instance, ResourceLevel.INSTANCE)
+    assert place.files() == {uuid}
+    assert place.server.index.unsettled_files() == []
+
+
+def test_an_attachment_whose_file_a_crash_lost_is_removed_alone(place):
+    instance = place.upload(SAMPLES[0]).ids[3]
+    stored = wait(defer.ensureDeferred(place.server.store_attachment(
+        instance, ResourceLevel.INSTANCE, 1025, b"an attachment")))
+    wait_settled(place, stored.uuid)
+    place.crash()
+    _lose(place, stored.uuid)
+    place.start()
+    attachments = place.server.index.get_attachments(instance, ResourceLevel.INSTANCE)
+    assert 1025 not in attachments and ContentType.Dicom in attachments
+
+
+def test_files_are_made_durable_with_the_index_only_where_one_sync_covers_both(tmp_path):
+    from orthancd.storage.filesystem import FilesystemStorageArea
+    synced = FilesystemStorageArea(str(tmp_path / "storage"))
+    synced.prepare()
+    assert synced.durable_with(str(tmp_path))
+    # Another file system (/proc is one everywhere): its own syncs.
+    assert not synced.durable_with("/proc")
+    synced.close()
+    unsynced = FilesystemStorageArea(str(tmp_path / "unsynced"), fsync=False)
+    unsynced.prepare()
+    assert not unsynced.durable_with(str(tmp_path))
+    unsynced.close()

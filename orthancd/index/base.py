@@ -346,6 +346,31 @@ class ResourceIndex(abc.ABC):
     def referenced_uuids(self):
         """Every attachment UUID the index points at."""
 
+    # -- the start-up check (blocking: before the writes start) --
+    @abc.abstractmethod
+    def released_files(self):
+        """UUIDs of the files the index stopped referencing and whose
+        removal was not confirmed."""
+
+    @abc.abstractmethod
+    def forget_released_now(self, uuids):
+        """These released files are gone."""
+
+    @abc.abstractmethod
+    def unsettled_files(self):
+        """(level, public ID, content type, StoredFile) of the files the
+        last commit made durable together with them referenced: those a
+        crash may have kept from the disk though the index names them (an
+        index whose commits always follow their files' durability has
+        none)."""
+
+    @abc.abstractmethod
+    def settle_unsettled_now(self, missing):
+        """Forget the unsettled files, after removing what refers to the
+        ``missing`` ones among them (an instance whose file is missing is
+        deleted, with the ancestors it leaves empty; another attachment
+        is)."""
+
     # -- writes (each returns a Deferred fired after commit) --
     def expect_writes_from(self, on_the_way):
         """``on_the_way()``: how many writes are coming soon (instances

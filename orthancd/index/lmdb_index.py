@@ -212,6 +212,9 @@ def identifier_key(level, tag, normalized_value):
 
 
 _INEXACT_COUNTED = b"inexact-counted"
+# The files referenced by the last commit made durable together with them
+# (LmdbResourceIndex._record_unsettled).
+_UNSETTLED = b"unsettled-files"
 _NEXT_RECYCLING = b"next:recycling"  # the next place in the recycling order (_next)
 # Set once an index written when instances' metadata were indexed by value
 # too no longer holds those entries.
@@ -333,18 +336,23 @@ class LmdbResourceIndex(ResourceIndex):
     indexed_value_limit = _MAX_INDEXED_VALUE
 
     def __init__(self, directory, reactor, identifier_tags=None, map_size=1 << 40,
-                 make_durable=None, settle_files=None, changes=None):
+                 make_durable=None, settle_files=None, changes=None, durable_with_files=None):
         """``identifier_tags``: {ResourceLevel: [(tag int, keyword)]} whose
         normalized values go into the identifiers database for find;
-        ``changes``: the ChangeStream the committed changes go to.
+        ``changes``: the ChangeStream the committed changes go to;
+        ``durable_with_files(directory)``: whether ``make_durable`` also
+        makes what is written in that directory durable (then a commit that
+        references files is made durable with them, see IndexWriter).
         Nothing is opened here: ``open`` does it, at start-up."""
+        self._durable_with_files = durable_with_files
         self.directory = directory
         self._map_size = map_size
         self.env = None
         self.db = {}
         self.identifier_tags = identifier_tags or {}
         self._normalize = lambda value: value
-        # The index commits only once the files it references are durable;
+        # A commit is acknowledged only once the files it references are
+        # durable (made so before it, or together with it: IndexWriter);
         # the writer is a service of its own, started after ``open``.
         # Readers and the map's growth take turns (orthancd.index.map_gate).
         self._gate = MapGate()
@@ -390,6 +398,8 @@ class LmdbResourceIndex(ResourceIndex):
         if not packed:
             self._pack_metadata_records()
         self._sync()
+        if self._durable_with_files is not None and self._durable_with_files(self.directory):
+            self.writer.record_files = self._record_unsettled
 
     def _sync(self):
         """Make the last commit durable: commits sync their data pages but
@@ -1061,10 +1071,13 @@ class LmdbResourceIndex(ResourceIndex):
         """``extra``: (content type, StoredFile) of the instance's other
         attachments (DicomUntilPixelData with StorageCompression)."""
         files = [stored] + [info for _, info in extra]
+        instance_id = summary.ids[ResourceLevel.INSTANCE]
+        slots = [(ResourceLevel.INSTANCE, instance_id, ContentType.Dicom)] + [
+            (ResourceLevel.INSTANCE, instance_id, content_type) for content_type, _ in extra]
         return self.writer.submit(
             _tracking_files(self._store_instance, files, _obsolete_files, self.db),
             summary, stored, metadata, overwrite, limits, now_iso(), attached, tuple(extra),
-            files=files)
+            files=files, slots=slots)
 
     def delete_resource(self, public_id, level):
         # The files removed after the previous deletes are forgotten by this
@@ -1125,7 +1138,8 @@ class LmdbResourceIndex(ResourceIndex):
             return [previous] if previous is not None and previous.uuid != stored.uuid else []
         return self.writer.submit(
             _tracking_files(self._set_attachment_op, [stored], released, self.db),
-            public_id, level, content_type, stored, expected, files=[stored])
+            public_id, level, content_type, stored, expected, files=[stored],
+            slots=[(level, public_id, content_type)])
 
     def delete_attachment(self, public_id, level, content_type, expected=None):
         """Fires with the removed StoredFile; fails with KeyError when there
@@ -1785,6 +1799,43 @@ class LmdbResourceIndex(ResourceIndex):
             txn.delete(uuid.encode(), db=self.db["released"])
 
     # ------------------------------------------------------- consistency check
+
+    def _record_unsettled(self, txn, files):
+        """The files a commit references, recorded in it when it is made
+        durable together with them (IndexWriter): until the next such
+        commit, these are the ones a crash may have kept from the disk."""
+        txn.put(_UNSETTLED, _dumps([[int(slot[0]), slot[1], int(slot[2]), info.to_record()]
+                                    for info, slot in files if slot is not None]),
+                db=self.db["meta"])
+
+    def unsettled_files(self):
+        raw = None
+        with self._read() as txn:
+            raw = txn.get(_UNSETTLED, db=self.db["meta"])
+        if raw is None:
+            return []
+        return [(ResourceLevel(level), public_id, content_type, StoredFile.from_record(record))
+                for level, public_id, content_type, record in _loads(raw)]
+
+    def settle_unsettled_now(self, missing):
+        self.writer.run_sync(self._settle_unsettled_op, list(missing))
+
+    def _settle_unsettled_op(self, txn, missing):
+        for level, public_id, content_type, info in missing:
+            key = resource_key(level, public_id)
+            raw = txn.get(key + _U16.pack(int(content_type)), db=self.db["attachments"])
+            if raw is None or unpack_attachment(raw).uuid != info.uuid:
+                continue  # no longer that file there
+            if level is ResourceLevel.INSTANCE and content_type in (
+                    ContentType.Dicom, ContentType.DicomUntilPixelData):
+                operation = _tracking_files(self._delete_resource_op, [], _obsolete_files,
+                                            self.db)
+                operation(txn, public_id, level)
+            else:
+                operation = _tracking_files(self._delete_attachment_op, [], _deleted_file,
+                                            self.db)
+                operation(txn, public_id, level, content_type)
+        txn.delete(_UNSETTLED, db=self.db["meta"])
 
     def released_files(self):
         """UUIDs of the files that the index stopped referencing and whose

@@ -93,7 +93,8 @@ class StorageArea(abc.ABC):
         """Write ``data`` (bytes), compressed when ``compress`` says so (None:
         as the area is configured); return a StoredFile.  The file is complete
         and in place, but durable only after ``make_durable`` (the index calls
-        it once per group commit, before committing).  ``salt`` keeps equal
+        it once per group commit, before committing or, where it covers the
+        index too, right after).  ``salt`` keeps equal
         bytes in different slots apart (attachments that are not DICOM files,
         whose content does not determine their owner).  ``owner`` (a short
         string) names what is about to reference the file; it comes back from
@@ -145,6 +146,16 @@ class StorageArea(abc.ABC):
     def make_durable(self, files):
         """Block until the given StoredFiles and their directory entries are on
         stable storage."""
+
+    def durable_with(self, directory):
+        """Whether ``make_durable`` also makes durable whatever was written
+        in ``directory`` before it (an index there)."""
+        return False
+
+    @abc.abstractmethod
+    def holds(self, info):
+        """True when the file of the StoredFile ``info`` is there, whole (its
+        size on disk)."""
 
     @abc.abstractmethod
     def read(self, uuid):
