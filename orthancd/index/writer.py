@@ -31,8 +31,8 @@ than the overlap saved: 467 against 500 uploads/s.  Deletes, bound by
 syncs, are the other way round: 1,331/s with every batch synced by the
 writer, 1,572/s with the overlap.
 
-Where ``make_durable`` makes the index durable too (``durable_with_files``:
-one ``syncfs`` of the file system holding both the files and the index), a
+Where ``make_durable`` makes the index durable too (``record_files`` is
+given: one ``syncfs`` of the file system holding the files and the index), a
 batch that references files commits first, then makes its files and its
 commit durable with that one call: one sync fewer per batch.  The index may
 then name files that a crash kept from reaching the disk, but only those of
@@ -121,8 +121,9 @@ class IndexStopped(Exception):
 class IndexWriter(service.Service):
     """``begin_write(parent=None)`` opens an LMDB write transaction (a child
     one when ``parent`` is given).  ``make_durable(files)`` runs before each
-    commit (or right after it, see above), ``settle(files)`` after it with the files of the operations that
-    committed (their storage no longer needs to remember them as pending)."""
+    commit (or right after it, see above), ``settle(files)`` after it with
+    the files of the operations that committed (their storage no longer
+    needs to remember them as pending)."""
     log = logger(__name__)
     name = "index-writer"
 
