@@ -38,9 +38,10 @@ commit durable with that one call: one sync fewer per batch.  The index may
 then name files that a crash kept from reaching the disk, but only those of
 its last commit, and only of operations never acknowledged: the batch records
 them in its own transaction (``record_files``), and the start-up check looks
-at those.  Measured on 2 cores (issue #10, runs alternated): 513 KiB
-instances at 4 clients 618 -> 636 uploads/s, 1 client 388 -> 401/s; 1.5 KiB
-instances at 4 clients 889 -> 958/s.
+at those.  Measured on 2 cores (issue #10, runs alternated, 10 or 12
+runs of each): 513 KiB instances at 4 clients 622 -> 632 uploads/s, at 1
+client 390 -> 402/s; 1.5 KiB instances at 4 clients 909 -> 935/s, at 1
+client 529 -> 555/s.
 
 A batch also waits a moment for the writes known to be on their way
 (``on_the_way``: uploads being parsed and written, each followed by its
