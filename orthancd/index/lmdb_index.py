@@ -1809,7 +1809,6 @@ class LmdbResourceIndex(ResourceIndex):
                 db=self.db["meta"])
 
     def unsettled_files(self):
-        raw = None
         with self._read() as txn:
             raw = txn.get(_UNSETTLED, db=self.db["meta"])
         if raw is None:
