@@ -71,11 +71,11 @@ class Workplace:
     """An OrthancServer on a folder, started and stopped - or 'crashed' (left
     as it is, without the shutdown's closing steps) - as a test wants."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, **options):
         self.folder = folder
         path = os.path.join(folder, "orthanc.json")
         with open(path, "w") as f:
-            json.dump({"StorageDirectory": os.path.join(folder, "storage")}, f)
+            json.dump(dict(options, StorageDirectory=os.path.join(folder, "storage")), f)
         self.configuration = load_configuration(path)
         self.server = None
 
@@ -401,3 +401,24 @@ def test_files_are_made_durable_with_the_index_only_where_one_sync_covers_both(t
     unsynced.prepare()
     assert not unsynced.durable_with(str(tmp_path))
     unsynced.close()
+
+
+def test_a_compressed_instance_whose_header_file_a_crash_lost_leaves_the_index(tmp_path):
+    """With StorageCompression, an instance has two files (compressed): the
+    DICOM file and its header up to the pixel data.  One of them lost is
+    enough for the instance to leave the index; the other file goes too."""
+    place = Workplace(str(tmp_path), StorageCompression=True)
+    place.start()
+    try:
+        instance = place.upload(SAMPLES[1]).ids[3]  # a header shorter than the file
+        attachments = place.server.index.get_attachments(instance, ResourceLevel.INSTANCE)
+        header = attachments[ContentType.DicomUntilPixelData]
+        assert header.compressed and attachments[ContentType.Dicom].compressed
+        wait_settled(place, header.uuid)
+        place.crash()
+        os.unlink(place.storage.path(header.uuid) + ".zlib")
+        place.start()
+        assert not place.server.index.exists(instance, ResourceLevel.INSTANCE)
+        assert place.files() == set()
+    finally:
+        place.stop()

@@ -362,7 +362,8 @@ class ResourceIndex(abc.ABC):
         last commit made durable together with them referenced: those a
         crash may have kept from the disk though the index names them (an
         index whose commits always follow their files' durability has
-        none)."""
+        none).  The StoredFiles tell the UUID, the size on disk and whether
+        the file is compressed, not the MD5s."""
 
     @abc.abstractmethod
     def settle_unsettled_now(self, missing):

@@ -1803,8 +1803,11 @@ class LmdbResourceIndex(ResourceIndex):
     def _record_unsettled(self, txn, files):
         """The files a commit references, recorded in it when it is made
         durable together with them (IndexWriter): until the next such
-        commit, these are the ones a crash may have kept from the disk."""
-        txn.put(_UNSETTLED, _dumps([[int(slot[0]), slot[1], int(slot[2]), info.to_record()]
+        commit, these are the ones a crash may have kept from the disk.
+        Only what tells whether a file is whole is kept (a short record
+        fits in the page it shares with the other meta keys)."""
+        txn.put(_UNSETTLED, _dumps([[int(slot[0]), slot[1], int(slot[2]), info.uuid, info.size,
+                                     info.compressed]
                                     for info, slot in files if slot is not None]),
                 db=self.db["meta"])
 
@@ -1813,8 +1816,10 @@ class LmdbResourceIndex(ResourceIndex):
             raw = txn.get(_UNSETTLED, db=self.db["meta"])
         if raw is None:
             return []
-        return [(ResourceLevel(level), public_id, content_type, StoredFile.from_record(record))
-                for level, public_id, content_type, record in _loads(raw)]
+        # Their MD5s and uncompressed sizes are not recorded: None.
+        return [(ResourceLevel(level), public_id, content_type,
+                 StoredFile(uuid, size, None, None, None, compressed))
+                for level, public_id, content_type, uuid, size, compressed in _loads(raw)]
 
     def settle_unsettled_now(self, missing):
         self.writer.run_sync(self._settle_unsettled_op, list(missing))
