@@ -362,6 +362,10 @@ def test_an_instance_whose_file_a_crash_lost_leaves_the_index(place, truncate):
     assert place.files() == {kept_uuid}
     assert index.unsettled_files() == []
     assert place.server.storage.read(kept_uuid) == read_sample(SAMPLES[0])
+    # The counters lost the instance too.
+    statistics = index.get_statistics()
+    assert statistics["instances"] == 1
+    assert statistics["disk"] == len(read_sample(SAMPLES[0]))
     # The same upload again is a new instance.
     assert place.upload(SAMPLES[1]).status == "Success"
     assert index.exists(lost.ids[3], ResourceLevel.INSTANCE)
