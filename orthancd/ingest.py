@@ -2,8 +2,8 @@
 
 parse (pydicom, off the reactor) -> write the content-addressed file (or, for
 a file received over DICOM, rename it into place) -> one index operation
-through the group-commit writer, which makes the files durable before it
-commits -> the change stream tells its subscribers.  The Deferred returned by ``store`` and
+through the group-commit writer, which makes the files and the commit
+durable before it answers -> the change stream tells its subscribers.  The Deferred returned by ``store`` and
 ``store_file`` fires only after the index commit, so a success answer always
 means "on disk and indexed".
 """

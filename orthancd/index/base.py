@@ -358,11 +358,11 @@ class ResourceIndex(abc.ABC):
 
     @abc.abstractmethod
     def unsettled_files(self):
-        """(level, public ID, content type, StoredFile) of the files the
-        last commit made durable together with them referenced: those a
-        crash may have kept from the disk though the index names them (an
-        index whose commits always follow their files' durability has
-        none).  The StoredFiles tell the UUID, the size on disk and whether
+        """(level, public ID, content type, StoredFile) of the files
+        referenced by the last commit that was made durable together with
+        its files: those a crash may have kept from the disk though the
+        index names them (an index whose commits always follow their
+        files' durability has none).  The StoredFiles tell the UUID, the size on disk and whether
         the file is compressed, not the MD5s."""
 
     @abc.abstractmethod
@@ -382,7 +382,9 @@ class ResourceIndex(abc.ABC):
     @abc.abstractmethod
     def store_instance(self, summary, stored, metadata, overwrite, limits, attached=None,
                        extra=()):
-        """Index one instance whose file is already durable; fires StoreOutcome.
+        """Index one instance whose file is written (it is made durable
+        before the Deferred fires, with the commit or before it); fires
+        StoreOutcome.
         ``metadata``: {level: {MetadataType: value}} (levels other than the
         instance's are written only when the resource is created);
         ``attached``: the same, written whether the resources are new or not;
