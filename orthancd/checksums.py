@@ -16,7 +16,7 @@ corrupted), and the index records them, so they are computed once per file.
 from twisted.internet import defer
 
 from orthancd.errors import ErrorCode, OrthancError
-from orthancd.ingest import attachment_salt, attachment_slot
+from orthancd.ingest import attachment_salts
 from orthancd.logs import logger
 from orthancd.storage.area import ContentCorrupted
 
@@ -36,9 +36,8 @@ class AttachmentChecksums:
         what it was stored with, or FileNotFoundError."""
         if not info.md5_pending:
             return defer.succeed(info)
-        salts = (b"", attachment_salt(public_id, content_type),
-                 attachment_slot(level, public_id, content_type).encode())
-        d = self._file_io.run(self._storage.derive_md5s, info, salts)
+        d = self._file_io.run(self._storage.derive_md5s, info,
+                              attachment_salts(level, public_id, content_type))
 
         def derived(md5s):
             complete = info.with_md5s(info.md5 if info.md5 is not None else md5s[0],

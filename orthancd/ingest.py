@@ -134,6 +134,15 @@ def attachment_salt(public_id, content_type):
     return ("%s/%d" % (public_id, int(content_type))).encode()
 
 
+def attachment_salts(level, public_id, content_type):
+    """Every salt the name of the file in that slot may have been made with:
+    none (a DICOM file), ``attachment_salt`` (an attachment a client
+    stored), the slot itself (the DICOM file's header with
+    StorageCompression)."""
+    return (b"", attachment_salt(public_id, content_type),
+            attachment_slot(level, public_id, content_type).encode())
+
+
 def parse_attachment_slot(owner):
     """(ResourceLevel, public ID, content type) of an ``attachment_slot``,
     or None."""

@@ -21,8 +21,8 @@ from orthancd.index.lmdb_index import LmdbResourceIndex
 from orthancd.index.numbered_names import NumberedNames
 from orthancd.jobs.engine import JobsEngine
 from orthancd.jobs.transfers import register_transfer_jobs
-from orthancd.ingest import (Ingestor, Origin, attachment_salt, attachment_slot,
-                             parse_attachment_slot, reconstruction_metadata)
+from orthancd.ingest import (Ingestor, Origin, attachment_salt, attachment_salts,
+                             attachment_slot, parse_attachment_slot, reconstruction_metadata)
 from orthancd.logs import logger
 from orthancd.metrics import ServerMetrics
 from orthancd.modification import saved_jobs as modification_jobs
@@ -405,7 +405,10 @@ class OrthancServer:
         unsettled = self.index.unsettled_files()
         if not unsettled:
             return
-        missing = [entry for entry in unsettled if not self.storage.holds(entry[3])]
+        missing = [(level, public_id, content_type, info)
+                   for level, public_id, content_type, info in unsettled
+                   if not self.storage.holds(info, attachment_salts(level, public_id,
+                                                                    content_type))]
         for level, public_id, content_type, info in missing:
             log.warn("The file {uuid} of {kind} {id} (content type {type}) did not reach the "
                      "disk before the server stopped: its upload was never acknowledged, "

@@ -89,7 +89,14 @@ class Workplace:
         wait(self.server.index.writer.stopService())
         self.server.close()
 
-    crash = stop  # the process dies: whatever the writer did not do is lost the same way
+    def crash(self):
+        """The process dies: whatever the writer did not do is lost the same
+        way, and the closing steps of a clean stop do not happen (the index
+        still names the files of its last commit to check)."""
+        wait(self.server.index.writer.stopService())
+        self.server.index.env.close()
+        self.server.index.env = None
+        self.server.storage.close()
 
     @property
     def storage(self):
@@ -326,19 +333,25 @@ def test_kill_during_deletes_leaves_no_orphan(tmp_path):
     daemon.stop()
 
 
-def _lose(place, uuid, truncate=False):
+def _lose(place, uuid, how="missing"):
     """What a crash in the middle of a group commit's syncfs may leave: the
-    index committed (its meta page reached the disk), the file not."""
+    index committed (its meta page reached the disk), the file not (or
+    only in part: short, or at its size but with blocks never written)."""
     path = place.storage.path(uuid)
-    if truncate:
+    if how == "truncated":
         with open(path, "r+b") as f:
             f.truncate(100)
+    elif how == "zeroed":
+        size = os.path.getsize(path)
+        with open(path, "r+b") as f:
+            f.seek(size // 2)
+            f.write(bytes(size - size // 2))
     else:
         os.unlink(path)
 
 
-@pytest.mark.parametrize("truncate", [False, True], ids=["missing", "truncated"])
-def test_an_instance_whose_file_a_crash_lost_leaves_the_index(place, truncate):
+@pytest.mark.parametrize("how", ["missing", "truncated", "zeroed"])
+def test_an_instance_whose_file_a_crash_lost_leaves_the_index(place, how):
     """The index and the storage share a file system here: a commit that
     references files is made durable together with them, and records them.
     After a crash, an instance of that last commit whose file is not whole
@@ -352,7 +365,7 @@ def test_an_instance_whose_file_a_crash_lost_leaves_the_index(place, truncate):
     wait_settled(place, lost_uuid)
     assert [entry[3].uuid for entry in place.server.index.unsettled_files()] == [lost_uuid]
     place.crash()
-    _lose(place, lost_uuid, truncate)
+    _lose(place, lost_uuid, how)
     place.start()
     index = place.server.index
     assert index.exists(kept.ids[3], ResourceLevel.INSTANCE)
@@ -371,14 +384,30 @@ def test_an_instance_whose_file_a_crash_lost_leaves_the_index(place, truncate):
     assert index.exists(lost.ids[3], ResourceLevel.INSTANCE)
 
 
-def test_the_files_of_the_last_commit_that_reached_the_disk_stay(place):
-    instance = place.upload(SAMPLES[0]).ids[3]
-    uuid = dicom_uuid(place, instance)
-    wait_settled(place, uuid)
-    restart(place)
-    assert place.server.index.exists(instance, ResourceLevel.INSTANCE)
-    assert place.files() == {uuid}
-    assert place.server.index.unsettled_files() == []
+@pytest.mark.parametrize("compression", [False, True], ids=["plain", "compressed"])
+def test_the_files_of_the_last_commit_that_reached_the_disk_stay(tmp_path, compression):
+    """Each kind of file is checked against the name it was stored under:
+    a DICOM file, its header (StorageCompression), an attachment."""
+    place = Workplace(str(tmp_path), StorageCompression=compression)
+    place.start()
+    try:
+        instance = place.upload(SAMPLES[1]).ids[3]
+        wait(defer.ensureDeferred(place.server.store_attachment(
+            instance, ResourceLevel.INSTANCE, 1025, b"an attachment")))
+        files = place.server.index.get_attachments(instance, ResourceLevel.INSTANCE)
+        assert len(files) == (3 if compression else 2)
+        wait_settled(place, files[1025].uuid)
+        for content_type, info in files.items():
+            # Each file in turn recorded as the last batch's (the writer is
+            # idle: LMDB takes one write transaction at a time anyway).
+            place.server.index.writer.run_sync(
+                place.server.index._record_unsettled,
+                [(info, (ResourceLevel.INSTANCE, instance, content_type))])
+            restart(place)
+            assert place.server.index.get_attachments(instance, ResourceLevel.INSTANCE) == files
+            assert place.server.index.unsettled_files() == []
+    finally:
+        place.stop()
 
 
 def test_an_attachment_whose_file_a_crash_lost_is_removed_alone(place):
@@ -426,3 +455,16 @@ def test_a_compressed_instance_whose_header_file_a_crash_lost_leaves_the_index(t
         assert place.files() == set()
     finally:
         place.stop()
+
+
+def test_after_a_clean_stop_the_files_of_the_last_commit_are_not_checked(place):
+    """Damage found after a clean stop is not a crash's: the instance stays
+    (its file reads as corrupted, as in Orthanc)."""
+    instance = place.upload(SAMPLES[0]).ids[3]
+    uuid = dicom_uuid(place, instance)
+    wait_settled(place, uuid)
+    place.stop()
+    _lose(place, uuid, "zeroed")
+    place.start()
+    assert place.server.index.exists(instance, ResourceLevel.INSTANCE)
+    assert place.server.index.unsettled_files() == []

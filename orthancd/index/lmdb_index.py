@@ -500,11 +500,15 @@ class LmdbResourceIndex(ResourceIndex):
 
     def close(self):
         """Once the writer has stopped (removed files not forgotten yet stay
-        released: the next start-up forgets them)."""
+        released: the next start-up forgets them).  The files of the last
+        commit are known to be on the disk then, unless their sync failed:
+        the next start-up has no reason to check them."""
         with self._removed_lock:
             if self._forget_call not in (None, _SCHEDULING) and self._forget_call.active():
                 self._forget_call.cancel()
             self._forget_call = None
+        if self.env is not None and not self.writer.files_in_doubt and self.unsettled_files():
+            self.settle_unsettled_now([])
         if self.env is not None:
             self.env.close()
             self.env = None

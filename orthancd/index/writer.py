@@ -144,6 +144,9 @@ class IndexWriter(service.Service):
         # Set (by the index, before the threads start) when make_durable
         # turns out to cover the index too.
         self.record_files = record_files
+        # Whether the files of the last batch made durable after its commit
+        # may not be on the disk (that make_durable failed).
+        self.files_in_doubt = False
         self._grow_map = grow_map
         self._make_durable = make_durable
         self._settle = settle
@@ -327,6 +330,7 @@ class IndexWriter(service.Service):
             events = []
         elif after:
             failure = self._durability_failure(batch)
+            self.files_in_doubt = failure is not None
             if failure is not None:
                 # Committed but maybe not durable: the clients hear of a
                 # failure; the start-up check looks at the files recorded.

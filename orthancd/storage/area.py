@@ -153,9 +153,10 @@ class StorageArea(abc.ABC):
         return False
 
     @abc.abstractmethod
-    def holds(self, info):
-        """True when the file of the StoredFile ``info`` is there, whole (its
-        size on disk)."""
+    def holds(self, info, salts=(b"",)):
+        """True when the file of the StoredFile ``info`` is there and holds
+        what it was stored with (``salts``: as for ``derive_md5s``); False
+        when it is missing, short or changed."""
 
     @abc.abstractmethod
     def read(self, uuid):

@@ -446,9 +446,17 @@ class FilesystemStorageArea(StorageArea):
         finally:
             os.close(fd)
 
-    def holds(self, info):
-        return self._already_stored(self.path(info.uuid)
-                                    + (COMPRESSED_SUFFIX if info.compressed else ""), info.size)
+    def holds(self, info, salts=(b"",)):
+        # The size first (a file cut short is the likely damage), then the
+        # content against the name it was stored under.
+        if not self._already_stored(self.path(info.uuid)
+                                    + (COMPRESSED_SUFFIX if info.compressed else ""), info.size):
+            return False
+        try:
+            self.derive_md5s(info, salts)
+        except (OSError, ContentCorrupted):
+            return False
+        return True
 
     def make_durable(self, files):
         if not self._fsync or not files:
