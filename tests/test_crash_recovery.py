@@ -122,3 +122,27 @@ def test_kill_during_c_store_loses_nothing_acknowledged(tmp_path):
         assert len(found) == 1 and found[0]["Type"] == "Instance", uid
         assert rest.get("/instances/%s/file" % found[0]["ID"]).status == 200
     daemon.stop()
+
+
+def test_a_file_the_crash_kept_from_the_disk_takes_its_instance_out_of_the_index(tmp_path):
+    """A crash in the middle of the last group commit's syncfs, simulated:
+    the daemon killed, then the last upload's file taken away (its commit
+    had reached the disk, its file had not).  The restarted daemon says so
+    in its log and no longer knows that instance; the others are intact."""
+    daemon = Daemon(tmp_path).start()
+    rest = daemon.client()
+    first, last = list(synthetic_instances(2))
+    kept = rest.upload(first)["ID"]
+    lost = rest.upload(last)["ID"]
+    lost_uuid = rest.get_json("/instances/%s/attachments/dicom/info" % lost)["Uuid"]
+    daemon.kill()
+    root = daemon.options["StorageDirectory"]
+    os.unlink(os.path.join(root, lost_uuid[:2], lost_uuid[2:4], lost_uuid))
+    daemon.start()
+    rest = daemon.client()
+    assert rest.get_json("/instances") == [kept]
+    assert rest.get("/instances/%s" % lost).status == 404
+    assert rest.get("/instances/%s/file" % kept).body == first
+    assert rest.get_json("/statistics")["CountInstances"] == 1
+    assert "did not reach the disk" in daemon.log()
+    daemon.stop()
