@@ -484,3 +484,35 @@ def test_files_that_cannot_be_made_durable_after_the_commit_fail_their_batch(nom
     writer.submit(_put(b"c", b"1")).addCallback(results.append)
     reactor.run_until(lambda: results)
     _stop(writer, reactor)
+
+
+def test_an_operation_that_removes_what_was_stored_has_its_files_durable_first(nometasync_env):
+    """Where make_durable covers the index too, an operation that removes
+    acknowledged data (an overwrite) asks for its files first: they are
+    durable before the commit, nothing is recorded, and the commit is
+    synced after, as where make_durable does not cover the index."""
+    env = nometasync_env
+    reactor = ThreadedReactor()
+    journal = []
+
+    def make_durable(files):
+        with env.begin() as txn:
+            journal.append(("durable", tuple(files), txn.get(b"a")))
+
+    writer = _writer(env, reactor, make_durable, sync_index=lambda: journal.append("sync"),
+                     record_files=lambda txn, files: journal.append("recorded"))
+
+    def overwriting(txn):
+        txn.put(b"a", b"new")
+        writer.files_first()
+        return "overwritten"
+    results = []
+    writer.submit(overwriting, files=["new file"], slots=["slot"]).addCallback(results.append)
+    reactor.run_until(lambda: results)
+    assert journal == [("durable", ("new file",), None), "sync"]
+    # The next batch without such an operation goes back to the record.
+    writer.submit(_put(b"b", b"1"), files=["other"], slots=["slot b"]).addCallback(
+        results.append)
+    reactor.run_until(lambda: len(results) == 2)
+    assert journal[2:] == ["recorded", ("durable", ("other",), b"new")]
+    _stop(writer, reactor)

@@ -468,3 +468,29 @@ def test_after_a_clean_stop_the_files_of_the_last_commit_are_not_checked(place):
     place.start()
     assert place.server.index.exists(instance, ResourceLevel.INSTANCE)
     assert place.server.index.unsettled_files() == []
+
+
+def test_an_overwrite_is_made_durable_before_its_commit(tmp_path):
+    """An overwrite removes an instance stored (and acknowledged) before:
+    its batch makes the new file durable before committing, and records
+    nothing for the start-up check (it could only remove the new
+    instance, not bring the old one back)."""
+    import pydicom
+    from io import BytesIO
+    place = Workplace(str(tmp_path), OverwriteInstances=True)
+    place.start()
+    try:
+        first = place.upload(SAMPLES[0])
+        dataset = pydicom.dcmread(BytesIO(read_sample(SAMPLES[0])))
+        dataset.InstitutionName = "Overwritten"
+        changed = BytesIO()
+        dataset.save_as(changed, enforce_file_format=True)
+        second = wait(place.server.ingest.store(changed.getvalue(), Origin.rest("127.0.0.1")))
+        assert second.ids == first.ids and second.status == "Success"
+        new_uuid = dicom_uuid(place, second.ids[3])
+        assert new_uuid not in [entry[3].uuid for entry in place.server.index.unsettled_files()]
+        place.crash()
+        place.start()
+        assert place.server.storage.read(new_uuid) == changed.getvalue()
+    finally:
+        place.stop()

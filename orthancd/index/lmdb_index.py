@@ -190,13 +190,17 @@ def _deleted_file(previous):
     return [previous]
 
 
-def _tracking_files(operation, referenced, released_by, db):
+def _tracking_files(operation, referenced, released_by, db, writer=None):
     """``operation`` that also keeps the released table right, in its own
     transaction: a file it references is no longer released, a file it
-    stops referencing (``released_by(result)``) is."""
+    stops referencing (``released_by(result)``) is.  An operation that
+    references new files and releases others asks ``writer`` to make its
+    files durable before the commit (IndexWriter.files_first)."""
     def tracked(txn, *args):
         result = operation(txn, *args)
         released = released_by(result)
+        if released and referenced and writer is not None:
+            writer.files_first()
         kept = {info.uuid for info in referenced} - {info.uuid for info in released}
         for uuid in kept:
             txn.delete(uuid.encode(), db=db["released"])
@@ -1079,7 +1083,7 @@ class LmdbResourceIndex(ResourceIndex):
         slots = [(ResourceLevel.INSTANCE, instance_id, ContentType.Dicom)] + [
             (ResourceLevel.INSTANCE, instance_id, content_type) for content_type, _ in extra]
         return self.writer.submit(
-            _tracking_files(self._store_instance, files, _obsolete_files, self.db),
+            _tracking_files(self._store_instance, files, _obsolete_files, self.db, self.writer),
             summary, stored, metadata, overwrite, limits, now_iso(), attached, tuple(extra),
             files=files, slots=slots)
 
@@ -1141,7 +1145,7 @@ class LmdbResourceIndex(ResourceIndex):
             previous = result[0]
             return [previous] if previous is not None and previous.uuid != stored.uuid else []
         return self.writer.submit(
-            _tracking_files(self._set_attachment_op, [stored], released, self.db),
+            _tracking_files(self._set_attachment_op, [stored], released, self.db, self.writer),
             public_id, level, content_type, stored, expected, files=[stored],
             slots=[(level, public_id, content_type)])
 
