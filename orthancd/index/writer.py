@@ -41,10 +41,10 @@ them in its own transaction (``record_files``), and the start-up check looks
 at those.  A batch with an operation that removes what was stored and
 acknowledged before (an overwrite, a recycled patient, a replaced
 attachment: ``files_first``) keeps the first order: that removal must not
-reach the disk without the files that replace what it removed.  Measured on 2 cores (issue #10, runs alternated, 10 or 12
-runs of each): 513 KiB instances at 4 clients 622 -> 632 uploads/s, at 1
-client 390 -> 402/s; 1.5 KiB instances at 4 clients 909 -> 935/s, at 1
-client 529 -> 555/s.
+reach the disk without the files that replace what it removed.  Measured
+on 2 cores (issue #10, runs alternated, 10 or 12 runs of each): 513 KiB
+instances at 4 clients 622 -> 632 uploads/s, at 1 client 390 -> 402/s;
+1.5 KiB instances at 4 clients 909 -> 935/s, at 1 client 529 -> 555/s.
 
 A batch also waits a moment for the writes known to be on their way
 (``on_the_way``: uploads being parsed and written, each followed by its
@@ -101,6 +101,13 @@ def _gathered(items, taken, limit, on_the_way, wait):
         except queue.Empty:
             break
     return taken
+
+
+def _committed_files(batch, results):
+    """(StoredFile, slot) of the files of the batch's operations that
+    succeeded."""
+    return [(info, slot) for (_, _, files, _), (_, result) in zip(batch, results)
+            if not isinstance(result, Failure) for info, slot in zip(files, files.slots)]
 
 
 def _without_stop(taken):
@@ -366,8 +373,7 @@ class IndexWriter(service.Service):
         if logs.is_verbose("sqlite"):
             self.log.debug("group commit: {count} operations, index committed in {commit:.2f} ms",
                            count=len(batch), commit=(time.perf_counter() - started) * 1000)
-        committed = [f for (_, _, files, _), (_, result) in zip(batch, results)
-                     if not isinstance(result, Failure) for f in files]
+        committed = [info for info, _ in _committed_files(batch, results)]
         return results, events, committed, after
 
     def _durability_failure(self, batch):
@@ -424,9 +430,7 @@ class IndexWriter(service.Service):
                 if failure is not None:
                     raise _NotDurable(failure)
             elif record:
-                referenced = [(info, slot) for (_, _, files, _), (_, result) in zip(batch, results)
-                              if not isinstance(result, Failure)
-                              for info, slot in zip(files, files.slots)]
+                referenced = _committed_files(batch, results)
                 if referenced:
                     self.record_files(txn, referenced)
         return results, events, record and not files_first
