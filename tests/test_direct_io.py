@@ -9,6 +9,8 @@ import pytest
 
 from orthancd.storage import direct_io
 from orthancd.storage.filesystem import FilesystemStorageArea
+from orthancd.storage.temporary_files import SPARE_FILES
+from tests.support.pools import HeldPool
 
 SIZES = [0, 1, 4095, 4096, 4097, direct_io.BUFFER_SIZE - 1, direct_io.BUFFER_SIZE,
          direct_io.BUFFER_SIZE + 1, 3 * direct_io.BUFFER_SIZE + 12345]
@@ -82,29 +84,109 @@ def test_no_write_after_flush_and_buffers_are_reused(folder):
     g.close()
 
 
-def test_a_file_system_refusing_direct_io_gets_the_page_cache(folder, monkeypatch):
-    """Some file systems refuse O_DIRECT (EINVAL): simulated, since this
-    kernel's tmpfs takes it."""
-    real_fcntl = fcntl.fcntl
+def refuse_direct_io(monkeypatch, opening=True):
+    """Simulate a file system refusing O_DIRECT (EINVAL), as this kernel's
+    tmpfs does not: in fcntl, and in open when ``opening``."""
+    real_fcntl, real_open = fcntl.fcntl, os.open
 
     def refusing_fcntl(fd, command, arg=0):
         if command == fcntl.F_SETFL and arg & os.O_DIRECT:
             raise OSError(22, "Invalid argument")
         return real_fcntl(fd, command, arg)
+
+    def refusing_open(path, flags, *args, **kwargs):
+        if flags & os.O_DIRECT:
+            raise OSError(22, "Invalid argument")
+        return real_open(path, flags, *args, **kwargs)
     monkeypatch.setattr(fcntl, "fcntl", refusing_fcntl)
+    if opening:
+        monkeypatch.setattr(os, "open", refusing_open)
+
+
+def test_a_file_system_refusing_direct_io_gets_the_page_cache(folder, monkeypatch):
+    refuse_direct_io(monkeypatch)
     area = FilesystemStorageArea(os.path.join(folder, "area"))
     area.prepare()
     try:
         assert create(os.path.join(folder, "f")) is None
         assert not direct_io.available(folder)
-        # The storage area then writes through the page cache.
+        # No spare is opened with O_DIRECT; the storage area writes
+        # through the page cache.
+        assert not direct_io.available(area.temporary_directory())
         data = os.urandom(direct_io.SMALLEST_FILE * 2)
         info = area.store(data)
         assert area.read(info.uuid) == data
-        assert not direct_io.available(area.temporary_directory())
+        assert os.listdir(area.temporary_directory()) == []  # no probe left
+        area.close()
     finally:
         direct_io._refused.discard(folder)
         direct_io._refused.discard(area.temporary_directory())
+
+
+def test_direct_writes_use_spares_opened_with_o_direct(folder, monkeypatch):
+    """The storage area opens spares with O_DIRECT ahead of need: a file
+    written directly changes no flags on the way (fewer system calls while
+    an upload is prepared); the others use spares without it."""
+    pool = HeldPool()
+    area = FilesystemStorageArea(os.path.join(folder, "area"), background=pool.callInThread)
+    area.prepare()
+    # Made in the background, not at start-up.
+    assert len(area._direct_spares) == 0
+    pool.run_all()
+    set_flags = []
+    real_fcntl = fcntl.fcntl
+
+    def spy(fd, command, arg=0):
+        if command == fcntl.F_SETFL:
+            set_flags.append(arg)
+        return real_fcntl(fd, command, arg)
+    monkeypatch.setattr(fcntl, "fcntl", spy)
+    spare_flags = [fd_flags(fd) & os.O_DIRECT for fd, _ in area._direct_spares._spares]
+    assert spare_flags and all(spare_flags)
+    data = os.urandom(direct_io.BUFFER_SIZE + 777)
+    small = os.urandom(direct_io.SMALLEST_FILE - 1)
+    stored = [area.store(data), area.store(small), area.store(data[::-1])]
+    assert [area.read(info.uuid) for info in stored] == [data, small, data[::-1]]
+    assert set_flags == []
+    # Spares all taken: made on demand, with O_DIRECT still.
+    for _ in range(SPARE_FILES):
+        area.store(os.urandom(direct_io.SMALLEST_FILE))
+    assert set_flags == [] and len(area._direct_spares) == 0
+    pool.run_all()
+    assert len(area._direct_spares) == SPARE_FILES
+    area.close()
+    assert os.listdir(area.temporary_directory()) == []
+
+
+def test_direct_io_refused_after_the_spares_were_made(folder, monkeypatch):
+    """The spares opened with O_DIRECT, then direct I/O refused (a write,
+    or a file made on demand): the files go on through the page cache."""
+    area = FilesystemStorageArea(os.path.join(folder, "area"))
+    area.prepare()
+    try:
+        refuse_direct_io(monkeypatch)
+        data = os.urandom(direct_io.SMALLEST_FILE * 3)
+        info = area.store(data)  # no spare (no background pool): refused at open
+        assert area.read(info.uuid) == data
+        assert not direct_io.available(area.temporary_directory())
+        again = area.store(data[::-1])
+        assert area.read(again.uuid) == data[::-1]
+        area.close()
+    finally:
+        direct_io._refused.discard(area.temporary_directory())
+
+
+def test_a_spare_opened_with_o_direct_loses_it_once_direct_io_is_refused(folder):
+    path = os.path.join(folder, "f")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o600)
+    direct_io.refuse(folder)
+    try:
+        assert direct_io.from_descriptor(fd, path, opened_direct=True) is None
+        assert not fd_flags(fd) & os.O_DIRECT
+        os.write(fd, b"odd length")
+    finally:
+        os.close(fd)
+        direct_io._refused.discard(folder)
 
 
 def test_a_refused_direct_write_goes_on_through_the_page_cache(folder, monkeypatch):
@@ -134,8 +216,8 @@ def test_the_storage_area_writes_directly_when_it_makes_files_durable(folder, mo
     used = []
     real = direct_io.from_descriptor
 
-    def spy(fd, path):
-        f = real(fd, path)
+    def spy(fd, path, opened_direct=False):
+        f = real(fd, path, opened_direct)
         used.append(f is not None and bool(fd_flags(fd) & os.O_DIRECT))
         return f
     monkeypatch.setattr(direct_io, "from_descriptor", spy)

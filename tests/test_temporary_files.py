@@ -82,3 +82,20 @@ def test_take_hands_a_spare_out_as_it_is(tmp_path):
     pool.run_all()
     assert len(files) == 1
     files.close()
+
+
+def test_spares_carry_the_flags_asked_for(tmp_path):
+    """The storage area's spares for direct writes are opened with O_DIRECT
+    (orthancd.storage.direct_io), made ahead or on demand."""
+    pool = HeldPool()
+    files = SpareFiles(str(tmp_path), pool.callInThread, count=1, flags=os.O_DIRECT)
+    files.open()
+
+    def flags(fd):
+        with open("/proc/self/fdinfo/%d" % fd) as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("flags:"))
+    taken = [files.take(), files.take()]  # a spare, then one made on demand
+    assert all(flags(fd) & os.O_DIRECT for fd, _ in taken)
+    for fd, _ in taken:
+        os.close(fd)
+    files.close()

@@ -156,7 +156,11 @@ class FilesystemStorageArea(StorageArea):
         self.compression = compression
         self._store_md5 = store_md5
         self._tmp = os.path.join(self.root, "tmp")
+        self._background = background
         self._spare_files = SpareFiles(self._tmp, background)
+        # Spares opened with O_DIRECT, for the files written directly (see
+        # _direct_spare_files).
+        self._direct_spares = None
         self._write_beside = write_beside
         self._pending = PendingJournal(os.path.join(self.root, "pending"), fsync)
         self._pending_known = True
@@ -176,12 +180,26 @@ class FilesystemStorageArea(StorageArea):
             except OSError:
                 pass
         self._spare_files.open()
+        self._direct_spares = self._direct_spare_files()
         # Without its mark (a new storage, or one written by an older
         # orthancd), the pending record may miss files: one full sweep first.
         self._pending_known = self._pending.open()
 
+    def _direct_spare_files(self):
+        """Spare files opened with O_DIRECT where files are written
+        directly (``_direct_write``), so that their flags need not change
+        while an upload is prepared; None elsewhere.  Made in the
+        background: not on the way to the first answer."""
+        if not self._fsync or not direct_io.opens_directly(self._tmp):
+            return None
+        spares = SpareFiles(self._tmp, self._background, flags=direct_io.O_DIRECT)
+        spares.open(now=False)
+        return spares
+
     def close(self):
         self._spare_files.close()
+        if self._direct_spares is not None:
+            self._direct_spares.close()
         self._pending.close()
 
     def _mark_pending(self, uuid, owner):
@@ -241,7 +259,14 @@ class FilesystemStorageArea(StorageArea):
         target = self.path(uuid)
         folder = os.path.dirname(target)
         if folder not in self._known_dirs:
-            os.makedirs(folder, exist_ok=True)
+            # Most often its parent is there: one system call then (each
+            # lets another thread take the GIL, to be waited for).
+            try:
+                os.mkdir(folder)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                os.makedirs(folder, exist_ok=True)
             self._known_dirs.add(folder)
         return target + COMPRESSED_SUFFIX if compressed else target
 
@@ -394,12 +419,13 @@ class FilesystemStorageArea(StorageArea):
         """``write(file)`` into a new temporary file, whose path is returned
         (removed again if the writing fails); written with direct I/O when
         ``_direct_write(size)``."""
-        fd, tmp = self._spare_files.take()
+        direct_write = self._direct_write(size)
+        fd, tmp, opened_direct = self._new_temporary(direct_write)
         try:
             direct = None
-            if self._direct_write(size):
+            if direct_write:
                 try:
-                    direct = direct_io.from_descriptor(fd, tmp)
+                    direct = direct_io.from_descriptor(fd, tmp, opened_direct)
                 except BaseException:
                     os.close(fd)
                     raise
@@ -416,6 +442,19 @@ class FilesystemStorageArea(StorageArea):
             _unlink_quietly(tmp)
             raise
         return tmp
+
+    def _new_temporary(self, direct_write):
+        """(descriptor, path, whether opened with O_DIRECT) of a new empty
+        temporary file: a direct spare for a file written directly."""
+        if direct_write and self._direct_spares is not None and direct_io.available(self._tmp):
+            try:
+                return self._direct_spares.take() + (True,)
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                # Not made ahead, and O_DIRECT refused now: as from_descriptor does.
+                direct_io.refuse(self._tmp)
+        return self._spare_files.take() + (False,)
 
     def _write_into_place(self, target, write, size=None):
         """``write(file)`` into a temporary file, then rename it to ``target``:

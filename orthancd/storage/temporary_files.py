@@ -55,34 +55,41 @@ def new_temporary_path(directory, prefix="", suffix=""):
 _FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
-def create_file(path):
-    """A new empty file ``path``, open for reading and writing: its descriptor."""
-    return os.open(path, _FLAGS, 0o600)
+def create_file(path, flags=0):
+    """A new empty file ``path``, open for reading and writing (and with
+    ``flags``): its descriptor."""
+    return os.open(path, _FLAGS | flags, 0o600)
 
 
 class SpareFiles:
     """``take()`` and ``create(path)`` give new empty files in ``directory``,
     open for reading and writing, from the spares when there are.  ``background``
     (``callInThread`` of the file I/O pool) refills them; without it no
-    spare is made."""
+    spare is made.  ``flags``: more flags they are opened with (O_DIRECT
+    for the files written with direct I/O: orthancd.storage.direct_io)."""
 
-    def __init__(self, directory, background=None, count=SPARE_FILES):
+    def __init__(self, directory, background=None, count=SPARE_FILES, flags=0):
         self._directory = directory
         self._background = background
         self._count = count
+        self._flags = flags
         self._spares = collections.deque()  # (descriptor, path)
         self._lock = threading.Lock()
         self._refilling = False
         self._closed = True
 
-    def open(self):
-        """Once the folder exists and is empty: make the first spares (in
-        the caller's thread, at start-up)."""
+    def open(self, now=True):
+        """Once the folder exists and is empty: make the first spares, in
+        the caller's thread (at start-up), or in the background when not
+        ``now``."""
         with self._lock:
             self._closed = False
             self._refilling = self._background is not None
         if self._background is not None:
-            self._refill()
+            if now:
+                self._refill()
+            else:
+                self._background(self._refill)
 
     def close(self):
         """Remove the spares left; files are then created on demand."""
@@ -107,7 +114,7 @@ class SpareFiles:
         if spare is not None:
             return spare
         path = new_temporary_path(self._directory)
-        return create_file(path), path
+        return create_file(path, self._flags), path
 
     def create(self, path):
         """The new empty file ``path`` of the folder, open for reading and
@@ -125,7 +132,7 @@ class SpareFiles:
                     os.unlink(spare_path)
                 except OSError:
                     pass
-        return create_file(path)
+        return create_file(path, self._flags)
 
     def _pop(self):
         with self._lock:
@@ -145,7 +152,7 @@ class SpareFiles:
                     if self._closed or len(self._spares) >= self._count:
                         return
                 path = new_temporary_path(self._directory, SPARE_PREFIX)
-                fd = create_file(path)
+                fd = create_file(path, self._flags)
                 with self._lock:
                     if not self._closed:
                         self._spares.append((fd, path))
