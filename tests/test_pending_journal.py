@@ -108,3 +108,19 @@ def test_marks_after_the_close_are_ignored(tmp_path):
     record.mark(UUIDS[0], "instances/late/1")
     record.unmark(UUIDS[0])
     assert on_disk(tmp_path) == {}
+
+
+def test_a_group_of_files_is_settled_with_one_append(tmp_path):
+    record = PendingJournal(str(tmp_path))
+    record.open()
+    for uuid in UUIDS[:4]:
+        record.mark(uuid, "owner")
+    size = os.path.getsize(record.path)
+    record.unmark(UUIDS[0], UUIDS[1], UUIDS[0], "not-marked", UUIDS[3])
+    with open(record.path, "rb") as f:
+        appended = f.read()[size:]
+    assert appended == ("-%s\n-%s\n-%s\n" % (UUIDS[0], UUIDS[1], UUIDS[3])).encode()
+    assert record.entries() == [(UUIDS[2], "owner")]
+    record.unmark()  # nothing: nothing written
+    assert os.path.getsize(record.path) == size + len(appended)
+    record.close()

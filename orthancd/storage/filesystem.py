@@ -209,8 +209,7 @@ class FilesystemStorageArea(StorageArea):
         self._pending.unmark(uuid)
 
     def settle(self, files):
-        for info in files:
-            self._unmark_pending(info.uuid)
+        self._pending.unmark(*(info.uuid for info in files))
 
     def pending(self):
         if not self._pending_known:

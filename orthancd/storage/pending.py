@@ -126,11 +126,15 @@ class PendingJournal:
             self._live[uuid] = owner
             self._append("+%s\t%s\n" % (uuid, owner or UNKNOWN_OWNER))
 
-    def unmark(self, uuid):
+    def unmark(self, *uuids):
+        """The files of ``uuids`` are referenced or removed: one append for
+        them all (a group commit settles its files together, while the
+        reactor sends their answers)."""
         with self._lock:
-            if self._live.pop(uuid, False) is False:
+            lines = ["-%s\n" % uuid for uuid in uuids if self._live.pop(uuid, False) is not False]
+            if not lines:
                 return
-            self._append("-%s\n" % uuid)
+            self._append("".join(lines))
             if self._size >= self.COMPACT_AT:
                 self._rewrite()
 
