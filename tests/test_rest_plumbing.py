@@ -16,8 +16,8 @@ from orthancd.index.base import UnknownResource
 from orthancd.rest import xmlfmt
 from orthancd.rest.app import OrthancSite, render_failure
 from orthancd.rest.dispatch import RestResource
-from orthancd.rest.http import (EmptyAnswer, bool_argument, has_argument, no_answer,
-                                render_json, render_text)
+from orthancd.rest.http import (EmptyAnswer, InMemoryBody, bool_argument, has_argument,
+                                no_answer, read_body, render_json, render_text)
 from orthancd.rest.uri import normalized_path, route_path
 
 
@@ -108,6 +108,12 @@ def make_app():
                                          bool_argument(request, "expand")])
         request.setHeader(b"Content-Type", b"application/json")
         return b'{"Plain" : "buffer"}'
+
+    @app.route("/echo", methods=["POST"])
+    def echo(request):
+        body = read_body(request)
+        return render_json(request, {"Size": len(body), "Head": body[:8].decode("latin-1"),
+                                     "Type": type(request.content).__name__})
 
     app.handle_errors(Exception)(render_failure)
     return app
@@ -242,6 +248,20 @@ class ConnectionTests(SynchronousTestCase):
         self.assertTrue(first.endswith(b"\r\n\r\n"))
         self.assertTrue(second.endswith(b"}"))
 
+    def test_bodies_in_memory_in_one_piece_or_several(self):
+        body = bytes(range(256)) * 1000
+        head = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+        expected = {"Size": len(body), "Head": body[:8].decode("latin-1"), "Type": "InMemoryBody"}
+        # Head and body in one read, then a second request in pieces (and
+        # a third one pipelined behind it).
+        channel, transport = self.serve(head + body)
+        channel.dataReceived(head + body[:1000])
+        channel.dataReceived(body[1000:70000])
+        channel.dataReceived(body[70000:] + head + body)
+        answers = [json.loads(part.split(b"\r\n\r\n", 1)[1])
+                   for part in transport.value().split(b"HTTP/1.1 200 OK")[1:]]
+        self.assertEqual(answers, [expected] * 3)
+
     def test_keep_alive_off(self):
         channel, transport = self.serve(b"GET /things HTTP/1.1\r\nHost: x\r\n\r\n",
                                         KeepAlive=False)
@@ -278,3 +298,33 @@ class LogCategoryTests(SynchronousTestCase):
         logs.set_level("default")
         self.assertEqual(set(map(logs.get_level, logs.CATEGORIES)), {"default"})
         self.assertEqual(level_of("orthancd.rest.dispatch"), LogLevel.info)
+
+
+class InMemoryBodyTests(SynchronousTestCase):
+    """Request bodies Twisted keeps in memory (OrthancSite.getContentFile)."""
+
+    def test_one_piece_is_handed_on_as_it_came(self):
+        body = InMemoryBody()
+        piece = b"x" * 100000
+        body.write(piece)
+        self.assertEqual(body.tell(), len(piece))
+        body.seek(0, 0)
+        self.assertIs(body.getvalue(), piece)
+        self.assertIs(body.read(), piece)
+        self.assertEqual(body.read(), b"")
+
+    def test_pieces_are_joined_once_and_read_as_a_file(self):
+        body = InMemoryBody()
+        for piece in (b"abc", memoryview(b"def"), bytearray(b"ghij")):
+            body.write(piece)
+        self.assertEqual(body.tell(), 10)
+        self.assertEqual(body.getvalue(), b"abcdefghij")
+        self.assertIs(body.getvalue(), body.getvalue())
+        body.seek(2)
+        self.assertEqual(body.read(3), b"cde")
+        self.assertEqual(body.tell(), 5)
+        self.assertEqual(body.read(100), b"fghij")
+        self.assertEqual(body.seek(-4, 2), 6)
+        self.assertEqual(body.read(), b"ghij")
+        body.close()
+        self.assertEqual(body.getvalue(), b"")

@@ -7,7 +7,6 @@ Orthanc's HTTP server.
 """
 import base64
 import hmac
-import io
 import tempfile
 
 from orthancd import logs
@@ -23,7 +22,7 @@ from orthancd.rest.dispatch import RestResource, effective_method
 from orthancd.rest.routing import RestApp
 from orthancd.rest.uri import url_decode
 from orthancd.send_now import send_now
-from orthancd.rest.http import EmptyAnswer, error_body, sized
+from orthancd.rest.http import EmptyAnswer, InMemoryBody, error_body, sized
 from orthancd.uploads.spool import BodyFile, StreamedBody
 from orthancd.uploads.uploader import maximum_request_body_size
 
@@ -484,7 +483,7 @@ class OrthancSite(server.Site):
 
     def getContentFile(self, length):
         if length is not None and length <= self.IN_MEMORY_BODY_LIMIT:
-            return io.BytesIO()
+            return InMemoryBody()
         directory = self.upload_directory() if self.upload_directory is not None else None
         if directory is None:
             return tempfile.TemporaryFile()
