@@ -270,7 +270,7 @@ def _spool(data, path):
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            start_writeback(f.fileno())
+            start_writeback(f.fileno(), len(data))
     except BaseException:
         try:
             os.unlink(path)

@@ -237,3 +237,26 @@ def test_the_storage_area_writes_directly_when_it_makes_files_durable(folder, mo
     fast.prepare()
     fast.store(data)
     assert used == [True, True]  # SyncStorageArea false: the page cache
+
+
+def test_small_files_are_left_to_the_group_commit(folder, monkeypatch):
+    """A file written through the page cache starts on its way to the disk
+    at once when it is large enough to be worth the system call."""
+    from orthancd.storage import filesystem
+    started = []
+    real = filesystem._sync_file_range
+    monkeypatch.setattr(filesystem, "_sync_file_range",
+                        lambda fd, *args: started.append(fd) or (real(fd, *args) if real else 0))
+    area = FilesystemStorageArea(os.path.join(folder, "area"))
+    area.prepare()
+    area.store(os.urandom(filesystem.SMALLEST_WRITEBACK - 1))
+    assert started == []
+    area.store(os.urandom(filesystem.SMALLEST_WRITEBACK))  # below direct I/O's size
+    assert len(started) == 1
+    fd = os.open(os.devnull, os.O_RDONLY)
+    try:
+        filesystem.start_writeback(fd)  # size unknown: started
+    finally:
+        os.close(fd)
+    assert len(started) == 2
+    area.close()

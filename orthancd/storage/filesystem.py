@@ -122,12 +122,21 @@ _sync_file_range = _load_sync_file_range()
 _SYNC_FILE_RANGE_WRITE = 2
 
 
-def start_writeback(fd):
-    """Ask the kernel to start writing a just-written file out, without
-    waiting: by the time the group commit's syncfs runs, most of the data is
-    on its way and the syncfs (on the answer's critical path) is shorter.
-    Durability still comes from make_durable only."""
-    if _sync_file_range is not None:
+# A file smaller than this is left to the group commit's syncfs: a few pages
+# are written as fast there, and each system call while an upload is
+# prepared lets another thread take the GIL.  Measured with instances of
+# 1.5 KiB (issue #10, runs alternated): 4 clients 965-979 -> 990-1,012
+# uploads/s; 1 client 598 -> 605/s.
+SMALLEST_WRITEBACK = 64 * 1024
+
+
+def start_writeback(fd, size=None):
+    """Ask the kernel to start writing a just-written file of ``size``
+    bytes (None: unknown) out, without waiting: by the time the group
+    commit's syncfs runs, most of the data is on its way and the syncfs (on
+    the answer's critical path) is shorter.  Durability still comes from
+    make_durable only."""
+    if _sync_file_range is not None and (size is None or size >= SMALLEST_WRITEBACK):
         _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
@@ -436,7 +445,7 @@ class FilesystemStorageArea(StorageArea):
                     write(f)
                     if self._fsync:
                         f.flush()
-                        start_writeback(f.fileno())
+                        start_writeback(f.fileno(), size)
         except BaseException:
             _unlink_quietly(tmp)
             raise

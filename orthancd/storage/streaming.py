@@ -251,7 +251,7 @@ class StreamingFileWriter:
             # Only then: the data starts on its way to the disk while the
             # file is parsed, rather than before.
             try:
-                start_writeback(self._file.fileno())
+                start_writeback(self._file.fileno(), self._received.digests.size)
             except OSError:
                 pass  # a hint: durability comes from make_durable
         try:
