@@ -260,3 +260,20 @@ def test_small_files_are_left_to_the_group_commit(folder, monkeypatch):
         os.close(fd)
     assert len(started) == 2
     area.close()
+
+
+def test_a_storage_that_cannot_make_files_still_starts(folder, monkeypatch):
+    """The probe for direct I/O failing otherwise (a full disk): no spare
+    opened with O_DIRECT, and no failure at start-up."""
+    real_open = os.open
+
+    def full_disk(path, flags, *args, **kwargs):
+        if flags & os.O_DIRECT:
+            raise OSError(28, "No space left on device")
+        return real_open(path, flags, *args, **kwargs)
+    monkeypatch.setattr(os, "open", full_disk)
+    area = FilesystemStorageArea(os.path.join(folder, "area"))
+    area.prepare()
+    assert area._direct_spares is None
+    assert direct_io.available(area.temporary_directory())  # not refused for good
+    area.close()

@@ -86,11 +86,15 @@ def opens_directly(directory):
     try:
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | O_DIRECT, 0o600))
     except OSError as e:
-        if e.errno != errno.EINVAL:
-            raise
-        refuse(directory)
+        if e.errno == errno.EINVAL:
+            refuse(directory)
+        # Else (a full disk, say) files are opened as they come, as spares
+        # are when they cannot be made ahead.
         return False
-    os.unlink(path)
+    try:
+        os.unlink(path)
+    except OSError:
+        pass  # the temporary folder is emptied at the next start
     return True
 
 
