@@ -516,3 +516,18 @@ def test_an_operation_that_removes_what_was_stored_has_its_files_durable_first(n
     reactor.run_until(lambda: len(results) == 2)
     assert journal[2:] == ["recorded", ("durable", ("other",), b"new")]
     _stop(writer, reactor)
+
+
+def test_a_full_batch_or_a_stop_ends_the_wait(env):
+    reactor = ThreadedReactor()
+    writer = _writer(env, reactor, gather_limit=3600, max_batch=3)
+    writer.on_the_way = lambda: 1  # announced, never coming
+    results = []
+    for key in (b"a", b"b", b"c", b"d"):
+        writer.submit(_put(key, b"1")).addCallback(results.append)
+    # Three make a full batch: committed without waiting for the limit.
+    reactor.run_until(lambda: len(results) == 3, timeout=10)
+    assert writer.last_batch_size == 3
+    # The fourth waits for more; the stop ends that wait.
+    _stop(writer, reactor)
+    assert results == [b"a", b"b", b"c", b"d"]

@@ -55,7 +55,13 @@ clients, runs alternated): 548 -> 614 uploads/s, server CPU 2.02 -> 1.70
 ms per upload, 3.1 uploads per commit, with a limit of 3 ms (1 ms gave
 557/s, 2 ms 599/s, 4 ms 593/s); 2 clients 450 -> 510/s; 16 clients
 unchanged (676/670).  One client alone has nothing on its way when its
-write comes, and never waits.
+write comes, and never waits.  Meanwhile the writer sleeps until ``submit``
+wakes it, once nothing more is on its way (or the batch is full): woken
+once per batch instead of once per write that comes, it leaves the GIL to
+the uploads being prepared.  Measured on 2 cores (runs alternated): 513
+KiB instances at 4 clients 660 -> 706 uploads/s (server CPU 1.57 -> 1.47 ms
+per upload), at 16 clients 695 -> 721/s, at 2 clients 528 -> 535/s; 1.5 KiB
+instances at 4 clients 998 -> 1,025/s.
 
 The writer is a service: its threads start in ``startService`` (after
 twistd has forked, when it daemonizes) and ``stopService`` commits and
@@ -80,24 +86,15 @@ def _taken(items, limit=None):
     """The next item of the queue ``items`` (waiting for one) and every
     other one there now, up to ``limit`` in all."""
     taken = [items.get()]
+    return taken + _taken_now(items, None if limit is None else limit - 1)
+
+
+def _taken_now(items, limit=None):
+    """The items of the queue ``items`` there now, up to ``limit``."""
+    taken = []
     while limit is None or len(taken) < limit:
         try:
             taken.append(items.get_nowait())
-        except queue.Empty:
-            break
-    return taken
-
-
-def _gathered(items, taken, limit, on_the_way, wait):
-    """``taken`` and what comes into the queue ``items`` while ``on_the_way()``
-    says more is coming, for ``wait`` seconds at most, up to ``limit`` in all."""
-    deadline = time.monotonic() + wait
-    while len(taken) < limit and on_the_way() > 0:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        try:
-            taken.append(items.get(timeout=remaining))
         except queue.Empty:
             break
     return taken
@@ -178,6 +175,9 @@ class IndexWriter(service.Service):
         # thread); set by whoever knows (ResourceIndex.expect_writes_from).
         self.on_the_way = None
         self._queue = queue.SimpleQueue()  # submitted operations
+        # Set by submit (and stopService) to end a batch's wait for the
+        # writes on their way (_gathered).
+        self._wake_gathering = threading.Event()
         self._acks = queue.SimpleQueue()  # (outcome, sync?) for the acknowledging thread
         self._handed = 0  # outcomes handed to the acknowledging thread (writer thread)
         self._acknowledged = 0  # of which acknowledged (acknowledging thread)
@@ -213,6 +213,7 @@ class IndexWriter(service.Service):
             stopped.callback(None)
         else:
             self._queue.put((_STOP, stopped))
+            self._wake_gathering.set()
         return stopped
 
     def submit(self, operation, *args, files=(), slots=()):
@@ -226,6 +227,10 @@ class IndexWriter(service.Service):
             return defer.fail(IndexStopped("The index is closed"))
         d = defer.Deferred()
         self._queue.put((operation, args, _Files(files, slots), d))
+        on_the_way = self.on_the_way
+        if on_the_way is not None and (on_the_way() <= 0
+                                       or self._queue.qsize() >= self._max_batch):
+            self._wake_gathering.set()  # no system call unless the writer waits
         return d
 
     def run_sync(self, operation, *args):
@@ -246,12 +251,32 @@ class IndexWriter(service.Service):
         while stopped is None:
             taken = _taken(self._queue, self._max_batch)
             if self.on_the_way is not None and self._gather_limit > 0:
-                taken = _gathered(self._queue, taken, self._max_batch, self.on_the_way,
-                                  self._gather_limit)
+                taken = self._gathered(taken)
             batch, stopped = _without_stop(taken)
             if batch:
                 self._acknowledge_later_or_now(batch, self._commit(batch))
         self._acks.put((_STOP, stopped))
+
+    def _gathered(self, taken):
+        """``taken`` and what comes into the queue while ``on_the_way()``
+        says more is coming, for ``gather_limit`` at most, up to
+        ``max_batch`` in all.  The thread sleeps meanwhile until ``submit``
+        wakes it (once nothing more is on its way, or the batch is full),
+        rather than once per write (see above)."""
+        deadline = time.monotonic() + self._gather_limit
+        wake = self._wake_gathering
+        while True:
+            # Cleared before the conditions are read: a submit that changes
+            # them sets it again, and the wait then ends at once.
+            wake.clear()
+            if (self.on_the_way() <= 0 or not self._accepting
+                    or len(taken) + self._queue.qsize() >= self._max_batch):
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            wake.wait(remaining)
+        return taken + _taken_now(self._queue, self._max_batch - len(taken))
 
     def _acknowledge_later_or_now(self, batch, outcome):
         """A batch that referenced files (uploads: work for the CPU) is
