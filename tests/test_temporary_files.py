@@ -99,3 +99,20 @@ def test_spares_carry_the_flags_asked_for(tmp_path):
     for fd, _ in taken:
         os.close(fd)
     files.close()
+
+
+def test_spares_are_refilled_once_half_are_taken(tmp_path):
+    pool = HeldPool()
+    files = SpareFiles(str(tmp_path), pool.callInThread, count=8)
+    files.open()
+    taken = [files.take() for _ in range(3)]
+    assert pool.held == [] and len(files) == 5  # more than half left: no refill yet
+    taken.append(files.take())
+    assert len(pool.held) == 1  # half taken: one refill, for all of them
+    taken += [files.take() for _ in range(3)]
+    assert len(pool.held) == 1
+    pool.run_all()
+    assert len(files) == 8
+    for fd, _ in taken:
+        os.close(fd)
+    files.close()

@@ -64,8 +64,8 @@ def create_file(path, flags=0):
 class SpareFiles:
     """``take()`` and ``create(path)`` give new empty files in ``directory``,
     open for reading and writing, from the spares when there are.  ``background``
-    (``callInThread`` of the file I/O pool) refills them; without it no
-    spare is made.  ``flags``: more flags they are opened with (O_DIRECT
+    (``callInThread`` of the file I/O pool) refills them once half are
+    taken; without it no spare is made.  ``flags``: more flags they are opened with (O_DIRECT
     for the files written with direct I/O: orthancd.storage.direct_io)."""
 
     def __init__(self, directory, background=None, count=SPARE_FILES, flags=0):
@@ -137,7 +137,14 @@ class SpareFiles:
     def _pop(self):
         with self._lock:
             spare = self._spares.popleft() if self._spares else None
-            refill = not self._refilling and not self._closed and self._background is not None
+            # Refilled once half are taken, not after each: a job of the
+            # file pool, woken while uploads are prepared, takes the GIL
+            # from them.  Measured with 1.5 KiB instances at 4 clients
+            # (issue #10, runs alternated): 986-999 -> 1,030-1,060
+            # uploads/s; 513 KiB instances unchanged (662 -> 665/s).
+            refill = (not self._refilling and not self._closed
+                      and self._background is not None
+                      and len(self._spares) <= self._count // 2)
             if refill:
                 self._refilling = True
         if refill:
