@@ -266,6 +266,31 @@ def test_a_file_being_indexed_survives_removal_of_identical_bytes(tmp_path):
     assert not storage.exists(first.uuid)
 
 
+def test_identical_bytes_are_placed_once_new_folder_or_not(tmp_path, monkeypatch):
+    """A file whose storage folder was just made cannot be there yet: it is
+    not looked for.  Identical bytes again, or after a restart (the folder
+    exists, unknown to the new process), are found and not written again."""
+    from orthancd.storage.filesystem import FilesystemStorageArea
+    storage = FilesystemStorageArea(str(tmp_path / "storage"))
+    storage.prepare()
+    looked = []
+    real = FilesystemStorageArea._already_stored
+    monkeypatch.setattr(FilesystemStorageArea, "_already_stored",
+                        staticmethod(lambda target, size: looked.append(target)
+                                     or real(target, size)))
+    placed = []
+    info = storage.store(b"same bytes", owner="x")
+    storage.release(info.uuid)
+    assert looked == []
+    restarted = FilesystemStorageArea(str(tmp_path / "storage"))
+    restarted.prepare()
+    for area in (storage, restarted):
+        assert area._place(info, "y", len(b"same bytes"), placed.append) is False
+        area.release(info.uuid)
+    assert len(looked) == 2 and placed == []
+    assert storage.read(info.uuid) == b"same bytes"
+
+
 def test_md5s_are_derived_from_the_content_and_checked_against_its_name(tmp_path):
     """Content written uncompressed is stored without its MD5s (None); they
     are derived from the file when asked, once it is checked against its

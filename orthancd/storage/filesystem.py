@@ -264,19 +264,27 @@ class FilesystemStorageArea(StorageArea):
 
     def _target(self, uuid, compressed=False):
         """The path of ``uuid``, its folders created."""
+        return self._target_in_folder(uuid, compressed)[0]
+
+    def _target_in_folder(self, uuid, compressed=False):
+        """(the path of ``uuid``, whether its folder was just created: the
+        file cannot be there yet)."""
         target = self.path(uuid)
         folder = os.path.dirname(target)
+        created = False
         if folder not in self._known_dirs:
             # Most often its parent is there: one system call then (each
             # lets another thread take the GIL, to be waited for).
             try:
                 os.mkdir(folder)
+                created = True
             except FileExistsError:
                 pass
             except FileNotFoundError:
                 os.makedirs(folder, exist_ok=True)
+                created = True
             self._known_dirs.add(folder)
-        return target + COMPRESSED_SUFFIX if compressed else target
+        return (target + COMPRESSED_SUFFIX if compressed else target), created
 
     @staticmethod
     def _already_stored(target, size):
@@ -319,9 +327,11 @@ class FilesystemStorageArea(StorageArea):
         in place with ``place(target path)``, marked pending first, unless
         the same content is there already; either way it stays pinned until
         released.  Returns whether it was placed."""
-        target = self._target(info.uuid, info.compressed)
+        target, new_folder = self._target_in_folder(info.uuid, info.compressed)
         self._pin(info.uuid)  # before looking: a removal can no longer slip in
-        if self._already_stored(target, size):
+        # (The same bytes stored at once by another thread, into the folder
+        # this one just made, would be renamed over identical bytes.)
+        if not new_folder and self._already_stored(target, size):
             return False
         try:
             self._mark_pending(info.uuid, owner)
