@@ -214,11 +214,11 @@ class FilesystemStorageArea(StorageArea):
     def _mark_pending(self, uuid, owner):
         self._pending.mark(uuid, owner)
 
-    def _unmark_pending(self, uuid):
-        self._pending.unmark(uuid)
+    def _unmark_pending(self, *uuids):
+        self._pending.unmark(*uuids)
 
     def settle(self, files):
-        self._pending.unmark(*(info.uuid for info in files))
+        self._unmark_pending(*(info.uuid for info in files))
 
     def pending(self):
         if not self._pending_known:
@@ -506,8 +506,7 @@ class FilesystemStorageArea(StorageArea):
     def holds(self, info, salts=(b"",)):
         # The size first (a file cut short is the likely damage), then the
         # content against the name it was stored under.
-        if not self._already_stored(self.path(info.uuid)
-                                    + (COMPRESSED_SUFFIX if info.compressed else ""), info.size):
+        if not self._already_stored(self.stored_path(info), info.size):
             return False
         try:
             self.derive_md5s(info, salts)
